@@ -1,0 +1,41 @@
+#include "engine/build_info.h"
+
+#include <faiss/Index.h>
+#include <flatbuffers/base.h>
+#include <omp.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+#include <ATen/Parallel.h>
+
+#include "engine/errors.h"
+
+namespace adserve {
+
+BuildInfo buildInfo() {
+  BuildInfo info;
+  info.torchVersion = TORCH_VERSION;
+  info.faissVersion = std::to_string(FAISS_VERSION_MAJOR) + "." + std::to_string(FAISS_VERSION_MINOR) + "." +
+                      std::to_string(FAISS_VERSION_PATCH);
+  info.flatbuffersVersion = std::to_string(FLATBUFFERS_VERSION_MAJOR) + "." +
+                            std::to_string(FLATBUFFERS_VERSION_MINOR) + "." +
+                            std::to_string(FLATBUFFERS_VERSION_REVISION);
+#if defined(__clang__)
+  info.compiler = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info.compiler = std::string("gcc ") + __VERSION__;
+#else
+  info.compiler = "unknown";
+#endif
+  info.cudaAvailable = torch::cuda::is_available();
+  info.torchThreads = at::get_num_threads();
+  info.ompMaxThreads = omp_get_max_threads();
+  return info;
+}
+
+void setComputeThreads(int threads) {
+  if (threads < 1) throw EngineError(ErrorCode::InvalidArgument, "compute threads must be at least 1");
+  at::set_num_threads(threads);
+  omp_set_num_threads(threads);
+}
+
+}  // namespace adserve

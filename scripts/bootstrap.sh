@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One idempotent step before `npm start` and `npm test`: installs the Debian packages adserve needs
+# (as root, non-interactively), runs `npm ci` when node_modules is missing or stale, and rebuilds
+# the generated protocol code, the native addon and the TypeScript only when their sources changed.
+#   --build-only   skip the apt and npm steps (for `npm run build`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'bootstrap: %s\n' "$*"; }
+
+# Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
+# the FlatBuffers headers for the protocol, PyTorch for train/.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch)
+
+install_packages() {
+  local missing=()
+  for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A digest of every file under the given paths, so a step reruns exactly when its inputs change.
+digest() {
+  find "$@" -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+# Runs "$@" unless the stamp file already holds the digest; records it on success. Stamps live
+# inside the outputs they vouch for, so deleting an output also forces its rebuild.
+when_changed() {
+  local stamp=$1 want=$2 what=$3
+  shift 3
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return
+  fi
+  log "$what"
+  "$@"
+  mkdir -p "$(dirname "$stamp")"
+  echo "$want" >"$stamp"
+}
+
+install_node_modules() {
+  local want
+  want=$(digest package.json package-lock.json)
+  if [ -f node_modules/.adserve-lock ] && [ "$(cat node_modules/.adserve-lock)" = "$want" ]; then
+    return
+  fi
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >node_modules/.adserve-lock
+}
+
+generate_ts() {
+  rm -rf build/gen/ts
+  mkdir -p build/gen/ts
+  flatc --ts -o build/gen/ts schemas/*.fbs
+}
+
+build_addon() {
+  npx --no-install cmake-js build --out build/native --log-level warn
+}
+
+build_ts() {
+  rm -rf dist
+  npx --no-install tsc -p tsconfig.json
+}
+
+if [ "${1:-}" != "--build-only" ]; then
+  install_packages
+  install_node_modules
+fi
+when_changed build/gen/ts/.stamp "$(digest schemas)" "flatc: TypeScript protocol code" generate_ts
+when_changed build/native/.stamp "$(digest CMakeLists.txt native schemas package-lock.json)" "building the native addon" build_addon
+when_changed dist/.stamp "$(digest tsconfig.json src bench build/gen/ts package-lock.json)" "compiling TypeScript" build_ts

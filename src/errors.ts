@@ -1,0 +1,13 @@
+/** HTTP statuses adserve answers errors with (DESIGN.md §8). */
+export type ErrorStatus = 400 | 404 | 405 | 413 | 415 | 422 | 429 | 503;
+
+/** A request adserve refuses, with the status and a message that says what was wrong. */
+export class RequestError extends Error {
+  constructor(
+    readonly status: ErrorStatus,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,66 @@
+// Stage "parse": untrusted bytes -> a verified AdRequest view plus its validated scalars.
+import { ByteBuffer } from 'flatbuffers';
+
+import { addon, isNativeError } from '../engine/addon';
+import { RequestError } from '../errors';
+import { AdRequest, Placement } from '../protocol/schema';
+
+export type Micros = number;
+
+export interface ParsedAdRequest {
+  /** Zero-copy view over the verified bytes. */
+  request: AdRequest;
+  requestId: string;
+  placement: Placement;
+  slots: number;
+  floorCpmMicros: Micros;
+  /** Time budget for this decision after clamping, in milliseconds. */
+  tmaxMs: number;
+  debug: boolean;
+}
+
+export interface ParseLimits {
+  defaultTmaxMs: number;
+  maxTmaxMs: number;
+  maxSlots: number;
+}
+
+const maxRequestIdLength = 128;
+
+// Reads nothing until the C++ Verifier has accepted the buffer: there is no TS verifier.
+export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAdRequest {
+  try {
+    addon.verifyAdRequest(bytes);
+  } catch (error) {
+    if (isNativeError(error) && error.code === 'E_BAD_REQUEST') throw new RequestError(400, 'bad_request', error.message);
+    throw error;
+  }
+  const request = AdRequest.getRootAsAdRequest(new ByteBuffer(bytes));
+
+  const requestId = request.id() ?? '';
+  if (requestId.length === 0 || requestId.length > maxRequestIdLength) {
+    throw new RequestError(422, 'invalid_request', `id must be 1..${maxRequestIdLength} characters`);
+  }
+  const placement = request.placement();
+  if (placement === Placement.Unknown || Placement[placement] === undefined) {
+    throw new RequestError(422, 'invalid_request', `unknown placement ${placement}`);
+  }
+  const slots = request.slots();
+  if (slots < 1 || slots > limits.maxSlots) {
+    throw new RequestError(422, 'invalid_request', `slots must be in 1..${limits.maxSlots} (got ${slots})`);
+  }
+  const floor = request.floorCpmMicros();
+  if (floor < 0n || floor > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RequestError(422, 'invalid_request', `floor_cpm_micros must be in 0..${Number.MAX_SAFE_INTEGER} (got ${floor})`);
+  }
+  const tmax = request.tmaxMs();
+  return {
+    request,
+    requestId,
+    placement,
+    slots,
+    floorCpmMicros: Number(floor),
+    tmaxMs: tmax === 0 ? limits.defaultTmaxMs : Math.min(tmax, limits.maxTmaxMs),
+    debug: request.debug(),
+  };
+}

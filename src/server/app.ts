@@ -1,0 +1,140 @@
+// Transport only: uWebSockets.js routes, body assembly and status codes. Request stages live in
+// src/pipeline/.
+import uWS from 'uWebSockets.js';
+
+import type { Config } from '../config';
+import { RequestError } from '../errors';
+import type { Logger } from '../log';
+import type { Metrics, Route } from '../metrics';
+import { handleAdRequest } from '../pipeline/ad_decision';
+import { readBody } from './body';
+import { Exchange, type InFlight } from './exchange';
+
+export const flatbuffersContentType = 'application/x-flatbuffers';
+
+export interface Readiness {
+  ready: boolean;
+  reason: string;
+}
+
+export interface ServerDeps {
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  /** Whether the engine can take traffic, and why not. */
+  readiness: () => Readiness;
+}
+
+export interface Server {
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish (at most `graceMs`), then closes every connection. */
+  drain(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
+}
+
+// The trufflesuite build silently falls back to a pure-JS server when its binary does not load;
+// we refuse that rather than serve at a fraction of the speed.
+function requireNativeUws(): void {
+  if (typeof (uWS as unknown as { getParts?: unknown }).getParts !== 'function') {
+    throw new Error('uWebSockets.js native binary did not load for this Node.js build (the JS fallback is not supported)');
+  }
+}
+
+function mediaType(header: string): string {
+  return header.split(';', 1)[0]!.trim().toLowerCase();
+}
+
+function declaredLength(header: string): number | undefined {
+  return /^\d+$/.test(header) ? Number(header) : undefined;
+}
+
+export function startServer(deps: ServerDeps): Promise<Server> {
+  requireNativeUws();
+  const { config, metrics, log } = deps;
+  const inFlight: InFlight = { count: 0 };
+  let draining = false;
+  const app = uWS.App();
+  const begin = (res: uWS.HttpResponse, route: Route): Exchange =>
+    new Exchange(res, route, process.hrtime.bigint(), metrics, inFlight);
+  const drainingError = () => new RequestError(503, 'draining', 'server is shutting down; retry on another replica');
+
+  app.post('/v1/ads', (res, req) => {
+    const exchange = begin(res, 'ads');
+    // HttpRequest dies when this handler returns: read every header now.
+    const contentType = req.getHeader('content-type');
+    const length = declaredLength(req.getHeader('content-length'));
+    if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
+    if (mediaType(contentType) !== flatbuffersContentType) {
+      return exchange.fail(
+        new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} (got ${JSON.stringify(contentType)})`),
+      );
+    }
+    if (length !== undefined && length > config.maxBodyBytes) {
+      return exchange.fail(new RequestError(413, 'too_large', `body of ${length} bytes exceeds the limit of ${config.maxBodyBytes}`), {}, true);
+    }
+    const onBody = (body: Uint8Array): void => {
+      try {
+        const answer = handleAdRequest(body, config);
+        exchange.placement = answer.placement;
+        exchange.send(200, flatbuffersContentType, answer.response);
+      } catch (error) {
+        if (error instanceof RequestError) return exchange.fail(error);
+        log.error('ad request failed', { error: (error as Error).message });
+        exchange.send(500, 'application/json', JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
+      }
+    };
+    if (length === 0) return onBody(new Uint8Array(0));
+    readBody(res, { declaredLength: length, maxBytes: config.maxBodyBytes }, onBody, () =>
+      exchange.fail(new RequestError(413, 'too_large', `body exceeds the limit of ${config.maxBodyBytes} bytes`), {}, true),
+    );
+  });
+
+  app.any('/v1/ads', (res) => {
+    begin(res, 'ads').fail(new RequestError(405, 'method_not_allowed', 'use POST with an AdRequest FlatBuffer body'), { Allow: 'POST' });
+  });
+
+  app.get('/metrics', (res) => {
+    const exchange = begin(res, 'metrics');
+    metrics.registry.metrics().then(
+      (text) => exchange.send(200, metrics.registry.contentType, text),
+      (error: Error) => {
+        log.error('metrics rendering failed', { error: error.message });
+        exchange.send(500, 'application/json', JSON.stringify({ error: { code: 'internal', message: error.message } }));
+      },
+    );
+  });
+
+  const live = (res: uWS.HttpResponse) => begin(res, 'health').send(200, 'text/plain', 'ok\n');
+  app.get('/livez', live);
+  app.get('/healthz', live);
+  app.get('/readyz', (res) => {
+    const exchange = begin(res, 'health');
+    const readiness = draining ? { ready: false, reason: 'draining' } : deps.readiness();
+    if (readiness.ready) return exchange.send(200, 'text/plain', 'ready\n');
+    exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
+  });
+
+  app.any('/*', (res, req) => {
+    const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
+    begin(res, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));
+  });
+
+  return new Promise((resolve, reject) => {
+    app.listen(config.host, config.port, (token) => {
+      if (!token) return reject(new Error(`cannot listen on ${config.host}:${config.port}`));
+      const port = uWS.us_socket_local_port(token as unknown as uWS.us_socket);
+      resolve({
+        port,
+        async drain(graceMs) {
+          draining = true;
+          uWS.us_listen_socket_close(token);
+          const deadline = Date.now() + graceMs;
+          while (inFlight.count > 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 10));
+          const abandoned = inFlight.count;
+          // Closes keep-alive connections too, which closing the listen socket leaves open.
+          (app as unknown as { close(): void }).close();
+          return { drained: abandoned === 0, abandoned };
+        },
+      });
+    });
+  });
+}

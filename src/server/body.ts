@@ -1,0 +1,41 @@
+// Assembles a request body from uWebSockets.js chunks. uWS neuters each chunk's ArrayBuffer when
+// onData returns, so every chunk is copied into memory we own.
+import type { HttpResponse } from 'uWebSockets.js';
+
+export interface BodyLimits {
+  /** Content-Length as sent, when it was. */
+  declaredLength: number | undefined;
+  maxBytes: number;
+}
+
+/**
+ * Calls `onBody` with the complete body, or `onTooLarge` as soon as it exceeds `maxBytes`
+ * (further chunks are ignored). Neither is called after the request is aborted.
+ */
+export function readBody(
+  res: HttpResponse,
+  limits: BodyLimits,
+  onBody: (body: Uint8Array) => void,
+  onTooLarge: () => void,
+): void {
+  let buffer = new Uint8Array(Math.min(limits.declaredLength ?? 1024, limits.maxBytes));
+  let length = 0;
+  let overflowed = false;
+  res.onData((chunk, isLast) => {
+    if (overflowed) return;
+    const incoming = new Uint8Array(chunk);
+    if (length + incoming.byteLength > limits.maxBytes) {
+      overflowed = true;
+      onTooLarge();
+      return;
+    }
+    if (length + incoming.byteLength > buffer.byteLength) {
+      const grown = new Uint8Array(Math.min(limits.maxBytes, Math.max(buffer.byteLength * 2, length + incoming.byteLength)));
+      grown.set(buffer.subarray(0, length));
+      buffer = grown;
+    }
+    buffer.set(incoming, length);
+    length += incoming.byteLength;
+    if (isLast) onBody(length === buffer.byteLength ? buffer : buffer.slice(0, length));
+  });
+}

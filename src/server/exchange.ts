@@ -1,0 +1,75 @@
+// One HTTP request/response pair on uWebSockets.js, with the lifetime rules that library imposes:
+// an abort handler before any asynchronous step, no touching `res` after abort or end, and every
+// write corked. Counts itself in flight (for draining) and observes its duration once.
+import type { HttpResponse } from 'uWebSockets.js';
+
+import type { ErrorStatus, RequestError } from '../errors';
+import type { Metrics, Route } from '../metrics';
+
+const reasons: Record<number, string> = {
+  200: 'OK',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export type Status = 200 | 500 | ErrorStatus;
+
+export interface InFlight {
+  count: number;
+}
+
+export class Exchange {
+  aborted = false;
+  private finished = false;
+  /** Placement label for the duration metric, once the request has been parsed. */
+  placement = 'none';
+
+  constructor(
+    readonly res: HttpResponse,
+    readonly route: Route,
+    private readonly startedNs: bigint,
+    private readonly metrics: Metrics,
+    private readonly inFlight: InFlight,
+  ) {
+    inFlight.count++;
+    res.onAborted(() => {
+      this.aborted = true;
+      this.complete('aborted');
+    });
+  }
+
+  get open(): boolean {
+    return !this.aborted && !this.finished;
+  }
+
+  send(status: Status, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}, closeConnection = false): void {
+    if (!this.open) return;
+    this.res.cork(() => {
+      this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType);
+      for (const [name, value] of Object.entries(headers)) this.res.writeHeader(name, value);
+      this.res.end(body, closeConnection);
+    });
+    this.complete(String(status));
+  }
+
+  /** Answers with a JSON error body that says what was wrong. */
+  fail(error: RequestError, headers: Record<string, string> = {}, closeConnection = false): void {
+    const body = JSON.stringify({ error: { code: error.code, message: error.message } });
+    this.send(error.status, 'application/json', body, headers, closeConnection);
+  }
+
+  private complete(status: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.inFlight.count--;
+    const seconds = Number(process.hrtime.bigint() - this.startedNs) / 1e9;
+    this.metrics.requestDuration.observe({ route: this.route, placement: this.placement, status }, seconds);
+  }
+}

@@ -1,0 +1,46 @@
+// Starts the real daemon (dist/src/main.js, built by `npm test`'s pretest) on an ephemeral
+// loopback port and stops it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+
+import { projectRoot } from '../../src/paths';
+
+export interface Daemon {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** Everything the daemon printed so far. */
+  output(): string;
+  /** Sends `signal` (unless one was sent already) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+    env: { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /"msg":"listening".*?"port":(\d+)/.exec(output);
+      if (match) resolve(Number(match[1]));
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    child,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      // A second signal would make the daemon skip draining.
+      if (!child.killed && child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
