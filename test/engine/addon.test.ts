@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { addon, isNativeError } from '../../src/engine/addon';
-import { buildAdRequest } from '../helpers/requests';
+import { encodeAdRequest } from '../../src/protocol/encode_request';
 
 function randomVectors(count: number, dim: number, seed: number): Float32Array {
   const values = new Float32Array(count * dim);
@@ -108,7 +108,7 @@ describe('VectorIndex', () => {
 
 describe('request verification', () => {
   it('accepts a well-formed AdRequest and refuses anything else with E_BAD_REQUEST', () => {
-    const bytes = buildAdRequest({ query: 'tv' });
+    const bytes = encodeAdRequest({ query: 'tv' });
     expect(() => addon.verifyAdRequest(bytes)).not.toThrow();
     expectCode(() => addon.verifyEvent(bytes), 'E_BAD_REQUEST', /not an Event/);
     expectCode(() => addon.verifyAdRequest(bytes.subarray(0, 12)), 'E_BAD_REQUEST', /verification/);

@@ -1,13 +1,13 @@
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 
+import { Builder } from 'flatbuffers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Builder } from 'flatbuffers';
-
+import { type Daemon, startDaemon } from '../../bench/daemon';
+import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { AdRequest, Placement, ResponseStatus } from '../../src/protocol/schema';
-import { type Daemon, startDaemon } from '../helpers/daemon';
-import { buildAdRequest, postAd, readAdResponse } from '../helpers/requests';
+import { postAd } from '../helpers/requests';
 
 let daemon: Daemon;
 
@@ -28,10 +28,10 @@ async function expectError(response: Response, status: number, message: RegExp):
 
 describe('POST /v1/ads', () => {
   it('answers a valid request with an AdResponse that says no engine is loaded', async () => {
-    const response = await postAd(daemon.url, buildAdRequest({ id: 'abc-123', query: 'running shoes', userId: 'u1' }));
+    const response = await postAd(daemon.url, encodeAdRequest({ id: 'abc-123', query: 'running shoes', userId: 'u1' }));
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/x-flatbuffers');
-    const ad = readAdResponse(new Uint8Array(await response.arrayBuffer()));
+    const ad = decodeAdResponse(new Uint8Array(await response.arrayBuffer()));
     expect(ad.requestId()).toBe('abc-123');
     expect(ad.status()).toBe(ResponseStatus.NoEngine);
     expect(ad.message()).toMatch(/no engine loaded/);
@@ -40,8 +40,8 @@ describe('POST /v1/ads', () => {
   });
 
   it('reports stage timings only when the request asks for debug', async () => {
-    const response = await postAd(daemon.url, buildAdRequest({ debug: true }));
-    const ad = readAdResponse(new Uint8Array(await response.arrayBuffer()));
+    const response = await postAd(daemon.url, encodeAdRequest({ debug: true }));
+    const ad = decodeAdResponse(new Uint8Array(await response.arrayBuffer()));
     expect(ad.timingsLength()).toBe(1);
     expect(ad.timings(0)!.stage()).toBe('parse');
     expect(ad.timings(0)!.nanos()).toBeGreaterThan(0n);
@@ -52,7 +52,7 @@ describe('POST /v1/ads', () => {
   });
 
   it('rejects a truncated request', async () => {
-    const full = buildAdRequest({ query: 'a long enough query to make the buffer big' });
+    const full = encodeAdRequest({ query: 'a long enough query to make the buffer big' });
     // Cutting only into the builder's trailing alignment padding leaves a valid buffer, so cut into data.
     for (const size of [3, 8, Math.floor(full.byteLength / 2)]) {
       await expectError(await postAd(daemon.url, full.subarray(0, size)), 400, /truncated|verification|identifier/);
@@ -60,7 +60,7 @@ describe('POST /v1/ads', () => {
   });
 
   it('rejects a buffer with another file identifier', async () => {
-    const bytes = buildAdRequest();
+    const bytes = encodeAdRequest();
     bytes.set(new TextEncoder().encode('ADEV'), 4);
     await expectError(await postAd(daemon.url, bytes), 400, /file identifier is not "ADRQ"/);
   });
@@ -79,11 +79,11 @@ describe('POST /v1/ads', () => {
   });
 
   it('rejects the wrong content type with 415', async () => {
-    await expectError(await postAd(daemon.url, buildAdRequest(), 'application/json'), 415, /Content-Type must be application\/x-flatbuffers/);
+    await expectError(await postAd(daemon.url, encodeAdRequest(), 'application/json'), 415, /Content-Type must be application\/x-flatbuffers/);
   });
 
   it('accepts content-type parameters and any case', async () => {
-    const response = await postAd(daemon.url, buildAdRequest(), 'Application/X-FlatBuffers; charset=binary');
+    const response = await postAd(daemon.url, encodeAdRequest(), 'Application/X-FlatBuffers; charset=binary');
     expect(response.status).toBe(200);
   });
 
@@ -116,7 +116,7 @@ describe('POST /v1/ads', () => {
     ['too many slots', { slots: 11 }, /slots must be in 1..10/],
     ['an empty id', { id: '' }, /id must be 1..128/],
   ])('rejects %s with 422', async (_name, spec, message) => {
-    await expectError(await postAd(daemon.url, buildAdRequest(spec)), 422, message);
+    await expectError(await postAd(daemon.url, encodeAdRequest(spec)), 422, message);
   });
 
   it('answers other methods with 405 and unknown routes with 404', async () => {
@@ -130,7 +130,7 @@ describe('POST /v1/ads', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31;
     };
-    const valid = buildAdRequest({ query: 'shoes', userId: 'user-7', slots: 3 });
+    const valid = encodeAdRequest({ query: 'shoes', userId: 'user-7', slots: 3 });
     const statuses = new Set<number>();
     for (let i = 0; i < 300; i++) {
       const bytes = i % 2 === 0 ? valid.slice() : new Uint8Array(1 + Math.floor(random() * 200));
@@ -145,14 +145,14 @@ describe('POST /v1/ads', () => {
     }
     expect([...statuses].every((status) => [200, 400, 422].includes(status))).toBe(true);
     expect(statuses.has(400)).toBe(true);
-    expect((await postAd(daemon.url, buildAdRequest())).status).toBe(200);
+    expect((await postAd(daemon.url, encodeAdRequest())).status).toBe(200);
   });
 
   it('answers many concurrent requests', async () => {
     const responses = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => postAd(daemon.url, buildAdRequest({ id: `concurrent-${i}` }))),
+      Array.from({ length: 200 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `concurrent-${i}` }))),
     );
-    const ids = await Promise.all(responses.map(async (r) => readAdResponse(new Uint8Array(await r.arrayBuffer())).requestId()));
+    const ids = await Promise.all(responses.map(async (r) => decodeAdResponse(new Uint8Array(await r.arrayBuffer())).requestId()));
     expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => `concurrent-${i}`));
   });
 });
@@ -173,8 +173,8 @@ describe('health and metrics', () => {
   });
 
   it('exports request durations with exact SLO bucket boundaries', async () => {
-    await postAd(daemon.url, buildAdRequest({ placement: Placement.Homepage }));
-    await postAd(daemon.url, buildAdRequest(), 'text/plain');
+    await postAd(daemon.url, encodeAdRequest({ placement: Placement.Homepage }));
+    await postAd(daemon.url, encodeAdRequest(), 'text/plain');
     const response = await fetch(`${daemon.url}/metrics`);
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -191,7 +191,7 @@ describe('health and metrics', () => {
 describe('graceful shutdown', () => {
   it('finishes an in-flight request after SIGTERM, refuses new connections, and exits 0', async () => {
     const own = await startDaemon();
-    const body = buildAdRequest({ id: 'in-flight' });
+    const body = encodeAdRequest({ id: 'in-flight' });
     const socket = connect(own.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     let reply = '';

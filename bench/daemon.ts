@@ -1,9 +1,9 @@
-// Starts the real daemon (dist/src/main.js, built by `npm test`'s pretest) on an ephemeral
+// Starts the real daemon (dist/src/main.js, built by the bootstrap) in its own process on an ephemeral
 // loopback port and stops it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 
-import { projectRoot } from '../../src/paths';
+import { projectRoot } from '../src/paths';
 
 export interface Daemon {
   url: string;
@@ -31,6 +31,8 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
+    // Needs the info-level "listening" line, so the daemon must not run with a quieter log level.
+    setTimeout(() => reject(new Error(`daemon did not report listening within 30 s:\n${output}`)), 30_000).unref();
   });
   return {
     url: `http://127.0.0.1:${port}`,
