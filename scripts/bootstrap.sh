@@ -3,6 +3,7 @@
 # (as root, non-interactively), runs `npm ci` when node_modules is missing or stale, and rebuilds
 # the generated protocol code, the native addon and the TypeScript only when their sources changed.
 #   --build-only   skip the apt and npm steps (for `npm run build`)
+#   --model NAME   also train models/NAME with `npm run train -- --preset NAME` when train/ changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,10 +74,29 @@ build_ts() {
   npx --no-install tsc -p tsconfig.json
 }
 
-if [ "${1:-}" != "--build-only" ]; then
+build_only=false
+model=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-only) build_only=true ;;
+    --model) model=$2; shift ;;
+    *) log "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+train_model() {
+  rm -rf "models/$model"
+  /usr/bin/python3 -m train --preset "$model" --out "models/$model"
+}
+
+if [ "$build_only" = false ]; then
   install_packages
   install_node_modules
 fi
 when_changed build/gen/ts/.stamp "$(digest schemas)" "flatc: TypeScript protocol code" generate_ts
 when_changed build/native/.stamp "$(digest CMakeLists.txt native schemas package-lock.json)" "building the native addon" build_addon
 when_changed dist/.stamp "$(digest tsconfig.json src bench build/gen/ts package-lock.json)" "compiling TypeScript" build_ts
+if [ -n "$model" ]; then
+  when_changed "models/$model/.stamp" "$(digest train/*.py)" "training the $model model (a few minutes, once)" train_model
+fi

@@ -2,9 +2,10 @@
 #include <napi.h>
 
 #include <memory>
-#include <optional>
 
-#include "binding/async_runner.h"
+#include "binding/addon_state.h"
+#include "binding/arguments.h"
+#include "binding/engine_js.h"
 #include "binding/js_errors.h"
 #include "binding/typed_arrays.h"
 #include "engine/build_info.h"
@@ -12,61 +13,25 @@
 #include "engine/vector_index.h"
 
 namespace adserve::binding {
+
+AsyncRunner& AddonState::runnerFor(Napi::Env env) {
+  if (!runner) {
+    runner = std::make_unique<AsyncRunner>(env, poolOptions);
+    // Registered after the runner's TSFN registered its own hook, so it runs first (hooks run in
+    // reverse order): batchers and workers are stopped before Node closes the TSFN they post to.
+    env.AddCleanupHook([this]() {
+      for (auto& weak : batchers) {
+        if (auto batcher = weak.lock()) batcher->stop();
+      }
+      runner->shutdown();
+    });
+  }
+  return *runner;
+}
+
+AddonState& addonState(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
+
 namespace {
-
-// Per-environment state, so the addon also loads in worker threads. JS thread only.
-struct AddonState {
-  WorkerPool::Options poolOptions;
-  std::unique_ptr<AsyncRunner> runner;
-
-  AsyncRunner& runnerFor(Napi::Env env) {
-    if (!runner) {
-      runner = std::make_unique<AsyncRunner>(env, poolOptions);
-      // Registered after the runner's TSFN registered its own hook, so it runs first (hooks run in
-      // reverse order): the workers are joined before Node closes the TSFN they post to.
-      AsyncRunner* created = runner.get();
-      env.AddCleanupHook([created]() { created->shutdown(); });
-    }
-    return *runner;
-  }
-};
-
-AddonState& state(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
-
-Napi::Uint8Array bytesArgument(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  if (info.Length() <= index || !info[index].IsTypedArray() ||
-      info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throwInvalidArgument(info.Env(), std::string(name) + " must be a Uint8Array");
-  }
-  return info[index].As<Napi::Uint8Array>();
-}
-
-Napi::Float32Array floatsArgument(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  if (info.Length() <= index || !info[index].IsTypedArray() ||
-      info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throwInvalidArgument(info.Env(), std::string(name) + " must be a Float32Array");
-  }
-  return info[index].As<Napi::Float32Array>();
-}
-
-size_t countArgument(const Napi::CallbackInfo& info, size_t index, const char* name, size_t max) {
-  if (info.Length() <= index || !info[index].IsNumber()) throwInvalidArgument(info.Env(), std::string(name) + " must be a number");
-  const double value = info[index].As<Napi::Number>().DoubleValue();
-  if (!(value >= 1 && value <= static_cast<double>(max)) || value != static_cast<double>(static_cast<size_t>(value))) {
-    throwInvalidArgument(info.Env(), std::string(name) + " must be an integer in 1.." + std::to_string(max));
-  }
-  return static_cast<size_t>(value);
-}
-
-std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max) {
-  Napi::Value value = options.Get(key);
-  if (value.IsUndefined()) return std::nullopt;
-  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
-  if (!(number >= 1 && number <= static_cast<double>(max)) || number != static_cast<double>(static_cast<size_t>(number))) {
-    throwInvalidArgument(options.Env(), std::string(key) + " must be an integer in 1.." + std::to_string(max));
-  }
-  return static_cast<size_t>(number);
-}
 
 Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -79,7 +44,7 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
     result.Set("cuda", built.cudaAvailable);
     result.Set("computeThreads", built.torchThreads);
     result.Set("ompMaxThreads", built.ompMaxThreads);
-    AddonState& addon = state(info.Env());
+    AddonState& addon = addonState(info.Env());
     result.Set("workerThreads", static_cast<double>(addon.runner ? addon.runner->threadCount() : addon.poolOptions.threads));
     return result;
   });
@@ -91,7 +56,7 @@ Napi::Value ConfigureJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "options must be an object");
-    AddonState& addon = state(env);
+    AddonState& addon = addonState(env);
     if (addon.runner) throwInvalidArgument(env, "configure() must be called before the first asynchronous call");
     Napi::Object options = info[0].As<Napi::Object>();
     if (auto workers = optionalCount(options, "workerThreads", 64)) addon.poolOptions.threads = *workers;
@@ -105,7 +70,7 @@ template <void (*Verify)(const uint8_t*, size_t, const VerifyLimits&)>
 Napi::Value VerifyJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    Napi::Uint8Array bytes = bytesArgument(info, 0, "bytes");
+    Napi::Uint8Array bytes = typedArrayArgument<uint8_t>(info, 0, "bytes");
     Verify(bytes.Data(), bytes.ByteLength(), VerifyLimits{});
     return env.Undefined();
   });
@@ -125,7 +90,7 @@ class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
     Napi::Env env = info.Env();
     guarded(env, [&]() -> Napi::Value {
       const size_t dim = countArgument(info, 0, "dim", 4096);
-      Napi::Float32Array vectors = floatsArgument(info, 1, "vectors");
+      Napi::Float32Array vectors = typedArrayArgument<float>(info, 1, "vectors");
       if (vectors.ElementLength() % dim != 0) {
         throwInvalidArgument(env, "vectors length " + std::to_string(vectors.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
       }
@@ -138,7 +103,7 @@ class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
   Napi::Value Search(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      Napi::Float32Array queries = floatsArgument(info, 0, "queries");
+      Napi::Float32Array queries = typedArrayArgument<float>(info, 0, "queries");
       const size_t k = countArgument(info, 1, "k", VectorIndex::kMaxK);
       if (queries.ElementLength() == 0 || queries.ElementLength() % index_->dim() != 0) {
         throwInvalidArgument(env, "queries length must be a positive multiple of dim " + std::to_string(index_->dim()));
@@ -146,7 +111,7 @@ class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
       // Copied because the caller may reuse or detach its buffer while the search runs.
       std::vector<float> queryCopy(queries.Data(), queries.Data() + queries.ElementLength());
       std::shared_ptr<const VectorIndex> index = index_;
-      return state(env).runnerFor(env).run(env, [index, k, queryCopy = std::move(queryCopy)]() -> AsyncRunner::Resolver {
+      return addonState(env).runnerFor(env).run(env, [index, k, queryCopy = std::move(queryCopy)]() -> AsyncRunner::Resolver {
         auto hits = std::make_shared<SearchHits>(index->search(queryCopy.data(), queryCopy.size() / index->dim(), k));
         return [hits](Napi::Env env) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
@@ -171,6 +136,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyAdRequest", Napi::Function::New<VerifyJs<verifyAdRequest>>(env, "verifyAdRequest"));
   exports.Set("verifyEvent", Napi::Function::New<VerifyJs<verifyEvent>>(env, "verifyEvent"));
   exports.Set("VectorIndex", VectorIndexJs::Define(env));
+  exports.Set("openEngine", Napi::Function::New<OpenEngineJs>(env, "openEngine"));
+  addonState(env).engineConstructor = Napi::Persistent(EngineJs::Define(env));
   return exports;
 }
 

@@ -5,15 +5,8 @@
 
 namespace adserve::binding {
 
-struct AsyncRunner::Completion {
-  Napi::Promise::Deferred deferred;
-  Resolver resolver;
-  std::exception_ptr error;
-};
-
 AsyncRunner::AsyncRunner(Napi::Env env, const WorkerPool::Options& options)
-    : pool_(std::make_unique<WorkerPool>(options)),
-      tsfn_(Tsfn::New(env, "adserve-engine", 0, 1, this)) {
+    : pool_(std::make_unique<WorkerPool>(options)), threads_(options.threads), tsfn_(Tsfn::New(env, "adserve-engine", 0, 1, this)) {
   tsfn_.Unref(env);
 }
 
@@ -27,31 +20,49 @@ void AsyncRunner::shutdown() {
   }
 }
 
-void AsyncRunner::hold(Napi::Env env) {
-  if (pending_++ == 0) tsfn_.Ref(env);
+void AsyncRunner::hold(Napi::Env env, size_t count) {
+  if (pending_ == 0 && count > 0) tsfn_.Ref(env);
+  pending_ += count;
 }
 
-void AsyncRunner::release(Napi::Env env) {
-  if (--pending_ == 0) tsfn_.Unref(env);
+void AsyncRunner::release(Napi::Env env, size_t count) {
+  pending_ -= count;
+  if (pending_ == 0 && count > 0) tsfn_.Unref(env);
+}
+
+void AsyncRunner::post(OnJsThread callback) {
+  auto completion = std::make_unique<Completion>(Completion{std::move(callback)});
+  // On success the TSFN owns the completion; napi_closing means the environment is going away and
+  // nobody is left to run it.
+  if (tsfn_.BlockingCall(completion.get()) == napi_ok) completion.release();
 }
 
 Napi::Promise AsyncRunner::run(Napi::Env env, Work work) {
   auto deferred = Napi::Promise::Deferred::New(env);
-  if (!pool_) {
-    deferred.Reject(toJsError(env, std::make_exception_ptr(EngineError(ErrorCode::ShuttingDown, "engine is shut down"))).Value());
-    return deferred.Promise();
-  }
   try {
+    if (!pool_) throw EngineError(ErrorCode::ShuttingDown, "engine is shut down");
     pool_->submit([this, deferred, work = std::move(work)]() {
-      auto completion = std::make_unique<Completion>(Completion{deferred, nullptr, nullptr});
+      Resolver resolver;
+      std::exception_ptr error;
       try {
-        completion->resolver = work();
+        resolver = work();
       } catch (...) {
-        completion->error = std::current_exception();
+        error = std::current_exception();
       }
-      // On success the TSFN owns the completion; napi_closing means the environment is going away
-      // and nobody is left to settle the promise.
-      if (tsfn_.BlockingCall(completion.get()) == napi_ok) completion.release();
+      post([this, deferred, resolver = std::move(resolver), error](Napi::Env env) {
+        release(env);
+        if (error) {
+          deferred.Reject(toJsError(env, error).Value());
+          return;
+        }
+        try {
+          deferred.Resolve(resolver(env));
+        } catch (const Napi::Error& e) {
+          deferred.Reject(e.Value());
+        } catch (...) {
+          deferred.Reject(toJsError(env, std::current_exception()).Value());
+        }
+      });
     });
   } catch (...) {
     deferred.Reject(toJsError(env, std::current_exception()).Value());
@@ -61,22 +72,11 @@ Napi::Promise AsyncRunner::run(Napi::Env env, Work work) {
   return deferred.Promise();
 }
 
-void AsyncRunner::settleOnJsThread(Napi::Env env, Napi::Function, AsyncRunner* runner, Completion* raw) {
+void AsyncRunner::onJsThread(Napi::Env env, Napi::Function, AsyncRunner*, Completion* raw) {
   std::unique_ptr<Completion> completion(raw);
   if (env == nullptr) return;  // the TSFN is being torn down
   Napi::HandleScope scope(env);
-  runner->release(env);
-  if (completion->error) {
-    completion->deferred.Reject(toJsError(env, completion->error).Value());
-    return;
-  }
-  try {
-    completion->deferred.Resolve(completion->resolver(env));
-  } catch (const Napi::Error& e) {
-    completion->deferred.Reject(e.Value());
-  } catch (...) {
-    completion->deferred.Reject(toJsError(env, std::current_exception()).Value());
-  }
+  completion->callback(env);
 }
 
 }  // namespace adserve::binding

@@ -55,6 +55,80 @@ export interface VectorIndex {
   search(queries: Float32Array, k: number): Promise<SearchHits>;
 }
 
+export interface TensorFileSpec {
+  path: string;
+  dtype: 'float32' | 'int64' | 'int32';
+  shape: number[];
+}
+
+export interface NativeEngineOptions {
+  modelPath: string;
+  adEmbeddings: TensorFileSpec;
+  adCategorical: TensorFileSpec;
+  userEmbeddings: TensorFileSpec;
+  userCategory: TensorFileSpec;
+  userAdvertiserIndptr: TensorFileSpec;
+  userAdvertiserIndex: TensorFileSpec;
+  userAdvertiserValues: TensorFileSpec;
+  userIds: string[];
+  pairUnknown: number[];
+  /** Static lightweight-score part per ad index. */
+  adPrior: Float32Array;
+  similarityWeight?: number;
+  annCandidates?: number;
+  scoreCandidates?: number;
+  features: {
+    referenceYear: number;
+    /** Flattened [low, high] age pairs. */
+    ageBuckets: number[];
+    countries: string[];
+    languages: string[];
+    categories: string[];
+    queryBuckets: number;
+    maxQueryTokens: number;
+    productBuckets: number;
+    userNumeric: number;
+  };
+  index: { kind: string; nlist?: number; nprobe?: number; hnswM?: number; efSearch?: number; pqM?: number };
+  batching: { maxBatch?: number; maxDelayUs?: number; queueCapacity?: number };
+}
+
+/** Stage order of ScoreResult.stageNs. */
+export const engineStages = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score'] as const;
+
+/** One request's candidates, ordered by lightweight score; logits are NaN when degraded. */
+export interface ScoreResult {
+  adIndex: Int32Array;
+  light: Float32Array;
+  ctrLogit: Float32Array;
+  cvrLogit: Float32Array;
+  /** Nanoseconds per stage of the request's batch, in engineStages order. */
+  stageNs: Float64Array;
+  batchSize: number;
+  queueWaitNs: number;
+  degraded: boolean;
+}
+
+export interface EngineStats {
+  batches: number;
+  requests: number;
+  rejected: number;
+  queued: number;
+  ads: number;
+  dim: number;
+  index: string;
+}
+
+export interface NativeEngine {
+  /** Queues a verified-on-entry AdRequest for the micro-batcher; `budgetMs` is the time left before its deadline. */
+  score(bytes: Uint8Array, budgetMs: number): Promise<ScoreResult>;
+  /** Marks ads eligible (1) or not (0) for retrieval, effective for batches that start afterwards. */
+  setEligibility(adIndex: Uint32Array, eligible: Uint8Array): void;
+  stats(): EngineStats;
+  /** Scores what is queued, then stops; later calls to score reject with E_SHUTTING_DOWN. Idempotent. */
+  close(): void;
+}
+
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   /** Sets the thread budget; only before the first asynchronous call. */
@@ -65,6 +139,8 @@ export interface NativeAddon {
   verifyEvent(bytes: Uint8Array): void;
   /** Copies `vectors` (rows of `dim` floats); labels are row numbers. */
   VectorIndex: new (dim: number, vectors: Float32Array) => VectorIndex;
+  /** Loads a model directory and builds the ANN index on an engine thread. */
+  openEngine(options: NativeEngineOptions): Promise<NativeEngine>;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,0 +1,227 @@
+#include "binding/engine_js.h"
+
+#include "ad_request_generated.h"
+#include "binding/addon_state.h"
+#include "binding/arguments.h"
+#include "binding/js_errors.h"
+#include "binding/typed_arrays.h"
+#include "engine/request_verifier.h"
+
+namespace adserve::binding {
+namespace {
+
+struct EngineHandle {
+  std::shared_ptr<Batcher> batcher;
+  std::shared_ptr<PendingScores> pending;
+};
+
+TensorFile tensorField(Napi::Object options, const char* key) {
+  Napi::Object spec = objectField(options, key);
+  TensorFile file;
+  file.path = stringField(spec, "path");
+  const std::string dtype = stringField(spec, "dtype");
+  if (dtype == "float32") {
+    file.dtype = torch::kFloat32;
+  } else if (dtype == "int64") {
+    file.dtype = torch::kInt64;
+  } else if (dtype == "int32") {
+    file.dtype = torch::kInt32;
+  } else {
+    throwInvalidArgument(options.Env(), std::string(key) + ".dtype must be float32, int64 or int32");
+  }
+  file.shape = integersField(spec, "shape");
+  return file;
+}
+
+std::unordered_map<std::string, int64_t> vocabulary(Napi::Object options, const char* key) {
+  std::unordered_map<std::string, int64_t> out;
+  const auto values = stringsField(options, key);
+  for (size_t i = 0; i < values.size(); ++i) out.emplace(values[i], static_cast<int64_t>(i) + 1);
+  return out;
+}
+
+EngineOptions engineOptions(Napi::Object options) {
+  EngineOptions out;
+  out.modelPath = stringField(options, "modelPath");
+  out.adEmbeddings = tensorField(options, "adEmbeddings");
+  out.adCategorical = tensorField(options, "adCategorical");
+  out.userEmbeddings = tensorField(options, "userEmbeddings");
+  out.userCategory = tensorField(options, "userCategory");
+  out.userAdvertiserIndptr = tensorField(options, "userAdvertiserIndptr");
+  out.userAdvertiserIndex = tensorField(options, "userAdvertiserIndex");
+  out.userAdvertiserValues = tensorField(options, "userAdvertiserValues");
+  out.userIds = stringsField(options, "userIds");
+  out.pairUnknown = floatsField(options, "pairUnknown");
+  out.adPrior = floatsField(options, "adPrior");
+  if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
+  if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
+  if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
+
+  Napi::Object features = objectField(options, "features");
+  FeatureSpec& spec = out.features;
+  spec.referenceYear = static_cast<int>(countField(features, "referenceYear", 10'000));
+  const auto ages = integersField(features, "ageBuckets");
+  if (ages.size() % 2 != 0) throwInvalidArgument(options.Env(), "features.ageBuckets must hold [low, high] pairs");
+  for (size_t i = 0; i + 1 < ages.size(); i += 2) spec.ageBuckets.emplace_back(static_cast<int>(ages[i]), static_cast<int>(ages[i + 1]));
+  spec.countries = vocabulary(features, "countries");
+  spec.languages = vocabulary(features, "languages");
+  spec.categories = vocabulary(features, "categories");
+  spec.queryBuckets = static_cast<int64_t>(countField(features, "queryBuckets", 1u << 30));
+  spec.maxQueryTokens = countField(features, "maxQueryTokens", 256);
+  spec.productBuckets = static_cast<int64_t>(countField(features, "productBuckets", 1u << 30));
+  spec.userNumeric = countField(features, "userNumeric", 4096);
+
+  Napi::Object index = objectField(options, "index");
+  out.ann.kind = stringField(index, "kind");
+  if (auto v = optionalCount(index, "nlist", 1u << 24)) out.ann.nlist = *v;
+  if (auto v = optionalCount(index, "nprobe", 1u << 24)) out.ann.nprobe = *v;
+  if (auto v = optionalCount(index, "hnswM", 256)) out.ann.hnswM = *v;
+  if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.ann.efSearch = *v;
+  if (auto v = optionalCount(index, "pqM", 1024)) out.ann.pqM = *v;
+  return out;
+}
+
+BatcherOptions batcherOptions(Napi::Object options) {
+  BatcherOptions out;
+  Napi::Object batching = objectField(options, "batching");
+  if (auto v = optionalCount(batching, "maxBatch", 4096)) out.maxBatch = *v;
+  if (auto v = optionalNumber(batching, "maxDelayUs")) {
+    if (*v < 0 || *v > 1e6) throwInvalidArgument(options.Env(), "batching.maxDelayUs must be in 0..1000000");
+    out.maxDelay = std::chrono::microseconds(static_cast<int64_t>(*v));
+  }
+  if (auto v = optionalCount(batching, "queueCapacity", 1u << 20)) out.queueCapacity = *v;
+  return out;
+}
+
+Napi::Object resultObject(Napi::Env env, ScoreResult&& result) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("adIndex", adoptVector(env, std::move(result.adIndex)));
+  out.Set("light", adoptVector(env, std::move(result.light)));
+  out.Set("ctrLogit", adoptVector(env, std::move(result.ctrLogit)));
+  out.Set("cvrLogit", adoptVector(env, std::move(result.cvrLogit)));
+  out.Set("stageNs", adoptVector(env, std::move(result.stageNs)));
+  out.Set("batchSize", static_cast<double>(result.batchSize));
+  out.Set("queueWaitNs", result.queueWaitNs);
+  out.Set("degraded", result.degraded);
+  return out;
+}
+
+}  // namespace
+
+Napi::Function EngineJs::Define(Napi::Env env) {
+  return DefineClass(env, "Engine",
+                     {InstanceMethod<&EngineJs::Score>("score"), InstanceMethod<&EngineJs::SetEligibility>("setEligibility"),
+                      InstanceMethod<&EngineJs::Stats>("stats"), InstanceMethod<&EngineJs::Close>("close")});
+}
+
+EngineJs::EngineJs(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineJs>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) throwInvalidArgument(info.Env(), "use openEngine() to create an Engine");
+  const EngineHandle* handle = info[0].As<Napi::External<EngineHandle>>().Data();
+  batcher_ = handle->batcher;
+  pending_ = handle->pending;
+}
+
+EngineJs::~EngineJs() {
+  if (batcher_) batcher_->stop();
+}
+
+Napi::Value EngineJs::Score(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Uint8Array bytes = typedArrayArgument<uint8_t>(info, 0, "bytes");
+    const double budgetMs = numberArgument(info, 1, "budgetMs");
+    if (!(budgetMs >= 0 && budgetMs <= 600'000)) throwInvalidArgument(env, "budgetMs must be in 0..600000");
+    verifyAdRequest(bytes.Data(), bytes.ByteLength());
+    ScoreRequest request;
+    // Copied: the caller's buffer may be reused or detached while the request waits.
+    request.bytes.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+    request.enqueued = Clock::now();
+    request.deadline = request.enqueued + std::chrono::microseconds(static_cast<int64_t>(budgetMs * 1000));
+    auto deferred = Napi::Promise::Deferred::New(env);
+    const Batcher::Ticket ticket = pending_->next++;
+    try {
+      batcher_->submit(ticket, std::move(request));
+    } catch (...) {
+      deferred.Reject(toJsError(env, std::current_exception()).Value());
+      return deferred.Promise();
+    }
+    pending_->deferred.emplace(ticket, deferred);
+    addonState(env).runnerFor(env).hold(env);
+    return deferred.Promise();
+  });
+}
+
+Napi::Value EngineJs::SetEligibility(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
+    Napi::Uint8Array eligible = typedArrayArgument<uint8_t>(info, 1, "eligible");
+    // Cast away const: the engine is shared immutably except for this atomic snapshot swap.
+    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
+    engine->setEligibility(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
+                           std::vector<uint8_t>(eligible.Data(), eligible.Data() + eligible.ElementLength()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const Batcher::Stats stats = batcher_->stats();
+    const auto engine = batcher_->engine();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("batches", static_cast<double>(stats.batches));
+    out.Set("requests", static_cast<double>(stats.requests));
+    out.Set("rejected", static_cast<double>(stats.rejected));
+    out.Set("queued", static_cast<double>(stats.queued));
+    out.Set("ads", static_cast<double>(engine->adCount()));
+    out.Set("dim", static_cast<double>(engine->dim()));
+    out.Set("index", engine->indexDescription());
+    return out;
+  });
+}
+
+Napi::Value EngineJs::Close(const Napi::CallbackInfo& info) {
+  batcher_->stop();
+  return info.Env().Undefined();
+}
+
+Napi::Value OpenEngineJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "options must be an object");
+    Napi::Object options = info[0].As<Napi::Object>();
+    EngineOptions engine = engineOptions(options);
+    BatcherOptions batching = batcherOptions(options);
+    AsyncRunner& runner = addonState(env).runnerFor(env);
+    auto pending = std::make_shared<PendingScores>();
+    // The batch callback runs on the batcher thread and settles the whole batch in one post.
+    Batcher::BatchDone onBatch = [&runner, pending](std::vector<Batcher::Outcome>&& outcomes) {
+      runner.post([&runner, pending, outcomes = std::make_shared<std::vector<Batcher::Outcome>>(std::move(outcomes))](Napi::Env env) {
+        for (Batcher::Outcome& outcome : *outcomes) {
+          const auto found = pending->deferred.find(outcome.ticket);
+          if (found == pending->deferred.end()) continue;
+          Napi::Promise::Deferred deferred = found->second;
+          pending->deferred.erase(found);
+          if (outcome.error) {
+            deferred.Reject(toJsError(env, outcome.error).Value());
+          } else {
+            deferred.Resolve(resultObject(env, std::move(outcome.result)));
+          }
+        }
+        runner.release(env, outcomes->size());
+      });
+    };
+    return runner.run(env, [engine = std::move(engine), batching, onBatch, pending]() -> AsyncRunner::Resolver {
+      auto batcher = std::make_shared<Batcher>(std::make_shared<const Engine>(engine), batching, onBatch);
+      return [batcher, pending](Napi::Env env) -> Napi::Value {
+        AddonState& state = addonState(env);
+        state.batchers.push_back(batcher);
+        EngineHandle handle{batcher, pending};  // copied by the constructor before this returns
+        return state.engineConstructor.New({Napi::External<EngineHandle>::New(env, &handle)});
+      };
+    });
+  });
+}
+
+}  // namespace adserve::binding

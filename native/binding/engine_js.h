@@ -1,0 +1,41 @@
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <unordered_map>
+
+#include "engine/batcher.h"
+
+namespace adserve::binding {
+
+// Promises waiting for the batcher, by ticket. Shared by the JS object and the batch callback;
+// touched on the JS thread only.
+struct PendingScores {
+  std::unordered_map<Batcher::Ticket, Napi::Promise::Deferred> deferred;
+  Batcher::Ticket next = 1;
+};
+
+// JS class Engine, made by openEngine(): score() queues a request for the micro-batcher and
+// returns a promise; a whole batch settles through one thread-safe-function call.
+class EngineJs : public Napi::ObjectWrap<EngineJs> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit EngineJs(const Napi::CallbackInfo& info);
+  ~EngineJs() override;
+
+ private:
+  Napi::Value Score(const Napi::CallbackInfo& info);
+  Napi::Value SetEligibility(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<Batcher> batcher_;
+  std::shared_ptr<PendingScores> pending_;
+};
+
+// openEngine(options) -> Promise<Engine>: loads the model directory and builds the ANN index on an
+// engine thread.
+Napi::Value OpenEngineJs(const Napi::CallbackInfo& info);
+
+}  // namespace adserve::binding

@@ -1,0 +1,83 @@
+#include "engine/batcher.h"
+
+#include "engine/errors.h"
+
+namespace adserve {
+
+Batcher::Batcher(std::shared_ptr<const Engine> engine, const BatcherOptions& options, BatchDone onBatch)
+    : engine_(std::move(engine)), options_(options), onBatch_(std::move(onBatch)) {
+  if (options.maxBatch == 0) throw EngineError(ErrorCode::InvalidArgument, "maxBatch must be at least 1");
+  thread_ = std::thread([this] { run(); });
+}
+
+Batcher::~Batcher() { stop(); }
+
+void Batcher::submit(Ticket ticket, ScoreRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) throw EngineError(ErrorCode::ShuttingDown, "engine is closed");
+    if (queue_.size() >= options_.queueCapacity) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      throw EngineError(ErrorCode::QueueFull, "engine queue is full (" + std::to_string(options_.queueCapacity) + " requests waiting)");
+    }
+    queue_.emplace_back(ticket, std::move(request));
+  }
+  wake_.notify_one();
+}
+
+void Batcher::swapEngine(std::shared_ptr<const Engine> engine) { std::atomic_store(&engine_, std::move(engine)); }
+
+void Batcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+Batcher::Stats Batcher::stats() const {
+  Stats stats;
+  stats.batches = batches_.load(std::memory_order_relaxed);
+  stats.requests = requests_.load(std::memory_order_relaxed);
+  stats.rejected = rejected_.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats.queued = queue_.size();
+  return stats;
+}
+
+void Batcher::run() {
+  std::vector<std::pair<Ticket, ScoreRequest>> batch;
+  for (;;) {
+    batch.clear();
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      const Clock::time_point closes = queue_.front().second.enqueued + options_.maxDelay;
+      wake_.wait_until(lock, closes, [this] { return stopping_ || queue_.size() >= options_.maxBatch; });
+      while (!queue_.empty() && batch.size() < options_.maxBatch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<const ScoreRequest*> requests;
+    requests.reserve(batch.size());
+    for (const auto& entry : batch) requests.push_back(&entry.second);
+    std::vector<Outcome> outcomes(batch.size());
+    try {
+      std::vector<ScoreResult> results = engine()->scoreBatch(requests);
+      for (size_t i = 0; i < batch.size(); ++i) outcomes[i].result = std::move(results[i]);
+    } catch (...) {
+      const std::exception_ptr error = std::current_exception();
+      for (auto& outcome : outcomes) outcome.error = error;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) outcomes[i].ticket = batch[i].first;
+    batches_.fetch_add(1, std::memory_order_relaxed);
+    requests_.fetch_add(batch.size(), std::memory_order_relaxed);
+    onBatch_(std::move(outcomes));
+  }
+}
+
+}  // namespace adserve

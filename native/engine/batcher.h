@@ -1,0 +1,75 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace adserve {
+
+struct BatcherOptions {
+  size_t maxBatch = 32;                          // requests per batched pass
+  std::chrono::microseconds maxDelay{1000};      // longest wait after the first request of a batch
+  size_t queueCapacity = 1024;                   // waiting requests before submit() sheds load
+};
+
+// The cross-request micro-batcher. submit() may be called from any thread; one batcher thread
+// collects up to maxBatch requests (or whatever arrived within maxDelay of the first), scores them
+// with one Engine::scoreBatch call and hands every outcome of the batch to `onBatch` at once.
+class Batcher {
+ public:
+  using Ticket = uint64_t;
+  struct Outcome {
+    Ticket ticket = 0;
+    ScoreResult result;
+    std::exception_ptr error;  // set when the whole batch failed
+  };
+  using BatchDone = std::function<void(std::vector<Outcome>&&)>;
+
+  struct Stats {
+    uint64_t batches = 0;
+    uint64_t requests = 0;
+    uint64_t rejected = 0;
+    size_t queued = 0;
+  };
+
+  Batcher(std::shared_ptr<const Engine> engine, const BatcherOptions& options, BatchDone onBatch);
+  ~Batcher();
+
+  // Throws EngineError(QueueFull) at capacity, EngineError(ShuttingDown) after stop().
+  void submit(Ticket ticket, ScoreRequest request);
+  // Replaces the engine for batches that start afterwards; the old one is freed when its last
+  // batch ends (hot swap).
+  void swapEngine(std::shared_ptr<const Engine> engine);
+  std::shared_ptr<const Engine> engine() const { return std::atomic_load(&engine_); }
+  // Scores everything already queued, then joins the thread. Idempotent.
+  void stop();
+  Stats stats() const;
+
+ private:
+  void run();
+
+  std::shared_ptr<const Engine> engine_;
+  const BatcherOptions options_;
+  const BatchDone onBatch_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<Ticket, ScoreRequest>> queue_;
+  bool stopping_ = false;
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> rejected_{0};
+  std::thread thread_;
+};
+
+}  // namespace adserve

@@ -1,0 +1,275 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "ad_request_generated.h"
+#include "engine/errors.h"
+
+namespace adserve {
+
+const char* const kStageNames[kStageCount] = {"parse", "user", "context", "retrieve", "light_score", "score"};
+
+namespace {
+
+double nanosBetween(Clock::time_point from, Clock::time_point to) {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
+}
+
+torch::Tensor longs(const std::vector<int64_t>& values, std::vector<int64_t> shape) {
+  return torch::from_blob(const_cast<int64_t*>(values.data()), shape, torch::kInt64).clone();
+}
+
+torch::Tensor floats(const std::vector<float>& values, std::vector<int64_t> shape) {
+  return torch::from_blob(const_cast<float*>(values.data()), shape, torch::kFloat32).clone();
+}
+
+void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
+  if (tensor.size(0) != rows) {
+    throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
+  }
+}
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options) : options_(options) {
+  model_ = std::make_unique<Model>(options.modelPath);
+  adEmbeddings_ = loadTensor(options.adEmbeddings).contiguous();
+  adCount_ = static_cast<size_t>(adEmbeddings_.size(0));
+  dim_ = static_cast<size_t>(adEmbeddings_.size(1));
+  const torch::Tensor adCategorical = loadTensor(options.adCategorical);
+  requireShape(adCategorical, static_cast<int64_t>(adCount_), "ad categorical features");
+  adAdvertiser_.resize(adCount_);
+  adCategory_.resize(adCount_);
+  const auto columns = adCategorical.accessor<int64_t, 2>();
+  for (size_t i = 0; i < adCount_; ++i) {
+    adAdvertiser_[i] = static_cast<int32_t>(columns[i][0] - 1);
+    adCategory_[i] = static_cast<int32_t>(columns[i][1] - 1);
+  }
+  if (options.adPrior.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adPrior needs one value per ad");
+
+  userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
+  const auto users = static_cast<int64_t>(options.userIds.size());
+  requireShape(userEmbeddings_, users, "user embeddings");
+  userCategory_ = loadTensor(options.userCategory).contiguous();
+  requireShape(userCategory_, users, "user x category features");
+  userAdvertiserIndptr_ = loadTensor(options.userAdvertiserIndptr);
+  requireShape(userAdvertiserIndptr_, users + 1, "user x advertiser index pointer");
+  userAdvertiserIndex_ = loadTensor(options.userAdvertiserIndex);
+  userAdvertiserValues_ = loadTensor(options.userAdvertiserValues).contiguous();
+  requireShape(userAdvertiserValues_, userAdvertiserIndex_.size(0), "user x advertiser values");
+  pairWidth_ = static_cast<size_t>(userCategory_.size(2) + userAdvertiserValues_.size(1));
+  if (options.pairUnknown.size() != pairWidth_) throw EngineError(ErrorCode::InvalidArgument, "pairUnknown must have one value per pair feature");
+  userRow_.reserve(options.userIds.size());
+  for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
+
+  ann_ = std::make_unique<AnnIndex>(adEmbeddings_.data_ptr<float>(), adCount_, dim_, options.ann);
+}
+
+void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) {
+  if (adIndex.size() != eligible.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and eligible differ in length");
+  auto current = std::atomic_load(&eligible_);
+  auto next = current ? std::make_shared<std::vector<uint8_t>>(*current) : std::make_shared<std::vector<uint8_t>>((adCount_ + 7) / 8, 0xFF);
+  for (size_t i = 0; i < adIndex.size(); ++i) {
+    const uint32_t ad = adIndex[i];
+    if (ad >= adCount_) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
+    const auto bit = static_cast<uint8_t>(1u << (ad & 7));
+    (*next)[ad >> 3] = eligible[i] ? ((*next)[ad >> 3] | bit) : ((*next)[ad >> 3] & ~bit);
+  }
+  std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(next)));
+}
+
+torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features) const {
+  const auto batch = static_cast<int64_t>(features.size());
+  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
+  std::vector<int64_t> unknownRows;
+  std::vector<int64_t> unknownCategorical;
+  for (int64_t i = 0; i < batch; ++i) {
+    const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
+    if (found != userRow_.end()) {
+      out[i].copy_(userEmbeddings_[found->second]);
+    } else {
+      unknownRows.push_back(i);
+      unknownCategorical.insert(unknownCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
+    }
+  }
+  if (!unknownRows.empty()) {
+    const auto count = static_cast<int64_t>(unknownRows.size());
+    // A user without a feature-store record: every numeric at its standardised mean (0), user_known 0.
+    const torch::Tensor numeric = torch::zeros({count, static_cast<int64_t>(options_.features.userNumeric)});
+    const torch::Tensor embedded = model_->userEmbed(longs(unknownCategorical, {count, 4}), numeric);
+    out.index_copy_(0, longs(unknownRows, {count}), embedded);
+  }
+  return out;
+}
+
+torch::Tensor Engine::contextEmbeddings(const std::vector<RequestFeatures>& features) const {
+  const auto batch = static_cast<int64_t>(features.size());
+  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
+  std::vector<int64_t> searchRows, browseRows, tokens, searchCategorical, browseCategorical, category, product;
+  std::vector<float> searchNumeric, browseNumeric;
+  for (int64_t i = 0; i < batch; ++i) {
+    const RequestFeatures& f = features[i];
+    if (f.search) {
+      searchRows.push_back(i);
+      tokens.insert(tokens.end(), f.queryTokens.begin(), f.queryTokens.end());
+      searchCategorical.insert(searchCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
+      searchNumeric.push_back(f.logPage);
+    } else {
+      browseRows.push_back(i);
+      category.push_back(f.pageCategory);
+      product.push_back(f.pageProduct);
+      browseCategorical.insert(browseCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
+      browseNumeric.push_back(f.logPage);
+    }
+  }
+  if (!searchRows.empty()) {
+    const auto n = static_cast<int64_t>(searchRows.size());
+    const auto width = static_cast<int64_t>(options_.features.maxQueryTokens);
+    out.index_copy_(0, longs(searchRows, {n}),
+                    model_->contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
+  }
+  if (!browseRows.empty()) {
+    const auto n = static_cast<int64_t>(browseRows.size());
+    out.index_copy_(0, longs(browseRows, {n}),
+                    model_->contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
+  }
+  return out;
+}
+
+void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const {
+  const size_t categoryWidth = static_cast<size_t>(userCategory_.size(2));
+  const size_t categories = static_cast<size_t>(userCategory_.size(1));
+  const float* unknown = options_.pairUnknown.data();
+  const float* userCategory = userRow >= 0 ? userCategory_.data_ptr<float>() + userRow * categories * categoryWidth : nullptr;
+  const int32_t* indptr = userAdvertiserIndptr_.data_ptr<int32_t>();
+  const int32_t* advertisers = userAdvertiserIndex_.data_ptr<int32_t>();
+  const float* values = userAdvertiserValues_.data_ptr<float>();
+  for (size_t i = 0; i < count; ++i, out += pairWidth_) {
+    if (userCategory == nullptr) {
+      std::copy(unknown, unknown + pairWidth_, out);
+      continue;
+    }
+    std::copy_n(userCategory + static_cast<size_t>(adCategory_[ads[i]]) * categoryWidth, categoryWidth, out);
+    // Advertisers of one user are stored in ascending order.
+    const int32_t* begin = advertisers + indptr[userRow];
+    const int32_t* end = advertisers + indptr[userRow + 1];
+    const int32_t* found = std::lower_bound(begin, end, adAdvertiser_[ads[i]]);
+    if (found != end && *found == adAdvertiser_[ads[i]]) {
+      std::copy_n(values + (found - advertisers) * 2, 2, out + categoryWidth);
+    } else {
+      std::copy(unknown + categoryWidth, unknown + pairWidth_, out + categoryWidth);
+    }
+  }
+}
+
+std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest*>& batch) const {
+  const size_t b = batch.size();
+  std::vector<ScoreResult> results(b);
+  if (b == 0) return results;
+  Clock::time_point mark = Clock::now();
+  auto lap = [&](Stage stage) {
+    const Clock::time_point now = Clock::now();
+    for (auto& result : results) result.stageNs[stage] = nanosBetween(mark, now);
+    mark = now;
+  };
+  for (size_t i = 0; i < b; ++i) {
+    results[i].batchSize = static_cast<uint32_t>(b);
+    results[i].queueWaitNs = nanosBetween(batch[i]->enqueued, mark);
+  }
+
+  const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<RequestFeatures> features;
+  features.reserve(b);
+  std::vector<int64_t> userRows(b, -1);
+  for (size_t i = 0; i < b; ++i) {
+    features.push_back(featurize(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), options_.features, nowMs));
+    const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
+    if (found != userRow_.end()) userRows[i] = found->second;
+  }
+  lap(kParse);
+
+  const torch::Tensor user = userEmbeddings(features);
+  lap(kUser);
+  const torch::Tensor context = contextEmbeddings(features);
+  lap(kContext);
+
+  const torch::Tensor query = (user + context).contiguous();
+  const size_t k = std::min(options_.annCandidates, adCount_);
+  std::vector<float> annScores(b * k);
+  std::vector<int64_t> annLabels(b * k);
+  const auto eligible = std::atomic_load(&eligible_);
+  ann_->search(query.data_ptr<float>(), b, k, eligible ? eligible->data() : nullptr, annScores.data(), annLabels.data());
+  lap(kRetrieve);
+
+  const size_t keep = std::min(options_.scoreCandidates, k);
+  std::vector<std::pair<float, int32_t>> scored;
+  scored.reserve(k);
+  for (size_t i = 0; i < b; ++i) {
+    scored.clear();
+    for (size_t j = 0; j < k; ++j) {
+      const int64_t ad = annLabels[i * k + j];
+      if (ad < 0) continue;
+      const float similarity = (annScores[i * k + j] + 1.0f) / 2.0f;
+      scored.emplace_back(options_.similarityWeight * similarity + options_.adPrior[ad], static_cast<int32_t>(ad));
+    }
+    const size_t n = std::min(keep, scored.size());
+    // Ties go to the lower ad index, so results do not depend on the ANN's order.
+    std::partial_sort(scored.begin(), scored.begin() + n, scored.end(),
+                      [](const auto& a, const auto& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); });
+    results[i].adIndex.resize(n);
+    results[i].light.resize(n);
+    for (size_t j = 0; j < n; ++j) {
+      results[i].light[j] = scored[j].first;
+      results[i].adIndex[j] = scored[j].second;
+    }
+  }
+  lap(kLightScore);
+
+  std::vector<size_t> live;
+  size_t widest = 0;
+  const Clock::time_point now = Clock::now();
+  for (size_t i = 0; i < b; ++i) {
+    if (now >= batch[i]->deadline) {
+      results[i].degraded = true;
+      results[i].ctrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
+      results[i].cvrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
+    } else if (!results[i].adIndex.empty()) {
+      live.push_back(i);
+      widest = std::max(widest, results[i].adIndex.size());
+    }
+  }
+  if (!live.empty()) {
+    const auto rows = static_cast<int64_t>(live.size());
+    const auto width = static_cast<int64_t>(widest);
+    // Shorter candidate lists are padded with ad 0; their scores are computed and dropped.
+    std::vector<int64_t> adRows(live.size() * widest, 0);
+    std::vector<float> pair(live.size() * widest * pairWidth_, 0.0f);
+    std::vector<int64_t> requestRows(live.size());
+    for (size_t r = 0; r < live.size(); ++r) {
+      const ScoreResult& result = results[live[r]];
+      requestRows[r] = static_cast<int64_t>(live[r]);
+      std::copy(result.adIndex.begin(), result.adIndex.end(), adRows.begin() + r * widest);
+      pairFeatures(userRows[live[r]], result.adIndex.data(), result.adIndex.size(), pair.data() + r * widest * pairWidth_);
+    }
+    const torch::Tensor index = longs(requestRows, {rows});
+    const torch::Tensor ads = adEmbeddings_.index_select(0, longs(adRows, {rows * width})).view({rows, width, static_cast<int64_t>(dim_)});
+    auto [ctr, cvr] = model_->score(user.index_select(0, index), context.index_select(0, index), ads,
+                                    floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}));
+    ctr = ctr.contiguous();
+    cvr = cvr.contiguous();
+    for (size_t r = 0; r < live.size(); ++r) {
+      ScoreResult& result = results[live[r]];
+      const float* ctrRow = ctr.data_ptr<float>() + r * widest;
+      const float* cvrRow = cvr.data_ptr<float>() + r * widest;
+      result.ctrLogit.assign(ctrRow, ctrRow + result.adIndex.size());
+      result.cvrLogit.assign(cvrRow, cvrRow + result.adIndex.size());
+    }
+  }
+  lap(kScore);
+  return results;
+}
+
+}  // namespace adserve

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "engine/ann_index.h"
+#include "engine/featurizer.h"
+#include "engine/model.h"
+#include "engine/tensor_file.h"
+
+namespace adserve {
+
+using Clock = std::chrono::steady_clock;
+
+// Everything Engine needs from a model directory and from configuration. The TypeScript side reads
+// manifest.json and fills this in; the engine only loads the binary files it names.
+struct EngineOptions {
+  std::string modelPath;
+  FeatureSpec features;
+  TensorFile adEmbeddings;           // float32 [ads, D]
+  TensorFile adCategorical;          // int64 [ads, 4]: advertiser, category, ... (index + 1)
+  TensorFile userEmbeddings;         // float32 [users, D]
+  TensorFile userCategory;           // float32 [users, categories, 3]
+  TensorFile userAdvertiserIndptr;   // int32 [users + 1]
+  TensorFile userAdvertiserIndex;    // int32 [nnz]: advertiser index
+  TensorFile userAdvertiserValues;   // float32 [nnz, 2]
+  std::vector<std::string> userIds;  // row order of the user files
+  std::vector<float> pairUnknown;    // pair features of a (user, ad) with no history
+  // Static part of each ad's lightweight score (bid, historical CTR, quality), from the control plane.
+  std::vector<float> adPrior;
+  float similarityWeight = 0.3f;     // weight of (dot + 1) / 2 in the lightweight score
+  AnnOptions ann;
+  size_t annCandidates = 1000;       // k of the ANN search per request
+  size_t scoreCandidates = 300;      // candidates the model scores per request
+};
+
+enum Stage : size_t { kParse, kUser, kContext, kRetrieve, kLightScore, kScore, kStageCount };
+extern const char* const kStageNames[kStageCount];
+
+// One request's answer: candidates ordered by lightweight score; logits are NaN when degraded.
+struct ScoreResult {
+  std::vector<int32_t> adIndex;
+  std::vector<float> light;
+  std::vector<float> ctrLogit;
+  std::vector<float> cvrLogit;
+  std::vector<double> stageNs = std::vector<double>(kStageCount, 0.0);
+  uint32_t batchSize = 0;
+  double queueWaitNs = 0;
+  bool degraded = false;
+};
+
+struct ScoreRequest {
+  std::vector<uint8_t> bytes;  // a verified AdRequest
+  Clock::time_point deadline;
+  Clock::time_point enqueued;
+};
+
+// Retrieval and scoring over one loaded model directory. Immutable after open except for the
+// eligibility bitmap, which is swapped atomically; scoreBatch may run on any one thread at a time
+// per call and reads only immutable state plus that snapshot.
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& options);
+
+  // Scores a batch in one pass per stage. A request whose deadline passed before model scoring is
+  // answered from the lightweight score alone (degraded).
+  std::vector<ScoreResult> scoreBatch(const std::vector<const ScoreRequest*>& batch) const;
+
+  // Marks ads eligible (1) or not (0) at retrieval; takes effect for batches that start afterwards.
+  void setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible);
+
+  size_t adCount() const { return adCount_; }
+  size_t dim() const { return dim_; }
+  const std::string& indexDescription() const { return ann_->description(); }
+
+ private:
+  torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features) const;
+  torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
+  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const;
+
+  EngineOptions options_;
+  size_t dim_ = 0;
+  size_t adCount_ = 0;
+  size_t pairWidth_ = 0;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<AnnIndex> ann_;
+  torch::Tensor adEmbeddings_;
+  std::vector<int32_t> adCategory_;    // 0-based
+  std::vector<int32_t> adAdvertiser_;  // 0-based
+  torch::Tensor userEmbeddings_;
+  torch::Tensor userCategory_;
+  torch::Tensor userAdvertiserIndptr_;
+  torch::Tensor userAdvertiserIndex_;
+  torch::Tensor userAdvertiserValues_;
+  std::unordered_map<std::string, int64_t> userRow_;
+  std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
+};
+
+}  // namespace adserve

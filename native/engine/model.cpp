@@ -1,0 +1,40 @@
+#include "engine/model.h"
+
+#include "engine/errors.h"
+
+namespace adserve {
+
+Model::Model(const std::string& path) {
+  module_ = torch::jit::load(path);
+  module_.eval();
+  for (const char* method : {"user_embed", "context_embed_search", "context_embed_browse", "ad_embed", "score"}) {
+    if (!module_.find_method(method)) throw EngineError(ErrorCode::Model, path + " has no method " + method);
+  }
+}
+
+torch::Tensor Model::call(const char* method, std::vector<torch::jit::IValue> inputs) const {
+  c10::InferenceMode inference;
+  return module_.get_method(method)(std::move(inputs)).toTensor();
+}
+
+torch::Tensor Model::userEmbed(const torch::Tensor& categorical, const torch::Tensor& numeric) const {
+  return call("user_embed", {categorical, numeric});
+}
+
+torch::Tensor Model::contextEmbedSearch(const torch::Tensor& tokens, const torch::Tensor& categorical, const torch::Tensor& numeric) const {
+  return call("context_embed_search", {tokens, categorical, numeric});
+}
+
+torch::Tensor Model::contextEmbedBrowse(const torch::Tensor& category, const torch::Tensor& product, const torch::Tensor& categorical,
+                                        const torch::Tensor& numeric) const {
+  return call("context_embed_browse", {category, product, categorical, numeric});
+}
+
+std::tuple<torch::Tensor, torch::Tensor> Model::score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
+                                                      const torch::Tensor& pair) const {
+  c10::InferenceMode inference;
+  auto output = module_.get_method("score")({user, context, ads, pair}).toTuple();
+  return {output->elements()[0].toTensor(), output->elements()[1].toTensor()};
+}
+
+}  // namespace adserve

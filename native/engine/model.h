@@ -1,0 +1,31 @@
+#pragma once
+
+#include <torch/script.h>
+
+#include <string>
+#include <tuple>
+
+namespace adserve {
+
+// One TorchScript model directory's model.pt and its exported methods (manifest "methods").
+// Loaded once, immutable afterwards; every call runs under InferenceMode, from any thread.
+class Model {
+ public:
+  explicit Model(const std::string& path);
+
+  torch::Tensor userEmbed(const torch::Tensor& categorical, const torch::Tensor& numeric) const;
+  torch::Tensor contextEmbedSearch(const torch::Tensor& tokens, const torch::Tensor& categorical, const torch::Tensor& numeric) const;
+  torch::Tensor contextEmbedBrowse(const torch::Tensor& category, const torch::Tensor& product, const torch::Tensor& categorical,
+                                   const torch::Tensor& numeric) const;
+  // user [B,D], context [B,D], ads [B,N,D], pair [B,N,P] -> (ctr_logit [B,N], cvr_logit [B,N])
+  std::tuple<torch::Tensor, torch::Tensor> score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
+                                                 const torch::Tensor& pair) const;
+
+ private:
+  torch::Tensor call(const char* method, std::vector<torch::jit::IValue> inputs) const;
+
+  // TorchScript's Module::get_method is not const, but running a method does not mutate the module.
+  mutable torch::jit::script::Module module_;
+};
+
+}  // namespace adserve

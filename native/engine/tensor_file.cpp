@@ -1,0 +1,23 @@
+#include "engine/tensor_file.h"
+
+#include <fstream>
+
+#include "engine/errors.h"
+
+namespace adserve {
+
+torch::Tensor loadTensor(const TensorFile& file) {
+  torch::Tensor tensor = torch::empty(file.shape, torch::TensorOptions().dtype(file.dtype));
+  const auto expected = static_cast<std::streamsize>(tensor.numel() * tensor.element_size());
+  std::ifstream in(file.path, std::ios::binary | std::ios::ate);
+  if (!in) throw EngineError(ErrorCode::InvalidArgument, "cannot open " + file.path);
+  const std::streamsize actual = in.tellg();
+  if (actual != expected) {
+    throw EngineError(ErrorCode::InvalidArgument, file.path + " holds " + std::to_string(actual) + " bytes, its manifest shape needs " + std::to_string(expected));
+  }
+  in.seekg(0);
+  if (!in.read(static_cast<char*>(tensor.data_ptr()), expected)) throw EngineError(ErrorCode::InvalidArgument, "cannot read " + file.path);
+  return tensor;
+}
+
+}  // namespace adserve

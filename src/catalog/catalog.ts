@@ -1,0 +1,61 @@
+// The ad catalog as columns indexed by the dense ad index shared with the engine.
+import type { CatalogJson } from '../engine/model_dir';
+import { BidType } from '../protocol/schema';
+
+export type Micros = number;
+
+export interface Catalog {
+  readonly size: number;
+  readonly adId: readonly string[];
+  readonly campaignId: readonly string[];
+  readonly advertiserId: readonly string[];
+  readonly productId: readonly string[];
+  readonly category: readonly string[];
+  readonly title: readonly string[];
+  readonly landingUrl: readonly string[];
+  readonly imageUrl: readonly string[];
+  /** BidType enum value of the ad's campaign. */
+  readonly bidType: Uint8Array;
+  /** The campaign's bid per billable event: click (CPC), thousand impressions (CPM), conversion (CPA). */
+  readonly bidMicros: Float64Array;
+  /** Landing-page quality in (0, 1]. */
+  readonly landingQuality: Float32Array;
+  /** Dense ad index of each ad id. */
+  readonly indexOf: ReadonlyMap<string, number>;
+}
+
+const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
+
+export function catalogFromJson(json: CatalogJson): Catalog {
+  const campaigns = new Map(json.campaigns.map((campaign) => [campaign.id, campaign]));
+  const size = json.ads.length;
+  const bidType = new Uint8Array(size);
+  const bidMicros = new Float64Array(size);
+  const landingQuality = new Float32Array(size);
+  const indexOf = new Map<string, number>();
+  json.ads.forEach((ad, index) => {
+    const campaign = campaigns.get(ad.campaign_id);
+    if (!campaign) throw new Error(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
+    const type = bidTypes[campaign.bid_type];
+    if (type === undefined) throw new Error(`campaign ${campaign.id} has unknown bid type ${campaign.bid_type}`);
+    bidType[index] = type;
+    bidMicros[index] = campaign.bid_micros;
+    landingQuality[index] = ad.landing_quality;
+    indexOf.set(ad.id, index);
+  });
+  return {
+    size,
+    adId: json.ads.map((ad) => ad.id),
+    campaignId: json.ads.map((ad) => ad.campaign_id),
+    advertiserId: json.ads.map((ad) => ad.advertiser_id),
+    productId: json.ads.map((ad) => ad.product_id),
+    category: json.ads.map((ad) => ad.category),
+    title: json.ads.map((ad) => ad.title),
+    landingUrl: json.ads.map((ad) => ad.landing_url),
+    imageUrl: json.ads.map((ad) => ad.image_url),
+    bidType,
+    bidMicros,
+    landingQuality,
+    indexOf,
+  };
+}

@@ -1,0 +1,114 @@
+// Opens the native engine over a model directory: turns the manifest into the addon's options and
+// computes each ad's static lightweight-score prior.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import type { Catalog } from '../catalog/catalog';
+import { BidType } from '../protocol/schema';
+import { addon, type NativeEngine } from './addon';
+import type { ModelDir, TensorEntry } from './model_dir';
+
+export interface IndexSettings {
+  kind: 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
+  nlist?: number;
+  nprobe?: number;
+  hnswM?: number;
+  efSearch?: number;
+  pqM?: number;
+}
+
+/** Weights of the lightweight score (BOOK_SPEC 2.12, weighted linear): a·sim + b·value + c·histCTR + d·quality. */
+export interface LightWeights {
+  similarity: number;
+  value: number;
+  ctr: number;
+  quality: number;
+  /** Expected eCPM (micros) at which the value term saturates at 1. */
+  maxEcpmMicros: number;
+}
+
+export interface EngineSettings {
+  index: IndexSettings;
+  annCandidates: number;
+  scoreCandidates: number;
+  batching: { maxBatch: number; maxDelayUs: number; queueCapacity: number };
+  light: LightWeights;
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+function readFloats(file: string, entry: TensorEntry): Float32Array {
+  const bytes = readFileSync(file);
+  const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  if (values.length !== entry.shape.reduce((a, b) => a * b, 1)) throw new Error(`${file} does not match its manifest shape`);
+  return values;
+}
+
+/**
+ * Static part of each ad's lightweight score: value (expected eCPM from the bid and historical
+ * rates, saturating at maxEcpmMicros), historical CTR and landing-page quality.
+ */
+export function adPriors(model: ModelDir, catalog: Catalog, weights: LightWeights): Float32Array {
+  const numeric = model.manifest.features.ad.numeric;
+  const entry = model.manifest.files['ad_numeric.f32']!;
+  const values = readFloats(path.join(model.dir, 'ad_numeric.f32'), entry);
+  const width = entry.shape[1]!;
+  const column = (name: string): number => {
+    const index = numeric.names.indexOf(name);
+    if (index < 0) throw new Error(`manifest has no ad numeric feature ${name}`);
+    return index;
+  };
+  const ctrColumn = column('ctr_logit');
+  const cvrColumn = column('cvr_logit');
+  const priors = new Float32Array(catalog.size);
+  for (let ad = 0; ad < catalog.size; ad++) {
+    const ctr = sigmoid(values[ad * width + ctrColumn]! * numeric.std[ctrColumn]! + numeric.mean[ctrColumn]!);
+    const cvr = sigmoid(values[ad * width + cvrColumn]! * numeric.std[cvrColumn]! + numeric.mean[cvrColumn]!);
+    const bid = catalog.bidMicros[ad]!;
+    const type = catalog.bidType[ad];
+    const ecpm = type === BidType.Cpm ? bid : type === BidType.Cpc ? bid * ctr * 1000 : bid * ctr * cvr * 1000;
+    priors[ad] = weights.value * Math.min(ecpm / weights.maxEcpmMicros, 1) + weights.ctr * ctr + weights.quality * catalog.landingQuality[ad]!;
+  }
+  return priors;
+}
+
+export async function openEngine(model: ModelDir, catalog: Catalog, settings: EngineSettings): Promise<NativeEngine> {
+  const { manifest, dir } = model;
+  const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
+  const user = manifest.features.user.categorical;
+  const vocabulary = (name: string): string[] => {
+    const found = user.find((feature) => feature.name === name)?.vocabulary;
+    if (!found) throw new Error(`manifest has no user feature ${name}`);
+    return found;
+  };
+  const age = user.find((feature) => feature.name === 'age_bucket');
+  return addon.openEngine({
+    modelPath: path.join(dir, 'model.pt'),
+    adEmbeddings: tensor('ad_embeddings.f32'),
+    adCategorical: tensor('ad_categorical.i64'),
+    userEmbeddings: tensor('user_embeddings.f32'),
+    userCategory: tensor('user_category.f32'),
+    userAdvertiserIndptr: tensor('user_advertiser_indptr.i32'),
+    userAdvertiserIndex: tensor('user_advertiser_index.i32'),
+    userAdvertiserValues: tensor('user_advertiser_values.f32'),
+    userIds: model.userIds,
+    pairUnknown: manifest.features.pair.unknown,
+    adPrior: adPriors(model, catalog, settings.light),
+    similarityWeight: settings.light.similarity,
+    annCandidates: settings.annCandidates,
+    scoreCandidates: settings.scoreCandidates,
+    features: {
+      referenceYear: age?.reference_year ?? 0,
+      ageBuckets: (age?.buckets ?? []).flat(),
+      countries: vocabulary('country'),
+      languages: vocabulary('language'),
+      categories: manifest.categories,
+      queryBuckets: manifest.features.hashing.query.buckets,
+      maxQueryTokens: manifest.features.hashing.query.max_tokens,
+      productBuckets: manifest.features.hashing.product.buckets,
+      userNumeric: manifest.features.user.numeric.names.length,
+    },
+    index: settings.index,
+    batching: settings.batching,
+  });
+}

@@ -1,0 +1,97 @@
+// Reads a model directory written by train/ (manifest.json, catalog.json, users.json) and checks
+// the parts serving relies on.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface TensorEntry {
+  dtype: 'float32' | 'int64' | 'int32';
+  shape: number[];
+  sha256: string;
+}
+
+export type CalibrationParams =
+  | { kind: 'isotonic'; x: number[]; y: number[] }
+  | { kind: 'temperature'; t: number }
+  | { kind: 'platt'; a: number; b: number };
+
+export interface Manifest {
+  manifest_version: number;
+  version: string;
+  embedding_dim: number;
+  placements: string[];
+  categories: string[];
+  features: {
+    hashing: { query: { buckets: number; max_tokens: number }; product: { buckets: number } };
+    user: {
+      categorical: Array<{ name: string; vocabulary?: string[]; buckets?: number[][]; reference_year?: number }>;
+      numeric: { names: string[] };
+    };
+    ad: { numeric: { names: string[]; mean: number[]; std: number[] } };
+    pair: { names: string[]; unknown: number[] };
+  };
+  calibration: { ctr: CalibrationParams; cvr: CalibrationParams };
+  files: Record<string, TensorEntry>;
+}
+
+export interface CatalogAd {
+  id: string;
+  campaign_id: string;
+  advertiser_id: string;
+  product_id: string;
+  category: string;
+  format: string;
+  title: string;
+  keywords: string[];
+  landing_url: string;
+  image_url: string;
+  price_micros: number;
+  landing_quality: number;
+  rating: number;
+}
+
+export interface CatalogCampaign {
+  id: string;
+  advertiser_id: string;
+  bid_type: 'CPC' | 'CPM' | 'CPA';
+  bid_micros: number;
+  daily_budget_micros: number;
+  pacing: string;
+  status: string;
+}
+
+export interface CatalogJson {
+  advertisers: Array<{ id: string; name: string; category: string }>;
+  campaigns: CatalogCampaign[];
+  ads: CatalogAd[];
+}
+
+export interface ModelDir {
+  dir: string;
+  manifest: Manifest;
+  catalog: CatalogJson;
+  userIds: string[];
+}
+
+export class ModelDirError extends Error {}
+
+function readJson<T>(file: string): T {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (error) {
+    throw new ModelDirError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+export function readModelDir(dir: string): ModelDir {
+  const manifest = readJson<Manifest>(path.join(dir, 'manifest.json'));
+  if (manifest.manifest_version !== 1) throw new ModelDirError(`${dir}: unsupported manifest_version ${manifest.manifest_version}`);
+  const required = ['model.pt', 'ad_embeddings.f32', 'ad_categorical.i64', 'ad_numeric.f32', 'user_embeddings.f32', 'user_category.f32',
+    'user_advertiser_indptr.i32', 'user_advertiser_index.i32', 'user_advertiser_values.f32', 'catalog.json', 'users.json'];
+  for (const name of required) {
+    if (!manifest.files[name]) throw new ModelDirError(`${dir}: manifest lists no ${name}`);
+  }
+  const catalog = readJson<CatalogJson>(path.join(dir, 'catalog.json'));
+  const ads = manifest.files['ad_embeddings.f32']!.shape[0];
+  if (catalog.ads.length !== ads) throw new ModelDirError(`${dir}: catalog.json has ${catalog.ads.length} ads, ad_embeddings.f32 has ${ads}`);
+  return { dir, manifest, catalog, userIds: readJson<{ ids: string[] }>(path.join(dir, 'users.json')).ids };
+}

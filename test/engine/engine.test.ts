@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { catalogFromJson } from '../../src/catalog/catalog';
+import type { NativeEngine } from '../../src/engine/addon';
+import { type EngineSettings, openEngine } from '../../src/engine/engine';
+import { readModelDir } from '../../src/engine/model_dir';
+import { encodeAdRequest } from '../../src/protocol/encode_request';
+import { Placement } from '../../src/protocol/schema';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const settings: EngineSettings = {
+  index: { kind: 'flat' },
+  annCandidates: 200,
+  scoreCandidates: 50,
+  batching: { maxBatch: 16, maxDelayUs: 2000, queueCapacity: 64 },
+  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+};
+
+let engine: NativeEngine;
+const model = readModelDir(tinyModelDir);
+const catalog = catalogFromJson(model.catalog);
+
+beforeAll(async () => {
+  engine = await openEngine(model, catalog, settings);
+});
+
+afterAll(() => engine.close());
+
+describe('native engine over the tiny model', () => {
+  it('retrieves, ranks and scores candidates for a search request', async () => {
+    const result = await engine.score(encodeAdRequest({ query: 'running shoes', userId: model.userIds[0] }), 1000);
+    expect(result.degraded).toBe(false);
+    expect(result.adIndex.length).toBe(50);
+    expect(new Set(result.adIndex).size).toBe(50);
+    for (let i = 0; i < 50; i++) {
+      expect(result.adIndex[i]).toBeGreaterThanOrEqual(0);
+      expect(result.adIndex[i]).toBeLessThan(catalog.size);
+      expect(Number.isFinite(result.ctrLogit[i])).toBe(true);
+      expect(Number.isFinite(result.cvrLogit[i])).toBe(true);
+      if (i > 0) expect(result.light[i]!).toBeLessThanOrEqual(result.light[i - 1]!);
+    }
+    expect(result.stageNs.length).toBe(6);
+  });
+
+  it('scores browse placements and unknown users', async () => {
+    const result = await engine.score(encodeAdRequest({ placement: Placement.Homepage, userId: 'nobody-knows-me' }), 1000);
+    expect(result.adIndex.length).toBe(50);
+    expect(result.ctrLogit.every(Number.isFinite)).toBe(true);
+  });
+
+  it('batches concurrent requests and settles each with its own result', async () => {
+    const queries = ['dog food', 'usb cable', 'yoga mat', 'coffee beans'];
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => engine.score(encodeAdRequest({ query: queries[i % 4] }), 1000)));
+    expect(Math.max(...results.map((r) => r.batchSize))).toBeGreaterThan(1);
+    // Same query, same answer, whatever batch it landed in.
+    expect(Array.from(results[4]!.adIndex)).toEqual(Array.from(results[0]!.adIndex));
+    expect(Array.from(results[4]!.ctrLogit)).toEqual(Array.from(results[0]!.ctrLogit));
+    expect(Array.from(results[1]!.adIndex)).not.toEqual(Array.from(results[0]!.adIndex));
+  });
+
+  it('answers a request whose deadline has passed from the lightweight score, flagged degraded', async () => {
+    const result = await engine.score(encodeAdRequest({ query: 'tv' }), 0);
+    expect(result.degraded).toBe(true);
+    expect(result.adIndex.length).toBe(50);
+    expect(result.ctrLogit.every(Number.isNaN)).toBe(true);
+  });
+
+  it('never returns an ineligible ad, and ineligible ads do not crowd out eligible ones', async () => {
+    const request = encodeAdRequest({ query: 'running shoes' });
+    const before = await engine.score(request, 1000);
+    const excluded = Uint32Array.from(before.adIndex.subarray(0, 25));
+    engine.setEligibility(excluded, new Uint8Array(excluded.length));
+    const after = await engine.score(request, 1000);
+    expect(after.adIndex.length).toBe(50);
+    expect(after.adIndex.some((ad) => excluded.includes(ad))).toBe(false);
+    engine.setEligibility(excluded, new Uint8Array(excluded.length).fill(1));
+    expect(Array.from((await engine.score(request, 1000)).adIndex)).toEqual(Array.from(before.adIndex));
+  });
+
+  it('refuses malformed bytes synchronously with E_BAD_REQUEST', () => {
+    expect(() => engine.score(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), 10)).toThrow(expect.objectContaining({ code: 'E_BAD_REQUEST' }));
+    expect(() => engine.setEligibility(Uint32Array.of(10_000_000), Uint8Array.of(0))).toThrow(expect.objectContaining({ code: 'E_INVALID_ARG' }));
+  });
+
+  it('reports its state', () => {
+    const stats = engine.stats();
+    expect(stats.ads).toBe(catalog.size);
+    expect(stats.index).toBe('Flat');
+    expect(stats.requests).toBeGreaterThan(40);
+  });
+});

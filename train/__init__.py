@@ -1,0 +1,1 @@
+"""adserve's offline model pipeline: synthetic world -> features -> multi-tower ESMM model -> calibration -> TorchScript export."""

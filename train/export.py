@@ -1,0 +1,287 @@
+"""Writes the model directory adserve serves: manifest.json, model.pt, catalog and tensor files.
+
+Tensor files are raw little-endian arrays; the manifest gives each one's dtype, shape and SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import text
+from .features import (AD_NUMERIC, CONTEXT_NUMERIC, CTR_PRIOR_STRENGTH, CVR_PRIOR_STRENGTH, PAIR_FEATURES, USER_NUMERIC,
+                       FeatureStore, Featurizer, ad_categorical, ad_numeric_raw, smoothed_logit)
+from .fit import embed
+from .model import AdModel
+from .presets import Preset
+from .world import (AGE_BUCKETS, BID_TYPES, CATEGORIES, COUNTRIES, DEVICES, FORMATS, GENDERS, LANGUAGES, PLACEMENTS,
+                    REFERENCE_YEAR, Ads, World, make_ads)
+
+PARITY_TOLERANCE = 1e-5
+MANIFEST_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TensorWriter:
+    """Writes arrays (whole or in row chunks) and records their contracts for the manifest."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.entries: dict[str, dict] = {}
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        self.append(name, array, first=True)
+
+    def append(self, name: str, array: np.ndarray, first: bool = False) -> None:
+        array = np.ascontiguousarray(array)
+        dtype = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64", np.dtype(np.int32): "int32"}[array.dtype]
+        with open(self.directory / name, "wb" if first else "ab") as handle:
+            handle.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        entry = self.entries.get(name) if not first else None
+        shape = list(array.shape) if entry is None else [entry["shape"][0] + array.shape[0], *array.shape[1:]]
+        self.entries[name] = {"dtype": dtype, "shape": shape}
+
+    def finish(self) -> dict:
+        for name, entry in self.entries.items():
+            entry["sha256"] = sha256(self.directory / name)
+        return self.entries
+
+
+def feature_spec(preset: Preset, store: FeatureStore) -> dict:
+    return {
+        "hashing": {
+            "doc": "train/text.py: tokens are runs of ASCII [a-z0-9] after ASCII lower-casing; bucket = fnv1a32(utf8) % (buckets - 2) + 2; 0 = padding, 1 = empty text",
+            "query": {"buckets": preset.query_buckets, "max_tokens": preset.max_query_tokens},
+            "title": {"buckets": preset.title_buckets, "max_tokens": preset.max_title_tokens},
+            "product": {"buckets": preset.product_buckets, "doc": "whole product_id string hashed, no tokenising; 0 when absent"},
+        },
+        "user": {
+            "categorical": [
+                {"name": "age_bucket", "source": "user.yob", "reference_year": REFERENCE_YEAR, "buckets": [list(b) for b in AGE_BUCKETS],
+                 "doc": "index + 1 of the bucket holding reference_year - yob; 0 when yob is 0 or outside every bucket"},
+                {"name": "gender", "source": "user.gender", "vocabulary": GENDERS, "doc": "equals the FlatBuffers Gender enum value"},
+                {"name": "country", "source": "geo.country", "vocabulary": COUNTRIES, "doc": "index + 1, 0 when absent or unknown"},
+                {"name": "language", "source": "device.language", "vocabulary": LANGUAGES,
+                 "doc": "primary subtag of the BCP 47 tag, lower-cased; index + 1, 0 when unknown"},
+            ],
+            "numeric": {"names": [*USER_NUMERIC, "user_known"], "mean": [*map(float, store.user_standardizer.mean), 0.0],
+                        "std": [*map(float, store.user_standardizer.std), 1.0],
+                        "unknown_user": "every value 0 (the standardised mean) and user_known 0"},
+        },
+        "context": {
+            "categorical": [
+                {"name": "placement", "vocabulary": PLACEMENTS, "doc": "equals the FlatBuffers Placement enum value"},
+                {"name": "hour", "doc": "local hour (timestamp_ms + utc_offset_minutes) + 1; 0 when no timestamp"},
+                {"name": "weekday", "doc": "local weekday, Monday = 0, + 1; 0 when no timestamp"},
+                {"name": "device", "vocabulary": DEVICES, "doc": "equals the FlatBuffers DeviceType enum value"},
+            ],
+            "numeric": {"names": CONTEXT_NUMERIC, "doc": "log_page = log1p(request.page), not standardised"},
+            "search": {"method": "context_embed_search", "placements": ["Search"]},
+            "browse": {"method": "context_embed_browse", "placements": [p for p in PLACEMENTS if p != "Search"],
+                       "category": {"source": "category_id", "vocabulary": CATEGORIES, "doc": "index + 1, 0 when absent"},
+                       "product": {"source": "product_id", "hashing": "product"}},
+        },
+        "ad": {
+            "categorical": [
+                {"name": "advertiser", "doc": "advertiser index in catalog.json + 1"},
+                {"name": "category", "vocabulary": CATEGORIES},
+                {"name": "format", "vocabulary": FORMATS},
+                {"name": "bid_type", "vocabulary": BID_TYPES},
+            ],
+            "title": {"hashing": "title"},
+            "numeric": {"names": AD_NUMERIC, "mean": [*map(float, store.ad_standardizer.mean)], "std": [*map(float, store.ad_standardizer.std)],
+                        "doc": "ctr_logit / cvr_logit smoothed toward the global rates; a new ad has 0 impressions"},
+        },
+        "pair": {
+            "names": PAIR_FEATURES,
+            "unknown": [float(smoothed_logit(np.zeros(1), np.zeros(1), store.global_ctr, CTR_PRIOR_STRENGTH)[0]), 0.0,
+                        float(-np.log(len(CATEGORIES))), float(smoothed_logit(np.zeros(1), np.zeros(1), store.global_cvr, CVR_PRIOR_STRENGTH)[0]), 0.0],
+            "doc": "user x category from user_category.f32 [users, categories, 3]; user x advertiser from the CSR user_advertiser_* files; "
+                   "'unknown' holds the values for a pair with no history",
+        },
+        "priors": {"global_ctr": store.global_ctr, "global_cvr": store.global_cvr, "ctr_strength": CTR_PRIOR_STRENGTH,
+                   "cvr_strength": CVR_PRIOR_STRENGTH},
+    }
+
+
+def method_contracts(preset: Preset) -> dict:
+    d, tq, tt = preset.embedding_dim, preset.max_query_tokens, preset.max_title_tokens
+    nu, na, nc, p = len(USER_NUMERIC) + 1, len(AD_NUMERIC), len(CONTEXT_NUMERIC), len(PAIR_FEATURES)
+    return {
+        "user_embed": {"inputs": [["categorical", "int64", ["B", 4]], ["numeric", "float32", ["B", nu]]], "outputs": [["embedding", "float32", ["B", d]]]},
+        "context_embed_search": {"inputs": [["tokens", "int64", ["B", tq]], ["categorical", "int64", ["B", 4]], ["numeric", "float32", ["B", nc]]],
+                                 "outputs": [["embedding", "float32", ["B", d]]]},
+        "context_embed_browse": {"inputs": [["category", "int64", ["B"]], ["product", "int64", ["B"]], ["categorical", "int64", ["B", 4]],
+                                            ["numeric", "float32", ["B", nc]]], "outputs": [["embedding", "float32", ["B", d]]]},
+        "ad_embed": {"inputs": [["categorical", "int64", ["N", 4]], ["title", "int64", ["N", tt]], ["numeric", "float32", ["N", na]]],
+                     "outputs": [["embedding", "float32", ["N", d]]]},
+        "score": {"inputs": [["user", "float32", ["B", d]], ["context", "float32", ["B", d]], ["ads", "float32", ["B", "N", d]],
+                             ["pair", "float32", ["B", "N", p]]], "outputs": [["ctr_logit", "float32", ["B", "N"]], ["cvr_logit", "float32", ["B", "N"]]]},
+    }
+
+
+def check_torchscript(model: AdModel, path: Path, featurizer: Featurizer, rows: np.ndarray) -> float:
+    """Loads model.pt back and returns the largest difference from the eager model over every method."""
+    loaded = torch.jit.load(str(path))
+    batch = featurizer.rows(rows)
+    t = torch.from_numpy
+    search = batch.is_search
+    worst = 0.0
+    with torch.no_grad():
+        pairs = [
+            (model.user_embed(t(batch.user_categorical), t(batch.user_numeric)), loaded.user_embed(t(batch.user_categorical), t(batch.user_numeric))),
+            (model.ad_embed(t(batch.ad_categorical), t(batch.ad_title), t(batch.ad_numeric)), loaded.ad_embed(t(batch.ad_categorical), t(batch.ad_title), t(batch.ad_numeric))),
+        ]
+        if search.any():
+            args = (t(batch.query_tokens[search]), t(batch.context_categorical[search]), t(batch.context_numeric[search]))
+            pairs.append((model.context_embed_search(*args), loaded.context_embed_search(*args)))
+        if (~search).any():
+            args = (t(batch.page_category[~search]), t(batch.page_product[~search]), t(batch.context_categorical[~search]), t(batch.context_numeric[~search]))
+            pairs.append((model.context_embed_browse(*args), loaded.context_embed_browse(*args)))
+        e = embed(model, batch)
+        ads = e.ad.unsqueeze(0).expand(len(rows), -1, -1)
+        pair = e.pair.unsqueeze(0).expand(len(rows), -1, -1)
+        eager, scripted = model.score(e.user, e.context, ads, pair), loaded.score(e.user, e.context, ads, pair)
+        pairs += [(eager[0], scripted[0]), (eager[1], scripted[1])]
+        for a, b in pairs:
+            worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
+def catalog_json(world: World) -> dict:
+    ads = world.ads
+    campaigns = [{"id": f"c{index:06d}", "advertiser_id": f"adv{int(advertiser):05d}", "bid_type": BID_TYPES[int(ads.campaign_bid_type[index])],
+                  "bid_micros": int(ads.campaign_bid_micros[index]),
+                  "daily_budget_micros": int(ads.campaign_bid_micros[index]) * (20 if ads.campaign_bid_type[index] == 1 else 200),
+                  "pacing": "even", "status": "active"}
+                 for index, advertiser in enumerate(ads.campaign_advertiser)]
+    return {
+        "advertisers": [{"id": f"adv{index:05d}", "name": brand.capitalize(), "category": CATEGORIES[int(ads.advertiser_category[index])]}
+                        for index, brand in enumerate(ads.brands)],
+        "campaigns": campaigns,
+        "ads": ad_records(ads, 0, campaigns),
+    }
+
+
+def ad_records(ads: Ads, offset: int, campaigns: list[dict]) -> list[dict]:
+    """catalog.json entries for ads whose dense ad index starts at offset."""
+    ids, products = ads.ids(offset), ads.product_ids(offset)
+    return [{"id": ids[index], "campaign_id": campaigns[int(ads.campaign[index])]["id"],
+             "advertiser_id": f"adv{int(ads.advertiser[index]):05d}", "product_id": products[index],
+             "category": CATEGORIES[int(ads.category[index])], "format": FORMATS[int(ads.format[index])],
+             "title": ads.title[index].title(), "keywords": ads.title[index].split()[1:],
+             "landing_url": f"https://shop.example/{products[index]}", "image_url": f"https://img.example/{products[index]}.jpg",
+             "price_micros": int(round(float(np.exp(ads.log_price[index])) * 1e6)),
+             "landing_quality": round(float(ads.landing_quality[index]), 4), "rating": round(float(ads.rating[index]), 2)}
+            for index in range(len(ads))]
+
+
+def export(directory: Path, model: AdModel, world: World, store: FeatureStore, featurizer: Featurizer, preset: Preset,
+           calibrators: dict, report: dict, log=print) -> dict:
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = TensorWriter(directory)
+    t = torch.from_numpy
+    with torch.no_grad():
+        ad_embeddings = model.ad_embed(t(store.ad_categorical), t(store.ad_title), t(store.ad_numeric)).numpy()
+        known = np.flatnonzero(store.user_known)
+        user_embeddings = model.user_embed(t(store.user_categorical[known]), t(store.user_numeric[known])).numpy()
+    writer.write("ad_embeddings.f32", ad_embeddings)
+    writer.write("ad_categorical.i64", store.ad_categorical)
+    writer.write("ad_title.i64", store.ad_title)
+    writer.write("ad_numeric.f32", store.ad_numeric)
+    writer.write("user_embeddings.f32", user_embeddings)
+    user_category = np.stack([smoothed_logit(store.user_category_clicks[known], store.user_category_impressions[known], store.global_ctr, CTR_PRIOR_STRENGTH),
+                              np.log1p(store.user_category_impressions[known]), store.user_category_log_view_share[known]], axis=2).astype(np.float32)
+    writer.write("user_category.f32", user_category)
+    write_user_advertiser_csr(writer, store, known, preset)
+    catalog = catalog_json(world)
+    if preset.extra_catalog_ads:
+        extend_catalog(writer, catalog, model, world, store, preset, log)
+    (directory / "catalog.json").write_text(json.dumps(catalog))
+    user_ids = world.users.ids
+    (directory / "users.json").write_text(json.dumps({"ids": [user_ids[i] for i in known]}))
+
+    scripted = torch.jit.script(model)
+    model_path = directory / "model.pt"
+    scripted.save(str(model_path))
+    parity_rows = np.flatnonzero(world.impressions.day >= preset.history_days)[:64]
+    parity = check_torchscript(model, model_path, featurizer, parity_rows)
+    if parity > PARITY_TOLERANCE:
+        raise SystemExit(f"TorchScript round trip differs from eager by {parity:g} (> {PARITY_TOLERANCE:g})")
+    log(f"TorchScript round trip: max |eager - loaded| = {parity:.2e}")
+
+    files = writer.finish()
+    for name in ["catalog.json", "users.json", "model.pt"]:
+        files[name] = {"sha256": sha256(directory / name)}
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "version": f"{preset.name}-{files['model.pt']['sha256'][:12]}",
+        "preset": preset.name,
+        "seed": preset.seed,
+        "embedding_dim": preset.embedding_dim,
+        "placements": PLACEMENTS,
+        "categories": CATEGORIES,
+        "features": feature_spec(preset, store),
+        "methods": method_contracts(preset),
+        "calibration": calibrators,
+        "torchscript_parity_max_abs_diff": parity,
+        "metrics": summary_metrics(report),
+        "files": files,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def write_user_advertiser_csr(writer: TensorWriter, store: FeatureStore, known: np.ndarray, preset: Preset) -> None:
+    users = store.user_advertiser_keys // preset.advertisers
+    row_of_user = np.full(len(store.user_known), -1, dtype=np.int64)
+    row_of_user[known] = np.arange(len(known))
+    rows = row_of_user[users]  # keys only exist for known users
+    indptr = np.zeros(len(known) + 1, dtype=np.int32)
+    np.add.at(indptr, rows + 1, 1)
+    writer.write("user_advertiser_indptr.i32", np.cumsum(indptr).astype(np.int32))
+    writer.write("user_advertiser_index.i32", (store.user_advertiser_keys % preset.advertisers).astype(np.int32))
+    values = np.column_stack([smoothed_logit(store.user_advertiser_conversions, store.user_advertiser_clicks, store.global_cvr, CVR_PRIOR_STRENGTH),
+                              np.log1p(store.user_advertiser_clicks)]).astype(np.float32)
+    writer.write("user_advertiser_values.f32", values.reshape(-1, 2))
+
+
+def extend_catalog(writer: TensorWriter, catalog: dict, model: AdModel, world: World, store: FeatureStore, preset: Preset, log) -> None:
+    """Adds preset.extra_catalog_ads new ads (no history) in chunks, for large-catalog benchmarks."""
+    rng = np.random.default_rng(preset.seed + 7)
+    chunk = 100_000
+    offset = len(world.ads)
+    for start in range(0, preset.extra_catalog_ads, chunk):
+        count = min(chunk, preset.extra_catalog_ads - start)
+        ads = make_ads(rng, count, preset.advertisers, world.category_log_price, world.ads.advertiser_category, world.ads.brands)
+        zeros = np.zeros(count)
+        numeric = store.ad_standardizer.apply(ad_numeric_raw(ads.log_price, ads.landing_quality, ads.rating, zeros, zeros, zeros, store.global_ctr, store.global_cvr))
+        categorical = ad_categorical(ads.advertiser, ads.category, ads.format, ads.bid_type)
+        title = np.array([text.token_buckets(t, preset.title_buckets, preset.max_title_tokens) for t in ads.title], dtype=np.int64)
+        with torch.no_grad():
+            embeddings = model.ad_embed(torch.from_numpy(categorical), torch.from_numpy(title), torch.from_numpy(numeric)).numpy()
+        for name, array in [("ad_embeddings.f32", embeddings), ("ad_categorical.i64", categorical), ("ad_title.i64", title), ("ad_numeric.f32", numeric)]:
+            writer.append(name, array)
+        catalog["ads"].extend(ad_records(ads, offset + start, catalog["campaigns"]))
+        log(f"catalog: {offset + start + count} ads")
+
+
+def summary_metrics(report: dict) -> dict:
+    return {
+        "ctr_auc": report["ctr"]["model_calibrated"]["auc"], "ctr_auc_ground_truth": report["ctr"]["ground_truth"]["auc"],
+        "ctr_log_loss": report["ctr"]["model_calibrated"]["log_loss"], "ctr_ece_after_calibration": report["ctr_ece"]["after"],
+        "cvr_auc": report["cvr_on_clicks"]["model_calibrated"]["auc"], "ctcvr_auc": report["ctcvr"]["model_calibrated"]["auc"],
+        **{k: v for k, v in report["retrieval"].items() if k.startswith("recall@")},
+    }

@@ -1,0 +1,34 @@
+"""The evaluation report as Markdown (report.json holds the same numbers)."""
+
+from __future__ import annotations
+
+
+def _row(name: str, metrics: dict) -> str:
+    return f"| {name} | {metrics['auc']:.4f} | {metrics['log_loss']:.4f} | {metrics['ece']:.4f} | {metrics['mean_predicted']:.4f} | {metrics['observed_rate']:.4f} | {metrics['rows']} |"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Model report: preset {report['preset']}", "",
+             f"Data: {report['data']['impressions']} impressions, CTR {report['data']['ctr']:.4f}, CVR given click {report['data']['cvr_given_click']:.4f}; "
+             f"train rows {report['data']['train_rows']}, calibration rows {report['data']['calibration_rows']}, test rows {report['data']['test_rows']}.",
+             f"Training: {report['training']['seconds']:.1f} s, {report['training']['epochs']} epochs, {report['training']['steps']} steps; "
+             f"whole pipeline {report['pipeline_seconds']:.1f} s.", "",
+             "## Test days (the ground truth row is the ceiling: the true probabilities scored against the same labels)", "",
+             "| what | AUC | log loss | ECE | mean predicted | observed | rows |", "|---|---|---|---|---|---|---|"]
+    for head, label in [("ctr", "CTR"), ("cvr_on_clicks", "CVR (clicked rows)"), ("ctcvr", "CTCVR")]:
+        for variant, metrics in report[head].items():
+            lines.append(_row(f"{label}, {variant.replace('_', ' ')}", metrics))
+    lines += ["", f"CTR AUC gap to ground truth: {report['targets']['ctr_auc_gap']:.4f} (target ≤ 0.02, {'met' if report['targets']['ctr_auc_gap_met'] else 'NOT met'}); "
+              f"CTR ECE after calibration: {report['ctr_ece']['after']:.4f} (target ≤ 0.01, {'met' if report['targets']['ctr_ece_met'] else 'NOT met'}).",
+              "", "## CTR reliability (equal-mass bins)", "", "| bin | rows | predicted before | predicted after | observed |", "|---|---|---|---|---|"]
+    for index, (before, after) in enumerate(zip(report["ctr_reliability"]["before"], report["ctr_reliability"]["after"])):
+        lines.append(f"| {index + 1} | {before['count']} | {before['predicted']:.4f} | {after['predicted']:.4f} | {after['observed']:.4f} |")
+    retrieval = report["retrieval"]
+    lines += ["", f"## Retrieval ({retrieval['requests']} test requests, exact top-K by (E_user + E_ctx) · E_ad vs the K truly best ads)", "",
+              "| K | recall | random |", "|---|---|---|"]
+    for key, value in retrieval.items():
+        if key.startswith("recall@"):
+            k = key.split("@")[1]
+            lines.append(f"| {k} | {value:.4f} | {retrieval[f'random@{k}']:.4f} |")
+    lines += ["", f"Mean true CTR of the top 10 retrieved: {retrieval['true_ctr_of_top_10']['retrieved']:.4f} (best possible {retrieval['true_ctr_of_top_10']['best']:.4f}).", ""]
+    return "\n".join(lines)
