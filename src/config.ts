@@ -26,7 +26,38 @@ export interface Config {
   /** Engine jobs that may wait before new ones are shed with 503. */
   queueCapacity: number;
   logLevel: LogLevel;
+  /** Model directory written by `npm run train`; the daemon answers NoEngine when it is missing. */
+  modelDir: string;
+  /** FAISS index over ad embeddings: flat, ivf, hnsw or ivfpq. */
+  indexKind: IndexKind;
+  /** IVF lists; 0 picks about 4 * sqrt(ads). */
+  nlist: number;
+  /** IVF lists scanned per query. */
+  nprobe: number;
+  /** Ads the ANN search returns per request. */
+  annCandidates: number;
+  /** Candidates the model scores per request, after the lightweight score. */
+  scoreCandidates: number;
+  /** Requests per batched model pass. */
+  maxBatch: number;
+  /** Longest wait after a batch's first request, in microseconds. */
+  maxDelayUs: number;
+  /** Default auction when a request does not pick one. */
+  auction: AuctionKind;
+  /** Reserve prices in micros per billable unit. */
+  reserveCpcMicros: number;
+  reserveCpmMicros: number;
+  reserveCpaMicros: number;
+  /** Added to every computed price (AUCTION.md ε), in micros. */
+  priceIncrementMicros: number;
+  /** Secret for event tokens (at least 32 characters). Empty: a random key per process, so tokens die with it. */
+  eventTokenKey: string;
+  /** How long an event token stays valid, in seconds. */
+  eventTokenTtlSeconds: number;
 }
+
+export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
+export type AuctionKind = 'gsp' | 'second_price' | 'first_price' | 'vcg';
 
 export const defaults: Readonly<Config> = {
   host: '127.0.0.1',
@@ -40,9 +71,30 @@ export const defaults: Readonly<Config> = {
   computeThreads: 1,
   queueCapacity: 4096,
   logLevel: 'info',
+  modelDir: 'models/demo',
+  indexKind: 'ivf',
+  nlist: 0,
+  nprobe: 16,
+  annCandidates: 1000,
+  scoreCandidates: 300,
+  maxBatch: 32,
+  maxDelayUs: 1000,
+  auction: 'gsp',
+  reserveCpcMicros: 50_000,
+  reserveCpmMicros: 500_000,
+  reserveCpaMicros: 1_000_000,
+  priceIncrementMicros: 10_000,
+  eventTokenKey: '',
+  eventTokenTtlSeconds: 86_400,
 };
 
-type Kind = 'string' | 'port' | 'positive' | 'logLevel';
+type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction';
+
+const choices: Partial<Record<Kind, readonly string[]>> = {
+  logLevel: ['debug', 'info', 'warn', 'error'],
+  indexKind: ['flat', 'ivf', 'hnsw', 'ivfpq'],
+  auction: ['gsp', 'second_price', 'first_price', 'vcg'],
+};
 
 const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } } = {
   host: { env: 'ADSERVE_HOST', kind: 'string' },
@@ -56,6 +108,21 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   computeThreads: { env: 'ADSERVE_COMPUTE_THREADS', kind: 'positive', max: 256 },
   queueCapacity: { env: 'ADSERVE_QUEUE_CAPACITY', kind: 'positive', max: 1 << 20 },
   logLevel: { env: 'ADSERVE_LOG_LEVEL', kind: 'logLevel' },
+  modelDir: { env: 'ADSERVE_MODEL_DIR', kind: 'string' },
+  indexKind: { env: 'ADSERVE_INDEX_KIND', kind: 'indexKind' },
+  nlist: { env: 'ADSERVE_NLIST', kind: 'count', max: 1 << 20 },
+  nprobe: { env: 'ADSERVE_NPROBE', kind: 'positive', max: 1 << 20 },
+  annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },
+  scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', kind: 'positive', max: 100_000 },
+  maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },
+  maxDelayUs: { env: 'ADSERVE_MAX_DELAY_US', kind: 'count', max: 1_000_000 },
+  auction: { env: 'ADSERVE_AUCTION', kind: 'auction' },
+  reserveCpcMicros: { env: 'ADSERVE_RESERVE_CPC_MICROS', kind: 'count', max: 1e12 },
+  reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', kind: 'count', max: 1e12 },
+  reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', kind: 'count', max: 1e12 },
+  priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
+  eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
+  eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
 };
 
 /** Environment variable naming a JSON file whose keys are Config keys. */
@@ -69,15 +136,23 @@ function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown):
     case 'string':
       if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${key} must be a non-empty string`);
       return raw;
+    case 'optionalString':
+      if (typeof raw !== 'string') throw new ConfigError(`${key} must be a string`);
+      return raw;
     case 'logLevel':
-      if (raw !== 'debug' && raw !== 'info' && raw !== 'warn' && raw !== 'error') {
-        throw new ConfigError(`${key} must be one of debug, info, warn, error (got ${JSON.stringify(raw)})`);
+    case 'indexKind':
+    case 'auction': {
+      const allowed = choices[kind]!;
+      if (typeof raw !== 'string' || !allowed.includes(raw)) {
+        throw new ConfigError(`${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(raw)})`);
       }
       return raw;
+    }
     case 'port':
+    case 'count':
     case 'positive': {
       const value = fromEnv && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
-      const min = kind === 'port' ? 0 : 1;
+      const min = kind === 'positive' ? 1 : 0;
       const upper = kind === 'port' ? 65535 : (max ?? Number.MAX_SAFE_INTEGER);
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > upper) {
         throw new ConfigError(`${key} must be an integer in ${min}..${upper} (got ${JSON.stringify(raw)})`);
@@ -117,5 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const result = config as unknown as Config;
   if (result.defaultTmaxMs > result.maxTmaxMs) throw new ConfigError('defaultTmaxMs must not exceed maxTmaxMs');
+  if (result.scoreCandidates > result.annCandidates) throw new ConfigError('scoreCandidates must not exceed annCandidates');
+  if (result.eventTokenKey !== '' && result.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
   return result;
 }

@@ -1,13 +1,35 @@
 // The adserve daemon: load config, start the server, drain on SIGTERM/SIGINT.
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { ConfigError, loadConfig } from './config';
+import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
-import { createLogger } from './log';
+import { readModelDir } from './engine/model_dir';
+import { openServing, type Serving } from './engine/serving';
+import { createLogger, type Logger } from './log';
+import type { SigningKey } from './money/event_token';
 import { createMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { startServer } from './server/app';
+
+function eventSigningKey(secret: string): SigningKey {
+  const bytes = secret === '' ? randomBytes(32) : Buffer.from(secret);
+  return { id: createHash('sha256').update(bytes).digest('hex').slice(0, 8), secret: bytes };
+}
+
+async function loadServing(config: Config, log: Logger): Promise<Serving | undefined> {
+  const dir = path.resolve(projectRoot, config.modelDir);
+  if (!existsSync(path.join(dir, 'manifest.json'))) {
+    log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
+    return undefined;
+  }
+  const started = Date.now();
+  const serving = await openServing(readModelDir(dir), config);
+  const stats = serving.engine.stats();
+  log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
+  return serving;
+}
 
 async function main(): Promise<void> {
   let config;
@@ -26,11 +48,16 @@ async function main(): Promise<void> {
   const build = addon.buildInfo();
   log.info('native engine', { ...build });
   const metrics = createMetrics(build, version);
+  const signingKey = eventSigningKey(config.eventTokenKey);
+  if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
+  const serving = await loadServing(config, log);
   const server = await startServer({
     config,
     metrics,
     log,
-    readiness: () => ({ ready: false, reason: 'no engine loaded (model and catalog not available)' }),
+    decision: { config, serving, signingKey, metrics },
+    readiness: () =>
+      serving ? { ready: true, reason: '' } : { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train)` },
   });
   log.info('listening', { host: config.host, port: server.port, version });
 

@@ -1,6 +1,6 @@
 // Prometheus metrics, declared once (DESIGN.md §9). Names carry the adserve_ prefix and base units;
 // label values come from small closed sets.
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { BuildInfo } from './engine/addon';
 
@@ -16,6 +16,13 @@ export type Route = 'ads' | 'metrics' | 'health' | 'other';
 export interface Metrics {
   registry: Registry;
   requestDuration: Histogram<'route' | 'placement' | 'status'>;
+  stageDuration: Histogram<'stage'>;
+  batchSize: Histogram;
+  queueWait: Histogram;
+  degraded: Counter;
+  shed: Counter;
+  fillRatio: Histogram;
+  clearingPrice: Histogram<'bid_type'>;
 }
 
 export function createMetrics(build: BuildInfo, version: string): Metrics {
@@ -35,5 +42,43 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     registers: [registry],
   });
   info.set({ version, torch: build.torch, faiss: build.faiss, flatbuffers: build.flatbuffers, cuda: String(build.cuda) }, 1);
-  return { registry, requestDuration };
+  const stageDuration = new Histogram({
+    name: 'adserve_stage_duration_seconds',
+    help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then calibrate, auction, encode.',
+    labelNames: ['stage'] as const,
+    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'adserve_batch_size',
+    help: 'Requests in the engine batch that scored each request.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
+  const queueWait = new Histogram({
+    name: 'adserve_batch_queue_wait_seconds',
+    help: 'Time a request waited in the engine queue before its batch started.',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [registry],
+  });
+  const degraded = new Counter({
+    name: 'adserve_deadline_degraded_total',
+    help: 'Requests answered from the lightweight score because their deadline passed before model scoring.',
+    registers: [registry],
+  });
+  const shed = new Counter({ name: 'adserve_requests_shed_total', help: 'Requests refused with 503 because the engine queue was full.', registers: [registry] });
+  const fillRatio = new Histogram({
+    name: 'adserve_fill_ratio',
+    help: 'Filled slots over requested slots, per decision.',
+    buckets: [0, 0.25, 0.5, 0.75, 1],
+    registers: [registry],
+  });
+  const clearingPrice = new Histogram({
+    name: 'adserve_auction_clearing_price',
+    help: 'Price of each winning ad in its billable unit (dollars; CPM per thousand impressions).',
+    labelNames: ['bid_type'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
+    registers: [registry],
+  });
+  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice };
 }

@@ -44,35 +44,47 @@ function readFloats(file: string, entry: TensorEntry): Float32Array {
   return values;
 }
 
-/**
- * Static part of each ad's lightweight score: value (expected eCPM from the bid and historical
- * rates, saturating at maxEcpmMicros), historical CTR and landing-page quality.
- */
-export function adPriors(model: ModelDir, catalog: Catalog, weights: LightWeights): Float32Array {
+/** Historical CTR and CVR of each ad (feature-store aggregates, smoothed toward the global rates). */
+export interface AdHistory {
+  ctr: Float64Array;
+  cvr: Float64Array;
+}
+
+export function adHistory(model: ModelDir): AdHistory {
   const numeric = model.manifest.features.ad.numeric;
   const entry = model.manifest.files['ad_numeric.f32']!;
   const values = readFloats(path.join(model.dir, 'ad_numeric.f32'), entry);
-  const width = entry.shape[1]!;
+  const [ads, width] = entry.shape as [number, number];
   const column = (name: string): number => {
     const index = numeric.names.indexOf(name);
     if (index < 0) throw new Error(`manifest has no ad numeric feature ${name}`);
     return index;
   };
-  const ctrColumn = column('ctr_logit');
-  const cvrColumn = column('cvr_logit');
+  const history = { ctr: new Float64Array(ads), cvr: new Float64Array(ads) };
+  for (const [name, out] of [['ctr_logit', history.ctr], ['cvr_logit', history.cvr]] as const) {
+    const c = column(name);
+    for (let ad = 0; ad < ads; ad++) out[ad] = sigmoid(values[ad * width + c]! * numeric.std[c]! + numeric.mean[c]!);
+  }
+  return history;
+}
+
+/**
+ * Static part of each ad's lightweight score: value (expected eCPM from the bid and historical
+ * rates, saturating at maxEcpmMicros), historical CTR and landing-page quality.
+ */
+export function adPriors(history: AdHistory, catalog: Catalog, weights: LightWeights): Float32Array {
   const priors = new Float32Array(catalog.size);
   for (let ad = 0; ad < catalog.size; ad++) {
-    const ctr = sigmoid(values[ad * width + ctrColumn]! * numeric.std[ctrColumn]! + numeric.mean[ctrColumn]!);
-    const cvr = sigmoid(values[ad * width + cvrColumn]! * numeric.std[cvrColumn]! + numeric.mean[cvrColumn]!);
+    const ctr = history.ctr[ad]!;
     const bid = catalog.bidMicros[ad]!;
     const type = catalog.bidType[ad];
-    const ecpm = type === BidType.Cpm ? bid : type === BidType.Cpc ? bid * ctr * 1000 : bid * ctr * cvr * 1000;
+    const ecpm = type === BidType.Cpm ? bid : type === BidType.Cpc ? bid * ctr * 1000 : bid * ctr * history.cvr[ad]! * 1000;
     priors[ad] = weights.value * Math.min(ecpm / weights.maxEcpmMicros, 1) + weights.ctr * ctr + weights.quality * catalog.landingQuality[ad]!;
   }
   return priors;
 }
 
-export async function openEngine(model: ModelDir, catalog: Catalog, settings: EngineSettings): Promise<NativeEngine> {
+export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
   const { manifest, dir } = model;
   const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
   const user = manifest.features.user.categorical;
@@ -93,7 +105,7 @@ export async function openEngine(model: ModelDir, catalog: Catalog, settings: En
     userAdvertiserValues: tensor('user_advertiser_values.f32'),
     userIds: model.userIds,
     pairUnknown: manifest.features.pair.unknown,
-    adPrior: adPriors(model, catalog, settings.light),
+    adPrior: adPriors(history, catalog, settings.light),
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
     scoreCandidates: settings.scoreCandidates,

@@ -1,9 +1,25 @@
-// The ad decision, stage by stage. Until the engine lands (native retrieval and scoring), the
-// decision stops after parsing and says so in the response: no auction runs, no ads are invented.
+// The ad decision, stage by stage: parse -> engine (user, context, retrieve, light_score, score)
+// -> calibrate -> integrity + quality + auction -> encode. Without a loaded model the decision
+// stops after parsing and says so (status NoEngine); no ads are invented.
+import { type AuctionCandidates, auctionOutcome, runAuction, type AuctionRules } from '../auction/auction';
+import { defaultQualityWeights, qualityScores } from '../auction/quality';
+import { calibrate } from '../calibration/calibrate';
 import type { Config } from '../config';
-import { encodeAdResponse } from '../protocol/encode_response';
-import { Placement, ResponseStatus } from '../protocol/schema';
-import { parseAdRequest } from './parse_request';
+import { engineStages, isNativeError, type ScoreResult } from '../engine/addon';
+import type { Serving } from '../engine/serving';
+import { RequestError } from '../errors';
+import type { Metrics } from '../metrics';
+import { type SigningKey, signEventToken } from '../money/event_token';
+import { encodeAdResponse, type StageNanos, type WinningAd } from '../protocol/encode_response';
+import { AuctionType, type AdRequest, Placement, ResponseStatus } from '../protocol/schema';
+import { type ParsedAdRequest, parseAdRequest } from './parse_request';
+
+export interface DecisionContext {
+  config: Config;
+  serving: Serving | undefined;
+  signingKey: SigningKey;
+  metrics: Metrics;
+}
 
 export interface AdDecision {
   response: Uint8Array;
@@ -11,15 +27,219 @@ export interface AdDecision {
   placement: string;
 }
 
-export function handleAdRequest(body: Uint8Array, config: Config): AdDecision {
-  const startedNs = process.hrtime.bigint();
-  const parsed = parseAdRequest(body, config);
-  const parsedNs = process.hrtime.bigint();
-  const response = encodeAdResponse({
-    requestId: parsed.requestId,
-    status: ResponseStatus.NoEngine,
-    message: 'no engine loaded: no model and catalog are available, so no auction ran',
-    timings: parsed.debug ? [{ stage: 'parse', nanos: parsedNs - startedNs }] : undefined,
+const mechanisms: Partial<Record<AuctionType, AuctionRules['mechanism']>> = {
+  [AuctionType.FirstPrice]: 'first_price',
+  [AuctionType.SecondPrice]: 'second_price',
+  [AuctionType.Gsp]: 'gsp',
+  [AuctionType.Vcg]: 'vcg',
+};
+
+// Scratch columns for the candidates of one request; the JS thread handles one decision at a time
+// between awaits, so one set is enough.
+class Scratch {
+  capacity = 0;
+  bidType = new Uint8Array(0);
+  bidMicros = new Float64Array(0);
+  pCtr = new Float64Array(0);
+  pCvr = new Float64Array(0);
+  relevance = new Float32Array(0);
+  landing = new Float64Array(0);
+  quality = new Float64Array(0);
+  adIndex = new Int32Array(0);
+  outcome = auctionOutcome(0);
+
+  ensure(count: number, slots: number): void {
+    if (count > this.capacity) {
+      this.capacity = count;
+      this.bidType = new Uint8Array(count);
+      this.bidMicros = new Float64Array(count);
+      this.pCtr = new Float64Array(count);
+      this.pCvr = new Float64Array(count);
+      this.relevance = new Float32Array(count);
+      this.landing = new Float64Array(count);
+      this.quality = new Float64Array(count);
+      this.adIndex = new Int32Array(count);
+    }
+    if (this.outcome.candidate.length < slots) this.outcome = auctionOutcome(slots);
+  }
+}
+
+const scratch = new Scratch();
+
+function blockList(request: AdRequest, field: 'blockedAdvertisers' | 'blockedCategories' | 'blockedProducts'): Set<string> | undefined {
+  const lengthOf = `${field}Length` as const;
+  const count = request[lengthOf]();
+  if (count === 0) return undefined;
+  const set = new Set<string>();
+  for (let i = 0; i < count; i++) set.add(request[field](i));
+  return set;
+}
+
+function nanosSince(started: bigint): bigint {
+  return process.hrtime.bigint() - started;
+}
+
+async function scoreWithEngine(serving: Serving, body: Uint8Array, budgetMs: number): Promise<ScoreResult> {
+  try {
+    return await serving.engine.score(body, Math.max(0, budgetMs));
+  } catch (error) {
+    if (isNativeError(error) && (error.code === 'E_QUEUE_FULL' || error.code === 'E_SHUTTING_DOWN')) {
+      throw new RequestError(503, 'overloaded', `${error.message}; retry shortly`);
+    }
+    throw error;
+  }
+}
+
+export async function decideAds(body: Uint8Array, context: DecisionContext): Promise<AdDecision> {
+  const started = process.hrtime.bigint();
+  const parsed = parseAdRequest(body, context.config);
+  const placement = Placement[parsed.placement] ?? 'unknown';
+  const parseNs = nanosSince(started);
+  const { serving, metrics } = context;
+  if (!serving) {
+    return {
+      placement,
+      response: encodeAdResponse({
+        requestId: parsed.requestId,
+        status: ResponseStatus.NoEngine,
+        message: 'no engine loaded: no model and catalog are available, so no auction ran',
+        timings: parsed.debug ? [{ stage: 'parse', nanos: parseNs }] : undefined,
+      }),
+    };
+  }
+
+  const elapsedMs = Number(nanosSince(started)) / 1e6;
+  const result = await scoreWithEngine(serving, body, parsed.tmaxMs - elapsedMs);
+  metrics.batchSize.observe(result.batchSize);
+  metrics.queueWait.observe(result.queueWaitNs / 1e9);
+  engineStages.forEach((stage, i) => metrics.stageDuration.observe({ stage }, result.stageNs[i]! / 1e9));
+  if (result.degraded) metrics.degraded.inc();
+
+  let mark = process.hrtime.bigint();
+  const count = result.adIndex.length;
+  scratch.ensure(count, parsed.slots);
+  const { catalog, history } = serving;
+  const blockedAdvertisers = blockList(parsed.request, 'blockedAdvertisers');
+  const blockedCategories = blockList(parsed.request, 'blockedCategories');
+  const blockedProducts = blockList(parsed.request, 'blockedProducts');
+  let kept = 0;
+  for (let i = 0; i < count; i++) {
+    const ad = result.adIndex[i]!;
+    if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId[ad]!)) {
+      continue;
+    }
+    scratch.adIndex[kept] = ad;
+    scratch.bidType[kept] = catalog.bidType[ad]!;
+    scratch.bidMicros[kept] = catalog.bidMicros[ad]!;
+    // Degraded answers have no model scores: fall back to the ad's historical rates.
+    scratch.pCtr[kept] = result.degraded ? history.ctr[ad]! : calibrate(serving.calibration.ctr, result.ctrLogit[i]!);
+    scratch.pCvr[kept] = result.degraded ? history.cvr[ad]! : calibrate(serving.calibration.cvr, result.cvrLogit[i]!);
+    scratch.relevance[kept] = Math.max(result.light[i]!, 1e-6);
+    scratch.landing[kept] = catalog.landingQuality[ad]!;
+    kept++;
+  }
+  const calibrateNs = nanosSince(mark);
+  mark = process.hrtime.bigint();
+
+  qualityScores(kept, scratch.bidType, scratch.pCtr, scratch.pCvr, scratch.relevance, scratch.landing, defaultQualityWeights, scratch.quality);
+  const candidates: AuctionCandidates = {
+    count: kept,
+    bidType: scratch.bidType,
+    bidMicros: scratch.bidMicros,
+    pCtr: scratch.pCtr,
+    pCvr: scratch.pCvr,
+    quality: scratch.quality,
+    tiebreak: scratch.adIndex,
+  };
+  const rules: AuctionRules = {
+    ...serving.rules,
+    mechanism: mechanisms[parsed.request.auctionType()] ?? serving.rules.mechanism,
+    slots: parsed.slots,
+    floorCpmMicros: parsed.floorCpmMicros,
+  };
+  const outcome = runAuction(candidates, rules, scratch.outcome);
+  const auctionNs = nanosSince(mark);
+  mark = process.hrtime.bigint();
+
+  const response = encodeWinners(parsed, serving, context, outcome, result.degraded, {
+    parseNs,
+    engine: result.stageNs,
+    calibrateNs,
+    auctionNs,
+    started: mark,
   });
-  return { response, placement: Placement[parsed.placement] ?? 'unknown' };
+  metrics.stageDuration.observe({ stage: 'calibrate' }, Number(calibrateNs) / 1e9);
+  metrics.stageDuration.observe({ stage: 'auction' }, Number(auctionNs) / 1e9);
+  metrics.stageDuration.observe({ stage: 'encode' }, Number(nanosSince(mark)) / 1e9);
+  metrics.fillRatio.observe(outcome.winners / parsed.slots);
+  return { placement, response };
+}
+
+interface Timings {
+  parseNs: bigint;
+  engine: Float64Array;
+  calibrateNs: bigint;
+  auctionNs: bigint;
+  started: bigint;
+}
+
+function encodeWinners(
+  parsed: ParsedAdRequest,
+  serving: Serving,
+  context: DecisionContext,
+  outcome: ReturnType<typeof auctionOutcome>,
+  degraded: boolean,
+  timings: Timings,
+): Uint8Array {
+  const { catalog } = serving;
+  const issuedMs = Date.now();
+  const expiresMs = issuedMs + context.config.eventTokenTtlSeconds * 1000;
+  const ads: WinningAd[] = [];
+  for (let slot = 0; slot < outcome.winners; slot++) {
+    const i = outcome.candidate[slot]!;
+    const ad = scratch.adIndex[i]!;
+    const priceMicros = outcome.priceMicros[slot]!;
+    const bidType = scratch.bidType[i]!;
+    context.metrics.clearingPrice.observe({ bid_type: ['cpc', 'cpm', 'cpa'][bidType]! }, priceMicros / 1e6);
+    ads.push({
+      slot,
+      adId: catalog.adId[ad]!,
+      campaignId: catalog.campaignId[ad]!,
+      advertiserId: catalog.advertiserId[ad]!,
+      productId: catalog.productId[ad]!,
+      title: catalog.title[ad]!,
+      imageUrl: catalog.imageUrl[ad]!,
+      landingUrl: catalog.landingUrl[ad]!,
+      bidType,
+      bidMicros: scratch.bidMicros[i]!,
+      priceMicros,
+      pCtr: scratch.pCtr[i]!,
+      pCvr: scratch.pCvr[i]!,
+      ecpmMicros: outcome.adjEcpmMicros[slot]!,
+      quality: scratch.quality[i]!,
+      eventToken: signEventToken(
+        { requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs },
+        context.signingKey,
+      ),
+    });
+  }
+  let stageTimings: StageNanos[] | undefined;
+  if (parsed.debug) {
+    stageTimings = [
+      { stage: 'parse', nanos: timings.parseNs },
+      ...engineStages.slice(1).map((stage, i) => ({ stage, nanos: BigInt(Math.round(timings.engine[i + 1]!)) })),
+      { stage: 'calibrate', nanos: timings.calibrateNs },
+      { stage: 'auction', nanos: timings.auctionNs },
+      { stage: 'encode', nanos: nanosSince(timings.started) },
+    ];
+  }
+  return encodeAdResponse({
+    requestId: parsed.requestId,
+    status: outcome.winners > 0 ? ResponseStatus.Ok : ResponseStatus.NoFill,
+    message: outcome.winners > 0 ? undefined : 'no eligible ad cleared the floor and reserve prices',
+    degraded,
+    modelVersion: serving.modelVersion,
+    ads,
+    timings: stageTimings,
+  });
 }

@@ -6,7 +6,7 @@ import type { Config } from '../config';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
-import { handleAdRequest } from '../pipeline/ad_decision';
+import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { readBody } from './body';
 import { Exchange, type InFlight } from './exchange';
 
@@ -21,6 +21,7 @@ export interface ServerDeps {
   config: Config;
   metrics: Metrics;
   log: Logger;
+  decision: DecisionContext;
   /** Whether the engine can take traffic, and why not. */
   readiness: () => Readiness;
 }
@@ -72,15 +73,20 @@ export function startServer(deps: ServerDeps): Promise<Server> {
       return exchange.fail(new RequestError(413, 'too_large', `body of ${length} bytes exceeds the limit of ${config.maxBodyBytes}`), {}, true);
     }
     const onBody = (body: Uint8Array): void => {
-      try {
-        const answer = handleAdRequest(body, config);
-        exchange.placement = answer.placement;
-        exchange.send(200, flatbuffersContentType, answer.response);
-      } catch (error) {
-        if (error instanceof RequestError) return exchange.fail(error);
-        log.error('ad request failed', { error: (error as Error).message });
-        exchange.send(500, 'application/json', JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
-      }
+      decideAds(body, deps.decision).then(
+        (answer) => {
+          exchange.placement = answer.placement;
+          exchange.send(200, flatbuffersContentType, answer.response);
+        },
+        (error: unknown) => {
+          if (error instanceof RequestError) {
+            if (error.status === 503) metrics.shed.inc();
+            return exchange.fail(error, error.status === 503 ? { 'Retry-After': '1' } : {});
+          }
+          log.error('ad request failed', { error: (error as Error).message });
+          exchange.send(500, 'application/json', JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
+        },
+      );
     };
     if (length === 0) return onBody(new Uint8Array(0));
     readBody(res, { declaredLength: length, maxBytes: config.maxBodyBytes }, onBody, () =>

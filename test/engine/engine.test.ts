@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
-import { type EngineSettings, openEngine } from '../../src/engine/engine';
+import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement } from '../../src/protocol/schema';
@@ -21,7 +21,7 @@ const model = readModelDir(tinyModelDir);
 const catalog = catalogFromJson(model.catalog);
 
 beforeAll(async () => {
-  engine = await openEngine(model, catalog, settings);
+  engine = await openEngine(model, catalog, adHistory(model), settings);
 });
 
 afterAll(() => engine.close());

@@ -12,7 +12,7 @@ import { postAd } from '../helpers/requests';
 let daemon: Daemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ ADSERVE_MAX_BODY_BYTES: '4096' });
+  daemon = await startDaemon({ ADSERVE_MAX_BODY_BYTES: '4096', ADSERVE_MODEL_DIR: '/nonexistent/model' });
 });
 
 afterAll(async () => {
@@ -190,7 +190,7 @@ describe('health and metrics', () => {
 
 describe('graceful shutdown', () => {
   it('finishes an in-flight request after SIGTERM, refuses new connections, and exits 0', async () => {
-    const own = await startDaemon();
+    const own = await startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model' });
     const body = encodeAdRequest({ id: 'in-flight' });
     const socket = connect(own.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
@@ -214,7 +214,7 @@ describe('graceful shutdown', () => {
   });
 
   it('gives up on a request that never completes once the grace period ends', async () => {
-    const own = await startDaemon({ ADSERVE_SHUTDOWN_GRACE_MS: '300' });
+    const own = await startDaemon({ ADSERVE_SHUTDOWN_GRACE_MS: '300', ADSERVE_MODEL_DIR: '/nonexistent/model' });
     const socket = connect(own.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.on('error', () => undefined);

@@ -1,0 +1,112 @@
+// The auction of AUCTION.md: rank by adjusted eCPM, price by GSP (default), second price, first
+// price or VCG. Pure: candidates in, winners and prices out, over typed arrays with no allocation
+// per candidate. Money is integer micros.
+import { BidType } from '../protocol/schema';
+
+export type Micros = number;
+export type Mechanism = 'gsp' | 'second_price' | 'first_price' | 'vcg';
+
+export interface AuctionRules {
+  mechanism: Mechanism;
+  slots: number;
+  /** Minimum adjusted eCPM (micros per thousand impressions), like OpenRTB's bidfloor. */
+  floorCpmMicros: Micros;
+  /** Reserve price per billable unit, indexed by BidType (CPC, CPM, CPA). */
+  reserveMicros: readonly [Micros, Micros, Micros];
+  /** Added to every computed price after rounding up (AUCTION.md ε). */
+  incrementMicros: Micros;
+  /** θ_1..θ_S: click multiplier of each slot, for VCG (θ_1 = 1, non-increasing). */
+  positionEffects: readonly number[];
+}
+
+export interface AuctionCandidates {
+  count: number;
+  bidType: Uint8Array;
+  bidMicros: Float64Array;
+  pCtr: Float64Array;
+  pCvr: Float64Array;
+  quality: Float64Array;
+  /** Ties in adjusted eCPM go to the lower value (the ad index). */
+  tiebreak: Int32Array;
+}
+
+/** Preallocated output; the first `winners` entries are valid, best slot first. */
+export interface AuctionOutcome {
+  winners: number;
+  candidate: Int32Array;
+  priceMicros: Float64Array;
+  adjEcpmMicros: Float64Array;
+}
+
+export function auctionOutcome(capacity: number): AuctionOutcome {
+  return { winners: 0, candidate: new Int32Array(capacity), priceMicros: new Float64Array(capacity), adjEcpmMicros: new Float64Array(capacity) };
+}
+
+// Values within a millionth of a micro of an integer are that integer: float noise such as
+// 79.2e6 / 60 = 1320000.0000000002 must not round up to the next micro.
+const ceilMicros = (value: number): number => Math.ceil(value - 1e-6);
+
+/** Expected billable events per thousand impressions' worth of value: adjusted eCPM = bid × this. */
+function unitFactor(candidates: AuctionCandidates, i: number): number {
+  const quality = candidates.quality[i]!;
+  switch (candidates.bidType[i]) {
+    case BidType.Cpm:
+      return quality;
+    case BidType.Cpa:
+      return candidates.pCtr[i]! * candidates.pCvr[i]! * 1000 * quality;
+    default:
+      return candidates.pCtr[i]! * 1000 * quality;
+  }
+}
+
+let order = new Int32Array(0);
+let ecpm = new Float64Array(0);
+
+export function runAuction(candidates: AuctionCandidates, rules: AuctionRules, out: AuctionOutcome): AuctionOutcome {
+  const { count } = candidates;
+  if (order.length < count) {
+    order = new Int32Array(count * 2);
+    ecpm = new Float64Array(count * 2);
+  }
+  let eligible = 0;
+  for (let i = 0; i < count; i++) {
+    const bid = candidates.bidMicros[i]!;
+    ecpm[i] = bid * unitFactor(candidates, i);
+    if (bid >= rules.reserveMicros[candidates.bidType[i]!]! && ecpm[i]! >= rules.floorCpmMicros && ecpm[i]! > 0) order[eligible++] = i;
+  }
+  const ranked = order.subarray(0, eligible);
+  ranked.sort((a, b) => ecpm[b]! - ecpm[a]! || candidates.tiebreak[a]! - candidates.tiebreak[b]!);
+
+  const slots = rules.mechanism === 'second_price' || rules.mechanism === 'first_price' ? 1 : rules.slots;
+  const winners = Math.min(slots, eligible, out.candidate.length);
+  for (let k = 0; k < winners; k++) {
+    const i = ranked[k]!;
+    const factor = unitFactor(candidates, i);
+    const bid = candidates.bidMicros[i]!;
+    let price: number;
+    if (rules.mechanism === 'first_price') {
+      price = bid;
+    } else {
+      let perThousand: number;
+      if (rules.mechanism === 'vcg') {
+        perThousand = 0;
+        const theta = (j: number): number => (j < winners ? (rules.positionEffects[j] ?? 0) : 0);
+        for (let j = k; j < winners; j++) {
+          const below = j + 1 < eligible ? ecpm[ranked[j + 1]!]! : rules.floorCpmMicros;
+          perThousand += (theta(j) - theta(j + 1)) * below;
+        }
+        perThousand /= theta(k) || 1;
+      } else {
+        perThousand = k + 1 < eligible ? ecpm[ranked[k + 1]!]! : rules.floorCpmMicros;
+      }
+      price = ceilMicros(perThousand / factor) + rules.incrementMicros;
+      price = Math.max(price, rules.reserveMicros[candidates.bidType[i]!]!, ceilMicros(rules.floorCpmMicros / factor));
+      price = Math.min(price, bid);
+    }
+    out.candidate[k] = i;
+    out.priceMicros[k] = price;
+    out.adjEcpmMicros[k] = ecpm[i]!;
+  }
+  out.winners = winners;
+  return out;
+}

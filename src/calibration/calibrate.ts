@@ -1,0 +1,51 @@
+// Applies a model's calibration map to raw logits, exactly as train/calibration.py's apply():
+// isotonic = linear interpolation between knots, clamped at the ends; temperature = sigmoid(z / T);
+// Platt = sigmoid(a z + b).
+import type { CalibrationParams } from '../engine/model_dir';
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+function interpolate(xs: readonly number[], ys: readonly number[], x: number): number {
+  const last = xs.length - 1;
+  if (x <= xs[0]!) return ys[0]!;
+  if (x >= xs[last]!) return ys[last]!;
+  let low = 0;
+  let high = last;
+  while (high - low > 1) {
+    const middle = (low + high) >>> 1;
+    if (xs[middle]! <= x) low = middle;
+    else high = middle;
+  }
+  const x0 = xs[low]!;
+  const x1 = xs[high]!;
+  return ys[low]! + ((ys[high]! - ys[low]!) * (x - x0)) / (x1 - x0);
+}
+
+export function validateCalibration(params: CalibrationParams): void {
+  if (params.kind === 'isotonic') {
+    if (params.x.length === 0 || params.x.length !== params.y.length) throw new Error('isotonic calibration needs equally long, non-empty x and y');
+    for (let i = 1; i < params.x.length; i++) {
+      if (!(params.x[i]! > params.x[i - 1]!) || params.y[i]! < params.y[i - 1]!) throw new Error('isotonic calibration knots must increase');
+    }
+  } else if (params.kind === 'temperature') {
+    if (!(params.t > 0)) throw new Error('temperature must be positive');
+  } else if (params.kind !== 'platt') {
+    throw new Error(`unknown calibration kind ${(params as { kind: string }).kind}`);
+  }
+}
+
+export function calibrate(params: CalibrationParams, logit: number): number {
+  switch (params.kind) {
+    case 'isotonic':
+      return interpolate(params.x, params.y, logit);
+    case 'temperature':
+      return sigmoid(logit / params.t);
+    case 'platt':
+      return sigmoid(params.a * logit + params.b);
+  }
+}
+
+/** Calibrates the first `count` logits into `out`. */
+export function calibrateInto(params: CalibrationParams, logits: Float32Array, out: Float64Array, count: number): void {
+  for (let i = 0; i < count; i++) out[i] = calibrate(params, logits[i]!);
+}

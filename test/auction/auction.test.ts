@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+
+import { type AuctionCandidates, type AuctionRules, auctionOutcome, runAuction } from '../../src/auction/auction';
+import { BidType } from '../../src/protocol/schema';
+
+interface Ad {
+  bid: number; // dollars
+  pCtr: number;
+  quality: number;
+  pCvr?: number;
+  type?: BidType;
+}
+
+function candidates(ads: Ad[]): AuctionCandidates {
+  return {
+    count: ads.length,
+    bidType: Uint8Array.from(ads.map((ad) => ad.type ?? BidType.Cpc)),
+    bidMicros: Float64Array.from(ads.map((ad) => Math.round(ad.bid * 1e6))),
+    pCtr: Float64Array.from(ads.map((ad) => ad.pCtr)),
+    pCvr: Float64Array.from(ads.map((ad) => ad.pCvr ?? 0.1)),
+    quality: Float64Array.from(ads.map((ad) => ad.quality)),
+    tiebreak: Int32Array.from(ads.map((_, i) => i)),
+  };
+}
+
+const rules = (overrides: Partial<AuctionRules> = {}): AuctionRules => ({
+  mechanism: 'gsp',
+  slots: 1,
+  floorCpmMicros: 0,
+  reserveMicros: [0, 0, 0],
+  incrementMicros: 10_000,
+  positionEffects: [1, 0.7, 0.5, 0.35],
+  ...overrides,
+});
+
+function run(ads: Ad[], overrides: Partial<AuctionRules> = {}) {
+  const out = runAuction(candidates(ads), rules(overrides), auctionOutcome(8));
+  return { winners: Array.from(out.candidate.subarray(0, out.winners)), prices: Array.from(out.priceMicros.subarray(0, out.winners)) };
+}
+
+describe('AUCTION.md worked examples (GSP, CPC, ε = $0.01)', () => {
+  it('ranks by adjusted eCPM, not bid', () => {
+    expect(run([{ bid: 2.0, pCtr: 0.03, quality: 0.8 }, { bid: 1.5, pCtr: 0.05, quality: 1.2 }]).winners).toEqual([1]);
+  });
+
+  it('single slot: W pays 1,330,000', () => {
+    expect(run([{ bid: 2.0, pCtr: 0.05, quality: 1.2 }, { bid: 1.8, pCtr: 0.04, quality: 1.1 }]).prices).toEqual([1_330_000]);
+  });
+
+  it('quality lowers the price: A pays 1,343,334', () => {
+    expect(run([{ bid: 2.0, pCtr: 0.05, quality: 1.5 }, { bid: 2.5, pCtr: 0.04, quality: 1.0 }])).toEqual({ winners: [0], prices: [1_343_334] });
+  });
+
+  it('three slots: 2,176,667 / 1,856,154 / 1,843,334', () => {
+    const ads = [
+      { bid: 3.0, pCtr: 0.06, quality: 1.4 },
+      { bid: 2.8, pCtr: 0.05, quality: 1.3 },
+      { bid: 2.5, pCtr: 0.04, quality: 1.2 },
+      { bid: 2.0, pCtr: 0.04, quality: 1.1 },
+    ];
+    expect(run(ads, { slots: 3 })).toEqual({ winners: [0, 1, 2], prices: [2_176_667, 1_856_154, 1_843_334] });
+  });
+
+  it('reserve binds: W pays 250,000', () => {
+    const ads = [{ bid: 1.0, pCtr: 0.03, quality: 1.1 }, { bid: 0.2, pCtr: 0.02, quality: 1.0 }];
+    expect(run(ads, { reserveMicros: [250_000, 0, 0] })).toEqual({ winners: [0], prices: [250_000] });
+    // Without the reserve the runner-up sets the price: 4,000,000 / 33 rounded up, plus ε.
+    expect(run(ads).prices).toEqual([131_213]);
+  });
+});
+
+describe('auction rules', () => {
+  it('prices CPM per thousand impressions and CPA per conversion', () => {
+    const ads = [
+      { bid: 10, pCtr: 0.02, quality: 1.0, type: BidType.Cpm }, // eCPM $10
+      { bid: 0.2, pCtr: 0.04, quality: 1.0 }, // eCPM $8
+    ];
+    expect(run(ads)).toEqual({ winners: [0], prices: [8_010_000] });
+    const cpa = [{ bid: 20, pCtr: 0.05, pCvr: 0.1, quality: 1.0, type: BidType.Cpa }, { bid: 0.5, pCtr: 0.1, quality: 1.0 }];
+    // CPA eCPM = 20 × 0.05 × 0.1 × 1000 = $100; runner-up $50 → 50 / 5 = $10 per conversion + ε.
+    expect(run(cpa).prices).toEqual([10_010_000]);
+  });
+
+  it('drops ads under the floor or the reserve, and converts the floor into the winner unit', () => {
+    const ads = [{ bid: 1.0, pCtr: 0.05, quality: 1.0 }, { bid: 1.0, pCtr: 0.01, quality: 1.0 }];
+    // eCPMs $50 and $10; a $20 floor removes the second and sets the first's price at 20 / 50 = $0.40 + ε.
+    expect(run(ads, { floorCpmMicros: 20_000_000 })).toEqual({ winners: [0], prices: [410_000] });
+    expect(run(ads, { floorCpmMicros: 60_000_000 }).winners).toEqual([]);
+  });
+
+  it('breaks ties toward the lower ad index', () => {
+    expect(run([{ bid: 1, pCtr: 0.05, quality: 1 }, { bid: 1, pCtr: 0.05, quality: 1 }]).winners).toEqual([0]);
+  });
+
+  it('first price charges the bid; second price is one-slot GSP', () => {
+    const ads = [{ bid: 2.0, pCtr: 0.05, quality: 1.2 }, { bid: 1.8, pCtr: 0.04, quality: 1.1 }];
+    expect(run(ads, { mechanism: 'first_price', slots: 3 })).toEqual({ winners: [0], prices: [2_000_000] });
+    expect(run(ads, { mechanism: 'second_price', slots: 3 })).toEqual({ winners: [0], prices: [1_330_000] });
+  });
+
+  it('holds its invariants on random auctions, and VCG never out-earns GSP', () => {
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const theta = [1, 0.7, 0.5, 0.35];
+    for (let round = 0; round < 500; round++) {
+      const n = 1 + Math.floor(random() * 12);
+      const ads: Ad[] = Array.from({ length: n }, () => ({
+        bid: Math.round((0.05 + random() * 5) * 100) / 100,
+        pCtr: 0.001 + random() * 0.1,
+        pCvr: 0.01 + random() * 0.2,
+        quality: 0.5 + random(),
+        type: [BidType.Cpc, BidType.Cpm, BidType.Cpa][Math.floor(random() * 3)]!,
+      }));
+      const input = candidates(ads);
+      const shared = { slots: 1 + Math.floor(random() * 4), reserveMicros: [50_000, 500_000, 1_000_000] as const, floorCpmMicros: Math.floor(random() * 5_000_000) };
+      const gsp = runAuction(input, rules({ ...shared, incrementMicros: 0 }), auctionOutcome(8));
+      const ecpm = (i: number): number => gsp.adjEcpmMicros[gsp.candidate.indexOf(i)]!;
+      let gspRevenue = 0;
+      for (let k = 0; k < gsp.winners; k++) {
+        const i = gsp.candidate[k]!;
+        expect(gsp.priceMicros[k]!).toBeLessThanOrEqual(input.bidMicros[i]!);
+        expect(gsp.priceMicros[k]!).toBeGreaterThanOrEqual(shared.reserveMicros[input.bidType[i]!]!);
+        expect(Number.isInteger(gsp.priceMicros[k]!)).toBe(true);
+        if (k > 0) expect(ecpm(i)).toBeLessThanOrEqual(gsp.adjEcpmMicros[k - 1]!);
+        // Expected spend per thousand impressions: slot effect x billable events x price.
+        gspRevenue += theta[k]! * gsp.priceMicros[k]! * (gsp.adjEcpmMicros[k]! / input.bidMicros[i]!);
+      }
+      const vcg = runAuction(input, rules({ ...shared, incrementMicros: 0, mechanism: 'vcg', positionEffects: theta }), auctionOutcome(8));
+      let vcgRevenue = 0;
+      for (let k = 0; k < vcg.winners; k++) vcgRevenue += theta[k]! * vcg.priceMicros[k]! * (vcg.adjEcpmMicros[k]! / input.bidMicros[vcg.candidate[k]!]!);
+      expect(vcg.winners).toBe(gsp.winners);
+      expect(vcgRevenue).toBeLessThanOrEqual(gspRevenue * (1 + 1e-12));
+    }
+  });
+});
