@@ -8,7 +8,9 @@
 #include "binding/engine_js.h"
 #include "binding/js_errors.h"
 #include "binding/typed_arrays.h"
+#include "ad_request_generated.h"
 #include "engine/build_info.h"
+#include "engine/featurizer.h"
 #include "engine/request_verifier.h"
 #include "engine/vector_index.h"
 
@@ -76,6 +78,38 @@ Napi::Value VerifyJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// featurize(bytes, features): the engine's model inputs for one AdRequest, as plain numbers, so
+// tests can compare them with train/'s reference featurisation.
+Napi::Value FeaturizeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Uint8Array bytes = typedArrayArgument<uint8_t>(info, 0, "bytes");
+    if (info.Length() < 2 || !info[1].IsObject()) throwInvalidArgument(env, "features must be an object");
+    const FeatureSpec spec = featureSpec(info[1].As<Napi::Object>());
+    verifyAdRequest(bytes.Data(), bytes.ByteLength());
+    const RequestFeatures f = featurize(*flatbuffers::GetRoot<fb::AdRequest>(bytes.Data()), spec, 0);
+    auto numbers = [&](auto begin, auto end) {
+      Napi::Array array = Napi::Array::New(env);
+      uint32_t i = 0;
+      for (auto it = begin; it != end; ++it) array.Set(i++, Napi::Number::New(env, static_cast<double>(*it)));
+      return array;
+    };
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("userId", f.userId);
+    out.Set("userCategorical", numbers(f.userCategorical.begin(), f.userCategorical.end()));
+    out.Set("contextCategorical", numbers(f.contextCategorical.begin(), f.contextCategorical.end()));
+    out.Set("logPage", f.logPage);
+    out.Set("search", f.search);
+    if (f.search) {
+      out.Set("queryTokens", numbers(f.queryTokens.begin(), f.queryTokens.end()));
+    } else {
+      out.Set("pageCategory", static_cast<double>(f.pageCategory));
+      out.Set("pageProduct", static_cast<double>(f.pageProduct));
+    }
+    return out;
+  });
+}
+
 // JS class VectorIndex(dim, vectors): exact inner-product search; search() runs on engine threads.
 class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
  public:
@@ -136,6 +170,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyAdRequest", Napi::Function::New<VerifyJs<verifyAdRequest>>(env, "verifyAdRequest"));
   exports.Set("verifyEvent", Napi::Function::New<VerifyJs<verifyEvent>>(env, "verifyEvent"));
   exports.Set("VectorIndex", VectorIndexJs::Define(env));
+  exports.Set("featurize", Napi::Function::New<FeaturizeJs>(env, "featurize"));
   exports.Set("openEngine", Napi::Function::New<OpenEngineJs>(env, "openEngine"));
   addonState(env).engineConstructor = Napi::Persistent(EngineJs::Define(env));
   return exports;

@@ -40,6 +40,26 @@ std::unordered_map<std::string, int64_t> vocabulary(Napi::Object options, const 
   return out;
 }
 
+}  // namespace
+
+FeatureSpec featureSpec(Napi::Object features) {
+  FeatureSpec spec;
+  spec.referenceYear = static_cast<int>(countField(features, "referenceYear", 10'000));
+  const auto ages = integersField(features, "ageBuckets");
+  if (ages.size() % 2 != 0) throwInvalidArgument(features.Env(), "features.ageBuckets must hold [low, high] pairs");
+  for (size_t i = 0; i + 1 < ages.size(); i += 2) spec.ageBuckets.emplace_back(static_cast<int>(ages[i]), static_cast<int>(ages[i + 1]));
+  spec.countries = vocabulary(features, "countries");
+  spec.languages = vocabulary(features, "languages");
+  spec.categories = vocabulary(features, "categories");
+  spec.queryBuckets = static_cast<int64_t>(countField(features, "queryBuckets", 1u << 30));
+  spec.maxQueryTokens = countField(features, "maxQueryTokens", 256);
+  spec.productBuckets = static_cast<int64_t>(countField(features, "productBuckets", 1u << 30));
+  spec.userNumeric = countField(features, "userNumeric", 4096);
+  return spec;
+}
+
+namespace {
+
 EngineOptions engineOptions(Napi::Object options) {
   EngineOptions out;
   out.modelPath = stringField(options, "modelPath");
@@ -57,19 +77,7 @@ EngineOptions engineOptions(Napi::Object options) {
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
   if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
 
-  Napi::Object features = objectField(options, "features");
-  FeatureSpec& spec = out.features;
-  spec.referenceYear = static_cast<int>(countField(features, "referenceYear", 10'000));
-  const auto ages = integersField(features, "ageBuckets");
-  if (ages.size() % 2 != 0) throwInvalidArgument(options.Env(), "features.ageBuckets must hold [low, high] pairs");
-  for (size_t i = 0; i + 1 < ages.size(); i += 2) spec.ageBuckets.emplace_back(static_cast<int>(ages[i]), static_cast<int>(ages[i + 1]));
-  spec.countries = vocabulary(features, "countries");
-  spec.languages = vocabulary(features, "languages");
-  spec.categories = vocabulary(features, "categories");
-  spec.queryBuckets = static_cast<int64_t>(countField(features, "queryBuckets", 1u << 30));
-  spec.maxQueryTokens = countField(features, "maxQueryTokens", 256);
-  spec.productBuckets = static_cast<int64_t>(countField(features, "productBuckets", 1u << 30));
-  spec.userNumeric = countField(features, "userNumeric", 4096);
+  out.features = featureSpec(objectField(options, "features"));
 
   Napi::Object index = objectField(options, "index");
   out.ann.kind = stringField(index, "kind");

@@ -34,6 +34,9 @@ class EngineJs : public Napi::ObjectWrap<EngineJs> {
   std::shared_ptr<PendingScores> pending_;
 };
 
+// The `features` part of openEngine's options (also used by featurize()).
+FeatureSpec featureSpec(Napi::Object features);
+
 // openEngine(options) -> Promise<Engine>: loads the model directory and builds the ANN index on an
 // engine thread.
 Napi::Value OpenEngineJs(const Napi::CallbackInfo& info);

@@ -129,6 +129,17 @@ export interface NativeEngine {
   close(): void;
 }
 
+export interface RequestFeatures {
+  userId: string;
+  userCategorical: number[];
+  contextCategorical: number[];
+  logPage: number;
+  search: boolean;
+  queryTokens?: number[];
+  pageCategory?: number;
+  pageProduct?: number;
+}
+
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   /** Sets the thread budget; only before the first asynchronous call. */
@@ -139,6 +150,8 @@ export interface NativeAddon {
   verifyEvent(bytes: Uint8Array): void;
   /** Copies `vectors` (rows of `dim` floats); labels are row numbers. */
   VectorIndex: new (dim: number, vectors: Float32Array) => VectorIndex;
+  /** The engine's model inputs for one AdRequest (a debugging and parity-testing aid). */
+  featurize(bytes: Uint8Array, features: NativeEngineOptions['features']): RequestFeatures;
   /** Loads a model directory and builds the ANN index on an engine thread. */
   openEngine(options: NativeEngineOptions): Promise<NativeEngine>;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import type { Catalog } from '../catalog/catalog';
 import { BidType } from '../protocol/schema';
-import { addon, type NativeEngine } from './addon';
+import { addon, type NativeEngine, type NativeEngineOptions } from './addon';
 import type { ModelDir, TensorEntry } from './model_dir';
 
 export interface IndexSettings {
@@ -84,9 +84,9 @@ export function adPriors(history: AdHistory, catalog: Catalog, weights: LightWei
   return priors;
 }
 
-export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
-  const { manifest, dir } = model;
-  const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
+/** The feature contract of the model directory, in the form the addon takes. */
+export function featureOptions(model: ModelDir): NativeEngineOptions['features'] {
+  const { manifest } = model;
   const user = manifest.features.user.categorical;
   const vocabulary = (name: string): string[] => {
     const found = user.find((feature) => feature.name === name)?.vocabulary;
@@ -94,6 +94,22 @@ export async function openEngine(model: ModelDir, catalog: Catalog, history: AdH
     return found;
   };
   const age = user.find((feature) => feature.name === 'age_bucket');
+  return {
+    referenceYear: age?.reference_year ?? 0,
+    ageBuckets: (age?.buckets ?? []).flat(),
+    countries: vocabulary('country'),
+    languages: vocabulary('language'),
+    categories: manifest.categories,
+    queryBuckets: manifest.features.hashing.query.buckets,
+    maxQueryTokens: manifest.features.hashing.query.max_tokens,
+    productBuckets: manifest.features.hashing.product.buckets,
+    userNumeric: manifest.features.user.numeric.names.length,
+  };
+}
+
+export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
+  const { manifest, dir } = model;
+  const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
   return addon.openEngine({
     modelPath: path.join(dir, 'model.pt'),
     adEmbeddings: tensor('ad_embeddings.f32'),
@@ -109,17 +125,7 @@ export async function openEngine(model: ModelDir, catalog: Catalog, history: AdH
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
     scoreCandidates: settings.scoreCandidates,
-    features: {
-      referenceYear: age?.reference_year ?? 0,
-      ageBuckets: (age?.buckets ?? []).flat(),
-      countries: vocabulary('country'),
-      languages: vocabulary('language'),
-      categories: manifest.categories,
-      queryBuckets: manifest.features.hashing.query.buckets,
-      maxQueryTokens: manifest.features.hashing.query.max_tokens,
-      productBuckets: manifest.features.hashing.product.buckets,
-      userNumeric: manifest.features.user.numeric.names.length,
-    },
+    features: featureOptions(model),
     index: settings.index,
     batching: settings.batching,
   });

@@ -2,7 +2,7 @@
 // calling adserve would. Used by the tests and the benchmarks.
 import { Builder, ByteBuffer } from 'flatbuffers';
 
-import { AdRequest, AdResponse, Placement, User } from './schema';
+import { AdRequest, AdResponse, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
 
 export interface AdRequestSpec {
   id?: string;
@@ -13,18 +13,48 @@ export interface AdRequestSpec {
   query?: string;
   userId?: string;
   debug?: boolean;
+  yob?: number;
+  gender?: Gender;
+  country?: string;
+  deviceType?: DeviceType;
+  language?: string;
+  categoryId?: string;
+  productId?: string;
+  timestampMs?: bigint;
+  utcOffsetMinutes?: number;
+  page?: number;
 }
 
 export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const builder = new Builder(256);
   const id = builder.createString(spec.id ?? 'req-1');
-  const query = spec.query === undefined ? 0 : builder.createString(spec.query);
+  const optionalString = (value: string | undefined): number => (value === undefined ? 0 : builder.createString(value));
+  const query = optionalString(spec.query);
+  const categoryId = optionalString(spec.categoryId);
+  const productId = optionalString(spec.productId);
   let user = 0;
-  if (spec.userId !== undefined) {
-    const userId = builder.createString(spec.userId);
+  if (spec.userId !== undefined || spec.yob !== undefined || spec.gender !== undefined) {
+    const userId = optionalString(spec.userId);
     User.startUser(builder);
-    User.addId(builder, userId);
+    if (userId !== 0) User.addId(builder, userId);
+    if (spec.yob !== undefined) User.addYob(builder, spec.yob);
+    if (spec.gender !== undefined) User.addGender(builder, spec.gender);
     user = User.endUser(builder);
+  }
+  let geo = 0;
+  if (spec.country !== undefined) {
+    const country = builder.createString(spec.country);
+    Geo.startGeo(builder);
+    Geo.addCountry(builder, country);
+    geo = Geo.endGeo(builder);
+  }
+  let device = 0;
+  if (spec.deviceType !== undefined || spec.language !== undefined) {
+    const language = optionalString(spec.language);
+    Device.startDevice(builder);
+    if (spec.deviceType !== undefined) Device.addType(builder, spec.deviceType);
+    if (language !== 0) Device.addLanguage(builder, language);
+    device = Device.endDevice(builder);
   }
   AdRequest.startAdRequest(builder);
   AdRequest.addId(builder, id);
@@ -34,6 +64,13 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (spec.tmaxMs !== undefined) AdRequest.addTmaxMs(builder, spec.tmaxMs);
   if (query !== 0) AdRequest.addQuery(builder, query);
   if (user !== 0) AdRequest.addUser(builder, user);
+  if (geo !== 0) AdRequest.addGeo(builder, geo);
+  if (device !== 0) AdRequest.addDevice(builder, device);
+  if (categoryId !== 0) AdRequest.addCategoryId(builder, categoryId);
+  if (productId !== 0) AdRequest.addProductId(builder, productId);
+  if (spec.timestampMs !== undefined) AdRequest.addTimestampMs(builder, spec.timestampMs);
+  if (spec.utcOffsetMinutes !== undefined) AdRequest.addUtcOffsetMinutes(builder, spec.utcOffsetMinutes);
+  if (spec.page !== undefined) AdRequest.addPage(builder, spec.page);
   if (spec.debug) AdRequest.addDebug(builder, true);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();

@@ -36,6 +36,8 @@ export interface AdResponseFields {
   ads?: readonly WinningAd[];
   /** Only for requests that asked for debug. */
   timings?: readonly StageNanos[];
+  /** HTTP-equivalent status of a Rejected response. */
+  errorCode?: number;
 }
 
 const builder = new Builder(1024);
@@ -87,6 +89,7 @@ export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
     fields.degraded ?? false,
     modelVersion,
     timings,
+    fields.errorCode ?? 0,
   );
   AdResponse.finishAdResponseBuffer(builder, response);
   // Copied out because the builder's buffer is reused by the next response.

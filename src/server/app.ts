@@ -7,6 +7,8 @@ import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
 import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { encodeAdResponse } from '../protocol/encode_response';
+import { ResponseStatus } from '../protocol/schema';
 import { readBody } from './body';
 import { Exchange, type InFlight } from './exchange';
 
@@ -94,6 +96,65 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     );
   });
 
+  // WebSocket: each binary frame is one AdRequest, answered by one AdResponse frame; requests are
+  // pipelined and answers carry the request id (they may arrive out of order). A refused frame gets
+  // an AdResponse with status Rejected and the HTTP-equivalent error_code.
+  interface SocketState {
+    open: boolean;
+  }
+  const sockets = new Set<uWS.WebSocket<SocketState>>();
+  const observeWs = (started: bigint, placement: string, status: string): void =>
+    metrics.requestDuration.observe({ route: 'ws', placement, status }, Number(process.hrtime.bigint() - started) / 1e9);
+  const reject = (ws: uWS.WebSocket<SocketState>, started: bigint, error: RequestError): void => {
+    if (ws.getUserData().open) ws.send(encodeAdResponse({ requestId: '', status: ResponseStatus.Rejected, message: error.message, errorCode: error.status }), true);
+    observeWs(started, 'none', String(error.status));
+  };
+  app.ws<SocketState>('/v1/ws', {
+    compression: uWS.DISABLED,
+    maxPayloadLength: config.maxBodyBytes,
+    maxBackpressure: 4 * 1024 * 1024,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    upgrade: (res, req, context) => {
+      if (draining) {
+        res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', '1').end('server is shutting down');
+        return;
+      }
+      res.upgrade<SocketState>({ open: true }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: (ws) => {
+      sockets.add(ws);
+    },
+    message: (ws, message, isBinary) => {
+      const started = process.hrtime.bigint();
+      if (!isBinary) return reject(ws, started, new RequestError(415, 'unsupported_media_type', 'send AdRequest FlatBuffers as binary frames'));
+      // uWS neuters `message` when this handler returns.
+      const body = new Uint8Array(message.slice(0));
+      inFlight.count++;
+      decideAds(body, deps.decision)
+        .then(
+          (answer) => {
+            if (ws.getUserData().open) ws.send(answer.response, true);
+            observeWs(started, answer.placement, '200');
+          },
+          (error: unknown) => {
+            if (error instanceof RequestError) {
+              if (error.status === 503) metrics.shed.inc();
+              return reject(ws, started, error);
+            }
+            log.error('ad request failed', { error: (error as Error).message });
+            reject(ws, started, new RequestError(400, 'internal', 'internal error'));
+          },
+        )
+        .finally(() => inFlight.count--);
+    },
+    close: (ws) => {
+      ws.getUserData().open = false;
+      sockets.delete(ws);
+    },
+  });
+
   app.any('/v1/ads', (res) => {
     begin(res, 'ads').fail(new RequestError(405, 'method_not_allowed', 'use POST with an AdRequest FlatBuffer body'), { Allow: 'POST' });
   });
@@ -136,6 +197,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
           const deadline = Date.now() + graceMs;
           while (inFlight.count > 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 10));
           const abandoned = inFlight.count;
+          for (const ws of sockets) ws.end(1001, 'server shutting down');
           // Closes keep-alive connections too, which closing the listen socket leaves open.
           (app as unknown as { close(): void }).close();
           return { drained: abandoned === 0, abandoned };
