@@ -1,7 +1,8 @@
-// `npm run bench -- [--duration s] [--connections n] [--rate r]`: drives the real daemon with
-// autocannon and writes JSON + Markdown to bench/results/. Every ad-path number is reported next to
-// a baseline measured in the same run (GET /livez: uWebSockets.js and Node with no protocol work),
-// trials interleaved, each on a fresh daemon process.
+// `npm run bench -- [--model dir] [--duration s] [--connections n] [--rate r] [--rounds n]`: drives
+// the real daemon with autocannon and writes JSON + Markdown to bench/results/. Every ad-path number
+// is reported next to baselines measured in the same run: GET /livez (uWebSockets.js and Node with
+// no protocol work) and the ad path with batching off (maxBatch 1). Trials are interleaved, each on
+// a fresh daemon process; the daemon's own stage histograms give the per-stage breakdown.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +23,8 @@ interface Scenario {
   path: string;
   /** Fixed offered load in requests/s; absent for a closed loop. */
   rate?: number;
+  /** Daemon configuration for this scenario. */
+  env?: Record<string, string>;
 }
 
 interface Trial {
@@ -33,14 +36,18 @@ interface Trial {
   errors: number;
   non2xx: number;
   cpuMicrosPerRequest: number;
+  /** Mean microseconds per decision stage, from the daemon's histograms. */
+  stageMicros: Record<string, number>;
+  meanBatchSize: number;
 }
 
 const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '16' },
-    rate: { type: 'string', default: '2000' },
+    rate: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '2' },
+    model: { type: 'string', default: 'models/demo' },
   },
 });
 
@@ -67,16 +74,30 @@ function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
 
+// autocannon hands bodies to onResponse as strings, so binary answers are checked here instead.
 async function checkAdResponses(url: string, bodies: Buffer[]): Promise<void> {
   for (const body of bodies.slice(0, 20)) {
     const response = await fetch(`${url}/v1/ads`, { method: 'POST', headers: { 'Content-Type': 'application/x-flatbuffers' }, body });
     const decoded = decodeAdResponse(new Uint8Array(await response.arrayBuffer()));
-    if (response.status !== 200 || decoded.status() !== ResponseStatus.NoEngine) throw new Error(`unexpected answer ${response.status}`);
+    if (response.status !== 200 || ![ResponseStatus.Ok, ResponseStatus.NoFill].includes(decoded.status())) {
+      throw new Error(`unexpected answer: HTTP ${response.status}, status ${ResponseStatus[decoded.status()]} ${decoded.message() ?? ''}`);
+    }
   }
 }
 
+async function scrapeStages(url: string): Promise<{ sums: Map<string, number>; counts: Map<string, number>; batchSum: number; batchCount: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const sums = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const match of text.matchAll(/^adserve_stage_duration_seconds_(sum|count)\{stage="([a-z_]+)"\} ([0-9.e+-]+)$/gm)) {
+    (match[1] === 'sum' ? sums : counts).set(match[2]!, Number(match[3]));
+  }
+  const number = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { sums, counts, batchSum: number('adserve_batch_size_sum'), batchCount: number('adserve_batch_size_count') };
+}
+
 async function runTrial(scenario: Scenario, round: number): Promise<Trial> {
-  const daemon = await startDaemon();
+  const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!), ...scenario.env });
   try {
     if (scenario.bodies) await checkAdResponses(daemon.url, scenario.bodies);
     let next = 0;
@@ -99,8 +120,16 @@ async function runTrial(scenario: Scenario, round: number): Promise<Trial> {
     };
     await autocannon({ ...common, duration: 2 }); // warm-up, not recorded
     const cpuBefore = processCpuSeconds(daemon.child.pid!);
+    const stagesBefore = await scrapeStages(daemon.url);
     const result = await autocannon(common);
     const cpuSeconds = processCpuSeconds(daemon.child.pid!) - cpuBefore;
+    const stagesAfter = await scrapeStages(daemon.url);
+    const stageMicros: Record<string, number> = {};
+    for (const [stage, sum] of stagesAfter.sums) {
+      const count = stagesAfter.counts.get(stage)! - (stagesBefore.counts.get(stage) ?? 0);
+      if (count > 0) stageMicros[stage] = ((sum - (stagesBefore.sums.get(stage) ?? 0)) / count) * 1e6;
+    }
+    const batches = stagesAfter.batchCount - stagesBefore.batchCount;
     return {
       scenario: scenario.name,
       round,
@@ -110,6 +139,8 @@ async function runTrial(scenario: Scenario, round: number): Promise<Trial> {
       errors: result.errors + result.timeouts,
       non2xx: result.non2xx,
       cpuMicrosPerRequest: (cpuSeconds * 1e6) / Math.max(1, result.requests.total),
+      stageMicros,
+      meanBatchSize: batches > 0 ? (stagesAfter.batchSum - stagesBefore.batchSum) / batches : 0,
     };
   } finally {
     await daemon.stop();
@@ -124,55 +155,76 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const bodies = adRequestBodies(2000);
   const rate = Number(options.rate);
+  const unbatched = { ADSERVE_MAX_BATCH: '1', ADSERVE_MAX_DELAY_US: '0' };
   const scenarios: Scenario[] = [
-    { name: 'livez (baseline)', path: '/livez' },
-    { name: 'ads', path: '/v1/ads', bodies },
-    { name: `livez @${rate}/s (baseline)`, path: '/livez', rate },
-    { name: `ads @${rate}/s`, path: '/v1/ads', bodies, rate },
+    { name: 'livez (transport baseline)', path: '/livez' },
+    { name: 'ads, maxBatch 1 (baseline)', path: '/v1/ads', bodies, env: unbatched },
+    { name: 'ads, maxBatch 8, 250 µs', path: '/v1/ads', bodies, env: { ADSERVE_MAX_BATCH: '8', ADSERVE_MAX_DELAY_US: '250' } },
+    { name: 'ads, maxBatch 32, 1000 µs', path: '/v1/ads', bodies, env: { ADSERVE_MAX_BATCH: '32', ADSERVE_MAX_DELAY_US: '1000' } },
+    { name: `ads @${rate}/s, maxBatch 1 (baseline)`, path: '/v1/ads', bodies, rate, env: unbatched },
+    { name: `ads @${rate}/s, maxBatch 32, 1000 µs`, path: '/v1/ads', bodies, rate, env: { ADSERVE_MAX_BATCH: '32', ADSERVE_MAX_DELAY_US: '1000' } },
   ];
   const trials: Trial[] = [];
   for (let round = 1; round <= Number(options.rounds); round++) {
     for (const scenario of scenarios) {
       const trial = await runTrial(scenario, round);
-      process.stdout.write(`${trial.scenario} round ${round}: ${trial.requestsPerSecond.toFixed(0)} req/s, p99 ${trial.latencyMs.p99} ms\n`);
+      process.stdout.write(`${trial.scenario} round ${round}: ${trial.requestsPerSecond.toFixed(0)} req/s, p99 ${trial.latencyMs.p99} ms, batch ${trial.meanBatchSize.toFixed(1)}\n`);
       trials.push(trial);
     }
   }
   const summary = scenarios.map((scenario) => {
     const own = trials.filter((t) => t.scenario === scenario.name);
+    const stages = [...new Set(own.flatMap((t) => Object.keys(t.stageMicros)))];
     return {
       scenario: scenario.name,
       requestsPerSecond: median(own.map((t) => t.requestsPerSecond)),
       p50Ms: median(own.map((t) => t.latencyMs.p50)),
       p99Ms: median(own.map((t) => t.latencyMs.p99)),
       cpuMicrosPerRequest: median(own.map((t) => t.cpuMicrosPerRequest)),
+      meanBatchSize: median(own.map((t) => t.meanBatchSize)),
+      stageMicros: Object.fromEntries(stages.map((stage) => [stage, median(own.map((t) => t.stageMicros[stage] ?? 0))])),
       errors: own.reduce((sum, t) => sum + t.errors + t.non2xx, 0),
     };
   });
-  const [livez, ads, livezFixed, adsFixed] = summary as [typeof summary[0], typeof summary[0], typeof summary[0], typeof summary[0]];
+  const byName = new Map(summary.map((row) => [row.scenario, row]));
+  const get = (index: number) => byName.get(scenarios[index]!.name)!;
   const ratios = {
-    adsThroughputVsLivez: ads.requestsPerSecond / livez.requestsPerSecond,
-    adsCpuPerRequestVsLivez: ads.cpuMicrosPerRequest / livez.cpuMicrosPerRequest,
-    adsP99AtFixedRateVsLivez: adsFixed.p99Ms / Math.max(livezFixed.p99Ms, 1),
+    batch8ThroughputVsUnbatched: get(2).requestsPerSecond / get(1).requestsPerSecond,
+    batch32ThroughputVsUnbatched: get(3).requestsPerSecond / get(1).requestsPerSecond,
+    unbatchedThroughputVsLivez: get(1).requestsPerSecond / get(0).requestsPerSecond,
+    batch32P99AtFixedRateVsUnbatched: get(5).p99Ms / Math.max(get(4).p99Ms, 1),
+    batch32CpuPerRequestVsUnbatched: get(3).cpuMicrosPerRequest / get(1).cpuMicrosPerRequest,
   };
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
   const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
   const report = { date: new Date().toISOString(), commit, machine, options, summary, ratios, trials };
   const dir = path.join(projectRoot, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const stem = path.join(dir, `transport-${report.date.replace(/[:.]/g, '-')}`);
+  const stem = path.join(dir, `http-${report.date.replace(/[:.]/g, '-')}`);
   writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  const rows = summary.map((s) => `| ${s.scenario} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50Ms} | ${s.p99Ms} | ${s.cpuMicrosPerRequest.toFixed(1)} | ${s.errors} |`);
+  const stageNames = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'auction', 'encode'];
+  const rows = summary.map((s) => `| ${s.scenario} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50Ms} | ${s.p99Ms} | ${s.cpuMicrosPerRequest.toFixed(0)} | ${s.meanBatchSize.toFixed(1)} | ${s.errors} |`);
+  const stageRows = summary
+    .filter((s) => Object.keys(s.stageMicros).length > 0)
+    .map((s) => `| ${s.scenario} | ${stageNames.map((stage) => (s.stageMicros[stage] ?? 0).toFixed(0)).join(' | ')} |`);
   const markdown = [
-    `# Transport benchmark, ${report.date}`,
+    `# HTTP benchmark, ${report.date}`,
     '',
-    `commit ${commit}; ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB; Node ${machine.node}; ${options.connections} connections, ${options.duration} s per trial, ${options.rounds} interleaved rounds, medians shown; autocannon in the same box as the daemon.`,
+    `commit ${commit}; model ${options.model}; ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB; Node ${machine.node}; ${options.connections} connections, ${options.duration} s per trial after a 2 s warm-up, ${options.rounds} interleaved rounds, medians shown; autocannon runs on the same 2-core box as the daemon, so absolute numbers understate a dedicated server: read the ratios.`,
     '',
-    '| scenario | req/s | p50 ms | p99 ms | daemon CPU µs/req | errors |',
-    '|---|---|---|---|---|---|',
+    '| scenario | req/s | p50 ms | p99 ms | daemon CPU µs/req | mean batch | errors |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Ratios (ads vs the /livez baseline of the same run): throughput ${ratios.adsThroughputVsLivez.toFixed(2)}, CPU per request ${ratios.adsCpuPerRequestVsLivez.toFixed(2)}, p99 at ${rate}/s ${ratios.adsP99AtFixedRateVsLivez.toFixed(2)}.`,
+    'Mean µs per stage (engine stages are per batch, shared by its requests):',
+    '',
+    `| scenario | ${stageNames.join(' | ')} |`,
+    `|---|${stageNames.map(() => '---').join('|')}|`,
+    ...stageRows,
+    '',
+    `Ratios: throughput maxBatch 8 / maxBatch 1 = ${ratios.batch8ThroughputVsUnbatched.toFixed(2)}; maxBatch 32 / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
+      `maxBatch 1 / livez = ${ratios.unbatchedThroughputVsLivez.toFixed(3)}; daemon CPU per request maxBatch 32 / maxBatch 1 = ${ratios.batch32CpuPerRequestVsUnbatched.toFixed(2)}; ` +
+      `p99 at ${rate}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}.`,
     '',
   ].join('\n');
   writeFileSync(`${stem}.md`, markdown);

@@ -20,8 +20,8 @@ class Preset:
     # Share of users with no feature-store history (new or anonymous traffic).
     unknown_user_share: float = 0.08
     # Non-click rows kept for training, re-weighted by 1 / rate.
-    negative_keep_rate: float = 0.2
-    epochs: int = 5
+    negative_keep_rate: float = 0.25
+    epochs: int = 4
     batch_size: int = 2048
     learning_rate: float = 3e-3
     retrieval_loss_weight: float = 0.1

@@ -202,7 +202,7 @@ def make_users(rng: np.random.Generator, preset: Preset) -> Users:
     tilt_age = rng.normal(0, 0.8, (len(AGE_BUCKETS), categories))
     tilt_gender = rng.normal(0, 0.8, (len(GENDERS), categories))
     tilt_country = rng.normal(0, 0.4, (len(COUNTRIES), categories))
-    logits = tilt_age[age] + tilt_gender[gender] + tilt_country[country] + rng.normal(0, 0.8, (count, categories))
+    logits = tilt_age[age] + tilt_gender[gender] + tilt_country[country] + rng.normal(0, 0.6, (count, categories))
     interests = np.exp(logits / 0.7)
     interests /= interests.sum(axis=1, keepdims=True)
     activity = rng.lognormal(0.0, 0.6, count)
@@ -247,7 +247,7 @@ def make_ads(rng: np.random.Generator, count: int, advertisers: int, category_lo
     category = np.where(rng.random(count) < 0.9, advertiser_category[advertiser], rng.integers(0, categories, count))
     quality = rng.normal(0, 0.5, count)
     landing = 0.2 + 0.8 / (1 + np.exp(-(1.5 * quality + rng.normal(0, 0.5, count))))
-    rating = np.clip(3.8 + 1.2 * quality + rng.normal(0, 0.3, count), 1.0, 5.0)
+    rating = np.clip(3.8 + 1.2 * quality + rng.normal(0, 0.2, count), 1.0, 5.0)
     log_price = category_log_price[category] + rng.normal(0, 0.5, count)
     words = [CATEGORY_WORDS[name] for name in CATEGORIES]
     titles = []

@@ -6,6 +6,7 @@
 #include "binding/addon_state.h"
 #include "binding/arguments.h"
 #include "binding/engine_js.h"
+#include "binding/targeting_js.h"
 #include "binding/js_errors.h"
 #include "binding/typed_arrays.h"
 #include "ad_request_generated.h"
@@ -170,6 +171,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyAdRequest", Napi::Function::New<VerifyJs<verifyAdRequest>>(env, "verifyAdRequest"));
   exports.Set("verifyEvent", Napi::Function::New<VerifyJs<verifyEvent>>(env, "verifyEvent"));
   exports.Set("VectorIndex", VectorIndexJs::Define(env));
+  exports.Set("TargetingIndex", TargetingIndexJs::Define(env));
   exports.Set("featurize", Napi::Function::New<FeaturizeJs>(env, "featurize"));
   exports.Set("openEngine", Napi::Function::New<OpenEngineJs>(env, "openEngine"));
   addonState(env).engineConstructor = Napi::Persistent(EngineJs::Define(env));

@@ -73,6 +73,14 @@ size_t countField(Napi::Object options, const char* key, size_t max) {
   return *value;
 }
 
+size_t indexField(Napi::Object options, const char* key, size_t max) {
+  Napi::Value value = options.Get(key);
+  if (!value.IsNumber() || !isCount(value.As<Napi::Number>().DoubleValue(), 0, max)) {
+    throwInvalidArgument(options.Env(), std::string(key) + " must be an integer in 0.." + std::to_string(max));
+  }
+  return static_cast<size_t>(value.As<Napi::Number>().DoubleValue());
+}
+
 std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max) {
   Napi::Value value = options.Get(key);
   if (value.IsUndefined()) return std::nullopt;

@@ -4,6 +4,7 @@
 #include "binding/addon_state.h"
 #include "binding/arguments.h"
 #include "binding/js_errors.h"
+#include "binding/targeting_js.h"
 #include "binding/typed_arrays.h"
 #include "engine/request_verifier.h"
 
@@ -73,6 +74,7 @@ EngineOptions engineOptions(Napi::Object options) {
   out.userIds = stringsField(options, "userIds");
   out.pairUnknown = floatsField(options, "pairUnknown");
   out.adPrior = floatsField(options, "adPrior");
+  if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
   if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
   if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;

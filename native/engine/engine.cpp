@@ -26,6 +26,27 @@ torch::Tensor floats(const std::vector<float>& values, std::vector<int64_t> shap
   return torch::from_blob(const_cast<float*>(values.data()), shape, torch::kFloat32).clone();
 }
 
+TargetingRequest targetingRequest(const fb::AdRequest& request) {
+  static const char* const devices[] = {"", "desktop", "mobile", "tablet", "app"};
+  static const char* const placements[] = {"", "search", "productpage", "category", "homepage", "cart"};
+  auto text = [](const flatbuffers::String* value) { return value == nullptr ? std::string() : value->str(); };
+  TargetingRequest out;
+  out.query = text(request.query());
+  if (const auto* geo = request.geo()) out.geo = text(geo->country());
+  if (const auto* device = request.device()) {
+    const auto type = static_cast<size_t>(device->type());
+    out.device = type < 5 ? devices[type] : "";
+  }
+  if (const auto* user = request.user(); user != nullptr && user->segments() != nullptr) {
+    for (const auto* segment : *user->segments()) out.audiences.push_back(text(segment));
+  }
+  out.category = text(request.category_id());
+  out.product = text(request.product_id());
+  const auto placement = static_cast<size_t>(request.placement());
+  out.placement = placement < 6 ? placements[placement] : "";
+  return out;
+}
+
 void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
   if (tensor.size(0) != rows) {
     throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
@@ -65,6 +86,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   userRow_.reserve(options.userIds.size());
   for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
 
+  if (!options.targeting.empty()) targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
   ann_ = std::make_unique<AnnIndex>(adEmbeddings_.data_ptr<float>(), adCount_, dim_, options.ann);
 }
 
@@ -201,7 +223,17 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   std::vector<float> annScores(b * k);
   std::vector<int64_t> annLabels(b * k);
   const auto eligible = std::atomic_load(&eligible_);
-  ann_->search(query.data_ptr<float>(), b, k, eligible ? eligible->data() : nullptr, annScores.data(), annLabels.data());
+  if (!targeting_ || targeting_->empty()) {
+    ann_->search(query.data_ptr<float>(), b, k, eligible ? eligible->data() : nullptr, annScores.data(), annLabels.data());
+  } else {
+    // Targeting differs per request, so each request searches with its own bitmap.
+    std::vector<uint8_t> bitmap;
+    for (size_t i = 0; i < b; ++i) {
+      bitmap = eligible ? *eligible : std::vector<uint8_t>((adCount_ + 7) / 8, 0xFF);
+      targeting_->restrict(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())), bitmap);
+      ann_->search(query.data_ptr<float>() + i * dim_, 1, k, bitmap.data(), annScores.data() + i * k, annLabels.data() + i * k);
+    }
+  }
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);

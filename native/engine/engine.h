@@ -13,6 +13,7 @@
 #include "engine/ann_index.h"
 #include "engine/featurizer.h"
 #include "engine/model.h"
+#include "engine/targeting.h"
 #include "engine/tensor_file.h"
 
 namespace adserve {
@@ -36,6 +37,8 @@ struct EngineOptions {
   // Static part of each ad's lightweight score (bid, historical CTR, quality), from the control plane.
   std::vector<float> adPrior;
   float similarityWeight = 0.3f;     // weight of (dot + 1) / 2 in the lightweight score
+  // Boolean targeting per ad (DNF); ads not listed are untargeted.
+  std::vector<AdTargeting> targeting;
   AnnOptions ann;
   size_t annCandidates = 1000;       // k of the ANN search per request
   size_t scoreCandidates = 300;      // candidates the model scores per request
@@ -101,6 +104,7 @@ class Engine {
   torch::Tensor userAdvertiserValues_;
   std::unordered_map<std::string, int64_t> userRow_;
   std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
+  std::unique_ptr<TargetingIndex> targeting_;
 };
 
 }  // namespace adserve

@@ -1,6 +1,5 @@
 #include "engine/text.h"
 
-#include <string>
 
 namespace adserve {
 
@@ -17,22 +16,26 @@ int64_t hashBucket(std::string_view value, int64_t buckets) noexcept {
   return static_cast<int64_t>(fnv1a32(value) % static_cast<uint32_t>(buckets - 2)) + 2;
 }
 
-void tokenBuckets(std::string_view text, int64_t buckets, size_t maxTokens, int64_t* out) {
-  size_t count = 0;
+std::vector<std::string> tokenize(std::string_view text) {
+  std::vector<std::string> out;
   std::string token;
-  auto flush = [&] {
-    if (!token.empty() && count < maxTokens) out[count++] = hashBucket(token, buckets);
-    token.clear();
-  };
   for (char raw : text) {
     const char c = (raw >= 'A' && raw <= 'Z') ? static_cast<char>(raw - 'A' + 'a') : raw;
     if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
       token.push_back(c);
-    } else {
-      flush();
+    } else if (!token.empty()) {
+      out.push_back(std::move(token));
+      token.clear();
     }
   }
-  flush();
+  if (!token.empty()) out.push_back(std::move(token));
+  return out;
+}
+
+void tokenBuckets(std::string_view text, int64_t buckets, size_t maxTokens, int64_t* out) {
+  const std::vector<std::string> words = tokenize(text);
+  size_t count = 0;
+  for (; count < words.size() && count < maxTokens; ++count) out[count] = hashBucket(words[count], buckets);
   if (count == 0 && maxTokens > 0) out[count++] = kEmptyBucket;
   for (; count < maxTokens; ++count) out[count] = kPadBucket;
 }

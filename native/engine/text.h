@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,6 +14,9 @@ constexpr int64_t kPadBucket = 0;
 constexpr int64_t kEmptyBucket = 1;
 
 uint32_t fnv1a32(std::string_view bytes) noexcept;
+
+// The tokens of a text: runs of ASCII [a-z0-9] after ASCII lower-casing; every other byte separates.
+std::vector<std::string> tokenize(std::string_view text);
 
 // Bucket of a whole string (ids such as product ids), without tokenising.
 int64_t hashBucket(std::string_view value, int64_t buckets) noexcept;

@@ -61,6 +61,34 @@ export interface TensorFileSpec {
   shape: number[];
 }
 
+export interface TargetingCriterion {
+  type: 'exact' | 'phrase' | 'broad' | 'negative' | 'geo' | 'device' | 'audience' | 'category' | 'product' | 'placement';
+  value: string;
+  /** Negated: the rule fails when this criterion matches. */
+  not?: boolean;
+}
+
+/** An ad's targeting in DNF: it matches when any rule has all its criteria satisfied (none negated matching). */
+export interface AdTargeting {
+  ad: number;
+  rules: TargetingCriterion[][];
+}
+
+export interface TargetingFields {
+  query?: string;
+  geo?: string;
+  device?: string;
+  audiences?: string[];
+  category?: string;
+  product?: string;
+  placement?: string;
+}
+
+export interface TargetingIndex {
+  /** Ad indices (ascending) the request satisfies, untargeted ads included. */
+  match(request: TargetingFields): Uint32Array;
+}
+
 export interface NativeEngineOptions {
   modelPath: string;
   adEmbeddings: TensorFileSpec;
@@ -74,6 +102,8 @@ export interface NativeEngineOptions {
   pairUnknown: number[];
   /** Static lightweight-score part per ad index. */
   adPrior: Float32Array;
+  /** Boolean targeting; ads not listed are untargeted. */
+  targeting?: AdTargeting[];
   similarityWeight?: number;
   annCandidates?: number;
   scoreCandidates?: number;
@@ -150,6 +180,8 @@ export interface NativeAddon {
   verifyEvent(bytes: Uint8Array): void;
   /** Copies `vectors` (rows of `dim` floats); labels are row numbers. */
   VectorIndex: new (dim: number, vectors: Float32Array) => VectorIndex;
+  /** The engine's Boolean targeting matcher on its own (BOOK_SPEC 2.3-2.6). */
+  TargetingIndex: new (adCount: number, targeting: AdTargeting[]) => TargetingIndex;
   /** The engine's model inputs for one AdRequest (a debugging and parity-testing aid). */
   featurize(bytes: Uint8Array, features: NativeEngineOptions['features']): RequestFeatures;
   /** Loads a model directory and builds the ANN index on an engine thread. */

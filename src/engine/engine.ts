@@ -107,10 +107,10 @@ export function featureOptions(model: ModelDir): NativeEngineOptions['features']
   };
 }
 
-export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
+export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): NativeEngineOptions {
   const { manifest, dir } = model;
   const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
-  return addon.openEngine({
+  return {
     modelPath: path.join(dir, 'model.pt'),
     adEmbeddings: tensor('ad_embeddings.f32'),
     adCategorical: tensor('ad_categorical.i64'),
@@ -128,5 +128,9 @@ export async function openEngine(model: ModelDir, catalog: Catalog, history: AdH
     features: featureOptions(model),
     index: settings.index,
     batching: settings.batching,
-  });
+  };
+}
+
+export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
+  return addon.openEngine(engineOptions(model, catalog, history, settings));
 }

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
-import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
+import { addon } from '../../src/engine/addon';
+import { adHistory, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement } from '../../src/protocol/schema';
@@ -75,6 +76,21 @@ describe('native engine over the tiny model', () => {
     expect(after.adIndex.some((ad) => excluded.includes(ad))).toBe(false);
     engine.setEligibility(excluded, new Uint8Array(excluded.length).fill(1));
     expect(Array.from((await engine.score(request, 1000)).adIndex)).toEqual(Array.from(before.adIndex));
+  });
+
+  it('applies Boolean targeting inside retrieval, without crowding out eligible ads', async () => {
+    // Half the catalog targets Japan only; a US request must never see those ads and still get a full list.
+    const japanOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules: [[{ type: 'geo' as const, value: 'JP' }]] }));
+    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: japanOnly });
+    try {
+      const us = await targeted.score(encodeAdRequest({ query: 'running shoes', country: 'US' }), 1000);
+      expect(us.adIndex.length).toBe(50);
+      expect(us.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
+      const japan = await targeted.score(encodeAdRequest({ query: 'running shoes', country: 'JP' }), 1000);
+      expect(japan.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
+    } finally {
+      targeted.close();
+    }
   });
 
   it('refuses malformed bytes synchronously with E_BAD_REQUEST', () => {

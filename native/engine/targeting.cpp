@@ -1,0 +1,171 @@
+#include "engine/targeting.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "engine/errors.h"
+#include "engine/text.h"
+
+namespace adserve {
+namespace {
+
+constexpr size_t kTypes = static_cast<size_t>(CriterionType::Placement) + 1;
+
+std::string asciiCase(std::string_view value, bool upper) {
+  std::string out(value);
+  for (char& c : out) {
+    if (upper && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (!upper && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& tokens) {
+  std::string out;
+  for (const auto& token : tokens) {
+    if (!out.empty()) out.push_back(' ');
+    out += token;
+  }
+  return out;
+}
+
+// Exact-valued criteria compare case-insensitively except audiences and products, which are ids.
+std::string normaliseValue(CriterionType type, std::string_view value) {
+  switch (type) {
+    case CriterionType::Geo: return asciiCase(value, true);
+    case CriterionType::Device:
+    case CriterionType::Category:
+    case CriterionType::Placement: return asciiCase(value, false);
+    default: return std::string(value);
+  }
+}
+
+bool containsPhrase(const std::vector<std::string>& query, const std::vector<std::string>& phrase) {
+  if (phrase.empty() || phrase.size() > query.size()) return false;
+  for (size_t start = 0; start + phrase.size() <= query.size(); ++start) {
+    if (std::equal(phrase.begin(), phrase.end(), query.begin() + static_cast<std::ptrdiff_t>(start))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount) : adCount_(adCount), dictionaries_(kTypes) {
+  std::unordered_map<std::string, uint32_t> criterionIds;  // "<type>\x1f<key>" -> id
+  for (const AdTargeting& target : ads) {
+    if (target.ad >= adCount) throw EngineError(ErrorCode::InvalidArgument, "targeting names ad index " + std::to_string(target.ad) + " outside the catalog");
+    if (target.rules.size() > kMaxRulesPerAd) {
+      throw EngineError(ErrorCode::InvalidArgument, "ad " + std::to_string(target.ad) + " has " + std::to_string(target.rules.size()) +
+                                                        " targeting rules; at most " + std::to_string(kMaxRulesPerAd) + " are allowed");
+    }
+    if (target.rules.empty()) continue;
+    targetedAds_.push_back(target.ad);
+    for (const TargetingRule& rule : target.rules) {
+      const auto ruleId = static_cast<uint32_t>(rules_.size());
+      std::unordered_set<uint32_t> seen;
+      uint16_t positives = 0;
+      for (const Criterion& criterion : rule.criteria) {
+        const bool keyword = criterion.type <= CriterionType::NegativeKeyword;
+        const std::vector<std::string> tokens = keyword ? tokenize(criterion.value) : std::vector<std::string>{};
+        if (keyword && tokens.empty()) throw EngineError(ErrorCode::InvalidArgument, "keyword criterion '" + criterion.value + "' has no tokens");
+        const std::string canonical = keyword ? join(tokens) : normaliseValue(criterion.type, criterion.value);
+        const std::string key = std::to_string(static_cast<int>(criterion.type)) + '\x1f' + canonical;
+        auto [found, inserted] = criterionIds.emplace(key, static_cast<uint32_t>(postings_.size()));
+        const uint32_t id = found->second;
+        if (inserted) {
+          postings_.emplace_back();
+          phraseTokens_.push_back(criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword ? tokens
+                                                                                                                                   : std::vector<std::string>{});
+          auto& dictionary = dictionaries_[static_cast<size_t>(criterion.type)];
+          if (criterion.type == CriterionType::BroadKeyword) {
+            for (const auto& token : std::unordered_set<std::string>(tokens.begin(), tokens.end())) dictionary[token].push_back(id);
+          } else if (criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword) {
+            dictionary[tokens.front()].push_back(id);
+          } else {
+            dictionary[canonical].push_back(id);
+          }
+        }
+        if (!seen.insert(id).second) continue;  // the same criterion twice in one rule counts once
+        postings_[id].push_back({ruleId, criterion.negated});
+        if (!criterion.negated) ++positives;
+      }
+      rules_.push_back({target.ad, positives});
+      if (positives == 0) rulesWithoutPositives_.push_back(ruleId);
+    }
+  }
+  std::sort(targetedAds_.begin(), targetedAds_.end());
+  targetedAds_.erase(std::unique(targetedAds_.begin(), targetedAds_.end()), targetedAds_.end());
+}
+
+std::vector<uint32_t> TargetingIndex::passingAds(const TargetingRequest& request) const {
+  const std::vector<std::string> queryTokens = tokenize(request.query);
+  const std::unordered_set<std::string> distinctTokens(queryTokens.begin(), queryTokens.end());
+  std::vector<uint32_t> matched;
+  auto lookup = [&](CriterionType type, const std::string& key) {
+    const auto& dictionary = dictionaries_[static_cast<size_t>(type)];
+    const auto found = dictionary.find(key);
+    if (found == dictionary.end()) return;
+    for (uint32_t id : found->second) {
+      const bool phrase = type == CriterionType::PhraseKeyword || type == CriterionType::NegativeKeyword;
+      if (!phrase || containsPhrase(queryTokens, phraseTokens_[id])) matched.push_back(id);
+    }
+  };
+  if (!queryTokens.empty()) lookup(CriterionType::ExactKeyword, join(queryTokens));
+  for (const auto& token : distinctTokens) {
+    lookup(CriterionType::PhraseKeyword, token);
+    lookup(CriterionType::BroadKeyword, token);
+    lookup(CriterionType::NegativeKeyword, token);
+  }
+  if (!request.geo.empty()) lookup(CriterionType::Geo, normaliseValue(CriterionType::Geo, request.geo));
+  if (!request.device.empty()) lookup(CriterionType::Device, normaliseValue(CriterionType::Device, request.device));
+  for (const auto& audience : request.audiences) lookup(CriterionType::Audience, audience);
+  if (!request.category.empty()) lookup(CriterionType::Category, normaliseValue(CriterionType::Category, request.category));
+  if (!request.product.empty()) lookup(CriterionType::Product, request.product);
+  if (!request.placement.empty()) lookup(CriterionType::Placement, normaliseValue(CriterionType::Placement, request.placement));
+  std::sort(matched.begin(), matched.end());
+  matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
+
+  std::unordered_map<uint32_t, uint16_t> satisfied;  // rule -> matched positive criteria
+  std::unordered_set<uint32_t> vetoed;               // rules hit by a negated criterion
+  for (uint32_t id : matched) {
+    for (const Posting& posting : postings_[id]) {
+      if (posting.negated) {
+        vetoed.insert(posting.rule);
+      } else {
+        ++satisfied[posting.rule];
+      }
+    }
+  }
+  std::vector<uint32_t> ads;
+  for (const auto& [rule, count] : satisfied) {
+    if (count == rules_[rule].positives && !vetoed.count(rule)) ads.push_back(rules_[rule].ad);
+  }
+  for (uint32_t rule : rulesWithoutPositives_) {
+    if (!vetoed.count(rule)) ads.push_back(rules_[rule].ad);
+  }
+  std::sort(ads.begin(), ads.end());
+  ads.erase(std::unique(ads.begin(), ads.end()), ads.end());
+  return ads;
+}
+
+std::vector<uint32_t> TargetingIndex::match(const TargetingRequest& request) const {
+  const std::vector<uint32_t> passing = passingAds(request);
+  std::vector<uint32_t> out;
+  out.reserve(adCount_ - targetedAds_.size() + passing.size());
+  size_t t = 0;
+  for (uint32_t ad = 0; ad < adCount_; ++ad) {
+    const bool targeted = t < targetedAds_.size() && targetedAds_[t] == ad;
+    if (targeted) ++t;
+    if (!targeted || std::binary_search(passing.begin(), passing.end(), ad)) out.push_back(ad);
+  }
+  return out;
+}
+
+void TargetingIndex::restrict(const TargetingRequest& request, std::vector<uint8_t>& bitmap) const {
+  const std::vector<uint32_t> passing = passingAds(request);
+  for (uint32_t ad : targetedAds_) {
+    if (!std::binary_search(passing.begin(), passing.end(), ad)) bitmap[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
+  }
+}
+
+}  // namespace adserve
