@@ -160,7 +160,7 @@ def check_torchscript(model: AdModel, path: Path, featurizer: Featurizer, rows: 
     return worst
 
 
-def catalog_json(world: World) -> dict:
+def catalog_json(world: World, preset: Preset) -> dict:
     ads = world.ads
     campaigns = [{"id": f"c{index:06d}", "advertiser_id": f"adv{int(advertiser):05d}", "bid_type": BID_TYPES[int(ads.campaign_bid_type[index])],
                   "bid_micros": int(ads.campaign_bid_micros[index]),
@@ -171,11 +171,29 @@ def catalog_json(world: World) -> dict:
         "advertisers": [{"id": f"adv{index:05d}", "name": brand.capitalize(), "category": CATEGORIES[int(ads.advertiser_category[index])]}
                         for index, brand in enumerate(ads.brands)],
         "campaigns": campaigns,
-        "ads": ad_records(ads, 0, campaigns),
+        "ads": ad_records(ads, 0, campaigns, np.random.default_rng(preset.seed + 11)),
     }
 
 
-def ad_records(ads: Ads, offset: int, campaigns: list[dict]) -> list[dict]:
+def demo_targeting(rng: np.random.Generator, ads: Ads, index: int) -> list[list[dict]]:
+    """Boolean targeting (DNF) for a share of the demo catalog, so serving exercises the matcher:
+    20 % keyword-or-category ads, 10 % ads limited to two countries, and a negative keyword on 5 %.
+    Targeting only restricts where an ad may show; the world's logging policy ignores it."""
+    draw = rng.random()
+    words = ads.title[index].split()[1:]
+    if draw < 0.2:
+        rules = [[{"type": "phrase", "value": " ".join(words[:2])}], [{"type": "category", "value": CATEGORIES[int(ads.category[index])]}]]
+    elif draw < 0.3:
+        rules = [[{"type": "geo", "value": country}] for country in rng.choice(COUNTRIES, size=2, replace=False)]
+    else:
+        rules = []
+    if rng.random() < 0.05:
+        negative = {"type": "negative", "value": "used", "not": True}
+        rules = [rule + [negative] for rule in rules] if rules else [[negative]]
+    return rules
+
+
+def ad_records(ads: Ads, offset: int, campaigns: list[dict], rng: np.random.Generator) -> list[dict]:
     """catalog.json entries for ads whose dense ad index starts at offset."""
     ids, products = ads.ids(offset), ads.product_ids(offset)
     return [{"id": ids[index], "campaign_id": campaigns[int(ads.campaign[index])]["id"],
@@ -184,7 +202,8 @@ def ad_records(ads: Ads, offset: int, campaigns: list[dict]) -> list[dict]:
              "title": ads.title[index].title(), "keywords": ads.title[index].split()[1:],
              "landing_url": f"https://shop.example/{products[index]}", "image_url": f"https://img.example/{products[index]}.jpg",
              "price_micros": int(round(float(np.exp(ads.log_price[index])) * 1e6)),
-             "landing_quality": round(float(ads.landing_quality[index]), 4), "rating": round(float(ads.rating[index]), 2)}
+             "landing_quality": round(float(ads.landing_quality[index]), 4), "rating": round(float(ads.rating[index]), 2),
+             "targeting": demo_targeting(rng, ads, index)}
             for index in range(len(ads))]
 
 
@@ -206,7 +225,7 @@ def export(directory: Path, model: AdModel, world: World, store: FeatureStore, f
                               np.log1p(store.user_category_impressions[known]), store.user_category_log_view_share[known]], axis=2).astype(np.float32)
     writer.write("user_category.f32", user_category)
     write_user_advertiser_csr(writer, store, known, preset)
-    catalog = catalog_json(world)
+    catalog = catalog_json(world, preset)
     if preset.extra_catalog_ads:
         extend_catalog(writer, catalog, model, world, store, preset, log)
     (directory / "catalog.json").write_text(json.dumps(catalog))
@@ -274,7 +293,7 @@ def extend_catalog(writer: TensorWriter, catalog: dict, model: AdModel, world: W
             embeddings = model.ad_embed(torch.from_numpy(categorical), torch.from_numpy(title), torch.from_numpy(numeric)).numpy()
         for name, array in [("ad_embeddings.f32", embeddings), ("ad_categorical.i64", categorical), ("ad_title.i64", title), ("ad_numeric.f32", numeric)]:
             writer.append(name, array)
-        catalog["ads"].extend(ad_records(ads, offset + start, catalog["campaigns"]))
+        catalog["ads"].extend(ad_records(ads, offset + start, catalog["campaigns"], rng))
         log(f"catalog: {offset + start + count} ads")
 
 

@@ -122,6 +122,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     userIds: model.userIds,
     pairUnknown: manifest.features.pair.unknown,
     adPrior: adPriors(history, catalog, settings.light),
+    targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
     scoreCandidates: settings.scoreCandidates,

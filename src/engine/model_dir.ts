@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
+import type { TargetingCriterion } from './addon';
+
 export interface TensorEntry {
   dtype: 'float32' | 'int64' | 'int32';
   shape: number[];
@@ -47,6 +49,8 @@ export interface CatalogAd {
   price_micros: number;
   landing_quality: number;
   rating: number;
+  /** Boolean targeting in DNF; absent or empty means untargeted. */
+  targeting?: TargetingCriterion[][];
 }
 
 export interface CatalogCampaign {
