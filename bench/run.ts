@@ -3,18 +3,18 @@
 // is reported next to baselines measured in the same run: GET /livez (uWebSockets.js and Node with
 // no protocol work) and the ad path with batching off (maxBatch 1). Trials are interleaved, each on
 // a fresh daemon process; the daemon's own stage histograms give the per-stage breakdown.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import autocannon from 'autocannon';
 
 import { projectRoot } from '../src/paths';
-import { decodeAdResponse, encodeAdRequest } from '../src/protocol/encode_request';
-import { Placement, ResponseStatus } from '../src/protocol/schema';
+import { decodeAdResponse } from '../src/protocol/encode_request';
+import { ResponseStatus } from '../src/protocol/schema';
 import { startDaemon } from './daemon';
+import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { benchRequests } from './requests';
 
 interface Scenario {
   name: string;
@@ -50,24 +50,6 @@ const { values: options } = parseArgs({
     model: { type: 'string', default: 'models/demo' },
   },
 });
-
-const queries = ['running shoes', 'usb c cable', 'organic coffee beans', 'kids rain boots', '4k tv 55 inch', 'dog food grain free'];
-const placements = [Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage, Placement.Cart];
-
-// Many distinct bodies, so nothing downstream can serve a cached answer.
-function adRequestBodies(count: number): Buffer[] {
-  return Array.from({ length: count }, (_, i) =>
-    Buffer.from(
-      encodeAdRequest({
-        id: `bench-${i}`,
-        placement: placements[i % placements.length],
-        query: i % placements.length === 0 ? queries[i % queries.length] : undefined,
-        userId: `user-${(i * 7919) % 5000}`,
-        slots: 1 + (i % 4),
-      }),
-    ),
-  );
-}
 
 function processCpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -153,7 +135,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const bodies = adRequestBodies(2000);
+  const bodies = benchRequests(2000);
   const rate = Number(options.rate);
   const unbatched = { ADSERVE_MAX_BATCH: '1', ADSERVE_MAX_DELAY_US: '0' };
   const scenarios: Scenario[] = [
@@ -195,13 +177,9 @@ async function main(): Promise<void> {
     batch32P99AtFixedRateVsUnbatched: get(5).p99Ms / Math.max(get(4).p99Ms, 1),
     batch32CpuPerRequestVsUnbatched: get(3).cpuMicrosPerRequest / get(1).cpuMicrosPerRequest,
   };
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
-  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` };
+  const commit = gitCommit();
+  const machine = machineInfo();
   const report = { date: new Date().toISOString(), commit, machine, options, summary, ratios, trials };
-  const dir = path.join(projectRoot, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const stem = path.join(dir, `http-${report.date.replace(/[:.]/g, '-')}`);
-  writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
   const stageNames = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'auction', 'encode'];
   const rows = summary.map((s) => `| ${s.scenario} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50Ms} | ${s.p99Ms} | ${s.cpuMicrosPerRequest.toFixed(0)} | ${s.meanBatchSize.toFixed(1)} | ${s.errors} |`);
   const stageRows = summary
@@ -227,11 +205,7 @@ async function main(): Promise<void> {
       `p99 at ${rate}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}.`,
     '',
   ].join('\n');
-  writeFileSync(`${stem}.md`, markdown);
-  process.stdout.write(`${markdown}\nwrote ${stem}.json and .md\n`);
+  writeReport('http', report.date, report, markdown);
 }
 
-main().catch((error: Error) => {
-  process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
-  process.exit(1);
-});
+runBench(main);

@@ -54,6 +54,8 @@ export interface Config {
   eventTokenKey: string;
   /** How long an event token stays valid, in seconds. */
   eventTokenTtlSeconds: number;
+  /** Bearer token of the admin API; empty disables it. */
+  adminToken: string;
 }
 
 export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
@@ -86,6 +88,7 @@ export const defaults: Readonly<Config> = {
   priceIncrementMicros: 10_000,
   eventTokenKey: '',
   eventTokenTtlSeconds: 86_400,
+  adminToken: '',
 };
 
 type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction';
@@ -123,6 +126,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
   eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
+  adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
 };
 
 /** Environment variable naming a JSON file whose keys are Config keys. */

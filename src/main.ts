@@ -6,8 +6,10 @@ import path from 'node:path';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { readModelDir } from './engine/model_dir';
+import { ModelSwapper } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
+import type { DecisionContext } from './pipeline/ad_decision';
 import type { SigningKey } from './money/event_token';
 import { createMetrics } from './metrics';
 import { projectRoot } from './paths';
@@ -50,14 +52,17 @@ async function main(): Promise<void> {
   const metrics = createMetrics(build, version);
   const signingKey = eventSigningKey(config.eventTokenKey);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
-  const serving = await loadServing(config, log);
+  const decision: DecisionContext = { config, serving: await loadServing(config, log), signingKey, metrics };
   const server = await startServer({
     config,
     metrics,
     log,
-    decision: { config, serving, signingKey, metrics },
+    decision,
+    swapper: new ModelSwapper(decision, config, projectRoot),
     readiness: () =>
-      serving ? { ready: true, reason: '' } : { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train)` },
+      decision.serving
+        ? { ready: true, reason: '' }
+        : { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train or POST /v1/admin/models)` },
   });
   log.info('listening', { host: config.host, port: server.port, version });
 

@@ -17,15 +17,6 @@ int64_t lookup(const std::unordered_map<std::string, int64_t>& vocabulary, std::
   return found == vocabulary.end() ? 0 : found->second;
 }
 
-std::string asciiCase(std::string_view value, bool upper) {
-  std::string out(value);
-  for (char& c : out) {
-    if (upper && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    if (!upper && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 int64_t ageBucket(int yob, const FeatureSpec& spec) {
   if (yob <= 0) return 0;
   const int age = spec.referenceYear - yob;
@@ -48,11 +39,11 @@ RequestFeatures featurize(const fb::AdRequest& request, const FeatureSpec& spec,
     out.userCategorical[0] = ageBucket(user->yob(), spec);
     out.userCategorical[1] = gender <= 3 ? gender : 0;
   }
-  if (const auto* geo = request.geo()) out.userCategorical[2] = lookup(spec.countries, asciiCase(view(geo->country()), true));
+  if (const auto* geo = request.geo()) out.userCategorical[2] = lookup(spec.countries, asciiUpper(view(geo->country())));
   int64_t device = 0;
   if (const auto* dev = request.device()) {
     const std::string_view tag = view(dev->language());
-    out.userCategorical[3] = lookup(spec.languages, asciiCase(tag.substr(0, tag.find_first_of("-_")), false));
+    out.userCategorical[3] = lookup(spec.languages, asciiLower(tag.substr(0, tag.find_first_of("-_"))));
     device = static_cast<int64_t>(dev->type());
     if (device > 4) device = 0;
   }

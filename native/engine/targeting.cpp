@@ -11,15 +11,6 @@ namespace {
 
 constexpr size_t kTypes = static_cast<size_t>(CriterionType::Placement) + 1;
 
-std::string asciiCase(std::string_view value, bool upper) {
-  std::string out(value);
-  for (char& c : out) {
-    if (upper && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    if (!upper && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string join(const std::vector<std::string>& tokens) {
   std::string out;
   for (const auto& token : tokens) {
@@ -32,10 +23,10 @@ std::string join(const std::vector<std::string>& tokens) {
 // Exact-valued criteria compare case-insensitively except audiences and products, which are ids.
 std::string normaliseValue(CriterionType type, std::string_view value) {
   switch (type) {
-    case CriterionType::Geo: return asciiCase(value, true);
+    case CriterionType::Geo: return asciiUpper(value);
     case CriterionType::Device:
     case CriterionType::Category:
-    case CriterionType::Placement: return asciiCase(value, false);
+    case CriterionType::Placement: return asciiLower(value);
     default: return std::string(value);
   }
 }

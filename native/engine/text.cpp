@@ -16,6 +16,22 @@ int64_t hashBucket(std::string_view value, int64_t buckets) noexcept {
   return static_cast<int64_t>(fnv1a32(value) % static_cast<uint32_t>(buckets - 2)) + 2;
 }
 
+std::string asciiUpper(std::string_view value) {
+  std::string out(value);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+std::string asciiLower(std::string_view value) {
+  std::string out(value);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 std::vector<std::string> tokenize(std::string_view text) {
   std::vector<std::string> out;
   std::string token;

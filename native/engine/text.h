@@ -15,6 +15,10 @@ constexpr int64_t kEmptyBucket = 1;
 
 uint32_t fnv1a32(std::string_view bytes) noexcept;
 
+// ASCII-only case mapping: other bytes pass through unchanged.
+std::string asciiUpper(std::string_view value);
+std::string asciiLower(std::string_view value);
+
 // The tokens of a text: runs of ASCII [a-z0-9] after ASCII lower-casing; every other byte separates.
 std::vector<std::string> tokenize(std::string_view text);
 

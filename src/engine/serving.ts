@@ -14,6 +14,7 @@ export interface Serving {
   history: AdHistory;
   calibration: { ctr: CalibrationParams; cvr: CalibrationParams };
   modelVersion: string;
+  modelDir: string;
   /** Auction rules before the request's own slots, floor and auction type apply. */
   rules: AuctionRules;
 }
@@ -40,6 +41,7 @@ export async function openServing(model: ModelDir, config: Config): Promise<Serv
     history,
     calibration: model.manifest.calibration,
     modelVersion: model.manifest.version,
+    modelDir: model.dir,
     rules: {
       mechanism: config.auction,
       slots: 1,

@@ -9,6 +9,8 @@ import type { Metrics, Route } from '../metrics';
 import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
+import type { ModelSwapper } from '../engine/model_swap';
+import { registerAdminRoutes } from './admin';
 import { readBody } from './body';
 import { Exchange, type InFlight } from './exchange';
 
@@ -24,6 +26,7 @@ export interface ServerDeps {
   metrics: Metrics;
   log: Logger;
   decision: DecisionContext;
+  swapper: ModelSwapper;
   /** Whether the engine can take traffic, and why not. */
   readiness: () => Readiness;
 }
@@ -179,6 +182,8 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     if (readiness.ready) return exchange.send(200, 'text/plain', 'ready\n');
     exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
   });
+
+  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, begin });
 
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;

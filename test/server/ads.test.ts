@@ -119,6 +119,10 @@ describe('POST /v1/ads', () => {
     await expectError(await postAd(daemon.url, encodeAdRequest(spec)), 422, message);
   });
 
+  it('keeps the admin API closed when no admin token is configured', async () => {
+    await expectError(await fetch(`${daemon.url}/v1/admin/models`, { headers: { authorization: 'Bearer ' } }), 403, /admin API is disabled/);
+  });
+
   it('answers other methods with 405 and unknown routes with 404', async () => {
     await expectError(await fetch(`${daemon.url}/v1/ads`), 405, /use POST/);
     await expectError(await fetch(`${daemon.url}/nope`), 404, /no route for GET \/nope/);

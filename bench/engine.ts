@@ -1,0 +1,96 @@
+// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c]`: the engine without
+// HTTP. For each FAISS index kind it measures engine throughput (closed loop, `concurrency` requests
+// in flight) and the recall of retrieval against exact search (the flat index) on the same
+// requests, and writes JSON + Markdown to bench/results/. Flat is the baseline of the same run.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { catalogFromJson } from '../src/catalog/catalog';
+import { adHistory, type EngineSettings, type IndexSettings, openEngine } from '../src/engine/engine';
+import { readModelDir } from '../src/engine/model_dir';
+import { projectRoot } from '../src/paths';
+import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { benchRequests } from './requests';
+
+const { values: options } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'models/demo' },
+    requests: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '64' },
+  },
+});
+
+const indexes: Array<{ name: string; index: IndexSettings }> = [
+  { name: 'flat (exact, baseline)', index: { kind: 'flat' } },
+  { name: 'ivf nprobe 8', index: { kind: 'ivf', nprobe: 8 } },
+  { name: 'ivf nprobe 16', index: { kind: 'ivf', nprobe: 16 } },
+  { name: 'ivf nprobe 64', index: { kind: 'ivf', nprobe: 64 } },
+  { name: 'hnsw M 16 ef 256', index: { kind: 'hnsw', hnswM: 16, efSearch: 256 } },
+  { name: 'ivfpq 16 x 8 bit, nprobe 16', index: { kind: 'ivfpq', nprobe: 16, pqM: 16 } },
+];
+
+async function main(): Promise<void> {
+  const model = readModelDir(path.resolve(projectRoot, options.model!));
+  const catalog = catalogFromJson(model.catalog);
+  const history = adHistory(model);
+  const bodies = benchRequests(Number(options.requests));
+  const concurrency = Number(options.concurrency);
+  let exact: Int32Array[] = [];
+  const rows = [];
+  for (const { name, index } of indexes) {
+    // The whole candidate list is compared, so retrieval is measured before any reranking cut.
+    const settings: EngineSettings = {
+      index,
+      annCandidates: 1000,
+      scoreCandidates: 1000,
+      batching: { maxBatch: 32, maxDelayUs: 1000, queueCapacity: 100_000 },
+      light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+    };
+    const opened = Date.now();
+    const engine = await openEngine(model, catalog, history, settings);
+    const buildSeconds = (Date.now() - opened) / 1000;
+    const results: Int32Array[] = new Array(bodies.length);
+    let next = 0;
+    const started = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < bodies.length) {
+          const i = next++;
+          results[i] = (await engine.score(bodies[i]!, 10_000)).adIndex;
+        }
+      }),
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const stats = engine.stats();
+    engine.close();
+    if (exact.length === 0) exact = results;
+    const recall = (k: number): number => {
+      let hit = 0;
+      let total = 0;
+      results.forEach((got, i) => {
+        const truth = new Set(Array.from(exact[i]!.subarray(0, k)));
+        total += truth.size;
+        for (const ad of got) if (truth.has(ad)) hit++;
+      });
+      return hit / Math.max(1, total);
+    };
+    rows.push({ name, index: stats.index, requestsPerSecond: bodies.length / seconds, meanBatch: stats.requests / stats.batches, buildSeconds, recallAt100: recall(100), recallAt1000: recall(1000) });
+    process.stdout.write(`${name}: ${(bodies.length / seconds).toFixed(0)} req/s, recall@1000 ${recall(1000).toFixed(3)}\n`);
+  }
+  const baseline = rows[0]!.requestsPerSecond;
+  const date = new Date().toISOString();
+  const report = { date, commit: gitCommit(), machine: machineInfo(), options, ads: catalog.size, rows };
+  const markdown = [
+    `# Engine benchmark (no HTTP), ${date}`,
+    '',
+    `commit ${report.commit}; model ${options.model} (${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32; 1000 candidates retrieved and scored per request. Recall is the share of the exact (flat) pipeline's top-K candidates (top 100 by lightweight score; all 1000) that the index also retrieves, on the same requests.`,
+    '',
+    '| index | FAISS | req/s | vs flat | mean batch | build s | recall of exact top-100 | recall of exact top-1000 |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.index} | ${r.requestsPerSecond.toFixed(0)} | ${(r.requestsPerSecond / baseline).toFixed(2)} | ${r.meanBatch.toFixed(1)} | ${r.buildSeconds.toFixed(1)} | ${r.recallAt100.toFixed(3)} | ${r.recallAt1000.toFixed(3)} |`),
+    '',
+  ].join('\n');
+  writeReport('engine', report.date, report, markdown);
+}
+
+runBench(main);

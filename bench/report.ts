@@ -1,0 +1,39 @@
+// Shared by the benchmark commands: machine and commit stamps, and writing a report as JSON plus
+// Markdown into bench/results/.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { projectRoot } from '../src/paths';
+
+export function machineInfo() {
+  return {
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+export function gitCommit(): string {
+  return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
+}
+
+/** Writes bench/results/<kind>-<date>.json and .md and prints the Markdown. */
+export function writeReport(kind: string, date: string, report: object, markdown: string): void {
+  const dir = path.join(projectRoot, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stem = path.join(dir, `${kind}-${date.replace(/[:.]/g, '-')}`);
+  writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(`${stem}.md`, markdown);
+  process.stdout.write(`${markdown}\nwrote ${stem}.json and .md\n`);
+}
+
+export function runBench(main: () => Promise<void>): void {
+  main().catch((error: Error) => {
+    process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  });
+}

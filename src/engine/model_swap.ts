@@ -1,0 +1,58 @@
+// Loads a model directory while the current one keeps serving, warms it, and swaps it in. Requests
+// read the serving model once, before their first await, so every request already in the engine
+// queue of the old model is scored by it; closing the old engine drains that queue.
+import path from 'node:path';
+
+import type { Config } from '../config';
+import type { DecisionContext } from '../pipeline/ad_decision';
+import { encodeAdRequest } from '../protocol/encode_request';
+import { Placement } from '../protocol/schema';
+import { readModelDir } from './model_dir';
+import { openServing, type Serving } from './serving';
+
+export class SwapInProgressError extends Error {}
+
+// A search and a browse request, so both context towers, retrieval and scoring run before the
+// model takes traffic.
+async function warmUp(serving: Serving): Promise<void> {
+  for (const placement of [Placement.Search, Placement.ProductPage, Placement.Homepage]) {
+    const result = await serving.engine.score(encodeAdRequest({ id: 'warm-up', placement, query: 'warm up' }), 10_000);
+    if (result.degraded) throw new Error('warm-up request was answered degraded');
+  }
+}
+
+export class ModelSwapper {
+  private loading: string | undefined;
+
+  constructor(
+    private readonly context: DecisionContext,
+    private readonly config: Config,
+    private readonly root: string,
+  ) {}
+
+  get loadingDir(): string | undefined {
+    return this.loading;
+  }
+
+  /** Opens and warms the model at `dir` (relative to the project root), then makes it the serving one. */
+  async swap(dir: string): Promise<Serving> {
+    if (this.loading) throw new SwapInProgressError(`already loading ${this.loading}`);
+    const resolved = path.resolve(this.root, dir);
+    this.loading = resolved;
+    try {
+      const next = await openServing(readModelDir(resolved), this.config);
+      try {
+        await warmUp(next);
+      } catch (error) {
+        next.engine.close();
+        throw error;
+      }
+      const previous = this.context.serving;
+      this.context.serving = next;
+      previous?.engine.close();
+      return next;
+    } finally {
+      this.loading = undefined;
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// Admin JSON routes (bearer token from config): the serving model and its hot swap.
+import { timingSafeEqual } from 'node:crypto';
+
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+
+import type { Config } from '../config';
+import { ModelDirError } from '../engine/model_dir';
+import { type ModelSwapper, SwapInProgressError } from '../engine/model_swap';
+import { RequestError } from '../errors';
+import type { Logger } from '../log';
+import type { Route } from '../metrics';
+import type { DecisionContext } from '../pipeline/ad_decision';
+import { readBody } from './body';
+import type { Exchange } from './exchange';
+
+export interface AdminDeps {
+  config: Config;
+  log: Logger;
+  decision: DecisionContext;
+  swapper: ModelSwapper;
+  begin: (res: HttpResponse, route: Route) => Exchange;
+}
+
+function authorised(config: Config, header: string): RequestError | undefined {
+  if (config.adminToken === '') return new RequestError(403, 'admin_disabled', 'the admin API is disabled: set adminToken');
+  const given = Buffer.from(header);
+  const expected = Buffer.from(`Bearer ${config.adminToken}`);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return new RequestError(401, 'unauthorized', 'missing or wrong bearer token');
+  return undefined;
+}
+
+function sendJson(exchange: Exchange, body: unknown): void {
+  exchange.send(200, 'application/json', JSON.stringify(body));
+}
+
+export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
+  const { config, log, decision, swapper } = deps;
+  const describe = () => {
+    const serving = decision.serving;
+    return {
+      serving: serving ? { version: serving.modelVersion, dir: serving.modelDir, ...serving.engine.stats() } : null,
+      loading: swapper.loadingDir ?? null,
+    };
+  };
+
+  app.get('/v1/admin/models', (res: HttpResponse, req: HttpRequest) => {
+    const exchange = deps.begin(res, 'admin');
+    const denied = authorised(config, req.getHeader('authorization'));
+    if (denied) return exchange.fail(denied);
+    sendJson(exchange, describe());
+  });
+
+  app.post('/v1/admin/models', (res: HttpResponse, req: HttpRequest) => {
+    const exchange = deps.begin(res, 'admin');
+    const denied = authorised(config, req.getHeader('authorization'));
+    if (denied) return exchange.fail(denied);
+    readBody(res, { declaredLength: undefined, maxBytes: 64 * 1024 }, (body) => {
+      let dir: unknown;
+      try {
+        dir = (JSON.parse(Buffer.from(body).toString('utf8')) as { dir?: unknown }).dir;
+      } catch {
+        return exchange.fail(new RequestError(400, 'bad_request', 'body must be JSON: {"dir": "<model directory>"}'));
+      }
+      if (typeof dir !== 'string' || dir.length === 0) return exchange.fail(new RequestError(422, 'invalid_request', '"dir" must name a model directory'));
+      log.info('model swap requested', { dir });
+      swapper.swap(dir).then(
+        (serving) => {
+          log.info('model swapped in', { version: serving.modelVersion, dir: serving.modelDir });
+          sendJson(exchange, describe());
+        },
+        (error: Error) => {
+          log.warn('model swap failed', { dir, error: error.message });
+          if (error instanceof SwapInProgressError) return exchange.fail(new RequestError(409, 'conflict', error.message));
+          exchange.fail(new RequestError(422, 'invalid_model', error instanceof ModelDirError ? error.message : `cannot load model: ${error.message}`));
+        },
+      );
+    }, () => exchange.fail(new RequestError(413, 'too_large', 'admin request body over 64 KiB'), {}, true));
+  });
+}

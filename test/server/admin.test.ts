@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type Daemon, startDaemon } from '../../bench/daemon';
+import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
+import { ResponseStatus } from '../../src/protocol/schema';
+import { postAd } from '../helpers/requests';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const token = 'admin-token-for-tests';
+let daemon: Daemon;
+
+beforeAll(async () => {
+  daemon = await startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_ADMIN_TOKEN: token });
+});
+
+afterAll(async () => {
+  expect(await daemon.stop()).toBe(0);
+});
+
+const admin = (method: string, body?: unknown, auth = `Bearer ${token}`): Promise<Response> =>
+  fetch(`${daemon.url}/v1/admin/models`, { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+
+async function status(): Promise<ResponseStatus> {
+  return decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ query: 'dog food' }))).arrayBuffer())).status();
+}
+
+describe('admin: models', () => {
+  it('refuses requests without the bearer token', async () => {
+    expect((await admin('GET', undefined, '')).status).toBe(401);
+    expect((await admin('GET', undefined, 'Bearer nope')).status).toBe(401);
+  });
+
+  it('loads, warms and swaps in a model while serving, then serves it', async () => {
+    expect(await status()).toBe(ResponseStatus.NoEngine);
+    expect((await fetch(`${daemon.url}/readyz`)).status).toBe(503);
+    const response = await admin('POST', { dir: tinyModelDir });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { serving: { version: string; ads: number } };
+    expect(body.serving.version).toMatch(/^tiny-/);
+    expect(body.serving.ads).toBeGreaterThan(0);
+    expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
+    expect(await status()).toBe(ResponseStatus.Ok);
+  });
+
+  it('keeps serving the current model when a swap fails, and says why', async () => {
+    const response = await admin('POST', { dir: '/nonexistent/other-model' });
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(/cannot read .*manifest.json/);
+    expect((await admin('POST', { nope: 1 })).status).toBe(422);
+    expect((await fetch(`${daemon.url}/v1/admin/models`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{' })).status).toBe(400);
+    expect(await status()).toBe(ResponseStatus.Ok);
+  });
+
+  it('drops no request while a swap happens under load', async () => {
+    const load = Array.from({ length: 300 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `swap-${i}`, query: 'yoga mat' })));
+    const swap = admin('POST', { dir: tinyModelDir });
+    const responses = await Promise.all(load);
+    expect((await swap).status).toBe(200);
+    const statuses = await Promise.all(responses.map(async (r) => [r.status, decodeAdResponse(new Uint8Array(await r.arrayBuffer())).status()]));
+    expect(statuses.every(([http, ad]) => http === 200 && ad === ResponseStatus.Ok)).toBe(true);
+  });
+});
