@@ -56,7 +56,11 @@ export interface Config {
   eventTokenTtlSeconds: number;
   /** Bearer token of the admin API; empty disables it. */
   adminToken: string;
+  /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
+  fusion: FusionKind;
 }
+
+export type FusionKind = 'precomputed' | 'model';
 
 export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
 export type AuctionKind = 'gsp' | 'second_price' | 'first_price' | 'vcg';
@@ -89,14 +93,16 @@ export const defaults: Readonly<Config> = {
   eventTokenKey: '',
   eventTokenTtlSeconds: 86_400,
   adminToken: '',
+  fusion: 'precomputed',
 };
 
-type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction';
+type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
 
 const choices: Partial<Record<Kind, readonly string[]>> = {
   logLevel: ['debug', 'info', 'warn', 'error'],
   indexKind: ['flat', 'ivf', 'hnsw', 'ivfpq'],
   auction: ['gsp', 'second_price', 'first_price', 'vcg'],
+  fusion: ['precomputed', 'model'],
 };
 
 const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } } = {
@@ -127,6 +133,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
+  fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
 };
 
 /** Environment variable naming a JSON file whose keys are Config keys. */
@@ -145,7 +152,8 @@ function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown):
       return raw;
     case 'logLevel':
     case 'indexKind':
-    case 'auction': {
+    case 'auction':
+    case 'fusion': {
       const allowed = choices[kind]!;
       if (typeof raw !== 'string' || !allowed.includes(raw)) {
         throw new ConfigError(`${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(raw)})`);

@@ -75,6 +75,7 @@ EngineOptions engineOptions(Napi::Object options) {
   out.pairUnknown = floatsField(options, "pairUnknown");
   out.adPrior = floatsField(options, "adPrior");
   if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
+  if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
   if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
   if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;

@@ -87,6 +87,28 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
 
   if (!options.targeting.empty()) targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
+  if (options.fusion == "precomputed") {
+    c10::InferenceMode inference;
+    const torch::Tensor w0 = model_->parameter("fusion.0.weight");
+    const auto d = static_cast<int64_t>(dim_);
+    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(pairWidth_)) throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
+    auto fusion = std::make_unique<PrecomputedFusion>();
+    fusion->wUser = w0.slice(1, 0, d).t().contiguous();
+    fusion->wContext = w0.slice(1, d, 2 * d).t().contiguous();
+    fusion->wDots = w0.slice(1, 3 * d, 3 * d + 3).t().contiguous();
+    fusion->wPair = w0.slice(1, 3 * d + 3).t().contiguous();
+    fusion->adProjection = adEmbeddings_.matmul(w0.slice(1, 2 * d, 3 * d).t()).contiguous();
+    fusion->b0 = model_->parameter("fusion.0.bias");
+    fusion->w2 = model_->parameter("fusion.2.weight").t().contiguous();
+    fusion->b2 = model_->parameter("fusion.2.bias");
+    fusion->w4 = model_->parameter("fusion.4.weight").t().contiguous();
+    fusion->b4 = model_->parameter("fusion.4.bias");
+    fusion->wHeads = torch::cat({model_->parameter("ctr_head.weight"), model_->parameter("cvr_head.weight")}, 0).t().contiguous();
+    fusion->bHeads = torch::cat({model_->parameter("ctr_head.bias"), model_->parameter("cvr_head.bias")}, 0);
+    fusion_ = std::move(fusion);
+  } else if (options.fusion != "model") {
+    throw EngineError(ErrorCode::InvalidArgument, "fusion must be 'precomputed' or 'model'");
+  }
   ann_ = std::make_unique<AnnIndex>(adEmbeddings_.data_ptr<float>(), adCount_, dim_, options.ann);
 }
 
@@ -185,6 +207,27 @@ void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, flo
       std::copy(unknown + categoryWidth, unknown + pairWidth_, out + categoryWidth);
     }
   }
+}
+
+std::tuple<torch::Tensor, torch::Tensor> Engine::fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& adRows,
+                                                      int64_t width, const torch::Tensor& pair) const {
+  const int64_t rows = user.size(0);
+  const auto d = static_cast<int64_t>(dim_);
+  const torch::Tensor ads = adEmbeddings_.index_select(0, adRows).view({rows, width, d});
+  if (!fusion_) return model_->score(user, context, ads, pair);
+  c10::InferenceMode inference;
+  const PrecomputedFusion& f = *fusion_;
+  const torch::Tensor perRequest = torch::addmm(f.b0, user, f.wUser).addmm_(context, f.wContext);  // [R, H]
+  const torch::Tensor userAd = torch::bmm(ads, user.unsqueeze(2)).squeeze(2);                   // [R, W]
+  const torch::Tensor contextAd = torch::bmm(ads, context.unsqueeze(2)).squeeze(2);
+  const torch::Tensor userContext = (user * context).sum(1, true).expand({rows, width});
+  const torch::Tensor dots = torch::stack({userAd, userContext, contextAd}, 2);                 // [R, W, 3]
+  torch::Tensor hidden = f.adProjection.index_select(0, adRows).view({rows, width, -1});
+  hidden.add_(perRequest.unsqueeze(1)).add_(dots.matmul(f.wDots)).add_(pair.matmul(f.wPair)).relu_();
+  hidden = hidden.matmul(f.w2).add_(f.b2).relu_();
+  hidden = hidden.matmul(f.w4).add_(f.b4).relu_();
+  const torch::Tensor heads = hidden.matmul(f.wHeads).add_(f.bHeads);  // [R, W, 2]
+  return {heads.select(2, 0), heads.select(2, 1)};
 }
 
 std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest*>& batch) const {
@@ -287,9 +330,8 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
       pairFeatures(userRows[live[r]], result.adIndex.data(), result.adIndex.size(), pair.data() + r * widest * pairWidth_);
     }
     const torch::Tensor index = longs(requestRows, {rows});
-    const torch::Tensor ads = adEmbeddings_.index_select(0, longs(adRows, {rows * width})).view({rows, width, static_cast<int64_t>(dim_)});
-    auto [ctr, cvr] = model_->score(user.index_select(0, index), context.index_select(0, index), ads,
-                                    floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}));
+    auto [ctr, cvr] = fuse(user.index_select(0, index), context.index_select(0, index), longs(adRows, {rows * width}), width,
+                           floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}));
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
     for (size_t r = 0; r < live.size(); ++r) {

@@ -40,6 +40,11 @@ struct EngineOptions {
   // Boolean targeting per ad (DNF); ads not listed are untargeted.
   std::vector<AdTargeting> targeting;
   AnnOptions ann;
+  // "precomputed": the fusion's first layer is linear over [E_user, E_ctx, E_ad, dots, pair], so
+  // W_ad · E_ad is computed once per ad at open and W_user · E_user + W_ctx · E_ctx once per request;
+  // per candidate only an add, the dots, the pair term and the remaining layers run.
+  // "model": the TorchScript score method on every (request, candidate) pair.
+  std::string fusion = "precomputed";
   size_t annCandidates = 1000;       // k of the ANN search per request
   size_t scoreCandidates = 300;      // candidates the model scores per request
 };
@@ -87,6 +92,14 @@ class Engine {
   torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features) const;
   torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
   void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const;
+  // (ctr_logit, cvr_logit) [R, W] for user/context [R, D], candidate ad rows [R * W], pair [R, W, P].
+  std::tuple<torch::Tensor, torch::Tensor> fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& adRows,
+                                                int64_t width, const torch::Tensor& pair) const;
+
+  struct PrecomputedFusion {
+    torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
+    torch::Tensor wUser, wContext, wDots, wPair, b0, w2, b2, w4, b4, wHeads, bHeads;
+  };
 
   EngineOptions options_;
   size_t dim_ = 0;
@@ -105,6 +118,7 @@ class Engine {
   std::unordered_map<std::string, int64_t> userRow_;
   std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
   std::unique_ptr<TargetingIndex> targeting_;
+  std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
 };
 
 }  // namespace adserve

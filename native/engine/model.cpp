@@ -38,3 +38,14 @@ std::tuple<torch::Tensor, torch::Tensor> Model::score(const torch::Tensor& user,
 }
 
 }  // namespace adserve
+
+namespace adserve {
+
+torch::Tensor Model::parameter(const std::string& name) const {
+  for (const auto& named : module_.named_parameters()) {
+    if (named.name == name) return named.value.detach();
+  }
+  throw EngineError(ErrorCode::Model, "model has no parameter " + name);
+}
+
+}  // namespace adserve

@@ -20,6 +20,8 @@ class Model {
   // user [B,D], context [B,D], ads [B,N,D], pair [B,N,P] -> (ctr_logit [B,N], cvr_logit [B,N])
   std::tuple<torch::Tensor, torch::Tensor> score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
                                                  const torch::Tensor& pair) const;
+  // A trained parameter by its dotted name (e.g. "fusion.0.weight"); throws E_MODEL when absent.
+  torch::Tensor parameter(const std::string& name) const;
 
  private:
   torch::Tensor call(const char* method, std::vector<torch::jit::IValue> inputs) const;

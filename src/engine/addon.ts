@@ -104,6 +104,8 @@ export interface NativeEngineOptions {
   adPrior: Float32Array;
   /** Boolean targeting; ads not listed are untargeted. */
   targeting?: AdTargeting[];
+  /** 'precomputed' (default): W_ad·E_ad cached per ad, first fusion layer split; 'model': TorchScript score. */
+  fusion?: 'precomputed' | 'model';
   similarityWeight?: number;
   annCandidates?: number;
   scoreCandidates?: number;

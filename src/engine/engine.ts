@@ -29,6 +29,7 @@ export interface LightWeights {
 
 export interface EngineSettings {
   index: IndexSettings;
+  fusion: 'precomputed' | 'model';
   annCandidates: number;
   scoreCandidates: number;
   batching: { maxBatch: number; maxDelayUs: number; queueCapacity: number };
@@ -123,6 +124,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     pairUnknown: manifest.features.pair.unknown,
     adPrior: adPriors(history, catalog, settings.light),
     targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
+    fusion: settings.fusion,
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
     scoreCandidates: settings.scoreCandidates,

@@ -22,6 +22,7 @@ export interface Serving {
 export function engineSettings(config: Config): EngineSettings {
   return {
     index: { kind: config.indexKind, nprobe: config.nprobe, ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
+    fusion: config.fusion,
     annCandidates: config.annCandidates,
     scoreCandidates: config.scoreCandidates,
     batching: { maxBatch: config.maxBatch, maxDelayUs: config.maxDelayUs, queueCapacity: config.queueCapacity },

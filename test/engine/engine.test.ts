@@ -11,6 +11,7 @@ import { tinyModelDir } from '../setup/tiny_model';
 
 const settings: EngineSettings = {
   index: { kind: 'flat' },
+  fusion: 'precomputed',
   annCandidates: 200,
   scoreCandidates: 50,
   batching: { maxBatch: 16, maxDelayUs: 2000, queueCapacity: 64 },
@@ -90,6 +91,23 @@ describe('native engine over the tiny model', () => {
       expect(japan.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
     } finally {
       targeted.close();
+    }
+  });
+
+  it('scores the same with the precomputed first fusion layer as with the TorchScript model', async () => {
+    const reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
+    try {
+      for (const spec of [{ query: 'running shoes', userId: model.userIds[3] }, { placement: Placement.Cart, productId: 'p00000007' }]) {
+        const fast = await engine.score(encodeAdRequest(spec), 1000);
+        const slow = await reference.score(encodeAdRequest(spec), 1000);
+        expect(Array.from(fast.adIndex)).toEqual(Array.from(slow.adIndex));
+        for (let i = 0; i < fast.adIndex.length; i++) {
+          expect(Math.abs(fast.ctrLogit[i]! - slow.ctrLogit[i]!)).toBeLessThan(1e-4);
+          expect(Math.abs(fast.cvrLogit[i]! - slow.cvrLogit[i]!)).toBeLessThan(1e-4);
+        }
+      }
+    } finally {
+      reference.close();
     }
   });
 
