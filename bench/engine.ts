@@ -23,11 +23,11 @@ const { values: options } = parseArgs({
 const variants: Array<{ name: string; index: IndexSettings; fusion: EngineSettings['fusion'] }> = [
   { name: 'flat, TorchScript fusion (baseline)', index: { kind: 'flat' }, fusion: 'model' },
   { name: 'flat, precomputed fusion', index: { kind: 'flat' }, fusion: 'precomputed' },
-  { name: 'ivf nprobe 8', index: { kind: 'ivf', nprobe: 8 }, fusion: 'precomputed' },
-  { name: 'ivf nprobe 16', index: { kind: 'ivf', nprobe: 16 }, fusion: 'precomputed' },
-  { name: 'ivf nprobe 64', index: { kind: 'ivf', nprobe: 64 }, fusion: 'precomputed' },
-  { name: 'hnsw M 16 ef 256', index: { kind: 'hnsw', hnswM: 16, efSearch: 256 }, fusion: 'precomputed' },
-  { name: 'ivfpq 16 x 8 bit, nprobe 16', index: { kind: 'ivfpq', nprobe: 16, pqM: 16 }, fusion: 'precomputed' },
+  { name: 'ivf, nprobe auto (default)', index: { kind: 'ivf' }, fusion: 'precomputed' },
+  { name: 'ivf, nprobe 16', index: { kind: 'ivf', nprobe: 16 }, fusion: 'precomputed' },
+  { name: 'ivf, nprobe 96', index: { kind: 'ivf', nprobe: 96 }, fusion: 'precomputed' },
+  { name: 'hnsw M 16, ef = k', index: { kind: 'hnsw', hnswM: 16 }, fusion: 'precomputed' },
+  { name: 'ivfpq 16 x 8 bit, nprobe auto', index: { kind: 'ivfpq', pqM: 16 }, fusion: 'precomputed' },
 ];
 
 async function main(): Promise<void> {

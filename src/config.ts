@@ -30,9 +30,9 @@ export interface Config {
   modelDir: string;
   /** FAISS index over ad embeddings: flat, ivf, hnsw or ivfpq. */
   indexKind: IndexKind;
-  /** IVF lists; 0 picks about 4 * sqrt(ads). */
+  /** IVF lists; 0 picks about sqrt(ads). */
   nlist: number;
-  /** IVF lists scanned per query. */
+  /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads. */
   nprobe: number;
   /** Ads the ANN search returns per request. */
   annCandidates: number;
@@ -80,7 +80,7 @@ export const defaults: Readonly<Config> = {
   modelDir: 'models/demo',
   indexKind: 'ivf',
   nlist: 0,
-  nprobe: 16,
+  nprobe: 0,
   annCandidates: 1000,
   scoreCandidates: 300,
   maxBatch: 32,
@@ -120,7 +120,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   modelDir: { env: 'ADSERVE_MODEL_DIR', kind: 'string' },
   indexKind: { env: 'ADSERVE_INDEX_KIND', kind: 'indexKind' },
   nlist: { env: 'ADSERVE_NLIST', kind: 'count', max: 1 << 20 },
-  nprobe: { env: 'ADSERVE_NPROBE', kind: 'positive', max: 1 << 20 },
+  nprobe: { env: 'ADSERVE_NPROBE', kind: 'count', max: 1 << 20 },
   annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },
   scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', kind: 'positive', max: 100_000 },
   maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },

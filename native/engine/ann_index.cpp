@@ -33,7 +33,7 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
     description_ = "HNSW" + std::to_string(options.hnswM) + ",efSearch=" + std::to_string(options.efSearch);
     index_ = std::move(hnsw);
   } else if (options.kind == "ivf" || options.kind == "ivfpq") {
-    const size_t nlist = std::max<size_t>(1, std::min(count, options.nlist != 0 ? options.nlist : static_cast<size_t>(4 * std::sqrt(double(count)))));
+    const size_t nlist = std::max<size_t>(1, std::min(count, options.nlist != 0 ? options.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count))))));
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
     std::unique_ptr<faiss::IndexIVF> ivf;
     if (options.kind == "ivf") {
@@ -46,9 +46,10 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
     }
     ivf->own_fields = true;
     quantizer.release();  // owned by the IVF index now
-    ivf->nprobe = std::min(options.nprobe, nlist);
+    ivf->nprobe = options.nprobe == 0 ? 0 : std::min(options.nprobe, nlist);  // 0: chosen per search from k
     ivf->cp.max_points_per_centroid = 64;  // k-means on a sample: build time stays bounded for 1M+ ads
-    description_ += ",nprobe=" + std::to_string(ivf->nprobe);
+    ivf->cp.min_points_per_centroid = 5;   // small catalogs train fewer points per list without complaint
+    description_ += options.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
     ivf->train(n, vectors);
     index_ = std::move(ivf);
   } else {
@@ -66,7 +67,9 @@ void AnnIndex::search(const float* queries, size_t nq, size_t k, const uint8_t* 
     const size_t fetch = eligible == nullptr ? k : std::min(count_, k * options_.hnswOverfetch);
     std::vector<float> fetchedScores(nq * fetch);
     std::vector<faiss::Index::idx_t> fetchedLabels(nq * fetch);
-    index_->search(queryCount, queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(), fetchedLabels.data());
+    faiss::SearchParametersHNSW hnswParams;
+    hnswParams.efSearch = static_cast<int>(std::max(options_.efSearch, fetch));
+    index_->search(queryCount, queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(), fetchedLabels.data(), &hnswParams);
     for (size_t q = 0; q < nq; ++q) {
       size_t kept = 0;
       for (size_t i = 0; i < fetch && kept < k; ++i) {
@@ -90,7 +93,8 @@ void AnnIndex::search(const float* queries, size_t nq, size_t k, const uint8_t* 
     params = &flatParams;
   } else {
     ivfParams.sel = selector.get();
-    ivfParams.nprobe = static_cast<faiss::IndexIVF*>(index_.get())->nprobe;
+    const auto* ivf = static_cast<const faiss::IndexIVF*>(index_.get());
+    ivfParams.nprobe = ivf->nprobe != 0 ? ivf->nprobe : std::min(ivf->nlist, (8 * k * ivf->nlist + count_ - 1) / count_);
     params = &ivfParams;
   }
   static_assert(sizeof(faiss::Index::idx_t) == sizeof(int64_t), "FAISS ids are 64-bit");

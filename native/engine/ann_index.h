@@ -14,10 +14,10 @@ namespace adserve {
 // Which FAISS index holds the ad embeddings (inner-product metric) and how it searches.
 struct AnnOptions {
   std::string kind = "ivf";   // flat | ivf | hnsw | ivfpq
-  size_t nlist = 0;           // IVF lists; 0 picks about 4 * sqrt(ads)
-  size_t nprobe = 16;         // IVF lists scanned per query
+  size_t nlist = 0;           // IVF lists; 0 picks about sqrt(ads)
+  size_t nprobe = 0;          // IVF lists scanned per query; 0 scans enough lists to see about 8 * k ads
   size_t hnswM = 16;
-  size_t efSearch = 256;
+  size_t efSearch = 256;      // raised to k at search time when smaller (HNSW cannot return more)
   size_t pqM = 16;            // IVF-PQ sub-quantizers (must divide the dimension)
   size_t hnswOverfetch = 4;   // HNSW cannot filter inside the search here: fetch k * this, then filter
 };

@@ -21,7 +21,7 @@ export interface Serving {
 
 export function engineSettings(config: Config): EngineSettings {
   return {
-    index: { kind: config.indexKind, nprobe: config.nprobe, ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
+    index: { kind: config.indexKind, ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}), ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
     fusion: config.fusion,
     annCandidates: config.annCandidates,
     scoreCandidates: config.scoreCandidates,
