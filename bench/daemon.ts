@@ -1,12 +1,15 @@
 // Starts the real daemon (dist/src/main.js, built by the bootstrap) in its own process on an ephemeral
 // loopback port and stops it.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { projectRoot } from '../src/paths';
 
 export interface Daemon {
   url: string;
+  dataDir: string;
   port: number;
   child: ChildProcess;
   /** Everything the daemon printed so far. */
@@ -15,9 +18,11 @@ export interface Daemon {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger). */
 export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
+  const dataDir = env.ADSERVE_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), 'adserve-data-'));
   const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
-    env: { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ...env },
+    env: { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ADSERVE_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -36,6 +41,7 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    dataDir,
     port,
     child,
     output: () => output,

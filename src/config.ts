@@ -58,6 +58,8 @@ export interface Config {
   adminToken: string;
   /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
   fusion: FusionKind;
+  /** Directory of the durable spend ledger (spend.log). */
+  dataDir: string;
 }
 
 export type FusionKind = 'precomputed' | 'model';
@@ -94,6 +96,7 @@ export const defaults: Readonly<Config> = {
   eventTokenTtlSeconds: 86_400,
   adminToken: '',
   fusion: 'precomputed',
+  dataDir: 'data',
 };
 
 type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
@@ -134,6 +137,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
   fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
+  dataDir: { env: 'ADSERVE_DATA_DIR', kind: 'string' },
 };
 
 /** Environment variable naming a JSON file whose keys are Config keys. */

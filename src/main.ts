@@ -11,6 +11,7 @@ import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
 import type { DecisionContext } from './pipeline/ad_decision';
 import type { SigningKey } from './money/event_token';
+import { Ledger, type LedgerState } from './money/ledger';
 import { createMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { startServer } from './server/app';
@@ -20,14 +21,14 @@ function eventSigningKey(secret: string): SigningKey {
   return { id: createHash('sha256').update(bytes).digest('hex').slice(0, 8), secret: bytes };
 }
 
-async function loadServing(config: Config, log: Logger): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, spend: LedgerState): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
     return undefined;
   }
   const started = Date.now();
-  const serving = await openServing(readModelDir(dir), config);
+  const serving = await openServing(readModelDir(dir), config, spend);
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
   return serving;
@@ -52,13 +53,16 @@ async function main(): Promise<void> {
   const metrics = createMetrics(build, version);
   const signingKey = eventSigningKey(config.eventTokenKey);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
-  const decision: DecisionContext = { config, serving: await loadServing(config, log), signingKey, metrics };
+  const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
+  log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
+  const decision: DecisionContext = { config, serving: await loadServing(config, log, ledger.state), signingKey, metrics };
   const server = await startServer({
     config,
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot),
+    swapper: new ModelSwapper(decision, config, projectRoot, ledger.state),
+    events: { ledger, keys: [signingKey], serving: () => decision.serving },
     readiness: () =>
       decision.serving
         ? { ready: true, reason: '' }
@@ -74,10 +78,17 @@ async function main(): Promise<void> {
     }
     stopping = true;
     log.info('draining', { signal, graceMs: config.shutdownGraceMs });
-    server.drain(config.shutdownGraceMs).then(({ drained, abandoned }) => {
-      log.info('stopped', { drained, abandoned });
-      process.exit(0);
-    });
+    server
+      .drain(config.shutdownGraceMs)
+      .then(async ({ drained, abandoned }) => {
+        await ledger.close();
+        log.info('stopped', { drained, abandoned });
+        process.exit(0);
+      })
+      .catch((error: Error) => {
+        log.error('shutdown failed', { error: error.message });
+        process.exit(1);
+      });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -11,7 +11,7 @@ export const latencyBucketsSeconds = [
   0.04, 0.05, 0.06, 0.075, 0.1, 0.25, 0.5, 1,
 ];
 
-export type Route = 'ads' | 'ws' | 'admin' | 'metrics' | 'health' | 'other';
+export type Route = 'ads' | 'ws' | 'events' | 'admin' | 'metrics' | 'health' | 'other';
 
 export interface Metrics {
   registry: Registry;

@@ -22,6 +22,9 @@ export interface Catalog {
   readonly landingQuality: Float32Array;
   /** Dense ad index of each ad id. */
   readonly indexOf: ReadonlyMap<string, number>;
+  /** Ad indices of each campaign. */
+  readonly campaignAds: ReadonlyMap<string, Uint32Array>;
+  readonly campaignDailyBudgetMicros: ReadonlyMap<string, number>;
 }
 
 const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
@@ -43,8 +46,16 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     landingQuality[index] = ad.landing_quality;
     indexOf.set(ad.id, index);
   });
+  const adsOf = new Map<string, number[]>();
+  json.ads.forEach((ad, index) => {
+    const list = adsOf.get(ad.campaign_id);
+    if (list) list.push(index);
+    else adsOf.set(ad.campaign_id, [index]);
+  });
   return {
     size,
+    campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
+    campaignDailyBudgetMicros: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.daily_budget_micros])),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),

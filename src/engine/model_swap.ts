@@ -4,6 +4,7 @@
 import path from 'node:path';
 
 import type { Config } from '../config';
+import type { LedgerState } from '../money/ledger';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { encodeAdRequest } from '../protocol/encode_request';
 import { Placement } from '../protocol/schema';
@@ -28,6 +29,7 @@ export class ModelSwapper {
     private readonly context: DecisionContext,
     private readonly config: Config,
     private readonly root: string,
+    private readonly spend: LedgerState,
   ) {}
 
   get loadingDir(): string | undefined {
@@ -40,7 +42,7 @@ export class ModelSwapper {
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
     try {
-      const next = await openServing(readModelDir(resolved), this.config);
+      const next = await openServing(readModelDir(resolved), this.config, this.spend);
       try {
         await warmUp(next);
       } catch (error) {

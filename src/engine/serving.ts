@@ -1,6 +1,8 @@
 // Everything a loaded model serves with: the native engine, the catalog columns, the calibration
 // maps and the ads' historical rates (the fallback when a request is answered degraded).
 import type { AuctionRules } from '../auction/auction';
+import { Budgets } from '../money/budgets';
+import type { LedgerState } from '../money/ledger';
 import { type Catalog, catalogFromJson } from '../catalog/catalog';
 import { validateCalibration } from '../calibration/calibrate';
 import type { Config } from '../config';
@@ -15,6 +17,7 @@ export interface Serving {
   calibration: { ctr: CalibrationParams; cvr: CalibrationParams };
   modelVersion: string;
   modelDir: string;
+  budgets: Budgets;
   /** Auction rules before the request's own slots, floor and auction type apply. */
   rules: AuctionRules;
 }
@@ -30,13 +33,14 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-export async function openServing(model: ModelDir, config: Config): Promise<Serving> {
+export async function openServing(model: ModelDir, config: Config, spend: LedgerState): Promise<Serving> {
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   const catalog = catalogFromJson(model.catalog);
   const history = adHistory(model);
   const engine = await openEngine(model, catalog, history, engineSettings(config));
   return {
+    budgets: new Budgets(catalog, engine, spend, Date.now()),
     engine,
     catalog,
     history,

@@ -8,6 +8,8 @@ import { ModelDirError } from '../engine/model_dir';
 import { type ModelSwapper, SwapInProgressError } from '../engine/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
+import { dayOf } from '../money/budgets';
+import type { Ledger } from '../money/ledger';
 import type { Route } from '../metrics';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { readBody } from './body';
@@ -18,6 +20,7 @@ export interface AdminDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
+  ledger: Ledger;
   begin: (res: HttpResponse, route: Route) => Exchange;
 }
 
@@ -48,6 +51,23 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
     sendJson(exchange, describe());
+  });
+
+  // Spend per campaign from the ledger, in micros (nanos / 1000): lifetime and today (UTC).
+  app.get('/v1/admin/spend', (res: HttpResponse, req: HttpRequest) => {
+    const exchange = deps.begin(res, 'admin');
+    const denied = authorised(config, req.getHeader('authorization'));
+    if (denied) return exchange.fail(denied);
+    const today = dayOf(Date.now());
+    const campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> = {};
+    for (const [campaign, nanos] of deps.ledger.state.lifetimeNanos) {
+      campaigns[campaign] = {
+        lifetimeMicros: nanos / 1000,
+        todayMicros: (deps.ledger.state.dailyNanos.get(`${campaign}@${today}`) ?? 0) / 1000,
+        exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
+      };
+    }
+    sendJson(exchange, { events: deps.ledger.state.eventIds.size, campaigns });
   });
 
   app.post('/v1/admin/models', (res: HttpResponse, req: HttpRequest) => {

@@ -7,6 +7,7 @@ import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
 import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { type EventContext, parseEvent, recordEvent } from '../pipeline/record_event';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
 import type { ModelSwapper } from '../engine/model_swap';
@@ -27,6 +28,7 @@ export interface ServerDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
+  events: EventContext;
   /** Whether the engine can take traffic, and why not. */
   readiness: () => Readiness;
 }
@@ -158,6 +160,35 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     },
   });
 
+  app.post('/v1/events', (res, req) => {
+    const exchange = begin(res, 'events');
+    const contentType = mediaType(req.getHeader('content-type'));
+    const length = declaredLength(req.getHeader('content-length'));
+    if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
+    const binary = contentType === flatbuffersContentType;
+    if (!binary && contentType !== 'application/json') {
+      return exchange.fail(new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} or application/json`));
+    }
+    const tooLarge = () => exchange.fail(new RequestError(413, 'too_large', `body exceeds the limit of ${config.maxBodyBytes} bytes`), {}, true);
+    if (length !== undefined && length > config.maxBodyBytes) return tooLarge();
+    readBody(res, { declaredLength: length, maxBytes: config.maxBodyBytes }, (body) => {
+      let input;
+      try {
+        input = parseEvent(body, binary);
+      } catch (error) {
+        return exchange.fail(error as RequestError);
+      }
+      recordEvent(input, deps.events, Date.now()).then(
+        (recorded) => exchange.send(200, 'application/json', JSON.stringify(recorded)),
+        (error: unknown) => {
+          if (error instanceof RequestError) return exchange.fail(error);
+          log.error('event failed', { error: (error as Error).message });
+          exchange.fail(new RequestError(503, 'ledger_unavailable', 'the event was not recorded; retry'), { 'Retry-After': '1' });
+        },
+      );
+    }, tooLarge);
+  });
+
   app.any('/v1/ads', (res) => {
     begin(res, 'ads').fail(new RequestError(405, 'method_not_allowed', 'use POST with an AdRequest FlatBuffer body'), { Allow: 'POST' });
   });
@@ -183,7 +214,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
   });
 
-  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, begin });
+  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, ledger: deps.events.ledger, begin });
 
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;

@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { Builder } from 'flatbuffers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type Daemon, startDaemon } from '../../bench/daemon';
+import { signEventToken } from '../../src/money/event_token';
+import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
+import { BidType, Event, EventType } from '../../src/protocol/schema';
+import { postAd } from '../helpers/requests';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const tokenKey = 'events-test-token-key-0123456789abcdef';
+const adminToken = 'events-admin';
+const baseEnv = { ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_EVENT_TOKEN_KEY: tokenKey, ADSERVE_ADMIN_TOKEN: adminToken };
+
+interface Served {
+  token: string;
+  adId: string;
+  campaignId: string;
+  bidType: BidType;
+  priceMicros: number;
+}
+
+async function serve(url: string, count: number, tag: string, query = 'running shoes'): Promise<Served[]> {
+  const served: Served[] = [];
+  for (let i = 0; served.length < count; i++) {
+    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}` }))).arrayBuffer()));
+    for (let s = 0; s < ad.adsLength(); s++) {
+      const winner = ad.ads(s)!;
+      served.push({ token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(), priceMicros: Number(winner.priceMicros()) });
+    }
+  }
+  return served.slice(0, count);
+}
+
+const send = (url: string, event: object): Promise<Response> =>
+  fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) });
+
+async function spend(url: string): Promise<{ events: number; campaigns: Record<string, { lifetimeMicros: number; exhausted: boolean }> }> {
+  return (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never;
+}
+
+const billable = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' } as const;
+const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm ? s.priceMicros / 1000 : s.priceMicros);
+
+describe('POST /v1/events', () => {
+  let daemon: Daemon;
+  beforeAll(async () => {
+    daemon = await startDaemon(baseEnv);
+  });
+  afterAll(async () => {
+    await daemon.stop();
+  });
+
+  it('charges the billable event at the auction price, once, in order', async () => {
+    const [ad] = await serve(daemon.url, 1, 'order');
+    const events = ['impression', 'click', 'conversion'] as const;
+    let charged = 0;
+    for (const type of events) {
+      const response = await send(daemon.url, { event_id: `order-${type}`, type, token: ad!.token });
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as { chargedMicros: number };
+      expect(body.chargedMicros).toBe(billable[ad!.bidType] === type ? expectedCharge(ad!) : 0);
+      charged += body.chargedMicros;
+    }
+    expect(charged).toBe(expectedCharge(ad!));
+    expect((await send(daemon.url, { event_id: 'order-click', type: 'click', token: ad!.token })).status).toBe(409);
+    expect((await send(daemon.url, { event_id: 'order-click-again', type: 'click', token: ad!.token })).status).toBe(409);
+  });
+
+  it('refuses events out of order, forged, expired or malformed, charging nothing', async () => {
+    const [ad] = await serve(daemon.url, 1, 'bad', 'yoga mat');
+    const before = await spend(daemon.url);
+    const cases: Array<[object, number, RegExp]> = [
+      [{ event_id: 'c1', type: 'click', token: ad!.token }, 422, /needs an impression/],
+      [{ event_id: 'c2', type: 'conversion', token: ad!.token }, 422, /needs a click/],
+      [{ event_id: 'f1', type: 'impression', token: ad!.token.replace(/\.[^.]+$/, '.AAAA') }, 422, /signature/],
+      [{ event_id: 'f2', type: 'impression', token: 'v1.nope' }, 422, /malformed/],
+      [{ event_id: '', type: 'impression', token: ad!.token }, 422, /event_id/],
+      [{ event_id: 'f3', type: 'refund', token: ad!.token }, 422, /type must be/],
+    ];
+    const key = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
+    const expired = signEventToken({ requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1 }, key);
+    cases.push([{ event_id: 'e1', type: 'impression', token: expired }, 422, /expired/]);
+    for (const [event, status, message] of cases) {
+      const response = await send(daemon.url, event);
+      expect(response.status).toBe(status);
+      expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(message);
+    }
+    const notJson = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+    expect(notJson.status).toBe(400);
+    expect((await spend(daemon.url)).events).toBe(before.events);
+  });
+
+  it('takes the binary Event FlatBuffer', async () => {
+    const [ad] = await serve(daemon.url, 1, 'binary', 'dog food');
+    const builder = new Builder(256);
+    const id = builder.createString('binary-impression');
+    const token = builder.createString(ad!.token);
+    Event.startEvent(builder);
+    Event.addEventId(builder, id);
+    Event.addType(builder, EventType.Impression);
+    Event.addToken(builder, token);
+    Event.finishEventBuffer(builder, Event.endEvent(builder));
+    const response = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: builder.asUint8Array() });
+    expect(response.status).toBe(200);
+    const garbage = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: new Uint8Array(12) });
+    expect(garbage.status).toBe(400);
+  });
+});
+
+describe('durability', () => {
+  it('loses no acknowledged event and counts none twice across kill -9', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-ledger-'));
+    const first = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir });
+    const served = await serve(first.url, 300, 'kill');
+    const acked = new Map<string, number>(); // event id -> charged micros
+    const sent = new Map<string, number>(); // event id -> charge if recorded
+    let killed = false;
+    const streams = Array.from({ length: 16 }, async (_, lane) => {
+      for (let i = lane; i < served.length && !killed; i += 16) {
+        const ad = served[i]!;
+        for (const type of ['impression', 'click'] as const) {
+          const id = `kill-${i}-${type}`;
+          sent.set(id, billable[ad.bidType] === type ? expectedCharge(ad) : 0);
+          try {
+            const response = await send(first.url, { event_id: id, type, token: ad.token });
+            if (response.status === 200) acked.set(id, ((await response.json()) as { chargedMicros: number }).chargedMicros);
+          } catch {
+            return; // the daemon is gone
+          }
+        }
+      }
+    });
+    while (acked.size < 150) await new Promise((resolve) => setTimeout(resolve, 2));
+    killed = true;
+    first.child.kill('SIGKILL');
+    await Promise.all(streams);
+    await first.stop();
+
+    const second = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir });
+    try {
+      const recovered = await spend(second.url);
+      const lifetime = Object.values(recovered.campaigns).reduce((sum, c) => sum + c.lifetimeMicros, 0);
+      const ackedCharge = [...acked.values()].reduce((a, b) => a + b, 0);
+      const sentCharge = [...sent.values()].reduce((a, b) => a + b, 0);
+      expect(recovered.events).toBeGreaterThanOrEqual(acked.size);
+      expect(recovered.events).toBeLessThanOrEqual(sent.size);
+      expect(lifetime).toBeGreaterThanOrEqual(ackedCharge - 1e-6);
+      expect(lifetime).toBeLessThanOrEqual(sentCharge + 1e-6);
+      // Every line of the log is one event, charged once.
+      const log = readFileSync(path.join(dataDir, 'spend.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { id: string; chargeNanos: number });
+      expect(new Set(log.map((e) => e.id)).size).toBe(log.length);
+      expect(log.reduce((sum, e) => sum + e.chargeNanos, 0) / 1000).toBeCloseTo(lifetime, 6);
+      for (const id of acked.keys()) expect(log.some((e) => e.id === id)).toBe(true);
+      // Replaying an acknowledged event after the restart is refused: it is not charged again.
+      const [someId] = [...acked.keys()];
+      const [, index, type] = /^kill-(\d+)-(\w+)$/.exec(someId!)!;
+      expect((await send(second.url, { event_id: someId, type, token: served[Number(index)]!.token })).status).toBe(409);
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe('budgets', () => {
+  it('caps the charge at the daily budget and stops serving the campaign at once', async () => {
+    // A copy of the tiny model whose campaigns may spend 1,000 micros a day: less than any click.
+    const dir = mkdtempSync(path.join(tmpdir(), 'adserve-budget-'));
+    cpSync(tinyModelDir, dir, { recursive: true });
+    const catalogPath = path.join(dir, 'catalog.json');
+    const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<{ daily_budget_micros: number }> };
+    for (const campaign of catalog.campaigns) campaign.daily_budget_micros = 1000;
+    writeFileSync(catalogPath, JSON.stringify(catalog));
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
+    try {
+      const ad = (await serve(daemon.url, 40, 'budget', 'usb cable')).find((s) => s.bidType === BidType.Cpc)!;
+      expect(ad.priceMicros).toBeGreaterThan(1000);
+      expect((await send(daemon.url, { event_id: 'b-i', type: 'impression', token: ad.token })).status).toBe(200);
+      const click = (await (await send(daemon.url, { event_id: 'b-c', type: 'click', token: ad.token })).json()) as { chargedMicros: number; capped: boolean };
+      expect(click).toMatchObject({ chargedMicros: 1000, capped: true });
+      const state = (await spend(daemon.url)).campaigns[ad.campaignId]!;
+      expect(state).toMatchObject({ lifetimeMicros: 1000, exhausted: true });
+      const after = await serve(daemon.url, 100, 'after', 'usb cable');
+      expect(after.some((s) => s.campaignId === ad.campaignId)).toBe(false);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
