@@ -70,6 +70,11 @@ async function main(): Promise<void> {
   });
   log.info('listening', { host: config.host, port: server.port, version });
 
+  // Pacing follows the ledger: every campaign's participation is recomputed every 10 s.
+  const pacingTick = (): void => decision.serving?.pacer.tick(Date.now());
+  pacingTick();
+  setInterval(pacingTick, 10_000).unref();
+
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {

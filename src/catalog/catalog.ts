@@ -1,5 +1,6 @@
 // The ad catalog as columns indexed by the dense ad index shared with the engine.
 import type { CatalogJson } from '../engine/model_dir';
+import type { PacingMode } from '../money/pacing';
 import { BidType } from '../protocol/schema';
 
 export type Micros = number;
@@ -25,6 +26,7 @@ export interface Catalog {
   /** Ad indices of each campaign. */
   readonly campaignAds: ReadonlyMap<string, Uint32Array>;
   readonly campaignDailyBudgetMicros: ReadonlyMap<string, number>;
+  readonly campaignPacing: ReadonlyMap<string, PacingMode>;
 }
 
 const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
@@ -56,6 +58,7 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     size,
     campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
     campaignDailyBudgetMicros: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.daily_budget_micros])),
+    campaignPacing: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.pacing === 'asap' ? 'asap' : 'even'])),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),

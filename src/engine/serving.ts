@@ -1,7 +1,7 @@
 // Everything a loaded model serves with: the native engine, the catalog columns, the calibration
 // maps and the ads' historical rates (the fallback when a request is answered degraded).
 import type { AuctionRules } from '../auction/auction';
-import { Budgets } from '../money/budgets';
+import { Budgets, Pacer } from '../money/budgets';
 import type { LedgerState } from '../money/ledger';
 import { type Catalog, catalogFromJson } from '../catalog/catalog';
 import { validateCalibration } from '../calibration/calibrate';
@@ -18,6 +18,7 @@ export interface Serving {
   modelVersion: string;
   modelDir: string;
   budgets: Budgets;
+  pacer: Pacer;
   /** Auction rules before the request's own slots, floor and auction type apply. */
   rules: AuctionRules;
 }
@@ -41,6 +42,7 @@ export async function openServing(model: ModelDir, config: Config, spend: Ledger
   const engine = await openEngine(model, catalog, history, engineSettings(config));
   return {
     budgets: new Budgets(catalog, engine, spend, Date.now()),
+    pacer: new Pacer(catalog, spend),
     engine,
     catalog,
     history,

@@ -128,6 +128,8 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
     if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId[ad]!)) {
       continue;
     }
+    // Pacing throttles participation: a paced campaign sits this auction out with probability 1 - p.
+    if (Math.random() >= serving.pacer.participation(catalog.campaignId[ad]!)) continue;
     scratch.adIndex[kept] = ad;
     scratch.bidType[kept] = catalog.bidType[ad]!;
     scratch.bidMicros[kept] = catalog.bidMicros[ad]!;
