@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 log() { printf 'bootstrap: %s\n' "$*"; }
 
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
-# the FlatBuffers headers for the protocol, PyTorch for train/.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch)
+# the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev)
 
 install_packages() {
   local missing=()
@@ -69,6 +69,14 @@ build_addon() {
   npx --no-install cmake-js build --out build/native --log-level warn
 }
 
+# libFuzzer + ASan + UBSan build of the request parsing path (no libtorch or FAISS needed).
+build_fuzzer() {
+  mkdir -p build/fuzz
+  clang++-14 -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Inative -Ibuild/native/gen native/fuzz/request_fuzzer.cpp native/engine/request_verifier.cpp native/engine/featurizer.cpp \
+    native/engine/text.cpp native/engine/targeting.cpp native/engine/errors.cpp -o build/fuzz/request_fuzzer
+}
+
 build_ts() {
   rm -rf dist
   npx --no-install tsc -p tsconfig.json
@@ -96,6 +104,7 @@ if [ "$build_only" = false ]; then
 fi
 when_changed build/gen/ts/.stamp "$(digest schemas)" "flatc: TypeScript protocol code" generate_ts
 when_changed build/native/.stamp "$(digest CMakeLists.txt native schemas package-lock.json)" "building the native addon" build_addon
+when_changed build/fuzz/.stamp "$(digest native schemas)" "building the request fuzzer" build_fuzzer
 when_changed dist/.stamp "$(digest tsconfig.json src bench build/gen/ts package-lock.json)" "compiling TypeScript" build_ts
 if [ -n "$model" ]; then
   when_changed "models/$model/.stamp" "$(digest train/*.py)" "training the $model model (a few minutes, once)" train_model
