@@ -30,7 +30,7 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
   } else if (options.kind == "hnsw") {
     auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(options.hnswM), faiss::METRIC_INNER_PRODUCT);
     hnsw->hnsw.efSearch = static_cast<int>(options.efSearch);
-    description_ = "HNSW" + std::to_string(options.hnswM) + ",efSearch=" + std::to_string(options.efSearch);
+    description_ = "HNSW" + std::to_string(options.hnswM) + ",efSearch=max(" + std::to_string(options.efSearch) + ",k)";
     index_ = std::move(hnsw);
   } else if (options.kind == "ivf" || options.kind == "ivfpq") {
     const size_t nlist = std::max<size_t>(1, std::min(count, options.nlist != 0 ? options.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count))))));
