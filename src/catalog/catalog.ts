@@ -27,6 +27,7 @@ export interface Catalog {
   readonly campaignAds: ReadonlyMap<string, Uint32Array>;
   readonly campaignDailyBudgetMicros: ReadonlyMap<string, number>;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
+  readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
 }
 
 const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
@@ -59,6 +60,11 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
     campaignDailyBudgetMicros: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.daily_budget_micros])),
     campaignPacing: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.pacing === 'asap' ? 'asap' : 'even'])),
+    campaignFrequencyCap: new Map(
+      json.campaigns.flatMap((campaign) =>
+        campaign.frequency_cap ? [[campaign.id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds }] as const] : [],
+      ),
+    ),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),

@@ -61,6 +61,8 @@ export interface CatalogCampaign {
   daily_budget_micros: number;
   pacing: string;
   status: string;
+  /** At most `impressions` per user within `window_seconds`. */
+  frequency_cap?: { impressions: number; window_seconds: number };
 }
 
 export interface CatalogJson {

@@ -1,7 +1,9 @@
 // Everything a loaded model serves with: the native engine, the catalog columns, the calibration
 // maps and the ads' historical rates (the fallback when a request is answered degraded).
 import type { AuctionRules } from '../auction/auction';
-import { Budgets, Pacer } from '../money/budgets';
+import { Budgets } from '../money/budgets';
+import { FrequencyCaps } from '../money/frequency_caps';
+import { Pacer } from '../money/pacing';
 import type { LedgerState } from '../money/ledger';
 import { type Catalog, catalogFromJson } from '../catalog/catalog';
 import { validateCalibration } from '../calibration/calibrate';
@@ -19,6 +21,7 @@ export interface Serving {
   modelDir: string;
   budgets: Budgets;
   pacer: Pacer;
+  frequency: FrequencyCaps;
   /** Auction rules before the request's own slots, floor and auction type apply. */
   rules: AuctionRules;
 }
@@ -43,6 +46,7 @@ export async function openServing(model: ModelDir, config: Config, spend: Ledger
   return {
     budgets: new Budgets(catalog, engine, spend, Date.now()),
     pacer: new Pacer(catalog, spend),
+    frequency: new FrequencyCaps(catalog, spend),
     engine,
     catalog,
     history,

@@ -1,6 +1,7 @@
 // Signed event tokens (AUCTION.md "Billing, events and budgets"): the price is frozen at auction
 // time and bound, with the request, ad, slot and bid type, under an HMAC-SHA256 with a server key.
-// Format: v1.<key id>.<base64url(JSON payload)>.<base64url(HMAC over "v1.<key id>.<payload>")>
+// Format: v1.<key id>.<base64url(JSON [request id, ad id, slot, bid type, price, issued ms, expires ms,
+// user id])>.<base64url(HMAC over "v1.<key id>.<payload>")>
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface EventTokenFields {
@@ -11,6 +12,8 @@ export interface EventTokenFields {
   priceMicros: number;
   issuedMs: number;
   expiresMs: number;
+  /** The request's user id ('' when anonymous), for frequency caps. */
+  userId: string;
 }
 
 export interface SigningKey {
@@ -20,7 +23,7 @@ export interface SigningKey {
 
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
   const payload = Buffer.from(
-    JSON.stringify([fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs]),
+    JSON.stringify([fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId]),
   ).toString('base64url');
   const signed = `v1.${key.id}.${payload}`;
   return `${signed}.${createHmac('sha256', key.secret).update(signed).digest('base64url')}`;
@@ -38,9 +41,9 @@ export function verifyEventToken(token: string, keys: readonly SigningKey[], now
   const expected = createHmac('sha256', key.secret).update(`v1.${keyId}.${payload}`).digest();
   const given = Buffer.from(signature, 'base64url');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new EventTokenError('event token signature does not match');
-  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs] = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [
-    string, string, number, number, number, number, number,
+  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId] = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [
+    string, string, number, number, number, number, number, string,
   ];
   if (nowMs > expiresMs) throw new EventTokenError('event token has expired');
-  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs };
+  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId };
 }

@@ -23,6 +23,8 @@ export interface LedgerEntry {
   /** UTC day (days since epoch) the charge counts against. */
   day: number;
   timeMs: number;
+  /** The served request's user ('' when anonymous); impressions feed frequency caps. */
+  user: string;
 }
 
 export interface LedgerState {
@@ -32,10 +34,12 @@ export interface LedgerState {
   lifetimeNanos: Map<string, Nanos>;
   /** Key: `${campaignId}@${day}`. */
   dailyNanos: Map<string, Nanos>;
+  /** Impression times (ms) per `${campaignId}\u0000${user}`, ascending; pruned by FrequencyCaps. */
+  impressions: Map<string, number[]>;
 }
 
 function emptyState(): LedgerState {
-  return { eventIds: new Set(), serves: new Map(), lifetimeNanos: new Map(), dailyNanos: new Map() };
+  return { eventIds: new Set(), serves: new Map(), lifetimeNanos: new Map(), dailyNanos: new Map(), impressions: new Map() };
 }
 
 export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
@@ -43,6 +47,12 @@ export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
   let types = state.serves.get(entry.serve);
   if (!types) state.serves.set(entry.serve, (types = new Set()));
   types.add(entry.type);
+  if (entry.type === 'impression' && entry.user) {
+    const key = `${entry.campaignId}\u0000${entry.user}`;
+    const times = state.impressions.get(key);
+    if (times) times.push(entry.timeMs);
+    else state.impressions.set(key, [entry.timeMs]);
+  }
   if (entry.chargeNanos > 0) {
     state.lifetimeNanos.set(entry.campaignId, (state.lifetimeNanos.get(entry.campaignId) ?? 0) + entry.chargeNanos);
     const key = `${entry.campaignId}@${entry.day}`;

@@ -1,6 +1,10 @@
 // Budget pacing (AUCTION.md): in `even` mode a PI controller keeps a campaign's spend on its target
 // curve (uniform over the day, or day-parted by hourly weights) by adjusting the probability that
-// the campaign takes part in an auction; `asap` always takes part. Pure: time and spend are inputs.
+// the campaign takes part in an auction; `asap` always takes part. The controller is pure (time and
+// spend are inputs); Pacer feeds it from the ledger.
+import type { Catalog } from '../catalog/catalog';
+import { dayOf } from './budgets';
+import type { LedgerState } from './ledger';
 
 export type PacingMode = 'even' | 'asap';
 
@@ -55,5 +59,33 @@ export class PacingController {
     if (unclamped > this.gains.minParticipation && unclamped < 1) this.integral += error * dt;
     this.participation = Math.min(1, Math.max(this.gains.minParticipation, 1 + this.gains.proportional * error + this.gains.integral * this.integral));
     return this.participation;
+  }
+}
+
+/** Participation probabilities of every campaign, refreshed from the ledger on each tick. */
+export class Pacer {
+  private readonly controllers = new Map<string, PacingController>();
+  private readonly participationOf = new Map<string, number>();
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly state: LedgerState,
+  ) {
+    for (const [campaign, mode] of catalog.campaignPacing) this.controllers.set(campaign, new PacingController(mode));
+  }
+
+  /** Probability that the campaign's ads enter an auction now (1 when unpaced). */
+  participation(campaignId: string): number {
+    return this.participationOf.get(campaignId) ?? 1;
+  }
+
+  tick(nowMs: number): void {
+    const day = dayOf(nowMs);
+    const msIntoDay = nowMs - day * 86_400_000;
+    for (const [campaign, controller] of this.controllers) {
+      const budget = this.catalog.campaignDailyBudgetMicros.get(campaign) ?? 0;
+      const spent = (this.state.dailyNanos.get(`${campaign}@${day}`) ?? 0) / 1000;
+      this.participationOf.set(campaign, controller.update(msIntoDay, spent, budget));
+    }
   }
 }

@@ -122,14 +122,17 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const blockedAdvertisers = blockList(parsed.request, 'blockedAdvertisers');
   const blockedCategories = blockList(parsed.request, 'blockedCategories');
   const blockedProducts = blockList(parsed.request, 'blockedProducts');
+  const nowMs = Date.now();
   let kept = 0;
   for (let i = 0; i < count; i++) {
     const ad = result.adIndex[i]!;
     if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId[ad]!)) {
       continue;
     }
+    const campaignId = catalog.campaignId[ad]!;
+    if (parsed.userId !== '' && serving.frequency.capped(campaignId, parsed.userId, nowMs)) continue;
     // Pacing throttles participation: a paced campaign sits this auction out with probability 1 - p.
-    if (Math.random() >= serving.pacer.participation(catalog.campaignId[ad]!)) continue;
+    if (Math.random() >= serving.pacer.participation(campaignId)) continue;
     scratch.adIndex[kept] = ad;
     scratch.bidType[kept] = catalog.bidType[ad]!;
     scratch.bidMicros[kept] = catalog.bidMicros[ad]!;
@@ -220,7 +223,7 @@ function encodeWinners(
       ecpmMicros: outcome.adjEcpmMicros[slot]!,
       quality: scratch.quality[i]!,
       eventToken: signEventToken(
-        { requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs },
+        { requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId },
         context.signingKey,
       ),
     });

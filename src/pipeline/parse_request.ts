@@ -11,6 +11,8 @@ export interface ParsedAdRequest {
   /** Zero-copy view over the verified bytes. */
   request: AdRequest;
   requestId: string;
+  /** '' for anonymous traffic. */
+  userId: string;
   placement: Placement;
   slots: number;
   floorCpmMicros: Micros;
@@ -57,6 +59,7 @@ export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAd
   return {
     request,
     requestId,
+    userId: request.user()?.id() ?? '',
     placement,
     slots,
     floorCpmMicros: Number(floor),

@@ -101,7 +101,7 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
     chargeNanos = Math.min(priceNanos, remaining);
     capped = chargeNanos < priceNanos;
   }
-  await ledger.append({ id: input.eventId, serve, type: input.type, campaignId, adId: token.adId, chargeNanos, day, timeMs: nowMs });
+  await ledger.append({ id: input.eventId, serve, type: input.type, campaignId, adId: token.adId, chargeNanos, day, timeMs: nowMs, user: token.userId ?? '' });
   serving.budgets.check(campaignId, nowMs);
   return { status: 'recorded', eventId: input.eventId, chargedMicros: chargeNanos / 1000, capped };
 }

@@ -84,7 +84,7 @@ describe('POST /v1/events', () => {
       [{ event_id: 'f3', type: 'refund', token: ad!.token }, 422, /type must be/],
     ];
     const key = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
-    const expired = signEventToken({ requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1 }, key);
+    const expired = signEventToken({ requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1, userId: '' }, key);
     cases.push([{ event_id: 'e1', type: 'impression', token: expired }, 422, /expired/]);
     for (const [event, status, message] of cases) {
       const response = await send(daemon.url, event);
@@ -163,6 +163,32 @@ describe('durability', () => {
       expect((await send(second.url, { event_id: someId, type, token: served[Number(index)]!.token })).status).toBe(409);
     } finally {
       await second.stop();
+    }
+  });
+});
+
+describe('frequency caps', () => {
+  it('stops showing a campaign to a user who reached its cap', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'adserve-cap-'));
+    cpSync(tinyModelDir, dir, { recursive: true });
+    const catalogPath = path.join(dir, 'catalog.json');
+    const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
+    for (const campaign of catalog.campaigns) campaign.frequency_cap = { impressions: 1, window_seconds: 3600 };
+    writeFileSync(catalogPath, JSON.stringify(catalog));
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
+    try {
+      const winners = async (user: string): Promise<Array<{ campaign: string; token: string }>> => {
+        const ad = decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ id: `fc-${user}`, query: 'coffee beans', userId: user, slots: 3 }))).arrayBuffer()));
+        return Array.from({ length: ad.adsLength() }, (_, i) => ({ campaign: ad.ads(i)!.campaignId()!, token: ad.ads(i)!.eventToken()! }));
+      };
+      const [first] = await winners('capped-user');
+      expect((await send(daemon.url, { event_id: 'fc-imp', type: 'impression', token: first!.token })).status).toBe(200);
+      for (let i = 0; i < 5; i++) expect((await winners('capped-user')).some((w) => w.campaign === first!.campaign)).toBe(false);
+      // The cap is per user: anonymous traffic is never capped.
+      const anonymous = decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ query: 'coffee beans', slots: 3 }))).arrayBuffer()));
+      expect(anonymous.adsLength()).toBe(3);
+    } finally {
+      await daemon.stop();
     }
   });
 });
