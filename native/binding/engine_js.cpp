@@ -78,6 +78,7 @@ EngineOptions engineOptions(Napi::Object options) {
   if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
   if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
+  if (auto size = optionalCount(options, "contextCacheSize", 1u << 24)) out.contextCacheSize = *size;
   if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
 
   out.features = featureSpec(objectField(options, "features"));
@@ -188,6 +189,11 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
     out.Set("ads", static_cast<double>(engine->adCount()));
     out.Set("dim", static_cast<double>(engine->dim()));
     out.Set("index", engine->indexDescription());
+    const Engine::CacheStats caches = engine->cacheStats();
+    out.Set("userCacheHits", static_cast<double>(caches.userHits));
+    out.Set("userCacheMisses", static_cast<double>(caches.userMisses));
+    out.Set("contextCacheHits", static_cast<double>(caches.contextHits));
+    out.Set("contextCacheMisses", static_cast<double>(caches.contextMisses));
     return out;
   });
 }

@@ -47,6 +47,25 @@ TargetingRequest targetingRequest(const fb::AdRequest& request) {
   return out;
 }
 
+template <typename T>
+void appendBytes(std::string& key, const T& value) {
+  key.append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
+// Everything the context towers read, as bytes: equal keys mean equal embeddings.
+std::string contextKey(const RequestFeatures& f) {
+  std::string key(1, f.search ? 's' : 'b');
+  for (int64_t v : f.contextCategorical) appendBytes(key, v);
+  appendBytes(key, f.logPage);
+  if (f.search) {
+    for (int64_t token : f.queryTokens) appendBytes(key, token);
+  } else {
+    appendBytes(key, f.pageCategory);
+    appendBytes(key, f.pageProduct);
+  }
+  return key;
+}
+
 void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
   if (tensor.size(0) != rows) {
     throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
@@ -86,6 +105,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   userRow_.reserve(options.userIds.size());
   for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
 
+  userCache_ = std::make_unique<LruCache<torch::Tensor>>(options.userCacheSize, std::chrono::hours(24));
+  contextCache_ = std::make_unique<LruCache<torch::Tensor>>(options.contextCacheSize, options.contextTtl);
   if (!options.targeting.empty()) targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
   if (options.fusion == "precomputed") {
     c10::InferenceMode inference;
@@ -128,23 +149,33 @@ void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vec
 torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features) const {
   const auto batch = static_cast<int64_t>(features.size());
   torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> unknownRows;
-  std::vector<int64_t> unknownCategorical;
+  std::vector<int64_t> missRows;
+  std::vector<int64_t> missCategorical;
+  std::vector<std::string> missKeys;
   for (int64_t i = 0; i < batch; ++i) {
     const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
     if (found != userRow_.end()) {
       out[i].copy_(userEmbeddings_[found->second]);
+      continue;
+    }
+    // A user without a feature-store record: every numeric at its standardised mean (0) and
+    // user_known 0, so the embedding depends on the four categorical values only.
+    std::string key;
+    for (int64_t v : features[i].userCategorical) appendBytes(key, v);
+    if (auto cached = userCache_->get(key)) {
+      out[i].copy_(*cached);
     } else {
-      unknownRows.push_back(i);
-      unknownCategorical.insert(unknownCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
+      missRows.push_back(i);
+      missKeys.push_back(std::move(key));
+      missCategorical.insert(missCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
     }
   }
-  if (!unknownRows.empty()) {
-    const auto count = static_cast<int64_t>(unknownRows.size());
-    // A user without a feature-store record: every numeric at its standardised mean (0), user_known 0.
+  if (!missRows.empty()) {
+    const auto count = static_cast<int64_t>(missRows.size());
     const torch::Tensor numeric = torch::zeros({count, static_cast<int64_t>(options_.features.userNumeric)});
-    const torch::Tensor embedded = model_->userEmbed(longs(unknownCategorical, {count, 4}), numeric);
-    out.index_copy_(0, longs(unknownRows, {count}), embedded);
+    const torch::Tensor embedded = model_->userEmbed(longs(missCategorical, {count, 4}), numeric);
+    out.index_copy_(0, longs(missRows, {count}), embedded);
+    for (int64_t r = 0; r < count; ++r) userCache_->put(missKeys[r], embedded[r].clone());
   }
   return out;
 }
@@ -154,8 +185,14 @@ torch::Tensor Engine::contextEmbeddings(const std::vector<RequestFeatures>& feat
   torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
   std::vector<int64_t> searchRows, browseRows, tokens, searchCategorical, browseCategorical, category, product;
   std::vector<float> searchNumeric, browseNumeric;
+  std::vector<std::string> keys(features.size());
   for (int64_t i = 0; i < batch; ++i) {
     const RequestFeatures& f = features[i];
+    keys[i] = contextKey(f);
+    if (auto cached = contextCache_->get(keys[i])) {
+      out[i].copy_(*cached);
+      continue;
+    }
     if (f.search) {
       searchRows.push_back(i);
       tokens.insert(tokens.end(), f.queryTokens.begin(), f.queryTokens.end());
@@ -169,18 +206,26 @@ torch::Tensor Engine::contextEmbeddings(const std::vector<RequestFeatures>& feat
       browseNumeric.push_back(f.logPage);
     }
   }
+  auto store = [&](const std::vector<int64_t>& rows, const torch::Tensor& embedded) {
+    out.index_copy_(0, longs(rows, {static_cast<int64_t>(rows.size())}), embedded);
+    for (size_t r = 0; r < rows.size(); ++r) contextCache_->put(keys[rows[r]], embedded[static_cast<int64_t>(r)].clone());
+  };
   if (!searchRows.empty()) {
     const auto n = static_cast<int64_t>(searchRows.size());
     const auto width = static_cast<int64_t>(options_.features.maxQueryTokens);
-    out.index_copy_(0, longs(searchRows, {n}),
-                    model_->contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
+    store(searchRows, model_->contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
   }
   if (!browseRows.empty()) {
     const auto n = static_cast<int64_t>(browseRows.size());
-    out.index_copy_(0, longs(browseRows, {n}),
-                    model_->contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
+    store(browseRows, model_->contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
   }
   return out;
+}
+
+Engine::CacheStats Engine::cacheStats() const {
+  const auto [userHits, userMisses] = userCache_->hitsAndMisses();
+  const auto [contextHits, contextMisses] = contextCache_->hitsAndMisses();
+  return {userHits, userMisses, contextHits, contextMisses};
 }
 
 void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const {

@@ -12,6 +12,7 @@
 
 #include "engine/ann_index.h"
 #include "engine/featurizer.h"
+#include "engine/lru_cache.h"
 #include "engine/model.h"
 #include "engine/targeting.h"
 #include "engine/tensor_file.h"
@@ -45,6 +46,11 @@ struct EngineOptions {
   // per candidate only an add, the dots, the pair term and the remaining layers run.
   // "model": the TorchScript score method on every (request, candidate) pair.
   std::string fusion = "precomputed";
+  // Unknown users' embeddings depend only on their categorical features, so a small cache covers
+  // them all; context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
+  size_t userCacheSize = 4096;
+  size_t contextCacheSize = 65536;
+  std::chrono::seconds contextTtl{60};
   size_t annCandidates = 1000;       // k of the ANN search per request
   size_t scoreCandidates = 300;      // candidates the model scores per request
 };
@@ -84,6 +90,11 @@ class Engine {
   // Marks ads eligible (1) or not (0) at retrieval; takes effect for batches that start afterwards.
   void setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible);
 
+  struct CacheStats {
+    uint64_t userHits, userMisses, contextHits, contextMisses;
+  };
+  CacheStats cacheStats() const;
+
   size_t adCount() const { return adCount_; }
   size_t dim() const { return dim_; }
   const std::string& indexDescription() const { return ann_->description(); }
@@ -119,6 +130,8 @@ class Engine {
   std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
   std::unique_ptr<TargetingIndex> targeting_;
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
+  std::unique_ptr<LruCache<torch::Tensor>> userCache_;
+  std::unique_ptr<LruCache<torch::Tensor>> contextCache_;
 };
 
 }  // namespace adserve

@@ -149,6 +149,10 @@ export interface EngineStats {
   ads: number;
   dim: number;
   index: string;
+  userCacheHits: number;
+  userCacheMisses: number;
+  contextCacheHits: number;
+  contextCacheMisses: number;
 }
 
 export interface NativeEngine {

@@ -121,5 +121,8 @@ describe('native engine over the tiny model', () => {
     expect(stats.ads).toBe(catalog.size);
     expect(stats.index).toBe('Flat');
     expect(stats.requests).toBeGreaterThan(40);
+    // Repeated queries and unknown users with the same demographics were served from the caches.
+    expect(stats.contextCacheHits).toBeGreaterThan(10);
+    expect(stats.userCacheHits).toBeGreaterThan(10);
   });
 });
