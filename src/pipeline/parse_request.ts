@@ -29,14 +29,21 @@ export interface ParseLimits {
 
 const maxRequestIdLength = 128;
 
-// Reads nothing until the C++ Verifier has accepted the buffer: there is no TS verifier.
-export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAdRequest {
+/**
+ * Runs one of the addon's FlatBuffers verifiers; a refusal becomes a 400 with the verifier's reason.
+ * Nothing may read untrusted bytes before this passes: there is no TS verifier.
+ */
+export function requireVerified(verify: (bytes: Uint8Array) => void, bytes: Uint8Array): void {
   try {
-    addon.verifyAdRequest(bytes);
+    verify(bytes);
   } catch (error) {
     if (isNativeError(error) && error.code === 'E_BAD_REQUEST') throw new RequestError(400, 'bad_request', error.message);
     throw error;
   }
+}
+
+export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAdRequest {
+  requireVerified(addon.verifyAdRequest, bytes);
   const request = AdRequest.getRootAsAdRequest(new ByteBuffer(bytes));
 
   const requestId = request.id() ?? '';

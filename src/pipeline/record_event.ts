@@ -5,12 +5,13 @@
 import { ByteBuffer } from 'flatbuffers';
 
 import type { Serving } from '../engine/serving';
-import { addon, isNativeError } from '../engine/addon';
+import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
 import { dayOf } from '../money/budgets';
 import { EventTokenError, type SigningKey, verifyEventToken } from '../money/event_token';
 import type { Ledger, LedgerEntry } from '../money/ledger';
 import { BidType, Event, EventType } from '../protocol/schema';
+import { requireVerified } from './parse_request';
 
 export interface EventContext {
   ledger: Ledger;
@@ -43,12 +44,7 @@ const billable: Record<BidType, LedgerEntry['type']> = { [BidType.Cpc]: 'click',
 /** Reads a binary Event FlatBuffer (verified by the C++ Verifier first) or its JSON form. */
 export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
   if (binary) {
-    try {
-      addon.verifyEvent(body);
-    } catch (error) {
-      if (isNativeError(error) && error.code === 'E_BAD_REQUEST') throw new RequestError(400, 'bad_request', error.message);
-      throw error;
-    }
+    requireVerified(addon.verifyEvent, body);
     const event = Event.getRootAsEvent(new ByteBuffer(body));
     const type = typeNames[event.type()];
     if (!type) throw new RequestError(422, 'invalid_event', `unknown event type ${event.type()}`);

@@ -44,6 +44,17 @@ async function spend(url: string): Promise<{ events: number; campaigns: Record<s
   return (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never;
 }
 
+/** A copy of the tiny model directory with every campaign of its catalog edited. */
+function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>) => void): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-model-'));
+  cpSync(tinyModelDir, dir, { recursive: true });
+  const catalogPath = path.join(dir, 'catalog.json');
+  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
+  catalog.campaigns.forEach(edit);
+  writeFileSync(catalogPath, JSON.stringify(catalog));
+  return dir;
+}
+
 const billable = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' } as const;
 const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm ? s.priceMicros / 1000 : s.priceMicros);
 
@@ -169,12 +180,7 @@ describe('durability', () => {
 
 describe('frequency caps', () => {
   it('stops showing a campaign to a user who reached its cap', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'adserve-cap-'));
-    cpSync(tinyModelDir, dir, { recursive: true });
-    const catalogPath = path.join(dir, 'catalog.json');
-    const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
-    for (const campaign of catalog.campaigns) campaign.frequency_cap = { impressions: 1, window_seconds: 3600 };
-    writeFileSync(catalogPath, JSON.stringify(catalog));
+    const dir = tinyModelWithCampaigns((campaign) => (campaign.frequency_cap = { impressions: 1, window_seconds: 3600 }));
     const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
     try {
       const winners = async (user: string): Promise<Array<{ campaign: string; token: string }>> => {
@@ -195,13 +201,8 @@ describe('frequency caps', () => {
 
 describe('budgets', () => {
   it('caps the charge at the daily budget and stops serving the campaign at once', async () => {
-    // A copy of the tiny model whose campaigns may spend 1,000 micros a day: less than any click.
-    const dir = mkdtempSync(path.join(tmpdir(), 'adserve-budget-'));
-    cpSync(tinyModelDir, dir, { recursive: true });
-    const catalogPath = path.join(dir, 'catalog.json');
-    const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<{ daily_budget_micros: number }> };
-    for (const campaign of catalog.campaigns) campaign.daily_budget_micros = 1000;
-    writeFileSync(catalogPath, JSON.stringify(catalog));
+    // Campaigns that may spend 1,000 micros a day: less than any click.
+    const dir = tinyModelWithCampaigns((campaign) => (campaign.daily_budget_micros = 1000));
     const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
     try {
       const ad = (await serve(daemon.url, 40, 'budget', 'usb cable')).find((s) => s.bidType === BidType.Cpc)!;
