@@ -165,6 +165,7 @@ def catalog_json(world: World, preset: Preset) -> dict:
     campaigns = [{"id": f"c{index:06d}", "advertiser_id": f"adv{int(advertiser):05d}", "bid_type": BID_TYPES[int(ads.campaign_bid_type[index])],
                   "bid_micros": int(ads.campaign_bid_micros[index]),
                   "daily_budget_micros": int(ads.campaign_bid_micros[index]) * (20 if ads.campaign_bid_type[index] == 1 else 200),
+                  "lifetime_budget_micros": int(ads.campaign_bid_micros[index]) * (20 if ads.campaign_bid_type[index] == 1 else 200) * 30,
                   "pacing": "even", "status": "active",
                   # Every third campaign caps impressions per user: 3 an hour.
                   **({"frequency_cap": {"impressions": 3, "window_seconds": 3600}} if index % 3 == 0 else {})}

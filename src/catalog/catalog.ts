@@ -26,6 +26,9 @@ export interface Catalog {
   /** Ad indices of each campaign. */
   readonly campaignAds: ReadonlyMap<string, Uint32Array>;
   readonly campaignDailyBudgetMicros: ReadonlyMap<string, number>;
+  readonly campaignLifetimeBudgetMicros: ReadonlyMap<string, number>;
+  /** Ads that may serve: active ads of active campaigns (1) or not (0). */
+  readonly active: Uint8Array;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
   readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
 }
@@ -59,6 +62,10 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     size,
     campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
     campaignDailyBudgetMicros: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.daily_budget_micros])),
+    campaignLifetimeBudgetMicros: new Map(
+      json.campaigns.flatMap((campaign) => (campaign.lifetime_budget_micros === undefined ? [] : [[campaign.id, campaign.lifetime_budget_micros] as const])),
+    ),
+    active: Uint8Array.from(json.ads, (ad) => (ad.status !== 'paused' && campaigns.get(ad.campaign_id)!.status !== 'paused' ? 1 : 0)),
     campaignPacing: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.pacing === 'asap' ? 'asap' : 'even'])),
     campaignFrequencyCap: new Map(
       json.campaigns.flatMap((campaign) =>

@@ -51,6 +51,8 @@ export interface CatalogAd {
   rating: number;
   /** Boolean targeting in DNF; absent or empty means untargeted. */
   targeting?: TargetingCriterion[][];
+  /** 'paused' keeps the ad out of every auction; absent means active. */
+  status?: string;
 }
 
 export interface CatalogCampaign {
@@ -63,6 +65,8 @@ export interface CatalogCampaign {
   status: string;
   /** At most `impressions` per user within `window_seconds`. */
   frequency_cap?: { impressions: number; window_seconds: number };
+  /** Total spend cap over the campaign's life; absent means none. */
+  lifetime_budget_micros?: number;
 }
 
 export interface CatalogJson {

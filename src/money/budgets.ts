@@ -1,6 +1,6 @@
-// Daily budgets (UTC days; the demo catalog carries no campaign time zone): a campaign whose spend
-// reaches its daily budget becomes ineligible at retrieval at once, and eligible again when the
-// day turns.
+// Budgets (daily in UTC days, since the demo catalog carries no campaign time zone, and lifetime): a
+// campaign whose spend reaches either becomes ineligible at retrieval at once; a daily cap lifts
+// when the day turns. Paused ads and campaigns are kept out the same way.
 import type { Catalog } from '../catalog/catalog';
 import type { NativeEngine } from '../engine/addon';
 import type { LedgerState, Nanos } from './ledger';
@@ -18,14 +18,18 @@ export class Budgets {
     nowMs: number,
   ) {
     this.day = dayOf(nowMs);
+    const paused = Uint32Array.from(Array.from(catalog.active.keys()).filter((ad) => catalog.active[ad] === 0));
+    if (paused.length > 0) engine.setEligibility(paused, new Uint8Array(paused.length));
     for (const campaign of catalog.campaignAds.keys()) this.check(campaign);
   }
 
-  /** Nanos the campaign may still spend today (Infinity without a daily budget). */
+  /** Nanos the campaign may still spend today under both caps (Infinity without either). */
   remainingNanos(campaignId: string, day: number): Nanos {
-    const budget = this.catalog.campaignDailyBudgetMicros.get(campaignId);
-    if (budget === undefined || budget <= 0) return Infinity;
-    return Math.max(0, budget * 1000 - (this.state.dailyNanos.get(`${campaignId}@${day}`) ?? 0));
+    const daily = this.catalog.campaignDailyBudgetMicros.get(campaignId);
+    const lifetime = this.catalog.campaignLifetimeBudgetMicros.get(campaignId);
+    const dailyLeft = daily === undefined || daily <= 0 ? Infinity : daily * 1000 - (this.state.dailyNanos.get(`${campaignId}@${day}`) ?? 0);
+    const lifetimeLeft = lifetime === undefined ? Infinity : lifetime * 1000 - (this.state.lifetimeNanos.get(campaignId) ?? 0);
+    return Math.max(0, Math.min(dailyLeft, lifetimeLeft));
   }
 
   /** Re-checks one campaign after a charge, and every campaign when the day has turned. */
@@ -47,6 +51,7 @@ export class Budgets {
     if (exhausted) this.exhausted.add(campaignId);
     else this.exhausted.delete(campaignId);
     const ads = this.catalog.campaignAds.get(campaignId);
-    if (ads) this.engine.setEligibility(ads, new Uint8Array(ads.length).fill(exhausted ? 0 : 1));
+    // A paused ad stays out when its campaign's budget comes back.
+    if (ads) this.engine.setEligibility(ads, Uint8Array.from(ads, (ad) => (exhausted ? 0 : this.catalog.active[ad]!)));
   }
 }

@@ -200,6 +200,28 @@ describe('frequency caps', () => {
 });
 
 describe('budgets', () => {
+  it('stops a campaign at its lifetime budget and never serves paused campaigns', async () => {
+    let index = 0;
+    const dir = tinyModelWithCampaigns((campaign) => {
+      campaign.lifetime_budget_micros = 1000;
+      if (index++ % 2 === 1) campaign.status = 'paused';
+    });
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
+    try {
+      const served = await serve(daemon.url, 60, 'life', 'yoga mat');
+      // Odd campaigns (c000001, c000003, ...) are paused.
+      expect(served.every((s) => Number(s.campaignId.slice(1)) % 2 === 0)).toBe(true);
+      const ad = served.find((s) => s.bidType === BidType.Cpc)!;
+      await send(daemon.url, { event_id: 'l-i', type: 'impression', token: ad.token });
+      const click = (await (await send(daemon.url, { event_id: 'l-c', type: 'click', token: ad.token })).json()) as { chargedMicros: number };
+      expect(click.chargedMicros).toBe(1000);
+      expect((await spend(daemon.url)).campaigns[ad.campaignId]).toMatchObject({ lifetimeMicros: 1000, exhausted: true });
+      expect((await serve(daemon.url, 60, 'life-after', 'yoga mat')).some((s) => s.campaignId === ad.campaignId)).toBe(false);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it('caps the charge at the daily budget and stops serving the campaign at once', async () => {
     // Campaigns that may spend 1,000 micros a day: less than any click.
     const dir = tinyModelWithCampaigns((campaign) => (campaign.daily_budget_micros = 1000));
