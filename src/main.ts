@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     log,
     decision,
     swapper: new ModelSwapper(decision, config, projectRoot, ledger.state),
-    events: { ledger, keys: [signingKey], serving: () => decision.serving },
+    events: { ledger, metrics, keys: [signingKey], serving: () => decision.serving },
     readiness: () =>
       decision.serving
         ? { ready: true, reason: '' }

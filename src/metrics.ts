@@ -23,6 +23,7 @@ export interface Metrics {
   shed: Counter;
   fillRatio: Histogram;
   clearingPrice: Histogram<'bid_type'>;
+  calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
 }
 
 export function createMetrics(build: BuildInfo, version: string): Metrics {
@@ -80,5 +81,16 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
     registers: [registry],
   });
-  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice };
+  // Online calibration monitor: observed clicks / predicted clicks (and the same for conversions)
+  // per placement and model, from recorded events; drift is one ratio of rates in PromQL.
+  const calibrationCounter = (name: string, help: string) =>
+    new Counter({ name: `adserve_calibration_${name}`, help, labelNames: ['placement', 'model'] as const, registers: [registry] });
+  const calibration = {
+    impressions: calibrationCounter('impressions_total', 'Recorded impressions of served ads.'),
+    predictedClicks: calibrationCounter('predicted_clicks_total', 'Sum of the calibrated pCTR of recorded impressions.'),
+    clicks: calibrationCounter('clicks_total', 'Recorded clicks of served ads.'),
+    predictedConversions: calibrationCounter('predicted_conversions_total', 'Sum of the calibrated pCVR of recorded clicks.'),
+    conversions: calibrationCounter('conversions_total', 'Recorded conversions of served ads.'),
+  };
+  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice, calibration };
 }

@@ -1,7 +1,7 @@
 // Signed event tokens (AUCTION.md "Billing, events and budgets"): the price is frozen at auction
 // time and bound, with the request, ad, slot and bid type, under an HMAC-SHA256 with a server key.
 // Format: v1.<key id>.<base64url(JSON [request id, ad id, slot, bid type, price, issued ms, expires ms,
-// user id])>.<base64url(HMAC over "v1.<key id>.<payload>")>
+// user id, pCTR, pCVR, placement, model version])>.<base64url(HMAC over "v1.<key id>.<payload>")>
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface EventTokenFields {
@@ -14,6 +14,11 @@ export interface EventTokenFields {
   expiresMs: number;
   /** The request's user id ('' when anonymous), for frequency caps. */
   userId: string;
+  /** What the model predicted at auction time, for the online calibration monitor. */
+  pCtr: number;
+  pCvr: number;
+  placement: string;
+  modelVersion: string;
 }
 
 export interface SigningKey {
@@ -23,7 +28,10 @@ export interface SigningKey {
 
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
   const payload = Buffer.from(
-    JSON.stringify([fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId]),
+    JSON.stringify([
+      fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId,
+      Math.round(fields.pCtr * 1e6) / 1e6, Math.round(fields.pCvr * 1e6) / 1e6, fields.placement, fields.modelVersion,
+    ]),
   ).toString('base64url');
   const signed = `v1.${key.id}.${payload}`;
   return `${signed}.${createHmac('sha256', key.secret).update(signed).digest('base64url')}`;
@@ -41,9 +49,9 @@ export function verifyEventToken(token: string, keys: readonly SigningKey[], now
   const expected = createHmac('sha256', key.secret).update(`v1.${keyId}.${payload}`).digest();
   const given = Buffer.from(signature, 'base64url');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new EventTokenError('event token signature does not match');
-  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId] = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [
-    string, string, number, number, number, number, number, string,
-  ];
+  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion] = JSON.parse(
+    Buffer.from(payload, 'base64url').toString(),
+  ) as [string, string, number, number, number, number, number, string, number, number, string, string];
   if (nowMs > expiresMs) throw new EventTokenError('event token has expired');
-  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId };
+  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion };
 }

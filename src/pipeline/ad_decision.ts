@@ -223,7 +223,10 @@ function encodeWinners(
       ecpmMicros: outcome.adjEcpmMicros[slot]!,
       quality: scratch.quality[i]!,
       eventToken: signEventToken(
-        { requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId },
+        {
+          requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId,
+          pCtr: scratch.pCtr[i]!, pCvr: scratch.pCvr[i]!, placement: Placement[parsed.placement] ?? 'unknown', modelVersion: serving.modelVersion,
+        },
         context.signingKey,
       ),
     });

@@ -9,12 +9,14 @@ import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
 import { dayOf } from '../money/budgets';
 import { EventTokenError, type SigningKey, verifyEventToken } from '../money/event_token';
+import type { Metrics } from '../metrics';
 import type { Ledger, LedgerEntry } from '../money/ledger';
 import { BidType, Event, EventType } from '../protocol/schema';
 import { requireVerified } from './parse_request';
 
 export interface EventContext {
   ledger: Ledger;
+  metrics: Metrics;
   keys: readonly SigningKey[];
   serving: () => Serving | undefined;
 }
@@ -99,5 +101,16 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   }
   await ledger.append({ id: input.eventId, serve, type: input.type, campaignId, adId: token.adId, chargeNanos, day, timeMs: nowMs, user: token.userId ?? '' });
   serving.budgets.check(campaignId, nowMs);
+  const labels = { placement: token.placement, model: token.modelVersion };
+  const monitor = context.metrics.calibration;
+  if (input.type === 'impression') {
+    monitor.impressions.inc(labels);
+    monitor.predictedClicks.inc(labels, token.pCtr);
+  } else if (input.type === 'click') {
+    monitor.clicks.inc(labels);
+    monitor.predictedConversions.inc(labels, token.pCvr);
+  } else {
+    monitor.conversions.inc(labels);
+  }
   return { status: 'recorded', eventId: input.eventId, chargedMicros: chargeNanos / 1000, capped };
 }

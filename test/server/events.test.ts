@@ -23,6 +23,7 @@ interface Served {
   campaignId: string;
   bidType: BidType;
   priceMicros: number;
+  pCtr: number;
 }
 
 async function serve(url: string, count: number, tag: string, query = 'running shoes'): Promise<Served[]> {
@@ -31,7 +32,10 @@ async function serve(url: string, count: number, tag: string, query = 'running s
     const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}` }))).arrayBuffer()));
     for (let s = 0; s < ad.adsLength(); s++) {
       const winner = ad.ads(s)!;
-      served.push({ token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(), priceMicros: Number(winner.priceMicros()) });
+      served.push({
+        token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(),
+        priceMicros: Number(winner.priceMicros()), pCtr: winner.pctr(),
+      });
     }
   }
   return served.slice(0, count);
@@ -79,6 +83,12 @@ describe('POST /v1/events', () => {
       charged += body.chargedMicros;
     }
     expect(charged).toBe(expectedCharge(ad!));
+    // The calibration monitor saw one impression with the predicted pCTR, one click, one conversion.
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/adserve_calibration_impressions_total\{placement="Search",model="tiny-[0-9a-f]+"\} 1\n/);
+    expect(metrics).toMatch(/adserve_calibration_clicks_total\{placement="Search",model="tiny-[0-9a-f]+"\} 1\n/);
+    const predicted = Number(/adserve_calibration_predicted_clicks_total\{placement="Search",model="[^"]+"\} ([0-9.e-]+)/.exec(metrics)![1]);
+    expect(predicted).toBeCloseTo(ad!.pCtr, 5);
     expect((await send(daemon.url, { event_id: 'order-click', type: 'click', token: ad!.token })).status).toBe(409);
     expect((await send(daemon.url, { event_id: 'order-click-again', type: 'click', token: ad!.token })).status).toBe(409);
   });
@@ -95,7 +105,10 @@ describe('POST /v1/events', () => {
       [{ event_id: 'f3', type: 'refund', token: ad!.token }, 422, /type must be/],
     ];
     const key = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
-    const expired = signEventToken({ requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1, userId: '' }, key);
+    const expired = signEventToken(
+      { requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1, userId: '', pCtr: 0.1, pCvr: 0.1, placement: 'Search', modelVersion: 'm' },
+      key,
+    );
     cases.push([{ event_id: 'e1', type: 'impression', token: expired }, 422, /expired/]);
     for (const [event, status, message] of cases) {
       const response = await send(daemon.url, event);
