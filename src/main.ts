@@ -12,7 +12,7 @@ import { createLogger, type Logger } from './log';
 import type { DecisionContext } from './pipeline/ad_decision';
 import type { SigningKey } from './money/event_token';
 import { Ledger, type LedgerState } from './money/ledger';
-import { createMetrics } from './metrics';
+import { createMetrics, registerEngineMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { startServer } from './server/app';
 
@@ -56,6 +56,7 @@ async function main(): Promise<void> {
   const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
   log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
   const decision: DecisionContext = { config, serving: await loadServing(config, log, ledger.state), signingKey, metrics };
+  registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   const server = await startServer({
     config,
     metrics,

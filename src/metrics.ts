@@ -2,7 +2,7 @@
 // label values come from small closed sets.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-import type { BuildInfo } from './engine/addon';
+import type { BuildInfo, EngineStats } from './engine/addon';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
 // 100 ms) so that `le` ratio queries work.
@@ -93,4 +93,42 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     conversions: calibrationCounter('conversions_total', 'Recorded conversions of served ads.'),
   };
   return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice, calibration };
+}
+
+/**
+ * Engine state read at scrape time: queue depth, and cache hits and misses as counters (the engine
+ * keeps running totals; a swapped-in engine starts from zero, so only increases are added).
+ */
+export function registerEngineMetrics(metrics: Metrics, stats: () => EngineStats | undefined): void {
+  new Gauge({
+    name: 'adserve_engine_queue_depth',
+    help: 'Requests waiting for the engine batcher.',
+    registers: [metrics.registry],
+    collect() {
+      this.set(stats()?.queued ?? 0);
+    },
+  });
+  const seen = new Map<string, number>();
+  const counter = (name: string, help: string, field: (s: EngineStats, cache: 'user' | 'context') => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['cache'] as const,
+      registers: [metrics.registry],
+      collect() {
+        const current = stats();
+        if (!current) return;
+        for (const cache of ['user', 'context'] as const) {
+          const key = `${name}/${cache}`;
+          const value = field(current, cache);
+          const previous = seen.get(key) ?? 0;
+          this.inc({ cache }, value >= previous ? value - previous : value);
+          seen.set(key, value);
+        }
+      },
+    });
+  counter('adserve_engine_cache_hits_total', 'Embedding cache hits (user: unknown users; context: context towers).', (s, cache) =>
+    cache === 'user' ? s.userCacheHits : s.contextCacheHits,
+  );
+  counter('adserve_engine_cache_misses_total', 'Embedding cache misses.', (s, cache) => (cache === 'user' ? s.userCacheMisses : s.contextCacheMisses));
 }

@@ -124,6 +124,8 @@ describe('serving the tiny model', () => {
     expect(text).toMatch(/adserve_batch_size_count [1-9]/);
     expect(text).toMatch(/adserve_auction_clearing_price_count\{bid_type="(cpc|cpm|cpa)"\} [1-9]/);
     expect(text).toMatch(/adserve_deadline_degraded_total [1-9]/);
+    expect(text).toMatch(/adserve_engine_cache_hits_total\{cache="context"\} [1-9]/);
+    expect(text).toMatch(/adserve_engine_queue_depth 0/);
   });
 });
 
