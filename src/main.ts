@@ -63,7 +63,12 @@ async function main(): Promise<void> {
     log,
     decision,
     swapper: new ModelSwapper(decision, config, projectRoot, ledger.state),
-    events: { ledger, metrics, keys: [signingKey], serving: () => decision.serving },
+    events: {
+      ledger,
+      metrics,
+      keys: [signingKey],
+      servings: () => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined),
+    },
     readiness: () =>
       decision.serving
         ? { ready: true, reason: '' }
@@ -72,7 +77,10 @@ async function main(): Promise<void> {
   log.info('listening', { host: config.host, port: server.port, version });
 
   // Pacing follows the ledger: every campaign's participation is recomputed every 10 s.
-  const pacingTick = (): void => decision.serving?.pacer.tick(Date.now());
+  const pacingTick = (): void => {
+    decision.serving?.pacer.tick(Date.now());
+    decision.challenger?.serving.pacer.tick(Date.now());
+  };
   pacingTick();
   setInterval(pacingTick, 10_000).unref();
 

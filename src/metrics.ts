@@ -23,6 +23,7 @@ export interface Metrics {
   shed: Counter;
   fillRatio: Histogram;
   clearingPrice: Histogram<'bid_type'>;
+  armRequests: Counter<'arm' | 'model'>;
   calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
 }
 
@@ -92,7 +93,13 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     predictedConversions: calibrationCounter('predicted_conversions_total', 'Sum of the calibrated pCVR of recorded clicks.'),
     conversions: calibrationCounter('conversions_total', 'Recorded conversions of served ads.'),
   };
-  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice, calibration };
+  const armRequests = new Counter({
+    name: 'adserve_arm_requests_total',
+    help: 'Ad decisions per A/B arm and model; per-arm CTR and CVR come from adserve_calibration_* by model.',
+    labelNames: ['arm', 'model'] as const,
+    registers: [registry],
+  });
+  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice, armRequests, calibration };
 }
 
 /**

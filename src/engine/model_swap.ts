@@ -36,8 +36,11 @@ export class ModelSwapper {
     return this.loading;
   }
 
-  /** Opens and warms the model at `dir` (relative to the project root), then makes it the serving one. */
-  async swap(dir: string): Promise<Serving> {
+  /**
+   * Opens and warms the model at `dir` (relative to the project root), then makes it arm A (the
+   * serving model) or arm B (the challenger of an A/B test, taking `share` of users).
+   */
+  async swap(dir: string, arm: 'a' | 'b' = 'a', share = 0.1): Promise<Serving> {
     if (this.loading) throw new SwapInProgressError(`already loading ${this.loading}`);
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
@@ -49,12 +52,22 @@ export class ModelSwapper {
         next.engine.close();
         throw error;
       }
-      const previous = this.context.serving;
-      this.context.serving = next;
+      const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
+      if (arm === 'a') this.context.serving = next;
+      else this.context.challenger = { serving: next, share };
       previous?.engine.close();
       return next;
     } finally {
       this.loading = undefined;
     }
   }
+}
+
+/** Ends an A/B test: arm B's users go back to arm A, and its engine drains and closes. */
+export function removeChallenger(context: DecisionContext): boolean {
+  const challenger = context.challenger;
+  if (!challenger) return false;
+  context.challenger = undefined;
+  challenger.serving.engine.close();
+  return true;
 }

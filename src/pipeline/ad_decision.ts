@@ -16,9 +16,21 @@ import { type ParsedAdRequest, parseAdRequest } from './parse_request';
 
 export interface DecisionContext {
   config: Config;
+  /** Arm A: the serving model. */
   serving: Serving | undefined;
+  /** Arm B of an A/B test: a second model taking `share` of users, chosen by a hash of the user id. */
+  challenger?: { serving: Serving; share: number };
   signingKey: SigningKey;
   metrics: Metrics;
+}
+
+/** Which arm a user belongs to: a stable hash of the user id (the request id for anonymous traffic). */
+export function armOf(context: DecisionContext, userOrRequestId: string): 'a' | 'b' {
+  const challenger = context.challenger;
+  if (!challenger) return 'a';
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < userOrRequestId.length; i++) hash = Math.imul(hash ^ userOrRequestId.charCodeAt(i), 0x01000193) >>> 0;
+  return hash % 10_000 < challenger.share * 10_000 ? 'b' : 'a';
 }
 
 export interface AdDecision {
@@ -95,7 +107,9 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const parsed = parseAdRequest(body, context.config);
   const placement = Placement[parsed.placement] ?? 'unknown';
   const parseNs = nanosSince(started);
-  const { serving, metrics } = context;
+  const { metrics } = context;
+  const arm = armOf(context, parsed.userId || parsed.requestId);
+  const serving = arm === 'b' ? context.challenger!.serving : context.serving;
   if (!serving) {
     return {
       placement,
@@ -110,6 +124,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
 
   const elapsedMs = Number(nanosSince(started)) / 1e6;
   const result = await scoreWithEngine(serving, body, parsed.tmaxMs - elapsedMs);
+  metrics.armRequests.inc({ arm, model: serving.modelVersion });
   metrics.batchSize.observe(result.batchSize);
   metrics.queueWait.observe(result.queueWaitNs / 1e9);
   engineStages.forEach((stage, i) => metrics.stageDuration.observe({ stage }, result.stageNs[i]! / 1e9));

@@ -18,7 +18,8 @@ export interface EventContext {
   ledger: Ledger;
   metrics: Metrics;
   keys: readonly SigningKey[];
-  serving: () => Serving | undefined;
+  /** The models serving now (both arms of an A/B test); the first is arm A. */
+  servings: () => Serving[];
 }
 
 export interface EventInput {
@@ -84,7 +85,9 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   if (input.type === 'click' && !seen?.has('impression')) throw new RequestError(422, 'out_of_order', 'a click needs an impression of the same ad first');
   if (input.type === 'conversion' && !seen?.has('click')) throw new RequestError(422, 'out_of_order', 'a conversion needs a click on the same ad first');
 
-  const serving = context.serving();
+  const servings = context.servings();
+  // The model that served the ad, or arm A when that model has been swapped out since.
+  const serving = servings.find((candidate) => candidate.modelVersion === token.modelVersion) ?? servings[0];
   const adIndex = serving?.catalog.indexOf.get(token.adId);
   if (!serving || adIndex === undefined) throw new RequestError(422, 'unknown_ad', `ad ${token.adId} is not in the serving catalog`);
   const campaignId = serving.catalog.campaignId[adIndex]!;
@@ -100,7 +103,8 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
     capped = chargeNanos < priceNanos;
   }
   await ledger.append({ id: input.eventId, serve, type: input.type, campaignId, adId: token.adId, chargeNanos, day, timeMs: nowMs, user: token.userId ?? '' });
-  serving.budgets.check(campaignId, nowMs);
+  // Every serving engine must drop a campaign whose budget ran out.
+  for (const each of servings) each.budgets.check(campaignId, nowMs);
   const labels = { placement: token.placement, model: token.modelVersion };
   const monitor = context.metrics.calibration;
   if (input.type === 'impression') {

@@ -5,7 +5,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
 import type { Config } from '../config';
 import { ModelDirError } from '../engine/model_dir';
-import { type ModelSwapper, SwapInProgressError } from '../engine/model_swap';
+import { type ModelSwapper, removeChallenger, SwapInProgressError } from '../engine/model_swap';
+import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import { dayOf } from '../money/budgets';
@@ -39,9 +40,10 @@ function sendJson(exchange: Exchange, body: unknown): void {
 export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
   const { config, log, decision, swapper } = deps;
   const describe = () => {
-    const serving = decision.serving;
+    const about = (serving: Serving | undefined) => (serving ? { version: serving.modelVersion, dir: serving.modelDir, ...serving.engine.stats() } : null);
     return {
-      serving: serving ? { version: serving.modelVersion, dir: serving.modelDir, ...serving.engine.stats() } : null,
+      serving: about(decision.serving),
+      challenger: decision.challenger ? { ...about(decision.challenger.serving), share: decision.challenger.share } : null,
       loading: swapper.loadingDir ?? null,
     };
   };
@@ -70,20 +72,32 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     sendJson(exchange, { events: deps.ledger.state.eventIds.size, campaigns });
   });
 
+  app.del('/v1/admin/models/b', (res: HttpResponse, req: HttpRequest) => {
+    const exchange = deps.begin(res, 'admin');
+    const denied = authorised(config, req.getHeader('authorization'));
+    if (denied) return exchange.fail(denied);
+    if (!removeChallenger(decision)) return exchange.fail(new RequestError(404, 'not_found', 'no A/B test is running'));
+    log.info('A/B test ended');
+    sendJson(exchange, describe());
+  });
+
   app.post('/v1/admin/models', (res: HttpResponse, req: HttpRequest) => {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
     readBody(res, { declaredLength: undefined, maxBytes: 64 * 1024 }, (body) => {
-      let dir: unknown;
+      let fields: { dir?: unknown; arm?: unknown; share?: unknown };
       try {
-        dir = (JSON.parse(Buffer.from(body).toString('utf8')) as { dir?: unknown }).dir;
+        fields = JSON.parse(Buffer.from(body).toString('utf8')) as typeof fields;
       } catch {
-        return exchange.fail(new RequestError(400, 'bad_request', 'body must be JSON: {"dir": "<model directory>"}'));
+        return exchange.fail(new RequestError(400, 'bad_request', 'body must be JSON: {"dir": "<model directory>", "arm"?: "a" | "b", "share"?: 0..1}'));
       }
+      const { dir, arm = 'a', share = 0.1 } = fields ?? {};
       if (typeof dir !== 'string' || dir.length === 0) return exchange.fail(new RequestError(422, 'invalid_request', '"dir" must name a model directory'));
-      log.info('model swap requested', { dir });
-      swapper.swap(dir).then(
+      if (arm !== 'a' && arm !== 'b') return exchange.fail(new RequestError(422, 'invalid_request', '"arm" must be "a" or "b"'));
+      if (typeof share !== 'number' || !(share > 0 && share < 1)) return exchange.fail(new RequestError(422, 'invalid_request', '"share" must be between 0 and 1'));
+      log.info('model swap requested', { dir, arm, share });
+      swapper.swap(dir, arm, share).then(
         (serving) => {
           log.info('model swapped in', { version: serving.modelVersion, dir: serving.modelDir });
           sendJson(exchange, describe());

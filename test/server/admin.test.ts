@@ -1,3 +1,7 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
@@ -17,8 +21,8 @@ afterAll(async () => {
   expect(await daemon.stop()).toBe(0);
 });
 
-const admin = (method: string, body?: unknown, auth = `Bearer ${token}`): Promise<Response> =>
-  fetch(`${daemon.url}/v1/admin/models`, { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+const admin = (method: string, body?: unknown, auth = `Bearer ${token}`, suffix = ''): Promise<Response> =>
+  fetch(`${daemon.url}/v1/admin/models${suffix}`, { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
 
 async function status(): Promise<ResponseStatus> {
   return decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ query: 'dog food' }))).arrayBuffer())).status();
@@ -49,6 +53,31 @@ describe('admin: models', () => {
     expect((await admin('POST', { nope: 1 })).status).toBe(422);
     expect((await fetch(`${daemon.url}/v1/admin/models`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{' })).status).toBe(400);
     expect(await status()).toBe(ResponseStatus.Ok);
+  });
+
+  it('runs an A/B test: a stable share of users goes to arm B, with per-arm metrics', async () => {
+    // A copy of the tiny model under another version name, so answers show which arm served them.
+    const challengerDir = mkdtempSync(path.join(tmpdir(), 'adserve-arm-b-'));
+    cpSync(tinyModelDir, challengerDir, { recursive: true });
+    const manifestPath = path.join(challengerDir, 'manifest.json');
+    writeFileSync(manifestPath, JSON.stringify({ ...JSON.parse(readFileSync(manifestPath, 'utf8')), version: 'tiny-challenger' }));
+    const started = await admin('POST', { dir: challengerDir, arm: 'b', share: 0.3 });
+    expect(started.status).toBe(200);
+    expect(((await started.json()) as { challenger: { share: number } }).challenger.share).toBe(0.3);
+    const versionFor = async (user: string): Promise<string> =>
+      decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ query: 'tv', userId: user }))).arrayBuffer())).modelVersion()!;
+    const users = Array.from({ length: 200 }, (_, i) => `ab-user-${i}`);
+    const first = await Promise.all(users.map(versionFor));
+    const second = await Promise.all(users.map(versionFor));
+    expect(second).toEqual(first); // a user stays in one arm
+    const inB = first.filter((version) => version === 'tiny-challenger').length;
+    expect(inB).toBeGreaterThan(30);
+    expect(inB).toBeLessThan(90);
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toContain(`adserve_arm_requests_total{arm="b",model="tiny-challenger"} ${inB * 2}`);
+    expect((await admin('DELETE', undefined, `Bearer ${token}`, '/b')).status).toBe(200);
+    expect(new Set(await Promise.all(users.slice(0, 50).map(versionFor)))).not.toContain('tiny-challenger');
+    expect((await admin('DELETE', undefined, `Bearer ${token}`, '/b')).status).toBe(404);
   });
 
   it('drops no request while a swap happens under load', async () => {
