@@ -5,7 +5,7 @@
 //
 // Amounts are integer nanos (1e-9 of the currency): a CPM impression costs price_micros / 1000
 // micros = price_micros nanos exactly, so no rounding is ever needed.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -82,18 +82,24 @@ export class Ledger {
     const state = emptyState();
     let recovered = 0;
     if (existsSync(logPath)) {
-      const lines = readFileSync(logPath, 'utf8').split('\n');
-      for (const line of lines) {
-        if (line === '') continue;
+      const text = readFileSync(logPath, 'utf8');
+      const totalBytes = Buffer.byteLength(text);
+      let validBytes = 0;
+      for (const line of text.split('\n')) {
+        // Only newline-terminated lines count: a crash can leave a torn last line, never acknowledged.
+        if (validBytes + Buffer.byteLength(line) + 1 > totalBytes) break;
         let entry: LedgerEntry;
         try {
           entry = JSON.parse(line) as LedgerEntry;
         } catch {
-          break; // a torn write at the tail: it was never acknowledged
+          break;
         }
         applyEntry(state, entry);
         recovered++;
+        validBytes += Buffer.byteLength(line) + 1;
       }
+      // Cut the torn tail, or the next append would bury it mid-file and stop every later replay.
+      if (validBytes < totalBytes) truncateSync(logPath, validBytes);
     } else {
       closeSync(openSync(logPath, 'a'));
     }

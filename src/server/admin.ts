@@ -85,7 +85,8 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
-    readBody(res, { declaredLength: undefined, maxBytes: 64 * 1024 }, (body) => {
+    const length = req.getHeader('content-length');
+    readBody(res, { declaredLength: /^\d+$/.test(length) ? Number(length) : undefined, maxBytes: 64 * 1024 }, (body) => {
       let fields: { dir?: unknown; arm?: unknown; share?: unknown };
       try {
         fields = JSON.parse(Buffer.from(body).toString('utf8')) as typeof fields;

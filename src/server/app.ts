@@ -95,7 +95,6 @@ export function startServer(deps: ServerDeps): Promise<Server> {
         },
       );
     };
-    if (length === 0) return onBody(new Uint8Array(0));
     readBody(res, { declaredLength: length, maxBytes: config.maxBodyBytes }, onBody, () =>
       exchange.fail(new RequestError(413, 'too_large', `body exceeds the limit of ${config.maxBodyBytes} bytes`), {}, true),
     );

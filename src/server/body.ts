@@ -18,6 +18,8 @@ export function readBody(
   onBody: (body: Uint8Array) => void,
   onTooLarge: () => void,
 ): void {
+  // uWS delivers no data callback for an empty body, so none is awaited.
+  if (limits.declaredLength === 0) return onBody(new Uint8Array(0));
   let buffer = new Uint8Array(Math.min(limits.declaredLength ?? 1024, limits.maxBytes));
   let length = 0;
   let overflowed = false;

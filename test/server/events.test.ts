@@ -117,6 +117,8 @@ describe('POST /v1/events', () => {
     }
     const notJson = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
     expect(notJson.status).toBe(400);
+    const empty = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '' });
+    expect(empty.status).toBe(400);
     expect((await spend(daemon.url)).events).toBe(before.events);
   });
 
