@@ -25,8 +25,6 @@ void Batcher::submit(Ticket ticket, ScoreRequest request) {
   wake_.notify_one();
 }
 
-void Batcher::swapEngine(std::shared_ptr<const Engine> engine) { std::atomic_store(&engine_, std::move(engine)); }
-
 void Batcher::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);

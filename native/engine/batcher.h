@@ -48,9 +48,6 @@ class Batcher {
 
   // Throws EngineError(QueueFull) at capacity, EngineError(ShuttingDown) after stop().
   void submit(Ticket ticket, ScoreRequest request);
-  // Replaces the engine for batches that start afterwards; the old one is freed when its last
-  // batch ends (hot swap).
-  void swapEngine(std::shared_ptr<const Engine> engine);
   std::shared_ptr<const Engine> engine() const { return std::atomic_load(&engine_); }
   // Scores everything already queued, then joins the thread. Idempotent.
   void stop();

@@ -29,11 +29,6 @@ void WorkerPool::submit(std::function<void()> task) {
   wake_.notify_one();
 }
 
-size_t WorkerPool::queued() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return tasks_.size();
-}
-
 void WorkerPool::run() {
   for (;;) {
     std::function<void()> task;

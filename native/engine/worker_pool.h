@@ -29,14 +29,12 @@ class WorkerPool {
 
   // Throws EngineError(QueueFull) at capacity and EngineError(ShuttingDown) after shutdown began.
   void submit(std::function<void()> task);
-  size_t queued() const;
-  size_t threadCount() const { return threads_.size(); }
 
  private:
   void run();
 
   const size_t capacity_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;

@@ -44,8 +44,3 @@ export function calibrate(params: CalibrationParams, logit: number): number {
       return sigmoid(params.a * logit + params.b);
   }
 }
-
-/** Calibrates the first `count` logits into `out`. */
-export function calibrateInto(params: CalibrationParams, logits: Float32Array, out: Float64Array, count: number): void {
-  for (let i = 0; i < count; i++) out[i] = calibrate(params, logits[i]!);
-}
