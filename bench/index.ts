@@ -1,0 +1,14 @@
+// `npm run bench -- [scenario] [options]`: one entry point for the benchmarks.
+//   http (default)  HTTP ad path vs /livez and batching off (bench/run.ts)
+//   engine          the engine without HTTP: index kinds, fusion modes, recall vs exact (bench/engine.ts)
+//   saturation      fixed-rate steps to the knee, unloaded and WebSocket runs, SVG plot (bench/saturation.ts)
+const scenarios: Record<string, string> = { http: './run', engine: './engine', saturation: './saturation' };
+
+const requested = process.argv[2] && !process.argv[2].startsWith('-') ? process.argv.splice(2, 1)[0]! : 'http';
+const target = scenarios[requested];
+if (!target) {
+  process.stderr.write(`bench: unknown scenario ${JSON.stringify(requested)}; choose one of ${Object.keys(scenarios).join(', ')}\n`);
+  process.exit(2);
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+require(target);
