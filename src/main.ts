@@ -6,7 +6,7 @@ import path from 'node:path';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { readModelDir } from './engine/model_dir';
-import { ModelSwapper } from './engine/model_swap';
+import { ModelSwapper, warmUp } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
 import type { DecisionContext } from './pipeline/ad_decision';
@@ -29,6 +29,7 @@ async function loadServing(config: Config, log: Logger, spend: LedgerState): Pro
   }
   const started = Date.now();
   const serving = await openServing(readModelDir(dir), config, spend);
+  await warmUp(serving);
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
   return serving;
