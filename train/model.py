@@ -4,7 +4,7 @@ user tower (static, cached per user) -> E_user; context tower (search: hashed to
 2-layer Transformer encoder -> masked mean; browse: page category + product + time) -> E_ctx;
 ad tower -> E_ad; all L2-normalised, so retrieval is an inner product (E_user + E_ctx) . E_ad.
 Fusion pattern B: [E_user, E_ctx, E_ad, user.ad, user.ctx, ctx.ad, pair features] -> MLP 256-128-64
--> (ctr_logit, cvr_logit); pCTCVR = pCTR x pCVR (ESMM).
+-> (ctr_logit, cvr_logit); pCTCVR = pCTR x pCVR (ESMM), with an auxiliary CVR loss on clicked rows.
 """
 
 from __future__ import annotations

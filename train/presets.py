@@ -25,6 +25,8 @@ class Preset:
     batch_size: int = 2048
     learning_rate: float = 3e-3
     retrieval_loss_weight: float = 0.1
+    # Auxiliary CVR BCE on clicked rows: 1.0 lifts CVR AUC most but costs CTR AUC (demo: gap 0.0200).
+    cvr_loss_weight: float = 0.3
     retrieval_temperature: float = 0.1
     embedding_dim: int = 128
     query_buckets: int = 4096
