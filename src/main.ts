@@ -6,10 +6,10 @@ import path from 'node:path';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { readModelDir } from './engine/model_dir';
-import { ModelSwapper, warmUp } from './engine/model_swap';
+import { ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
-import type { DecisionContext } from './pipeline/ad_decision';
+import { type DecisionContext, decideAds } from './pipeline/ad_decision';
 import type { SigningKey } from './money/event_token';
 import { Ledger, type LedgerState } from './money/ledger';
 import { createMetrics, registerEngineMetrics } from './metrics';
@@ -58,6 +58,9 @@ async function main(): Promise<void> {
   log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
   const decision: DecisionContext = { config, serving: await loadServing(config, log, ledger.state), signingKey, metrics };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
+  // The engine is warm; run the whole decision path a few times too, so the first real requests do
+  // not pay V8's first compilations of the pipeline against their deadline.
+  if (decision.serving) for (const request of warmUpRequests()) await decideAds(request, decision);
   const server = await startServer({
     config,
     metrics,

@@ -242,7 +242,9 @@ def make_ads(rng: np.random.Generator, count: int, advertisers: int, category_lo
     campaign_advertiser = np.repeat(np.arange(advertisers), campaigns_per_advertiser)
     campaign_bid_type = rng.choice(len(BID_TYPES), size=advertisers * campaigns_per_advertiser, p=[0.7, 0.2, 0.1])
     bid_type = campaign_bid_type[campaign]
-    median_bid = np.array([800_000, 8_000_000, 15_000_000])[campaign_bid_type]
+    # CPC $0.80 per click; CPM $20 per mille; CPA $6 per conversion (about CPC / CVR), so no bid
+    # type outranks the others by construction.
+    median_bid = np.array([800_000, 20_000_000, 6_000_000])[campaign_bid_type]
     campaign_bid = (np.round(median_bid * rng.lognormal(0, 0.4, len(campaign_bid_type)) / 10_000) * 10_000).astype(np.int64)
     category = np.where(rng.random(count) < 0.9, advertiser_category[advertiser], rng.integers(0, categories, count))
     quality = rng.normal(0, 0.5, count)

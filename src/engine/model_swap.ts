@@ -13,15 +13,24 @@ import { openServing, type Serving } from './serving';
 
 export class SwapInProgressError extends Error {}
 
-// Search and browse requests, several times each: TorchScript's profiling executor optimises a
-// method over its first runs, which are many times slower, so they must not meet real traffic
-// (they would miss its deadline and answer degraded).
+/**
+ * Requests that run every tower several times: TorchScript's profiling executor optimises a method
+ * over its first runs, which are many times slower (150 ms seen), so they must not meet real
+ * traffic. Each round differs in query, product and demographics, or the embedding caches would
+ * answer instead of the towers.
+ */
+export function warmUpRequests(): Uint8Array[] {
+  return Array.from({ length: 4 }, (_, round) =>
+    [Placement.Search, Placement.ProductPage, Placement.Homepage].map((placement) =>
+      encodeAdRequest({ id: `warm-up-${round}`, placement, query: `warm up ${round}`, productId: `warm-up-${round}`, yob: 1960 + 10 * round }),
+    ),
+  ).flat();
+}
+
 export async function warmUp(serving: Serving): Promise<void> {
-  for (let round = 0; round < 3; round++) {
-    for (const placement of [Placement.Search, Placement.ProductPage, Placement.Homepage]) {
-      const result = await serving.engine.score(encodeAdRequest({ id: 'warm-up', placement, query: 'warm up', userId: `warm-up-${round}` }), 10_000);
-      if (result.degraded) throw new Error('warm-up request was answered degraded');
-    }
+  for (const request of warmUpRequests()) {
+    const result = await serving.engine.score(request, 10_000);
+    if (result.degraded) throw new Error('warm-up request was answered degraded');
   }
 }
 
