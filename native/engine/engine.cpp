@@ -146,16 +146,15 @@ void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vec
   std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(next)));
 }
 
-torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features) const {
+torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const {
   const auto batch = static_cast<int64_t>(features.size());
   torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
   std::vector<int64_t> missRows;
   std::vector<int64_t> missCategorical;
   std::vector<std::string> missKeys;
   for (int64_t i = 0; i < batch; ++i) {
-    const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
-    if (found != userRow_.end()) {
-      out[i].copy_(userEmbeddings_[found->second]);
+    if (userRows[i] >= 0) {
+      out[i].copy_(userEmbeddings_[userRows[i]]);
       continue;
     }
     // A user without a feature-store record: every numeric at its standardised mean (0) and
@@ -301,7 +300,7 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   }
   lap(kParse);
 
-  const torch::Tensor user = userEmbeddings(features);
+  const torch::Tensor user = userEmbeddings(features, userRows);
   lap(kUser);
   const torch::Tensor context = contextEmbeddings(features);
   lap(kContext);

@@ -100,7 +100,8 @@ class Engine {
   const std::string& indexDescription() const { return ann_->description(); }
 
  private:
-  torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features) const;
+  // userRows: each request's row in the known-user table, -1 for users without one.
+  torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
   torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
   void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const;
   // (ctr_logit, cvr_logit) [R, W] for user/context [R, D], candidate ad rows [R * W], pair [R, W, P].
