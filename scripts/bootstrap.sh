@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 log() { printf 'bootstrap: %s\n' "$*"; }
 
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
-# the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev)
+# the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
+# and redis-server for the shared-state (REDIS_URL) mode and its tests.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server)
 
 install_packages() {
   local missing=()

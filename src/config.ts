@@ -60,6 +60,10 @@ export interface Config {
   fusion: FusionKind;
   /** Directory of the durable spend ledger (spend.log). */
   dataDir: string;
+  /** redis://host:port of the Redis shared by several daemons for spend, pacing and frequency state; empty: in-process state with the local ledger. */
+  redisUrl: string;
+  /** How often a daemon mirrors shared spend from Redis, in milliseconds (bounds how late it sees a budget run out elsewhere). */
+  redisSyncMs: number;
 }
 
 export type FusionKind = 'precomputed' | 'model';
@@ -97,6 +101,8 @@ export const defaults: Readonly<Config> = {
   adminToken: '',
   fusion: 'precomputed',
   dataDir: 'data',
+  redisUrl: '',
+  redisSyncMs: 200,
 };
 
 type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
@@ -138,6 +144,8 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
   fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
   dataDir: { env: 'ADSERVE_DATA_DIR', kind: 'string' },
+  redisUrl: { env: 'REDIS_URL', kind: 'optionalString' },
+  redisSyncMs: { env: 'ADSERVE_REDIS_SYNC_MS', kind: 'positive', max: 60_000 },
 };
 
 /** Environment variable naming a JSON file whose keys are Config keys. */
@@ -210,5 +218,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (result.defaultTmaxMs > result.maxTmaxMs) throw new ConfigError('defaultTmaxMs must not exceed maxTmaxMs');
   if (result.scoreCandidates > result.annCandidates) throw new ConfigError('scoreCandidates must not exceed annCandidates');
   if (result.eventTokenKey !== '' && result.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
+  if (result.redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(result.redisUrl)) throw new ConfigError(`redisUrl must be a redis:// or rediss:// URL (got ${JSON.stringify(result.redisUrl)})`);
   return result;
 }

@@ -11,7 +11,9 @@ import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
 import type { SigningKey } from './money/event_token';
-import { Ledger, type LedgerState } from './money/ledger';
+import { Ledger } from './money/ledger';
+import { RedisSpendStore } from './money/redis_spend';
+import { LocalSpendStore, type SpendStore } from './money/spend_store';
 import { createMetrics, registerEngineMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { startServer } from './server/app';
@@ -21,7 +23,7 @@ function eventSigningKey(secret: string): SigningKey {
   return { id: createHash('sha256').update(bytes).digest('hex').slice(0, 8), secret: bytes };
 }
 
-async function loadServing(config: Config, log: Logger, spend: LedgerState): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, spend: SpendStore): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
@@ -33,6 +35,28 @@ async function loadServing(config: Config, log: Logger, spend: LedgerState): Pro
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
   return serving;
+}
+
+async function openSpendStore(config: Config, log: Logger, servings: () => Serving[]): Promise<SpendStore> {
+  if (config.redisUrl === '') {
+    const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
+    log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
+    return new LocalSpendStore(ledger);
+  }
+  const store = await RedisSpendStore.open({
+    url: config.redisUrl,
+    syncMs: config.redisSyncMs,
+    // Event ids must outlive every token that could carry them.
+    retentionSeconds: config.eventTokenTtlSeconds + 86_400,
+    impressionRetentionMs: () => Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs)),
+    onSpendChange: (campaigns) => {
+      const now = Date.now();
+      for (const serving of servings()) for (const campaign of campaigns) serving.budgets.check(campaign, now);
+    },
+    log,
+  });
+  log.info('shared spend state in redis', { events: store.eventCount(), syncMs: config.redisSyncMs });
+  return store;
 }
 
 async function main(): Promise<void> {
@@ -54,9 +78,9 @@ async function main(): Promise<void> {
   const metrics = createMetrics(build, version);
   const signingKey = eventSigningKey(config.eventTokenKey);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
-  const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
-  log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
-  const decision: DecisionContext = { config, serving: await loadServing(config, log, ledger.state), signingKey, metrics };
+  const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
+  const spend = await openSpendStore(config, log, servings);
+  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend), signingKey, metrics };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
@@ -66,13 +90,8 @@ async function main(): Promise<void> {
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, ledger.state),
-    events: {
-      ledger,
-      metrics,
-      keys: [signingKey],
-      servings: () => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined),
-    },
+    swapper: new ModelSwapper(decision, config, projectRoot, spend),
+    events: { spend, metrics, keys: [signingKey], servings },
     readiness: () =>
       decision.serving
         ? { ready: true, reason: '' }
@@ -99,7 +118,7 @@ async function main(): Promise<void> {
     server
       .drain(config.shutdownGraceMs)
       .then(async ({ drained, abandoned }) => {
-        await ledger.close();
+        await spend.close();
         log.info('stopped', { drained, abandoned });
         process.exit(0);
       })

@@ -21,6 +21,7 @@ export interface Metrics {
   queueWait: Histogram;
   degraded: Counter;
   shed: Counter;
+  overdelivery: Counter;
   fillRatio: Histogram;
   clearingPrice: Histogram<'bid_type'>;
   armRequests: Counter<'arm' | 'model'>;
@@ -69,6 +70,11 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     registers: [registry],
   });
   const shed = new Counter({ name: 'adserve_requests_shed_total', help: 'Requests refused with 503 because the engine queue was full.', registers: [registry] });
+  const overdelivery = new Counter({
+    name: 'adserve_budget_overdelivery_micros_total',
+    help: 'Value of billable events served before a budget ran out but arriving after it: delivered, billed only up to the budget (micros).',
+    registers: [registry],
+  });
   const fillRatio = new Histogram({
     name: 'adserve_fill_ratio',
     help: 'Filled slots over requested slots, per decision.',
@@ -99,7 +105,7 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     labelNames: ['arm', 'model'] as const,
     registers: [registry],
   });
-  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, fillRatio, clearingPrice, armRequests, calibration };
+  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, overdelivery, fillRatio, clearingPrice, armRequests, calibration };
 }
 
 /**

@@ -4,7 +4,7 @@
 import path from 'node:path';
 
 import type { Config } from '../config';
-import type { LedgerState } from '../money/ledger';
+import type { SpendStore } from '../money/spend_store';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { encodeAdRequest } from '../protocol/encode_request';
 import { Placement } from '../protocol/schema';
@@ -41,7 +41,7 @@ export class ModelSwapper {
     private readonly context: DecisionContext,
     private readonly config: Config,
     private readonly root: string,
-    private readonly spend: LedgerState,
+    private readonly spend: SpendStore,
   ) {}
 
   get loadingDir(): string | undefined {

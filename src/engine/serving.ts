@@ -4,7 +4,7 @@ import type { AuctionRules } from '../auction/auction';
 import { Budgets } from '../money/budgets';
 import { FrequencyCaps } from '../money/frequency_caps';
 import { Pacer } from '../money/pacing';
-import type { LedgerState } from '../money/ledger';
+import type { SpendStore } from '../money/spend_store';
 import { type Catalog, catalogFromJson } from '../catalog/catalog';
 import { validateCalibration } from '../calibration/calibrate';
 import type { Config } from '../config';
@@ -37,15 +37,15 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-export async function openServing(model: ModelDir, config: Config, spend: LedgerState): Promise<Serving> {
+export async function openServing(model: ModelDir, config: Config, spend: SpendStore): Promise<Serving> {
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   const catalog = catalogFromJson(model.catalog);
   const history = adHistory(model);
   const engine = await openEngine(model, catalog, history, engineSettings(config));
   return {
-    budgets: new Budgets(catalog, engine, spend, Date.now()),
-    pacer: new Pacer(catalog, spend),
+    budgets: new Budgets(catalog, engine, spend.state, Date.now()),
+    pacer: new Pacer(catalog, spend.state),
     frequency: new FrequencyCaps(catalog, spend),
     engine,
     catalog,

@@ -7,6 +7,16 @@ import type { LedgerState, Nanos } from './ledger';
 
 export const dayOf = (timeMs: number): number => Math.floor(timeMs / 86_400_000);
 
+export interface CampaignBudgets {
+  dailyNanos: Nanos;
+  lifetimeNanos: Nanos;
+}
+
+/** What a campaign may still spend today, given what it spent today and in all. */
+export function remainingNanos(budgets: CampaignBudgets, spentTodayNanos: Nanos, spentLifetimeNanos: Nanos): Nanos {
+  return Math.max(0, Math.min(budgets.dailyNanos - spentTodayNanos, budgets.lifetimeNanos - spentLifetimeNanos));
+}
+
 export class Budgets {
   private readonly exhausted = new Set<string>();
   private day: number;
@@ -23,13 +33,16 @@ export class Budgets {
     for (const campaign of catalog.campaignAds.keys()) this.check(campaign);
   }
 
-  /** Nanos the campaign may still spend today under both caps (Infinity without either). */
-  remainingNanos(campaignId: string, day: number): Nanos {
+  /** The campaign's daily and lifetime budgets in nanos (Infinity where it has none). */
+  budgetsOf(campaignId: string): CampaignBudgets {
     const daily = this.catalog.campaignDailyBudgetMicros.get(campaignId);
     const lifetime = this.catalog.campaignLifetimeBudgetMicros.get(campaignId);
-    const dailyLeft = daily === undefined || daily <= 0 ? Infinity : daily * 1000 - (this.state.dailyNanos.get(`${campaignId}@${day}`) ?? 0);
-    const lifetimeLeft = lifetime === undefined ? Infinity : lifetime * 1000 - (this.state.lifetimeNanos.get(campaignId) ?? 0);
-    return Math.max(0, Math.min(dailyLeft, lifetimeLeft));
+    return { dailyNanos: daily === undefined || daily <= 0 ? Infinity : daily * 1000, lifetimeNanos: lifetime === undefined ? Infinity : lifetime * 1000 };
+  }
+
+  /** Nanos the campaign may still spend today under both caps (Infinity without either). */
+  remainingNanos(campaignId: string, day: number): Nanos {
+    return remainingNanos(this.budgetsOf(campaignId), this.state.dailyNanos.get(`${campaignId}@${day}`) ?? 0, this.state.lifetimeNanos.get(campaignId) ?? 0);
   }
 
   /** Re-checks one campaign after a charge, and every campaign when the day has turned. */

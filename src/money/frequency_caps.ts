@@ -1,17 +1,33 @@
 import type { Catalog } from '../catalog/catalog';
-import type { LedgerState } from './ledger';
+import type { SpendStore } from './spend_store';
+
+/** A user's recent impression times per campaign; null when the store could not be read. */
+export type ImpressionHistory = Map<string, number[]> | undefined | null;
 
 /** Frequency caps: at most N impressions per user per campaign within a sliding window. */
 export class FrequencyCaps {
+  /** The longest cap window of the catalog (0: no campaign is capped). */
+  readonly longestWindowMs: number;
+
   constructor(
     private readonly catalog: Catalog,
-    private readonly state: LedgerState,
-  ) {}
+    private readonly store: SpendStore,
+  ) {
+    this.longestWindowMs = Math.max(0, ...Array.from(catalog.campaignFrequencyCap.values(), (cap) => cap.windowSeconds * 1000));
+  }
 
-  capped(campaignId: string, user: string, nowMs: number): boolean {
+  /** Starts reading a user's history (nothing to read for anonymous users or an uncapped catalog). */
+  history(user: string, nowMs: number, timeoutMs: number): Promise<ImpressionHistory> | undefined {
+    if (user === '' || this.longestWindowMs === 0) return undefined;
+    return this.store.impressionsOf(user, nowMs - this.longestWindowMs, timeoutMs).catch(() => null);
+  }
+
+  capped(campaignId: string, history: ImpressionHistory, nowMs: number): boolean {
     const cap = this.catalog.campaignFrequencyCap.get(campaignId);
     if (!cap) return false;
-    const times = this.state.impressions.get(`${campaignId}\u0000${user}`);
+    // Unknown history: keep capped campaigns out rather than risk showing them past their cap.
+    if (history === null) return true;
+    const times = history?.get(campaignId);
     if (!times) return false;
     const since = nowMs - cap.windowSeconds * 1000;
     while (times.length > 0 && times[0]! <= since) times.shift();

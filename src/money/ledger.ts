@@ -34,11 +34,11 @@ export interface LedgerState {
   lifetimeNanos: Map<string, Nanos>;
   /** Key: `${campaignId}@${day}`. */
   dailyNanos: Map<string, Nanos>;
-  /** Impression times (ms) per `${campaignId}\u0000${user}`, ascending; pruned by FrequencyCaps. */
-  impressions: Map<string, number[]>;
+  /** Impression times (ms) per user, then per campaign, ascending; pruned by FrequencyCaps. */
+  impressions: Map<string, Map<string, number[]>>;
 }
 
-function emptyState(): LedgerState {
+export function emptyState(): LedgerState {
   return { eventIds: new Set(), serves: new Map(), lifetimeNanos: new Map(), dailyNanos: new Map(), impressions: new Map() };
 }
 
@@ -48,10 +48,11 @@ export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
   if (!types) state.serves.set(entry.serve, (types = new Set()));
   types.add(entry.type);
   if (entry.type === 'impression' && entry.user) {
-    const key = `${entry.campaignId}\u0000${entry.user}`;
-    const times = state.impressions.get(key);
+    let campaigns = state.impressions.get(entry.user);
+    if (!campaigns) state.impressions.set(entry.user, (campaigns = new Map()));
+    const times = campaigns.get(entry.campaignId);
     if (times) times.push(entry.timeMs);
-    else state.impressions.set(key, [entry.timeMs]);
+    else campaigns.set(entry.campaignId, [entry.timeMs]);
   }
   if (entry.chargeNanos > 0) {
     state.lifetimeNanos.set(entry.campaignId, (state.lifetimeNanos.get(entry.campaignId) ?? 0) + entry.chargeNanos);

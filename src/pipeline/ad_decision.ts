@@ -123,7 +123,10 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   }
 
   const elapsedMs = Number(nanosSince(started)) / 1e6;
+  // Read while the engine scores: with shared state it is a round trip to Redis.
+  const pendingImpressions = serving.frequency.history(parsed.userId, Date.now(), parsed.tmaxMs - elapsedMs);
   const result = await scoreWithEngine(serving, body, parsed.tmaxMs - elapsedMs);
+  const impressions = pendingImpressions && (await pendingImpressions);
   metrics.armRequests.inc({ arm, model: serving.modelVersion });
   metrics.batchSize.observe(result.batchSize);
   metrics.queueWait.observe(result.queueWaitNs / 1e9);
@@ -145,7 +148,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
       continue;
     }
     const campaignId = catalog.campaignId[ad]!;
-    if (parsed.userId !== '' && serving.frequency.capped(campaignId, parsed.userId, nowMs)) continue;
+    if (impressions !== undefined && serving.frequency.capped(campaignId, impressions, nowMs)) continue;
     // Pacing throttles participation: a paced campaign sits this auction out with probability 1 - p.
     if (Math.random() >= serving.pacer.participation(campaignId)) continue;
     scratch.adIndex[kept] = ad;

@@ -1,7 +1,7 @@
-// An impression, click or conversion: verify the signed token, enforce the event order of one served
-// ad (impression, then click, then conversion; each at most once), charge the billable event of the
-// bid type at the frozen auction price capped at the campaign's remaining daily budget, make it
-// durable, then update budgets.
+// An impression, click or conversion: verify the signed token, then let the spend store enforce the
+// event order of one served ad (impression, then click, then conversion; each at most once) and
+// charge the billable event of the bid type at the frozen auction price, capped at what the
+// campaign's budgets have left, durably; then update budgets.
 import { ByteBuffer } from 'flatbuffers';
 
 import type { Serving } from '../engine/serving';
@@ -10,12 +10,13 @@ import { RequestError } from '../errors';
 import { dayOf } from '../money/budgets';
 import { EventTokenError, type SigningKey, verifyEventToken } from '../money/event_token';
 import type { Metrics } from '../metrics';
-import type { Ledger, LedgerEntry } from '../money/ledger';
+import type { LedgerEntry } from '../money/ledger';
+import type { SpendStore } from '../money/spend_store';
 import { BidType, Event, EventType } from '../protocol/schema';
 import { requireVerified } from './parse_request';
 
 export interface EventContext {
-  ledger: Ledger;
+  spend: SpendStore;
   metrics: Metrics;
   keys: readonly SigningKey[];
   /** The models serving now (both arms of an A/B test); the first is arm A. */
@@ -69,8 +70,8 @@ export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
 
 export async function recordEvent(input: EventInput, context: EventContext, nowMs: number): Promise<RecordedEvent> {
   if (input.eventId.length === 0 || input.eventId.length > 128) throw new RequestError(422, 'invalid_event', 'event_id must be 1..128 characters');
-  const { ledger } = context;
-  if (ledger.failure) throw new RequestError(503, 'ledger_unavailable', `spend ledger is not writable: ${ledger.failure.message}`);
+  const { spend } = context;
+  if (spend.failure) throw new RequestError(503, 'ledger_unavailable', `spend ledger is not writable: ${spend.failure.message}`);
   let token;
   try {
     token = verifyEventToken(input.token, context.keys, nowMs);
@@ -78,13 +79,6 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
     if (error instanceof EventTokenError) throw new RequestError(422, 'invalid_token', error.message);
     throw new RequestError(422, 'invalid_token', 'event token is not readable');
   }
-  if (ledger.state.eventIds.has(input.eventId)) throw new RequestError(409, 'duplicate_event', `event ${input.eventId} was already recorded`);
-  const serve = input.token.slice(input.token.lastIndexOf('.') + 1);
-  const seen = ledger.state.serves.get(serve);
-  if (seen?.has(input.type)) throw new RequestError(409, 'duplicate_event', `this ad's ${input.type} was already recorded`);
-  if (input.type === 'click' && !seen?.has('impression')) throw new RequestError(422, 'out_of_order', 'a click needs an impression of the same ad first');
-  if (input.type === 'conversion' && !seen?.has('click')) throw new RequestError(422, 'out_of_order', 'a conversion needs a click on the same ad first');
-
   const servings = context.servings();
   // The model that served the ad, or arm A when that model has been swapped out since.
   const serving = servings.find((candidate) => candidate.modelVersion === token.modelVersion) ?? servings[0];
@@ -92,21 +86,26 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   if (!serving || adIndex === undefined) throw new RequestError(422, 'unknown_ad', `ad ${token.adId} is not in the serving catalog`);
   const campaignId = serving.catalog.campaignId[adIndex]!;
   const bidType = token.bidType as BidType;
-  const day = dayOf(nowMs);
-  let chargeNanos = 0;
-  let capped = false;
-  if (billable[bidType] === input.type) {
-    // CPM prices are per thousand impressions: per impression that is price micros / 1000 = price nanos.
-    const priceNanos = bidType === BidType.Cpm ? token.priceMicros : token.priceMicros * 1000;
-    const remaining = serving.budgets.remainingNanos(campaignId, day);
-    chargeNanos = Math.min(priceNanos, remaining);
-    capped = chargeNanos < priceNanos;
-  }
-  await ledger.append({ id: input.eventId, serve, type: input.type, campaignId, adId: token.adId, chargeNanos, day, timeMs: nowMs, user: token.userId ?? '' });
+  // CPM prices are per thousand impressions: per impression that is price micros / 1000 = price nanos.
+  const priceNanos = billable[bidType] !== input.type ? 0 : bidType === BidType.Cpm ? token.priceMicros : token.priceMicros * 1000;
+  const chargeNanos = await spend.record({
+    id: input.eventId,
+    serve: input.token.slice(input.token.lastIndexOf('.') + 1),
+    type: input.type,
+    campaignId,
+    adId: token.adId,
+    day: dayOf(nowMs),
+    timeMs: nowMs,
+    user: token.userId ?? '',
+    priceNanos,
+    budgets: serving.budgets.budgetsOf(campaignId),
+  });
   // Every serving engine must drop a campaign whose budget ran out.
   for (const each of servings) each.budgets.check(campaignId, nowMs);
   const labels = { placement: token.placement, model: token.modelVersion };
-  const monitor = context.metrics.calibration;
+  const { metrics } = context;
+  if (chargeNanos < priceNanos) metrics.overdelivery.inc((priceNanos - chargeNanos) / 1000);
+  const monitor = metrics.calibration;
   if (input.type === 'impression') {
     monitor.impressions.inc(labels);
     monitor.predictedClicks.inc(labels, token.pCtr);
@@ -116,5 +115,5 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   } else {
     monitor.conversions.inc(labels);
   }
-  return { status: 'recorded', eventId: input.eventId, chargedMicros: chargeNanos / 1000, capped };
+  return { status: 'recorded', eventId: input.eventId, chargedMicros: chargeNanos / 1000, capped: chargeNanos < priceNanos };
 }

@@ -10,7 +10,7 @@ import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import { dayOf } from '../money/budgets';
-import type { Ledger } from '../money/ledger';
+import type { SpendStore } from '../money/spend_store';
 import type { Route } from '../metrics';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { readBody } from './body';
@@ -21,7 +21,7 @@ export interface AdminDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
-  ledger: Ledger;
+  spend: SpendStore;
   begin: (res: HttpResponse, route: Route) => Exchange;
 }
 
@@ -62,14 +62,14 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     if (denied) return exchange.fail(denied);
     const today = dayOf(Date.now());
     const campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> = {};
-    for (const [campaign, nanos] of deps.ledger.state.lifetimeNanos) {
+    for (const [campaign, nanos] of deps.spend.state.lifetimeNanos) {
       campaigns[campaign] = {
         lifetimeMicros: nanos / 1000,
-        todayMicros: (deps.ledger.state.dailyNanos.get(`${campaign}@${today}`) ?? 0) / 1000,
+        todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${today}`) ?? 0) / 1000,
         exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
       };
     }
-    sendJson(exchange, { events: deps.ledger.state.eventIds.size, campaigns });
+    sendJson(exchange, { events: deps.spend.eventCount(), campaigns });
   });
 
   app.del('/v1/admin/models/b', (res: HttpResponse, req: HttpRequest) => {

@@ -213,7 +213,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
   });
 
-  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, ledger: deps.events.ledger, begin });
+  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, spend: deps.events.spend, begin });
 
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;

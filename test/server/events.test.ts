@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -10,57 +10,8 @@ import { type Daemon, startDaemon } from '../../bench/daemon';
 import { signEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType, Event, EventType } from '../../src/protocol/schema';
+import { baseEnv, billable, expectedCharge, send, serve, spend, tinyModelWithCampaigns, tokenKey } from '../helpers/events';
 import { postAd } from '../helpers/requests';
-import { tinyModelDir } from '../setup/tiny_model';
-
-const tokenKey = 'events-test-token-key-0123456789abcdef';
-const adminToken = 'events-admin';
-const baseEnv = { ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_EVENT_TOKEN_KEY: tokenKey, ADSERVE_ADMIN_TOKEN: adminToken };
-
-interface Served {
-  token: string;
-  adId: string;
-  campaignId: string;
-  bidType: BidType;
-  priceMicros: number;
-  pCtr: number;
-}
-
-async function serve(url: string, count: number, tag: string, query = 'running shoes'): Promise<Served[]> {
-  const served: Served[] = [];
-  for (let i = 0; served.length < count; i++) {
-    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}` }))).arrayBuffer()));
-    for (let s = 0; s < ad.adsLength(); s++) {
-      const winner = ad.ads(s)!;
-      served.push({
-        token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(),
-        priceMicros: Number(winner.priceMicros()), pCtr: winner.pctr(),
-      });
-    }
-  }
-  return served.slice(0, count);
-}
-
-const send = (url: string, event: object): Promise<Response> =>
-  fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) });
-
-async function spend(url: string): Promise<{ events: number; campaigns: Record<string, { lifetimeMicros: number; exhausted: boolean }> }> {
-  return (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never;
-}
-
-/** A copy of the tiny model directory with every campaign of its catalog edited. */
-function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>) => void): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-model-'));
-  cpSync(tinyModelDir, dir, { recursive: true });
-  const catalogPath = path.join(dir, 'catalog.json');
-  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
-  catalog.campaigns.forEach(edit);
-  writeFileSync(catalogPath, JSON.stringify(catalog));
-  return dir;
-}
-
-const billable = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' } as const;
-const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm ? s.priceMicros / 1000 : s.priceMicros);
 
 describe('POST /v1/events', () => {
   let daemon: Daemon;

@@ -1,0 +1,205 @@
+// The shared store for several daemons (REDIS_URL): event ids, the event order of each served ad,
+// spend per campaign and users' impression history live in Redis, and one Lua script decides and
+// applies an event atomically, so replicas can never charge one event twice nor overrun a budget.
+// Each daemon mirrors the spend totals every `syncMs` into its LedgerState, where budgets and
+// pacing read them: a campaign exhausted through another replica drops out here within one sync.
+// Durability is Redis's: run it with appendonly yes and appendfsync always (checked at connect).
+import { Redis } from 'ioredis';
+
+import type { Logger } from '../log';
+import { emptyState, type LedgerState, type Nanos } from './ledger';
+import { type Charge, type Refusal, refusalError, type SpendStore } from './spend_store';
+
+const prefix = 'adserve:';
+const eventKey = (id: string): string => `${prefix}event:${id}`;
+const serveKey = (serve: string): string => `${prefix}serve:${serve}`;
+const dailyKey = (day: number): string => `${prefix}spend:day:${day}`;
+const lifetimeKey = `${prefix}spend:lifetime`;
+const impressionsKey = (user: string): string => `${prefix}impressions:${user}`;
+const eventCountKey = `${prefix}events`;
+
+// KEYS: event id, serve, today's spend, lifetime spend, the user's impressions, the event counter.
+// ARGV: type, price, daily budget, lifetime budget (-1: none), campaign, time ms, event id,
+// retention s (event ids and serves), impression retention ms (0: keep none), member separator.
+// Mirrors refusalOf and remainingNanos in spend_store.ts and budgets.ts.
+const recordScript = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_event'} end
+local kind = ARGV[1]
+if redis.call('HEXISTS', KEYS[2], kind) == 1 then return {'duplicate_type'} end
+if kind == 'click' and redis.call('HEXISTS', KEYS[2], 'impression') == 0 then return {'needs_impression'} end
+if kind == 'conversion' and redis.call('HEXISTS', KEYS[2], 'click') == 0 then return {'needs_click'} end
+local campaign = ARGV[5]
+local daily = tonumber(redis.call('HGET', KEYS[3], campaign) or '0')
+local lifetime = tonumber(redis.call('HGET', KEYS[4], campaign) or '0')
+local charge = tonumber(ARGV[2])
+local dailyBudget = tonumber(ARGV[3])
+local lifetimeBudget = tonumber(ARGV[4])
+if dailyBudget >= 0 then charge = math.min(charge, math.max(0, dailyBudget - daily)) end
+if lifetimeBudget >= 0 then charge = math.min(charge, math.max(0, lifetimeBudget - lifetime)) end
+local retention = tonumber(ARGV[8])
+redis.call('SET', KEYS[1], '1', 'EX', retention)
+redis.call('HSET', KEYS[2], kind, ARGV[6])
+redis.call('EXPIRE', KEYS[2], retention)
+if charge > 0 then
+  daily = redis.call('HINCRBY', KEYS[3], campaign, string.format('%d', charge))
+  redis.call('EXPIRE', KEYS[3], 3 * 86400)
+  lifetime = redis.call('HINCRBY', KEYS[4], campaign, string.format('%d', charge))
+end
+local keepMs = tonumber(ARGV[9])
+if kind == 'impression' and keepMs > 0 then
+  local now = tonumber(ARGV[6])
+  redis.call('ZADD', KEYS[5], now, campaign .. ARGV[10] .. ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - keepMs)
+  redis.call('PEXPIRE', KEYS[5], keepMs)
+end
+local events = redis.call('INCR', KEYS[6])
+return {'ok', string.format('%d', charge), string.format('%d', daily), string.format('%d', lifetime), events}
+`;
+
+// Campaign ids never hold a NUL; event ids may hold anything after it.
+const memberSeparator = '\u0000';
+
+type RecordReply = [Refusal] | ['ok', string, string, string, number];
+
+interface ScriptedRedis extends Redis {
+  recordEvent(...keysThenArgs: Array<string | number>): Promise<RecordReply>;
+}
+
+export interface RedisStoreOptions {
+  url: string;
+  /** How often spend totals are mirrored from Redis, in milliseconds. */
+  syncMs: number;
+  /** How long event ids and served-ad event records are kept, in seconds (past any token's expiry). */
+  retentionSeconds: number;
+  /** How long impressions are kept for frequency caps (the longest cap window), in milliseconds. */
+  impressionRetentionMs: () => number;
+  /** Called with the campaigns whose spend changed at a sync (budgets re-check them). */
+  onSpendChange: (campaigns: string[]) => void;
+  log: Logger;
+}
+
+export class RedisSpendStore implements SpendStore {
+  readonly state: LedgerState = emptyState();
+  readonly failure = undefined;
+  private events = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly redis: ScriptedRedis,
+    private readonly options: RedisStoreOptions,
+  ) {}
+
+  /** Connects, checks durability settings and mirrors spend once before the daemon serves. */
+  static async open(options: RedisStoreOptions): Promise<RedisSpendStore> {
+    // No offline queue and one retry: while Redis is away, events fail fast with 503 instead of
+    // piling up, and the ad path serves without the campaigns it cannot check.
+    const redis = new Redis(options.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }) as ScriptedRedis;
+    let lastError = '';
+    redis.on('error', (error: Error) => {
+      if (error.message !== lastError) options.log.warn('redis error', { error: error.message });
+      lastError = error.message;
+    });
+    redis.on('ready', () => (lastError = ''));
+    redis.defineCommand('recordEvent', { numberOfKeys: 6, lua: recordScript });
+    try {
+      await redis.connect();
+    } catch (error) {
+      redis.disconnect();
+      throw new Error(`cannot reach Redis at ${options.url}: ${(error as Error).message}`);
+    }
+    const [, appendonly] = (await redis.config('GET', 'appendonly')) as string[];
+    const [, fsync] = (await redis.config('GET', 'appendfsync')) as string[];
+    if (appendonly !== 'yes' || fsync !== 'always') {
+      options.log.warn('redis is not fsyncing every write: an acknowledged event can be lost if Redis crashes', { appendonly, appendfsync: fsync });
+    }
+    const store = new RedisSpendStore(redis, options);
+    // Nothing serves yet: budgets built after this read the mirrored totals themselves.
+    await store.sync(false);
+    store.timer = setInterval(() => {
+      store.syncing ??= store.sync().finally(() => (store.syncing = undefined));
+    }, options.syncMs);
+    store.timer.unref();
+    return store;
+  }
+
+  eventCount(): number {
+    return this.events;
+  }
+
+  async record(charge: Charge): Promise<Nanos> {
+    const { budgets } = charge;
+    const reply = await this.redis.recordEvent(
+      eventKey(charge.id),
+      serveKey(charge.serve),
+      dailyKey(charge.day),
+      lifetimeKey,
+      impressionsKey(charge.user),
+      eventCountKey,
+      charge.type,
+      charge.priceNanos,
+      Number.isFinite(budgets.dailyNanos) ? budgets.dailyNanos : -1,
+      Number.isFinite(budgets.lifetimeNanos) ? budgets.lifetimeNanos : -1,
+      charge.campaignId,
+      charge.timeMs,
+      charge.id,
+      this.options.retentionSeconds,
+      charge.user === '' ? 0 : this.options.impressionRetentionMs(),
+      memberSeparator,
+    );
+    if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
+    const [, chargeNanos, daily, lifetime, events] = reply;
+    // This replica sees its own charges at once; other replicas' arrive with the next sync.
+    this.mirror(charge.campaignId, charge.day, Number(daily), Number(lifetime));
+    this.events = Math.max(this.events, events);
+    if (Number(chargeNanos) > 0) this.options.onSpendChange([charge.campaignId]);
+    return Number(chargeNanos);
+  }
+
+  async impressionsOf(user: string, sinceMs: number, timeoutMs: number): Promise<Map<string, number[]> | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('redis answered too late')), Math.max(0, timeoutMs))));
+    const flat = await Promise.race([this.redis.zrangebyscore(impressionsKey(user), `(${sinceMs}`, '+inf', 'WITHSCORES'), deadline]).finally(() => clearTimeout(timer));
+    if (flat.length === 0) return undefined;
+    const byCampaign = new Map<string, number[]>();
+    for (let i = 0; i < flat.length; i += 2) {
+      const member = flat[i]!;
+      const campaign = member.slice(0, member.indexOf(memberSeparator));
+      const times = byCampaign.get(campaign);
+      if (times) times.push(Number(flat[i + 1]));
+      else byCampaign.set(campaign, [Number(flat[i + 1])]);
+    }
+    return byCampaign;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.syncing;
+    await this.redis.quit();
+  }
+
+  private mirror(campaign: string, day: number, dailyNanos: Nanos, lifetimeNanos: Nanos): boolean {
+    const key = `${campaign}@${day}`;
+    // Totals only grow; an older reply racing a newer sync must not move them back.
+    const changed = dailyNanos > (this.state.dailyNanos.get(key) ?? 0) || lifetimeNanos > (this.state.lifetimeNanos.get(campaign) ?? 0);
+    if (dailyNanos > (this.state.dailyNanos.get(key) ?? 0)) this.state.dailyNanos.set(key, dailyNanos);
+    if (lifetimeNanos > (this.state.lifetimeNanos.get(campaign) ?? 0)) this.state.lifetimeNanos.set(campaign, lifetimeNanos);
+    return changed;
+  }
+
+  private async sync(notify = true): Promise<void> {
+    const day = Math.floor(Date.now() / 86_400_000);
+    try {
+      const [daily, lifetime, events] = await Promise.all([this.redis.hgetall(dailyKey(day)), this.redis.hgetall(lifetimeKey), this.redis.get(eventCountKey)]);
+      const changed: string[] = [];
+      for (const [campaign, nanos] of Object.entries(lifetime)) {
+        if (this.mirror(campaign, day, Number(daily[campaign] ?? 0), Number(nanos))) changed.push(campaign);
+      }
+      this.events = Math.max(this.events, Number(events ?? 0));
+      if (notify && changed.length > 0) this.options.onSpendChange(changed);
+    } catch (error) {
+      // Budgets keep the last mirrored totals; the next sync catches up.
+      this.options.log.warn('redis spend sync failed', { error: (error as Error).message });
+    }
+  }
+}

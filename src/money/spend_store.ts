@@ -1,0 +1,88 @@
+// Where spend, event idempotency and frequency history live: in this process with the durable local
+// ledger (the default), or in Redis when REDIS_URL is set so several daemons share budgets. Both
+// decide an event the same way: refuse a replayed event id and an out-of-order or repeated event of
+// one served ad, charge the price capped at what the campaign's daily and lifetime budgets have
+// left, and count an impression towards frequency caps.
+import { RequestError } from '../errors';
+import { type CampaignBudgets, remainingNanos } from './budgets';
+import type { Ledger, LedgerEntry, LedgerState, Nanos } from './ledger';
+
+export interface Charge extends Omit<LedgerEntry, 'chargeNanos'> {
+  /** The auction price when this is the bid type's billable event, else 0. */
+  priceNanos: Nanos;
+  budgets: CampaignBudgets;
+}
+
+export type Refusal = 'duplicate_event' | 'duplicate_type' | 'needs_impression' | 'needs_click';
+
+export function refusalError(refusal: Refusal, charge: Charge): RequestError {
+  switch (refusal) {
+    case 'duplicate_event':
+      return new RequestError(409, 'duplicate_event', `event ${charge.id} was already recorded`);
+    case 'duplicate_type':
+      return new RequestError(409, 'duplicate_event', `this ad's ${charge.type} was already recorded`);
+    case 'needs_impression':
+      return new RequestError(422, 'out_of_order', 'a click needs an impression of the same ad first');
+    case 'needs_click':
+      return new RequestError(422, 'out_of_order', 'a conversion needs a click on the same ad first');
+  }
+}
+
+/** The event-order rule of one served ad: impression, then click, then conversion, each at most once. */
+export function refusalOf(seen: ReadonlySet<LedgerEntry['type']> | undefined, type: LedgerEntry['type']): Refusal | undefined {
+  if (seen?.has(type)) return 'duplicate_type';
+  if (type === 'click' && !seen?.has('impression')) return 'needs_impression';
+  if (type === 'conversion' && !seen?.has('click')) return 'needs_click';
+  return undefined;
+}
+
+export interface SpendStore {
+  /** Spend totals and impression history as this process sees them (a mirror, when shared). */
+  readonly state: LedgerState;
+  /** Set when the store can no longer take events safely. */
+  readonly failure: Error | undefined;
+  /** Events recorded so far (by every replica, when shared). */
+  eventCount(): number;
+  /** Records the event durably and resolves with its charge; rejects with a RequestError when refused. */
+  record(charge: Charge): Promise<Nanos>;
+  /** A user's impression times per campaign, ascending, from `sinceMs` on (possibly earlier); rejects after `timeoutMs`. */
+  impressionsOf(user: string, sinceMs: number, timeoutMs: number): Promise<Map<string, number[]> | undefined>;
+  close(): Promise<void>;
+}
+
+/** The single-process store: the in-memory state of the durable local ledger. */
+export class LocalSpendStore implements SpendStore {
+  constructor(private readonly ledger: Ledger) {}
+
+  get state(): LedgerState {
+    return this.ledger.state;
+  }
+
+  get failure(): Error | undefined {
+    return this.ledger.failure;
+  }
+
+  eventCount(): number {
+    return this.ledger.state.eventIds.size;
+  }
+
+  async record(charge: Charge): Promise<Nanos> {
+    const { state } = this.ledger;
+    // Checked and applied without an await in between, so a concurrent duplicate is refused.
+    const refusal = state.eventIds.has(charge.id) ? 'duplicate_event' : refusalOf(state.serves.get(charge.serve), charge.type);
+    if (refusal) throw refusalError(refusal, charge);
+    const { priceNanos, budgets, ...entry } = charge;
+    const left = remainingNanos(budgets, state.dailyNanos.get(`${charge.campaignId}@${charge.day}`) ?? 0, state.lifetimeNanos.get(charge.campaignId) ?? 0);
+    const chargeNanos = Math.min(priceNanos, left);
+    await this.ledger.append({ ...entry, chargeNanos });
+    return chargeNanos;
+  }
+
+  impressionsOf(user: string): Promise<Map<string, number[]> | undefined> {
+    return Promise.resolve(this.ledger.state.impressions.get(user));
+  }
+
+  close(): Promise<void> {
+    return this.ledger.close();
+  }
+}

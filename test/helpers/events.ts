@@ -1,0 +1,58 @@
+// Serving ads and sending their events to a running daemon, for the money tests.
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
+import { BidType } from '../../src/protocol/schema';
+import { tinyModelDir } from '../setup/tiny_model';
+import { postAd } from './requests';
+
+export const tokenKey = 'events-test-token-key-0123456789abcdef';
+export const adminToken = 'events-admin';
+export const baseEnv = { ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_EVENT_TOKEN_KEY: tokenKey, ADSERVE_ADMIN_TOKEN: adminToken };
+
+export interface Served {
+  token: string;
+  adId: string;
+  campaignId: string;
+  bidType: BidType;
+  priceMicros: number;
+  pCtr: number;
+}
+
+export async function serve(url: string, count: number, tag: string, query = 'running shoes'): Promise<Served[]> {
+  const served: Served[] = [];
+  for (let i = 0; served.length < count; i++) {
+    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}` }))).arrayBuffer()));
+    for (let s = 0; s < ad.adsLength(); s++) {
+      const winner = ad.ads(s)!;
+      served.push({
+        token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(),
+        priceMicros: Number(winner.priceMicros()), pCtr: winner.pctr(),
+      });
+    }
+  }
+  return served.slice(0, count);
+}
+
+export const send = (url: string, event: object): Promise<Response> =>
+  fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) });
+
+export async function spend(url: string): Promise<{ events: number; campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> }> {
+  return (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never;
+}
+
+/** A copy of the tiny model directory with every campaign of its catalog edited. */
+export function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>) => void): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-model-'));
+  cpSync(tinyModelDir, dir, { recursive: true });
+  const catalogPath = path.join(dir, 'catalog.json');
+  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
+  catalog.campaigns.forEach(edit);
+  writeFileSync(catalogPath, JSON.stringify(catalog));
+  return dir;
+}
+
+export const billable = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' } as const;
+export const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm ? s.priceMicros / 1000 : s.priceMicros);
