@@ -54,6 +54,8 @@ export interface Config {
   eventTokenKey: string;
   /** How long an event token stays valid, in seconds. */
   eventTokenTtlSeconds: number;
+  /** How long after its click a conversion is still attributed (and charged), in seconds. */
+  attributionWindowSeconds: number;
   /** Bearer token of the admin API; empty disables it. */
   adminToken: string;
   /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
@@ -98,6 +100,7 @@ export const defaults: Readonly<Config> = {
   priceIncrementMicros: 10_000,
   eventTokenKey: '',
   eventTokenTtlSeconds: 86_400,
+  attributionWindowSeconds: 86_400,
   adminToken: '',
   fusion: 'precomputed',
   dataDir: 'data',
@@ -141,6 +144,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
   eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
+  attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', kind: 'positive', max: 90 * 86_400 },
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
   fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
   dataDir: { env: 'ADSERVE_DATA_DIR', kind: 'string' },

@@ -41,13 +41,14 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
   if (config.redisUrl === '') {
     const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
     log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
-    return new LocalSpendStore(ledger);
+    return new LocalSpendStore(ledger, config.attributionWindowSeconds * 1000);
   }
   const store = await RedisSpendStore.open({
     url: config.redisUrl,
     syncMs: config.redisSyncMs,
     // Event ids must outlive every token that could carry them.
     retentionSeconds: config.eventTokenTtlSeconds + 86_400,
+    attributionWindowMs: config.attributionWindowSeconds * 1000,
     impressionRetentionMs: () => Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs)),
     onSpendChange: (campaigns) => {
       const now = Date.now();

@@ -29,8 +29,8 @@ export interface LedgerEntry {
 
 export interface LedgerState {
   eventIds: Set<string>;
-  /** Event types already recorded per served ad instance. */
-  serves: Map<string, Set<LedgerEntry['type']>>;
+  /** Time (ms) of each event type already recorded, per served ad instance. */
+  serves: Map<string, Map<LedgerEntry['type'], number>>;
   lifetimeNanos: Map<string, Nanos>;
   /** Key: `${campaignId}@${day}`. */
   dailyNanos: Map<string, Nanos>;
@@ -45,8 +45,8 @@ export function emptyState(): LedgerState {
 export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
   state.eventIds.add(entry.id);
   let types = state.serves.get(entry.serve);
-  if (!types) state.serves.set(entry.serve, (types = new Set()));
-  types.add(entry.type);
+  if (!types) state.serves.set(entry.serve, (types = new Map()));
+  types.set(entry.type, entry.timeMs);
   if (entry.type === 'impression' && entry.user) {
     let campaigns = state.impressions.get(entry.user);
     if (!campaigns) state.impressions.set(entry.user, (campaigns = new Map()));

@@ -20,14 +20,19 @@ const eventCountKey = `${prefix}events`;
 
 // KEYS: event id, serve, today's spend, lifetime spend, the user's impressions, the event counter.
 // ARGV: type, price, daily budget, lifetime budget (-1: none), campaign, time ms, event id,
-// retention s (event ids and serves), impression retention ms (0: keep none), member separator.
+// retention s (event ids and serves), impression retention ms (0: keep none), member separator,
+// attribution window ms.
 // Mirrors refusalOf and remainingNanos in spend_store.ts and budgets.ts.
 const recordScript = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_event'} end
 local kind = ARGV[1]
 if redis.call('HEXISTS', KEYS[2], kind) == 1 then return {'duplicate_type'} end
 if kind == 'click' and redis.call('HEXISTS', KEYS[2], 'impression') == 0 then return {'needs_impression'} end
-if kind == 'conversion' and redis.call('HEXISTS', KEYS[2], 'click') == 0 then return {'needs_click'} end
+if kind == 'conversion' then
+  local clickedAt = redis.call('HGET', KEYS[2], 'click')
+  if not clickedAt then return {'needs_click'} end
+  if tonumber(ARGV[6]) - tonumber(clickedAt) > tonumber(ARGV[11]) then return {'outside_attribution_window'} end
+end
 local campaign = ARGV[5]
 local daily = tonumber(redis.call('HGET', KEYS[3], campaign) or '0')
 local lifetime = tonumber(redis.call('HGET', KEYS[4], campaign) or '0')
@@ -71,6 +76,8 @@ export interface RedisStoreOptions {
   syncMs: number;
   /** How long event ids and served-ad event records are kept, in seconds (past any token's expiry). */
   retentionSeconds: number;
+  /** How long after its click a conversion still counts, in milliseconds. */
+  attributionWindowMs: number;
   /** How long impressions are kept for frequency caps (the longest cap window), in milliseconds. */
   impressionRetentionMs: () => number;
   /** Called with the campaigns whose spend changed at a sync (budgets re-check them). */
@@ -146,6 +153,7 @@ export class RedisSpendStore implements SpendStore {
       this.options.retentionSeconds,
       charge.user === '' ? 0 : this.options.impressionRetentionMs(),
       memberSeparator,
+      this.options.attributionWindowMs,
     );
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
     const [, chargeNanos, daily, lifetime, events] = reply;

@@ -13,7 +13,7 @@ export interface Charge extends Omit<LedgerEntry, 'chargeNanos'> {
   budgets: CampaignBudgets;
 }
 
-export type Refusal = 'duplicate_event' | 'duplicate_type' | 'needs_impression' | 'needs_click';
+export type Refusal = 'duplicate_event' | 'duplicate_type' | 'needs_impression' | 'needs_click' | 'outside_attribution_window';
 
 export function refusalError(refusal: Refusal, charge: Charge): RequestError {
   switch (refusal) {
@@ -25,14 +25,23 @@ export function refusalError(refusal: Refusal, charge: Charge): RequestError {
       return new RequestError(422, 'out_of_order', 'a click needs an impression of the same ad first');
     case 'needs_click':
       return new RequestError(422, 'out_of_order', 'a conversion needs a click on the same ad first');
+    case 'outside_attribution_window':
+      return new RequestError(422, 'outside_attribution_window', 'the conversion came after the attribution window of its click');
   }
 }
 
-/** The event-order rule of one served ad: impression, then click, then conversion, each at most once. */
-export function refusalOf(seen: ReadonlySet<LedgerEntry['type']> | undefined, type: LedgerEntry['type']): Refusal | undefined {
+/**
+ * The event-order rule of one served ad: impression, then click, then conversion, each at most
+ * once, and a conversion only within the attribution window after its click.
+ */
+export function refusalOf(seen: ReadonlyMap<LedgerEntry['type'], number> | undefined, type: LedgerEntry['type'], timeMs: number, attributionWindowMs: number): Refusal | undefined {
   if (seen?.has(type)) return 'duplicate_type';
   if (type === 'click' && !seen?.has('impression')) return 'needs_impression';
-  if (type === 'conversion' && !seen?.has('click')) return 'needs_click';
+  if (type === 'conversion') {
+    const clickedAt = seen?.get('click');
+    if (clickedAt === undefined) return 'needs_click';
+    if (timeMs - clickedAt > attributionWindowMs) return 'outside_attribution_window';
+  }
   return undefined;
 }
 
@@ -52,7 +61,10 @@ export interface SpendStore {
 
 /** The single-process store: the in-memory state of the durable local ledger. */
 export class LocalSpendStore implements SpendStore {
-  constructor(private readonly ledger: Ledger) {}
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly attributionWindowMs: number,
+  ) {}
 
   get state(): LedgerState {
     return this.ledger.state;
@@ -69,7 +81,7 @@ export class LocalSpendStore implements SpendStore {
   async record(charge: Charge): Promise<Nanos> {
     const { state } = this.ledger;
     // Checked and applied without an await in between, so a concurrent duplicate is refused.
-    const refusal = state.eventIds.has(charge.id) ? 'duplicate_event' : refusalOf(state.serves.get(charge.serve), charge.type);
+    const refusal = state.eventIds.has(charge.id) ? 'duplicate_event' : refusalOf(state.serves.get(charge.serve), charge.type, charge.timeMs, this.attributionWindowMs);
     if (refusal) throw refusalError(refusal, charge);
     const { priceNanos, budgets, ...entry } = charge;
     const left = remainingNanos(budgets, state.dailyNanos.get(`${charge.campaignId}@${charge.day}`) ?? 0, state.lifetimeNanos.get(charge.campaignId) ?? 0);

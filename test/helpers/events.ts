@@ -3,6 +3,8 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import { expect } from 'vitest';
+
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -56,3 +58,21 @@ export function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>)
 
 export const billable = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' } as const;
 export const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm ? s.priceMicros / 1000 : s.priceMicros);
+
+/**
+ * Checks a daemon started with a 1 s attribution window: a conversion right after its click is
+ * charged, one that comes later is refused and charged nothing.
+ */
+export async function checkAttributionWindow(url: string, tag: string): Promise<void> {
+  const [early, late] = (await serve(url, 200, tag, 'yoga mat')).filter((s) => s.bidType === BidType.Cpa);
+  expect(late).toBeDefined();
+  for (const [name, ad] of [['early', early!], ['late', late!]] as const) {
+    for (const type of ['impression', 'click']) expect((await send(url, { event_id: `${tag}-${name}-${type}`, type, token: ad.token })).status).toBe(200);
+  }
+  const onTime = await send(url, { event_id: `${tag}-early-conversion`, type: 'conversion', token: early!.token });
+  expect(await onTime.json()).toMatchObject({ chargedMicros: expectedCharge(early!) });
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  const tooLate = await send(url, { event_id: `${tag}-late-conversion`, type: 'conversion', token: late!.token });
+  expect(tooLate.status).toBe(422);
+  expect(await tooLate.json()).toMatchObject({ error: { code: 'outside_attribution_window' } });
+}

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Daemon, startDaemon } from '../../bench/daemon';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType } from '../../src/protocol/schema';
-import { baseEnv, expectedCharge, send, serve, spend, type Served, tinyModelWithCampaigns } from '../helpers/events';
+import { baseEnv, checkAttributionWindow, expectedCharge, send, serve, spend, type Served, tinyModelWithCampaigns } from '../helpers/events';
 import { postAd } from '../helpers/requests';
 import { type RedisServer, startRedis } from '../helpers/redis';
 
@@ -53,6 +53,15 @@ describe('shared state in Redis', () => {
       }
     } finally {
       await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('applies the attribution window in the shared store too', async () => {
+    const daemon = await startDaemon({ ...baseEnv, REDIS_URL: redis.url, ADSERVE_ATTRIBUTION_WINDOW_SECONDS: '1' });
+    try {
+      await checkAttributionWindow(daemon.url, 'redis-window');
+    } finally {
+      await daemon.stop();
     }
   });
 

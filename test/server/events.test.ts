@@ -10,7 +10,7 @@ import { type Daemon, startDaemon } from '../../bench/daemon';
 import { signEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType, Event, EventType } from '../../src/protocol/schema';
-import { baseEnv, billable, expectedCharge, send, serve, spend, tinyModelWithCampaigns, tokenKey } from '../helpers/events';
+import { baseEnv, billable, checkAttributionWindow, expectedCharge, send, serve, spend, tinyModelWithCampaigns, tokenKey } from '../helpers/events';
 import { postAd } from '../helpers/requests';
 
 describe('POST /v1/events', () => {
@@ -87,6 +87,17 @@ describe('POST /v1/events', () => {
     expect(response.status).toBe(200);
     const garbage = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: new Uint8Array(12) });
     expect(garbage.status).toBe(400);
+  });
+});
+
+describe('attribution', () => {
+  it('charges a conversion only within the attribution window after its click', async () => {
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_ATTRIBUTION_WINDOW_SECONDS: '1' });
+    try {
+      await checkAttributionWindow(daemon.url, 'window');
+    } finally {
+      await daemon.stop();
+    }
   });
 });
 
