@@ -60,8 +60,10 @@ export interface Config {
   adminToken: string;
   /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
   fusion: FusionKind;
-  /** Directory of the durable spend ledger (spend.log). */
+  /** Directory of the durable spend ledger (snapshot.json and spend.<n>.log segments). */
   dataDir: string;
+  /** Events between ledger snapshots (each one bounds the log a restart replays). */
+  ledgerSnapshotEvents: number;
   /** redis://host:port of the Redis shared by several daemons for spend, pacing and frequency state; empty: in-process state with the local ledger. */
   redisUrl: string;
   /** How often a daemon mirrors shared spend from Redis, in milliseconds (bounds how late it sees a budget run out elsewhere). */
@@ -104,6 +106,7 @@ export const defaults: Readonly<Config> = {
   adminToken: '',
   fusion: 'precomputed',
   dataDir: 'data',
+  ledgerSnapshotEvents: 100_000,
   redisUrl: '',
   redisSyncMs: 200,
 };
@@ -148,6 +151,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
   fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
   dataDir: { env: 'ADSERVE_DATA_DIR', kind: 'string' },
+  ledgerSnapshotEvents: { env: 'ADSERVE_LEDGER_SNAPSHOT_EVENTS', kind: 'positive', max: 100_000_000 },
   redisUrl: { env: 'REDIS_URL', kind: 'optionalString' },
   redisSyncMs: { env: 'ADSERVE_REDIS_SYNC_MS', kind: 'positive', max: 60_000 },
 };

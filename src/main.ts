@@ -39,7 +39,7 @@ async function loadServing(config: Config, log: Logger, spend: SpendStore): Prom
 
 async function openSpendStore(config: Config, log: Logger, servings: () => Serving[]): Promise<SpendStore> {
   if (config.redisUrl === '') {
-    const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir));
+    const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), { snapshotEvents: config.ledgerSnapshotEvents });
     log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
     return new LocalSpendStore(ledger, config.attributionWindowSeconds * 1000);
   }

@@ -1,11 +1,16 @@
-// The durable spend ledger: an append-only log of accepted billable events in the data directory,
-// written with group commit (one fsync covers every event accepted meanwhile) and replayed at start.
-// An event is acknowledged only after its fsync, so kill -9 loses no acknowledged event; replay
-// rebuilds the same state, so nothing is counted twice.
+// The durable spend ledger: an append-only log of accepted events in the data directory, written
+// with group commit (one fsync covers every event accepted meanwhile) and replayed at start. An event
+// is acknowledged only after its fsync, so kill -9 loses no acknowledged event; replay rebuilds the
+// same state, so nothing is counted twice.
+//
+// The log is cut into numbered segments (spend.<n>.log). Every `snapshotEvents` events the state is
+// written to snapshot.json (covering every segment up to n) and older segments are deleted, so a
+// restart reads one snapshot and the events after it. A crash at any step leaves either the old
+// snapshot with all segments after it, or the new one: recovery never skips or repeats an event.
 //
 // Amounts are integer nanos (1e-9 of the currency): a CPM impression costs price_micros / 1000
 // micros = price_micros nanos exactly, so no rounding is ever needed.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -61,50 +66,119 @@ export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
   }
 }
 
+
+const segmentPattern = /^spend\.(\d+)\.log$/;
+const segmentName = (segment: number): string => `spend.${segment}.log`;
+
+interface Snapshot {
+  /** The state holds every event of segments up to this one. */
+  coversSegment: number;
+  eventIds: string[];
+  serves: Array<[string, Array<[LedgerEntry['type'], number]>]>;
+  lifetimeNanos: Array<[string, Nanos]>;
+  dailyNanos: Array<[string, Nanos]>;
+  impressions: Array<[string, Array<[string, number[]]>]>;
+}
+
+function snapshotOf(state: LedgerState, coversSegment: number): Snapshot {
+  return {
+    coversSegment,
+    eventIds: [...state.eventIds],
+    serves: Array.from(state.serves, ([serve, types]) => [serve, [...types]]),
+    lifetimeNanos: [...state.lifetimeNanos],
+    dailyNanos: [...state.dailyNanos],
+    impressions: Array.from(state.impressions, ([user, campaigns]) => [user, [...campaigns]]),
+  };
+}
+
+function stateOf(snapshot: Snapshot): LedgerState {
+  return {
+    eventIds: new Set(snapshot.eventIds),
+    serves: new Map(snapshot.serves.map(([serve, types]) => [serve, new Map(types)])),
+    lifetimeNanos: new Map(snapshot.lifetimeNanos),
+    dailyNanos: new Map(snapshot.dailyNanos),
+    impressions: new Map(snapshot.impressions.map(([user, campaigns]) => [user, new Map(campaigns)])),
+  };
+}
+
+/** Applies a segment's complete lines; cuts a torn tail (a crash mid-write, never acknowledged). */
+function replaySegment(file: string, state: LedgerState): number {
+  const text = readFileSync(file, 'utf8');
+  const totalBytes = Buffer.byteLength(text);
+  let validBytes = 0;
+  let replayed = 0;
+  for (const line of text.split('\n')) {
+    // Only newline-terminated lines count.
+    if (validBytes + Buffer.byteLength(line) + 1 > totalBytes) break;
+    let entry: LedgerEntry;
+    try {
+      entry = JSON.parse(line) as LedgerEntry;
+    } catch {
+      break;
+    }
+    applyEntry(state, entry);
+    replayed++;
+    validBytes += Buffer.byteLength(line) + 1;
+  }
+  // Cut the torn tail, or the next append would bury it mid-file and stop every later replay.
+  if (validBytes < totalBytes) truncateSync(file, validBytes);
+  return replayed;
+}
+
+/** Writes a file so that after a crash it holds either its old content or all of the new. */
+function writeDurably(dir: string, name: string, content: string): void {
+  const temporary = path.join(dir, `${name}.tmp`);
+  writeFileSync(temporary, content);
+  const fd = openSync(temporary, 'r+');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(temporary, path.join(dir, name));
+  const dirFd = openSync(dir, 'r');
+  fsyncSync(dirFd);
+  closeSync(dirFd);
+}
+
+export interface LedgerOptions {
+  /** Events between snapshots. */
+  snapshotEvents: number;
+}
+
 export class Ledger {
-  readonly state: LedgerState;
   private pending: Array<{ line: string; done: (error?: Error) => void }> = [];
   private flushing: Promise<void> | undefined;
+  private sinceSnapshot = 0;
   /** Set when a write or fsync failed: memory may now be ahead of disk, so no more events are taken. */
   failure: Error | undefined;
 
   private constructor(
-    private readonly file: FileHandle,
-    state: LedgerState,
-    /** Entries replayed at open (a torn last line from a crash is dropped). */
+    private readonly dir: string,
+    private file: FileHandle,
+    private segment: number,
+    readonly state: LedgerState,
+    /** Events recovered at open: from the snapshot and the segments after it. */
     readonly recovered: number,
-  ) {
-    this.state = state;
-  }
+    private readonly options: LedgerOptions,
+  ) {}
 
-  static async open(dataDir: string): Promise<Ledger> {
+  static async open(dataDir: string, options: LedgerOptions = { snapshotEvents: 100_000 }): Promise<Ledger> {
     mkdirSync(dataDir, { recursive: true });
-    const logPath = path.join(dataDir, 'spend.log');
-    const state = emptyState();
-    let recovered = 0;
-    if (existsSync(logPath)) {
-      const text = readFileSync(logPath, 'utf8');
-      const totalBytes = Buffer.byteLength(text);
-      let validBytes = 0;
-      for (const line of text.split('\n')) {
-        // Only newline-terminated lines count: a crash can leave a torn last line, never acknowledged.
-        if (validBytes + Buffer.byteLength(line) + 1 > totalBytes) break;
-        let entry: LedgerEntry;
-        try {
-          entry = JSON.parse(line) as LedgerEntry;
-        } catch {
-          break;
-        }
-        applyEntry(state, entry);
-        recovered++;
-        validBytes += Buffer.byteLength(line) + 1;
-      }
-      // Cut the torn tail, or the next append would bury it mid-file and stop every later replay.
-      if (validBytes < totalBytes) truncateSync(logPath, validBytes);
-    } else {
-      closeSync(openSync(logPath, 'a'));
+    const snapshotPath = path.join(dataDir, 'snapshot.json');
+    const snapshot = existsSync(snapshotPath) ? (JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot) : undefined;
+    const state = snapshot ? stateOf(snapshot) : emptyState();
+    let recovered = state.eventIds.size;
+    const covered = snapshot?.coversSegment ?? 0;
+    const segments = readdirSync(dataDir)
+      .map((name) => Number(segmentPattern.exec(name)?.[1] ?? -1))
+      .filter((segment) => segment >= 0)
+      .sort((a, b) => a - b);
+    for (const segment of segments) {
+      // Segments the snapshot covers were left by a crash before their deletion.
+      if (segment <= covered) unlinkSync(path.join(dataDir, segmentName(segment)));
+      else recovered += replaySegment(path.join(dataDir, segmentName(segment)), state);
     }
-    return new Ledger(await open(logPath, 'a'), state, recovered);
+    const current = Math.max(covered + 1, segments.at(-1) ?? 0);
+    const file = await open(path.join(dataDir, segmentName(current)), 'a');
+    return new Ledger(dataDir, file, current, state, recovered, options);
   }
 
   /** Applies the entry now (so a concurrent duplicate is refused) and resolves once it is on disk. */
@@ -125,6 +199,9 @@ export class Ledger {
         await this.file.write(batch.map((item) => item.line).join(''));
         await this.file.datasync();
         for (const item of batch) item.done();
+        this.sinceSnapshot += batch.length;
+        // Only here, with nothing pending, does the in-memory state equal what the segments hold.
+        if (this.sinceSnapshot >= this.options.snapshotEvents && this.pending.length === 0) await this.snapshot();
       } catch (error) {
         this.failure = error as Error;
         for (const item of [...batch, ...this.pending]) item.done(this.failure);
@@ -132,6 +209,22 @@ export class Ledger {
       }
     }
     this.flushing = undefined;
+  }
+
+  private async snapshot(): Promise<void> {
+    const covers = this.segment;
+    // Serialised before any await: events accepted from here on go to the next segment.
+    const content = JSON.stringify(snapshotOf(this.state, covers));
+    const previous = this.file;
+    this.segment = covers + 1;
+    this.file = await open(path.join(this.dir, segmentName(this.segment)), 'a');
+    await previous.close();
+    this.sinceSnapshot = 0;
+    writeDurably(this.dir, 'snapshot.json', content);
+    for (const name of readdirSync(this.dir)) {
+      const segment = Number(segmentPattern.exec(name)?.[1] ?? -1);
+      if (segment >= 0 && segment <= covers) unlinkSync(path.join(this.dir, name));
+    }
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -104,7 +104,8 @@ describe('attribution', () => {
 describe('durability', () => {
   it('loses no acknowledged event and counts none twice across kill -9', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-ledger-'));
-    const first = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir });
+    // Snapshots every 40 events, so the kill lands among snapshots and segment switches.
+    const first = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir, ADSERVE_LEDGER_SNAPSHOT_EVENTS: '40' });
     const served = await serve(first.url, 300, 'kill');
     const acked = new Map<string, number>(); // event id -> charged micros
     const sent = new Map<string, number>(); // event id -> charge if recorded
@@ -140,11 +141,18 @@ describe('durability', () => {
       expect(recovered.events).toBeLessThanOrEqual(sent.size);
       expect(lifetime).toBeGreaterThanOrEqual(ackedCharge - 1e-6);
       expect(lifetime).toBeLessThanOrEqual(sentCharge + 1e-6);
-      // Every line of the log is one event, charged once.
-      const log = readFileSync(path.join(dataDir, 'spend.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { id: string; chargeNanos: number });
-      expect(new Set(log.map((e) => e.id)).size).toBe(log.length);
-      expect(log.reduce((sum, e) => sum + e.chargeNanos, 0) / 1000).toBeCloseTo(lifetime, 6);
-      for (const id of acked.keys()) expect(log.some((e) => e.id === id)).toBe(true);
+      // The snapshot and the segments after it hold every event once, and exactly the recovered charges.
+      const snapshot = JSON.parse(readFileSync(path.join(dataDir, 'snapshot.json'), 'utf8')) as { eventIds: string[]; lifetimeNanos: Array<[string, number]> };
+      const logged = readdirSync(dataDir)
+        .filter((name) => name.endsWith('.log'))
+        .flatMap((name) => readFileSync(path.join(dataDir, name), 'utf8').split('\n').filter((line) => line !== ''))
+        .map((line) => JSON.parse(line) as { id: string; chargeNanos: number });
+      const ids = [...snapshot.eventIds, ...logged.map((e) => e.id)];
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.length).toBe(recovered.events);
+      const snapshotNanos = snapshot.lifetimeNanos.reduce((sum, [, nanos]) => sum + nanos, 0);
+      expect((snapshotNanos + logged.reduce((sum, e) => sum + e.chargeNanos, 0)) / 1000).toBeCloseTo(lifetime, 6);
+      for (const id of acked.keys()) expect(ids).toContain(id);
       // Replaying an acknowledged event after the restart is refused: it is not charged again.
       const [someId] = [...acked.keys()];
       const [, index, type] = /^kill-(\d+)-(\w+)$/.exec(someId!)!;
