@@ -316,8 +316,7 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
     // Targeting differs per request, so each request searches with its own bitmap.
     std::vector<uint8_t> bitmap;
     for (size_t i = 0; i < b; ++i) {
-      bitmap = eligible ? *eligible : std::vector<uint8_t>((adCount_ + 7) / 8, 0xFF);
-      targeting_->restrict(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())), bitmap);
+      targeting_->restrict(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())), eligible ? eligible->data() : nullptr, bitmap);
       ann_->search(query.data_ptr<float>() + i * dim_, 1, k, bitmap.data(), annScores.data() + i * k, annLabels.data() + i * k);
     }
   }

@@ -43,6 +43,7 @@ bool containsPhrase(const std::vector<std::string>& query, const std::vector<std
 
 TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount) : adCount_(adCount), dictionaries_(kTypes) {
   std::unordered_map<std::string, uint32_t> criterionIds;  // "<type>\x1f<key>" -> id
+  std::unordered_set<uint32_t> vetoableAds;                // ads with a negated criterion
   for (const AdTargeting& target : ads) {
     if (target.ad >= adCount) throw EngineError(ErrorCode::InvalidArgument, "targeting names ad index " + std::to_string(target.ad) + " outside the catalog");
     if (target.rules.size() > kMaxRulesPerAd) {
@@ -78,17 +79,25 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
         }
         if (!seen.insert(id).second) continue;  // the same criterion twice in one rule counts once
         postings_[id].push_back({ruleId, criterion.negated});
-        if (!criterion.negated) ++positives;
+        if (criterion.negated) vetoableAds.insert(target.ad);
+        else ++positives;
       }
       rules_.push_back({target.ad, positives});
-      if (positives == 0) rulesWithoutPositives_.push_back(ruleId);
     }
   }
   std::sort(targetedAds_.begin(), targetedAds_.end());
   targetedAds_.erase(std::unique(targetedAds_.begin(), targetedAds_.end()), targetedAds_.end());
+  for (uint32_t rule = 0; rule < rules_.size(); ++rule) {
+    if (vetoableAds.count(rules_[rule].ad)) rulesOfVetoableAd_[rules_[rule].ad].push_back(rule);
+  }
+  openBits_.assign((adCount_ + 7) / 8, 0xFF);
+  for (uint32_t ad : targetedAds_) openBits_[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
+  for (const RuleInfo& rule : rules_) {
+    if (rule.positives == 0) openBits_[rule.ad >> 3] |= static_cast<uint8_t>(1u << (rule.ad & 7));
+  }
 }
 
-std::vector<uint32_t> TargetingIndex::passingAds(const TargetingRequest& request) const {
+std::vector<uint32_t> TargetingIndex::matchedCriteria(const TargetingRequest& request) const {
   const std::vector<std::string> queryTokens = tokenize(request.query);
   const std::unordered_set<std::string> distinctTokens(queryTokens.begin(), queryTokens.end());
   std::vector<uint32_t> matched;
@@ -113,50 +122,62 @@ std::vector<uint32_t> TargetingIndex::passingAds(const TargetingRequest& request
   if (!request.category.empty()) lookup(CriterionType::Category, normaliseValue(CriterionType::Category, request.category));
   if (!request.product.empty()) lookup(CriterionType::Product, request.product);
   if (!request.placement.empty()) lookup(CriterionType::Placement, normaliseValue(CriterionType::Placement, request.placement));
+  // A broad keyword is found once per query token it shares.
   std::sort(matched.begin(), matched.end());
   matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
+  return matched;
+}
 
-  std::unordered_map<uint32_t, uint16_t> satisfied;  // rule -> matched positive criteria
-  std::unordered_set<uint32_t> vetoed;               // rules hit by a negated criterion
-  for (uint32_t id : matched) {
+void TargetingIndex::restrict(const TargetingRequest& request, const uint8_t* eligible, std::vector<uint8_t>& bitmap) const {
+  const size_t bytes = openBits_.size();
+  bitmap.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i) bitmap[i] = eligible ? static_cast<uint8_t>(eligible[i] & openBits_[i]) : openBits_[i];
+  if (targetedAds_.empty()) return;
+
+  // Per-rule scratch kept per thread and zeroed again after use, so a request touches only the
+  // rules its matched criteria reach.
+  thread_local std::vector<uint16_t> satisfied;  // positive criteria matched
+  thread_local std::vector<uint8_t> vetoed;      // a negated criterion matched
+  thread_local std::vector<uint32_t> touched;
+  if (satisfied.size() < rules_.size()) {
+    satisfied.resize(rules_.size());
+    vetoed.resize(rules_.size());
+  }
+  for (uint32_t id : matchedCriteria(request)) {
     for (const Posting& posting : postings_[id]) {
-      if (posting.negated) {
-        vetoed.insert(posting.rule);
-      } else {
-        ++satisfied[posting.rule];
-      }
+      if (satisfied[posting.rule] == 0 && !vetoed[posting.rule]) touched.push_back(posting.rule);
+      if (posting.negated) vetoed[posting.rule] = 1;
+      else ++satisfied[posting.rule];
     }
   }
-  std::vector<uint32_t> ads;
-  for (const auto& [rule, count] : satisfied) {
-    if (count == rules_[rule].positives && !vetoed.count(rule)) ads.push_back(rules_[rule].ad);
+  const auto rulePasses = [&](uint32_t rule) { return !vetoed[rule] && satisfied[rule] == rules_[rule].positives; };
+  for (uint32_t rule : touched) {
+    const uint32_t ad = rules_[rule].ad;
+    const bool isEligible = !eligible || ((eligible[ad >> 3] >> (ad & 7)) & 1);
+    if (rules_[rule].positives > 0 && rulePasses(rule) && isEligible) bitmap[ad >> 3] |= static_cast<uint8_t>(1u << (ad & 7));
   }
-  for (uint32_t rule : rulesWithoutPositives_) {
-    if (!vetoed.count(rule)) ads.push_back(rules_[rule].ad);
+  // A vetoed rule may have been the ad's open way in: the ad stays only if another rule passes.
+  for (uint32_t rule : touched) {
+    if (!vetoed[rule]) continue;
+    const uint32_t ad = rules_[rule].ad;
+    const auto& rules = rulesOfVetoableAd_.find(ad)->second;
+    if (std::none_of(rules.begin(), rules.end(), rulePasses)) bitmap[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
   }
-  std::sort(ads.begin(), ads.end());
-  ads.erase(std::unique(ads.begin(), ads.end()), ads.end());
-  return ads;
+  for (uint32_t rule : touched) {
+    satisfied[rule] = 0;
+    vetoed[rule] = 0;
+  }
+  touched.clear();
 }
 
 std::vector<uint32_t> TargetingIndex::match(const TargetingRequest& request) const {
-  const std::vector<uint32_t> passing = passingAds(request);
-  std::vector<uint32_t> out;
-  out.reserve(adCount_ - targetedAds_.size() + passing.size());
-  size_t t = 0;
+  std::vector<uint8_t> bitmap;
+  restrict(request, nullptr, bitmap);
+  std::vector<uint32_t> ads;
   for (uint32_t ad = 0; ad < adCount_; ++ad) {
-    const bool targeted = t < targetedAds_.size() && targetedAds_[t] == ad;
-    if (targeted) ++t;
-    if (!targeted || std::binary_search(passing.begin(), passing.end(), ad)) out.push_back(ad);
+    if ((bitmap[ad >> 3] >> (ad & 7)) & 1) ads.push_back(ad);
   }
-  return out;
-}
-
-void TargetingIndex::restrict(const TargetingRequest& request, std::vector<uint8_t>& bitmap) const {
-  const std::vector<uint32_t> passing = passingAds(request);
-  for (uint32_t ad : targetedAds_) {
-    if (!std::binary_search(passing.begin(), passing.end(), ad)) bitmap[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
-  }
+  return ads;
 }
 
 }  // namespace adserve

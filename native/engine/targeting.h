@@ -50,7 +50,10 @@ struct TargetingRequest {
 };
 
 // Criterion-level inverted index (one dictionary per criterion type, each unique criterion stored
-// once with the rules that use it). Immutable after construction; match() is thread-safe.
+// once with the rules that use it). Immutable after construction; match() and restrict() are
+// thread-safe. A request costs one pass over a bitmap plus the postings of the criteria it matches:
+// ads pass by default when untargeted or when a rule of theirs has only negated criteria, so only
+// matched rules and vetoed ads are evaluated.
 class TargetingIndex {
  public:
   static constexpr size_t kMaxRulesPerAd = 20;
@@ -61,8 +64,9 @@ class TargetingIndex {
 
   // Ads (targeted or not) that the request satisfies, ascending.
   std::vector<uint32_t> match(const TargetingRequest& request) const;
-  // Sets to 0 the bits of targeted ads that the request does not satisfy; `bitmap` covers adCount.
-  void restrict(const TargetingRequest& request, std::vector<uint8_t>& bitmap) const;
+  // Fills `bitmap` (adCount bits) with the ads that are set in `eligible` (every ad when null) and
+  // that the request satisfies.
+  void restrict(const TargetingRequest& request, const uint8_t* eligible, std::vector<uint8_t>& bitmap) const;
 
   bool empty() const { return targetedAds_.empty(); }
 
@@ -75,15 +79,17 @@ class TargetingIndex {
     uint32_t rule;
     bool negated;
   };
-  std::vector<uint32_t> passingAds(const TargetingRequest& request) const;
+  // Criterion ids the request matches, ascending and distinct.
+  std::vector<uint32_t> matchedCriteria(const TargetingRequest& request) const;
 
   size_t adCount_;
   std::vector<RuleInfo> rules_;
   std::vector<std::vector<Posting>> postings_;      // by criterion id
   std::vector<std::vector<std::string>> phraseTokens_;  // by criterion id, for phrase and negative criteria
   std::vector<std::unordered_map<std::string, std::vector<uint32_t>>> dictionaries_;  // per type: key -> criterion ids
-  std::vector<uint32_t> rulesWithoutPositives_;     // always evaluated (the book's __ANY__ sentinel)
   std::vector<uint32_t> targetedAds_;               // ascending
+  std::vector<uint8_t> openBits_;                   // ads that pass when the request matches no criterion
+  std::unordered_map<uint32_t, std::vector<uint32_t>> rulesOfVetoableAd_;  // every rule of each ad with a negated criterion
 };
 
 }  // namespace adserve

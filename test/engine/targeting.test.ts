@@ -63,3 +63,68 @@ describe('Boolean targeting, BOOK_SPEC test vectors B1-B11', () => {
     expect(() => new addon.TargetingIndex(1, [{ ad: 5, rules: [] }])).toThrow(/outside the catalog/);
   });
 });
+
+// A direct reading of the DNF semantics, to check the inverted index against on random catalogs.
+const words = ['red', 'shoes', 'running', 'kids', 'used', 'trail'];
+type Fields = { query: string; geo?: string; device?: string; audiences?: string[]; category?: string; product?: string; placement?: string };
+
+function criterionMatches(criterion: TargetingCriterion, request: Fields): boolean {
+  const query = request.query.split(' ').filter((w) => w !== '');
+  const value = criterion.value.split(' ');
+  const contiguous = (): boolean => query.some((_, start) => value.every((w, i) => query[start + i] === w));
+  switch (criterion.type) {
+    case 'exact': return query.length > 0 && query.join(' ') === value.join(' ');
+    case 'phrase':
+    case 'negative': return contiguous();
+    case 'broad': return value.some((w) => query.includes(w));
+    case 'geo': return request.geo?.toUpperCase() === criterion.value.toUpperCase();
+    case 'device': return request.device?.toLowerCase() === criterion.value.toLowerCase();
+    case 'category': return request.category?.toLowerCase() === criterion.value.toLowerCase();
+    case 'placement': return request.placement?.toLowerCase() === criterion.value.toLowerCase();
+    case 'audience': return request.audiences?.includes(criterion.value) ?? false;
+    case 'product': return request.product === criterion.value;
+  }
+}
+
+const referenceMatch = (rules: TargetingCriterion[][], request: Fields): boolean =>
+  rules.length === 0 || rules.some((rule) => rule.every((criterion) => criterionMatches(criterion, request) !== (criterion.not ?? false)));
+
+describe('Boolean targeting on random catalogs', () => {
+  it('agrees with a direct evaluation of every rule, for every ad and request', () => {
+    let seed = 7;
+    const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const phrase = (): string => Array.from({ length: 1 + Math.floor(random() * 2) }, () => pick(words)).join(' ');
+    const criterion = (): TargetingCriterion => {
+      const type = pick(['exact', 'phrase', 'broad', 'negative', 'geo', 'device', 'audience', 'category', 'product', 'placement'] as const);
+      const value = { geo: pick(['US', 'ca', 'UK']), device: pick(['mobile', 'Desktop']), audience: pick(['a1', 'a2', 'a3']), category: pick(['shoes', 'Books']), product: pick(['p1', 'p2']), placement: pick(['search', 'browse']) }[type as string] ?? phrase();
+      return { type, value, ...(type === 'negative' || random() < 0.15 ? { not: true } : {}) };
+    };
+    let checked = 0;
+    for (let catalog = 0; catalog < 20; catalog++) {
+      const adCount = 80;
+      const targeting = Array.from({ length: adCount }, (_, ad) => ({
+        ad,
+        // Each criterion once per rule: the index counts a repeated criterion once.
+        rules: Array.from({ length: Math.floor(random() * 4) }, () => {
+          const rule = Array.from({ length: 1 + Math.floor(random() * 3) }, criterion);
+          return rule.filter((c, i) => rule.findIndex((other) => other.type === c.type && other.value.toLowerCase() === c.value.toLowerCase()) === i);
+        }),
+      }));
+      const built = new addon.TargetingIndex(adCount, targeting);
+      for (let r = 0; r < 100; r++) {
+        const request: Fields = { query: Array.from({ length: Math.floor(random() * 4) }, () => pick(words)).join(' ') };
+        if (random() < 0.7) request.geo = pick(['us', 'CA', 'UK', 'FR']);
+        if (random() < 0.7) request.device = pick(['MOBILE', 'desktop']);
+        if (random() < 0.5) request.audiences = [pick(['a1', 'a2', 'a3']), pick(['a1', 'a4'])];
+        if (random() < 0.5) request.category = pick(['SHOES', 'books', 'toys']);
+        if (random() < 0.5) request.product = pick(['p1', 'p2', 'p3']);
+        if (random() < 0.5) request.placement = pick(['search', 'browse']);
+        const expected = targeting.filter((t) => referenceMatch(t.rules, request)).map((t) => t.ad);
+        expect(Array.from(built.match(request)), JSON.stringify(request)).toEqual(expected);
+        checked++;
+      }
+    }
+    expect(checked).toBe(2000);
+  });
+});
