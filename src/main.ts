@@ -100,10 +100,14 @@ async function main(): Promise<void> {
   });
   log.info('listening', { host: config.host, port: server.port, version });
 
-  // Pacing follows the ledger: every campaign's participation is recomputed every 10 s.
+  // Pacing follows the ledger: every campaign's participation is recomputed every 10 s, and daily
+  // caps lift within 10 s of a campaign's local midnight.
   const pacingTick = (): void => {
-    decision.serving?.pacer.tick(Date.now());
-    decision.challenger?.serving.pacer.tick(Date.now());
+    const now = Date.now();
+    for (const serving of servings()) {
+      serving.pacer.tick(now);
+      serving.budgets.refresh(now);
+    }
   };
   pacingTick();
   setInterval(pacingTick, 10_000).unref();

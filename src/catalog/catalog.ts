@@ -1,6 +1,7 @@
 // The ad catalog as columns indexed by the dense ad index shared with the engine.
 import type { CatalogJson } from '../engine/model_dir';
 import type { PacingMode } from '../money/pacing';
+import { checkTimeZone } from '../money/local_day';
 import { BidType } from '../protocol/schema';
 
 export type Micros = number;
@@ -31,12 +32,22 @@ export interface Catalog {
   readonly active: Uint8Array;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
   readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
+  /** IANA time zone of each campaign that has one other than UTC. */
+  readonly campaignTimeZone: ReadonlyMap<string, string>;
 }
 
 const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
 
 export function catalogFromJson(json: CatalogJson): Catalog {
   const campaigns = new Map(json.campaigns.map((campaign) => [campaign.id, campaign]));
+  for (const campaign of json.campaigns) {
+    if (campaign.time_zone === undefined) continue;
+    try {
+      checkTimeZone(campaign.time_zone);
+    } catch {
+      throw new Error(`campaign ${campaign.id} has unknown time zone ${JSON.stringify(campaign.time_zone)}`);
+    }
+  }
   const size = json.ads.length;
   const bidType = new Uint8Array(size);
   const bidMicros = new Float64Array(size);
@@ -72,6 +83,7 @@ export function catalogFromJson(json: CatalogJson): Catalog {
         campaign.frequency_cap ? [[campaign.id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds }] as const] : [],
       ),
     ),
+    campaignTimeZone: new Map(json.campaigns.flatMap((campaign) => (campaign.time_zone && campaign.time_zone !== 'UTC' ? [[campaign.id, campaign.time_zone] as const] : []))),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),

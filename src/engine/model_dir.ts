@@ -67,6 +67,8 @@ export interface CatalogCampaign {
   frequency_cap?: { impressions: number; window_seconds: number };
   /** Total spend cap over the campaign's life; absent means none. */
   lifetime_budget_micros?: number;
+  /** IANA time zone of the campaign's days (daily budget, pacing); absent means UTC. */
+  time_zone?: string;
 }
 
 export interface CatalogJson {

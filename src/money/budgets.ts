@@ -1,11 +1,11 @@
-// Budgets (daily in UTC days, since the demo catalog carries no campaign time zone, and lifetime): a
-// campaign whose spend reaches either becomes ineligible at retrieval at once; a daily cap lifts
-// when the day turns. Paused ads and campaigns are kept out the same way.
+// Budgets (daily, in the campaign's time zone, and lifetime): a campaign whose spend reaches either
+// becomes ineligible at retrieval at once; a daily cap lifts when its local day turns (seen by the
+// periodic refresh). Paused ads and campaigns are kept out the same way.
 import type { Catalog } from '../catalog/catalog';
 import type { NativeEngine } from '../engine/addon';
 import type { LedgerState, Nanos } from './ledger';
+import { localDay } from './local_day';
 
-export const dayOf = (timeMs: number): number => Math.floor(timeMs / 86_400_000);
 
 export interface CampaignBudgets {
   dailyNanos: Nanos;
@@ -19,7 +19,6 @@ export function remainingNanos(budgets: CampaignBudgets, spentTodayNanos: Nanos,
 
 export class Budgets {
   private readonly exhausted = new Set<string>();
-  private day: number;
 
   constructor(
     private readonly catalog: Catalog,
@@ -27,10 +26,9 @@ export class Budgets {
     private readonly state: LedgerState,
     nowMs: number,
   ) {
-    this.day = dayOf(nowMs);
     const paused = Uint32Array.from(Array.from(catalog.active.keys()).filter((ad) => catalog.active[ad] === 0));
     if (paused.length > 0) engine.setEligibility(paused, new Uint8Array(paused.length));
-    for (const campaign of catalog.campaignAds.keys()) this.check(campaign);
+    for (const campaign of catalog.campaignAds.keys()) this.check(campaign, nowMs);
   }
 
   /** The campaign's daily and lifetime budgets in nanos (Infinity where it has none). */
@@ -45,14 +43,19 @@ export class Budgets {
     return remainingNanos(this.budgetsOf(campaignId), this.state.dailyNanos.get(`${campaignId}@${day}`) ?? 0, this.state.lifetimeNanos.get(campaignId) ?? 0);
   }
 
-  /** Re-checks one campaign after a charge, and every campaign when the day has turned. */
-  check(campaignId: string, nowMs = Date.now()): void {
-    const today = dayOf(nowMs);
-    if (today !== this.day) {
-      this.day = today;
-      for (const campaign of [...this.exhausted]) this.setExhausted(campaign, this.remainingNanos(campaign, today) <= 0);
-    }
-    this.setExhausted(campaignId, this.remainingNanos(campaignId, today) <= 0);
+  /** The campaign's day (in its time zone) at `nowMs`. */
+  dayOf(campaignId: string, nowMs: number): number {
+    return localDay(nowMs, this.catalog.campaignTimeZone.get(campaignId)).day;
+  }
+
+  /** Re-checks one campaign, after a charge or a change of its spend. */
+  check(campaignId: string, nowMs: number): void {
+    this.setExhausted(campaignId, this.remainingNanos(campaignId, this.dayOf(campaignId, nowMs)) <= 0);
+  }
+
+  /** Re-checks every exhausted campaign: a daily cap lifts once the campaign's day has turned. */
+  refresh(nowMs: number): void {
+    for (const campaign of [...this.exhausted]) this.check(campaign, nowMs);
   }
 
   isExhausted(campaignId: string): boolean {

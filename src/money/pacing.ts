@@ -3,8 +3,8 @@
 // the campaign takes part in an auction; `asap` always takes part. The controller is pure (time and
 // spend are inputs); Pacer feeds it from the ledger.
 import type { Catalog } from '../catalog/catalog';
-import { dayOf } from './budgets';
 import type { LedgerState } from './ledger';
+import { localDay } from './local_day';
 
 export type PacingMode = 'even' | 'asap';
 
@@ -80,9 +80,8 @@ export class Pacer {
   }
 
   tick(nowMs: number): void {
-    const day = dayOf(nowMs);
-    const msIntoDay = nowMs - day * 86_400_000;
     for (const [campaign, controller] of this.controllers) {
+      const { day, msIntoDay } = localDay(nowMs, this.catalog.campaignTimeZone.get(campaign));
       const budget = this.catalog.campaignDailyBudgetMicros.get(campaign) ?? 0;
       const spent = (this.state.dailyNanos.get(`${campaign}@${day}`) ?? 0) / 1000;
       this.participationOf.set(campaign, controller.update(msIntoDay, spent, budget));

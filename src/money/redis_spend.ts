@@ -158,7 +158,8 @@ export class RedisSpendStore implements SpendStore {
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
     const [, chargeNanos, daily, lifetime, events] = reply;
     // This replica sees its own charges at once; other replicas' arrive with the next sync.
-    this.mirror(charge.campaignId, charge.day, Number(daily), Number(lifetime));
+    this.raise(this.state.dailyNanos, `${charge.campaignId}@${charge.day}`, Number(daily));
+    this.raise(this.state.lifetimeNanos, charge.campaignId, Number(lifetime));
     this.events = Math.max(this.events, events);
     if (Number(chargeNanos) > 0) this.options.onSpendChange([charge.campaignId]);
     return Number(chargeNanos);
@@ -186,22 +187,31 @@ export class RedisSpendStore implements SpendStore {
     await this.redis.quit();
   }
 
-  private mirror(campaign: string, day: number, dailyNanos: Nanos, lifetimeNanos: Nanos): boolean {
-    const key = `${campaign}@${day}`;
-    // Totals only grow; an older reply racing a newer sync must not move them back.
-    const changed = dailyNanos > (this.state.dailyNanos.get(key) ?? 0) || lifetimeNanos > (this.state.lifetimeNanos.get(campaign) ?? 0);
-    if (dailyNanos > (this.state.dailyNanos.get(key) ?? 0)) this.state.dailyNanos.set(key, dailyNanos);
-    if (lifetimeNanos > (this.state.lifetimeNanos.get(campaign) ?? 0)) this.state.lifetimeNanos.set(campaign, lifetimeNanos);
-    return changed;
+  /** Raises a mirrored total; totals only grow, so an older reply racing a newer sync cannot lower one. */
+  private raise(totals: Map<string, Nanos>, key: string, nanos: Nanos): boolean {
+    if (nanos <= (totals.get(key) ?? 0)) return false;
+    totals.set(key, nanos);
+    return true;
   }
 
   private async sync(notify = true): Promise<void> {
-    const day = Math.floor(Date.now() / 86_400_000);
+    // Campaign days follow their time zones, so today is yesterday or tomorrow for some of them.
+    const utcDay = Math.floor(Date.now() / 86_400_000);
+    const days = [utcDay - 1, utcDay, utcDay + 1];
     try {
-      const [daily, lifetime, events] = await Promise.all([this.redis.hgetall(dailyKey(day)), this.redis.hgetall(lifetimeKey), this.redis.get(eventCountKey)]);
+      const [lifetime, events, ...daily] = await Promise.all([
+        this.redis.hgetall(lifetimeKey),
+        this.redis.get(eventCountKey),
+        ...days.map((day) => this.redis.hgetall(dailyKey(day))),
+      ]);
       const changed: string[] = [];
-      for (const [campaign, nanos] of Object.entries(lifetime)) {
-        if (this.mirror(campaign, day, Number(daily[campaign] ?? 0), Number(nanos))) changed.push(campaign);
+      for (const [campaign, nanos] of Object.entries(lifetime as Record<string, string>)) {
+        let moved = this.raise(this.state.lifetimeNanos, campaign, Number(nanos));
+        days.forEach((day, i) => {
+          const spent = (daily[i] as Record<string, string>)[campaign];
+          if (spent !== undefined && this.raise(this.state.dailyNanos, `${campaign}@${day}`, Number(spent))) moved = true;
+        });
+        if (moved) changed.push(campaign);
       }
       this.events = Math.max(this.events, Number(events ?? 0));
       if (notify && changed.length > 0) this.options.onSpendChange(changed);

@@ -7,7 +7,6 @@ import { ByteBuffer } from 'flatbuffers';
 import type { Serving } from '../engine/serving';
 import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
-import { dayOf } from '../money/budgets';
 import { EventTokenError, type SigningKey, verifyEventToken } from '../money/event_token';
 import type { Metrics } from '../metrics';
 import type { LedgerEntry } from '../money/ledger';
@@ -94,7 +93,7 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
     type: input.type,
     campaignId,
     adId: token.adId,
-    day: dayOf(nowMs),
+    day: serving.budgets.dayOf(campaignId, nowMs),
     timeMs: nowMs,
     user: token.userId ?? '',
     priceNanos,

@@ -9,7 +9,7 @@ import { type ModelSwapper, removeChallenger, SwapInProgressError } from '../eng
 import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
-import { dayOf } from '../money/budgets';
+import { localDay } from '../money/local_day';
 import type { SpendStore } from '../money/spend_store';
 import type { Route } from '../metrics';
 import type { DecisionContext } from '../pipeline/ad_decision';
@@ -60,12 +60,12 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
-    const today = dayOf(Date.now());
+    const now = Date.now();
     const campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> = {};
     for (const [campaign, nanos] of deps.spend.state.lifetimeNanos) {
       campaigns[campaign] = {
         lifetimeMicros: nanos / 1000,
-        todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${today}`) ?? 0) / 1000,
+        todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${localDay(now, decision.serving?.catalog.campaignTimeZone.get(campaign)).day}`) ?? 0) / 1000,
         exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
       };
     }

@@ -211,6 +211,33 @@ describe('budgets', () => {
     }
   });
 
+  it('counts daily spend against the day in the campaign\'s time zone', async () => {
+    // A zone whose date differs from UTC's right now: a day ahead after 10:00 UTC, a day behind before.
+    const ahead = new Date().getUTCHours() >= 10;
+    const timeZone = ahead ? 'Pacific/Kiritimati' : 'Pacific/Pago_Pago';
+    const dir = tinyModelWithCampaigns((campaign) => (campaign.time_zone = timeZone));
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
+    try {
+      const ad = (await serve(daemon.url, 40, 'zone', 'usb cable')).find((s) => s.bidType === BidType.Cpc)!;
+      await send(daemon.url, { event_id: 'z-i', type: 'impression', token: ad.token });
+      expect((await send(daemon.url, { event_id: 'z-c', type: 'click', token: ad.token })).status).toBe(200);
+      const utcDay = Math.floor(Date.now() / 86_400_000);
+      const logged = readdirSync(daemon.dataDir)
+        .filter((name) => name.endsWith('.log'))
+        .flatMap((name) => readFileSync(path.join(daemon.dataDir, name), 'utf8').split('\n').filter((line) => line !== ''))
+        .map((line) => JSON.parse(line) as { id: string; day: number });
+      expect(logged.find((e) => e.id === 'z-c')!.day).toBe(utcDay + (ahead ? 1 : -1));
+      expect((await spend(daemon.url)).campaigns[ad.campaignId]!.todayMicros).toBe(expectedCharge(ad));
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('refuses a catalog with an unknown time zone, naming the campaign', async () => {
+    const dir = tinyModelWithCampaigns((campaign) => (campaign.time_zone = 'Mars/Olympus_Mons'));
+    await expect(startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir })).rejects.toThrow(/campaign c\d+ has unknown time zone "Mars\/Olympus_Mons"/);
+  });
+
   it('caps the charge at the daily budget and stops serving the campaign at once', async () => {
     // Campaigns that may spend 1,000 micros a day: less than any click.
     const dir = tinyModelWithCampaigns((campaign) => (campaign.daily_budget_micros = 1000));
