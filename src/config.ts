@@ -30,6 +30,8 @@ export interface Config {
   modelDir: string;
   /** FAISS index over ad embeddings: flat, ivf, hnsw or ivfpq. */
   indexKind: IndexKind;
+  /** Directory where built FAISS indexes are kept between starts, keyed by embeddings and build options; empty: always build. */
+  indexCacheDir: string;
   /** IVF lists; 0 picks about sqrt(ads). */
   nlist: number;
   /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads. */
@@ -89,6 +91,7 @@ export const defaults: Readonly<Config> = {
   logLevel: 'info',
   modelDir: 'models/demo',
   indexKind: 'ivf',
+  indexCacheDir: 'cache/index',
   nlist: 0,
   nprobe: 0,
   annCandidates: 1000,
@@ -134,6 +137,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   logLevel: { env: 'ADSERVE_LOG_LEVEL', kind: 'logLevel' },
   modelDir: { env: 'ADSERVE_MODEL_DIR', kind: 'string' },
   indexKind: { env: 'ADSERVE_INDEX_KIND', kind: 'indexKind' },
+  indexCacheDir: { env: 'ADSERVE_INDEX_CACHE_DIR', kind: 'optionalString' },
   nlist: { env: 'ADSERVE_NLIST', kind: 'count', max: 1 << 20 },
   nprobe: { env: 'ADSERVE_NPROBE', kind: 'count', max: 1 << 20 },
   annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },

@@ -5,9 +5,11 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/index_io.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <vector>
 
 #include "engine/errors.h"
@@ -22,40 +24,89 @@ bool isEligible(const uint8_t* bitmap, int64_t id) { return bitmap == nullptr ||
 AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOptions& options)
     : dim_(dim), count_(count), options_(options) {
   if (count == 0) throw EngineError(ErrorCode::InvalidArgument, "cannot index an empty catalog");
-  const auto n = static_cast<faiss::Index::idx_t>(count);
-  const int d = static_cast<int>(dim);
-  if (options.kind == "flat") {
-    index_ = std::make_unique<faiss::IndexFlatIP>(d);
-    description_ = "Flat";
-  } else if (options.kind == "hnsw") {
-    auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(options.hnswM), faiss::METRIC_INNER_PRODUCT);
-    hnsw->hnsw.efSearch = static_cast<int>(options.efSearch);
-    description_ = "HNSW" + std::to_string(options.hnswM) + ",efSearch=max(" + std::to_string(options.efSearch) + ",k)";
-    index_ = std::move(hnsw);
-  } else if (options.kind == "ivf" || options.kind == "ivfpq") {
-    const size_t nlist = std::max<size_t>(1, std::min(count, options.nlist != 0 ? options.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count))))));
+  if (options.kind != "flat" && options.kind != "hnsw" && options.kind != "ivf" && options.kind != "ivfpq") {
+    throw EngineError(ErrorCode::InvalidArgument, "unknown index kind '" + options.kind + "' (flat, ivf, hnsw, ivfpq)");
+  }
+  if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0)) throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
+  if (!options.cacheFile.empty()) index_ = readCache();
+  loadedFromCache_ = index_ != nullptr;
+  if (!index_) {
+    index_ = build(vectors);
+    if (!options.cacheFile.empty()) writeCache();
+  }
+  applySearchOptions();
+}
+
+std::unique_ptr<faiss::Index> AnnIndex::build(const float* vectors) const {
+  const auto n = static_cast<faiss::Index::idx_t>(count_);
+  const int d = static_cast<int>(dim_);
+  std::unique_ptr<faiss::Index> index;
+  if (options_.kind == "flat") {
+    index = std::make_unique<faiss::IndexFlatIP>(d);
+  } else if (options_.kind == "hnsw") {
+    index = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(options_.hnswM), faiss::METRIC_INNER_PRODUCT);
+  } else {
+    const size_t nlist = std::max<size_t>(1, std::min(count_, options_.nlist != 0 ? options_.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count_))))));
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
     std::unique_ptr<faiss::IndexIVF> ivf;
-    if (options.kind == "ivf") {
+    if (options_.kind == "ivf") {
       ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, nlist, faiss::METRIC_INNER_PRODUCT);
-      description_ = "IVF" + std::to_string(nlist) + ",Flat";
     } else {
-      if (options.pqM == 0 || dim % options.pqM != 0) throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
-      ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), d, nlist, options.pqM, 8, faiss::METRIC_INNER_PRODUCT);
-      description_ = "IVF" + std::to_string(nlist) + ",PQ" + std::to_string(options.pqM);
+      ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), d, nlist, options_.pqM, 8, faiss::METRIC_INNER_PRODUCT);
     }
     ivf->own_fields = true;
     quantizer.release();  // owned by the IVF index now
-    ivf->nprobe = options.nprobe == 0 ? 0 : std::min(options.nprobe, nlist);  // 0: chosen per search from k
     ivf->cp.max_points_per_centroid = 64;  // k-means on a sample: build time stays bounded for 1M+ ads
     ivf->cp.min_points_per_centroid = 5;   // small catalogs train fewer points per list without complaint
-    description_ += options.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
     ivf->train(n, vectors);
-    index_ = std::move(ivf);
-  } else {
-    throw EngineError(ErrorCode::InvalidArgument, "unknown index kind '" + options.kind + "' (flat, ivf, hnsw, ivfpq)");
+    index = std::move(ivf);
   }
-  index_->add(n, vectors);
+  index->add(n, vectors);
+  return index;
+}
+
+std::unique_ptr<faiss::Index> AnnIndex::readCache() const {
+  if (!std::filesystem::exists(options_.cacheFile)) return nullptr;
+  std::unique_ptr<faiss::Index> index;
+  try {
+    index.reset(faiss::read_index(options_.cacheFile.c_str()));
+  } catch (const std::exception&) {
+    return nullptr;  // unreadable (torn, other FAISS version): rebuilt and replaced
+  }
+  const bool kindFits = options_.kind == "flat"    ? dynamic_cast<faiss::IndexFlatIP*>(index.get()) != nullptr
+                        : options_.kind == "hnsw"  ? dynamic_cast<faiss::IndexHNSWFlat*>(index.get()) != nullptr
+                        : options_.kind == "ivf"   ? dynamic_cast<faiss::IndexIVFFlat*>(index.get()) != nullptr
+                                                   : dynamic_cast<faiss::IndexIVFPQ*>(index.get()) != nullptr;
+  const bool fits = kindFits && index->d == static_cast<int>(dim_) && index->ntotal == static_cast<faiss::Index::idx_t>(count_) &&
+                    index->metric_type == faiss::METRIC_INNER_PRODUCT;
+  return fits ? std::move(index) : nullptr;
+}
+
+void AnnIndex::writeCache() const {
+  // Written aside and renamed, so a crash or a concurrent start never leaves a torn file in place.
+  // A cache that cannot be written only costs the next start a rebuild.
+  try {
+    const std::filesystem::path target(options_.cacheFile);
+    if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
+    const std::string temporary = options_.cacheFile + ".tmp" + std::to_string(reinterpret_cast<uintptr_t>(this));
+    faiss::write_index(index_.get(), temporary.c_str());
+    std::filesystem::rename(temporary, target);
+  } catch (const std::exception&) {
+  }
+}
+
+void AnnIndex::applySearchOptions() {
+  if (auto* hnsw = dynamic_cast<faiss::IndexHNSWFlat*>(index_.get())) {
+    hnsw->hnsw.efSearch = static_cast<int>(options_.efSearch);
+    description_ = "HNSW" + std::to_string(options_.hnswM) + ",efSearch=max(" + std::to_string(options_.efSearch) + ",k)";
+  } else if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get())) {
+    ivf->nprobe = options_.nprobe == 0 ? 0 : std::min(options_.nprobe, ivf->nlist);  // 0: chosen per search from k
+    description_ = "IVF" + std::to_string(ivf->nlist) + (options_.kind == "ivf" ? ",Flat" : ",PQ" + std::to_string(options_.pqM));
+    description_ += options_.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
+  } else {
+    description_ = "Flat";
+  }
+  if (loadedFromCache_) description_ += " (from cache)";
 }
 
 AnnIndex::~AnnIndex() = default;

@@ -20,6 +20,10 @@ struct AnnOptions {
   size_t efSearch = 256;      // raised to k at search time when smaller (HNSW cannot return more)
   size_t pqM = 16;            // IVF-PQ sub-quantizers (must divide the dimension)
   size_t hnswOverfetch = 4;   // HNSW cannot filter inside the search here: fetch k * this, then filter
+  // Where the built index is kept between starts (empty: always build). The caller names it after
+  // everything that shapes the index (the embeddings' hash and the build options); a file that does
+  // not fit the catalog is rebuilt and replaced.
+  std::string cacheFile;
 };
 
 // Approximate maximum-inner-product search over ad embeddings whose labels are dense ad indices.
@@ -36,8 +40,15 @@ class AnnIndex {
 
   size_t size() const { return count_; }
   const std::string& description() const { return description_; }
+  bool loadedFromCache() const { return loadedFromCache_; }
 
  private:
+  std::unique_ptr<faiss::Index> build(const float* vectors) const;
+  std::unique_ptr<faiss::Index> readCache() const;
+  void writeCache() const;
+  void applySearchOptions();
+
+  bool loadedFromCache_ = false;
   size_t dim_;
   size_t count_;
   AnnOptions options_;

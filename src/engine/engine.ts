@@ -1,5 +1,6 @@
 // Opens the native engine over a model directory: turns the manifest into the addon's options and
 // computes each ad's static lightweight-score prior.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -29,6 +30,8 @@ export interface LightWeights {
 
 export interface EngineSettings {
   index: IndexSettings;
+  /** Directory where built FAISS indexes are kept between starts; absent: always build. */
+  indexCacheDir?: string;
   fusion: 'precomputed' | 'model';
   annCandidates: number;
   scoreCandidates: number;
@@ -129,9 +132,16 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     annCandidates: settings.annCandidates,
     scoreCandidates: settings.scoreCandidates,
     features: featureOptions(model),
-    index: settings.index,
+    index: settings.indexCacheDir ? { ...settings.index, cacheFile: indexCacheFile(settings.indexCacheDir, model, settings.index) } : settings.index,
     batching: settings.batching,
   };
+}
+
+/** A cached index is named after everything that shapes it; search-time settings (nprobe, efSearch) are not among them. */
+function indexCacheFile(cacheDir: string, model: ModelDir, index: IndexSettings): string {
+  const { kind, nlist, hnswM, pqM } = index;
+  const key = JSON.stringify({ embeddings: model.manifest.files['ad_embeddings.f32']!.sha256, kind, nlist, hnswM, pqM });
+  return path.join(cacheDir, `${kind}-${createHash('sha256').update(key).digest('hex').slice(0, 24)}.faiss`);
 }
 
 export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {

@@ -1,5 +1,7 @@
 // Everything a loaded model serves with: the native engine, the catalog columns, the calibration
 // maps and the ads' historical rates (the fallback when a request is answered degraded).
+import path from 'node:path';
+
 import type { AuctionRules } from '../auction/auction';
 import { Budgets } from '../money/budgets';
 import { FrequencyCaps } from '../money/frequency_caps';
@@ -11,6 +13,7 @@ import type { Config } from '../config';
 import type { NativeEngine } from './addon';
 import { type AdHistory, adHistory, type EngineSettings, openEngine } from './engine';
 import type { CalibrationParams, ModelDir } from './model_dir';
+import { projectRoot } from '../paths';
 
 export interface Serving {
   engine: NativeEngine;
@@ -29,6 +32,7 @@ export interface Serving {
 export function engineSettings(config: Config): EngineSettings {
   return {
     index: { kind: config.indexKind, ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}), ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
+    ...(config.indexCacheDir !== '' ? { indexCacheDir: path.resolve(projectRoot, config.indexCacheDir) } : {}),
     fusion: config.fusion,
     annCandidates: config.annCandidates,
     scoreCandidates: config.scoreCandidates,

@@ -1,3 +1,7 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { catalogFromJson } from '../../src/catalog/catalog';
@@ -124,5 +128,37 @@ describe('native engine over the tiny model', () => {
     // Repeated queries and unknown users with the same demographics were served from the caches.
     expect(stats.contextCacheHits).toBeGreaterThan(10);
     expect(stats.userCacheHits).toBeGreaterThan(10);
+  });
+});
+
+describe('FAISS index cache', () => {
+  it('builds once, then loads the same index from the cache; a damaged cache file is rebuilt', async () => {
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'adserve-index-cache-'));
+    const cached: EngineSettings = { ...settings, index: { kind: 'ivf', nlist: 8, nprobe: 3 }, indexCacheDir: cacheDir };
+    const requests = ['running shoes', 'coffee beans', ''].map((query) => encodeAdRequest({ query, userId: model.userIds[1] }));
+    const retrieve = async (): Promise<{ description: string; results: number[][] }> => {
+      const opened = await openEngine(model, catalog, adHistory(model), cached);
+      try {
+        const results = [];
+        for (const request of requests) results.push(Array.from((await opened.score(request, 1000)).adIndex));
+        return { description: opened.stats().index, results };
+      } finally {
+        opened.close();
+      }
+    };
+    const built = await retrieve();
+    expect(built.description).toBe('IVF8,Flat,nprobe=3');
+    const [file] = readdirSync(cacheDir);
+    expect(file).toMatch(/^ivf-[0-9a-f]{24}\.faiss$/);
+    const loaded = await retrieve();
+    expect(loaded.description).toBe('IVF8,Flat,nprobe=3 (from cache)');
+    expect(loaded.results).toEqual(built.results);
+    writeFileSync(path.join(cacheDir, file!), 'not an index');
+    const rebuilt = await retrieve();
+    expect(rebuilt.description).toBe('IVF8,Flat,nprobe=3');
+    expect(rebuilt.results).toEqual(built.results);
+    // A different build option is a different file.
+    await openEngine(model, catalog, adHistory(model), { ...cached, index: { kind: 'ivf', nlist: 4 } }).then((other) => other.close());
+    expect(readdirSync(cacheDir).length).toBe(2);
   });
 });
