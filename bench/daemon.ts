@@ -37,7 +37,8 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
     // Needs the info-level "listening" line, so the daemon must not run with a quieter log level.
-    setTimeout(() => reject(new Error(`daemon did not report listening within 30 s:\n${output}`)), 30_000).unref();
+    // A million-ad catalog takes about half a minute to load on the 2-core box.
+    setTimeout(() => reject(new Error(`daemon did not report listening within 120 s:\n${output}`)), 120_000).unref();
   });
   return {
     url: `http://127.0.0.1:${port}`,

@@ -1,4 +1,4 @@
-// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c]`: the engine without
+// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c] [--kinds flat,ivf,...]`: the engine without
 // HTTP. For each FAISS index kind it measures engine throughput (closed loop, `concurrency` requests
 // in flight) and the recall of retrieval against exact search (the flat index) on the same
 // requests, and writes JSON + Markdown to bench/results/. Flat is the baseline of the same run.
@@ -17,6 +17,8 @@ const { values: options } = parseArgs({
     model: { type: 'string', default: 'models/demo' },
     requests: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '64' },
+    /** Index kinds to measure, e.g. flat,ivf,ivfpq where an HNSW build would take too long. */
+    kinds: { type: 'string', default: 'flat,ivf,hnsw,ivfpq' },
   },
 });
 
@@ -38,7 +40,8 @@ async function main(): Promise<void> {
   const concurrency = Number(options.concurrency);
   let exact: Int32Array[] = [];
   const rows = [];
-  for (const { name, index, fusion } of variants) {
+  const kinds = new Set(options.kinds!.split(','));
+  for (const { name, index, fusion } of variants.filter((variant) => kinds.has(variant.index.kind))) {
     // The whole candidate list is compared, so retrieval is measured before any reranking cut.
     const settings: EngineSettings = {
       index,

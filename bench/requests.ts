@@ -10,7 +10,8 @@ const placements = [Placement.Search, Placement.Search, Placement.ProductPage, P
 const categories = ['shoes', 'electronics', 'grocery', 'pets', 'kids', 'home', 'kitchen', 'beauty', 'sports', 'fashion'];
 const countries = ['US', 'GB', 'DE', 'FR', 'CA', 'JP'];
 
-export function benchRequests(count: number, seed = 1): Buffer[] {
+/** `count` distinct requests; `slots` fixes every request's slot count (1-4 at random otherwise). */
+export function benchRequests(count: number, seed = 1, slots?: number): Buffer[] {
   let state = seed;
   const random = (): number => {
     state = (state * 1103515245 + 12345) % 2 ** 31;
@@ -35,7 +36,7 @@ export function benchRequests(count: number, seed = 1): Buffer[] {
         productId: placement === Placement.ProductPage || placement === Placement.Cart ? `p${String(Math.floor(random() * 20_000)).padStart(8, '0')}` : undefined,
         country: pick(countries),
         deviceType: pick([DeviceType.Desktop, DeviceType.Mobile, DeviceType.Mobile, DeviceType.App]),
-        slots: 1 + Math.floor(random() * 4),
+        slots: slots ?? 1 + Math.floor(random() * 4),
         page: Math.floor(random() * 3),
       }),
     );

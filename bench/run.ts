@@ -1,8 +1,10 @@
-// `npm run bench -- [--model dir] [--duration s] [--connections n] [--rate r] [--rounds n]`: drives
-// the real daemon with autocannon and writes JSON + Markdown to bench/results/. Every ad-path number
-// is reported next to baselines measured in the same run: GET /livez (uWebSockets.js and Node with
-// no protocol work) and the ad path with batching off (maxBatch 1). Trials are interleaved, each on
-// a fresh daemon process; the daemon's own stage histograms give the per-stage breakdown.
+// `npm run bench -- [--model dir] [--duration s] [--connections n] [--rate r] [--rounds n] [--sweep batching|all]`:
+// drives the real daemon with autocannon and writes JSON + Markdown to bench/results/. Every ad-path
+// number is reported next to baselines measured in the same run: GET /livez (uWebSockets.js and
+// Node with no protocol work) and the ad path with batching off (maxBatch 1). The batching sweep
+// crosses max batch with max delay; `all` adds candidates scored (100 / 300 / 1000) and slots (1 / 4).
+// Trials are interleaved, each on a fresh daemon process; the daemon's own stage histograms give
+// the per-stage breakdown.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,6 +50,7 @@ const { values: options } = parseArgs({
     rate: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '2' },
     model: { type: 'string', default: 'models/demo' },
+    sweep: { type: 'string', default: 'all' },
   },
 });
 
@@ -137,15 +140,30 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const bodies = benchRequests(2000);
   const rate = Number(options.rate);
-  const unbatched = { ADSERVE_MAX_BATCH: '1', ADSERVE_MAX_DELAY_US: '0' };
+  const batched = (maxBatch: number, maxDelayUs: number): Record<string, string> => ({ ADSERVE_MAX_BATCH: String(maxBatch), ADSERVE_MAX_DELAY_US: String(maxDelayUs) });
+  const unbatched = batched(1, 0);
+  const baseline = 'ads, maxBatch 1 (baseline)';
+  const best = 'ads, maxBatch 32, 1000 µs';
   const scenarios: Scenario[] = [
     { name: 'livez (transport baseline)', path: '/livez' },
-    { name: 'ads, maxBatch 1 (baseline)', path: '/v1/ads', bodies, env: unbatched },
-    { name: 'ads, maxBatch 8, 250 µs', path: '/v1/ads', bodies, env: { ADSERVE_MAX_BATCH: '8', ADSERVE_MAX_DELAY_US: '250' } },
-    { name: 'ads, maxBatch 32, 1000 µs', path: '/v1/ads', bodies, env: { ADSERVE_MAX_BATCH: '32', ADSERVE_MAX_DELAY_US: '1000' } },
+    { name: baseline, path: '/v1/ads', bodies, env: unbatched },
+    { name: 'ads, maxBatch 8, 250 µs', path: '/v1/ads', bodies, env: batched(8, 250) },
+    { name: 'ads, maxBatch 8, 1000 µs', path: '/v1/ads', bodies, env: batched(8, 1000) },
+    { name: 'ads, maxBatch 32, 250 µs', path: '/v1/ads', bodies, env: batched(32, 250) },
+    { name: best, path: '/v1/ads', bodies, env: batched(32, 1000) },
     { name: `ads @${rate}/s, maxBatch 1 (baseline)`, path: '/v1/ads', bodies, rate, env: unbatched },
-    { name: `ads @${rate}/s, maxBatch 32, 1000 µs`, path: '/v1/ads', bodies, rate, env: { ADSERVE_MAX_BATCH: '32', ADSERVE_MAX_DELAY_US: '1000' } },
+    { name: `ads @${rate}/s, maxBatch 32, 1000 µs`, path: '/v1/ads', bodies, rate, env: batched(32, 1000) },
   ];
+  if (options.sweep === 'all') {
+    scenarios.push(
+      { name: 'ads, 100 candidates scored (maxBatch 32, 1000 µs)', path: '/v1/ads', bodies, env: { ...batched(32, 1000), ADSERVE_SCORE_CANDIDATES: '100' } },
+      { name: 'ads, 1000 candidates scored (maxBatch 32, 1000 µs)', path: '/v1/ads', bodies, env: { ...batched(32, 1000), ADSERVE_SCORE_CANDIDATES: '1000' } },
+      { name: 'ads, 1 slot (maxBatch 32, 1000 µs)', path: '/v1/ads', bodies: benchRequests(2000, 1, 1), env: batched(32, 1000) },
+      { name: 'ads, 4 slots (maxBatch 32, 1000 µs)', path: '/v1/ads', bodies: benchRequests(2000, 1, 4), env: batched(32, 1000) },
+    );
+  } else if (options.sweep !== 'batching') {
+    throw new Error(`--sweep must be batching or all (got ${JSON.stringify(options.sweep)})`);
+  }
   const trials: Trial[] = [];
   for (let round = 1; round <= Number(options.rounds); round++) {
     for (const scenario of scenarios) {
@@ -169,19 +187,19 @@ async function main(): Promise<void> {
     };
   });
   const byName = new Map(summary.map((row) => [row.scenario, row]));
-  const get = (index: number) => byName.get(scenarios[index]!.name)!;
+  const get = (name: string) => byName.get(name)!;
   const ratios = {
-    batch8ThroughputVsUnbatched: get(2).requestsPerSecond / get(1).requestsPerSecond,
-    batch32ThroughputVsUnbatched: get(3).requestsPerSecond / get(1).requestsPerSecond,
-    unbatchedThroughputVsLivez: get(1).requestsPerSecond / get(0).requestsPerSecond,
-    batch32P99AtFixedRateVsUnbatched: get(5).p99Ms / Math.max(get(4).p99Ms, 1),
-    batch32CpuPerRequestVsUnbatched: get(3).cpuMicrosPerRequest / get(1).cpuMicrosPerRequest,
+    batch32ThroughputVsUnbatched: get(best).requestsPerSecond / get(baseline).requestsPerSecond,
+    unbatchedThroughputVsLivez: get(baseline).requestsPerSecond / get(scenarios[0]!.name).requestsPerSecond,
+    batch32P99AtFixedRateVsUnbatched: get(scenarios[7]!.name).p99Ms / Math.max(get(scenarios[6]!.name).p99Ms, 1),
+    batch32CpuPerRequestVsUnbatched: get(best).cpuMicrosPerRequest / get(baseline).cpuMicrosPerRequest,
   };
   const commit = gitCommit();
   const machine = machineInfo();
   const report = { date: new Date().toISOString(), commit, machine, options, summary, ratios, trials };
   const stageNames = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'auction', 'encode'];
-  const rows = summary.map((s) => `| ${s.scenario} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50Ms} | ${s.p99Ms} | ${s.cpuMicrosPerRequest.toFixed(0)} | ${s.meanBatchSize.toFixed(1)} | ${s.errors} |`);
+  const vsBaseline = (s: (typeof summary)[number]): string => (s.stageMicros.score === undefined ? '' : (s.requestsPerSecond / get(baseline).requestsPerSecond).toFixed(2));
+  const rows = summary.map((s) => `| ${s.scenario} | ${s.requestsPerSecond.toFixed(0)} | ${vsBaseline(s)} | ${s.p50Ms} | ${s.p99Ms} | ${s.cpuMicrosPerRequest.toFixed(0)} | ${s.meanBatchSize.toFixed(1)} | ${s.errors} |`);
   const stageRows = summary
     .filter((s) => Object.keys(s.stageMicros).length > 0)
     .map((s) => `| ${s.scenario} | ${stageNames.map((stage) => (s.stageMicros[stage] ?? 0).toFixed(0)).join(' | ')} |`);
@@ -190,8 +208,8 @@ async function main(): Promise<void> {
     '',
     `commit ${commit}; model ${options.model}; ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB; Node ${machine.node}; ${options.connections} connections, ${options.duration} s per trial after a 2 s warm-up, ${options.rounds} interleaved rounds, medians shown; autocannon runs on the same 2-core box as the daemon, so absolute numbers understate a dedicated server: read the ratios.`,
     '',
-    '| scenario | req/s | p50 ms | p99 ms | daemon CPU µs/req | mean batch | errors |',
-    '|---|---|---|---|---|---|---|',
+    '| scenario | req/s | × maxBatch 1 | p50 ms | p99 ms | daemon CPU µs/req | mean batch | errors |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     'Mean µs per stage (engine stages are per batch, shared by its requests):',
@@ -200,7 +218,7 @@ async function main(): Promise<void> {
     `|---|${stageNames.map(() => '---').join('|')}|`,
     ...stageRows,
     '',
-    `Ratios: throughput maxBatch 8 / maxBatch 1 = ${ratios.batch8ThroughputVsUnbatched.toFixed(2)}; maxBatch 32 / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
+    `Ratios: throughput maxBatch 32, 1000 µs / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
       `maxBatch 1 / livez = ${ratios.unbatchedThroughputVsLivez.toFixed(3)}; daemon CPU per request maxBatch 32 / maxBatch 1 = ${ratios.batch32CpuPerRequestVsUnbatched.toFixed(2)}; ` +
       `p99 at ${rate}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}.`,
     '',

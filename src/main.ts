@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
+import { CatalogChanges } from './catalog/catalog_changes';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { readModelDir } from './engine/model_dir';
@@ -23,14 +24,14 @@ function eventSigningKey(secret: string): SigningKey {
   return { id: createHash('sha256').update(bytes).digest('hex').slice(0, 8), secret: bytes };
 }
 
-async function loadServing(config: Config, log: Logger, spend: SpendStore): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, spend: SpendStore, changes: CatalogChanges): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
     return undefined;
   }
   const started = Date.now();
-  const serving = await openServing(readModelDir(dir), config, spend);
+  const serving = await openServing(readModelDir(dir), config, spend, changes);
   await warmUp(serving);
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
@@ -81,7 +82,8 @@ async function main(): Promise<void> {
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
   const spend = await openSpendStore(config, log, servings);
-  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend), signingKey, metrics };
+  const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
+  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend, changes), signingKey, metrics };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
@@ -91,7 +93,8 @@ async function main(): Promise<void> {
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, spend),
+    swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
+    changes,
     events: { spend, metrics, keys: [signingKey], servings },
     readiness: () =>
       decision.serving

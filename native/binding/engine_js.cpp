@@ -124,6 +124,7 @@ Napi::Object resultObject(Napi::Env env, ScoreResult&& result) {
 Napi::Function EngineJs::Define(Napi::Env env) {
   return DefineClass(env, "Engine",
                      {InstanceMethod<&EngineJs::Score>("score"), InstanceMethod<&EngineJs::SetEligibility>("setEligibility"),
+                      InstanceMethod<&EngineJs::SetPriors>("setPriors"),
                       InstanceMethod<&EngineJs::Stats>("stats"), InstanceMethod<&EngineJs::Close>("close")});
 }
 
@@ -173,6 +174,17 @@ Napi::Value EngineJs::SetEligibility(const Napi::CallbackInfo& info) {
     auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
     engine->setEligibility(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
                            std::vector<uint8_t>(eligible.Data(), eligible.Data() + eligible.ElementLength()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
+    Napi::Float32Array prior = typedArrayArgument<float>(info, 1, "prior");
+    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
+    engine->setPriors(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()), std::vector<float>(prior.Data(), prior.Data() + prior.ElementLength()));
     return env.Undefined();
   });
 }

@@ -89,6 +89,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     adCategory_[i] = static_cast<int32_t>(columns[i][1] - 1);
   }
   if (options.adPrior.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adPrior needs one value per ad");
+  adPrior_ = std::make_shared<const std::vector<float>>(options.adPrior);
 
   userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
   const auto users = static_cast<int64_t>(options.userIds.size());
@@ -144,6 +145,17 @@ void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vec
     (*next)[ad >> 3] = eligible[i] ? ((*next)[ad >> 3] | bit) : ((*next)[ad >> 3] & ~bit);
   }
   std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(next)));
+}
+
+void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) {
+  if (adIndex.size() != prior.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and prior differ in length");
+  auto next = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
+  for (size_t i = 0; i < adIndex.size(); ++i) {
+    if (adIndex[i] >= adCount_) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
+    if (!std::isfinite(prior[i])) throw EngineError(ErrorCode::InvalidArgument, "priors must be finite");
+    (*next)[adIndex[i]] = prior[i];
+  }
+  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(next)));
 }
 
 torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const {
@@ -323,6 +335,7 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);
+  const auto adPrior = std::atomic_load(&adPrior_);
   std::vector<std::pair<float, int32_t>> scored;
   scored.reserve(k);
   for (size_t i = 0; i < b; ++i) {
@@ -331,7 +344,7 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
       const int64_t ad = annLabels[i * k + j];
       if (ad < 0) continue;
       const float similarity = (annScores[i * k + j] + 1.0f) / 2.0f;
-      scored.emplace_back(options_.similarityWeight * similarity + options_.adPrior[ad], static_cast<int32_t>(ad));
+      scored.emplace_back(options_.similarityWeight * similarity + (*adPrior)[ad], static_cast<int32_t>(ad));
     }
     const size_t n = std::min(keep, scored.size());
     // Ties go to the lower ad index, so results do not depend on the ANN's order.

@@ -89,6 +89,9 @@ class Engine {
 
   // Marks ads eligible (1) or not (0) at retrieval; takes effect for batches that start afterwards.
   void setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible);
+  // Replaces the static part of the listed ads' lightweight score (after a bid change, say); a
+  // copy-on-write swap like eligibility, so batches in flight keep the values they started with.
+  void setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior);
 
   struct CacheStats {
     uint64_t userHits, userMisses, contextHits, contextMisses;
@@ -129,6 +132,7 @@ class Engine {
   torch::Tensor userAdvertiserValues_;
   std::unordered_map<std::string, int64_t> userRow_;
   std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
+  std::shared_ptr<const std::vector<float>> adPrior_;     // static lightweight score per ad
   std::unique_ptr<TargetingIndex> targeting_;
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
   std::unique_ptr<LruCache<torch::Tensor>> userCache_;

@@ -1,10 +1,16 @@
 #include "engine/model.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include "engine/errors.h"
 
 namespace adserve {
 
 Model::Model(const std::string& path) {
+  // The optimising executor re-profiles a method for every new input shape, and batch sizes and
+  // candidate counts change from batch to batch: each unseen shape cost tens of milliseconds on the
+  // ad path. These small graphs run as fast interpreted, without the spikes (bench/ measures both).
+  torch::jit::setGraphExecutorOptimize(false);
   module_ = torch::jit::load(path);
   module_.eval();
   for (const char* method : {"user_embed", "context_embed_search", "context_embed_browse", "ad_embed", "score"}) {

@@ -1,7 +1,10 @@
-// The ad catalog as columns indexed by the dense ad index shared with the engine.
-import type { CatalogJson } from '../engine/model_dir';
-import type { PacingMode } from '../money/pacing';
+// The ad catalog as columns indexed by the dense ad index shared with the engine. Campaign settings
+// (status, bid, budgets, pacing, frequency cap, time zone) and ad status can change while serving
+// (the admin API): every such change goes through setCampaign / setAdStatus, the same path the
+// catalog file takes at load, and the columns and maps below follow.
+import type { CatalogCampaign, CatalogJson } from '../engine/model_dir';
 import { checkTimeZone } from '../money/local_day';
+import type { PacingMode } from '../money/pacing';
 import { BidType } from '../protocol/schema';
 
 export type Micros = number;
@@ -24,10 +27,14 @@ export interface Catalog {
   readonly landingQuality: Float32Array;
   /** Dense ad index of each ad id. */
   readonly indexOf: ReadonlyMap<string, number>;
+  /** The campaigns' current settings. */
+  readonly campaigns: ReadonlyMap<string, Readonly<CatalogCampaign>>;
   /** Ad indices of each campaign. */
   readonly campaignAds: ReadonlyMap<string, Uint32Array>;
   readonly campaignDailyBudgetMicros: ReadonlyMap<string, number>;
   readonly campaignLifetimeBudgetMicros: ReadonlyMap<string, number>;
+  /** Ads paused on their own (1), whatever their campaign's status. */
+  readonly adPaused: Uint8Array;
   /** Ads that may serve: active ads of active campaigns (1) or not (0). */
   readonly active: Uint8Array;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
@@ -36,54 +43,88 @@ export interface Catalog {
   readonly campaignTimeZone: ReadonlyMap<string, string>;
 }
 
-const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
+type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer K2, infer V> ? Map<K2, V> : T[K] };
 
-export function catalogFromJson(json: CatalogJson): Catalog {
-  const campaigns = new Map(json.campaigns.map((campaign) => [campaign.id, campaign]));
-  for (const campaign of json.campaigns) {
-    if (campaign.time_zone === undefined) continue;
+export class CatalogError extends Error {}
+
+const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
+const maxMicros = 1e15;
+
+const isCount = (value: unknown, max: number): value is number => typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
+
+/** Checks one campaign's settings; throws a CatalogError that names the campaign and the field. */
+export function validateCampaign(campaign: CatalogCampaign): void {
+  const fail = (message: string): never => {
+    throw new CatalogError(`campaign ${campaign.id}: ${message}`);
+  };
+  if (bidTypes[campaign.bid_type] === undefined) fail(`bid_type must be CPC, CPM or CPA (got ${JSON.stringify(campaign.bid_type)})`);
+  if (!isCount(campaign.bid_micros, maxMicros) || campaign.bid_micros === 0) fail('bid_micros must be a positive integer');
+  if (!isCount(campaign.daily_budget_micros, maxMicros)) fail('daily_budget_micros must be a non-negative integer (0: no daily budget)');
+  if (campaign.lifetime_budget_micros !== undefined && !isCount(campaign.lifetime_budget_micros, maxMicros)) fail('lifetime_budget_micros must be a non-negative integer');
+  if (campaign.pacing !== 'even' && campaign.pacing !== 'asap') fail(`pacing must be even or asap (got ${JSON.stringify(campaign.pacing)})`);
+  if (campaign.status !== 'active' && campaign.status !== 'paused') fail(`status must be active or paused (got ${JSON.stringify(campaign.status)})`);
+  const cap = campaign.frequency_cap;
+  if (cap !== undefined && (typeof cap !== 'object' || cap === null || !isCount(cap.impressions, 1e6) || cap.impressions === 0 || !isCount(cap.window_seconds, 90 * 86_400) || cap.window_seconds === 0)) {
+    fail('frequency_cap must be {impressions: 1.., window_seconds: 1..7776000}');
+  }
+  if (campaign.time_zone !== undefined) {
     try {
       checkTimeZone(campaign.time_zone);
     } catch {
-      throw new Error(`campaign ${campaign.id} has unknown time zone ${JSON.stringify(campaign.time_zone)}`);
+      fail(`unknown time zone ${JSON.stringify(campaign.time_zone)}`);
     }
   }
+}
+
+/** Replaces a campaign's settings (validated first) and updates every column and map derived from them. */
+export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
+  validateCampaign(campaign);
+  const c = catalog as Mutable<Catalog>;
+  const { id } = campaign;
+  c.campaigns.set(id, campaign);
+  c.campaignDailyBudgetMicros.set(id, campaign.daily_budget_micros);
+  if (campaign.lifetime_budget_micros === undefined) c.campaignLifetimeBudgetMicros.delete(id);
+  else c.campaignLifetimeBudgetMicros.set(id, campaign.lifetime_budget_micros);
+  c.campaignPacing.set(id, campaign.pacing as PacingMode);
+  if (campaign.frequency_cap) c.campaignFrequencyCap.set(id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds });
+  else c.campaignFrequencyCap.delete(id);
+  if (campaign.time_zone && campaign.time_zone !== 'UTC') c.campaignTimeZone.set(id, campaign.time_zone);
+  else c.campaignTimeZone.delete(id);
+  const type = bidTypes[campaign.bid_type]!;
+  for (const ad of catalog.campaignAds.get(id) ?? []) {
+    c.bidType[ad] = type;
+    c.bidMicros[ad] = campaign.bid_micros;
+    c.active[ad] = campaign.status === 'active' && catalog.adPaused[ad] === 0 ? 1 : 0;
+  }
+}
+
+export function setAdStatus(catalog: Catalog, ad: number, status: 'active' | 'paused'): void {
+  const c = catalog as Mutable<Catalog>;
+  c.adPaused[ad] = status === 'paused' ? 1 : 0;
+  c.active[ad] = catalog.campaigns.get(catalog.campaignId[ad]!)!.status === 'active' && status === 'active' ? 1 : 0;
+}
+
+export function catalogFromJson(json: CatalogJson): Catalog {
   const size = json.ads.length;
-  const bidType = new Uint8Array(size);
-  const bidMicros = new Float64Array(size);
-  const landingQuality = new Float32Array(size);
   const indexOf = new Map<string, number>();
-  json.ads.forEach((ad, index) => {
-    const campaign = campaigns.get(ad.campaign_id);
-    if (!campaign) throw new Error(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
-    const type = bidTypes[campaign.bid_type];
-    if (type === undefined) throw new Error(`campaign ${campaign.id} has unknown bid type ${campaign.bid_type}`);
-    bidType[index] = type;
-    bidMicros[index] = campaign.bid_micros;
-    landingQuality[index] = ad.landing_quality;
-    indexOf.set(ad.id, index);
-  });
-  const adsOf = new Map<string, number[]>();
+  const adsOf = new Map<string, number[]>(json.campaigns.map((campaign) => [campaign.id, []]));
   json.ads.forEach((ad, index) => {
     const list = adsOf.get(ad.campaign_id);
-    if (list) list.push(index);
-    else adsOf.set(ad.campaign_id, [index]);
+    if (!list) throw new CatalogError(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
+    list.push(index);
+    indexOf.set(ad.id, index);
   });
-  return {
+  const catalog: Mutable<Catalog> = {
     size,
+    campaigns: new Map(),
     campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
-    campaignDailyBudgetMicros: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.daily_budget_micros])),
-    campaignLifetimeBudgetMicros: new Map(
-      json.campaigns.flatMap((campaign) => (campaign.lifetime_budget_micros === undefined ? [] : [[campaign.id, campaign.lifetime_budget_micros] as const])),
-    ),
-    active: Uint8Array.from(json.ads, (ad) => (ad.status !== 'paused' && campaigns.get(ad.campaign_id)!.status !== 'paused' ? 1 : 0)),
-    campaignPacing: new Map(json.campaigns.map((campaign) => [campaign.id, campaign.pacing === 'asap' ? 'asap' : 'even'])),
-    campaignFrequencyCap: new Map(
-      json.campaigns.flatMap((campaign) =>
-        campaign.frequency_cap ? [[campaign.id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds }] as const] : [],
-      ),
-    ),
-    campaignTimeZone: new Map(json.campaigns.flatMap((campaign) => (campaign.time_zone && campaign.time_zone !== 'UTC' ? [[campaign.id, campaign.time_zone] as const] : []))),
+    campaignDailyBudgetMicros: new Map(),
+    campaignLifetimeBudgetMicros: new Map(),
+    adPaused: Uint8Array.from(json.ads, (ad) => (ad.status === 'paused' ? 1 : 0)),
+    active: new Uint8Array(size),
+    campaignPacing: new Map(),
+    campaignFrequencyCap: new Map(),
+    campaignTimeZone: new Map(),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),
@@ -92,9 +133,11 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     title: json.ads.map((ad) => ad.title),
     landingUrl: json.ads.map((ad) => ad.landing_url),
     imageUrl: json.ads.map((ad) => ad.image_url),
-    bidType,
-    bidMicros,
-    landingQuality,
+    bidType: new Uint8Array(size),
+    bidMicros: new Float64Array(size),
+    landingQuality: Float32Array.from(json.ads, (ad) => ad.landing_quality),
     indexOf,
   };
+  for (const campaign of json.campaigns) setCampaign(catalog, { ...campaign });
+  return catalog;
 }

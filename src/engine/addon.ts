@@ -160,6 +160,8 @@ export interface NativeEngine {
   score(bytes: Uint8Array, budgetMs: number): Promise<ScoreResult>;
   /** Marks ads eligible (1) or not (0) for retrieval, effective for batches that start afterwards. */
   setEligibility(adIndex: Uint32Array, eligible: Uint8Array): void;
+  /** Replaces the listed ads' static lightweight-score part (see adPrior in engine.ts), effective for batches that start afterwards. */
+  setPriors(adIndex: Uint32Array, prior: Float32Array): void;
   stats(): EngineStats;
   /** Scores what is queued, then stops; later calls to score reject with E_SHUTTING_DOWN. Idempotent. */
   close(): void;

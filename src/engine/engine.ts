@@ -73,19 +73,15 @@ export function adHistory(model: ModelDir): AdHistory {
 }
 
 /**
- * Static part of each ad's lightweight score: value (expected eCPM from the bid and historical
- * rates, saturating at maxEcpmMicros), historical CTR and landing-page quality.
+ * Static part of an ad's lightweight score: value (expected eCPM from the bid and historical rates,
+ * saturating at maxEcpmMicros), historical CTR and landing-page quality.
  */
-export function adPriors(history: AdHistory, catalog: Catalog, weights: LightWeights): Float32Array {
-  const priors = new Float32Array(catalog.size);
-  for (let ad = 0; ad < catalog.size; ad++) {
-    const ctr = history.ctr[ad]!;
-    const bid = catalog.bidMicros[ad]!;
-    const type = catalog.bidType[ad];
-    const ecpm = type === BidType.Cpm ? bid : type === BidType.Cpc ? bid * ctr * 1000 : bid * ctr * history.cvr[ad]! * 1000;
-    priors[ad] = weights.value * Math.min(ecpm / weights.maxEcpmMicros, 1) + weights.ctr * ctr + weights.quality * catalog.landingQuality[ad]!;
-  }
-  return priors;
+export function adPrior(ad: number, history: AdHistory, catalog: Catalog, weights: LightWeights): number {
+  const ctr = history.ctr[ad]!;
+  const bid = catalog.bidMicros[ad]!;
+  const type = catalog.bidType[ad];
+  const ecpm = type === BidType.Cpm ? bid : type === BidType.Cpc ? bid * ctr * 1000 : bid * ctr * history.cvr[ad]! * 1000;
+  return weights.value * Math.min(ecpm / weights.maxEcpmMicros, 1) + weights.ctr * ctr + weights.quality * catalog.landingQuality[ad]!;
 }
 
 /** The feature contract of the model directory, in the form the addon takes. */
@@ -125,7 +121,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     userAdvertiserValues: tensor('user_advertiser_values.f32'),
     userIds: model.userIds,
     pairUnknown: manifest.features.pair.unknown,
-    adPrior: adPriors(history, catalog, settings.light),
+    adPrior: Float32Array.from({ length: catalog.size }, (_, ad) => adPrior(ad, history, catalog, settings.light)),
     targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
     fusion: settings.fusion,
     similarityWeight: settings.light.similarity,

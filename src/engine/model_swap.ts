@@ -3,6 +3,7 @@
 // queue of the old model is scored by it; closing the old engine drains that queue.
 import path from 'node:path';
 
+import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
 import type { SpendStore } from '../money/spend_store';
 import type { DecisionContext } from '../pipeline/ad_decision';
@@ -42,6 +43,7 @@ export class ModelSwapper {
     private readonly config: Config,
     private readonly root: string,
     private readonly spend: SpendStore,
+    private readonly changes: CatalogChanges,
   ) {}
 
   get loadingDir(): string | undefined {
@@ -57,7 +59,7 @@ export class ModelSwapper {
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
     try {
-      const next = await openServing(readModelDir(resolved), this.config, this.spend);
+      const next = await openServing(readModelDir(resolved), this.config, this.spend, this.changes);
       try {
         await warmUp(next);
       } catch (error) {

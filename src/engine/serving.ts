@@ -7,12 +7,13 @@ import { Budgets } from '../money/budgets';
 import { FrequencyCaps } from '../money/frequency_caps';
 import { Pacer } from '../money/pacing';
 import type { SpendStore } from '../money/spend_store';
-import { type Catalog, catalogFromJson } from '../catalog/catalog';
+import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
+import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
 import { validateCalibration } from '../calibration/calibrate';
 import type { Config } from '../config';
 import type { NativeEngine } from './addon';
-import { type AdHistory, adHistory, type EngineSettings, openEngine } from './engine';
-import type { CalibrationParams, ModelDir } from './model_dir';
+import { type AdHistory, adHistory, adPrior, type EngineSettings, type LightWeights, openEngine } from './engine';
+import type { CalibrationParams, CatalogCampaign, ModelDir } from './model_dir';
 import { projectRoot } from '../paths';
 
 export interface Serving {
@@ -27,6 +28,8 @@ export interface Serving {
   frequency: FrequencyCaps;
   /** Auction rules before the request's own slots, floor and auction type apply. */
   rules: AuctionRules;
+  /** Weights of the engine's lightweight score, for recomputing ads' priors after an edit. */
+  light: LightWeights;
 }
 
 export function engineSettings(config: Config): EngineSettings {
@@ -41,13 +44,16 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-export async function openServing(model: ModelDir, config: Config, spend: SpendStore): Promise<Serving> {
+export async function openServing(model: ModelDir, config: Config, spend: SpendStore, changes: CatalogChanges): Promise<Serving> {
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   const catalog = catalogFromJson(model.catalog);
+  changes.applyTo(catalog);
   const history = adHistory(model);
-  const engine = await openEngine(model, catalog, history, engineSettings(config));
+  const settings = engineSettings(config);
+  const engine = await openEngine(model, catalog, history, settings);
   return {
+    light: settings.light,
     budgets: new Budgets(catalog, engine, spend.state, Date.now()),
     pacer: new Pacer(catalog, spend.state),
     frequency: new FrequencyCaps(catalog, spend),
@@ -66,4 +72,24 @@ export async function openServing(model: ModelDir, config: Config, spend: SpendS
       positionEffects: [1, 0.75, 0.6, 0.5, 0.42, 0.36, 0.32, 0.29, 0.27, 0.25],
     },
   };
+}
+
+/** Puts an edited campaign into service: catalog columns, eligibility, lightweight-score priors, pacing and caps. */
+export function applyCampaign(serving: Serving, campaign: CatalogCampaign, nowMs: number): void {
+  const { catalog } = serving;
+  if (!catalog.campaigns.has(campaign.id)) return;
+  setCampaign(catalog, campaign);
+  const ads = catalog.campaignAds.get(campaign.id)!;
+  serving.engine.setPriors(ads, Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)));
+  serving.budgets.campaignChanged(campaign.id, nowMs);
+  serving.pacer.follow(campaign.id);
+  serving.frequency.refresh();
+}
+
+/** Puts an ad's own status into service. */
+export function applyAdStatus(serving: Serving, adId: string, status: AdStatus): void {
+  const ad = serving.catalog.indexOf.get(adId);
+  if (ad === undefined) return;
+  setAdStatus(serving.catalog, ad, status);
+  serving.budgets.adChanged(ad);
 }

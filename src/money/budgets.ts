@@ -53,6 +53,16 @@ export class Budgets {
     this.setExhausted(campaignId, this.remainingNanos(campaignId, this.dayOf(campaignId, nowMs)) <= 0);
   }
 
+  /** Re-checks a campaign whose settings changed and pushes its ads' eligibility (status, budgets) to the engine. */
+  campaignChanged(campaignId: string, nowMs: number): void {
+    this.setExhausted(campaignId, this.remainingNanos(campaignId, this.dayOf(campaignId, nowMs)) <= 0, true);
+  }
+
+  /** Pushes one ad's eligibility after its own status changed. */
+  adChanged(ad: number): void {
+    this.engine.setEligibility(Uint32Array.of(ad), Uint8Array.of(this.exhausted.has(this.catalog.campaignId[ad]!) ? 0 : this.catalog.active[ad]!));
+  }
+
   /** Re-checks every exhausted campaign: a daily cap lifts once the campaign's day has turned. */
   refresh(nowMs: number): void {
     for (const campaign of [...this.exhausted]) this.check(campaign, nowMs);
@@ -62,8 +72,8 @@ export class Budgets {
     return this.exhausted.has(campaignId);
   }
 
-  private setExhausted(campaignId: string, exhausted: boolean): void {
-    if (exhausted === this.exhausted.has(campaignId)) return;
+  private setExhausted(campaignId: string, exhausted: boolean, force = false): void {
+    if (exhausted === this.exhausted.has(campaignId) && !force) return;
     if (exhausted) this.exhausted.add(campaignId);
     else this.exhausted.delete(campaignId);
     const ads = this.catalog.campaignAds.get(campaignId);

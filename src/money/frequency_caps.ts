@@ -7,13 +7,18 @@ export type ImpressionHistory = Map<string, number[]> | undefined | null;
 /** Frequency caps: at most N impressions per user per campaign within a sliding window. */
 export class FrequencyCaps {
   /** The longest cap window of the catalog (0: no campaign is capped). */
-  readonly longestWindowMs: number;
+  longestWindowMs = 0;
 
   constructor(
     private readonly catalog: Catalog,
     private readonly store: SpendStore,
   ) {
-    this.longestWindowMs = Math.max(0, ...Array.from(catalog.campaignFrequencyCap.values(), (cap) => cap.windowSeconds * 1000));
+    this.refresh();
+  }
+
+  /** Follows a change of the catalog's caps. */
+  refresh(): void {
+    this.longestWindowMs = Math.max(0, ...Array.from(this.catalog.campaignFrequencyCap.values(), (cap) => cap.windowSeconds * 1000));
   }
 
   /** Starts reading a user's history (nothing to read for anonymous users or an uncapped catalog). */

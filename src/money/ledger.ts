@@ -10,9 +10,11 @@
 //
 // Amounts are integer nanos (1e-9 of the currency): a CPM impression costs price_micros / 1000
 // micros = price_micros nanos exactly, so no rounding is ever needed.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+
+import { writeDurably } from '../durable_file';
 
 export type Nanos = number;
 
@@ -123,19 +125,6 @@ function replaySegment(file: string, state: LedgerState): number {
   // Cut the torn tail, or the next append would bury it mid-file and stop every later replay.
   if (validBytes < totalBytes) truncateSync(file, validBytes);
   return replayed;
-}
-
-/** Writes a file so that after a crash it holds either its old content or all of the new. */
-function writeDurably(dir: string, name: string, content: string): void {
-  const temporary = path.join(dir, `${name}.tmp`);
-  writeFileSync(temporary, content);
-  const fd = openSync(temporary, 'r+');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(temporary, path.join(dir, name));
-  const dirFd = openSync(dir, 'r');
-  fsyncSync(dirFd);
-  closeSync(dirFd);
 }
 
 export interface LedgerOptions {

@@ -74,6 +74,15 @@ export class Pacer {
     for (const [campaign, mode] of catalog.campaignPacing) this.controllers.set(campaign, new PacingController(mode));
   }
 
+  /** Follows a change of the campaign's pacing mode (a new mode starts a fresh controller). */
+  follow(campaignId: string): void {
+    const mode = this.catalog.campaignPacing.get(campaignId);
+    if (mode && this.controllers.get(campaignId)?.mode !== mode) {
+      this.controllers.set(campaignId, new PacingController(mode));
+      this.participationOf.delete(campaignId);
+    }
+  }
+
   /** Probability that the campaign's ads enter an auction now (1 when unpaced). */
   participation(campaignId: string): number {
     return this.participationOf.get(campaignId) ?? 1;

@@ -1,4 +1,6 @@
-// Admin JSON routes (bearer token from config): the serving model and its hot swap.
+// Admin JSON routes (bearer token from config): the serving model and its hot swap, spend, and
+// campaign and ad edits (status, bid, budgets, pacing, frequency cap, time zone), which take effect
+// on the next request and outlive restarts and model swaps.
 import { timingSafeEqual } from 'node:crypto';
 
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
@@ -6,7 +8,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Config } from '../config';
 import { ModelDirError } from '../engine/model_dir';
 import { type ModelSwapper, removeChallenger, SwapInProgressError } from '../engine/model_swap';
-import type { Serving } from '../engine/serving';
+import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
+import type { CatalogChanges } from '../catalog/catalog_changes';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import { localDay } from '../money/local_day';
@@ -21,6 +24,7 @@ export interface AdminDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
+  changes: CatalogChanges;
   spend: SpendStore;
   begin: (res: HttpResponse, route: Route) => Exchange;
 }
@@ -55,21 +59,93 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     sendJson(exchange, describe());
   });
 
-  // Spend per campaign from the ledger, in micros (nanos / 1000): lifetime and today (UTC).
+  const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
+  // Spend in micros (nanos / 1000): lifetime and today in the campaign's time zone.
+  const spendOf = (campaign: string, now: number) => ({
+    lifetimeMicros: (deps.spend.state.lifetimeNanos.get(campaign) ?? 0) / 1000,
+    todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${localDay(now, decision.serving?.catalog.campaignTimeZone.get(campaign)).day}`) ?? 0) / 1000,
+    exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
+  });
+  const campaignView = (serving: Serving, id: string, now: number) => ({
+    ...serving.catalog.campaigns.get(id)!,
+    ads: serving.catalog.campaignAds.get(id)?.length ?? 0,
+    ...spendOf(id, now),
+  });
+  /** Runs `handle` for an authorised request with arm A's model loaded. */
+  const withCatalog = (res: HttpResponse, req: HttpRequest, handle: (exchange: Exchange, serving: Serving) => void): void => {
+    const exchange = deps.begin(res, 'admin');
+    const denied = authorised(config, req.getHeader('authorization'));
+    if (denied) return exchange.fail(denied);
+    if (!decision.serving) return exchange.fail(new RequestError(503, 'no_engine', 'no model is loaded, so there is no catalog'));
+    handle(exchange, decision.serving);
+  };
+  /** Reads a JSON body (at most 64 KiB) and hands it over parsed. */
+  const withJson = (res: HttpResponse, req: HttpRequest, exchange: Exchange, handle: (json: unknown) => void): void => {
+    const length = req.getHeader('content-length');
+    readBody(res, { declaredLength: /^\d+$/.test(length) ? Number(length) : undefined, maxBytes: 64 * 1024 }, (body) => {
+      let json: unknown;
+      try {
+        json = JSON.parse(Buffer.from(body).toString('utf8'));
+      } catch {
+        return exchange.fail(new RequestError(400, 'bad_request', 'body is not valid JSON'));
+      }
+      try {
+        handle(json);
+      } catch (error) {
+        if (error instanceof RequestError) return exchange.fail(error);
+        log.error('admin change failed', { error: (error as Error).message });
+        exchange.fail(new RequestError(503, 'storage_unavailable', `the change was not recorded: ${(error as Error).message}`));
+      }
+    }, () => exchange.fail(new RequestError(413, 'too_large', 'admin request body over 64 KiB'), {}, true));
+  };
+
   app.get('/v1/admin/spend', (res: HttpResponse, req: HttpRequest) => {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
     const now = Date.now();
-    const campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> = {};
-    for (const [campaign, nanos] of deps.spend.state.lifetimeNanos) {
-      campaigns[campaign] = {
-        lifetimeMicros: nanos / 1000,
-        todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${localDay(now, decision.serving?.catalog.campaignTimeZone.get(campaign)).day}`) ?? 0) / 1000,
-        exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
-      };
-    }
+    const campaigns = Object.fromEntries(Array.from(deps.spend.state.lifetimeNanos.keys(), (campaign) => [campaign, spendOf(campaign, now)]));
     sendJson(exchange, { events: deps.spend.eventCount(), campaigns });
+  });
+
+  app.get('/v1/admin/campaigns', (res: HttpResponse, req: HttpRequest) =>
+    withCatalog(res, req, (exchange, serving) => {
+      const now = Date.now();
+      sendJson(exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => campaignView(serving, id, now)) });
+    }),
+  );
+
+  app.get('/v1/admin/campaigns/:id', (res: HttpResponse, req: HttpRequest) => {
+    const id = req.getParameter(0);
+    withCatalog(res, req, (exchange, serving) => {
+      if (!serving.catalog.campaigns.has(id)) return exchange.fail(new RequestError(404, 'not_found', `no campaign ${id}`));
+      sendJson(exchange, campaignView(serving, id, Date.now()));
+    });
+  });
+
+  app.patch('/v1/admin/campaigns/:id', (res: HttpResponse, req: HttpRequest) => {
+    const id = req.getParameter(0);
+    withCatalog(res, req, (exchange, serving) =>
+      withJson(res, req, exchange, (json) => {
+        const campaign = deps.changes.editCampaign(serving.catalog, id, json);
+        const now = Date.now();
+        for (const each of servings()) applyCampaign(each, campaign, now);
+        log.info('campaign edited', { campaign: id, edit: json });
+        sendJson(exchange, campaignView(serving, id, now));
+      }),
+    );
+  });
+
+  app.patch('/v1/admin/ads/:id', (res: HttpResponse, req: HttpRequest) => {
+    const id = req.getParameter(0);
+    withCatalog(res, req, (exchange, serving) =>
+      withJson(res, req, exchange, (json) => {
+        const { ad, status } = deps.changes.editAd(serving.catalog, id, json);
+        for (const each of servings()) applyAdStatus(each, id, status);
+        log.info('ad edited', { ad: id, status });
+        sendJson(exchange, { id, campaign_id: serving.catalog.campaignId[ad], status, serving: serving.catalog.active[ad] === 1 && !serving.budgets.isExhausted(serving.catalog.campaignId[ad]!) });
+      }),
+    );
   });
 
   app.del('/v1/admin/models/b', (res: HttpResponse, req: HttpRequest) => {
@@ -85,18 +161,11 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
-    const length = req.getHeader('content-length');
-    readBody(res, { declaredLength: /^\d+$/.test(length) ? Number(length) : undefined, maxBytes: 64 * 1024 }, (body) => {
-      let fields: { dir?: unknown; arm?: unknown; share?: unknown };
-      try {
-        fields = JSON.parse(Buffer.from(body).toString('utf8')) as typeof fields;
-      } catch {
-        return exchange.fail(new RequestError(400, 'bad_request', 'body must be JSON: {"dir": "<model directory>", "arm"?: "a" | "b", "share"?: 0..1}'));
-      }
-      const { dir, arm = 'a', share = 0.1 } = fields ?? {};
-      if (typeof dir !== 'string' || dir.length === 0) return exchange.fail(new RequestError(422, 'invalid_request', '"dir" must name a model directory'));
-      if (arm !== 'a' && arm !== 'b') return exchange.fail(new RequestError(422, 'invalid_request', '"arm" must be "a" or "b"'));
-      if (typeof share !== 'number' || !(share > 0 && share < 1)) return exchange.fail(new RequestError(422, 'invalid_request', '"share" must be between 0 and 1'));
+    withJson(res, req, exchange, (json) => {
+      const { dir, arm = 'a', share = 0.1 } = (json ?? {}) as { dir?: unknown; arm?: unknown; share?: unknown };
+      if (typeof dir !== 'string' || dir.length === 0) throw new RequestError(422, 'invalid_request', '"dir" must name a model directory');
+      if (arm !== 'a' && arm !== 'b') throw new RequestError(422, 'invalid_request', '"arm" must be "a" or "b"');
+      if (typeof share !== 'number' || !(share > 0 && share < 1)) throw new RequestError(422, 'invalid_request', '"share" must be between 0 and 1');
       log.info('model swap requested', { dir, arm, share });
       swapper.swap(dir, arm, share).then(
         (serving) => {
@@ -109,6 +178,6 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
           exchange.fail(new RequestError(422, 'invalid_model', error instanceof ModelDirError ? error.message : `cannot load model: ${error.message}`));
         },
       );
-    }, () => exchange.fail(new RequestError(413, 'too_large', 'admin request body over 64 KiB'), {}, true));
+    });
   });
 }

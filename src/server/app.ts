@@ -12,6 +12,7 @@ import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
 import type { ModelSwapper } from '../engine/model_swap';
 import { registerAdminRoutes } from './admin';
+import type { CatalogChanges } from '../catalog/catalog_changes';
 import { readBody } from './body';
 import { Exchange, type InFlight } from './exchange';
 
@@ -28,6 +29,8 @@ export interface ServerDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
+  /** Durable campaign and ad edits of the admin API. */
+  changes: CatalogChanges;
   events: EventContext;
   /** Whether the engine can take traffic, and why not. */
   readiness: () => Readiness;
@@ -213,7 +216,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
   });
 
-  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, spend: deps.events.spend, begin });
+  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, spend: deps.events.spend, begin });
 
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;

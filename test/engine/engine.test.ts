@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
 import { addon } from '../../src/engine/addon';
-import { adHistory, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
+import { adHistory, adPrior, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement } from '../../src/protocol/schema';
@@ -113,6 +113,19 @@ describe('native engine over the tiny model', () => {
     } finally {
       reference.close();
     }
+  });
+
+  it('takes new lightweight-score priors for the next request, and refuses bad ones', async () => {
+    const request = encodeAdRequest({ query: 'desk lamp', userId: model.userIds[2] });
+    const before = await engine.score(request, 1000);
+    const last = before.adIndex[before.adIndex.length - 1]!;
+    engine.setPriors(Uint32Array.of(last), Float32Array.of(100));
+    const after = await engine.score(request, 1000);
+    expect(after.adIndex[0]).toBe(last);
+    expect(() => engine.setPriors(Uint32Array.of(1, 2), Float32Array.of(1))).toThrow(/differ in length/);
+    expect(() => engine.setPriors(Uint32Array.of(catalog.size), Float32Array.of(1))).toThrow(/out of range/);
+    expect(() => engine.setPriors(Uint32Array.of(0), Float32Array.of(Number.NaN))).toThrow(/finite/);
+    engine.setPriors(Uint32Array.of(last), Float32Array.of(adPrior(last, adHistory(model), catalog, settings.light)));
   });
 
   it('refuses malformed bytes synchronously with E_BAD_REQUEST', () => {

@@ -235,7 +235,7 @@ describe('budgets', () => {
 
   it('refuses a catalog with an unknown time zone, naming the campaign', async () => {
     const dir = tinyModelWithCampaigns((campaign) => (campaign.time_zone = 'Mars/Olympus_Mons'));
-    await expect(startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir })).rejects.toThrow(/campaign c\d+ has unknown time zone "Mars\/Olympus_Mons"/);
+    await expect(startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir })).rejects.toThrow(/campaign c\d+: unknown time zone "Mars\/Olympus_Mons"/);
   });
 
   it('caps the charge at the daily budget and stops serving the campaign at once', async () => {
