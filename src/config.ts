@@ -62,6 +62,16 @@ export interface Config {
   adminToken: string;
   /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
   fusion: FusionKind;
+  /** Ad decisions (HTTP and WebSocket) in flight at once; more are refused with 503 and Retry-After, so admitted ones keep their latency. */
+  maxConcurrentDecisions: number;
+  /** Share of ad requests logged (one JSON line each, with the request id); 5xx answers other than 503 are always logged. */
+  logSampleRate: number;
+  /** Lowest quality score (AUCTION.md) an ad may enter an auction with; 0 admits every ad. */
+  minQualityScore: number;
+  /** Ads carrying any of these catalog policy_flags never serve. */
+  blockedPolicyFlags: string[];
+  /** Auction settings per placement (search, product_page, category, homepage, cart), over the global ones. */
+  placements: Partial<Record<PlacementName, PlacementRules>>;
   /** Directory of the durable spend ledger (snapshot.json and spend.<n>.log segments). */
   dataDir: string;
   /** Events between ledger snapshots (each one bounds the log a restart replays). */
@@ -73,6 +83,23 @@ export interface Config {
 }
 
 export type FusionKind = 'precomputed' | 'model';
+
+export const placementNames = ['search', 'product_page', 'category', 'homepage', 'cart'] as const;
+export type PlacementName = (typeof placementNames)[number];
+
+export interface PlacementRules {
+  auction?: AuctionKind;
+  reserveCpcMicros?: number;
+  reserveCpmMicros?: number;
+  reserveCpaMicros?: number;
+  minQualityScore?: number;
+  /**
+   * Multi-objective ranking (AUCTION.md): order candidates by ctr·pCTR + cvr·pCVR + value·adjusted
+   * eCPM, each normalised by its largest value among the candidates; prices still come from the
+   * adjusted eCPM of the next ad in that order.
+   */
+  ranking?: { ctr: number; cvr: number; value: number };
+}
 
 export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
 export type AuctionKind = 'gsp' | 'second_price' | 'first_price' | 'vcg';
@@ -103,6 +130,11 @@ export const defaults: Readonly<Config> = {
   reserveCpmMicros: 500_000,
   reserveCpaMicros: 1_000_000,
   priceIncrementMicros: 10_000,
+  maxConcurrentDecisions: 64,
+  logSampleRate: 0.01,
+  minQualityScore: 0,
+  blockedPolicyFlags: ['disapproved'],
+  placements: {},
   eventTokenKey: '',
   eventTokenTtlSeconds: 86_400,
   attributionWindowSeconds: 86_400,
@@ -114,7 +146,7 @@ export const defaults: Readonly<Config> = {
   redisSyncMs: 200,
 };
 
-type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
+type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'fraction' | 'number' | 'list' | 'placements' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
 
 const choices: Partial<Record<Kind, readonly string[]>> = {
   logLevel: ['debug', 'info', 'warn', 'error'],
@@ -149,6 +181,11 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', kind: 'count', max: 1e12 },
   reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', kind: 'count', max: 1e12 },
   priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
+  maxConcurrentDecisions: { env: 'ADSERVE_MAX_CONCURRENT_DECISIONS', kind: 'positive', max: 1 << 20 },
+  logSampleRate: { env: 'ADSERVE_LOG_SAMPLE_RATE', kind: 'fraction' },
+  minQualityScore: { env: 'ADSERVE_MIN_QUALITY_SCORE', kind: 'number', max: 100 },
+  blockedPolicyFlags: { env: 'ADSERVE_BLOCKED_POLICY_FLAGS', kind: 'list' },
+  placements: { env: 'ADSERVE_PLACEMENTS', kind: 'placements' },
   eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
   attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', kind: 'positive', max: 90 * 86_400 },
@@ -165,9 +202,60 @@ export const configFileEnv = 'ADSERVE_CONFIG';
 
 export class ConfigError extends Error {}
 
-function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown): string | number {
+function placementRules(key: string, raw: unknown): Config['placements'] {
+  let value = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`${key} must be a JSON object`);
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${key} must be an object keyed by placement`);
+  const out: Config['placements'] = {};
+  for (const [placement, rules] of Object.entries(value)) {
+    const where = `${key}.${placement}`;
+    if (!(placementNames as readonly string[]).includes(placement)) throw new ConfigError(`${key}: unknown placement "${placement}" (${placementNames.join(', ')})`);
+    if (typeof rules !== 'object' || rules === null || Array.isArray(rules)) throw new ConfigError(`${where} must be an object`);
+    const checked: PlacementRules = {};
+    for (const [field, setting] of Object.entries(rules as Record<string, unknown>)) {
+      if (field === 'auction') checked.auction = coerce(`${where}.auction`, 'auction', undefined, setting) as AuctionKind;
+      else if (field === 'reserveCpcMicros' || field === 'reserveCpmMicros' || field === 'reserveCpaMicros') checked[field] = coerce(`${where}.${field}`, 'count', 1e12, setting) as number;
+      else if (field === 'minQualityScore') checked.minQualityScore = coerce(`${where}.minQualityScore`, 'number', 100, setting) as number;
+      else if (field === 'ranking') {
+        const weights = setting as Record<string, unknown>;
+        const weight = (name: string): number => coerce(`${where}.ranking.${name}`, 'number', 1e6, weights?.[name] ?? 0) as number;
+        if (typeof setting !== 'object' || setting === null || Object.keys(setting).some((name) => !['ctr', 'cvr', 'value'].includes(name))) {
+          throw new ConfigError(`${where}.ranking must be {ctr, cvr, value} weights`);
+        }
+        checked.ranking = { ctr: weight('ctr'), cvr: weight('cvr'), value: weight('value') };
+        if (checked.ranking.ctr + checked.ranking.cvr + checked.ranking.value <= 0) throw new ConfigError(`${where}.ranking needs a positive weight`);
+      } else throw new ConfigError(`${where}: unknown setting "${field}"`);
+    }
+    out[placement as PlacementName] = checked;
+  }
+  return out;
+}
+
+function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown): string | number | string[] | Config['placements'] {
   const fromEnv = typeof raw === 'string';
   switch (kind) {
+    case 'placements':
+      return placementRules(key, raw);
+    case 'list': {
+      const items = fromEnv ? raw.split(',').map((item) => item.trim()).filter((item) => item !== '') : raw;
+      if (!Array.isArray(items) || items.some((item) => typeof item !== 'string' || item === '')) throw new ConfigError(`${key} must be a list of non-empty strings`);
+      return items as string[];
+    }
+    case 'fraction':
+    case 'number': {
+      const value = fromEnv && raw.trim() !== '' ? Number(raw) : raw;
+      const upper = kind === 'fraction' ? 1 : (max ?? Number.MAX_VALUE);
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > upper) {
+        throw new ConfigError(`${key} must be a number in 0..${upper} (got ${JSON.stringify(raw)})`);
+      }
+      return value;
+    }
     case 'string':
       if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${key} must be a non-empty string`);
       return raw;
@@ -221,7 +309,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const raw = env[spec.env];
     if (raw !== undefined) merged[key] = raw;
   }
-  const config: Record<string, string | number> = {};
+  const config: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(schema)) {
     const source = env[spec.env] !== undefined ? `${spec.env}` : key;
     config[key] = coerce(source, spec.kind, spec.max, merged[key]);

@@ -32,6 +32,23 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(message);
   });
 
+  it('reads lists, fractions and per-placement rules, and says what is wrong with them', () => {
+    const config = loadConfig({
+      ADSERVE_BLOCKED_POLICY_FLAGS: 'disapproved, malware',
+      ADSERVE_LOG_SAMPLE_RATE: '0.25',
+      ADSERVE_PLACEMENTS: JSON.stringify({ search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, value: 2 } }, cart: { reserveCpcMicros: 90_000 } }),
+    });
+    expect(config.blockedPolicyFlags).toEqual(['disapproved', 'malware']);
+    expect(config.logSampleRate).toBe(0.25);
+    expect(config.placements).toEqual({ search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, cvr: 0, value: 2 } }, cart: { reserveCpcMicros: 90_000 } });
+    expect(() => loadConfig({ ADSERVE_LOG_SAMPLE_RATE: '1.5' })).toThrow(/ADSERVE_LOG_SAMPLE_RATE must be a number in 0..1/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"lobby": {}}' })).toThrow(/unknown placement "lobby"/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"auction": "dutch"}}' })).toThrow(/ADSERVE_PLACEMENTS.search.auction must be one of/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"ranking": {"ctr": 0}}}' })).toThrow(/needs a positive weight/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"surge": 2}}' })).toThrow(/unknown setting "surge"/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: 'not json' })).toThrow(/must be a JSON object/);
+  });
+
   it('refuses unknown keys in the config file', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'adserve-config-'));
     const file = path.join(dir, 'config.json');

@@ -1,5 +1,5 @@
-// The auction of AUCTION.md: rank by adjusted eCPM, price by GSP (default), second price, first
-// price or VCG. Pure: candidates in, winners and prices out, over typed arrays with no allocation
+// The auction of AUCTION.md: rank by adjusted eCPM (or a multi-objective score), price by GSP
+// (default), second price, first price or VCG. Pure: candidates in, winners and prices out, over typed arrays with no allocation
 // per candidate. Money is integer micros.
 import { BidType } from '../protocol/schema';
 
@@ -17,6 +17,10 @@ export interface AuctionRules {
   incrementMicros: Micros;
   /** θ_1..θ_S: click multiplier of each slot, for VCG (θ_1 = 1, non-increasing). */
   positionEffects: readonly number[];
+  /** Candidates under this quality score are not eligible (integrity; 0 admits all). */
+  minQuality: number;
+  /** Multi-objective ordering weights; absent: order by adjusted eCPM. Pricing uses adjusted eCPM either way. */
+  ranking?: { ctr: number; cvr: number; value: number };
 }
 
 export interface AuctionCandidates {
@@ -61,21 +65,41 @@ function unitFactor(candidates: AuctionCandidates, i: number): number {
 
 let order = new Int32Array(0);
 let ecpm = new Float64Array(0);
+let rank = new Float64Array(0);
+
+/** Fills rank[i] for the eligible candidates with the multi-objective score, each term normalised by its maximum. */
+function objectiveScores(candidates: AuctionCandidates, eligible: Int32Array, weights: NonNullable<AuctionRules['ranking']>): void {
+  let maxCtr = 0;
+  let maxCvr = 0;
+  let maxValue = 0;
+  for (const i of eligible) {
+    maxCtr = Math.max(maxCtr, candidates.pCtr[i]!);
+    maxCvr = Math.max(maxCvr, candidates.pCvr[i]!);
+    maxValue = Math.max(maxValue, ecpm[i]!);
+  }
+  for (const i of eligible) {
+    rank[i] = weights.ctr * (candidates.pCtr[i]! / (maxCtr || 1)) + weights.cvr * (candidates.pCvr[i]! / (maxCvr || 1)) + weights.value * (ecpm[i]! / (maxValue || 1));
+  }
+}
 
 export function runAuction(candidates: AuctionCandidates, rules: AuctionRules, out: AuctionOutcome): AuctionOutcome {
   const { count } = candidates;
   if (order.length < count) {
     order = new Int32Array(count * 2);
     ecpm = new Float64Array(count * 2);
+    rank = new Float64Array(count * 2);
   }
   let eligible = 0;
   for (let i = 0; i < count; i++) {
     const bid = candidates.bidMicros[i]!;
     ecpm[i] = bid * unitFactor(candidates, i);
-    if (bid >= rules.reserveMicros[candidates.bidType[i]!]! && ecpm[i]! >= rules.floorCpmMicros && ecpm[i]! > 0) order[eligible++] = i;
+    const admissible = bid >= rules.reserveMicros[candidates.bidType[i]!]! && ecpm[i]! >= rules.floorCpmMicros && ecpm[i]! > 0 && candidates.quality[i]! >= rules.minQuality;
+    if (admissible) order[eligible++] = i;
   }
   const ranked = order.subarray(0, eligible);
-  ranked.sort((a, b) => ecpm[b]! - ecpm[a]! || candidates.tiebreak[a]! - candidates.tiebreak[b]!);
+  if (rules.ranking) objectiveScores(candidates, ranked, rules.ranking);
+  else for (const i of ranked) rank[i] = ecpm[i]!;
+  ranked.sort((a, b) => rank[b]! - rank[a]! || candidates.tiebreak[a]! - candidates.tiebreak[b]!);
 
   const slots = rules.mechanism === 'second_price' || rules.mechanism === 'first_price' ? 1 : rules.slots;
   const winners = Math.min(slots, eligible, out.candidate.length);

@@ -1,5 +1,5 @@
 // The ad catalog as columns indexed by the dense ad index shared with the engine. Campaign settings
-// (status, bid, budgets, pacing, frequency cap, time zone) and ad status can change while serving
+// (status, bid, budgets, pacing and day-parting, frequency cap, time zone) and ad status can change while serving
 // (the admin API): every such change goes through setCampaign / setAdStatus, the same path the
 // catalog file takes at load, and the columns and maps below follow.
 import type { CatalogCampaign, CatalogJson } from '../engine/model_dir';
@@ -35,12 +35,16 @@ export interface Catalog {
   readonly campaignLifetimeBudgetMicros: ReadonlyMap<string, number>;
   /** Ads paused on their own (1), whatever their campaign's status. */
   readonly adPaused: Uint8Array;
+  /** Ads carrying a policy flag the daemon blocks (1): they never serve. */
+  readonly adPolicyBlocked: Uint8Array;
   /** Ads that may serve: active ads of active campaigns (1) or not (0). */
   readonly active: Uint8Array;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
   readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
   /** IANA time zone of each campaign that has one other than UTC. */
   readonly campaignTimeZone: ReadonlyMap<string, string>;
+  /** Hourly pacing weights of each day-parted campaign. */
+  readonly campaignDayParting: ReadonlyMap<string, readonly number[]>;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer K2, infer V> ? Map<K2, V> : T[K] };
@@ -67,6 +71,10 @@ export function validateCampaign(campaign: CatalogCampaign): void {
   if (cap !== undefined && (typeof cap !== 'object' || cap === null || !isCount(cap.impressions, 1e6) || cap.impressions === 0 || !isCount(cap.window_seconds, 90 * 86_400) || cap.window_seconds === 0)) {
     fail('frequency_cap must be {impressions: 1.., window_seconds: 1..7776000}');
   }
+  const hours = campaign.day_parting;
+  if (hours !== undefined && (!Array.isArray(hours) || hours.length !== 24 || hours.some((w) => typeof w !== 'number' || !(w >= 0) || !Number.isFinite(w)) || !hours.some((w) => w > 0))) {
+    fail('day_parting must be 24 non-negative hourly weights, not all 0');
+  }
   if (campaign.time_zone !== undefined) {
     try {
       checkTimeZone(campaign.time_zone);
@@ -90,21 +98,28 @@ export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
   else c.campaignFrequencyCap.delete(id);
   if (campaign.time_zone && campaign.time_zone !== 'UTC') c.campaignTimeZone.set(id, campaign.time_zone);
   else c.campaignTimeZone.delete(id);
+  if (campaign.day_parting) c.campaignDayParting.set(id, campaign.day_parting);
+  else c.campaignDayParting.delete(id);
   const type = bidTypes[campaign.bid_type]!;
   for (const ad of catalog.campaignAds.get(id) ?? []) {
     c.bidType[ad] = type;
     c.bidMicros[ad] = campaign.bid_micros;
-    c.active[ad] = campaign.status === 'active' && catalog.adPaused[ad] === 0 ? 1 : 0;
+    c.active[ad] = servable(catalog, ad, campaign.status);
   }
 }
+
+const servable = (catalog: Catalog, ad: number, campaignStatus: string): number =>
+  campaignStatus === 'active' && catalog.adPaused[ad] === 0 && catalog.adPolicyBlocked[ad] === 0 ? 1 : 0;
 
 export function setAdStatus(catalog: Catalog, ad: number, status: 'active' | 'paused'): void {
   const c = catalog as Mutable<Catalog>;
   c.adPaused[ad] = status === 'paused' ? 1 : 0;
-  c.active[ad] = catalog.campaigns.get(catalog.campaignId[ad]!)!.status === 'active' && status === 'active' ? 1 : 0;
+  c.active[ad] = servable(catalog, ad, catalog.campaigns.get(catalog.campaignId[ad]!)!.status);
 }
 
-export function catalogFromJson(json: CatalogJson): Catalog {
+/** Builds the catalog; ads with any of `blockedPolicyFlags` among their policy_flags never serve. */
+export function catalogFromJson(json: CatalogJson, blockedPolicyFlags: readonly string[] = []): Catalog {
+  const blocked = new Set(blockedPolicyFlags);
   const size = json.ads.length;
   const indexOf = new Map<string, number>();
   const adsOf = new Map<string, number[]>(json.campaigns.map((campaign) => [campaign.id, []]));
@@ -121,10 +136,12 @@ export function catalogFromJson(json: CatalogJson): Catalog {
     campaignDailyBudgetMicros: new Map(),
     campaignLifetimeBudgetMicros: new Map(),
     adPaused: Uint8Array.from(json.ads, (ad) => (ad.status === 'paused' ? 1 : 0)),
+    adPolicyBlocked: Uint8Array.from(json.ads, (ad) => (ad.policy_flags?.some((flag) => blocked.has(flag)) ? 1 : 0)),
     active: new Uint8Array(size),
     campaignPacing: new Map(),
     campaignFrequencyCap: new Map(),
     campaignTimeZone: new Map(),
+    campaignDayParting: new Map(),
     adId: json.ads.map((ad) => ad.id),
     campaignId: json.ads.map((ad) => ad.campaign_id),
     advertiserId: json.ads.map((ad) => ad.advertiser_id),

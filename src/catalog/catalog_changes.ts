@@ -11,8 +11,8 @@ import { RequestError } from '../errors';
 import { type Catalog, CatalogError, setAdStatus, setCampaign, validateCampaign } from './catalog';
 
 /** Fields an edit may set; null removes an optional one (no lifetime budget, no cap, UTC). */
-const editable = ['status', 'bid_micros', 'daily_budget_micros', 'lifetime_budget_micros', 'pacing', 'frequency_cap', 'time_zone'] as const;
-const removable = new Set(['lifetime_budget_micros', 'frequency_cap', 'time_zone']);
+const editable = ['status', 'bid_micros', 'daily_budget_micros', 'lifetime_budget_micros', 'pacing', 'day_parting', 'frequency_cap', 'time_zone'] as const;
+const removable = new Set(['lifetime_budget_micros', 'day_parting', 'frequency_cap', 'time_zone']);
 
 export type CampaignEdit = Partial<Record<(typeof editable)[number], unknown>>;
 export type AdStatus = 'active' | 'paused';

@@ -53,6 +53,8 @@ export interface CatalogAd {
   targeting?: TargetingCriterion[][];
   /** 'paused' keeps the ad out of every auction; absent means active. */
   status?: string;
+  /** Policy review flags (e.g. "disapproved"); ads with a flag in config blockedPolicyFlags never serve. */
+  policy_flags?: string[];
 }
 
 export interface CatalogCampaign {
@@ -69,6 +71,8 @@ export interface CatalogCampaign {
   lifetime_budget_micros?: number;
   /** IANA time zone of the campaign's days (daily budget, pacing); absent means UTC. */
   time_zone?: string;
+  /** Day-parting: 24 non-negative weights, one per local hour, shaping the even pacing curve (0: the campaign does not run that hour). */
+  day_parting?: number[];
 }
 
 export interface CatalogJson {

@@ -10,7 +10,8 @@ import type { SpendStore } from '../money/spend_store';
 import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
 import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
 import { validateCalibration } from '../calibration/calibrate';
-import type { Config } from '../config';
+import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
+import { Placement } from '../protocol/schema';
 import type { NativeEngine } from './addon';
 import { type AdHistory, adHistory, adPrior, type EngineSettings, type LightWeights, openEngine } from './engine';
 import type { CalibrationParams, CatalogCampaign, ModelDir } from './model_dir';
@@ -26,10 +27,36 @@ export interface Serving {
   budgets: Budgets;
   pacer: Pacer;
   frequency: FrequencyCaps;
-  /** Auction rules before the request's own slots, floor and auction type apply. */
-  rules: AuctionRules;
+  /** Auction rules per Placement (enum value; Unknown has the global ones), before the request's own slots, floor and auction type apply. */
+  rules: AuctionRules[];
   /** Weights of the engine's lightweight score, for recomputing ads' priors after an edit. */
   light: LightWeights;
+}
+
+const placementOf: Record<PlacementName, Placement> = {
+  search: Placement.Search,
+  product_page: Placement.ProductPage,
+  category: Placement.Category,
+  homepage: Placement.Homepage,
+  cart: Placement.Cart,
+};
+
+/** The global auction settings with each placement's overrides (config.placements) applied. */
+export function placementRules(config: Config): AuctionRules[] {
+  const rules: AuctionRules[] = [];
+  const forPlacement = (placement: PlacementRules = {}): AuctionRules => ({
+    mechanism: placement.auction ?? config.auction,
+    slots: 1,
+    floorCpmMicros: 0,
+    reserveMicros: [placement.reserveCpcMicros ?? config.reserveCpcMicros, placement.reserveCpmMicros ?? config.reserveCpmMicros, placement.reserveCpaMicros ?? config.reserveCpaMicros],
+    incrementMicros: config.priceIncrementMicros,
+    positionEffects: [1, 0.75, 0.6, 0.5, 0.42, 0.36, 0.32, 0.29, 0.27, 0.25],
+    minQuality: placement.minQualityScore ?? config.minQualityScore,
+    ...(placement.ranking ? { ranking: placement.ranking } : {}),
+  });
+  rules[Placement.Unknown] = forPlacement();
+  for (const name of placementNames) rules[placementOf[name]] = forPlacement(config.placements[name]);
+  return rules;
 }
 
 export function engineSettings(config: Config): EngineSettings {
@@ -47,7 +74,7 @@ export function engineSettings(config: Config): EngineSettings {
 export async function openServing(model: ModelDir, config: Config, spend: SpendStore, changes: CatalogChanges): Promise<Serving> {
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
-  const catalog = catalogFromJson(model.catalog);
+  const catalog = catalogFromJson(model.catalog, config.blockedPolicyFlags);
   changes.applyTo(catalog);
   const history = adHistory(model);
   const settings = engineSettings(config);
@@ -63,14 +90,7 @@ export async function openServing(model: ModelDir, config: Config, spend: SpendS
     calibration: model.manifest.calibration,
     modelVersion: model.manifest.version,
     modelDir: model.dir,
-    rules: {
-      mechanism: config.auction,
-      slots: 1,
-      floorCpmMicros: 0,
-      reserveMicros: [config.reserveCpcMicros, config.reserveCpmMicros, config.reserveCpaMicros],
-      incrementMicros: config.priceIncrementMicros,
-      positionEffects: [1, 0.75, 0.6, 0.5, 0.42, 0.36, 0.32, 0.29, 0.27, 0.25],
-    },
+    rules: placementRules(config),
   };
 }
 
@@ -83,6 +103,7 @@ export function applyCampaign(serving: Serving, campaign: CatalogCampaign, nowMs
   serving.engine.setPriors(ads, Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)));
   serving.budgets.campaignChanged(campaign.id, nowMs);
   serving.pacer.follow(campaign.id);
+  serving.pacer.tick(nowMs);
   serving.frequency.refresh();
 }
 

@@ -40,7 +40,7 @@ export class PacingController {
   constructor(
     readonly mode: PacingMode,
     private readonly gains: PacingGains = defaultGains,
-    private readonly hourlyWeights?: readonly number[],
+    readonly hourlyWeights?: readonly number[],
   ) {}
 
   /** Feeds the spend so far today (same unit as the budget); returns the new participation probability. */
@@ -71,14 +71,16 @@ export class Pacer {
     private readonly catalog: Catalog,
     private readonly state: LedgerState,
   ) {
-    for (const [campaign, mode] of catalog.campaignPacing) this.controllers.set(campaign, new PacingController(mode));
+    for (const campaign of catalog.campaignPacing.keys()) this.follow(campaign);
   }
 
-  /** Follows a change of the campaign's pacing mode (a new mode starts a fresh controller). */
+  /** Follows the campaign's pacing mode and day-parting (a change starts a fresh controller). */
   follow(campaignId: string): void {
     const mode = this.catalog.campaignPacing.get(campaignId);
-    if (mode && this.controllers.get(campaignId)?.mode !== mode) {
-      this.controllers.set(campaignId, new PacingController(mode));
+    const hours = this.catalog.campaignDayParting.get(campaignId);
+    const current = this.controllers.get(campaignId);
+    if (mode && (current?.mode !== mode || current.hourlyWeights !== hours)) {
+      this.controllers.set(campaignId, new PacingController(mode, defaultGains, hours));
       this.participationOf.delete(campaignId);
     }
   }

@@ -3,6 +3,7 @@
 // stops after parsing and says so (status NoEngine); no ads are invented.
 import { type AuctionCandidates, auctionOutcome, runAuction, type AuctionRules } from '../auction/auction';
 import { defaultQualityWeights, qualityScores } from '../auction/quality';
+import { insertKeyword } from '../auction/keyword_insertion';
 import { calibrate } from '../calibration/calibrate';
 import type { Config } from '../config';
 import { engineStages, isNativeError, type ScoreResult } from '../engine/addon';
@@ -37,6 +38,9 @@ export interface AdDecision {
   response: Uint8Array;
   /** Placement name for metrics labels. */
   placement: string;
+  requestId: string;
+  /** Ads in the answer. */
+  winners: number;
 }
 
 const mechanisms: Partial<Record<AuctionType, AuctionRules['mechanism']>> = {
@@ -113,6 +117,8 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   if (!serving) {
     return {
       placement,
+      requestId: parsed.requestId,
+      winners: 0,
       response: encodeAdResponse({
         requestId: parsed.requestId,
         status: ResponseStatus.NoEngine,
@@ -174,9 +180,10 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
     quality: scratch.quality,
     tiebreak: scratch.adIndex,
   };
+  const placementRules = serving.rules[parsed.placement] ?? serving.rules[Placement.Unknown]!;
   const rules: AuctionRules = {
-    ...serving.rules,
-    mechanism: mechanisms[parsed.request.auctionType()] ?? serving.rules.mechanism,
+    ...placementRules,
+    mechanism: mechanisms[parsed.request.auctionType()] ?? placementRules.mechanism,
     slots: parsed.slots,
     floorCpmMicros: parsed.floorCpmMicros,
   };
@@ -195,7 +202,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   metrics.stageDuration.observe({ stage: 'auction' }, Number(auctionNs) / 1e9);
   metrics.stageDuration.observe({ stage: 'encode' }, Number(nanosSince(mark)) / 1e9);
   metrics.fillRatio.observe(outcome.winners / parsed.slots);
-  return { placement, response };
+  return { placement, requestId: parsed.requestId, winners: outcome.winners, response };
 }
 
 interface Timings {
@@ -230,7 +237,7 @@ function encodeWinners(
       campaignId: catalog.campaignId[ad]!,
       advertiserId: catalog.advertiserId[ad]!,
       productId: catalog.productId[ad]!,
-      title: catalog.title[ad]!,
+      title: insertKeyword(catalog.title[ad]!, parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined),
       imageUrl: catalog.imageUrl[ad]!,
       landingUrl: catalog.landingUrl[ad]!,
       bidType,

@@ -6,7 +6,7 @@ import type { Config } from '../config';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
-import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { type AdDecision, type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { type EventContext, parseEvent, recordEvent } from '../pipeline/record_event';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
@@ -67,6 +67,21 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   const begin = (res: uWS.HttpResponse, route: Route): Exchange =>
     new Exchange(res, route, process.hrtime.bigint(), metrics, inFlight);
   const drainingError = () => new RequestError(503, 'draining', 'server is shutting down; retry on another replica');
+  let decisions = 0;
+  /** Runs an ad decision unless maxConcurrentDecisions are in flight: excess load is shed at once so admitted requests keep their latency. */
+  const decide = (body: Uint8Array): Promise<AdDecision> => {
+    if (decisions >= config.maxConcurrentDecisions) {
+      return Promise.reject(new RequestError(503, 'overloaded', `${decisions} ad decisions in flight (maxConcurrentDecisions); retry shortly`));
+    }
+    decisions++;
+    return decideAds(body, deps.decision).finally(() => decisions--);
+  };
+  /** One JSON line per sampled ad request; server faults are always logged by their handlers. */
+  const logDecision = (transport: 'http' | 'ws', status: number, started: bigint, answer?: AdDecision, error?: RequestError): void => {
+    if (Math.random() >= config.logSampleRate) return;
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    log.info('ad request', { transport, status, ms: Math.round(ms * 1000) / 1000, ...(answer ? { requestId: answer.requestId, placement: answer.placement, winners: answer.winners } : { error: error?.code }) });
+  };
 
   app.post('/v1/ads', (res, req) => {
     const exchange = begin(res, 'ads');
@@ -82,15 +97,18 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     if (length !== undefined && length > config.maxBodyBytes) {
       return exchange.fail(new RequestError(413, 'too_large', `body of ${length} bytes exceeds the limit of ${config.maxBodyBytes}`), {}, true);
     }
+    const started = process.hrtime.bigint();
     const onBody = (body: Uint8Array): void => {
-      decideAds(body, deps.decision).then(
+      decide(body).then(
         (answer) => {
           exchange.placement = answer.placement;
           exchange.send(200, flatbuffersContentType, answer.response);
+          logDecision('http', 200, started, answer);
         },
         (error: unknown) => {
           if (error instanceof RequestError) {
             if (error.status === 503) metrics.shed.inc();
+            logDecision('http', error.status, started, undefined, error);
             return exchange.fail(error, error.status === 503 ? { 'Retry-After': '1' } : {});
           }
           log.error('ad request failed', { error: (error as Error).message });
@@ -139,15 +157,17 @@ export function startServer(deps: ServerDeps): Promise<Server> {
       // uWS neuters `message` when this handler returns.
       const body = new Uint8Array(message.slice(0));
       inFlight.count++;
-      decideAds(body, deps.decision)
+      decide(body)
         .then(
           (answer) => {
             if (ws.getUserData().open) ws.send(answer.response, true);
             observeWs(started, answer.placement, '200');
+            logDecision('ws', 200, started, answer);
           },
           (error: unknown) => {
             if (error instanceof RequestError) {
               if (error.status === 503) metrics.shed.inc();
+              logDecision('ws', error.status, started, undefined, error);
               return reject(ws, started, error);
             }
             log.error('ad request failed', { error: (error as Error).message });

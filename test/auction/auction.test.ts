@@ -30,6 +30,7 @@ const rules = (overrides: Partial<AuctionRules> = {}): AuctionRules => ({
   reserveMicros: [0, 0, 0],
   incrementMicros: 10_000,
   positionEffects: [1, 0.7, 0.5, 0.35],
+  minQuality: 0,
   ...overrides,
 });
 
@@ -134,5 +135,39 @@ describe('auction rules', () => {
       expect(vcg.winners).toBe(gsp.winners);
       expect(vcgRevenue).toBeLessThanOrEqual(gspRevenue * (1 + 1e-12));
     }
+  });
+});
+
+describe('integrity and multi-objective ranking', () => {
+  it('keeps ads under the minimum quality score out of the auction, whatever they bid', () => {
+    const ads = candidates([
+      { bid: 5.0, pCtr: 0.1, quality: 0.2 },
+      { bid: 1.0, pCtr: 0.05, quality: 1.0 },
+    ]);
+    const open = runAuction(ads, rules(), auctionOutcome(1));
+    expect(open.candidate[0]).toBe(0);
+    const gated = runAuction(ads, rules({ minQuality: 0.5 }), auctionOutcome(1));
+    expect(gated.winners).toBe(1);
+    expect(gated.candidate[0]).toBe(1);
+  });
+
+  it('orders by the weighted objective, prices from adjusted eCPM, never above the bid nor below the reserve', () => {
+    // A has the larger adjusted eCPM; B the larger pCTR.
+    const ads = candidates([
+      { bid: 4.0, pCtr: 0.02, quality: 1.0 }, // eCPM $80
+      { bid: 1.0, pCtr: 0.06, quality: 1.0 }, // eCPM $60
+      { bid: 0.5, pCtr: 0.03, quality: 1.0 }, // eCPM $15
+    ]);
+    const byValue = runAuction(ads, rules({ slots: 2 }), auctionOutcome(2));
+    expect(Array.from(byValue.candidate)).toEqual([0, 1]);
+    const byClicks = runAuction(ads, rules({ slots: 2, ranking: { ctr: 1, cvr: 0, value: 0 } }), auctionOutcome(2));
+    expect(Array.from(byClicks.candidate)).toEqual([1, 2]);
+    // B pays what ties the next ad in this order (C, $15 eCPM): 15 / (0.06 x 1000) = $0.25 + ε.
+    expect(byClicks.priceMicros[0]).toBe(260_000);
+    // C's next in order is A, whose eCPM ($80) would price C above its bid: clamped to the bid.
+    expect(byClicks.priceMicros[1]).toBe(500_000);
+    const reserved = runAuction(ads, rules({ slots: 1, reserveMicros: [400_000, 0, 0], ranking: { ctr: 1, cvr: 0, value: 0 } }), auctionOutcome(1));
+    expect(reserved.candidate[0]).toBe(1);
+    expect(reserved.priceMicros[0]).toBe(400_000);
   });
 });

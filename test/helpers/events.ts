@@ -47,11 +47,16 @@ export async function spend(url: string): Promise<{ events: number; campaigns: R
 
 /** A copy of the tiny model directory with every campaign of its catalog edited. */
 export function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>) => void): string {
+  return tinyModelWithCatalog((catalog) => catalog.campaigns.forEach(edit));
+}
+
+/** A copy of the tiny model directory with its catalog edited. */
+export function tinyModelWithCatalog(edit: (catalog: { campaigns: Array<Record<string, unknown>>; ads: Array<Record<string, unknown>> }) => void): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'adserve-model-'));
   cpSync(tinyModelDir, dir, { recursive: true });
   const catalogPath = path.join(dir, 'catalog.json');
-  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<Record<string, unknown>> };
-  catalog.campaigns.forEach(edit);
+  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as Parameters<typeof edit>[0];
+  edit(catalog);
   writeFileSync(catalogPath, JSON.stringify(catalog));
   return dir;
 }

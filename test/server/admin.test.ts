@@ -14,7 +14,8 @@ const token = 'admin-token-for-tests';
 let daemon: Daemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_ADMIN_TOKEN: token });
+  // Hundreds of requests at once: these tests are about swapping, not admission control.
+  daemon = await startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_ADMIN_TOKEN: token, ADSERVE_MAX_CONCURRENT_DECISIONS: '1000' });
 });
 
 afterAll(async () => {

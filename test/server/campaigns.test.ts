@@ -49,6 +49,7 @@ describe('admin campaign and ad edits', () => {
       [{ daily_budget_micros: 1.5 }, 422, /daily_budget_micros/],
       [{ frequency_cap: { impressions: 0, window_seconds: 60 } }, 422, /frequency_cap/],
       [{ time_zone: 'Nowhere/Land' }, 422, /unknown time zone/],
+      [{ day_parting: [1, 2, 3] }, 422, /day_parting must be 24/],
       [{ bid_type: 'CPM' }, 422, /"bid_type" cannot be edited/],
       [{ status: null }, 422, /"status" cannot be removed/],
       [[1, 2], 422, /JSON object/],
@@ -81,6 +82,16 @@ describe('admin campaign and ad edits', () => {
     const after = (await winners(daemon.url, 'bid-after', 'running shoes')).campaigns;
     expect(after.has(lowBid!)).toBe(false);
     expect(after.has(spentBudget!)).toBe(false);
+  });
+
+  it('day-parts a campaign: in an hour with no weight it does not run', async () => {
+    const [campaign] = (await winners(daemon.url, 'daypart-before', 'desk lamp')).campaigns;
+    // All weight on the hour after the current UTC hour (the campaign's zone is UTC).
+    const hours = Array.from({ length: 24 }, (_, hour) => (hour === (new Date().getUTCHours() + 1) % 24 ? 1 : 0));
+    expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${campaign}`, { day_parting: hours })).json()).toMatchObject({ day_parting: hours });
+    expect((await winners(daemon.url, 'daypart-during', 'desk lamp')).campaigns.has(campaign!)).toBe(false);
+    await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${campaign}`, { day_parting: null });
+    expect((await winners(daemon.url, 'daypart-after', 'desk lamp')).campaigns.has(campaign!)).toBe(true);
   });
 
   it('pauses a single ad, and keeps every edit across a restart', async () => {
