@@ -21,7 +21,7 @@ export interface Daemon {
 /** Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger). */
 export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
   const dataDir = env.ADSERVE_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), 'adserve-data-'));
-  const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+  const child = spawn(process.execPath, ['--expose-gc', path.join(projectRoot, 'dist', 'src', 'main.js')], {
     env: { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ADSERVE_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -34,7 +34,7 @@ export interface Config {
   indexCacheDir: string;
   /** IVF lists; 0 picks about sqrt(ads). */
   nlist: number;
-  /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads, and at least 1/32 of the lists. */
+  /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads, and at least 1/24 of the lists. */
   nprobe: number;
   /** Ads the ANN search returns per request. */
   annCandidates: number;

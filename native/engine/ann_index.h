@@ -44,6 +44,9 @@ class AnnIndex {
 
  private:
   std::unique_ptr<faiss::Index> build(const float* vectors) const;
+  size_t autoNprobe(size_t nlist, size_t k) const;
+  // IVF-Flat search of one query with our own list scan (BLAS; eligibility checked per vector).
+  void scanIvfFlat(const float* query, size_t k, size_t nprobe, const uint8_t* eligible, float* scores, int64_t* labels) const;
   std::unique_ptr<faiss::Index> readCache() const;
   void writeCache() const;
   void applySearchOptions();

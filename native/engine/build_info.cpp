@@ -9,6 +9,8 @@
 
 #include "engine/errors.h"
 
+extern "C" void openblas_set_num_threads(int threads) __attribute__((weak));
+
 namespace adserve {
 
 BuildInfo buildInfo() {
@@ -36,6 +38,9 @@ void setComputeThreads(int threads) {
   if (threads < 1) throw EngineError(ErrorCode::InvalidArgument, "compute threads must be at least 1");
   at::set_num_threads(threads);
   omp_set_num_threads(threads);
+  // OpenBLAS (the IVF list scan, libtorch's matrix products) keeps its own thread pool; sized the
+  // same, it cannot take the core the JS thread needs. Absent when BLAS is not OpenBLAS.
+  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
 }
 
 }  // namespace adserve

@@ -6,19 +6,22 @@ import type { CatalogCampaign, CatalogJson } from '../engine/model_dir';
 import { checkTimeZone } from '../money/local_day';
 import type { PacingMode } from '../money/pacing';
 import { BidType } from '../protocol/schema';
+import { interned, PackedIndex, PackedStrings, type StringColumn } from './packed_strings';
 
 export type Micros = number;
 
 export interface Catalog {
   readonly size: number;
-  readonly adId: readonly string[];
+  // Per-ad text: values shared by many ads are interned strings, values unique to an ad are packed
+  // outside the JavaScript heap (see packed_strings.ts).
+  readonly adId: StringColumn;
   readonly campaignId: readonly string[];
   readonly advertiserId: readonly string[];
-  readonly productId: readonly string[];
+  readonly productId: StringColumn;
   readonly category: readonly string[];
-  readonly title: readonly string[];
-  readonly landingUrl: readonly string[];
-  readonly imageUrl: readonly string[];
+  readonly title: StringColumn;
+  readonly landingUrl: StringColumn;
+  readonly imageUrl: StringColumn;
   /** BidType enum value of the ad's campaign. */
   readonly bidType: Uint8Array;
   /** The campaign's bid per billable event: click (CPC), thousand impressions (CPM), conversion (CPA). */
@@ -26,7 +29,7 @@ export interface Catalog {
   /** Landing-page quality in (0, 1]. */
   readonly landingQuality: Float32Array;
   /** Dense ad index of each ad id. */
-  readonly indexOf: ReadonlyMap<string, number>;
+  readonly indexOf: { get(adId: string): number | undefined };
   /** The campaigns' current settings. */
   readonly campaigns: ReadonlyMap<string, Readonly<CatalogCampaign>>;
   /** Ad indices of each campaign. */
@@ -121,14 +124,19 @@ export function setAdStatus(catalog: Catalog, ad: number, status: 'active' | 'pa
 export function catalogFromJson(json: CatalogJson, blockedPolicyFlags: readonly string[] = []): Catalog {
   const blocked = new Set(blockedPolicyFlags);
   const size = json.ads.length;
-  const indexOf = new Map<string, number>();
   const adsOf = new Map<string, number[]>(json.campaigns.map((campaign) => [campaign.id, []]));
   json.ads.forEach((ad, index) => {
     const list = adsOf.get(ad.campaign_id);
     if (!list) throw new CatalogError(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
     list.push(index);
-    indexOf.set(ad.id, index);
   });
+  const adId = PackedStrings.from(json.ads.map((ad) => ad.id));
+  let indexOf: PackedIndex;
+  try {
+    indexOf = new PackedIndex(adId);
+  } catch (error) {
+    throw new CatalogError((error as Error).message);
+  }
   const catalog: Mutable<Catalog> = {
     size,
     campaigns: new Map(),
@@ -142,14 +150,14 @@ export function catalogFromJson(json: CatalogJson, blockedPolicyFlags: readonly 
     campaignFrequencyCap: new Map(),
     campaignTimeZone: new Map(),
     campaignDayParting: new Map(),
-    adId: json.ads.map((ad) => ad.id),
-    campaignId: json.ads.map((ad) => ad.campaign_id),
-    advertiserId: json.ads.map((ad) => ad.advertiser_id),
-    productId: json.ads.map((ad) => ad.product_id),
-    category: json.ads.map((ad) => ad.category),
-    title: json.ads.map((ad) => ad.title),
-    landingUrl: json.ads.map((ad) => ad.landing_url),
-    imageUrl: json.ads.map((ad) => ad.image_url),
+    adId,
+    campaignId: interned(json.ads.map((ad) => ad.campaign_id)),
+    advertiserId: interned(json.ads.map((ad) => ad.advertiser_id)),
+    productId: PackedStrings.from(json.ads.map((ad) => ad.product_id)),
+    category: interned(json.ads.map((ad) => ad.category)),
+    title: PackedStrings.from(json.ads.map((ad) => ad.title)),
+    landingUrl: PackedStrings.from(json.ads.map((ad) => ad.landing_url)),
+    imageUrl: PackedStrings.from(json.ads.map((ad) => ad.image_url)),
     bidType: new Uint8Array(size),
     bidMicros: new Float64Array(size),
     landingQuality: Float32Array.from(json.ads, (ad) => ad.landing_quality),

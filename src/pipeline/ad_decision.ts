@@ -5,6 +5,7 @@ import { type AuctionCandidates, auctionOutcome, runAuction, type AuctionRules }
 import { defaultQualityWeights, qualityScores } from '../auction/quality';
 import { insertKeyword } from '../auction/keyword_insertion';
 import { calibrate } from '../calibration/calibrate';
+import { fnv1a } from '../catalog/packed_strings';
 import type { Config } from '../config';
 import { engineStages, isNativeError, type ScoreResult } from '../engine/addon';
 import type { Serving } from '../engine/serving';
@@ -29,9 +30,7 @@ export interface DecisionContext {
 export function armOf(context: DecisionContext, userOrRequestId: string): 'a' | 'b' {
   const challenger = context.challenger;
   if (!challenger) return 'a';
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < userOrRequestId.length; i++) hash = Math.imul(hash ^ userOrRequestId.charCodeAt(i), 0x01000193) >>> 0;
-  return hash % 10_000 < challenger.share * 10_000 ? 'b' : 'a';
+  return fnv1a(userOrRequestId) % 10_000 < challenger.share * 10_000 ? 'b' : 'a';
 }
 
 export interface AdDecision {
@@ -150,7 +149,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   let kept = 0;
   for (let i = 0; i < count; i++) {
     const ad = result.adIndex[i]!;
-    if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId[ad]!)) {
+    if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId.at(ad)!)) {
       continue;
     }
     const campaignId = catalog.campaignId[ad]!;
@@ -233,13 +232,13 @@ function encodeWinners(
     context.metrics.clearingPrice.observe({ bid_type: ['cpc', 'cpm', 'cpa'][bidType]! }, priceMicros / 1e6);
     ads.push({
       slot,
-      adId: catalog.adId[ad]!,
+      adId: catalog.adId.at(ad)!,
       campaignId: catalog.campaignId[ad]!,
       advertiserId: catalog.advertiserId[ad]!,
-      productId: catalog.productId[ad]!,
-      title: insertKeyword(catalog.title[ad]!, parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined),
-      imageUrl: catalog.imageUrl[ad]!,
-      landingUrl: catalog.landingUrl[ad]!,
+      productId: catalog.productId.at(ad)!,
+      title: insertKeyword(catalog.title.at(ad)!, parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined),
+      imageUrl: catalog.imageUrl.at(ad)!,
+      landingUrl: catalog.landingUrl.at(ad)!,
       bidType,
       bidMicros: scratch.bidMicros[i]!,
       priceMicros,
@@ -249,7 +248,7 @@ function encodeWinners(
       quality: scratch.quality[i]!,
       eventToken: signEventToken(
         {
-          requestId: parsed.requestId, adId: catalog.adId[ad]!, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId,
+          requestId: parsed.requestId, adId: catalog.adId.at(ad)!, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId,
           pCtr: scratch.pCtr[i]!, pCvr: scratch.pCvr[i]!, placement: Placement[parsed.placement] ?? 'unknown', modelVersion: serving.modelVersion,
         },
         context.signingKey,
