@@ -90,6 +90,7 @@ EngineOptions engineOptions(Napi::Object options) {
   if (auto v = optionalCount(index, "hnswM", 256)) out.ann.hnswM = *v;
   if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.ann.efSearch = *v;
   if (auto v = optionalCount(index, "pqM", 1024)) out.ann.pqM = *v;
+  if (!index.Get("ivfScan").IsUndefined()) out.ann.ivfScan = stringField(index, "ivfScan");
   if (!index.Get("cacheFile").IsUndefined()) out.ann.cacheFile = stringField(index, "cacheFile");
   return out;
 }

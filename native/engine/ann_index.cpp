@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include <cblas.h>
@@ -20,16 +21,101 @@
 namespace adserve {
 namespace {
 
-bool isEligible(const uint8_t* bitmap, int64_t id) { return bitmap == nullptr || ((bitmap[id >> 3] >> (id & 7)) & 1) != 0; }
+const AdFilter* filterOf(const std::vector<const AdFilter*>& filters, size_t query) { return filters.empty() ? nullptr : filters[query]; }
+
+bool admitted(const AdFilter* filter, int64_t ad) { return filter == nullptr || filter->admits(ad); }
+
+// FAISS's own searches (flat, IVF-PQ) consult an AdFilter through its IDSelector hook.
+struct FilterSelector final : faiss::IDSelector {
+  explicit FilterSelector(const AdFilter& filter) : filter(filter) {}
+  bool is_member(faiss::Index::idx_t id) const override { return filter.admits(id); }
+  const AdFilter& filter;
+};
+
+// The best k (score, ad) pairs seen; ties go to the lower ad. Entries at or above a threshold are
+// collected, and when 2k have gathered the best k are kept and the k-th score becomes the new
+// threshold: amortised O(1) per entry, where a heap pays a log k sift for each.
+class TopK {
+ public:
+  explicit TopK(size_t k, float floor = -std::numeric_limits<float>::infinity()) : k_(k), threshold_(floor) { entries_.reserve(2 * k); }
+
+  // The score test comes first, so the filter runs only for ads that may enter.
+  void offer(float score, int64_t ad, const AdFilter* filter) {
+    if (score < threshold_ || !admitted(filter, ad)) return;
+    entries_.emplace_back(score, ad);
+    if (entries_.size() == 2 * k_) {
+      std::nth_element(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), entries_.end(), better);
+      entries_.resize(k_);
+      threshold_ = entries_.back().first;
+    }
+  }
+
+  size_t size() const { return entries_.size(); }
+
+  // Drops all but the best k.
+  void keepBest() {
+    if (entries_.size() <= k_) return;
+    std::nth_element(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), entries_.end(), better);
+    entries_.resize(k_);
+  }
+
+  template <typename Visit>
+  void forEach(Visit visit) const {
+    for (const Entry& entry : entries_) visit(entry.first, entry.second);
+  }
+
+  // Best first; -1 labels after the last ad found.
+  void write(float* scores, int64_t* labels) {
+    const size_t found = std::min(k_, entries_.size());
+    std::partial_sort(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(found), entries_.end(), better);
+    for (size_t i = 0; i < k_; ++i) {
+      scores[i] = i < found ? entries_[i].first : 0.0f;
+      labels[i] = i < found ? entries_[i].second : -1;
+    }
+  }
+
+ private:
+  using Entry = std::pair<float, int64_t>;
+  static bool better(const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); }
+
+  size_t k_;
+  float threshold_;
+  std::vector<Entry> entries_;
+};
+
+// The best k admitted ads of one query's scanned candidates. The filter may be costly (targeting
+// reads two random cache lines), so a floor is set first from a sample of the scores, at about the
+// 2k-th best: only candidates above it are filtered. Should fewer than k of those pass, the rest
+// are offered too, so the result is exactly the best k admitted.
+TopK filteredTop(const std::vector<float>& scores, const std::vector<int64_t>& ids, size_t k, const AdFilter* filter) {
+  constexpr size_t kSampleStride = 8;
+  float floor = -std::numeric_limits<float>::infinity();
+  if (filter != nullptr && scores.size() >= 4 * k) {
+    std::vector<float> sample;
+    sample.reserve(scores.size() / kSampleStride + 1);
+    for (size_t i = 0; i < scores.size(); i += kSampleStride) sample.push_back(scores[i]);
+    const size_t rank = std::min(sample.size() - 1, 2 * k / kSampleStride);
+    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<float>());
+    floor = sample[rank];
+  }
+  TopK best(k, floor);
+  for (size_t i = 0; i < scores.size(); ++i) best.offer(scores[i], ids[i], filter);
+  if (best.size() < k && floor > -std::numeric_limits<float>::infinity()) {
+    best = TopK(k);
+    for (size_t i = 0; i < scores.size(); ++i) best.offer(scores[i], ids[i], filter);
+  }
+  return best;
+}
 
 }  // namespace
 
 AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOptions& options)
-    : dim_(dim), count_(count), options_(options) {
+    : dim_(dim), count_(count), options_(options), vectors_(vectors) {
   if (count == 0) throw EngineError(ErrorCode::InvalidArgument, "cannot index an empty catalog");
   if (options.kind != "flat" && options.kind != "hnsw" && options.kind != "ivf" && options.kind != "ivfpq") {
     throw EngineError(ErrorCode::InvalidArgument, "unknown index kind '" + options.kind + "' (flat, ivf, hnsw, ivfpq)");
   }
+  if (options.ivfScan != "sq8" && options.ivfScan != "float") throw EngineError(ErrorCode::InvalidArgument, "ivfScan must be 'sq8' or 'float'");
   if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0)) throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
   if (!options.cacheFile.empty()) index_ = readCache();
   loadedFromCache_ = index_ != nullptr;
@@ -37,7 +123,20 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
     index_ = build(vectors);
     if (!options.cacheFile.empty()) writeCache();
   }
+  if (options.kind == "ivf" && options.ivfScan == "sq8") quantizeLists();
   applySearchOptions();
+}
+
+void AnnIndex::quantizeLists() {
+  const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
+  quantizer_ = std::make_unique<ScalarQuantizer>(vectors_, count_, dim_);
+  listCodes_.resize(ivf->nlist);
+  for (size_t list = 0; list < ivf->nlist; ++list) {
+    const size_t length = ivf->invlists->list_size(list);
+    faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
+    listCodes_[list].resize(quantizer_->codeBytes(length));
+    quantizer_->encode(reinterpret_cast<const float*>(codes.get()), length, listCodes_[list].data());
+  }
 }
 
 std::unique_ptr<faiss::Index> AnnIndex::build(const float* vectors) const {
@@ -106,6 +205,7 @@ void AnnIndex::applySearchOptions() {
     ivf->nprobe = options_.nprobe == 0 ? 0 : std::min(options_.nprobe, ivf->nlist);  // 0: chosen per search from k
     description_ = "IVF" + std::to_string(ivf->nlist) + (options_.kind == "ivf" ? ",Flat" : ",PQ" + std::to_string(options_.pqM));
     description_ += options_.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
+    if (quantizer_) description_ += ",scan=sq8+rerank";
   } else {
     description_ = "Flat";
   }
@@ -114,21 +214,29 @@ void AnnIndex::applySearchOptions() {
 
 AnnIndex::~AnnIndex() = default;
 
-void AnnIndex::search(const float* queries, size_t nq, size_t k, const uint8_t* eligible, float* scores, int64_t* labels) const {
-  const auto queryCount = static_cast<faiss::Index::idx_t>(nq);
+void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
+                      int64_t* labels) const {
+  if (!filters.empty() && filters.size() != nq) throw EngineError(ErrorCode::InvalidArgument, "one filter per query is needed");
+  if (options_.kind == "ivf") {
+    const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
+    scanIvfFlat(queries, nq, k, ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k), filters, scores, labels);
+    return;
+  }
+  const bool filtered = std::any_of(filters.begin(), filters.end(), [](const AdFilter* filter) { return filter != nullptr; });
   if (options_.kind == "hnsw") {
-    // Over-fetch, then drop ineligible ads; fewer than k may remain when most ads are ineligible.
-    const size_t fetch = eligible == nullptr ? k : std::min(count_, k * options_.hnswOverfetch);
+    // Over-fetch, then filter; fewer than k may remain when most ads are filtered out.
+    const size_t fetch = filtered ? std::min(count_, k * options_.hnswOverfetch) : k;
     std::vector<float> fetchedScores(nq * fetch);
     std::vector<faiss::Index::idx_t> fetchedLabels(nq * fetch);
     faiss::SearchParametersHNSW hnswParams;
     hnswParams.efSearch = static_cast<int>(std::max(options_.efSearch, fetch));
-    index_->search(queryCount, queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(), fetchedLabels.data(), &hnswParams);
+    index_->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(), fetchedLabels.data(),
+                   &hnswParams);
     for (size_t q = 0; q < nq; ++q) {
       size_t kept = 0;
       for (size_t i = 0; i < fetch && kept < k; ++i) {
         const int64_t id = fetchedLabels[q * fetch + i];
-        if (id < 0 || !isEligible(eligible, id)) continue;
+        if (id < 0 || !admitted(filterOf(filters, q), id)) continue;
         scores[q * k + kept] = fetchedScores[q * fetch + i];
         labels[q * k + kept] = id;
         ++kept;
@@ -137,28 +245,27 @@ void AnnIndex::search(const float* queries, size_t nq, size_t k, const uint8_t* 
     }
     return;
   }
-  if (options_.kind == "ivf") {
-    const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
-    const size_t nprobe = ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k);
-    for (size_t q = 0; q < nq; ++q) scanIvfFlat(queries + q * dim_, k, nprobe, eligible, scores + q * k, labels + q * k);
-    return;
-  }
-  std::unique_ptr<faiss::IDSelectorBitmap> selector;
-  faiss::SearchParametersIVF ivfParams;
-  faiss::SearchParameters flatParams;
-  faiss::SearchParameters* params = nullptr;
-  if (eligible != nullptr) selector = std::make_unique<faiss::IDSelectorBitmap>(count_, eligible);
-  if (options_.kind == "flat") {
-    flatParams.sel = selector.get();
-    params = &flatParams;
-  } else {
-    ivfParams.sel = selector.get();
-    const auto* ivf = static_cast<const faiss::IndexIVF*>(index_.get());
-    ivfParams.nprobe = ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k);
-    params = &ivfParams;
-  }
   static_assert(sizeof(faiss::Index::idx_t) == sizeof(int64_t), "FAISS ids are 64-bit");
-  index_->search(queryCount, queries, static_cast<faiss::Index::idx_t>(k), scores, reinterpret_cast<faiss::Index::idx_t*>(labels), params);
+  // Flat and IVF-PQ: FAISS's search, one query at a time when each has its own filter.
+  const auto searchOne = [&](size_t first, size_t count, const AdFilter* filter) {
+    std::unique_ptr<FilterSelector> selector = filter ? std::make_unique<FilterSelector>(*filter) : nullptr;
+    faiss::SearchParametersIVF ivfParams;
+    faiss::SearchParameters flatParams;
+    faiss::SearchParameters* params = &flatParams;
+    if (options_.kind == "ivfpq") {
+      const auto* ivf = static_cast<const faiss::IndexIVF*>(index_.get());
+      ivfParams.nprobe = ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k);
+      params = &ivfParams;
+    }
+    params->sel = selector.get();
+    index_->search(static_cast<faiss::Index::idx_t>(count), queries + first * dim_, static_cast<faiss::Index::idx_t>(k), scores + first * k,
+                   reinterpret_cast<faiss::Index::idx_t*>(labels + first * k), params);
+  };
+  if (!filtered) {
+    searchOne(0, nq, nullptr);
+  } else {
+    for (size_t q = 0; q < nq; ++q) searchOne(q, 1, filters[q]);
+  }
 }
 
 size_t AnnIndex::autoNprobe(size_t nlist, size_t k) const {
@@ -168,47 +275,53 @@ size_t AnnIndex::autoNprobe(size_t nlist, size_t k) const {
   return std::min(nlist, std::max((8 * k * nlist + count_ - 1) / count_, (nlist + 23) / 24));
 }
 
-void AnnIndex::scanIvfFlat(const float* query, size_t k, size_t nprobe, const uint8_t* eligible, float* scores, int64_t* labels) const {
+void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters, float* scores,
+                           int64_t* labels) const {
   const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
-  std::vector<float> coarseScores(nprobe);
-  std::vector<faiss::Index::idx_t> lists(nprobe);
-  ivf->quantizer->search(1, query, static_cast<faiss::Index::idx_t>(nprobe), coarseScores.data(), lists.data());
-  // Best k so far as a min-heap on (score, -id): the weakest candidate on top, ties to the lower id.
-  using Entry = std::pair<float, int64_t>;
-  const auto better = [](const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  std::vector<Entry> best;
-  best.reserve(k);
-  std::vector<float> listScores;
+  std::vector<float> coarseScores(nq * nprobe);
+  std::vector<faiss::Index::idx_t> lists(nq * nprobe);
+  ivf->quantizer->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(nprobe), coarseScores.data(), lists.data());
+  // The 8-bit scan keeps a margin of candidates for the exact re-rank, so its rounding seldom
+  // pushes an ad out of the top k.
+  const size_t fetch = quantizer_ ? k + k / 4 : k;
   const int d = static_cast<int>(dim_);
-  for (const faiss::Index::idx_t list : lists) {
-    if (list < 0) continue;
-    const size_t length = ivf->invlists->list_size(list);
-    if (length == 0) continue;
-    faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
-    faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
-    // IVF-Flat keeps each list's vectors contiguous: their inner products with the query are one
-    // matrix-vector product, which BLAS runs with the CPU's widest vector unit.
-    listScores.resize(length);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d, query, 1, 0.0f,
-                listScores.data(), 1);
-    for (size_t j = 0; j < length; ++j) {
-      const int64_t id = ids[j];
-      if (!isEligible(eligible, id)) continue;
-      const Entry entry{listScores[j], id};
-      if (best.size() < k) {
-        best.push_back(entry);
-        std::push_heap(best.begin(), best.end(), better);
-      } else if (better(entry, best.front())) {
-        std::pop_heap(best.begin(), best.end(), better);
-        best.back() = entry;
-        std::push_heap(best.begin(), best.end(), better);
+  std::vector<float> probedScores;
+  std::vector<int64_t> probedIds;
+  for (size_t q = 0; q < nq; ++q) {
+    const float* query = queries + q * dim_;
+    const ScalarQuantizer::Query folded = quantizer_ ? quantizer_->fold(query) : ScalarQuantizer::Query{};
+    probedScores.clear();
+    probedIds.clear();
+    for (size_t probe = 0; probe < nprobe; ++probe) {
+      const faiss::Index::idx_t list = lists[q * nprobe + probe];
+      if (list < 0) continue;
+      const size_t length = ivf->invlists->list_size(list);
+      if (length == 0) continue;
+      faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
+      const size_t at = probedScores.size();
+      if (quantizer_) {
+        probedScores.resize(at + (length + ScalarQuantizer::kBlock - 1) / ScalarQuantizer::kBlock * ScalarQuantizer::kBlock);
+        quantizer_->score(folded, listCodes_[list].data(), length, probedScores.data() + at);
+      } else {
+        // IVF-Flat keeps each list's vectors contiguous, so scoring them is one matrix-vector
+        // product, which BLAS runs with the CPU's widest vector unit.
+        faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
+        probedScores.resize(at + length);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d, query, 1, 0.0f,
+                    probedScores.data() + at, 1);
       }
+      probedScores.resize(at + length);  // drops the 8-bit scan's block padding
+      probedIds.insert(probedIds.end(), ids.get(), ids.get() + length);
     }
-  }
-  std::sort_heap(best.begin(), best.end(), better);
-  for (size_t i = 0; i < k; ++i) {
-    scores[i] = i < best.size() ? best[i].first : 0.0f;
-    labels[i] = i < best.size() ? best[i].second : -1;
+    TopK best = filteredTop(probedScores, probedIds, fetch, filterOf(filters, q));
+    if (!quantizer_) {
+      best.write(scores + q * k, labels + q * k);
+      continue;
+    }
+    TopK exact(k);
+    best.keepBest();
+    best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, vectors_ + ad * dim_, 1), ad, nullptr); });
+    exact.write(scores + q * k, labels + q * k);
   }
 }
 

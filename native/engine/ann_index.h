@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "engine/scalar_quantizer.h"
 
 namespace faiss {
 struct Index;
@@ -19,6 +22,9 @@ struct AnnOptions {
   size_t hnswM = 16;
   size_t efSearch = 256;      // raised to k at search time when smaller (HNSW cannot return more)
   size_t pqM = 16;            // IVF-PQ sub-quantizers (must divide the dimension)
+  // IVF-Flat list scan: "sq8" reads 8-bit codes of the vectors (a quarter of the memory traffic) and
+  // re-ranks the best k + k/4 with the float vectors; "float" reads the float vectors themselves.
+  std::string ivfScan = "sq8";
   size_t hnswOverfetch = 4;   // HNSW cannot filter inside the search here: fetch k * this, then filter
   // Where the built index is kept between starts (empty: always build). The caller names it after
   // everything that shapes the index (the embeddings' hash and the build options); a file that does
@@ -26,17 +32,26 @@ struct AnnOptions {
   std::string cacheFile;
 };
 
+// Which ads one query may return (eligibility, targeting). The IVF-Flat scan asks only about ads
+// that score well enough to enter the result so far, so a costly test runs on few of the ads seen.
+class AdFilter {
+ public:
+  virtual ~AdFilter() = default;
+  virtual bool admits(int64_t ad) const = 0;
+};
+
 // Approximate maximum-inner-product search over ad embeddings whose labels are dense ad indices.
 // Immutable after construction: any number of threads may search at once.
 class AnnIndex {
  public:
+  // `vectors` must outlive the index: the 8-bit IVF scan re-ranks with them.
   AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOptions& options);
   ~AnnIndex();
 
   // queries [nq x dim] -> scores/labels [nq x k], best first, -1 labels where fewer ads qualify.
-  // `eligible` is a bitmap over ad indices (bit i of byte i / 8), or null for every ad; ineligible ads
-  // are excluded inside the search (IVF, flat), so they never take an eligible ad's place.
-  void search(const float* queries, size_t nq, size_t k, const uint8_t* eligible, float* scores, int64_t* labels) const;
+  // `filters` holds one filter per query (null: every ad) or none at all. Filtered-out ads are
+  // excluded inside the search (IVF, flat), so they never take an admitted ad's place.
+  void search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores, int64_t* labels) const;
 
   size_t size() const { return count_; }
   const std::string& description() const { return description_; }
@@ -45,11 +60,13 @@ class AnnIndex {
  private:
   std::unique_ptr<faiss::Index> build(const float* vectors) const;
   size_t autoNprobe(size_t nlist, size_t k) const;
-  // IVF-Flat search of one query with our own list scan (BLAS; eligibility checked per vector).
-  void scanIvfFlat(const float* query, size_t k, size_t nprobe, const uint8_t* eligible, float* scores, int64_t* labels) const;
+  // IVF-Flat search with our own list scan (8-bit codes or BLAS over the float vectors).
+  void scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters, float* scores,
+                   int64_t* labels) const;
   std::unique_ptr<faiss::Index> readCache() const;
   void writeCache() const;
   void applySearchOptions();
+  void quantizeLists();
 
   bool loadedFromCache_ = false;
   size_t dim_;
@@ -57,6 +74,10 @@ class AnnIndex {
   AnnOptions options_;
   std::string description_;
   std::unique_ptr<faiss::Index> index_;
+  const float* vectors_;
+  // The 8-bit scan's copy of each IVF list, in the inverted lists' order; empty for other scans.
+  std::unique_ptr<ScalarQuantizer> quantizer_;
+  std::vector<std::vector<uint8_t>> listCodes_;
 };
 
 }  // namespace adserve

@@ -72,6 +72,19 @@ void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
   }
 }
 
+// One request's view of the catalog at retrieval: the eligibility snapshot and its own targeting.
+struct RequestFilter final : AdFilter {
+  RequestFilter(const uint8_t* eligible, const TargetingIndex* targeting, MatchedCriteria matched)
+      : eligible(eligible), targeting(targeting), matched(std::move(matched)) {}
+  bool admits(int64_t ad) const override {
+    if (eligible != nullptr && ((eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
+    return targeting == nullptr || targeting->admits(static_cast<uint32_t>(ad), matched);
+  }
+  const uint8_t* eligible;
+  const TargetingIndex* targeting;
+  MatchedCriteria matched;
+};
+
 }  // namespace
 
 Engine::Engine(const EngineOptions& options) : options_(options) {
@@ -108,7 +121,10 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
 
   userCache_ = std::make_unique<LruCache<torch::Tensor>>(options.userCacheSize, std::chrono::hours(24));
   contextCache_ = std::make_unique<LruCache<torch::Tensor>>(options.contextCacheSize, options.contextTtl);
-  if (!options.targeting.empty()) targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
+  if (!options.targeting.empty()) {
+    targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
+    if (targeting_->empty()) targeting_.reset();
+  }
   if (options.fusion == "precomputed") {
     c10::InferenceMode inference;
     const torch::Tensor w0 = model_->parameter("fusion.0.weight");
@@ -322,16 +338,18 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   std::vector<float> annScores(b * k);
   std::vector<int64_t> annLabels(b * k);
   const auto eligible = std::atomic_load(&eligible_);
-  if (!targeting_ || targeting_->empty()) {
-    ann_->search(query.data_ptr<float>(), b, k, eligible ? eligible->data() : nullptr, annScores.data(), annLabels.data());
-  } else {
-    // Targeting differs per request, so each request searches with its own bitmap.
-    std::vector<uint8_t> bitmap;
+  std::vector<RequestFilter> requestFilters;
+  requestFilters.reserve(b);
+  std::vector<const AdFilter*> filters;
+  if (eligible || targeting_) {
     for (size_t i = 0; i < b; ++i) {
-      targeting_->restrict(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())), eligible ? eligible->data() : nullptr, bitmap);
-      ann_->search(query.data_ptr<float>() + i * dim_, 1, k, bitmap.data(), annScores.data() + i * k, annLabels.data() + i * k);
+      MatchedCriteria matched;
+      if (targeting_) matched = targeting_->matchedCriteria(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())));
+      requestFilters.emplace_back(eligible ? eligible->data() : nullptr, targeting_.get(), std::move(matched));
+      filters.push_back(&requestFilters.back());
     }
   }
+  ann_->search(query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);

@@ -42,30 +42,31 @@ bool containsPhrase(const std::vector<std::string>& query, const std::vector<std
 }  // namespace
 
 TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount) : adCount_(adCount), dictionaries_(kTypes) {
-  std::unordered_map<std::string, uint32_t> criterionIds;  // "<type>\x1f<key>" -> id
-  std::unordered_set<uint32_t> vetoableAds;                // ads with a negated criterion
+  std::vector<uint32_t> rulesPerAd(adCount, 0);
   for (const AdTargeting& target : ads) {
     if (target.ad >= adCount) throw EngineError(ErrorCode::InvalidArgument, "targeting names ad index " + std::to_string(target.ad) + " outside the catalog");
-    if (target.rules.size() > kMaxRulesPerAd) {
-      throw EngineError(ErrorCode::InvalidArgument, "ad " + std::to_string(target.ad) + " has " + std::to_string(target.rules.size()) +
-                                                        " targeting rules; at most " + std::to_string(kMaxRulesPerAd) + " are allowed");
+    rulesPerAd[target.ad] += static_cast<uint32_t>(std::min(target.rules.size(), kMaxRulesPerAd + 1));
+    if (rulesPerAd[target.ad] > kMaxRulesPerAd) {
+      throw EngineError(ErrorCode::InvalidArgument, "ad " + std::to_string(target.ad) + " has more than " + std::to_string(kMaxRulesPerAd) +
+                                                        " targeting rules");
     }
-    if (target.rules.empty()) continue;
-    targetedAds_.push_back(target.ad);
+  }
+  // Each ad's rules in its own run, whatever order (and however many entries) the list names them in.
+  std::vector<std::vector<uint32_t>> programOf(adCount);
+  std::unordered_map<std::string, uint32_t> criterionIds;  // "<type>\x1f<key>" -> id
+  for (const AdTargeting& target : ads) {
     for (const TargetingRule& rule : target.rules) {
-      const auto ruleId = static_cast<uint32_t>(rules_.size());
-      std::unordered_set<uint32_t> seen;
-      uint16_t positives = 0;
+      std::vector<uint32_t>& program = programOf[target.ad];
+      program.push_back(static_cast<uint32_t>(rule.criteria.size()));
       for (const Criterion& criterion : rule.criteria) {
         const bool keyword = criterion.type <= CriterionType::NegativeKeyword;
         const std::vector<std::string> tokens = keyword ? tokenize(criterion.value) : std::vector<std::string>{};
         if (keyword && tokens.empty()) throw EngineError(ErrorCode::InvalidArgument, "keyword criterion '" + criterion.value + "' has no tokens");
         const std::string canonical = keyword ? join(tokens) : normaliseValue(criterion.type, criterion.value);
         const std::string key = std::to_string(static_cast<int>(criterion.type)) + '\x1f' + canonical;
-        auto [found, inserted] = criterionIds.emplace(key, static_cast<uint32_t>(postings_.size()));
+        auto [found, inserted] = criterionIds.emplace(key, static_cast<uint32_t>(phraseTokens_.size()));
         const uint32_t id = found->second;
         if (inserted) {
-          postings_.emplace_back();
           phraseTokens_.push_back(criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword ? tokens
                                                                                                                                    : std::vector<std::string>{});
           auto& dictionary = dictionaries_[static_cast<size_t>(criterion.type)];
@@ -77,30 +78,26 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
             dictionary[canonical].push_back(id);
           }
         }
-        if (!seen.insert(id).second) continue;  // the same criterion twice in one rule counts once
-        postings_[id].push_back({ruleId, criterion.negated});
-        if (criterion.negated) vetoableAds.insert(target.ad);
-        else ++positives;
+        program.push_back(criterion.negated ? id | kNegated : id);
       }
-      rules_.push_back({target.ad, positives});
     }
   }
-  std::sort(targetedAds_.begin(), targetedAds_.end());
-  targetedAds_.erase(std::unique(targetedAds_.begin(), targetedAds_.end()), targetedAds_.end());
-  for (uint32_t rule = 0; rule < rules_.size(); ++rule) {
-    if (vetoableAds.count(rules_[rule].ad)) rulesOfVetoableAd_[rules_[rule].ad].push_back(rule);
+  if (phraseTokens_.size() >= kNegated) throw EngineError(ErrorCode::InvalidArgument, "too many distinct targeting criteria");
+  programStart_.reserve(adCount + 1);
+  targeted_.assign((adCount + 63) / 64, 0);
+  for (size_t ad = 0; ad < adCount; ++ad) {
+    programStart_.push_back(static_cast<uint32_t>(programs_.size()));
+    if (rulesPerAd[ad] != 0) targeted_[ad / 64] |= uint64_t{1} << (ad % 64);
+    programs_.insert(programs_.end(), programOf[ad].begin(), programOf[ad].end());
   }
-  openBits_.assign((adCount_ + 7) / 8, 0xFF);
-  for (uint32_t ad : targetedAds_) openBits_[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
-  for (const RuleInfo& rule : rules_) {
-    if (rule.positives == 0) openBits_[rule.ad >> 3] |= static_cast<uint8_t>(1u << (rule.ad & 7));
-  }
+  programStart_.push_back(static_cast<uint32_t>(programs_.size()));
 }
 
-std::vector<uint32_t> TargetingIndex::matchedCriteria(const TargetingRequest& request) const {
+MatchedCriteria TargetingIndex::matchedCriteria(const TargetingRequest& request) const {
   const std::vector<std::string> queryTokens = tokenize(request.query);
   const std::unordered_set<std::string> distinctTokens(queryTokens.begin(), queryTokens.end());
-  std::vector<uint32_t> matched;
+  MatchedCriteria out;
+  std::vector<uint32_t>& matched = out.ids;
   auto lookup = [&](CriterionType type, const std::string& key) {
     const auto& dictionary = dictionaries_[static_cast<size_t>(type)];
     const auto found = dictionary.find(key);
@@ -125,57 +122,31 @@ std::vector<uint32_t> TargetingIndex::matchedCriteria(const TargetingRequest& re
   // A broad keyword is found once per query token it shares.
   std::sort(matched.begin(), matched.end());
   matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
-  return matched;
+  return out;
 }
 
-void TargetingIndex::restrict(const TargetingRequest& request, const uint8_t* eligible, std::vector<uint8_t>& bitmap) const {
-  const size_t bytes = openBits_.size();
-  bitmap.resize(bytes);
-  for (size_t i = 0; i < bytes; ++i) bitmap[i] = eligible ? static_cast<uint8_t>(eligible[i] & openBits_[i]) : openBits_[i];
-  if (targetedAds_.empty()) return;
-
-  // Per-rule scratch kept per thread and zeroed again after use, so a request touches only the
-  // rules its matched criteria reach.
-  thread_local std::vector<uint16_t> satisfied;  // positive criteria matched
-  thread_local std::vector<uint8_t> vetoed;      // a negated criterion matched
-  thread_local std::vector<uint32_t> touched;
-  if (satisfied.size() < rules_.size()) {
-    satisfied.resize(rules_.size());
-    vetoed.resize(rules_.size());
+bool TargetingIndex::admits(uint32_t ad, const MatchedCriteria& matched) const {
+  if (((targeted_[ad / 64] >> (ad % 64)) & 1) == 0) return true;
+  const uint32_t* rule = programs_.data() + programStart_[ad];
+  const uint32_t* const end = programs_.data() + programStart_[ad + 1];
+  while (rule < end) {
+    const uint32_t* const criteria = rule + 1;
+    const uint32_t* const next = criteria + *rule;
+    const bool passes = std::all_of(criteria, next, [&](uint32_t entry) {
+      const bool negated = (entry & kNegated) != 0;
+      return std::binary_search(matched.ids.begin(), matched.ids.end(), entry & ~kNegated) != negated;
+    });
+    if (passes) return true;
+    rule = next;
   }
-  for (uint32_t id : matchedCriteria(request)) {
-    for (const Posting& posting : postings_[id]) {
-      if (satisfied[posting.rule] == 0 && !vetoed[posting.rule]) touched.push_back(posting.rule);
-      if (posting.negated) vetoed[posting.rule] = 1;
-      else ++satisfied[posting.rule];
-    }
-  }
-  const auto rulePasses = [&](uint32_t rule) { return !vetoed[rule] && satisfied[rule] == rules_[rule].positives; };
-  for (uint32_t rule : touched) {
-    const uint32_t ad = rules_[rule].ad;
-    const bool isEligible = !eligible || ((eligible[ad >> 3] >> (ad & 7)) & 1);
-    if (rules_[rule].positives > 0 && rulePasses(rule) && isEligible) bitmap[ad >> 3] |= static_cast<uint8_t>(1u << (ad & 7));
-  }
-  // A vetoed rule may have been the ad's open way in: the ad stays only if another rule passes.
-  for (uint32_t rule : touched) {
-    if (!vetoed[rule]) continue;
-    const uint32_t ad = rules_[rule].ad;
-    const auto& rules = rulesOfVetoableAd_.find(ad)->second;
-    if (std::none_of(rules.begin(), rules.end(), rulePasses)) bitmap[ad >> 3] &= static_cast<uint8_t>(~(1u << (ad & 7)));
-  }
-  for (uint32_t rule : touched) {
-    satisfied[rule] = 0;
-    vetoed[rule] = 0;
-  }
-  touched.clear();
+  return false;
 }
 
 std::vector<uint32_t> TargetingIndex::match(const TargetingRequest& request) const {
-  std::vector<uint8_t> bitmap;
-  restrict(request, nullptr, bitmap);
+  const MatchedCriteria matched = matchedCriteria(request);
   std::vector<uint32_t> ads;
   for (uint32_t ad = 0; ad < adCount_; ++ad) {
-    if ((bitmap[ad >> 3] >> (ad & 7)) & 1) ads.push_back(ad);
+    if (admits(ad, matched)) ads.push_back(ad);
   }
   return ads;
 }

@@ -49,11 +49,15 @@ struct TargetingRequest {
   std::string placement;
 };
 
-// Criterion-level inverted index (one dictionary per criterion type, each unique criterion stored
-// once with the rules that use it). Immutable after construction; match() and restrict() are
-// thread-safe. A request costs one pass over a bitmap plus the postings of the criteria it matches:
-// ads pass by default when untargeted or when a rule of theirs has only negated criteria, so only
-// matched rules and vetoed ads are evaluated.
+// The criteria one request matches, found once per request; TargetingIndex::admits reads it.
+struct MatchedCriteria {
+  std::vector<uint32_t> ids;  // ascending, distinct
+};
+
+// Each unique criterion is stored once (one dictionary per criterion type) and each ad's rules refer
+// to criterion ids. Serving resolves a request to the ids it matches once, then tests only the ads
+// the ANN search is about to admit, so the cost follows the candidates seen rather than the catalog
+// size. Immutable after construction; every method is thread-safe.
 class TargetingIndex {
  public:
   static constexpr size_t kMaxRulesPerAd = 20;
@@ -62,34 +66,27 @@ class TargetingIndex {
   // outside adCount.
   TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount);
 
+  MatchedCriteria matchedCriteria(const TargetingRequest& request) const;
+  // Whether the ad's rules let the request through: untargeted, or a rule whose positive criteria
+  // all matched and whose negated criteria all did not.
+  bool admits(uint32_t ad, const MatchedCriteria& matched) const;
   // Ads (targeted or not) that the request satisfies, ascending.
   std::vector<uint32_t> match(const TargetingRequest& request) const;
-  // Fills `bitmap` (adCount bits) with the ads that are set in `eligible` (every ad when null) and
-  // that the request satisfies.
-  void restrict(const TargetingRequest& request, const uint8_t* eligible, std::vector<uint8_t>& bitmap) const;
 
-  bool empty() const { return targetedAds_.empty(); }
+  bool empty() const { return programs_.empty(); }
 
  private:
-  struct RuleInfo {
-    uint32_t ad;
-    uint16_t positives;
-  };
-  struct Posting {
-    uint32_t rule;
-    bool negated;
-  };
-  // Criterion ids the request matches, ascending and distinct.
-  std::vector<uint32_t> matchedCriteria(const TargetingRequest& request) const;
+  static constexpr uint32_t kNegated = 1u << 31;
 
   size_t adCount_;
-  std::vector<RuleInfo> rules_;
-  std::vector<std::vector<Posting>> postings_;      // by criterion id
+  // Each targeted ad's rules as one run of programs_: per rule its criterion count, then its criterion
+  // ids (kNegated set for negated ones); the ad's run ends where the next ad's starts. One array, so
+  // a check costs two cache misses (start, run) where rule and criterion tables would cost three.
+  std::vector<uint64_t> targeted_;      // bit per ad: has rules; small enough to stay in cache
+  std::vector<uint32_t> programStart_;  // ad -> start of its run; one extra at the end
+  std::vector<uint32_t> programs_;
   std::vector<std::vector<std::string>> phraseTokens_;  // by criterion id, for phrase and negative criteria
   std::vector<std::unordered_map<std::string, std::vector<uint32_t>>> dictionaries_;  // per type: key -> criterion ids
-  std::vector<uint32_t> targetedAds_;               // ascending
-  std::vector<uint8_t> openBits_;                   // ads that pass when the request matches no criterion
-  std::unordered_map<uint32_t, std::vector<uint32_t>> rulesOfVetoableAd_;  // every rule of each ad with a negated criterion
 };
 
 }  // namespace adserve

@@ -121,7 +121,7 @@ export interface NativeEngineOptions {
     productBuckets: number;
     userNumeric: number;
   };
-  index: { kind: string; nlist?: number; nprobe?: number; hnswM?: number; efSearch?: number; pqM?: number; cacheFile?: string };
+  index: { kind: string; nlist?: number; nprobe?: number; hnswM?: number; efSearch?: number; pqM?: number; ivfScan?: string; cacheFile?: string };
   batching: { maxBatch?: number; maxDelayUs?: number; queueCapacity?: number };
 }
 

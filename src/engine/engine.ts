@@ -16,6 +16,8 @@ export interface IndexSettings {
   hnswM?: number;
   efSearch?: number;
   pqM?: number;
+  /** IVF list scan: 8-bit codes re-ranked exactly (default) or the float vectors. */
+  ivfScan?: 'sq8' | 'float';
 }
 
 /** Weights of the lightweight score (BOOK_SPEC 2.12, weighted linear): a·sim + b·value + c·histCTR + d·quality. */
