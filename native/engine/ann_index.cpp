@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 
+#include "engine/build_info.h"
 #include "engine/errors.h"
 
 namespace adserve {
@@ -285,13 +286,14 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
   // pushes an ad out of the top k.
   const size_t fetch = quantizer_ ? k + k / 4 : k;
   const int d = static_cast<int>(dim_);
-  std::vector<float> probedScores;
-  std::vector<int64_t> probedIds;
+  // Queries are independent, so a batch spreads over the compute threads.
+  const int threads = static_cast<int>(std::min<size_t>(nq, static_cast<size_t>(computeThreads())));
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (size_t q = 0; q < nq; ++q) {
     const float* query = queries + q * dim_;
     const ScalarQuantizer::Query folded = quantizer_ ? quantizer_->fold(query) : ScalarQuantizer::Query{};
-    probedScores.clear();
-    probedIds.clear();
+    std::vector<float> probedScores;
+    std::vector<int64_t> probedIds;
     for (size_t probe = 0; probe < nprobe; ++probe) {
       const faiss::Index::idx_t list = lists[q * nprobe + probe];
       if (list < 0) continue;
@@ -316,12 +318,12 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
     TopK best = filteredTop(probedScores, probedIds, fetch, filterOf(filters, q));
     if (!quantizer_) {
       best.write(scores + q * k, labels + q * k);
-      continue;
+    } else {
+      TopK exact(k);
+      best.keepBest();
+      best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, vectors_ + ad * dim_, 1), ad, nullptr); });
+      exact.write(scores + q * k, labels + q * k);
     }
-    TopK exact(k);
-    best.keepBest();
-    best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, vectors_ + ad * dim_, 1), ad, nullptr); });
-    exact.write(scores + q * k, labels + q * k);
   }
 }
 

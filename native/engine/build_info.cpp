@@ -1,5 +1,9 @@
 #include "engine/build_info.h"
 
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
 #include <faiss/Index.h>
 #include <flatbuffers/base.h>
 #include <omp.h>
@@ -34,8 +38,18 @@ BuildInfo buildInfo() {
   return info;
 }
 
+namespace {
+std::atomic<int> configuredComputeThreads{0};
+}  // namespace
+
+int computeThreads() {
+  const int configured = configuredComputeThreads.load();
+  return configured > 0 ? configured : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 void setComputeThreads(int threads) {
   if (threads < 1) throw EngineError(ErrorCode::InvalidArgument, "compute threads must be at least 1");
+  configuredComputeThreads = threads;
   at::set_num_threads(threads);
   omp_set_num_threads(threads);
   // OpenBLAS (the IVF list scan, libtorch's matrix products) keeps its own thread pool; sized the

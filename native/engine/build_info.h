@@ -19,5 +19,8 @@ BuildInfo buildInfo();
 
 // Sets libtorch's intra-op and OpenMP thread counts once for the process (FAISS uses OpenMP).
 void setComputeThreads(int threads);
+// The last setComputeThreads value (every core until then). Parallel regions on engine threads pass
+// it explicitly: OpenMP's thread count set on the configuring thread does not carry to others.
+int computeThreads();
 
 }  // namespace adserve
