@@ -36,7 +36,7 @@ class Preset:
     max_title_tokens: int = 8
     # Requests sampled from the test days for the retrieval recall evaluation.
     recall_requests: int = 300
-    # Ads exported beyond those the world was trained on (large preset only): streamed in chunks.
+    # Ads exported beyond those the world was trained on (medium and large presets): streamed in chunks.
     extra_catalog_ads: int = 0
     seed: int = 20261123
 
@@ -46,6 +46,8 @@ PRESETS = {
                    batch_size=256, embedding_dim=32, recall_requests=50, history_days=3, train_days=4,
                    calibration_days=1, test_days=1),
     "demo": Preset(name="demo", users=20_000, advertisers=400, ads=20_000, impressions_per_day=60_000),
+    "medium": Preset(name="medium", users=20_000, advertisers=400, ads=20_000, impressions_per_day=60_000,
+                     extra_catalog_ads=80_000),
     "large": Preset(name="large", users=50_000, advertisers=4_000, ads=50_000, impressions_per_day=60_000,
                     extra_catalog_ads=1_000_000),
 }

@@ -125,7 +125,7 @@ Napi::Object resultObject(Napi::Env env, ScoreResult&& result) {
 Napi::Function EngineJs::Define(Napi::Env env) {
   return DefineClass(env, "Engine",
                      {InstanceMethod<&EngineJs::Score>("score"), InstanceMethod<&EngineJs::SetEligibility>("setEligibility"),
-                      InstanceMethod<&EngineJs::SetPriors>("setPriors"),
+                      InstanceMethod<&EngineJs::SetPriors>("setPriors"), InstanceMethod<&EngineJs::AddAds>("addAds"),
                       InstanceMethod<&EngineJs::Stats>("stats"), InstanceMethod<&EngineJs::Close>("close")});
 }
 
@@ -190,6 +190,38 @@ Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value EngineJs::AddAds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "ads must be an object { categorical, title, numeric, prior, targeting? }");
+    Napi::Object fields = info[0].As<Napi::Object>();
+    const auto ints = [&](const char* key) {
+      Napi::Value value = fields.Get(key);
+      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throwInvalidArgument(env, std::string(key) + " must be an Int32Array");
+      Napi::Int32Array array = value.As<Napi::Int32Array>();
+      return std::vector<int64_t>(array.Data(), array.Data() + array.ElementLength());
+    };
+    const auto reals = [&](const char* key) {
+      Napi::Value value = fields.Get(key);
+      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throwInvalidArgument(env, std::string(key) + " must be a Float32Array");
+      Napi::Float32Array array = value.As<Napi::Float32Array>();
+      return std::vector<float>(array.Data(), array.Data() + array.ElementLength());
+    };
+    auto ads = std::make_shared<NewAds>();
+    ads->categorical = ints("categorical");
+    ads->title = ints("title");
+    ads->numeric = reals("numeric");
+    ads->prior = reals("prior");
+    if (!fields.Get("targeting").IsUndefined()) ads->targeting = targetingList(env, fields.Get("targeting"));
+    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
+    // The ad tower runs on an engine thread; the promise settles with the first new ad index.
+    return addonState(env).runnerFor(env).run(env, [engine, ads]() -> AsyncRunner::Resolver {
+      const uint32_t first = engine->addAds(*ads);
+      return [first](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, first); };
+    });
+  });
+}
+
 Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -200,7 +232,7 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
     out.Set("requests", static_cast<double>(stats.requests));
     out.Set("rejected", static_cast<double>(stats.rejected));
     out.Set("queued", static_cast<double>(stats.queued));
-    out.Set("ads", static_cast<double>(engine->adCount()));
+    out.Set("ads", static_cast<double>(engine->totalAds()));
     out.Set("dim", static_cast<double>(engine->dim()));
     out.Set("index", engine->indexDescription());
     const Engine::CacheStats caches = engine->cacheStats();

@@ -28,6 +28,7 @@ class EngineJs : public Napi::ObjectWrap<EngineJs> {
   Napi::Value Score(const Napi::CallbackInfo& info);
   Napi::Value SetEligibility(const Napi::CallbackInfo& info);
   Napi::Value SetPriors(const Napi::CallbackInfo& info);
+  Napi::Value AddAds(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -72,17 +73,27 @@ void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
   }
 }
 
-// One request's view of the catalog at retrieval: the eligibility snapshot and its own targeting.
+// One request's view of the catalog at retrieval: the eligibility snapshot and its own targeting,
+// for the catalog's ads and for those added at run time (indices catalogAds onwards).
 struct RequestFilter final : AdFilter {
-  RequestFilter(const uint8_t* eligible, const TargetingIndex* targeting, MatchedCriteria matched)
-      : eligible(eligible), targeting(targeting), matched(std::move(matched)) {}
+  RequestFilter(const uint8_t* eligible, const TargetingIndex* targeting, uint32_t catalogAds, const TargetingIndex* addedTargeting,
+                const TargetingRequest& request)
+      : eligible(eligible), targeting(targeting), catalogAds(catalogAds), addedTargeting(addedTargeting) {
+    if (targeting != nullptr) matched = targeting->matchedCriteria(request);
+    if (addedTargeting != nullptr) addedMatched = addedTargeting->matchedCriteria(request);
+  }
   bool admits(int64_t ad) const override {
     if (eligible != nullptr && ((eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
-    return targeting == nullptr || targeting->admits(static_cast<uint32_t>(ad), matched);
+    const auto index = static_cast<uint32_t>(ad);
+    if (index < catalogAds) return targeting == nullptr || targeting->admits(index, matched);
+    return addedTargeting == nullptr || addedTargeting->admits(index - catalogAds, addedMatched);
   }
   const uint8_t* eligible;
   const TargetingIndex* targeting;
+  uint32_t catalogAds;
+  const TargetingIndex* addedTargeting;
   MatchedCriteria matched;
+  MatchedCriteria addedMatched;
 };
 
 }  // namespace
@@ -135,7 +146,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     fusion->wContext = w0.slice(1, d, 2 * d).t().contiguous();
     fusion->wDots = w0.slice(1, 3 * d, 3 * d + 3).t().contiguous();
     fusion->wPair = w0.slice(1, 3 * d + 3).t().contiguous();
-    fusion->adProjection = adEmbeddings_.matmul(w0.slice(1, 2 * d, 3 * d).t()).contiguous();
+    fusion->wAd = w0.slice(1, 2 * d, 3 * d).t().contiguous();
+    fusion->adProjection = adEmbeddings_.matmul(fusion->wAd).contiguous();
     fusion->b0 = model_->parameter("fusion.0.bias");
     fusion->w2 = model_->parameter("fusion.2.weight").t().contiguous();
     fusion->b2 = model_->parameter("fusion.2.bias");
@@ -152,11 +164,13 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
 
 void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) {
   if (adIndex.size() != eligible.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and eligible differ in length");
+  std::lock_guard<std::mutex> lock(writeMutex_);
+  const size_t total = totalAds();
   auto current = std::atomic_load(&eligible_);
-  auto next = current ? std::make_shared<std::vector<uint8_t>>(*current) : std::make_shared<std::vector<uint8_t>>((adCount_ + 7) / 8, 0xFF);
+  auto next = current ? std::make_shared<std::vector<uint8_t>>(*current) : std::make_shared<std::vector<uint8_t>>((total + 7) / 8, 0xFF);
   for (size_t i = 0; i < adIndex.size(); ++i) {
     const uint32_t ad = adIndex[i];
-    if (ad >= adCount_) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
+    if (ad >= total) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
     const auto bit = static_cast<uint8_t>(1u << (ad & 7));
     (*next)[ad >> 3] = eligible[i] ? ((*next)[ad >> 3] | bit) : ((*next)[ad >> 3] & ~bit);
   }
@@ -165,13 +179,126 @@ void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vec
 
 void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) {
   if (adIndex.size() != prior.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and prior differ in length");
+  std::lock_guard<std::mutex> lock(writeMutex_);
   auto next = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
   for (size_t i = 0; i < adIndex.size(); ++i) {
-    if (adIndex[i] >= adCount_) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
+    if (adIndex[i] >= next->size()) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
     if (!std::isfinite(prior[i])) throw EngineError(ErrorCode::InvalidArgument, "priors must be finite");
     (*next)[adIndex[i]] = prior[i];
   }
   std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(next)));
+}
+
+size_t Engine::totalAds() const {
+  const auto added = std::atomic_load(&added_);
+  return adCount_ + (added ? added->count : 0);
+}
+
+uint32_t Engine::addAds(const NewAds& ads) {
+  const size_t n = ads.prior.size();
+  if (n == 0) throw EngineError(ErrorCode::InvalidArgument, "no ads to add");
+  if (ads.categorical.size() != n * 4) throw EngineError(ErrorCode::InvalidArgument, "categorical needs 4 values per ad");
+  if (ads.title.empty() || ads.title.size() % n != 0 || ads.numeric.empty() || ads.numeric.size() % n != 0) {
+    throw EngineError(ErrorCode::InvalidArgument, "title and numeric need the same number of values for every ad");
+  }
+  if (!std::all_of(ads.prior.begin(), ads.prior.end(), [](float v) { return std::isfinite(v); }) ||
+      !std::all_of(ads.numeric.begin(), ads.numeric.end(), [](float v) { return std::isfinite(v); })) {
+    throw EngineError(ErrorCode::InvalidArgument, "priors and numeric features must be finite");
+  }
+  const auto rows = static_cast<int64_t>(n);
+  torch::Tensor embeddings;
+  torch::Tensor projection;
+  {
+    c10::InferenceMode inference;
+    try {
+      embeddings = model_->adEmbed(longs(ads.categorical, {rows, 4}), longs(ads.title, {rows, static_cast<int64_t>(ads.title.size() / n)}),
+                                   floats(ads.numeric, {rows, static_cast<int64_t>(ads.numeric.size() / n)}))
+                       .contiguous();
+    } catch (const std::exception& error) {
+      // Out-of-vocabulary ids and wrong widths surface from the ad tower, with a TorchScript trace
+      // whose last line says what was wrong.
+      std::string message = error.what();
+      while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back()))) message.pop_back();
+      throw EngineError(ErrorCode::InvalidArgument, "the ad tower refused the new ads: " + message.substr(message.find_last_of('\n') + 1));
+    }
+    if (embeddings.size(1) != static_cast<int64_t>(dim_) || !torch::isfinite(embeddings).all().item<bool>()) {
+      throw EngineError(ErrorCode::Model, "the ad tower gave no finite embedding of the catalog's dimension");
+    }
+    if (fusion_) projection = embeddings.matmul(fusion_->wAd).contiguous();
+  }
+  std::lock_guard<std::mutex> lock(writeMutex_);
+  const auto current = std::atomic_load(&added_);
+  const size_t before = current ? current->count : 0;
+  if (adCount_ + before + n > static_cast<size_t>(std::numeric_limits<int32_t>::max())) throw EngineError(ErrorCode::InvalidArgument, "too many ads");
+  auto next = std::make_shared<AddedAds>();
+  next->count = before + n;
+  next->embeddings = current ? torch::cat({current->embeddings, embeddings}) : embeddings;
+  if (fusion_) next->projection = current ? torch::cat({current->projection, projection}) : projection;
+  if (current) {
+    next->category = current->category;
+    next->advertiser = current->advertiser;
+    next->targeting = current->targeting;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    next->advertiser.push_back(static_cast<int32_t>(ads.categorical[i * 4] - 1));
+    next->category.push_back(static_cast<int32_t>(ads.categorical[i * 4 + 1] - 1));
+  }
+  for (AdTargeting target : ads.targeting) {
+    if (target.ad >= n) throw EngineError(ErrorCode::InvalidArgument, "targeting names an ad outside this call");
+    target.ad += static_cast<uint32_t>(before);
+    next->targeting.push_back(std::move(target));
+  }
+  if (!next->targeting.empty()) {
+    next->targetingIndex = std::make_unique<TargetingIndex>(next->targeting, next->count);
+    if (next->targetingIndex->empty()) next->targetingIndex.reset();
+  }
+  // Priors and eligibility cover the new ads before they become visible: a batch that sees them
+  // reads those snapshots afterwards.
+  auto prior = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
+  prior->insert(prior->end(), ads.prior.begin(), ads.prior.end());
+  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(prior)));
+  if (auto eligible = std::atomic_load(&eligible_)) {
+    auto grown = std::make_shared<std::vector<uint8_t>>(*eligible);
+    grown->resize((adCount_ + next->count + 7) / 8, 0xFF);
+    for (size_t ad = adCount_ + before; ad < adCount_ + next->count; ++ad) (*grown)[ad >> 3] |= static_cast<uint8_t>(1u << (ad & 7));
+    std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(grown)));
+  }
+  std::atomic_store(&added_, std::shared_ptr<const AddedAds>(std::move(next)));
+  return static_cast<uint32_t>(adCount_ + before);
+}
+
+torch::Tensor Engine::adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const {
+  const auto catalogAds = static_cast<int64_t>(adCount_);
+  const torch::Tensor isAdded = ads.ge(catalogAds);
+  if (!addedRows.defined() || !isAdded.any().item<bool>()) return catalogRows.index_select(0, ads);
+  torch::Tensor out = catalogRows.index_select(0, ads.clamp_max(catalogAds - 1));
+  const torch::Tensor positions = isAdded.nonzero().squeeze(1);
+  out.index_copy_(0, positions, addedRows.index_select(0, ads.index_select(0, positions) - catalogAds));
+  return out;
+}
+
+void Engine::searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
+                         float* scores, int64_t* labels) const {
+  const torch::Tensor query = torch::from_blob(const_cast<float*>(queries), {static_cast<int64_t>(nq), static_cast<int64_t>(dim_)});
+  const torch::Tensor addedScores = query.matmul(added.embeddings.t()).contiguous();  // [nq, added]
+  std::vector<std::pair<float, int64_t>> merged;
+  for (size_t q = 0; q < nq; ++q) {
+    merged.clear();
+    for (size_t j = 0; j < k && labels[q * k + j] >= 0; ++j) merged.emplace_back(scores[q * k + j], labels[q * k + j]);
+    const float* row = addedScores.data_ptr<float>() + q * added.count;
+    const AdFilter* filter = filters.empty() ? nullptr : filters[q];
+    for (size_t j = 0; j < added.count; ++j) {
+      const auto ad = static_cast<int64_t>(adCount_ + j);
+      if (filter == nullptr || filter->admits(ad)) merged.emplace_back(row[j], ad);
+    }
+    const size_t found = std::min(k, merged.size());
+    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(found), merged.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (size_t j = 0; j < k; ++j) {
+      scores[q * k + j] = j < found ? merged[j].first : 0.0f;
+      labels[q * k + j] = j < found ? merged[j].second : -1;
+    }
+  }
 }
 
 torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const {
@@ -255,7 +382,7 @@ Engine::CacheStats Engine::cacheStats() const {
   return {userHits, userMisses, contextHits, contextMisses};
 }
 
-void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const {
+void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const {
   const size_t categoryWidth = static_cast<size_t>(userCategory_.size(2));
   const size_t categories = static_cast<size_t>(userCategory_.size(1));
   const float* unknown = options_.pairUnknown.data();
@@ -268,12 +395,15 @@ void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, flo
       std::copy(unknown, unknown + pairWidth_, out);
       continue;
     }
-    std::copy_n(userCategory + static_cast<size_t>(adCategory_[ads[i]]) * categoryWidth, categoryWidth, out);
+    const auto ad = static_cast<size_t>(ads[i]);
+    const int32_t category = ad < adCount_ ? adCategory_[ad] : added->category[ad - adCount_];
+    const int32_t advertiser = ad < adCount_ ? adAdvertiser_[ad] : added->advertiser[ad - adCount_];
+    std::copy_n(userCategory + static_cast<size_t>(category) * categoryWidth, categoryWidth, out);
     // Advertisers of one user are stored in ascending order.
     const int32_t* begin = advertisers + indptr[userRow];
     const int32_t* end = advertisers + indptr[userRow + 1];
-    const int32_t* found = std::lower_bound(begin, end, adAdvertiser_[ads[i]]);
-    if (found != end && *found == adAdvertiser_[ads[i]]) {
+    const int32_t* found = std::lower_bound(begin, end, advertiser);
+    if (found != end && *found == advertiser) {
       std::copy_n(values + (found - advertisers) * 2, 2, out + categoryWidth);
     } else {
       std::copy(unknown + categoryWidth, unknown + pairWidth_, out + categoryWidth);
@@ -281,11 +411,11 @@ void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, flo
   }
 }
 
-std::tuple<torch::Tensor, torch::Tensor> Engine::fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& adRows,
-                                                      int64_t width, const torch::Tensor& pair) const {
+std::tuple<torch::Tensor, torch::Tensor> Engine::fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& adIndex,
+                                                      int64_t width, const torch::Tensor& pair, const AddedAds* added) const {
   const int64_t rows = user.size(0);
   const auto d = static_cast<int64_t>(dim_);
-  const torch::Tensor ads = adEmbeddings_.index_select(0, adRows).view({rows, width, d});
+  const torch::Tensor ads = adRows(adEmbeddings_, added ? added->embeddings : torch::Tensor(), adIndex).view({rows, width, d});
   if (!fusion_) return model_->score(user, context, ads, pair);
   c10::InferenceMode inference;
   const PrecomputedFusion& f = *fusion_;
@@ -294,7 +424,7 @@ std::tuple<torch::Tensor, torch::Tensor> Engine::fuse(const torch::Tensor& user,
   const torch::Tensor contextAd = torch::bmm(ads, context.unsqueeze(2)).squeeze(2);
   const torch::Tensor userContext = (user * context).sum(1, true).expand({rows, width});
   const torch::Tensor dots = torch::stack({userAd, userContext, contextAd}, 2);                 // [R, W, 3]
-  torch::Tensor hidden = f.adProjection.index_select(0, adRows).view({rows, width, -1});
+  torch::Tensor hidden = adRows(f.adProjection, added ? added->projection : torch::Tensor(), adIndex).view({rows, width, -1});
   hidden.add_(perRequest.unsqueeze(1)).add_(dots.matmul(f.wDots)).add_(pair.matmul(f.wPair)).relu_();
   hidden = hidden.matmul(f.w2).add_(f.b2).relu_();
   hidden = hidden.matmul(f.w4).add_(f.b4).relu_();
@@ -337,19 +467,23 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   const size_t k = std::min(options_.annCandidates, adCount_);
   std::vector<float> annScores(b * k);
   std::vector<int64_t> annLabels(b * k);
+  // Added ads first: addAds publishes the eligibility and priors that cover them before them.
+  const auto added = std::atomic_load(&added_);
   const auto eligible = std::atomic_load(&eligible_);
+  const TargetingIndex* addedTargeting = added ? added->targetingIndex.get() : nullptr;
   std::vector<RequestFilter> requestFilters;
   requestFilters.reserve(b);
   std::vector<const AdFilter*> filters;
-  if (eligible || targeting_) {
+  const bool targeted = targeting_ || addedTargeting;
+  if (eligible || targeted) {
     for (size_t i = 0; i < b; ++i) {
-      MatchedCriteria matched;
-      if (targeting_) matched = targeting_->matchedCriteria(targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())));
-      requestFilters.emplace_back(eligible ? eligible->data() : nullptr, targeting_.get(), std::move(matched));
+      requestFilters.emplace_back(eligible ? eligible->data() : nullptr, targeting_.get(), static_cast<uint32_t>(adCount_), addedTargeting,
+                                  targeted ? targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())) : TargetingRequest{});
       filters.push_back(&requestFilters.back());
     }
   }
   ann_->search(query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
+  if (added) searchAdded(*added, query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);
@@ -405,11 +539,11 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
       const ScoreResult& result = results[live[first + r]];
       requestRows[r] = static_cast<int64_t>(live[first + r]);
       std::copy(result.adIndex.begin(), result.adIndex.end(), adRows.begin() + r * widest);
-      pairFeatures(userRows[live[first + r]], result.adIndex.data(), result.adIndex.size(), pair.data() + r * widest * pairWidth_);
+      pairFeatures(userRows[live[first + r]], result.adIndex.data(), result.adIndex.size(), added.get(), pair.data() + r * widest * pairWidth_);
     }
     const torch::Tensor index = longs(requestRows, {rows});
     auto [ctr, cvr] = fuse(user.index_select(0, index), context.index_select(0, index), longs(adRows, {rows * width}), width,
-                           floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}));
+                           floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}), added.get());
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
     for (size_t r = 0; r < count; ++r) {

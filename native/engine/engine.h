@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -70,6 +71,16 @@ struct ScoreResult {
   bool degraded = false;
 };
 
+// Ads to add while serving, in the ad tower's input form (the rows of ad_categorical.i64,
+// ad_title.i64 and ad_numeric.f32 that train/ writes for the catalog's ads).
+struct NewAds {
+  std::vector<int64_t> categorical;  // [n x 4]: advertiser, category, format, bid type (index + 1)
+  std::vector<int64_t> title;        // [n x title tokens]
+  std::vector<float> numeric;        // [n x numeric features], standardised
+  std::vector<float> prior;          // [n]: static part of the lightweight score
+  std::vector<AdTargeting> targeting;  // `ad` counts from 0 within this call; ads not listed are untargeted
+};
+
 struct ScoreRequest {
   std::vector<uint8_t> bytes;  // a verified AdRequest
   Clock::time_point deadline;
@@ -92,6 +103,13 @@ class Engine {
   // Replaces the static part of the listed ads' lightweight score (after a bid change, say); a
   // copy-on-write swap like eligibility, so batches in flight keep the values they started with.
   void setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior);
+  // Embeds the ads with the model's ad tower and makes them servable from the next batch on, under
+  // indices totalAds() onwards (returns the first). They are searched exactly next to the ANN index:
+  // run-time additions are few next to the catalog, and a restart with a retrained model folds
+  // them in. Removing an ad is setEligibility(ad, 0).
+  uint32_t addAds(const NewAds& ads);
+  // The catalog's ads plus those added since.
+  size_t totalAds() const;
 
   struct CacheStats {
     uint64_t userHits, userMisses, contextHits, contextMisses;
@@ -103,15 +121,31 @@ class Engine {
   const std::string& indexDescription() const { return ann_->description(); }
 
  private:
+  // Ads added by addAds, indices adCount_ onwards; replaced whole (copy-on-write) on each call.
+  struct AddedAds {
+    size_t count = 0;
+    torch::Tensor embeddings;  // [count, D]
+    torch::Tensor projection;  // [count, H] when the fusion is precomputed
+    std::vector<int32_t> category, advertiser;  // 0-based
+    std::vector<AdTargeting> targeting;          // local indices
+    std::unique_ptr<TargetingIndex> targetingIndex;  // null when none is targeted
+  };
   // userRows: each request's row in the known-user table, -1 for users without one.
   torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
   torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
-  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, float* out) const;
+  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const;
   // (ctr_logit, cvr_logit) [R, W] for user/context [R, D], candidate ad rows [R * W], pair [R, W, P].
-  std::tuple<torch::Tensor, torch::Tensor> fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& adRows,
-                                                int64_t width, const torch::Tensor& pair) const;
+  std::tuple<torch::Tensor, torch::Tensor> fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
+                                                int64_t width, const torch::Tensor& pair, const AddedAds* added) const;
+
+  // Rows of a per-ad tensor (embeddings, projections) for ad indices that may include added ads.
+  torch::Tensor adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const;
+  // Merges each query's best added ads into its ANN results (scores/labels [queries x k]).
+  void searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
+                   int64_t* labels) const;
 
   struct PrecomputedFusion {
+    torch::Tensor wAd;           // [D, H]
     torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
     torch::Tensor wUser, wContext, wDots, wPair, b0, w2, b2, w4, b4, wHeads, bHeads;
   };
@@ -137,6 +171,8 @@ class Engine {
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
   std::unique_ptr<LruCache<torch::Tensor>> userCache_;
   std::unique_ptr<LruCache<torch::Tensor>> contextCache_;
+  std::shared_ptr<const AddedAds> added_;
+  std::mutex writeMutex_;  // one writer at a time for the snapshots (eligibility, priors, added ads)
 };
 
 }  // namespace adserve

@@ -36,6 +36,10 @@ torch::Tensor Model::contextEmbedBrowse(const torch::Tensor& category, const tor
   return call("context_embed_browse", {category, product, categorical, numeric});
 }
 
+torch::Tensor Model::adEmbed(const torch::Tensor& categorical, const torch::Tensor& title, const torch::Tensor& numeric) const {
+  return call("ad_embed", {categorical, title, numeric});
+}
+
 std::tuple<torch::Tensor, torch::Tensor> Model::score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
                                                       const torch::Tensor& pair) const {
   c10::InferenceMode inference;

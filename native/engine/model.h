@@ -17,6 +17,8 @@ class Model {
   torch::Tensor contextEmbedSearch(const torch::Tensor& tokens, const torch::Tensor& categorical, const torch::Tensor& numeric) const;
   torch::Tensor contextEmbedBrowse(const torch::Tensor& category, const torch::Tensor& product, const torch::Tensor& categorical,
                                    const torch::Tensor& numeric) const;
+  // categorical [N,4], title [N,T], numeric [N,F] -> [N,D]
+  torch::Tensor adEmbed(const torch::Tensor& categorical, const torch::Tensor& title, const torch::Tensor& numeric) const;
   // user [B,D], context [B,D], ads [B,N,D], pair [B,N,P] -> (ctr_logit [B,N], cvr_logit [B,N])
   std::tuple<torch::Tensor, torch::Tensor> score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
                                                  const torch::Tensor& pair) const;

@@ -155,6 +155,16 @@ export interface EngineStats {
   contextCacheMisses: number;
 }
 
+/** Rows of the ad tower's inputs, as train/ writes ad_categorical.i64, ad_title.i64 and ad_numeric.f32. */
+export interface AdTowerInputs {
+  /** [ads x 4]: advertiser, category, format, bid type (index + 1, 0 when unknown). */
+  categorical: Int32Array;
+  /** [ads x title tokens]: hashed title token buckets. */
+  title: Int32Array;
+  /** [ads x numeric features], standardised. */
+  numeric: Float32Array;
+}
+
 export interface NativeEngine {
   /** Queues a verified-on-entry AdRequest for the micro-batcher; `budgetMs` is the time left before its deadline. */
   score(bytes: Uint8Array, budgetMs: number): Promise<ScoreResult>;
@@ -162,6 +172,12 @@ export interface NativeEngine {
   setEligibility(adIndex: Uint32Array, eligible: Uint8Array): void;
   /** Replaces the listed ads' static lightweight-score part (see adPrior in engine.ts), effective for batches that start afterwards. */
   setPriors(adIndex: Uint32Array, prior: Float32Array): void;
+  /**
+   * Embeds new ads with the model's ad tower and makes them servable from the next batch on; resolves
+   * with the first new ad index (the others follow in order). `targeting` names ads by their
+   * position in this call.
+   */
+  addAds(ads: AdTowerInputs & { prior: Float32Array; targeting?: AdTargeting[] }): Promise<number>;
   stats(): EngineStats;
   /** Scores what is queued, then stops; later calls to score reject with E_SHUTTING_DOWN. Idempotent. */
   close(): void;

@@ -23,12 +23,13 @@ export interface Manifest {
   placements: string[];
   categories: string[];
   features: {
-    hashing: { query: { buckets: number; max_tokens: number }; product: { buckets: number } };
+    hashing: { query: { buckets: number; max_tokens: number }; title: { buckets: number; max_tokens: number }; product: { buckets: number } };
     user: {
       categorical: Array<{ name: string; vocabulary?: string[]; buckets?: number[][]; reference_year?: number }>;
       numeric: { names: string[] };
     };
-    ad: { numeric: { names: string[]; mean: number[]; std: number[] } };
+    ad: { categorical: Array<{ name: string; vocabulary?: string[] }>; numeric: { names: string[]; mean: number[]; std: number[] } };
+    priors: { global_ctr: number; global_cvr: number };
     pair: { names: string[]; unknown: number[] };
   };
   calibration: { ctr: CalibrationParams; cvr: CalibrationParams };

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import { expect, it } from 'vitest';
+
+import { catalogFromJson } from '../../src/catalog/catalog';
+import { adTowerInputs } from '../../src/engine/ad_features';
+import { addon } from '../../src/engine/addon';
+import { adHistory, adPrior, engineOptions, type EngineSettings } from '../../src/engine/engine';
+import { readModelDir } from '../../src/engine/model_dir';
+import { encodeAdRequest } from '../../src/protocol/encode_request';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const model = readModelDir(tinyModelDir);
+const catalog = catalogFromJson(model.catalog);
+const history = adHistory(model);
+const settings: EngineSettings = {
+  index: { kind: 'ivf' },
+  fusion: 'precomputed',
+  annCandidates: 400,
+  scoreCandidates: 400,
+  batching: { maxBatch: 8, maxDelayUs: 500, queueCapacity: 64 },
+  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+};
+
+function tensor(name: string): ArrayBuffer {
+  const bytes = readFileSync(path.join(tinyModelDir, name));
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+}
+const storedCategorical = Int32Array.from(new BigInt64Array(tensor('ad_categorical.i64')), Number);
+const storedTitle = Int32Array.from(new BigInt64Array(tensor('ad_title.i64')), Number);
+const storedNumeric = new Float32Array(tensor('ad_numeric.f32'));
+const titleWidth = storedTitle.length / catalog.size;
+const numericWidth = storedNumeric.length / catalog.size;
+
+it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads", () => {
+  const inputs = adTowerInputs(
+    model,
+    model.catalog.ads.map((ad) => {
+      const campaign = model.catalog.campaigns.find((c) => c.id === ad.campaign_id)!;
+      return { advertiserId: ad.advertiser_id, category: ad.category, format: ad.format, bidType: campaign.bid_type, title: ad.title, priceMicros: ad.price_micros, landingQuality: ad.landing_quality, rating: ad.rating };
+    }),
+  );
+  expect(Array.from(inputs.categorical)).toEqual(Array.from(storedCategorical));
+  expect(Array.from(inputs.title)).toEqual(Array.from(storedTitle));
+  // Price, landing quality and rating (the catalog's ads have click history; new ads start at the
+  // priors). catalog.json rounds prices to micros, landing quality to 4 decimals, ratings to 2.
+  const std = model.manifest.features.ad.numeric.std;
+  const rounding = [1e-6, 5e-5, 5e-3].map((halfUnit, j) => halfUnit / std[j]! + 1e-5);
+  for (let ad = 0; ad < catalog.size; ad++) {
+    for (let j = 0; j < 3; j++) expect(Math.abs(inputs.numeric[ad * numericWidth + j]! - storedNumeric[ad * numericWidth + j]!)).toBeLessThanOrEqual(rounding[j]!);
+  }
+});
+
+it('serves ads added at run time like the catalog ads they copy, with their own eligibility and targeting', async () => {
+  const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
+  try {
+    const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
+    const before = await engine.score(request, 5000);
+    const copied = before.adIndex[0]!;
+    const rows = (from: Int32Array | Float32Array, width: number, count: number): Int32Array | Float32Array => {
+      const out = new (from.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(width * count);
+      for (let i = 0; i < count; i++) out.set(from.subarray(copied * width, (copied + 1) * width), i * width);
+      return out;
+    };
+    // Two copies of the best candidate: the second targets Japan only.
+    const first = await engine.addAds({
+      categorical: rows(storedCategorical, 4, 2) as Int32Array,
+      title: rows(storedTitle, titleWidth, 2) as Int32Array,
+      numeric: rows(storedNumeric, numericWidth, 2) as Float32Array,
+      prior: Float32Array.of(adPrior(copied, history, catalog, settings.light), adPrior(copied, history, catalog, settings.light)),
+      targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }],
+    });
+    expect(first).toBe(catalog.size);
+    expect(engine.stats().ads).toBe(catalog.size + 2);
+
+    const after = await engine.score(request, 5000);
+    const original = after.adIndex.indexOf(copied);
+    const copy = after.adIndex.indexOf(first);
+    expect(original).toBeGreaterThanOrEqual(0);
+    expect(copy).toBeGreaterThanOrEqual(0);
+    expect(after.adIndex.includes(first + 1)).toBe(false);
+    expect(after.light[copy]).toBeCloseTo(after.light[original]!, 5);
+    expect(after.ctrLogit[copy]).toBeCloseTo(after.ctrLogit[original]!, 4);
+    expect(after.cvrLogit[copy]).toBeCloseTo(after.cvrLogit[original]!, 4);
+
+    const japan = await engine.score(encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'JP' }), 5000);
+    expect(japan.adIndex.includes(first + 1)).toBe(true);
+
+    engine.setEligibility(Uint32Array.of(first), Uint8Array.of(0));
+    expect((await engine.score(request, 5000)).adIndex.includes(first)).toBe(false);
+    engine.setPriors(Uint32Array.of(first + 1), Float32Array.of(0.5));
+  } finally {
+    engine.close();
+  }
+});
+
+it('refuses malformed additions and keeps serving', async () => {
+  const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
+  try {
+    const one = { categorical: storedCategorical.slice(0, 4), title: storedTitle.slice(0, titleWidth), numeric: storedNumeric.slice(0, numericWidth), prior: Float32Array.of(0.1) };
+    await expect(engine.addAds({ ...one, categorical: storedCategorical.slice(0, 3) })).rejects.toThrow(/4 values per ad/);
+    await expect(engine.addAds({ ...one, categorical: Int32Array.of(1_000_000, 1, 1, 1) })).rejects.toThrow(/ad tower refused/);
+    await expect(engine.addAds({ ...one, numeric: new Float32Array(numericWidth).fill(Number.NaN) })).rejects.toThrow(/finite/);
+    await expect(engine.addAds({ ...one, prior: new Float32Array(0) })).rejects.toThrow(/no ads/);
+    expect(() => engine.addAds({ ...one, title: new Float32Array(titleWidth) as unknown as Int32Array })).toThrow(/Int32Array/);
+    expect(engine.stats().ads).toBe(catalog.size);
+    expect((await engine.score(encodeAdRequest({ query: 'dog food' }), 5000)).adIndex.length).toBeGreaterThan(0);
+  } finally {
+    engine.close();
+  }
+});
