@@ -1,11 +1,14 @@
-// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c] [--kinds flat,ivf,...]`: the engine without
-// HTTP. For each FAISS index kind it measures engine throughput (closed loop, `concurrency` requests
-// in flight) and the recall of retrieval against exact search (the flat index) on the same
-// requests, and writes JSON + Markdown to bench/results/. Flat is the baseline of the same run.
+// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c] [--kinds flat,ivf,...] [--threads t]`: the
+// engine without HTTP. For each FAISS index kind it measures engine throughput (closed loop,
+// `concurrency` requests in flight; 1000 candidates retrieved, 300 scored) with the mean time per
+// request of each stage, and the recall of the scored candidates against exact search (the flat
+// index) on the same requests, and writes JSON + Markdown to bench/results/. Flat is the baseline
+// of the same run.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { catalogFromJson } from '../src/catalog/catalog';
+import { addon, engineStages } from '../src/engine/addon';
 import { adHistory, type EngineSettings, type IndexSettings, openEngine } from '../src/engine/engine';
 import { readModelDir } from '../src/engine/model_dir';
 import { projectRoot } from '../src/paths';
@@ -19,13 +22,17 @@ const { values: options } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     /** Index kinds to measure, e.g. flat,ivf,ivfpq where an HNSW build would take too long. */
     kinds: { type: 'string', default: 'flat,ivf,hnsw,ivfpq' },
+    /** Engine compute threads: the whole box by default, as nothing else runs here. */
+    threads: { type: 'string', default: '2' },
   },
 });
 
-const variants: Array<{ name: string; index: IndexSettings; fusion: EngineSettings['fusion'] }> = [
+const variants: Array<{ name: string; index: IndexSettings; fusion: EngineSettings['fusion']; maxBatch?: number }> = [
   { name: 'flat, TorchScript fusion (baseline)', index: { kind: 'flat' }, fusion: 'model' },
   { name: 'flat, precomputed fusion', index: { kind: 'flat' }, fusion: 'precomputed' },
-  { name: 'ivf, nprobe auto (default)', index: { kind: 'ivf' }, fusion: 'precomputed' },
+  { name: 'ivf, nprobe auto, 8-bit scan (default)', index: { kind: 'ivf' }, fusion: 'precomputed' },
+  { name: 'ivf, nprobe auto, 8-bit scan, maxBatch 1', index: { kind: 'ivf' }, fusion: 'precomputed', maxBatch: 1 },
+  { name: 'ivf, nprobe auto, float scan', index: { kind: 'ivf', ivfScan: 'float' }, fusion: 'precomputed' },
   { name: 'ivf, nprobe 16', index: { kind: 'ivf', nprobe: 16 }, fusion: 'precomputed' },
   { name: 'ivf, nprobe 96', index: { kind: 'ivf', nprobe: 96 }, fusion: 'precomputed' },
   { name: 'hnsw M 16, ef = k', index: { kind: 'hnsw', hnswM: 16 }, fusion: 'precomputed' },
@@ -33,6 +40,7 @@ const variants: Array<{ name: string; index: IndexSettings; fusion: EngineSettin
 ];
 
 async function main(): Promise<void> {
+  addon.configure({ workerThreads: 1, computeThreads: Number(options.threads), queueCapacity: 100_000 });
   const model = readModelDir(path.resolve(projectRoot, options.model!));
   const catalog = catalogFromJson(model.catalog);
   const history = adHistory(model);
@@ -41,27 +49,30 @@ async function main(): Promise<void> {
   let exact: Int32Array[] = [];
   const rows = [];
   const kinds = new Set(options.kinds!.split(','));
-  for (const { name, index, fusion } of variants.filter((variant) => kinds.has(variant.index.kind))) {
-    // The whole candidate list is compared, so retrieval is measured before any reranking cut.
+  for (const { name, index, fusion, maxBatch } of variants.filter((variant) => kinds.has(variant.index.kind))) {
     const settings: EngineSettings = {
       index,
       fusion,
       annCandidates: 1000,
-      scoreCandidates: 1000,
-      batching: { maxBatch: 32, maxDelayUs: 1000, queueCapacity: 100_000 },
+      scoreCandidates: 300,
+      batching: { maxBatch: maxBatch ?? 32, maxDelayUs: 1000, queueCapacity: 100_000 },
       light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
     };
     const opened = Date.now();
     const engine = await openEngine(model, catalog, history, settings);
     const buildSeconds = (Date.now() - opened) / 1000;
     const results: Int32Array[] = new Array(bodies.length);
+    // Each request's share of its batch's stage times, summed.
+    const stageNs = new Float64Array(engineStages.length);
     let next = 0;
     const started = process.hrtime.bigint();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (next < bodies.length) {
           const i = next++;
-          results[i] = (await engine.score(bodies[i]!, 10_000)).adIndex;
+          const result = await engine.score(bodies[i]!, 10_000);
+          results[i] = result.adIndex;
+          result.stageNs.forEach((ns, stage) => (stageNs[stage] += ns / result.batchSize));
         }
       }),
     );
@@ -79,8 +90,9 @@ async function main(): Promise<void> {
       });
       return hit / Math.max(1, total);
     };
-    rows.push({ name, index: stats.index, requestsPerSecond: bodies.length / seconds, meanBatch: stats.requests / stats.batches, buildSeconds, recallAt100: recall(100), recallAt1000: recall(1000) });
-    process.stdout.write(`${name}: ${(bodies.length / seconds).toFixed(0)} req/s, recall@1000 ${recall(1000).toFixed(3)}\n`);
+    const stageUs = Object.fromEntries(engineStages.map((stage, i) => [stage, stageNs[i]! / bodies.length / 1000]));
+    rows.push({ name, index: stats.index, requestsPerSecond: bodies.length / seconds, meanBatch: stats.requests / stats.batches, buildSeconds, recallAt100: recall(100), recallAt300: recall(300), stageUs });
+    process.stdout.write(`${name}: ${(bodies.length / seconds).toFixed(0)} req/s, recall@300 ${recall(300).toFixed(3)}\n`);
   }
   const baseline = rows[0]!.requestsPerSecond;
   const date = new Date().toISOString();
@@ -88,11 +100,17 @@ async function main(): Promise<void> {
   const markdown = [
     `# Engine benchmark (no HTTP), ${date}`,
     '',
-    `commit ${report.commit}; model ${options.model} (${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32; 1000 candidates retrieved and scored per request. Recall is the share of the exact (flat) pipeline's top-K candidates (top 100 by lightweight score; all 1000) that the index also retrieves, on the same requests.`,
+    `commit ${report.commit}; model ${options.model} (${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32 unless named; 1000 candidates retrieved and 300 scored per request. Recall is the share of the exact (flat) pipeline's scored candidates (its top 100 by lightweight score; all 300) that the variant also scores, on the same requests.`,
     '',
-    '| variant | FAISS | req/s | vs baseline | mean batch | build s | recall of exact top-100 | recall of exact top-1000 |',
+    '| variant | FAISS | req/s | vs baseline | mean batch | build s | recall of exact top-100 | recall of exact 300 |',
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name} | ${r.index} | ${r.requestsPerSecond.toFixed(0)} | ${(r.requestsPerSecond / baseline).toFixed(2)} | ${r.meanBatch.toFixed(1)} | ${r.buildSeconds.toFixed(1)} | ${r.recallAt100.toFixed(3)} | ${r.recallAt1000.toFixed(3)} |`),
+    ...rows.map((r) => `| ${r.name} | ${r.index} | ${r.requestsPerSecond.toFixed(0)} | ${(r.requestsPerSecond / baseline).toFixed(2)} | ${r.meanBatch.toFixed(1)} | ${r.buildSeconds.toFixed(1)} | ${r.recallAt100.toFixed(3)} | ${r.recallAt300.toFixed(3)} |`),
+    '',
+    'Mean time per request in each stage (µs; a batch\'s stage time shared among its requests):',
+    '',
+    `| variant | ${engineStages.join(' | ')} |`,
+    `|---|${engineStages.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.name} | ${engineStages.map((stage) => r.stageUs[stage]!.toFixed(0)).join(' | ')} |`),
     '',
   ].join('\n');
   writeReport('engine', report.date, report, markdown);

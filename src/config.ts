@@ -36,6 +36,8 @@ export interface Config {
   nlist: number;
   /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads, and at least 1/24 of the lists. */
   nprobe: number;
+  /** IVF-Flat list scan: 8-bit codes re-ranked with the float vectors (sq8), or the float vectors (float). */
+  ivfScan: IvfScan;
   /** Ads the ANN search returns per request. */
   annCandidates: number;
   /** Candidates the model scores per request, after the lightweight score. */
@@ -102,6 +104,7 @@ export interface PlacementRules {
 }
 
 export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
+export type IvfScan = 'sq8' | 'float';
 export type AuctionKind = 'gsp' | 'second_price' | 'first_price' | 'vcg';
 
 export const defaults: Readonly<Config> = {
@@ -121,6 +124,7 @@ export const defaults: Readonly<Config> = {
   indexCacheDir: 'cache/index',
   nlist: 0,
   nprobe: 0,
+  ivfScan: 'sq8',
   annCandidates: 1000,
   scoreCandidates: 300,
   maxBatch: 32,
@@ -146,11 +150,12 @@ export const defaults: Readonly<Config> = {
   redisSyncMs: 200,
 };
 
-type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'fraction' | 'number' | 'list' | 'placements' | 'logLevel' | 'indexKind' | 'auction' | 'fusion';
+type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'fraction' | 'number' | 'list' | 'placements' | 'logLevel' | 'indexKind' | 'ivfScan' | 'auction' | 'fusion';
 
 const choices: Partial<Record<Kind, readonly string[]>> = {
   logLevel: ['debug', 'info', 'warn', 'error'],
   indexKind: ['flat', 'ivf', 'hnsw', 'ivfpq'],
+  ivfScan: ['sq8', 'float'],
   auction: ['gsp', 'second_price', 'first_price', 'vcg'],
   fusion: ['precomputed', 'model'],
 };
@@ -172,6 +177,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   indexCacheDir: { env: 'ADSERVE_INDEX_CACHE_DIR', kind: 'optionalString' },
   nlist: { env: 'ADSERVE_NLIST', kind: 'count', max: 1 << 20 },
   nprobe: { env: 'ADSERVE_NPROBE', kind: 'count', max: 1 << 20 },
+  ivfScan: { env: 'ADSERVE_IVF_SCAN', kind: 'ivfScan' },
   annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },
   scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', kind: 'positive', max: 100_000 },
   maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },
@@ -264,6 +270,7 @@ function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown):
       return raw;
     case 'logLevel':
     case 'indexKind':
+    case 'ivfScan':
     case 'auction':
     case 'fusion': {
       const allowed = choices[kind]!;

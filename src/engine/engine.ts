@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import type { Catalog } from '../catalog/catalog';
+import type { IvfScan } from '../config';
 import { BidType } from '../protocol/schema';
 import { addon, type NativeEngine, type NativeEngineOptions } from './addon';
 import type { ModelDir, TensorEntry } from './model_dir';
@@ -17,7 +18,7 @@ export interface IndexSettings {
   efSearch?: number;
   pqM?: number;
   /** IVF list scan: 8-bit codes re-ranked exactly (default) or the float vectors. */
-  ivfScan?: 'sq8' | 'float';
+  ivfScan?: IvfScan;
 }
 
 /** Weights of the lightweight score (BOOK_SPEC 2.12, weighted linear): a·sim + b·value + c·histCTR + d·quality. */

@@ -61,7 +61,7 @@ export function placementRules(config: Config): AuctionRules[] {
 
 export function engineSettings(config: Config): EngineSettings {
   return {
-    index: { kind: config.indexKind, ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}), ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
+    index: { kind: config.indexKind, ivfScan: config.ivfScan, ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}), ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
     ...(config.indexCacheDir !== '' ? { indexCacheDir: path.resolve(projectRoot, config.indexCacheDir) } : {}),
     fusion: config.fusion,
     annCandidates: config.annCandidates,
