@@ -268,9 +268,10 @@ uint32_t Engine::addAds(const NewAds& ads) {
 }
 
 torch::Tensor Engine::adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const {
+  if (!addedRows.defined()) return catalogRows.index_select(0, ads);
   const auto catalogAds = static_cast<int64_t>(adCount_);
   const torch::Tensor isAdded = ads.ge(catalogAds);
-  if (!addedRows.defined() || !isAdded.any().item<bool>()) return catalogRows.index_select(0, ads);
+  if (!isAdded.any().item<bool>()) return catalogRows.index_select(0, ads);
   torch::Tensor out = catalogRows.index_select(0, ads.clamp_max(catalogAds - 1));
   const torch::Tensor positions = isAdded.nonzero().squeeze(1);
   out.index_copy_(0, positions, addedRows.index_select(0, ads.index_select(0, positions) - catalogAds));
