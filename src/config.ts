@@ -40,6 +40,8 @@ export interface Config {
   ivfScan: IvfScan;
   /** Ads the ANN search returns per request. */
   annCandidates: number;
+  /** Search placements: ads matching the query's keywords merged into the ANN candidates (0: off). */
+  keywordCandidates: number;
   /** Candidates the model scores per request, after the lightweight score. */
   scoreCandidates: number;
   /** Requests per batched model pass. */
@@ -126,6 +128,7 @@ export const defaults: Readonly<Config> = {
   nprobe: 0,
   ivfScan: 'sq8',
   annCandidates: 1000,
+  keywordCandidates: 100,
   scoreCandidates: 300,
   maxBatch: 32,
   maxDelayUs: 1000,
@@ -179,6 +182,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   nprobe: { env: 'ADSERVE_NPROBE', kind: 'count', max: 1 << 20 },
   ivfScan: { env: 'ADSERVE_IVF_SCAN', kind: 'ivfScan' },
   annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },
+  keywordCandidates: { env: 'ADSERVE_KEYWORD_CANDIDATES', kind: 'count', max: 100_000 },
   scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', kind: 'positive', max: 100_000 },
   maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },
   maxDelayUs: { env: 'ADSERVE_MAX_DELAY_US', kind: 'count', max: 1_000_000 },

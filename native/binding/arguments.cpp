@@ -81,11 +81,11 @@ size_t indexField(Napi::Object options, const char* key, size_t max) {
   return static_cast<size_t>(value.As<Napi::Number>().DoubleValue());
 }
 
-std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max) {
+std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max, size_t min) {
   Napi::Value value = options.Get(key);
   if (value.IsUndefined()) return std::nullopt;
-  if (!value.IsNumber() || !isCount(value.As<Napi::Number>().DoubleValue(), 1, max)) {
-    throwInvalidArgument(options.Env(), std::string(key) + " must be an integer in 1.." + std::to_string(max));
+  if (!value.IsNumber() || !isCount(value.As<Napi::Number>().DoubleValue(), min, max)) {
+    throwInvalidArgument(options.Env(), std::string(key) + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
   }
   return static_cast<size_t>(value.As<Napi::Number>().DoubleValue());
 }

@@ -21,7 +21,7 @@ std::string stringField(Napi::Object options, const char* key);
 size_t countField(Napi::Object options, const char* key, size_t max);
 // Like countField, but 0 is allowed (indices).
 size_t indexField(Napi::Object options, const char* key, size_t max);
-std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max);
+std::optional<size_t> optionalCount(Napi::Object options, const char* key, size_t max, size_t min = 1);
 std::optional<double> optionalNumber(Napi::Object options, const char* key);
 std::vector<std::string> stringsField(Napi::Object options, const char* key);
 std::vector<float> floatsField(Napi::Object options, const char* key);

@@ -80,6 +80,7 @@ EngineOptions engineOptions(Napi::Object options) {
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
   if (auto size = optionalCount(options, "contextCacheSize", 1u << 24)) out.contextCacheSize = *size;
   if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
+  if (auto n = optionalCount(options, "keywordCandidates", 100'000, 0)) out.keywordCandidates = *n;
 
   out.features = featureSpec(objectField(options, "features"));
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <unordered_set>
 
 #include "ad_request_generated.h"
 #include "engine/errors.h"
@@ -485,6 +486,23 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   }
   ann_->search(query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
   if (added) searchAdded(*added, query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
+  // Ads whose keywords a search query matches join the candidates even where the ANN search did not
+  // reach them (synonyms help the embedding; advertisers' exact keywords must not be missed). They
+  // pass the same eligibility and targeting test, and get their exact Q·E_ad.
+  std::vector<std::vector<std::pair<float, int64_t>>> keywordMatched(b);
+  if (targeting_ && options_.keywordCandidates > 0) {
+    for (size_t i = 0; i < b; ++i) {
+      if (!features[i].search) continue;
+      const int64_t* row = annLabels.data() + i * k;
+      const std::unordered_set<int64_t> retrieved(row, row + k);
+      const float* q = query.data_ptr<float>() + i * dim_;
+      for (const uint32_t ad : targeting_->keywordAds(requestFilters[i].matched, options_.keywordCandidates)) {
+        if (retrieved.count(ad) != 0 || !requestFilters[i].admits(ad)) continue;
+        const float* embedding = adEmbeddings_.data_ptr<float>() + static_cast<size_t>(ad) * dim_;
+        keywordMatched[i].emplace_back(std::inner_product(q, q + dim_, embedding, 0.0f), ad);
+      }
+    }
+  }
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);
@@ -493,12 +511,13 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   scored.reserve(k);
   for (size_t i = 0; i < b; ++i) {
     scored.clear();
+    const auto light = [&](float dot, int64_t ad) {
+      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + (*adPrior)[ad], static_cast<int32_t>(ad));
+    };
     for (size_t j = 0; j < k; ++j) {
-      const int64_t ad = annLabels[i * k + j];
-      if (ad < 0) continue;
-      const float similarity = (annScores[i * k + j] + 1.0f) / 2.0f;
-      scored.emplace_back(options_.similarityWeight * similarity + (*adPrior)[ad], static_cast<int32_t>(ad));
+      if (annLabels[i * k + j] >= 0) light(annScores[i * k + j], annLabels[i * k + j]);
     }
+    for (const auto& [dot, ad] : keywordMatched[i]) light(dot, ad);
     const size_t n = std::min(keep, scored.size());
     // Ties go to the lower ad index, so results do not depend on the ANN's order.
     std::partial_sort(scored.begin(), scored.begin() + n, scored.end(),

@@ -67,6 +67,8 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
         auto [found, inserted] = criterionIds.emplace(key, static_cast<uint32_t>(phraseTokens_.size()));
         const uint32_t id = found->second;
         if (inserted) {
+          criterionType_.push_back(criterion.type);
+          keywordAds_.emplace_back();
           phraseTokens_.push_back(criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword ? tokens
                                                                                                                                    : std::vector<std::string>{});
           auto& dictionary = dictionaries_[static_cast<size_t>(criterion.type)];
@@ -79,6 +81,8 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
           }
         }
         program.push_back(criterion.negated ? id | kNegated : id);
+        const bool positiveKeyword = !criterion.negated && criterion.type <= CriterionType::BroadKeyword;
+        if (positiveKeyword && (keywordAds_[id].empty() || keywordAds_[id].back() != target.ad)) keywordAds_[id].push_back(target.ad);
       }
     }
   }
@@ -140,6 +144,21 @@ bool TargetingIndex::admits(uint32_t ad, const MatchedCriteria& matched) const {
     rule = next;
   }
   return false;
+}
+
+std::vector<uint32_t> TargetingIndex::keywordAds(const MatchedCriteria& matched, size_t limit) const {
+  std::vector<uint32_t> ads;
+  std::unordered_set<uint32_t> seen;
+  for (const CriterionType type : {CriterionType::ExactKeyword, CriterionType::PhraseKeyword, CriterionType::BroadKeyword}) {
+    for (const uint32_t id : matched.ids) {
+      if (criterionType_[id] != type) continue;
+      for (const uint32_t ad : keywordAds_[id]) {
+        if (ads.size() == limit) return ads;
+        if (seen.insert(ad).second) ads.push_back(ad);
+      }
+    }
+  }
+  return ads;
 }
 
 std::vector<uint32_t> TargetingIndex::match(const TargetingRequest& request) const {

@@ -70,6 +70,10 @@ class TargetingIndex {
   // Whether the ad's rules let the request through: untargeted, or a rule whose positive criteria
   // all matched and whose negated criteria all did not.
   bool admits(uint32_t ad, const MatchedCriteria& matched) const;
+  // Ads with a rule that uses one of the matched exact, phrase or broad keywords (not negated): exact
+  // matches first, then phrase, then broad; at most `limit`, each once. Whether they pass their
+  // whole rules is admits()'s question.
+  std::vector<uint32_t> keywordAds(const MatchedCriteria& matched, size_t limit) const;
   // Ads (targeted or not) that the request satisfies, ascending.
   std::vector<uint32_t> match(const TargetingRequest& request) const;
 
@@ -86,6 +90,8 @@ class TargetingIndex {
   std::vector<uint32_t> programStart_;  // ad -> start of its run; one extra at the end
   std::vector<uint32_t> programs_;
   std::vector<std::vector<std::string>> phraseTokens_;  // by criterion id, for phrase and negative criteria
+  std::vector<CriterionType> criterionType_;            // by criterion id
+  std::vector<std::vector<uint32_t>> keywordAds_;       // by criterion id: ads using the keyword positively
   std::vector<std::unordered_map<std::string, std::vector<uint32_t>>> dictionaries_;  // per type: key -> criterion ids
 };
 

@@ -109,6 +109,8 @@ export interface NativeEngineOptions {
   similarityWeight?: number;
   annCandidates?: number;
   scoreCandidates?: number;
+  /** Search placements: ads matching the query's keywords merged into the ANN candidates (default 100; 0 turns it off). */
+  keywordCandidates?: number;
   features: {
     referenceYear: number;
     /** Flattened [low, high] age pairs. */

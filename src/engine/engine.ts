@@ -37,6 +37,8 @@ export interface EngineSettings {
   indexCacheDir?: string;
   fusion: 'precomputed' | 'model';
   annCandidates: number;
+  /** Search placements: keyword-matched ads merged into the ANN candidates (engine default 100). */
+  keywordCandidates?: number;
   scoreCandidates: number;
   batching: { maxBatch: number; maxDelayUs: number; queueCapacity: number };
   light: LightWeights;
@@ -129,6 +131,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     fusion: settings.fusion,
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
+    ...(settings.keywordCandidates !== undefined ? { keywordCandidates: settings.keywordCandidates } : {}),
     scoreCandidates: settings.scoreCandidates,
     features: featureOptions(model),
     index: settings.indexCacheDir ? { ...settings.index, cacheFile: indexCacheFile(settings.indexCacheDir, model, settings.index) } : settings.index,

@@ -65,6 +65,7 @@ export function engineSettings(config: Config): EngineSettings {
     ...(config.indexCacheDir !== '' ? { indexCacheDir: path.resolve(projectRoot, config.indexCacheDir) } : {}),
     fusion: config.fusion,
     annCandidates: config.annCandidates,
+    keywordCandidates: config.keywordCandidates,
     scoreCandidates: config.scoreCandidates,
     batching: { maxBatch: config.maxBatch, maxDelayUs: config.maxDelayUs, queueCapacity: config.queueCapacity },
     light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },

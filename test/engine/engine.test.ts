@@ -98,6 +98,33 @@ describe('native engine over the tiny model', () => {
     }
   });
 
+  it('merges ads whose keywords a search query matches, when the ANN search misses them and they pass', async () => {
+    const narrow = { ...settings, annCandidates: 20, scoreCandidates: 20 };
+    const query = 'quantum zebra';
+    const untargeted = await engine.score(encodeAdRequest({ query }), 1000);
+    // An ad outside the ANN's top 20 for this query, targeted at the exact keyword and given a high
+    // prior so that it survives the lightweight cut once it is a candidate.
+    const keywordAd = Array.from({ length: catalog.size }, (_, ad) => ad).find((ad) => !untargeted.adIndex.includes(ad))!;
+    const targeting = [{ ad: keywordAd, rules: [[{ type: 'exact' as const, value: 'Quantum Zebra' }]] }];
+    const merged = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), narrow), targeting });
+    try {
+      merged.setPriors(Uint32Array.of(keywordAd), Float32Array.of(10));
+      expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).toContain(keywordAd);
+      expect(Array.from((await merged.score(encodeAdRequest({ query: 'zebra' }), 1000)).adIndex)).not.toContain(keywordAd);
+      merged.setEligibility(Uint32Array.of(keywordAd), Uint8Array.of(0));
+      expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).not.toContain(keywordAd);
+    } finally {
+      merged.close();
+    }
+    const withoutMerge = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), narrow), targeting, keywordCandidates: 0 });
+    try {
+      withoutMerge.setPriors(Uint32Array.of(keywordAd), Float32Array.of(10));
+      expect(Array.from((await withoutMerge.score(encodeAdRequest({ query }), 1000)).adIndex)).not.toContain(keywordAd);
+    } finally {
+      withoutMerge.close();
+    }
+  });
+
   it('scores the same with the precomputed first fusion layer as with the TorchScript model', async () => {
     const reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
     try {
