@@ -493,10 +493,12 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   if (targeting_ && options_.keywordCandidates > 0) {
     for (size_t i = 0; i < b; ++i) {
       if (!features[i].search) continue;
+      const std::vector<uint32_t> keywordAds = targeting_->keywordAds(requestFilters[i].matched, options_.keywordCandidates);
+      if (keywordAds.empty()) continue;
       const int64_t* row = annLabels.data() + i * k;
       const std::unordered_set<int64_t> retrieved(row, row + k);
       const float* q = query.data_ptr<float>() + i * dim_;
-      for (const uint32_t ad : targeting_->keywordAds(requestFilters[i].matched, options_.keywordCandidates)) {
+      for (const uint32_t ad : keywordAds) {
         if (retrieved.count(ad) != 0 || !requestFilters[i].admits(ad)) continue;
         const float* embedding = adEmbeddings_.data_ptr<float>() + static_cast<size_t>(ad) * dim_;
         keywordMatched[i].emplace_back(std::inner_product(q, q + dim_, embedding, 0.0f), ad);
