@@ -74,6 +74,10 @@ void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
   }
 }
 
+// (score, ad) pairs, best first; ties go to the lower ad index, so results do not depend on the
+// order a search found them in.
+constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+
 // One request's view of the catalog at retrieval: the eligibility snapshot and its own targeting,
 // for the catalog's ads and for those added at run time (indices catalogAds onwards).
 struct RequestFilter final : AdFilter {
@@ -294,8 +298,7 @@ void Engine::searchAdded(const AddedAds& added, const float* queries, size_t nq,
       if (filter == nullptr || filter->admits(ad)) merged.emplace_back(row[j], ad);
     }
     const size_t found = std::min(k, merged.size());
-    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(found), merged.end(),
-                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(found), merged.end(), bestFirst);
     for (size_t j = 0; j < k; ++j) {
       scores[q * k + j] = j < found ? merged[j].first : 0.0f;
       labels[q * k + j] = j < found ? merged[j].second : -1;
@@ -521,9 +524,7 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
     }
     for (const auto& [dot, ad] : keywordMatched[i]) light(dot, ad);
     const size_t n = std::min(keep, scored.size());
-    // Ties go to the lower ad index, so results do not depend on the ANN's order.
-    std::partial_sort(scored.begin(), scored.begin() + n, scored.end(),
-                      [](const auto& a, const auto& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); });
+    std::partial_sort(scored.begin(), scored.begin() + n, scored.end(), bestFirst);
     results[i].adIndex.resize(n);
     results[i].light.resize(n);
     for (size_t j = 0; j < n; ++j) {
@@ -554,17 +555,17 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
     const auto rows = static_cast<int64_t>(count);
     const auto width = static_cast<int64_t>(widest);
     // Shorter candidate lists are padded with ad 0; their scores are computed and dropped.
-    std::vector<int64_t> adRows(count * widest, 0);
+    std::vector<int64_t> candidates(count * widest, 0);
     std::vector<float> pair(count * widest * pairWidth_, 0.0f);
     std::vector<int64_t> requestRows(count);
     for (size_t r = 0; r < count; ++r) {
       const ScoreResult& result = results[live[first + r]];
       requestRows[r] = static_cast<int64_t>(live[first + r]);
-      std::copy(result.adIndex.begin(), result.adIndex.end(), adRows.begin() + r * widest);
+      std::copy(result.adIndex.begin(), result.adIndex.end(), candidates.begin() + r * widest);
       pairFeatures(userRows[live[first + r]], result.adIndex.data(), result.adIndex.size(), added.get(), pair.data() + r * widest * pairWidth_);
     }
     const torch::Tensor index = longs(requestRows, {rows});
-    auto [ctr, cvr] = fuse(user.index_select(0, index), context.index_select(0, index), longs(adRows, {rows * width}), width,
+    auto [ctr, cvr] = fuse(user.index_select(0, index), context.index_select(0, index), longs(candidates, {rows * width}), width,
                            floats(pair, {rows, width, static_cast<int64_t>(pairWidth_)}), added.get());
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
