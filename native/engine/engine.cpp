@@ -545,9 +545,11 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
       live.push_back(i);
     }
   }
-  // A few requests per forward pass: a whole batch's activations (32 x 300 candidates x 256 floats)
-  // spill out of the CPU caches, and the pass then runs at memory speed.
-  constexpr size_t kRequestsPerPass = 4;
+  // One request per forward pass. A whole batch's activations (32 x 300 candidates x 256 floats)
+  // spill out of the CPU caches and the pass runs at memory speed; and passes of a shape that
+  // depends on the batch (4 requests, say) let BLAS round the same request differently depending on
+  // its neighbours, so one query's scores differed between batches.
+  constexpr size_t kRequestsPerPass = 1;
   for (size_t first = 0; first < live.size(); first += kRequestsPerPass) {
     const size_t count = std::min(kRequestsPerPass, live.size() - first);
     size_t widest = 0;
