@@ -54,10 +54,16 @@ export interface Config {
   reserveCpcMicros: number;
   reserveCpmMicros: number;
   reserveCpaMicros: number;
+  /** Largest bid a campaign may set, in micros per billable unit; larger ones are refused at catalog load and in the admin API. */
+  maxBidMicros: number;
+  /** Largest daily or lifetime budget a campaign may set, in micros. */
+  maxBudgetMicros: number;
   /** Added to every computed price (AUCTION.md ε), in micros. */
   priceIncrementMicros: number;
   /** Secret for event tokens (at least 32 characters). Empty: a random key per process, so tokens die with it. */
   eventTokenKey: string;
+  /** Secrets rotated out of eventTokenKey: tokens they sealed still verify until they expire; nothing new is sealed with them. */
+  eventTokenPreviousKeys: string[];
   /** How long an event token stays valid, in seconds. */
   eventTokenTtlSeconds: number;
   /** How long after its click a conversion is still attributed (and charged), in seconds. */
@@ -136,6 +142,8 @@ export const defaults: Readonly<Config> = {
   reserveCpcMicros: 50_000,
   reserveCpmMicros: 500_000,
   reserveCpaMicros: 1_000_000,
+  maxBidMicros: 1_000_000_000_000,
+  maxBudgetMicros: 9_000_000_000_000,
   priceIncrementMicros: 10_000,
   maxConcurrentDecisions: 64,
   logSampleRate: 0.01,
@@ -143,6 +151,7 @@ export const defaults: Readonly<Config> = {
   blockedPolicyFlags: ['disapproved'],
   placements: {},
   eventTokenKey: '',
+  eventTokenPreviousKeys: [],
   eventTokenTtlSeconds: 86_400,
   attributionWindowSeconds: 86_400,
   adminToken: '',
@@ -162,6 +171,9 @@ const choices: Partial<Record<Kind, readonly string[]>> = {
   auction: ['gsp', 'second_price', 'first_price', 'vcg'],
   fusion: ['precomputed', 'model'],
 };
+
+// Spend is summed in integer nanos, exact only below 2^53 (about 9.007e15 nanos = $9,007,199 in micros).
+const maxExactMicros = 9_000_000_000_000;
 
 const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } } = {
   host: { env: 'ADSERVE_HOST', kind: 'string' },
@@ -187,9 +199,11 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },
   maxDelayUs: { env: 'ADSERVE_MAX_DELAY_US', kind: 'count', max: 1_000_000 },
   auction: { env: 'ADSERVE_AUCTION', kind: 'auction' },
-  reserveCpcMicros: { env: 'ADSERVE_RESERVE_CPC_MICROS', kind: 'count', max: 1e12 },
-  reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', kind: 'count', max: 1e12 },
-  reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', kind: 'count', max: 1e12 },
+  reserveCpcMicros: { env: 'ADSERVE_RESERVE_CPC_MICROS', kind: 'count', max: maxExactMicros },
+  reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', kind: 'count', max: maxExactMicros },
+  reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', kind: 'count', max: maxExactMicros },
+  maxBidMicros: { env: 'ADSERVE_MAX_BID_MICROS', kind: 'positive', max: maxExactMicros },
+  maxBudgetMicros: { env: 'ADSERVE_MAX_BUDGET_MICROS', kind: 'positive', max: maxExactMicros },
   priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
   maxConcurrentDecisions: { env: 'ADSERVE_MAX_CONCURRENT_DECISIONS', kind: 'positive', max: 1 << 20 },
   logSampleRate: { env: 'ADSERVE_LOG_SAMPLE_RATE', kind: 'fraction' },
@@ -197,6 +211,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   blockedPolicyFlags: { env: 'ADSERVE_BLOCKED_POLICY_FLAGS', kind: 'list' },
   placements: { env: 'ADSERVE_PLACEMENTS', kind: 'placements' },
   eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
+  eventTokenPreviousKeys: { env: 'ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS', kind: 'list' },
   eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
   attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', kind: 'positive', max: 90 * 86_400 },
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
@@ -230,7 +245,7 @@ function placementRules(key: string, raw: unknown): Config['placements'] {
     const checked: PlacementRules = {};
     for (const [field, setting] of Object.entries(rules as Record<string, unknown>)) {
       if (field === 'auction') checked.auction = coerce(`${where}.auction`, 'auction', undefined, setting) as AuctionKind;
-      else if (field === 'reserveCpcMicros' || field === 'reserveCpmMicros' || field === 'reserveCpaMicros') checked[field] = coerce(`${where}.${field}`, 'count', 1e12, setting) as number;
+      else if (field === 'reserveCpcMicros' || field === 'reserveCpmMicros' || field === 'reserveCpaMicros') checked[field] = coerce(`${where}.${field}`, 'count', maxExactMicros, setting) as number;
       else if (field === 'minQualityScore') checked.minQualityScore = coerce(`${where}.minQualityScore`, 'number', 100, setting) as number;
       else if (field === 'ranking') {
         const weights = setting as Record<string, unknown>;
@@ -329,6 +344,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (result.defaultTmaxMs > result.maxTmaxMs) throw new ConfigError('defaultTmaxMs must not exceed maxTmaxMs');
   if (result.scoreCandidates > result.annCandidates) throw new ConfigError('scoreCandidates must not exceed annCandidates');
   if (result.eventTokenKey !== '' && result.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
+  const reserves: Array<[string, number | undefined]> = [['reserveCpcMicros', result.reserveCpcMicros], ['reserveCpmMicros', result.reserveCpmMicros], ['reserveCpaMicros', result.reserveCpaMicros]];
+  for (const [placement, rules] of Object.entries(result.placements)) {
+    for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros'] as const) reserves.push([`placements.${placement}.${field}`, rules?.[field]]);
+  }
+  for (const [name, value] of reserves) if (value !== undefined && value > result.maxBidMicros) throw new ConfigError(`${name} must not exceed maxBidMicros (${result.maxBidMicros})`);
+  if (result.maxBidMicros > result.maxBudgetMicros) throw new ConfigError('maxBidMicros must not exceed maxBudgetMicros');
+  if (result.eventTokenPreviousKeys.some((key) => key.length < 32)) throw new ConfigError('every eventTokenPreviousKeys entry must be at least 32 characters');
+  if (result.eventTokenPreviousKeys.length > 0 && result.eventTokenKey === '') throw new ConfigError('eventTokenPreviousKeys needs an eventTokenKey to seal new tokens with');
   if (result.redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(result.redisUrl)) throw new ConfigError(`redisUrl must be a redis:// or rediss:// URL (got ${JSON.stringify(result.redisUrl)})`);
   return result;
 }

@@ -1,5 +1,5 @@
 // The adserve daemon: load config, start the server, drain on SIGTERM/SIGINT.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -11,7 +11,7 @@ import { ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
-import type { SigningKey } from './money/event_token';
+import { type SigningKey, signingKeyOf } from './money/event_token';
 import { Ledger } from './money/ledger';
 import { RedisSpendStore } from './money/redis_spend';
 import { LocalSpendStore, type SpendStore } from './money/spend_store';
@@ -19,9 +19,10 @@ import { createMetrics, registerEngineMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { startServer } from './server/app';
 
-function eventSigningKey(secret: string): SigningKey {
-  const bytes = secret === '' ? randomBytes(32) : Buffer.from(secret);
-  return { id: createHash('sha256').update(bytes).digest('hex').slice(0, 8), secret: bytes };
+/** The key new tokens are sealed with, then the rotated-out keys that still open older ones. */
+function eventTokenKeys(config: Config): SigningKey[] {
+  const current = signingKeyOf(config.eventTokenKey === '' ? randomBytes(32) : Buffer.from(config.eventTokenKey));
+  return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 
 async function loadServing(config: Config, log: Logger, spend: SpendStore, changes: CatalogChanges): Promise<Serving | undefined> {
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
   const build = addon.buildInfo();
   log.info('native engine', { ...build });
   const metrics = createMetrics(build, version);
-  const signingKey = eventSigningKey(config.eventTokenKey);
+  const tokenKeys = eventTokenKeys(config);
+  const signingKey = tokenKeys[0]!;
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
   const spend = await openSpendStore(config, log, servings);
@@ -98,7 +100,7 @@ async function main(): Promise<void> {
     decision,
     swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
     changes,
-    events: { spend, metrics, keys: [signingKey], servings },
+    events: { spend, metrics, keys: tokenKeys, servings },
     readiness: () =>
       decision.serving
         ? { ready: true, reason: '' }

@@ -47,6 +47,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"ranking": {"ctr": 0}}}' })).toThrow(/needs a positive weight/);
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"surge": 2}}' })).toThrow(/unknown setting "surge"/);
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: 'not json' })).toThrow(/must be a JSON object/);
+    expect(() => loadConfig({ ADSERVE_RESERVE_CPC_MICROS: '2000000000000' })).toThrow(/reserveCpcMicros must not exceed maxBidMicros/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"cart": {"reserveCpmMicros": 5000000}}', ADSERVE_MAX_BID_MICROS: '1000000' })).toThrow(/placements.cart.reserveCpmMicros must not exceed maxBidMicros/);
+    expect(() => loadConfig({ ADSERVE_MAX_BUDGET_MICROS: '9000000000001' })).toThrow(/ADSERVE_MAX_BUDGET_MICROS must be an integer in 1..9000000000000/);
+    expect(() => loadConfig({ ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS: 'short' })).toThrow(/eventTokenPreviousKeys/);
   });
 
   it('refuses unknown keys in the config file', () => {

@@ -48,7 +48,8 @@ export function auctionOutcome(capacity: number): AuctionOutcome {
 
 // Values within a millionth of a micro of an integer are that integer: float noise such as
 // 79.2e6 / 60 = 1320000.0000000002 must not round up to the next micro.
-const ceilMicros = (value: number): number => Math.ceil(value - 1e-6);
+// Never negative: a zero price (VCG's last slot with no reserve) must not come out as -0.
+const ceilMicros = (value: number): number => Math.max(0, Math.ceil(value - 1e-6));
 
 /** Expected billable events per thousand impressions' worth of value: adjusted eCPM = bid × this. */
 function unitFactor(candidates: AuctionCandidates, i: number): number {
@@ -82,6 +83,25 @@ function objectiveScores(candidates: AuctionCandidates, eligible: Int32Array, we
   }
 }
 
+/**
+ * VCG with a reserve (Myerson's payment): the ad in slot k pays, per impression's worth of value,
+ * Σ_{j=k..m-1} (θ_j − θ*_{j+1}) × max(R, adjECPM of the ad ranked j+1), where R is the ad's own
+ * reserve (and the request floor) in adjusted-eCPM terms, standing in for a missing competitor,
+ * θ*_m = 0, and m the number of winners; divided by its expected billable value at slot k. The
+ * reserve enters as a phantom competitor rather than as a clamp, which keeps the mechanism
+ * truthful; no ε is added. The sum never falls below R × θ_k, so the price is never under the reserve.
+ */
+function vcgPrice(k: number, winners: number, eligible: number, ranked: Int32Array, factor: number, reserveMicros: Micros, rules: AuctionRules): Micros {
+  const phantom = Math.max(reserveMicros * factor, rules.floorCpmMicros);
+  const theta = (j: number): number => (j < winners ? (rules.positionEffects[j] ?? 0) : 0);
+  let perThousand = 0;
+  for (let j = k; j < winners; j++) {
+    const below = j + 1 < eligible ? ecpm[ranked[j + 1]!]! : phantom;
+    perThousand += (theta(j) - theta(j + 1)) * Math.max(phantom, below);
+  }
+  return ceilMicros(perThousand / ((theta(k) || 1) * factor));
+}
+
 export function runAuction(candidates: AuctionCandidates, rules: AuctionRules, out: AuctionOutcome): AuctionOutcome {
   const { count } = candidates;
   if (order.length < count) {
@@ -110,19 +130,10 @@ export function runAuction(candidates: AuctionCandidates, rules: AuctionRules, o
     let price: number;
     if (rules.mechanism === 'first_price') {
       price = bid;
+    } else if (rules.mechanism === 'vcg') {
+      price = Math.min(vcgPrice(k, winners, eligible, ranked, factor, rules.reserveMicros[candidates.bidType[i]!]!, rules), bid);
     } else {
-      let perThousand: number;
-      if (rules.mechanism === 'vcg') {
-        perThousand = 0;
-        const theta = (j: number): number => (j < winners ? (rules.positionEffects[j] ?? 0) : 0);
-        for (let j = k; j < winners; j++) {
-          const below = j + 1 < eligible ? ecpm[ranked[j + 1]!]! : rules.floorCpmMicros;
-          perThousand += (theta(j) - theta(j + 1)) * below;
-        }
-        perThousand /= theta(k) || 1;
-      } else {
-        perThousand = k + 1 < eligible ? ecpm[ranked[k + 1]!]! : rules.floorCpmMicros;
-      }
+      const perThousand = k + 1 < eligible ? ecpm[ranked[k + 1]!]! : rules.floorCpmMicros;
       price = ceilMicros(perThousand / factor) + rules.incrementMicros;
       price = Math.max(price, rules.reserveMicros[candidates.bidType[i]!]!, ceilMicros(rules.floorCpmMicros / factor));
       price = Math.min(price, bid);

@@ -2,6 +2,7 @@
 // (status, bid, budgets, pacing and day-parting, frequency cap, time zone) and ad status can change while serving
 // (the admin API): every such change goes through setCampaign / setAdStatus, the same path the
 // catalog file takes at load, and the columns and maps below follow.
+import { defaults } from '../config';
 import type { CatalogCampaign, CatalogJson } from '../engine/model_dir';
 import { checkTimeZone } from '../money/local_day';
 import type { PacingMode } from '../money/pacing';
@@ -9,6 +10,15 @@ import { BidType } from '../protocol/schema';
 import { interned, PackedIndex, PackedStrings, type StringColumn } from './packed_strings';
 
 export type Micros = number;
+
+/**
+ * Upper bounds on the money a campaign may name, so that every amount and every sum stays an exact
+ * integer: spend is summed in nanos, which must stay under 2^53.
+ */
+export interface MoneyLimits {
+  maxBidMicros: Micros;
+  maxBudgetMicros: Micros;
+}
 
 export interface Catalog {
   readonly size: number;
@@ -46,6 +56,8 @@ export interface Catalog {
   readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
   /** IANA time zone of each campaign that has one other than UTC. */
   readonly campaignTimeZone: ReadonlyMap<string, string>;
+  /** Bounds every campaign edit is checked against. */
+  readonly limits: MoneyLimits;
   /** Hourly pacing weights of each day-parted campaign. */
   readonly campaignDayParting: ReadonlyMap<string, readonly number[]>;
 }
@@ -55,19 +67,20 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer K2,
 export class CatalogError extends Error {}
 
 const bidTypes: Record<string, BidType> = { CPC: BidType.Cpc, CPM: BidType.Cpm, CPA: BidType.Cpa };
-const maxMicros = 1e15;
 
 const isCount = (value: unknown, max: number): value is number => typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
 
 /** Checks one campaign's settings; throws a CatalogError that names the campaign and the field. */
-export function validateCampaign(campaign: CatalogCampaign): void {
+export function validateCampaign(campaign: CatalogCampaign, limits: MoneyLimits): void {
   const fail = (message: string): never => {
     throw new CatalogError(`campaign ${campaign.id}: ${message}`);
   };
   if (bidTypes[campaign.bid_type] === undefined) fail(`bid_type must be CPC, CPM or CPA (got ${JSON.stringify(campaign.bid_type)})`);
-  if (!isCount(campaign.bid_micros, maxMicros) || campaign.bid_micros === 0) fail('bid_micros must be a positive integer');
-  if (!isCount(campaign.daily_budget_micros, maxMicros)) fail('daily_budget_micros must be a non-negative integer (0: no daily budget)');
-  if (campaign.lifetime_budget_micros !== undefined && !isCount(campaign.lifetime_budget_micros, maxMicros)) fail('lifetime_budget_micros must be a non-negative integer');
+  if (!isCount(campaign.bid_micros, limits.maxBidMicros) || campaign.bid_micros === 0) fail(`bid_micros must be an integer in 1..${limits.maxBidMicros} (maxBidMicros)`);
+  if (!isCount(campaign.daily_budget_micros, limits.maxBudgetMicros)) fail(`daily_budget_micros must be an integer in 0..${limits.maxBudgetMicros} (maxBudgetMicros; 0: no daily budget)`);
+  if (campaign.lifetime_budget_micros !== undefined && !isCount(campaign.lifetime_budget_micros, limits.maxBudgetMicros)) {
+    fail(`lifetime_budget_micros must be an integer in 0..${limits.maxBudgetMicros} (maxBudgetMicros)`);
+  }
   if (campaign.pacing !== 'even' && campaign.pacing !== 'asap') fail(`pacing must be even or asap (got ${JSON.stringify(campaign.pacing)})`);
   if (campaign.status !== 'active' && campaign.status !== 'paused') fail(`status must be active or paused (got ${JSON.stringify(campaign.status)})`);
   const cap = campaign.frequency_cap;
@@ -89,7 +102,7 @@ export function validateCampaign(campaign: CatalogCampaign): void {
 
 /** Replaces a campaign's settings (validated first) and updates every column and map derived from them. */
 export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
-  validateCampaign(campaign);
+  validateCampaign(campaign, catalog.limits);
   const c = catalog as Mutable<Catalog>;
   const { id } = campaign;
   c.campaigns.set(id, campaign);
@@ -120,9 +133,15 @@ export function setAdStatus(catalog: Catalog, ad: number, status: 'active' | 'pa
   c.active[ad] = servable(catalog, ad, catalog.campaigns.get(catalog.campaignId[ad]!)!.status);
 }
 
-/** Builds the catalog; ads with any of `blockedPolicyFlags` among their policy_flags never serve. */
-export function catalogFromJson(json: CatalogJson, blockedPolicyFlags: readonly string[] = []): Catalog {
-  const blocked = new Set(blockedPolicyFlags);
+export interface CatalogOptions {
+  /** Ads with any of these among their policy_flags never serve. */
+  blockedPolicyFlags: readonly string[];
+  limits: MoneyLimits;
+}
+
+/** Builds the catalog; tools and tests that load a model directory as it is take the default settings. */
+export function catalogFromJson(json: CatalogJson, options: CatalogOptions = { blockedPolicyFlags: [], limits: defaults }): Catalog {
+  const blocked = new Set(options.blockedPolicyFlags);
   const size = json.ads.length;
   const adsOf = new Map<string, number[]>(json.campaigns.map((campaign) => [campaign.id, []]));
   json.ads.forEach((ad, index) => {
@@ -150,6 +169,7 @@ export function catalogFromJson(json: CatalogJson, blockedPolicyFlags: readonly 
     campaignFrequencyCap: new Map(),
     campaignTimeZone: new Map(),
     campaignDayParting: new Map(),
+    limits: options.limits,
     adId,
     campaignId: interned(json.ads.map((ad) => ad.campaign_id)),
     advertiserId: interned(json.ads.map((ad) => ad.advertiser_id)),

@@ -75,7 +75,7 @@ export class CatalogChanges {
     }
     const next = merged(campaign, edit);
     try {
-      validateCampaign(next);
+      validateCampaign(next, catalog.limits);
     } catch (error) {
       if (error instanceof CatalogError) throw new RequestError(422, 'invalid_request', error.message);
       throw error;

@@ -75,7 +75,7 @@ export function engineSettings(config: Config): EngineSettings {
 export async function openServing(model: ModelDir, config: Config, spend: SpendStore, changes: CatalogChanges): Promise<Serving> {
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
-  const catalog = catalogFromJson(model.catalog, config.blockedPolicyFlags);
+  const catalog = catalogFromJson(model.catalog, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });
   changes.applyTo(catalog);
   const history = adHistory(model);
   const settings = engineSettings(config);

@@ -1,8 +1,16 @@
-// Signed event tokens (AUCTION.md "Billing, events and budgets"): the price is frozen at auction
-// time and bound, with the request, ad, slot and bid type, under an HMAC-SHA256 with a server key.
-// Format: v1.<key id>.<base64url(JSON [request id, ad id, slot, bid type, price, issued ms, expires ms,
-// user id, pCTR, pCVR, placement, model version])>.<base64url(HMAC over "v1.<key id>.<payload>")>
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// Event tokens (docs/billing.md): the auction's frozen price, bound with the served ad's identity
+// under a server key, sealed with AES-256-GCM so that whoever holds the page can neither alter the
+// token nor read the clearing price, the user id or the predictions inside it.
+//
+// Spelling: v2.<key id: 8 lowercase hex>.<base64url, unpadded: salt(16) | ciphertext | tag(16)>.
+// Exactly one byte string is accepted per token: the body must be canonical base64url (re-encoding
+// the decoded bytes gives the same text back), so other padding, other trailing bits or characters
+// outside the alphabet are refused before any decryption is tried.
+//
+// Each token is sealed under its own key, HMAC-SHA256(master key, salt), with a fixed nonce: random
+// 96-bit GCM nonces would wear a busy key out after about 2^32 tokens, while a 128-bit salt per
+// token leaves no practical chance of two tokens sharing a key.
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 
 export interface EventTokenFields {
   requestId: string;
@@ -22,36 +30,99 @@ export interface EventTokenFields {
 }
 
 export interface SigningKey {
+  /** 8 lowercase hex characters naming the key inside tokens. */
   id: string;
   secret: Buffer;
 }
 
+/** The key of a configured secret; its id is a short hash, so rotating the secret changes it. */
+export function signingKeyOf(secret: Buffer): SigningKey {
+  return { id: createHash('sha256').update(secret).digest('hex').slice(0, 8), secret };
+}
+
+const version = 'v2';
+const saltBytes = 16;
+const tagBytes = 16;
+const nonce = Buffer.alloc(12);
+const tokenPattern = /^v2\.([0-9a-f]{8})\.([A-Za-z0-9_-]+)$/;
+/** Longest accepted token: far above any token this server writes, far below what could cost real work. */
+export const maxEventTokenLength = 2048;
+
+const tokenKey = (key: SigningKey, salt: Buffer): Buffer => createHmac('sha256', key.secret).update(salt).digest();
+
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
-  const payload = Buffer.from(
+  const plaintext = Buffer.from(
     JSON.stringify([
       fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId,
       Math.round(fields.pCtr * 1e6) / 1e6, Math.round(fields.pCvr * 1e6) / 1e6, fields.placement, fields.modelVersion,
     ]),
-  ).toString('base64url');
-  const signed = `v1.${key.id}.${payload}`;
-  return `${signed}.${createHmac('sha256', key.secret).update(signed).digest('base64url')}`;
+  );
+  const salt = randomBytes(saltBytes);
+  const header = `${version}.${key.id}`;
+  const cipher = createCipheriv('aes-256-gcm', tokenKey(key, salt), nonce, { authTagLength: tagBytes });
+  cipher.setAAD(Buffer.from(header));
+  const sealed = Buffer.concat([salt, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  return `${header}.${sealed.toString('base64url')}`;
 }
 
 export class EventTokenError extends Error {}
 
-/** Checks the signature (any key still held) and expiry; returns the frozen auction fields. */
-export function verifyEventToken(token: string, keys: readonly SigningKey[], nowMs: number): EventTokenFields {
-  const parts = token.split('.');
-  if (parts.length !== 4 || parts[0] !== 'v1') throw new EventTokenError('malformed event token');
-  const [, keyId, payload, signature] = parts as [string, string, string, string];
-  const key = keys.find((candidate) => candidate.id === keyId);
-  if (!key) throw new EventTokenError(`event token signed with unknown key ${JSON.stringify(keyId)}`);
-  const expected = createHmac('sha256', key.secret).update(`v1.${keyId}.${payload}`).digest();
-  const given = Buffer.from(signature, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new EventTokenError('event token signature does not match');
-  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion] = JSON.parse(
-    Buffer.from(payload, 'base64url').toString(),
-  ) as [string, string, number, number, number, number, number, string, number, number, string, string];
-  if (nowMs > expiresMs) throw new EventTokenError('event token has expired');
+type TokenTuple = [string, string, number, number, number, number, number, string, number, number, string, string];
+
+function fieldsOf(plaintext: Buffer): EventTokenFields {
+  // The contents were sealed by this server, so a shape error means a bug or a leaked key; refuse either way.
+  let tuple: unknown;
+  try {
+    tuple = JSON.parse(plaintext.toString('utf8'));
+  } catch {
+    throw new EventTokenError('event token contents are not readable');
+  }
+  const kinds = ['string', 'string', 'number', 'number', 'number', 'number', 'number', 'string', 'number', 'number', 'string', 'string'];
+  if (!Array.isArray(tuple) || tuple.length !== kinds.length || tuple.some((value, i) => typeof value !== kinds[i])) {
+    throw new EventTokenError('event token contents are not readable');
+  }
+  const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion] = tuple as TokenTuple;
   return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion };
+}
+
+/**
+ * Opens a token sealed by any key still held (the current one first, then those rotated out but
+ * still inside the token lifetime) and checks its expiry; returns the frozen auction fields.
+ */
+export function verifyEventToken(token: string, keys: readonly SigningKey[], nowMs: number): EventTokenFields {
+  if (token.length > maxEventTokenLength) throw new EventTokenError(`event token is longer than ${maxEventTokenLength} characters`);
+  const match = tokenPattern.exec(token);
+  if (!match) throw new EventTokenError('malformed event token');
+  const [, keyId, body] = match as unknown as [string, string, string];
+  const sealed = Buffer.from(body, 'base64url');
+  if (sealed.toString('base64url') !== body) throw new EventTokenError('event token is not in its canonical base64url spelling');
+  if (sealed.length <= saltBytes + tagBytes) throw new EventTokenError('malformed event token');
+  const key = keys.find((candidate) => candidate.id === keyId);
+  if (!key) throw new EventTokenError(`event token sealed with unknown key ${JSON.stringify(keyId)}`);
+  const salt = sealed.subarray(0, saltBytes);
+  const decipher = createDecipheriv('aes-256-gcm', tokenKey(key, salt), nonce, { authTagLength: tagBytes });
+  decipher.setAAD(Buffer.from(`${version}.${keyId}`));
+  decipher.setAuthTag(sealed.subarray(sealed.length - tagBytes));
+  let plaintext: Buffer;
+  try {
+    plaintext = Buffer.concat([decipher.update(sealed.subarray(saltBytes, sealed.length - tagBytes)), decipher.final()]);
+  } catch {
+    throw new EventTokenError('event token signature does not match');
+  }
+  const fields = fieldsOf(plaintext);
+  if (nowMs > fields.expiresMs) throw new EventTokenError('event token has expired');
+  return fields;
+}
+
+/**
+ * The served ad a token names, from its verified contents: every event of one served ad maps to
+ * this key whatever bytes carried the token. The issue time tells apart two requests that reused
+ * one request id.
+ */
+export function servedAdKey(fields: EventTokenFields): string {
+  return createHash('sha256')
+    .update(JSON.stringify([fields.requestId, fields.adId, fields.slot, fields.issuedMs]))
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
 }

@@ -2,12 +2,12 @@
 // event order of one served ad (impression, then click, then conversion; each at most once) and
 // charge the billable event of the bid type at the frozen auction price, capped at what the
 // campaign's budgets have left, durably; then update budgets.
-import { ByteBuffer } from 'flatbuffers';
+import { ByteBuffer, Encoding } from 'flatbuffers';
 
 import type { Serving } from '../engine/serving';
 import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
-import { EventTokenError, type SigningKey, verifyEventToken } from '../money/event_token';
+import { EventTokenError, maxEventTokenLength, servedAdKey, type SigningKey, verifyEventToken } from '../money/event_token';
 import type { Metrics } from '../metrics';
 import type { LedgerEntry } from '../money/ledger';
 import type { SpendStore } from '../money/spend_store';
@@ -44,6 +44,18 @@ const typeNames: Partial<Record<EventType, LedgerEntry['type']>> = {
 
 const billable: Record<BidType, LedgerEntry['type']> = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' };
 
+/**
+ * A token's text from the raw bytes of a FlatBuffer string. Read as bytes because the UTF-8 decoder
+ * would silently drop a leading byte-order mark and map invalid sequences to U+FFFD, giving two byte
+ * strings one text; tokens are ASCII, so each byte must stand for itself.
+ */
+function tokenText(bytes: Uint8Array | string | null): string {
+  if (bytes === null) return '';
+  if (typeof bytes === 'string' || bytes.length > maxEventTokenLength) throw new RequestError(422, 'invalid_token', 'malformed event token');
+  for (const byte of bytes) if (byte < 0x21 || byte > 0x7e) throw new RequestError(422, 'invalid_token', 'event token holds a byte outside printable ASCII');
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+}
+
 /** Reads a binary Event FlatBuffer (verified by the C++ Verifier first) or its JSON form. */
 export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
   if (binary) {
@@ -51,7 +63,7 @@ export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
     const event = Event.getRootAsEvent(new ByteBuffer(body));
     const type = typeNames[event.type()];
     if (!type) throw new RequestError(422, 'invalid_event', `unknown event type ${event.type()}`);
-    return { eventId: event.eventId() ?? '', type, token: event.token() ?? '' };
+    return { eventId: event.eventId() ?? '', type, token: tokenText(event.token(Encoding.UTF8_BYTES)) };
   }
   let json: { event_id?: unknown; type?: unknown; token?: unknown };
   try {
@@ -89,7 +101,7 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   const priceNanos = billable[bidType] !== input.type ? 0 : bidType === BidType.Cpm ? token.priceMicros : token.priceMicros * 1000;
   const chargeNanos = await spend.record({
     id: input.eventId,
-    serve: input.token.slice(input.token.lastIndexOf('.') + 1),
+    serve: servedAdKey(token),
     type: input.type,
     campaignId,
     adId: token.adId,

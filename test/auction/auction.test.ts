@@ -70,6 +70,27 @@ describe('AUCTION.md worked examples (GSP, CPC, ε = $0.01)', () => {
   });
 });
 
+describe('VCG with a reserve (AUCTION.md worked example)', () => {
+  const theta = [1, 0.5];
+  const ads = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }];
+
+  it('treats the reserve as a phantom competitor: A pays 1,750,000, B pays 1,500,000', () => {
+    expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta, reserveMicros: [1_500_000, 0, 0] })).toEqual({ winners: [0, 1], prices: [1_750_000, 1_500_000] });
+  });
+
+  it('adds no ε, and without a reserve charges the externality', () => {
+    // A: (0.5 × 200) / 100 = $1.00; B: nothing below it, so $0.
+    expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta })).toEqual({ winners: [0, 1], prices: [1_000_000, 0] });
+  });
+
+  it('lets the reserve bind only where it exceeds the competitor it replaces, and caps at the bid', () => {
+    // A $1.80 reserve (R = $180) lies under B's $200 for A's first term only: A pays (0.5 × 200 + 0.5 × 180) / 100.
+    expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta, reserveMicros: [1_800_000, 0, 0] }).prices).toEqual([1_900_000, 1_800_000]);
+    // One slot: VCG is the second price with the reserve as a floor under it.
+    expect(run(ads, { mechanism: 'vcg', slots: 1, positionEffects: theta, reserveMicros: [2_500_000, 0, 0] })).toEqual({ winners: [0], prices: [2_500_000] });
+  });
+});
+
 describe('auction rules', () => {
   it('prices CPM per thousand impressions and CPA per conversion', () => {
     const ads = [

@@ -45,7 +45,10 @@ describe('admin campaign and ad edits', () => {
     expect(noToken.status).toBe(401);
     const cases: Array<[unknown, number, RegExp]> = [
       [{ status: 'sleeping' }, 422, /status must be active or paused/],
-      [{ bid_micros: -5 }, 422, /bid_micros must be a positive integer/],
+      [{ bid_micros: -5 }, 422, /bid_micros must be an integer in 1\.\.1000000000000/],
+      // Bounds keep every amount and sum exact: a $1,000,000,000 bid or budget is refused, naming the field.
+      [{ bid_micros: 1e15 }, 422, /bid_micros must be an integer in 1\.\.1000000000000 \(maxBidMicros\)/],
+      [{ lifetime_budget_micros: 1e15 }, 422, /lifetime_budget_micros must be an integer in 0\.\.9000000000000 \(maxBudgetMicros\)/],
       [{ daily_budget_micros: 1.5 }, 422, /daily_budget_micros/],
       [{ frequency_cap: { impressions: 0, window_seconds: 60 } }, 422, /frequency_cap/],
       [{ time_zone: 'Nowhere/Land' }, 422, /unknown time zone/],

@@ -69,9 +69,9 @@ describe('serving the tiny model', () => {
       previousEcpm = Number(winner.ecpmMicros());
       const token = verifyEventToken(winner.eventToken()!, [signingKey], Date.now());
       expect(token).toMatchObject({ requestId: 'r-1', adId: winner.adId(), slot, priceMicros: Number(winner.priceMicros()) });
-      // Flip a whole character early in the signature (the last base64url character carries padding bits).
+      // Flip a whole character early in the sealed body.
       const parts = winner.eventToken()!.split('.');
-      parts[3] = (parts[3]![0] === 'A' ? 'B' : 'A') + parts[3]!.slice(1);
+      parts[2] = (parts[2]![0] === 'A' ? 'B' : 'A') + parts[2]!.slice(1);
       expect(() => verifyEventToken(parts.join('.'), [signingKey], Date.now())).toThrow(/signature/);
     }
     const stages = Array.from({ length: ad.timingsLength() }, (_, i) => ad.timings(i)!.stage());
