@@ -132,7 +132,7 @@ describe('Content-Length', () => {
     expectRefusal(reply, 413, 'too_large');
   });
 
-  it.each([['-1'], ['abc'], ['1e3'], [''], ['3', '5']])('answers Content-Length %j with 400 and closes', async (...lengths) => {
+  it.each([[['-1']], [['abc']], [['1e3']], [['']], [['3', '5']]])('answers Content-Length values %j with 400 and closes', async (lengths) => {
     const reply = await rawExchange([adPostHead(lengths) + 'abcde'], () => false);
     expectRefusal(reply, 400, 'invalid_content_length');
   });
