@@ -14,6 +14,7 @@ export function declaredLength(req: HttpRequest, maxBytes: number): number | und
   let value: string | undefined;
   req.forEach((name, field) => {
     if (name !== 'content-length') return;
+    // Differing repeats are kept as a list, which the digit check below refuses.
     if (value !== undefined && field !== value) value = `${value}, ${field}`;
     else value = field;
   });
