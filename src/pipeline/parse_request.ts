@@ -42,6 +42,20 @@ export function requireVerified(verify: (bytes: Uint8Array) => void, bytes: Uint
   }
 }
 
+/**
+ * The id of a refused AdRequest, so a pipelining client can tell which request failed; '' when the
+ * bytes fail the Verifier, since nothing in them can be trusted then.
+ */
+export function refusedRequestId(bytes: Uint8Array): string {
+  try {
+    requireVerified(addon.verifyAdRequest, bytes);
+  } catch (error) {
+    if (error instanceof RequestError) return '';
+    throw error;
+  }
+  return AdRequest.getRootAsAdRequest(new ByteBuffer(bytes)).id() ?? '';
+}
+
 export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAdRequest {
   requireVerified(addon.verifyAdRequest, bytes);
   const request = AdRequest.getRootAsAdRequest(new ByteBuffer(bytes));

@@ -16,7 +16,7 @@ import { localDay } from '../money/local_day';
 import type { SpendStore } from '../money/spend_store';
 import type { Route } from '../metrics';
 import type { DecisionContext } from '../pipeline/ad_decision';
-import { readBody } from './body';
+import { declaredLength, readBody } from './body';
 import type { Exchange } from './exchange';
 
 export interface AdminDeps {
@@ -81,8 +81,14 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
   };
   /** Reads a JSON body (at most 64 KiB) and hands it over parsed. */
   const withJson = (res: HttpResponse, req: HttpRequest, exchange: Exchange, handle: (json: unknown) => void): void => {
-    const length = req.getHeader('content-length');
-    readBody(res, { declaredLength: /^\d+$/.test(length) ? Number(length) : undefined, maxBytes: 64 * 1024 }, (body) => {
+    const maxBytes = 64 * 1024;
+    let length;
+    try {
+      length = declaredLength(req, maxBytes);
+    } catch (error) {
+      return exchange.failAndCloseNow(error as RequestError);
+    }
+    readBody(res, { declaredLength: length, maxBytes }, (body) => {
       let json: unknown;
       try {
         json = JSON.parse(Buffer.from(body).toString('utf8'));

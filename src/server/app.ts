@@ -8,12 +8,13 @@ import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
 import { type AdDecision, type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { type EventContext, parseEvent, recordEvent } from '../pipeline/record_event';
+import { refusedRequestId } from '../pipeline/parse_request';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
 import type { ModelSwapper } from '../engine/model_swap';
 import { registerAdminRoutes } from './admin';
 import type { CatalogChanges } from '../catalog/catalog_changes';
-import { readBody } from './body';
+import { declaredLength, readBody } from './body';
 import { Exchange, type InFlight } from './exchange';
 
 export const flatbuffersContentType = 'application/x-flatbuffers';
@@ -54,10 +55,6 @@ function mediaType(header: string): string {
   return header.split(';', 1)[0]!.trim().toLowerCase();
 }
 
-function declaredLength(header: string): number | undefined {
-  return /^\d+$/.test(header) ? Number(header) : undefined;
-}
-
 export function startServer(deps: ServerDeps): Promise<Server> {
   requireNativeUws();
   const { config, metrics, log } = deps;
@@ -87,15 +84,17 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     const exchange = begin(res, 'ads');
     // HttpRequest dies when this handler returns: read every header now.
     const contentType = req.getHeader('content-type');
-    const length = declaredLength(req.getHeader('content-length'));
+    let length;
+    try {
+      length = declaredLength(req, config.maxBodyBytes);
+    } catch (error) {
+      return exchange.failAndCloseNow(error as RequestError);
+    }
     if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
     if (mediaType(contentType) !== flatbuffersContentType) {
       return exchange.fail(
         new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} (got ${JSON.stringify(contentType)})`),
       );
-    }
-    if (length !== undefined && length > config.maxBodyBytes) {
-      return exchange.fail(new RequestError(413, 'too_large', `body of ${length} bytes exceeds the limit of ${config.maxBodyBytes}`), {}, true);
     }
     const started = process.hrtime.bigint();
     const onBody = (body: Uint8Array): void => {
@@ -123,15 +122,19 @@ export function startServer(deps: ServerDeps): Promise<Server> {
 
   // WebSocket: each binary frame is one AdRequest, answered by one AdResponse frame; requests are
   // pipelined and answers carry the request id (they may arrive out of order). A refused frame gets
-  // an AdResponse with status Rejected and the HTTP-equivalent error_code.
+  // an AdResponse with status Rejected, the HTTP-equivalent error_code and the frame's request id
+  // when it passes the Verifier ('' otherwise).
   interface SocketState {
     open: boolean;
   }
   const sockets = new Set<uWS.WebSocket<SocketState>>();
   const observeWs = (started: bigint, placement: string, status: string): void =>
     metrics.requestDuration.observe({ route: 'ws', placement, status }, Number(process.hrtime.bigint() - started) / 1e9);
-  const reject = (ws: uWS.WebSocket<SocketState>, started: bigint, error: RequestError): void => {
-    if (ws.getUserData().open) ws.send(encodeAdResponse({ requestId: '', status: ResponseStatus.Rejected, message: error.message, errorCode: error.status }), true);
+  const reject = (ws: uWS.WebSocket<SocketState>, started: bigint, error: RequestError, body?: Uint8Array): void => {
+    if (ws.getUserData().open) {
+      const requestId = body ? refusedRequestId(body) : '';
+      ws.send(encodeAdResponse({ requestId, status: ResponseStatus.Rejected, message: error.message, errorCode: error.status }), true);
+    }
     observeWs(started, 'none', String(error.status));
   };
   app.ws<SocketState>('/v1/ws', {
@@ -168,10 +171,10 @@ export function startServer(deps: ServerDeps): Promise<Server> {
             if (error instanceof RequestError) {
               if (error.status === 503) metrics.shed.inc();
               logDecision('ws', error.status, started, undefined, error);
-              return reject(ws, started, error);
+              return reject(ws, started, error, body);
             }
             log.error('ad request failed', { error: (error as Error).message });
-            reject(ws, started, new RequestError(400, 'internal', 'internal error'));
+            reject(ws, started, new RequestError(400, 'internal', 'internal error'), body);
           },
         )
         .finally(() => inFlight.count--);
@@ -185,14 +188,18 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   app.post('/v1/events', (res, req) => {
     const exchange = begin(res, 'events');
     const contentType = mediaType(req.getHeader('content-type'));
-    const length = declaredLength(req.getHeader('content-length'));
+    let length;
+    try {
+      length = declaredLength(req, config.maxBodyBytes);
+    } catch (error) {
+      return exchange.failAndCloseNow(error as RequestError);
+    }
     if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
     const binary = contentType === flatbuffersContentType;
     if (!binary && contentType !== 'application/json') {
       return exchange.fail(new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} or application/json`));
     }
     const tooLarge = () => exchange.fail(new RequestError(413, 'too_large', `body exceeds the limit of ${config.maxBodyBytes} bytes`), {}, true);
-    if (length !== undefined && length > config.maxBodyBytes) return tooLarge();
     readBody(res, { declaredLength: length, maxBytes: config.maxBodyBytes }, (body) => {
       let input;
       try {

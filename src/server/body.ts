@@ -1,6 +1,31 @@
 // Assembles a request body from uWebSockets.js chunks. uWS neuters each chunk's ArrayBuffer when
 // onData returns, so every chunk is copied into memory we own.
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+
+import { RequestError } from '../errors';
+
+/**
+ * The body length a request declares, or undefined without a Content-Length (no body, or a chunked
+ * one). Throws the RequestError to answer: 400 for a value that is not a decimal number or for
+ * several different values (RFC 9112 §6.3; an identical repeat is allowed), 413 above `maxBytes`.
+ * Reads every header, so it must run before the request handler returns.
+ */
+export function declaredLength(req: HttpRequest, maxBytes: number): number | undefined {
+  let value: string | undefined;
+  req.forEach((name, field) => {
+    if (name !== 'content-length') return;
+    // Differing repeats are kept as a list, which the digit check below refuses.
+    if (value !== undefined && field !== value) value = `${value}, ${field}`;
+    else value = field;
+  });
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) {
+    throw new RequestError(400, 'invalid_content_length', `Content-Length must be one decimal number of bytes (got ${JSON.stringify(value)})`);
+  }
+  const length = Number(value);
+  if (length > maxBytes) throw new RequestError(413, 'too_large', `body of ${value} bytes exceeds the limit of ${maxBytes}`);
+  return length;
+}
 
 export interface BodyLimits {
   /** Content-Length as sent, when it was. */

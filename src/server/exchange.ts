@@ -22,6 +22,9 @@ const reasons: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** uWS's per-loop cork buffer (LoopData::CORK_BUFFER_SIZE), which holds every write a handler makes. */
+const corkBufferBytes = 16 * 1024;
+
 export type Status = 200 | 500 | ErrorStatus;
 
 export interface InFlight {
@@ -66,6 +69,19 @@ export class Exchange {
   fail(error: RequestError, headers: Record<string, string> = {}, closeConnection = false): void {
     const body = JSON.stringify({ error: { code: error.code, message: error.message } });
     this.send(error.status, 'application/json', body, headers, closeConnection);
+  }
+
+  /**
+   * Answers with a JSON error and closes the connection before this request handler returns, for
+   * a request with an unusable Content-Length. uWS's parser refuses most of those (over nine
+   * digits, not a number) right after the handler returns: it closes the socket and drops whatever
+   * is still corked, and inside a request handler every write is corked. A body larger than the
+   * cork buffer is written straight to the socket, so the error is padded with trailing spaces
+   * (still valid JSON) to that size.
+   */
+  failAndCloseNow(error: RequestError): void {
+    const body = JSON.stringify({ error: { code: error.code, message: error.message } });
+    this.send(error.status, 'application/json', body.padEnd(corkBufferBytes, ' '), {}, true);
   }
 
   private complete(status: string): void {
