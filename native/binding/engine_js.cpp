@@ -41,6 +41,21 @@ std::unordered_map<std::string, int64_t> vocabulary(Napi::Object options, const 
   return out;
 }
 
+AdKeys adKeysField(Napi::Object options, const char* key) {
+  Napi::Object keys = objectField(options, key);
+  Napi::Value campaign = keys.Get("campaign");
+  if (!campaign.IsTypedArray() || campaign.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throwInvalidArgument(options.Env(), std::string(key) + ".campaign must be a Uint32Array");
+  }
+  Napi::Uint32Array codes = campaign.As<Napi::Uint32Array>();
+  AdKeys out;
+  out.campaign.assign(codes.Data(), codes.Data() + codes.ElementLength());
+  out.advertiser = stringsField(keys, "advertiser");
+  out.category = stringsField(keys, "category");
+  out.product = stringsField(keys, "product");
+  return out;
+}
+
 }  // namespace
 
 FeatureSpec featureSpec(Napi::Object features) {
@@ -75,6 +90,7 @@ EngineOptions engineOptions(Napi::Object options) {
   out.pairUnknown = floatsField(options, "pairUnknown");
   out.adPrior = floatsField(options, "adPrior");
   if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
+  out.adKeys = adKeysField(options, "adKeys");
   if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
   if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
@@ -149,6 +165,10 @@ Napi::Value EngineJs::Score(const Napi::CallbackInfo& info) {
     if (!(budgetMs >= 0 && budgetMs <= 600'000)) throwInvalidArgument(env, "budgetMs must be in 0..600000");
     verifyAdRequest(bytes.Data(), bytes.ByteLength());
     ScoreRequest request;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      Napi::Uint32Array campaigns = typedArrayArgument<uint32_t>(info, 2, "excludedCampaigns");
+      request.excludedCampaigns.assign(campaigns.Data(), campaigns.Data() + campaigns.ElementLength());
+    }
     // Copied: the caller's buffer may be reused or detached while the request waits.
     request.bytes.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
     request.enqueued = Clock::now();
@@ -194,7 +214,7 @@ Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
 Napi::Value EngineJs::AddAds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "ads must be an object { categorical, title, numeric, prior, targeting? }");
+    if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "ads must be an object { categorical, title, numeric, prior, keys, targeting? }");
     Napi::Object fields = info[0].As<Napi::Object>();
     const auto ints = [&](const char* key) {
       Napi::Value value = fields.Get(key);
@@ -213,6 +233,7 @@ Napi::Value EngineJs::AddAds(const Napi::CallbackInfo& info) {
     ads->title = ints("title");
     ads->numeric = reals("numeric");
     ads->prior = reals("prior");
+    ads->keys = adKeysField(fields, "keys");
     if (!fields.Get("targeting").IsUndefined()) ads->targeting = targetingList(env, fields.Get("targeting"));
     auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
     // The ad tower runs on an engine thread; the promise settles with the first new ad index.

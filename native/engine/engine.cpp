@@ -78,25 +78,34 @@ void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
 // order a search found them in.
 constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
 
-// One request's view of the catalog at retrieval: the eligibility snapshot and its own targeting,
-// for the catalog's ads and for those added at run time (indices catalogAds onwards).
+// One request's view of the catalog at retrieval: the eligibility snapshot, its own targeting and
+// its exclusions, for the catalog's ads and for those added at run time (indices catalogAds onwards).
 struct RequestFilter final : AdFilter {
-  RequestFilter(const uint8_t* eligible, const TargetingIndex* targeting, uint32_t catalogAds, const TargetingIndex* addedTargeting,
-                const TargetingRequest& request)
-      : eligible(eligible), targeting(targeting), catalogAds(catalogAds), addedTargeting(addedTargeting) {
-    if (targeting != nullptr) matched = targeting->matchedCriteria(request);
-    if (addedTargeting != nullptr) addedMatched = addedTargeting->matchedCriteria(request);
+  struct Catalog {
+    const uint8_t* eligible;  // null: every ad is eligible
+    const TargetingIndex* targeting;
+    const AdKeyTable* keys;
+    uint32_t ads;
+    const TargetingIndex* addedTargeting;
+    const AdKeyTable* addedKeys;  // null when no ads were added
+  };
+  RequestFilter(const Catalog& catalog, const TargetingRequest& request, Exclusions exclusions)
+      : catalog(catalog), exclusions(std::move(exclusions)) {
+    if (catalog.targeting != nullptr) matched = catalog.targeting->matchedCriteria(request);
+    if (catalog.addedTargeting != nullptr) addedMatched = catalog.addedTargeting->matchedCriteria(request);
   }
   bool admits(int64_t ad) const override {
-    if (eligible != nullptr && ((eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
+    if (catalog.eligible != nullptr && ((catalog.eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
     const auto index = static_cast<uint32_t>(ad);
-    if (index < catalogAds) return targeting == nullptr || targeting->admits(index, matched);
-    return addedTargeting == nullptr || addedTargeting->admits(index - catalogAds, addedMatched);
+    if (index < catalog.ads) {
+      return (catalog.targeting == nullptr || catalog.targeting->admits(index, matched)) && (exclusions.empty() || !exclusions.excludes(*catalog.keys, index));
+    }
+    const uint32_t added = index - catalog.ads;
+    return (catalog.addedTargeting == nullptr || catalog.addedTargeting->admits(added, addedMatched)) &&
+           (exclusions.empty() || !exclusions.excludes(*catalog.addedKeys, added));
   }
-  const uint8_t* eligible;
-  const TargetingIndex* targeting;
-  uint32_t catalogAds;
-  const TargetingIndex* addedTargeting;
+  Catalog catalog;
+  Exclusions exclusions;
   MatchedCriteria matched;
   MatchedCriteria addedMatched;
 };
@@ -118,6 +127,9 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     adCategory_[i] = static_cast<int32_t>(columns[i][1] - 1);
   }
   if (options.adPrior.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adPrior needs one value per ad");
+  if (options.adKeys.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adKeys needs one entry per ad");
+  adKeys_.append(options.adKeys);
+  options_.adKeys = AdKeys{};  // hashed into adKeys_; the strings are not needed again
   adPrior_ = std::make_shared<const std::vector<float>>(options.adPrior);
 
   userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
@@ -203,6 +215,7 @@ uint32_t Engine::addAds(const NewAds& ads) {
   const size_t n = ads.prior.size();
   if (n == 0) throw EngineError(ErrorCode::InvalidArgument, "no ads to add");
   if (ads.categorical.size() != n * 4) throw EngineError(ErrorCode::InvalidArgument, "categorical needs 4 values per ad");
+  if (ads.keys.size() != n) throw EngineError(ErrorCode::InvalidArgument, "keys need one entry per ad");
   if (ads.title.empty() || ads.title.size() % n != 0 || ads.numeric.empty() || ads.numeric.size() % n != 0) {
     throw EngineError(ErrorCode::InvalidArgument, "title and numeric need the same number of values for every ad");
   }
@@ -243,7 +256,9 @@ uint32_t Engine::addAds(const NewAds& ads) {
     next->category = current->category;
     next->advertiser = current->advertiser;
     next->targeting = current->targeting;
+    next->keys = current->keys;
   }
+  next->keys.append(ads.keys);
   for (size_t i = 0; i < n; ++i) {
     next->advertiser.push_back(static_cast<int32_t>(ads.categorical[i * 4] - 1));
     next->category.push_back(static_cast<int32_t>(ads.categorical[i * 4 + 1] - 1));
@@ -476,14 +491,19 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   const auto added = std::atomic_load(&added_);
   const auto eligible = std::atomic_load(&eligible_);
   const TargetingIndex* addedTargeting = added ? added->targetingIndex.get() : nullptr;
+  std::vector<Exclusions> exclusions;
+  exclusions.reserve(b);
+  for (size_t i = 0; i < b; ++i) exclusions.emplace_back(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), batch[i]->excludedCampaigns);
   std::vector<RequestFilter> requestFilters;
   requestFilters.reserve(b);
   std::vector<const AdFilter*> filters;
   const bool targeted = targeting_ || addedTargeting;
-  if (eligible || targeted) {
+  if (eligible || targeted || std::any_of(exclusions.begin(), exclusions.end(), [](const Exclusions& e) { return !e.empty(); })) {
+    const RequestFilter::Catalog catalog{eligible ? eligible->data() : nullptr, targeting_.get(), &adKeys_, static_cast<uint32_t>(adCount_), addedTargeting,
+                                         added ? &added->keys : nullptr};
     for (size_t i = 0; i < b; ++i) {
-      requestFilters.emplace_back(eligible ? eligible->data() : nullptr, targeting_.get(), static_cast<uint32_t>(adCount_), addedTargeting,
-                                  targeted ? targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())) : TargetingRequest{});
+      requestFilters.emplace_back(catalog, targeted ? targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())) : TargetingRequest{},
+                                  std::move(exclusions[i]));
       filters.push_back(&requestFilters.back());
     }
   }

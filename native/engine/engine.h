@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "engine/ann_index.h"
+#include "engine/exclusions.h"
 #include "engine/featurizer.h"
 #include "engine/lru_cache.h"
 #include "engine/model.h"
@@ -41,6 +42,8 @@ struct EngineOptions {
   float similarityWeight = 0.3f;     // weight of (dot + 1) / 2 in the lightweight score
   // Boolean targeting per ad (DNF); ads not listed are untargeted.
   std::vector<AdTargeting> targeting;
+  // Every ad's campaign code and ids, for the requests' exclusions; hashed at open, not kept.
+  AdKeys adKeys;
   AnnOptions ann;
   // "precomputed": the fusion's first layer is linear over [E_user, E_ctx, E_ad, dots, pair], so
   // W_ad · E_ad is computed once per ad at open and W_user · E_user + W_ctx · E_ctx once per request;
@@ -82,10 +85,13 @@ struct NewAds {
   std::vector<float> numeric;        // [n x numeric features], standardised
   std::vector<float> prior;          // [n]: static part of the lightweight score
   std::vector<AdTargeting> targeting;  // `ad` counts from 0 within this call; ads not listed are untargeted
+  AdKeys keys;                         // [n]
 };
 
 struct ScoreRequest {
   std::vector<uint8_t> bytes;  // a verified AdRequest
+  // Campaign codes (AdKeys::campaign) kept out of this request on top of its own block lists.
+  std::vector<uint32_t> excludedCampaigns;
   Clock::time_point deadline;
   Clock::time_point enqueued;
 };
@@ -98,7 +104,10 @@ class Engine {
   explicit Engine(const EngineOptions& options);
 
   // Scores a batch in one pass per stage. A request whose deadline passed before model scoring is
-  // answered from the lightweight score alone (degraded).
+  // answered from the lightweight score alone (degraded). Every candidate source (the ANN search,
+  // the added ads, the keyword matches) admits only ads that are eligible, targeted at the request
+  // and not excluded by it (its block lists, its excluded campaigns), so exclusions never use up
+  // candidate slots.
   std::vector<ScoreResult> scoreBatch(const std::vector<const ScoreRequest*>& batch) const;
 
   // Marks ads eligible (1) or not (0) at retrieval; takes effect for batches that start afterwards.
@@ -131,6 +140,7 @@ class Engine {
     torch::Tensor projection;  // [count, H] when the fusion is precomputed
     std::vector<int32_t> category, advertiser;  // 0-based
     std::vector<AdTargeting> targeting;          // local indices
+    AdKeyTable keys;                             // local indices
     std::unique_ptr<TargetingIndex> targetingIndex;  // null when none is targeted
   };
   // userRows: each request's row in the known-user table, -1 for users without one.
@@ -171,6 +181,7 @@ class Engine {
   std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
   std::shared_ptr<const std::vector<float>> adPrior_;     // static lightweight score per ad
   std::unique_ptr<TargetingIndex> targeting_;
+  AdKeyTable adKeys_;
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
   std::unique_ptr<LruCache<torch::Tensor>> userCache_;
   std::unique_ptr<LruCache<torch::Tensor>> contextCache_;

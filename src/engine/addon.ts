@@ -89,6 +89,18 @@ export interface TargetingIndex {
   match(request: TargetingFields): Uint32Array;
 }
 
+/**
+ * What a request's exclusions name each ad by, one entry per ad: its campaign's code (the numbering
+ * engine.score's excludedCampaigns uses) and its advertiser, category and product ids (the strings
+ * an AdRequest's block lists hold).
+ */
+export interface AdKeys {
+  campaign: Uint32Array;
+  advertiser: readonly string[];
+  category: readonly string[];
+  product: readonly string[];
+}
+
 export interface NativeEngineOptions {
   modelPath: string;
   adEmbeddings: TensorFileSpec;
@@ -104,6 +116,8 @@ export interface NativeEngineOptions {
   adPrior: Float32Array;
   /** Boolean targeting; ads not listed are untargeted. */
   targeting?: AdTargeting[];
+  /** Every ad's keys for the requests' exclusions. */
+  adKeys: AdKeys;
   /** 'precomputed' (default): W_ad·E_ad cached per ad, first fusion layer split; 'model': TorchScript score. */
   fusion?: 'precomputed' | 'model';
   similarityWeight?: number;
@@ -168,8 +182,12 @@ export interface AdTowerInputs {
 }
 
 export interface NativeEngine {
-  /** Queues a verified-on-entry AdRequest for the micro-batcher; `budgetMs` is the time left before its deadline. */
-  score(bytes: Uint8Array, budgetMs: number): Promise<ScoreResult>;
+  /**
+   * Queues a verified-on-entry AdRequest for the micro-batcher; `budgetMs` is the time left before its
+   * deadline. Retrieval admits no ad that the request's block lists name (advertiser, category,
+   * product) or whose campaign code is in `excludedCampaigns`, so exclusions never take a candidate slot.
+   */
+  score(bytes: Uint8Array, budgetMs: number, excludedCampaigns?: Uint32Array): Promise<ScoreResult>;
   /** Marks ads eligible (1) or not (0) for retrieval, effective for batches that start afterwards. */
   setEligibility(adIndex: Uint32Array, eligible: Uint8Array): void;
   /** Replaces the listed ads' static lightweight-score part (see adPrior in engine.ts), effective for batches that start afterwards. */
@@ -177,9 +195,9 @@ export interface NativeEngine {
   /**
    * Embeds new ads with the model's ad tower and makes them servable from the next batch on; resolves
    * with the first new ad index (the others follow in order). `targeting` names ads by their
-   * position in this call.
+   * position in this call; `keys` has one entry per new ad.
    */
-  addAds(ads: AdTowerInputs & { prior: Float32Array; targeting?: AdTargeting[] }): Promise<number>;
+  addAds(ads: AdTowerInputs & { prior: Float32Array; keys: AdKeys; targeting?: AdTargeting[] }): Promise<number>;
   stats(): EngineStats;
   /** Scores what is queued, then stops; later calls to score reject with E_SHUTTING_DOWN. Idempotent. */
   close(): void;

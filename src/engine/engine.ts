@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Catalog } from '../catalog/catalog';
 import type { IvfScan } from '../config';
 import { BidType } from '../protocol/schema';
-import { addon, type NativeEngine, type NativeEngineOptions } from './addon';
+import { addon, type AdKeys, type NativeEngine, type NativeEngineOptions } from './addon';
 import type { ModelDir, TensorEntry } from './model_dir';
 
 export interface IndexSettings {
@@ -112,6 +112,21 @@ export function featureOptions(model: ModelDir): NativeEngineOptions['features']
   };
 }
 
+/** Dense campaign codes (AdKeys.campaign), in the catalog's campaign order; campaigns are never added while serving. */
+export function campaignCodes(catalog: Catalog): Map<string, number> {
+  return new Map(Array.from(catalog.campaigns.keys(), (campaign, code) => [campaign, code]));
+}
+
+function adKeys(catalog: Catalog): AdKeys {
+  const code = campaignCodes(catalog);
+  return {
+    campaign: Uint32Array.from(catalog.campaignId, (campaign) => code.get(campaign)!),
+    advertiser: catalog.advertiserId,
+    category: catalog.category,
+    product: Array.from({ length: catalog.size }, (_, ad) => catalog.productId.at(ad)!),
+  };
+}
+
 export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): NativeEngineOptions {
   const { manifest, dir } = model;
   const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
@@ -128,6 +143,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     pairUnknown: manifest.features.pair.unknown,
     adPrior: Float32Array.from({ length: catalog.size }, (_, ad) => adPrior(ad, history, catalog, settings.light)),
     targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
+    adKeys: adKeys(catalog),
     fusion: settings.fusion,
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,

@@ -13,7 +13,7 @@ import { validateCalibration } from '../calibration/calibrate';
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
 import { Placement } from '../protocol/schema';
 import type { NativeEngine } from './addon';
-import { type AdHistory, adHistory, adPrior, type EngineSettings, type LightWeights, openEngine } from './engine';
+import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
 import type { CalibrationParams, CatalogCampaign, ModelDir } from './model_dir';
 import { projectRoot } from '../paths';
 
@@ -27,6 +27,8 @@ export interface Serving {
   budgets: Budgets;
   pacer: Pacer;
   frequency: FrequencyCaps;
+  /** Each campaign's code in the engine's exclusions (AdKeys.campaign). */
+  campaignCode: ReadonlyMap<string, number>;
   /** Auction rules per Placement (enum value; Unknown has the global ones), before the request's own slots, floor and auction type apply. */
   rules: AuctionRules[];
   /** Weights of the engine's lightweight score, for recomputing ads' priors after an edit. */
@@ -85,6 +87,7 @@ export async function openServing(model: ModelDir, config: Config, spend: SpendS
     budgets: new Budgets(catalog, engine, spend.state, Date.now()),
     pacer: new Pacer(catalog, spend.state),
     frequency: new FrequencyCaps(catalog, spend),
+    campaignCode: campaignCodes(catalog),
     engine,
     catalog,
     history,

@@ -27,15 +27,21 @@ export class FrequencyCaps {
     return this.store.impressionsOf(user, nowMs - this.longestWindowMs, timeoutMs).catch(() => null);
   }
 
-  capped(campaignId: string, history: ImpressionHistory, nowMs: number): boolean {
-    const cap = this.catalog.campaignFrequencyCap.get(campaignId);
-    if (!cap) return false;
+  /** Campaigns the user has reached the cap of; with unknown history (null), every capped campaign. */
+  cappedCampaigns(history: ImpressionHistory, nowMs: number): string[] {
+    const { campaignFrequencyCap } = this.catalog;
     // Unknown history: keep capped campaigns out rather than risk showing them past their cap.
-    if (history === null) return true;
-    const times = history?.get(campaignId);
-    if (!times) return false;
-    const since = nowMs - cap.windowSeconds * 1000;
-    while (times.length > 0 && times[0]! <= since) times.shift();
-    return times.length >= cap.impressions;
+    if (history === null) return Array.from(campaignFrequencyCap.keys());
+    const capped: string[] = [];
+    if (!history) return capped;
+    for (const [campaignId, times] of history) {
+      const cap = campaignFrequencyCap.get(campaignId);
+      if (!cap) continue;
+      const since = nowMs - cap.windowSeconds * 1000;
+      let recent = times.length;
+      for (const time of times) if (time <= since) recent--;
+      if (recent >= cap.impressions) capped.push(campaignId);
+    }
+    return capped;
   }
 }

@@ -65,7 +65,8 @@ export class PacingController {
 /** Participation probabilities of every campaign, refreshed from the ledger on each tick. */
 export class Pacer {
   private readonly controllers = new Map<string, PacingController>();
-  private readonly participationOf = new Map<string, number>();
+  /** The campaigns with participation below 1, so a request draws for those alone. */
+  private throttled: Array<[campaignId: string, participation: number]> = [];
 
   constructor(
     private readonly catalog: Catalog,
@@ -81,21 +82,25 @@ export class Pacer {
     const current = this.controllers.get(campaignId);
     if (mode && (current?.mode !== mode || current.hourlyWeights !== hours)) {
       this.controllers.set(campaignId, new PacingController(mode, defaultGains, hours));
-      this.participationOf.delete(campaignId);
+      this.throttled = this.throttled.filter(([throttled]) => throttled !== campaignId);
     }
   }
 
-  /** Probability that the campaign's ads enter an auction now (1 when unpaced). */
-  participation(campaignId: string): number {
-    return this.participationOf.get(campaignId) ?? 1;
+  /** The campaigns that sit one auction out: each throttled one with probability 1 - participation, one draw of `random` (in [0, 1)) each. */
+  sittingOut(random: () => number): string[] {
+    const out: string[] = [];
+    for (const [campaignId, participation] of this.throttled) if (random() >= participation) out.push(campaignId);
+    return out;
   }
 
   tick(nowMs: number): void {
+    this.throttled = [];
     for (const [campaign, controller] of this.controllers) {
       const { day, msIntoDay } = localDay(nowMs, this.catalog.campaignTimeZone.get(campaign));
       const budget = this.catalog.campaignDailyBudgetMicros.get(campaign) ?? 0;
       const spent = (this.state.dailyNanos.get(`${campaign}@${day}`) ?? 0) / 1000;
-      this.participationOf.set(campaign, controller.update(msIntoDay, spent, budget));
+      const participation = controller.update(msIntoDay, spent, budget);
+      if (participation < 1) this.throttled.push([campaign, participation]);
     }
   }
 }

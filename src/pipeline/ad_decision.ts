@@ -12,8 +12,9 @@ import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import type { Metrics } from '../metrics';
 import { type SigningKey, signEventToken } from '../money/event_token';
+import type { ImpressionHistory } from '../money/frequency_caps';
 import { encodeAdResponse, type StageNanos, type WinningAd } from '../protocol/encode_response';
-import { AuctionType, type AdRequest, Placement, ResponseStatus } from '../protocol/schema';
+import { AuctionType, Placement, ResponseStatus } from '../protocol/schema';
 import { type ParsedAdRequest, parseAdRequest } from './parse_request';
 
 export interface DecisionContext {
@@ -81,22 +82,27 @@ class Scratch {
 
 const scratch = new Scratch();
 
-function blockList(request: AdRequest, field: 'blockedAdvertisers' | 'blockedCategories' | 'blockedProducts'): Set<string> | undefined {
-  const lengthOf = `${field}Length` as const;
-  const count = request[lengthOf]();
-  if (count === 0) return undefined;
-  const set = new Set<string>();
-  for (let i = 0; i < count; i++) set.add(request[field](i));
-  return set;
+/**
+ * Campaign codes the engine keeps out of this request: those the user reached the frequency cap of,
+ * and those pacing sits out of this auction (one participation draw per throttled campaign).
+ */
+function excludedCampaigns(serving: Serving, impressions: ImpressionHistory, nowMs: number): Uint32Array {
+  const capped = serving.frequency.cappedCampaigns(impressions, nowMs);
+  const throttled = serving.pacer.sittingOut(Math.random);
+  const codes = new Uint32Array(capped.length + throttled.length);
+  let count = 0;
+  for (const campaignId of capped) codes[count++] = serving.campaignCode.get(campaignId)!;
+  for (const campaignId of throttled) codes[count++] = serving.campaignCode.get(campaignId)!;
+  return codes;
 }
 
 function nanosSince(started: bigint): bigint {
   return process.hrtime.bigint() - started;
 }
 
-async function scoreWithEngine(serving: Serving, body: Uint8Array, budgetMs: number): Promise<ScoreResult> {
+async function scoreWithEngine(serving: Serving, body: Uint8Array, budgetMs: number, excluded: Uint32Array): Promise<ScoreResult> {
   try {
-    return await serving.engine.score(body, Math.max(0, budgetMs));
+    return await serving.engine.score(body, Math.max(0, budgetMs), excluded);
   } catch (error) {
     if (isNativeError(error) && (error.code === 'E_QUEUE_FULL' || error.code === 'E_SHUTTING_DOWN')) {
       throw new RequestError(503, 'overloaded', `${error.message}; retry shortly`);
@@ -127,11 +133,11 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
     };
   }
 
-  const elapsedMs = Number(nanosSince(started)) / 1e6;
-  // Read while the engine scores: with shared state it is a round trip to Redis.
-  const pendingImpressions = serving.frequency.history(parsed.userId, Date.now(), parsed.tmaxMs - elapsedMs);
-  const result = await scoreWithEngine(serving, body, parsed.tmaxMs - elapsedMs);
-  const impressions = pendingImpressions && (await pendingImpressions);
+  // Read before scoring, since retrieval applies the caps: with shared state a round trip to Redis,
+  // only for identified users of a catalog with capped campaigns.
+  const impressions = await serving.frequency.history(parsed.userId, Date.now(), parsed.tmaxMs - Number(nanosSince(started)) / 1e6);
+  const excluded = excludedCampaigns(serving, impressions, Date.now());
+  const result = await scoreWithEngine(serving, body, parsed.tmaxMs - Number(nanosSince(started)) / 1e6, excluded);
   metrics.armRequests.inc({ arm, model: serving.modelVersion });
   metrics.batchSize.observe(result.batchSize);
   metrics.queueWait.observe(result.queueWaitNs / 1e9);
@@ -142,36 +148,24 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const count = result.adIndex.length;
   scratch.ensure(count, parsed.slots);
   const { catalog, history } = serving;
-  const blockedAdvertisers = blockList(parsed.request, 'blockedAdvertisers');
-  const blockedCategories = blockList(parsed.request, 'blockedCategories');
-  const blockedProducts = blockList(parsed.request, 'blockedProducts');
-  const nowMs = Date.now();
-  let kept = 0;
+  // The engine already left out blocked, capped and paced-out ads: every candidate enters.
   for (let i = 0; i < count; i++) {
     const ad = result.adIndex[i]!;
-    if (blockedAdvertisers?.has(catalog.advertiserId[ad]!) || blockedCategories?.has(catalog.category[ad]!) || blockedProducts?.has(catalog.productId.at(ad)!)) {
-      continue;
-    }
-    const campaignId = catalog.campaignId[ad]!;
-    if (impressions !== undefined && serving.frequency.capped(campaignId, impressions, nowMs)) continue;
-    // Pacing throttles participation: a paced campaign sits this auction out with probability 1 - p.
-    if (Math.random() >= serving.pacer.participation(campaignId)) continue;
-    scratch.adIndex[kept] = ad;
-    scratch.bidType[kept] = catalog.bidType[ad]!;
-    scratch.bidMicros[kept] = catalog.bidMicros[ad]!;
+    scratch.adIndex[i] = ad;
+    scratch.bidType[i] = catalog.bidType[ad]!;
+    scratch.bidMicros[i] = catalog.bidMicros[ad]!;
     // Degraded answers have no model scores: fall back to the ad's historical rates.
-    scratch.pCtr[kept] = result.degraded ? history.ctr[ad]! : calibrate(serving.calibration.ctr, result.ctrLogit[i]!);
-    scratch.pCvr[kept] = result.degraded ? history.cvr[ad]! : calibrate(serving.calibration.cvr, result.cvrLogit[i]!);
-    scratch.relevance[kept] = Math.max(result.light[i]!, 1e-6);
-    scratch.landing[kept] = catalog.landingQuality[ad]!;
-    kept++;
+    scratch.pCtr[i] = result.degraded ? history.ctr[ad]! : calibrate(serving.calibration.ctr, result.ctrLogit[i]!);
+    scratch.pCvr[i] = result.degraded ? history.cvr[ad]! : calibrate(serving.calibration.cvr, result.cvrLogit[i]!);
+    scratch.relevance[i] = Math.max(result.light[i]!, 1e-6);
+    scratch.landing[i] = catalog.landingQuality[ad]!;
   }
   const calibrateNs = nanosSince(mark);
   mark = process.hrtime.bigint();
 
-  qualityScores(kept, scratch.bidType, scratch.pCtr, scratch.pCvr, scratch.relevance, scratch.landing, defaultQualityWeights, scratch.quality);
+  qualityScores(count, scratch.bidType, scratch.pCtr, scratch.pCvr, scratch.relevance, scratch.landing, defaultQualityWeights, scratch.quality);
   const candidates: AuctionCandidates = {
-    count: kept,
+    count,
     bidType: scratch.bidType,
     bidMicros: scratch.bidMicros,
     pCtr: scratch.pCtr,

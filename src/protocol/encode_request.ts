@@ -23,6 +23,9 @@ export interface AdRequestSpec {
   timestampMs?: bigint;
   utcOffsetMinutes?: number;
   page?: number;
+  blockedAdvertisers?: string[];
+  blockedCategories?: string[];
+  blockedProducts?: string[];
 }
 
 export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
@@ -56,6 +59,11 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
     if (language !== 0) Device.addLanguage(builder, language);
     device = Device.endDevice(builder);
   }
+  const stringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number): number =>
+    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
+  const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);
+  const blockedCategories = stringVector(spec.blockedCategories, AdRequest.createBlockedCategoriesVector);
+  const blockedProducts = stringVector(spec.blockedProducts, AdRequest.createBlockedProductsVector);
   AdRequest.startAdRequest(builder);
   AdRequest.addId(builder, id);
   AdRequest.addPlacement(builder, spec.placement ?? Placement.Search);
@@ -71,6 +79,9 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (spec.timestampMs !== undefined) AdRequest.addTimestampMs(builder, spec.timestampMs);
   if (spec.utcOffsetMinutes !== undefined) AdRequest.addUtcOffsetMinutes(builder, spec.utcOffsetMinutes);
   if (spec.page !== undefined) AdRequest.addPage(builder, spec.page);
+  if (blockedAdvertisers !== 0) AdRequest.addBlockedAdvertisers(builder, blockedAdvertisers);
+  if (blockedCategories !== 0) AdRequest.addBlockedCategories(builder, blockedCategories);
+  if (blockedProducts !== 0) AdRequest.addBlockedProducts(builder, blockedProducts);
   if (spec.debug) AdRequest.addDebug(builder, true);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();

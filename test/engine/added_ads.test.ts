@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import { adTowerInputs } from '../../src/engine/ad_features';
 import { addon } from '../../src/engine/addon';
-import { adHistory, adPrior, engineOptions, type EngineSettings } from '../../src/engine/engine';
+import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -30,6 +30,13 @@ function tensor(name: string): ArrayBuffer {
 const storedCategorical = Int32Array.from(new BigInt64Array(tensor('ad_categorical.i64')), Number);
 const storedTitle = Int32Array.from(new BigInt64Array(tensor('ad_title.i64')), Number);
 const storedNumeric = new Float32Array(tensor('ad_numeric.f32'));
+// The exclusion keys of `count` copies of a catalog ad.
+const keysOf = (ad: number, count: number) => ({
+  campaign: new Uint32Array(count).fill(campaignCodes(catalog).get(catalog.campaignId[ad]!)!),
+  advertiser: Array<string>(count).fill(catalog.advertiserId[ad]!),
+  category: Array<string>(count).fill(catalog.category[ad]!),
+  product: Array<string>(count).fill(catalog.productId.at(ad)!),
+});
 const titleWidth = storedTitle.length / catalog.size;
 const numericWidth = storedNumeric.length / catalog.size;
 
@@ -69,6 +76,7 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
       title: rows(storedTitle, titleWidth, 2) as Int32Array,
       numeric: rows(storedNumeric, numericWidth, 2) as Float32Array,
       prior: Float32Array.of(adPrior(copied, history, catalog, settings.light), adPrior(copied, history, catalog, settings.light)),
+      keys: keysOf(copied, 2),
       targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }],
     });
     expect(first).toBe(catalog.size);
@@ -84,6 +92,23 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
     expect(after.ctrLogit[copy]).toBeCloseTo(after.ctrLogit[original]!, 4);
     expect(after.cvrLogit[copy]).toBeCloseTo(after.cvrLogit[original]!, 4);
 
+    // The copies share the original's keys, so the request's exclusions keep all three out.
+    const exclusions = [
+      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedAdvertisers: [catalog.advertiserId[copied]!] }),
+      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedCategories: [catalog.category[copied]!] }),
+      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedProducts: [catalog.productId.at(copied)!] }),
+    ];
+    for (const blocked of exclusions) {
+      const result = Array.from((await engine.score(blocked, 5000)).adIndex);
+      expect(result.length).toBeGreaterThan(0);
+      expect(result).not.toContain(copied);
+      expect(result).not.toContain(first);
+    }
+    const capped = Array.from((await engine.score(request, 5000, keysOf(copied, 1).campaign)).adIndex);
+    expect(capped.length).toBeGreaterThan(0);
+    expect(capped).not.toContain(copied);
+    expect(capped).not.toContain(first);
+
     const japan = await engine.score(encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'JP' }), 5000);
     expect(japan.adIndex.includes(first + 1)).toBe(true);
 
@@ -98,7 +123,9 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
 it('refuses malformed additions and keeps serving', async () => {
   const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
   try {
-    const one = { categorical: storedCategorical.slice(0, 4), title: storedTitle.slice(0, titleWidth), numeric: storedNumeric.slice(0, numericWidth), prior: Float32Array.of(0.1) };
+    const one = { categorical: storedCategorical.slice(0, 4), title: storedTitle.slice(0, titleWidth), numeric: storedNumeric.slice(0, numericWidth), prior: Float32Array.of(0.1), keys: keysOf(0, 1) };
+    await expect(engine.addAds({ ...one, keys: keysOf(0, 2) })).rejects.toThrow(/keys need one entry per ad/);
+    await expect(engine.addAds({ ...one, keys: { ...keysOf(0, 1), product: [] } })).rejects.toThrow(/ad keys need/);
     await expect(engine.addAds({ ...one, categorical: storedCategorical.slice(0, 3) })).rejects.toThrow(/4 values per ad/);
     await expect(engine.addAds({ ...one, categorical: Int32Array.of(1_000_000, 1, 1, 1) })).rejects.toThrow(/ad tower refused/);
     await expect(engine.addAds({ ...one, numeric: new Float32Array(numericWidth).fill(Number.NaN) })).rejects.toThrow(/finite/);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
 import { addon } from '../../src/engine/addon';
-import { adHistory, adPrior, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
+import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement } from '../../src/protocol/schema';
@@ -111,6 +111,10 @@ describe('native engine over the tiny model', () => {
       merged.setPriors(Uint32Array.of(keywordAd), Float32Array.of(10));
       expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).toContain(keywordAd);
       expect(Array.from((await merged.score(encodeAdRequest({ query: 'zebra' }), 1000)).adIndex)).not.toContain(keywordAd);
+      // A keyword match passes the request's exclusions like any other candidate.
+      expect(Array.from((await merged.score(encodeAdRequest({ query, blockedProducts: [catalog.productId.at(keywordAd)!] }), 1000)).adIndex)).not.toContain(keywordAd);
+      const campaign = campaignCodes(catalog).get(catalog.campaignId[keywordAd]!)!;
+      expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000, Uint32Array.of(campaign))).adIndex)).not.toContain(keywordAd);
       merged.setEligibility(Uint32Array.of(keywordAd), Uint8Array.of(0));
       expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).not.toContain(keywordAd);
     } finally {
