@@ -1,4 +1,4 @@
-// The auction of AUCTION.md: rank by adjusted eCPM (or a multi-objective score), price by GSP
+// The auction of docs/billing.md: rank by adjusted eCPM (or a multi-objective score), price by GSP
 // (default), second price, first price or VCG. Pure: candidates in, winners and prices out, over typed arrays with no allocation
 // per candidate. Money is integer micros.
 import { BidType } from '../protocol/schema';
@@ -13,7 +13,7 @@ export interface AuctionRules {
   floorCpmMicros: Micros;
   /** Reserve price per billable unit, indexed by BidType (CPC, CPM, CPA). */
   reserveMicros: readonly [Micros, Micros, Micros];
-  /** Added to every computed price after rounding up (AUCTION.md ε). */
+  /** Added to every computed GSP and second price after rounding up (ε; VCG prices get none). */
   incrementMicros: Micros;
   /** θ_1..θ_S: click multiplier of each slot, for VCG (θ_1 = 1, non-increasing). */
   positionEffects: readonly number[];
