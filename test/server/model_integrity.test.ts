@@ -4,9 +4,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
-import type { CatalogJson, Manifest } from '../../src/engine/model_dir';
+import type { Manifest } from '../../src/engine/model_dir';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { ResponseStatus } from '../../src/protocol/schema';
+import { tinyModelWithCatalog } from '../helpers/events';
 import { copyOfTinyModel, fillFloats, nanHeadsModel, rehash } from '../helpers/models';
 import { postAd } from '../helpers/requests';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -96,12 +97,7 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
   });
 
   it('refuses a model that fills none of the warm-up requests while the serving one fills them', async () => {
-    const dir = copyOfTinyModel('all-paused');
-    const catalogPath = path.join(dir, 'catalog.json');
-    const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as CatalogJson;
-    for (const ad of catalog.ads) ad.status = 'paused';
-    writeFileSync(catalogPath, JSON.stringify(catalog));
-    rehash(dir, 'catalog.json');
+    const dir = tinyModelWithCatalog((catalog) => catalog.ads.forEach((ad) => (ad.status = 'paused')));
     const { status, message } = await load(dir);
     expect(status).toBe(422);
     expect(message).toMatch(/filled none of the 12 warm-up requests; the serving model filled \d+/);
