@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CatalogChanges } from './catalog/catalog_changes';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
-import { readModelDir } from './engine/model_dir';
+import { ModelDirError, readModelDir } from './engine/model_dir';
 import { cannotFill, ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { ServingCanary } from './engine/serving_canary';
@@ -149,6 +149,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: Error) => {
-  process.stderr.write(`adserve: ${error.stack ?? error.message}\n`);
+  // A refused model directory is the operator's to fix, not a bug: its reason is the whole story.
+  process.stderr.write(`adserve: ${error instanceof ModelDirError ? `model refused: ${error.message}` : (error.stack ?? error.message)}\n`);
   process.exit(1);
 });
