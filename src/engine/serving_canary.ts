@@ -1,7 +1,7 @@
 // Readiness from the serving model's own answers: the warm-up requests, run at load, are run again
 // against arm A every canaryIntervalMs, and answers showing it cannot fill make /readyz answer 503
-// until a later round shows it can. Only conclusive rounds change a verdict, so
-// inventory (nothing eligible) and overload (queue full, engine closing) never flip it.
+// until a later round shows it can. Only conclusive rounds change a verdict, so inventory (nothing
+// eligible) and overload (queue full, engine closing) never flip it.
 import type { Logger } from '../log';
 import { isNativeError } from './addon';
 import { cannotFill, warmUp } from './model_swap';
