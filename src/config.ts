@@ -19,6 +19,8 @@ export interface Config {
   maxSlots: number;
   /** How long a SIGTERM/SIGINT waits for in-flight requests before exiting anyway, in milliseconds. */
   shutdownGraceMs: number;
+  /** How often the serving model answers the warm-up requests again to tell /readyz whether it can fill, in milliseconds. */
+  canaryIntervalMs: number;
   /** Engine threads that run search and inference (the JS thread keeps its own core). */
   workerThreads: number;
   /** libtorch intra-op and OpenMP threads per engine thread. */
@@ -123,6 +125,7 @@ export const defaults: Readonly<Config> = {
   maxTmaxMs: 1000,
   maxSlots: 10,
   shutdownGraceMs: 10_000,
+  canaryIntervalMs: 5_000,
   workerThreads: 1,
   computeThreads: 1,
   queueCapacity: 4096,
@@ -183,6 +186,7 @@ const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } }
   maxTmaxMs: { env: 'ADSERVE_MAX_TMAX_MS', kind: 'positive', max: 60_000 },
   maxSlots: { env: 'ADSERVE_MAX_SLOTS', kind: 'positive', max: 100 },
   shutdownGraceMs: { env: 'ADSERVE_SHUTDOWN_GRACE_MS', kind: 'positive', max: 600_000 },
+  canaryIntervalMs: { env: 'ADSERVE_CANARY_INTERVAL_MS', kind: 'positive', max: 3_600_000 },
   workerThreads: { env: 'ADSERVE_WORKER_THREADS', kind: 'positive', max: 64 },
   computeThreads: { env: 'ADSERVE_COMPUTE_THREADS', kind: 'positive', max: 256 },
   queueCapacity: { env: 'ADSERVE_QUEUE_CAPACITY', kind: 'positive', max: 1 << 20 },

@@ -6,9 +6,10 @@ import path from 'node:path';
 import { CatalogChanges } from './catalog/catalog_changes';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
-import { readModelDir } from './engine/model_dir';
-import { ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
+import { ModelDirError, readModelDir } from './engine/model_dir';
+import { cannotFill, ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
+import { ServingCanary } from './engine/serving_canary';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
 import { type SigningKey, signingKeyOf } from './money/event_token';
@@ -25,7 +26,7 @@ function eventTokenKeys(config: Config): SigningKey[] {
   return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 
-async function loadServing(config: Config, log: Logger, spend: SpendStore, changes: CatalogChanges): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, spend: SpendStore, changes: CatalogChanges, canary: ServingCanary): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
@@ -33,7 +34,9 @@ async function loadServing(config: Config, log: Logger, spend: SpendStore, chang
   }
   const started = Date.now();
   const serving = await openServing(readModelDir(dir), config, spend, changes);
-  await warmUp(serving);
+  // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
+  // be swapped in without a restart.
+  canary.record(serving, cannotFill(await warmUp(serving)));
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
   return serving;
@@ -85,7 +88,8 @@ async function main(): Promise<void> {
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
   const spend = await openSpendStore(config, log, servings);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
-  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend, changes), signingKey, metrics };
+  const canary = new ServingCanary(log);
+  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend, changes, canary), signingKey, metrics };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
@@ -101,10 +105,11 @@ async function main(): Promise<void> {
     swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
     changes,
     events: { spend, metrics, keys: tokenKeys, servings },
-    readiness: () =>
-      decision.serving
-        ? { ready: true, reason: '' }
-        : { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train or POST /v1/admin/models)` },
+    readiness: () => {
+      if (!decision.serving) return { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train or POST /v1/admin/models)` };
+      const problem = canary.problemOf(decision.serving);
+      return problem ? { ready: false, reason: `the serving model cannot fill: ${problem}` } : { ready: true, reason: '' };
+    },
   });
   log.info('listening', { host: config.host, port: server.port, version });
 
@@ -119,6 +124,7 @@ async function main(): Promise<void> {
   };
   pacingTick();
   setInterval(pacingTick, 10_000).unref();
+  setInterval(() => void canary.check(decision.serving), config.canaryIntervalMs).unref();
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
@@ -145,6 +151,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: Error) => {
-  process.stderr.write(`adserve: ${error.stack ?? error.message}\n`);
+  // A refused model directory is the operator's to fix, not a bug: its reason is the whole story.
+  process.stderr.write(`adserve: ${error instanceof ModelDirError ? `model refused: ${error.message}` : (error.stack ?? error.message)}\n`);
   process.exit(1);
 });

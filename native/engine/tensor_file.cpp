@@ -1,5 +1,6 @@
 #include "engine/tensor_file.h"
 
+#include <cmath>
 #include <fstream>
 
 #include "engine/errors.h"
@@ -17,6 +18,17 @@ torch::Tensor loadTensor(const TensorFile& file) {
   }
   in.seekg(0);
   if (!in.read(static_cast<char*>(tensor.data_ptr()), expected)) throw EngineError(ErrorCode::InvalidArgument, "cannot read " + file.path);
+  if (file.dtype == torch::kFloat32) {
+    // One NaN embedding poisons every inner product it takes part in, and FAISS ranks NaN
+    // arbitrarily: such a file would load and then never fill.
+    const float* values = tensor.data_ptr<float>();
+    const int64_t count = tensor.numel();
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(values[i])) {
+        throw EngineError(ErrorCode::InvalidArgument, file.path + " holds a non-finite value (" + std::to_string(values[i]) + ") at element " + std::to_string(i));
+      }
+    }
+  }
   return tensor;
 }
 

@@ -50,6 +50,8 @@ function readFloats(file: string, entry: TensorEntry): Float32Array {
   const bytes = readFileSync(file);
   const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   if (values.length !== entry.shape.reduce((a, b) => a * b, 1)) throw new Error(`${file} does not match its manifest shape`);
+  const bad = values.findIndex((value) => !Number.isFinite(value));
+  if (bad >= 0) throw new Error(`${file} holds a non-finite value (${values[bad]}) at element ${bad}`);
   return values;
 }
 

@@ -5,10 +5,12 @@ import path from 'node:path';
 
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
+import { createMetrics, type Metrics } from '../metrics';
 import type { SpendStore } from '../money/spend_store';
-import type { DecisionContext } from '../pipeline/ad_decision';
+import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { encodeAdRequest } from '../protocol/encode_request';
 import { Placement } from '../protocol/schema';
+import { addon } from './addon';
 import { readModelDir } from './model_dir';
 import { openServing, type Serving } from './serving';
 
@@ -28,15 +30,48 @@ export function warmUpRequests(): Uint8Array[] {
   ).flat();
 }
 
-export async function warmUp(serving: Serving): Promise<void> {
+/** Longest a warm-up request may wait for its model score; past it the engine answers degraded. */
+const warmUpBudgetMs = 10_000;
+
+/** What the engine's answers to the warm-up requests held. */
+export interface WarmUpAnswers {
+  candidates: number;
+  /** Candidates whose lightweight score and both logits are finite. */
+  scored: number;
+  /** Answers that got no model score within the budget. */
+  degraded: number;
+}
+
+export async function warmUp(serving: Serving): Promise<WarmUpAnswers> {
+  const answers: WarmUpAnswers = { candidates: 0, scored: 0, degraded: 0 };
   for (const request of warmUpRequests()) {
-    const result = await serving.engine.score(request, 10_000);
-    if (result.degraded) throw new Error('warm-up request was answered degraded');
+    const result = await serving.engine.score(request, warmUpBudgetMs);
+    if (result.degraded) answers.degraded++;
+    answers.candidates += result.adIndex.length;
+    for (let i = 0; i < result.adIndex.length; i++) {
+      if (Number.isFinite(result.light[i]) && Number.isFinite(result.ctrLogit[i]) && Number.isFinite(result.cvrLogit[i])) answers.scored++;
+    }
   }
+  return answers;
+}
+
+/**
+ * Why the warm-up answers show the model cannot fill, or undefined when they do not. Answers
+ * without candidates say nothing about the model (every ad paused, over budget or targeted
+ * elsewhere is inventory), so only candidates none of which has a finite score (a model or
+ * embeddings producing NaN or infinity) count against it.
+ */
+export function cannotFill(answers: WarmUpAnswers): string | undefined {
+  if (answers.degraded > 0) return `${answers.degraded} warm-up requests got no model score within ${warmUpBudgetMs} ms`;
+  if (answers.candidates > 0 && answers.scored === 0) return `none of the ${answers.candidates} candidates of the warm-up requests got a finite score`;
+  return undefined;
 }
 
 export class ModelSwapper {
   private loading: string | undefined;
+
+  /** Metrics of the swapper's own trial decisions, kept out of /metrics. */
+  private readonly trialMetrics: Metrics;
 
   constructor(
     private readonly context: DecisionContext,
@@ -44,7 +79,9 @@ export class ModelSwapper {
     private readonly root: string,
     private readonly spend: SpendStore,
     private readonly changes: CatalogChanges,
-  ) {}
+  ) {
+    this.trialMetrics = createMetrics(addon.buildInfo(), 'model-swap-trial');
+  }
 
   get loadingDir(): string | undefined {
     return this.loading;
@@ -60,13 +97,15 @@ export class ModelSwapper {
     this.loading = resolved;
     try {
       const next = await openServing(readModelDir(resolved), this.config, this.spend, this.changes);
+      const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
-        await warmUp(next);
+        const problem = cannotFill(await warmUp(next));
+        if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
+        await this.fillsLike(next, previous ?? this.context.serving, resolved);
       } catch (error) {
         next.engine.close();
         throw error;
       }
-      const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       if (arm === 'a') this.context.serving = next;
       else this.context.challenger = { serving: next, share };
       previous?.engine.close();
@@ -74,6 +113,27 @@ export class ModelSwapper {
     } finally {
       this.loading = undefined;
     }
+  }
+
+  /** How many warm-up requests `serving` fills through the whole ad decision. */
+  private async trialFills(serving: Serving): Promise<number> {
+    const context: DecisionContext = { config: this.config, serving, signingKey: this.context.signingKey, metrics: this.trialMetrics };
+    let filled = 0;
+    for (const request of warmUpRequests()) if ((await decideAds(request, context)).winners > 0) filled++;
+    return filled;
+  }
+
+  /**
+   * Refuses `next` when it fills none of the warm-up requests while `current` (the model it
+   * replaces, or arm A for a first challenger) fills some. Both see the same budgets, pauses and
+   * pacing, so an answer left empty by inventory is empty for both; pacing draws at random, so a
+   * refusal under heavy throttling can be a miss, which a retry tells.
+   */
+  private async fillsLike(next: Serving, current: Serving | undefined, dir: string): Promise<void> {
+    if (!current) return;
+    if ((await this.trialFills(next)) > 0) return;
+    const currentFills = await this.trialFills(current);
+    if (currentFills > 0) throw new Error(`${dir} filled none of the ${warmUpRequests().length} warm-up requests; the serving model filled ${currentFills}`);
   }
 }
 

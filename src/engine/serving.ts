@@ -14,7 +14,7 @@ import { type Config, placementNames, type PlacementName, type PlacementRules } 
 import { Placement } from '../protocol/schema';
 import type { NativeEngine } from './addon';
 import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
-import type { CalibrationParams, CatalogCampaign, ModelDir } from './model_dir';
+import { type CalibrationParams, type CatalogCampaign, type ModelDir, verifyModelFiles } from './model_dir';
 import { projectRoot } from '../paths';
 
 export interface Serving {
@@ -75,6 +75,7 @@ export function engineSettings(config: Config): EngineSettings {
 }
 
 export async function openServing(model: ModelDir, config: Config, spend: SpendStore, changes: CatalogChanges): Promise<Serving> {
+  await verifyModelFiles(model);
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   const catalog = catalogFromJson(model.catalog, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });

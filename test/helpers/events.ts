@@ -1,6 +1,5 @@
 // Serving ads and sending their events to a running daemon, for the money tests.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { expect } from 'vitest';
@@ -8,6 +7,7 @@ import { expect } from 'vitest';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
+import { copyOfTinyModel, rehash } from './models';
 import { postAd } from './requests';
 
 export const tokenKey = 'events-test-token-key-0123456789abcdef';
@@ -52,12 +52,12 @@ export function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>)
 
 /** A copy of the tiny model directory with its catalog edited. */
 export function tinyModelWithCatalog(edit: (catalog: { campaigns: Array<Record<string, unknown>>; ads: Array<Record<string, unknown>> }) => void): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-model-'));
-  cpSync(tinyModelDir, dir, { recursive: true });
+  const dir = copyOfTinyModel('model');
   const catalogPath = path.join(dir, 'catalog.json');
   const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as Parameters<typeof edit>[0];
   edit(catalog);
   writeFileSync(catalogPath, JSON.stringify(catalog));
+  rehash(dir, 'catalog.json');
   return dir;
 }
 

@@ -1,0 +1,45 @@
+// Damaged copies of the tiny model directory, for the tests of what loading a model refuses.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import type { Manifest } from '../../src/engine/model_dir';
+import { tinyModelDir } from '../setup/tiny_model';
+
+/** A copy of the tiny model directory that a test may damage. */
+export function copyOfTinyModel(label: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), `adserve-${label}-`));
+  cpSync(tinyModelDir, dir, { recursive: true });
+  return dir;
+}
+
+/** Overwrites a float32 file with `value` everywhere, keeping its size. */
+export function fillFloats(dir: string, name: string, value: number): void {
+  const file = path.join(dir, name);
+  writeFileSync(file, Buffer.from(new Float32Array(statSync(file).size / 4).fill(value).buffer));
+}
+
+/** Makes the manifest's SHA-256 of `name` match the file again, as a careless re-export would. */
+export function rehash(dir: string, name: string): void {
+  const manifestPath = path.join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  manifest.files[name]!.sha256 = createHash('sha256').update(readFileSync(path.join(dir, name))).digest('hex');
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+}
+
+/** A model whose click and conversion heads were trained into NaN: it loads and retrieves, and scores nothing. */
+export function nanHeadsModel(): string {
+  const dir = copyOfTinyModel('nan-heads');
+  const model = path.join(dir, 'model.pt');
+  execFileSync('/usr/bin/python3', ['-c', [
+    'import sys, torch',
+    'model = torch.jit.load(sys.argv[1])',
+    'with torch.no_grad():',
+    '    for head in (model.ctr_head, model.cvr_head): head.weight.fill_(float("nan"))',
+    'model.save(sys.argv[1])',
+  ].join('\n'), model]);
+  rehash(dir, 'model.pt');
+  return dir;
+}
