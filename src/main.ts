@@ -11,6 +11,8 @@ import { ModelSwapper, warmUp, warmUpRequests } from './engine/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
+import { systemClock } from './pipeline/clock';
+import { DecisionScratch } from './pipeline/scratch';
 import { type SigningKey, signingKeyOf } from './money/event_token';
 import { Ledger } from './money/ledger';
 import { RedisSpendStore } from './money/redis_spend';
@@ -85,7 +87,15 @@ async function main(): Promise<void> {
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
   const spend = await openSpendStore(config, log, servings);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
-  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend, changes), signingKey, metrics };
+  const decision: DecisionContext = {
+    config,
+    serving: await loadServing(config, log, spend, changes),
+    signingKey,
+    metrics,
+    clock: systemClock,
+    random: Math.random,
+    scratch: new DecisionScratch(),
+  };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.

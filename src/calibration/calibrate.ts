@@ -44,3 +44,25 @@ export function calibrate(params: CalibrationParams, logit: number): number {
       return sigmoid(params.a * logit + params.b);
   }
 }
+
+/**
+ * Calibrates `count` logits into `out`, the map's kind chosen once for the column; each value is
+ * what calibrate() gives for it.
+ */
+export function calibrateColumn(params: CalibrationParams, logits: Float32Array, count: number, out: Float64Array): void {
+  switch (params.kind) {
+    case 'isotonic':
+      for (let i = 0; i < count; i++) out[i] = interpolate(params.x, params.y, logits[i]!);
+      return;
+    case 'temperature': {
+      const { t } = params;
+      for (let i = 0; i < count; i++) out[i] = sigmoid(logits[i]! / t);
+      return;
+    }
+    case 'platt': {
+      const { a, b } = params;
+      for (let i = 0; i < count; i++) out[i] = sigmoid(a * logits[i]! + b);
+      return;
+    }
+  }
+}
