@@ -1,4 +1,4 @@
-// Prometheus metrics, declared once (DESIGN.md §9). Names carry the adserve_ prefix and base units;
+// Prometheus metrics, declared once. Names carry the adserve_ prefix and base units;
 // label values come from small closed sets.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

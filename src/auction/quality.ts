@@ -1,4 +1,4 @@
-// Quality score (AUCTION.md): multiplicative and non-compensatory, each component divided by its
+// Quality score: multiplicative and non-compensatory, each component divided by its
 // mean over the request's candidates so QS centres on 1, then clamped to [0.5, 1.5].
 import { BidType } from '../protocol/schema';
 
@@ -15,6 +15,9 @@ export interface QualityWeights {
 }
 
 export const defaultQualityWeights: QualityWeights = { alpha: 0.5, beta: 0.3, gamma: 0.2, delta: 0.4 };
+
+const logHigh = Math.log(1.5) + 1e-9;
+const logLow = Math.log(0.5) - 1e-9;
 
 function mean(values: ArrayLike<number>, count: number): number {
   let sum = 0;
@@ -47,6 +50,7 @@ export function qualityScores(
     if (bidType[i] === BidType.Cpc) logQs += alpha * Math.log(pCvr[i]!) - cpcOffset;
     else if (bidType[i] === BidType.Cpm) logQs += delta * Math.log(pCtr[i]!) - cpmOffset;
     else logQs -= shared;
-    out[i] = Math.min(1.5, Math.max(0.5, Math.exp(logQs)));
+    // Scores clamped either way skip the exp; the margin keeps the boundary cases on the exp path.
+    out[i] = logQs > logHigh ? 1.5 : logQs < logLow ? 0.5 : Math.min(1.5, Math.max(0.5, Math.exp(logQs)));
   }
 }

@@ -19,7 +19,8 @@ const mechanisms: Partial<Record<AuctionType, AuctionRules['mechanism']>> = {
  */
 export function auctionCandidates(parsed: ParsedAdRequest, rules: readonly AuctionRules[], catalog: Catalog, count: number, scratch: DecisionScratch): AuctionOutcome {
   const { adIndex, bidMicros } = scratch;
-  for (let i = 0; i < count; i++) bidMicros[i] = catalog.bidMicros[adIndex[i]!]!;
+  const adBidMicros = catalog.bidMicros;
+  for (let i = 0; i < count; i++) bidMicros[i] = adBidMicros[adIndex[i]!]!;
   const placement = rules[parsed.placement] ?? rules[Placement.Unknown]!;
   const request = scratch.rules;
   request.mechanism = mechanisms[parsed.request.auctionType()] ?? placement.mechanism;

@@ -14,12 +14,13 @@ export function calibrateCandidates(result: ScoreResult, calibration: { ctr: Cal
   const { adIndex, pCtr, pCvr } = scratch;
   adIndex.set(result.adIndex);
   if (result.degraded) {
+    const { ctr, cvr } = history;
     for (let i = 0; i < count; i++) {
-      pCtr[i] = history.ctr[adIndex[i]!]!;
-      pCvr[i] = history.cvr[adIndex[i]!]!;
+      pCtr[i] = ctr[adIndex[i]!]!;
+      pCvr[i] = cvr[adIndex[i]!]!;
     }
     return;
   }
-  calibrateColumn(calibration.ctr, result.ctrLogit, count, pCtr);
-  calibrateColumn(calibration.cvr, result.cvrLogit, count, pCvr);
+  calibrateColumn(calibration.ctr, scratch.isotonicIndex(calibration.ctr), result.ctrLogit, count, pCtr);
+  calibrateColumn(calibration.cvr, scratch.isotonicIndex(calibration.cvr), result.cvrLogit, count, pCvr);
 }

@@ -9,12 +9,14 @@ import type { DecisionScratch } from './scratch';
 export function scoreQuality(result: ScoreResult, catalog: Catalog, scratch: DecisionScratch): void {
   const count = result.adIndex.length;
   const { adIndex, bidType, relevance, landing } = scratch;
+  const { bidType: adBidType, landingQuality } = catalog;
+  const { light } = result;
   for (let i = 0; i < count; i++) {
     const ad = adIndex[i]!;
-    bidType[i] = catalog.bidType[ad]!;
+    bidType[i] = adBidType[ad]!;
     // Quality takes a power of relevance, which must stay positive.
-    relevance[i] = Math.max(result.light[i]!, 1e-6);
-    landing[i] = catalog.landingQuality[ad]!;
+    relevance[i] = Math.max(light[i]!, 1e-6);
+    landing[i] = landingQuality[ad]!;
   }
   qualityScores(count, bidType, scratch.pCtr, scratch.pCvr, relevance, landing, defaultQualityWeights, scratch.quality);
 }

@@ -3,6 +3,8 @@
 // time (scratch is filled and read between two awaits), so one DecisionScratch per process is
 // enough; its owner creates it and passes it in.
 import { type AuctionCandidates, type AuctionOutcome, type AuctionRules, auctionOutcome } from '../auction/auction';
+import { IsotonicIndex } from '../calibration/calibrate';
+import type { CalibrationParams } from '../engine/model_dir';
 
 export class DecisionScratch {
   capacity = 0;
@@ -31,6 +33,17 @@ export class DecisionScratch {
   readonly noExclusions = new Uint32Array(0);
   /** Milliseconds spent in the decision's own stages so far, for debug answers. */
   readonly durations = { parse: 0, exclusions: 0, calibrate: 0, quality: 0, auction: 0 };
+
+  /** Prepared isotonic maps, by the model's map each was made from (a swapped-in model brings new ones). */
+  private readonly isotonic = new WeakMap<CalibrationParams, IsotonicIndex>();
+
+  /** The prepared index of an isotonic map, made on first use; undefined for other kinds. */
+  isotonicIndex(params: CalibrationParams): IsotonicIndex | undefined {
+    if (params.kind !== 'isotonic') return undefined;
+    let index = this.isotonic.get(params);
+    if (!index) this.isotonic.set(params, (index = new IsotonicIndex(params)));
+    return index;
+  }
 
   /** Makes room for `count` candidates and `slots` winners. */
   ensure(count: number, slots: number): void {
