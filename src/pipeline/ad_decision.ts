@@ -6,6 +6,7 @@
 // are invented. Time, chance and working space come in through the DecisionContext.
 import { fnv1a } from '../catalog/packed_strings';
 import type { Config } from '../config';
+import { engineStages } from '../engine/addon';
 import type { Serving } from '../engine/serving';
 import { type Metrics, stageLabel } from '../metrics';
 import type { SigningKey } from '../money/event_token';
@@ -54,35 +55,34 @@ export interface AdDecision {
 
 export async function decideAds(body: Uint8Array, context: DecisionContext): Promise<AdDecision> {
   const { clock, scratch, metrics } = context;
-  const { durations } = scratch;
   const started = clock.monotonic();
   const parsed = parseAdRequest(body, context.config);
   const placement = Placement[parsed.placement] ?? 'unknown';
   let mark = clock.monotonic();
-  durations.parse = mark - started;
+  const parseMs = mark - started;
   const arm = armOf(context, parsed.userId || parsed.requestId);
   const serving = arm === 'b' ? context.challenger!.serving : context.serving;
-  if (!serving) return noEngine(parsed.requestId, placement, parsed.debug ? durations.parse : undefined);
+  if (!serving) return noEngine(parsed.requestId, placement, parsed.debug ? parseMs : undefined);
 
   const excluded = await excludedCampaigns(serving, parsed.userId, parsed.tmaxMs - (clock.monotonic() - started), clock, context.random, scratch);
-  durations.exclusions = observe(metrics, 'exclusions', mark, clock.monotonic());
+  const exclusionsMs = observe(metrics, 'exclusions', mark, clock.monotonic());
   const result = await scoreCandidates(serving.engine, body, parsed.tmaxMs - (clock.monotonic() - started), excluded);
   metrics.armRequests.inc({ arm, model: serving.modelVersion });
   if (result.degraded) metrics.degraded.inc();
   const { decisions } = metrics;
   decisions.batch(result.batchSize, result.queueWaitNs / 1e9);
-  for (let stage = 0; stage < result.stageNs.length; stage++) decisions.stage(stage, result.stageNs[stage]! / 1e9);
+  for (let stage = 0; stage < engineStages.length; stage++) decisions.stage(stage, result.stageNs[stage]! / 1e9);
 
   // From here to the answer nothing awaits, so scratch belongs to this decision throughout.
   const count = result.adIndex.length;
   scratch.ensure(count, parsed.slots);
   mark = clock.monotonic();
   calibrateCandidates(result, serving.calibration, serving.history, scratch);
-  durations.calibrate = observe(metrics, 'calibrate', mark, (mark = clock.monotonic()));
+  const calibrateMs = observe(metrics, 'calibrate', mark, (mark = clock.monotonic()));
   scoreQuality(result, serving.catalog, scratch);
-  durations.quality = observe(metrics, 'quality', mark, (mark = clock.monotonic()));
+  const qualityMs = observe(metrics, 'quality', mark, (mark = clock.monotonic()));
   const outcome = auctionCandidates(parsed, serving.rules, serving.catalog, count, scratch);
-  durations.auction = observe(metrics, 'auction', mark, (mark = clock.monotonic()));
+  const auctionMs = observe(metrics, 'auction', mark, (mark = clock.monotonic()));
   const response = encodeDecision(
     {
       parsed,
@@ -93,6 +93,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
       engineStageNs: result.stageNs,
       signingKey: context.signingKey,
       tokenTtlMs: context.config.eventTokenTtlSeconds * 1000,
+      stageMs: { parse: parseMs, exclusions: exclusionsMs, calibrate: calibrateMs, quality: qualityMs, auction: auctionMs },
       startedMs: mark,
     },
     clock,

@@ -22,6 +22,8 @@ export interface EncodeInput {
   signingKey: SigningKey;
   /** Tokens expire this long after the clock's now(). */
   tokenTtlMs: number;
+  /** Milliseconds the decision's own earlier stages took, for debug answers. */
+  stageMs: { parse: number; exclusions: number; calibrate: number; quality: number; auction: number };
   /** Monotonic time (ms) the encode stage started, for debug answers' encode timing. */
   startedMs: number;
 }
@@ -73,13 +75,13 @@ export function encodeDecision(input: EncodeInput, clock: Clock, scratch: Decisi
     degraded: input.degraded,
     modelVersion,
     ads,
-    timings: parsed.debug ? debugTimings(input, clock, scratch) : undefined,
+    timings: parsed.debug ? debugTimings(input, clock) : undefined,
   });
 }
 
 /** Every stage in the order the request met it; the encode stage up to this point. */
-function debugTimings(input: EncodeInput, clock: Clock, scratch: DecisionScratch): StageNanos[] {
-  const { durations } = scratch;
+function debugTimings(input: EncodeInput, clock: Clock): StageNanos[] {
+  const durations = input.stageMs;
   return [
     { stage: 'parse', nanos: nanos(durations.parse) },
     { stage: 'exclusions', nanos: nanos(durations.exclusions) },

@@ -31,8 +31,6 @@ export class DecisionScratch {
   /** The auction's view of the columns above (count set per request). */
   readonly candidates: AuctionCandidates = { count: 0, bidType: this.bidType, bidMicros: this.bidMicros, pCtr: this.pCtr, pCvr: this.pCvr, quality: this.quality, tiebreak: this.adIndex };
   readonly noExclusions = new Uint32Array(0);
-  /** Milliseconds spent in the decision's own stages so far, for debug answers. */
-  readonly durations = { parse: 0, exclusions: 0, calibrate: 0, quality: 0, auction: 0 };
 
   /** Prepared isotonic maps, by the model's map each was made from (a swapped-in model brings new ones). */
   private readonly isotonic = new WeakMap<CalibrationParams, IsotonicIndex>();

@@ -101,7 +101,7 @@ describe('encode stage', () => {
     const clock: Clock = { now: () => issuedMs, monotonic: () => 42 };
     const key = signingKeyOf(Buffer.from('stages-test-key'));
     const bytes = encodeDecision(
-      { parsed: parseAdRequest(body, defaults), catalog, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, startedMs: 40 },
+      { parsed: parseAdRequest(body, defaults), catalog, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
       clock,
       scratch,
     );
@@ -119,7 +119,9 @@ describe('encode stage', () => {
     }
     const stages = Array.from({ length: response.timingsLength() }, (_, i) => response.timings(i)!);
     expect(stages.map((timing) => timing.stage())).toEqual(['parse', 'exclusions', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'quality', 'auction', 'encode']);
+    const nanos = Object.fromEntries(stages.map((timing) => [timing.stage(), timing.nanos()]));
+    expect(nanos).toMatchObject({ parse: 1_000_000n, exclusions: 2_000_000n, calibrate: 3_000_000n, quality: 4_000_000n, auction: 5_000_000n, score: BigInt(Math.round(result.stageNs[5]!)) });
     // The encode stage's own time comes from the monotonic clock given (42 - 40 ms).
-    expect(stages.at(-1)!.nanos()).toBe(2_000_000n);
+    expect(nanos.encode).toBe(2_000_000n);
   });
 });
