@@ -12,6 +12,8 @@ import { openServing, type Serving } from './engine/serving';
 import { ServingCanary } from './engine/serving_canary';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
+import { systemClock } from './pipeline/clock';
+import { DecisionScratch } from './pipeline/scratch';
 import { type SigningKey, signingKeyOf } from './money/event_token';
 import { Ledger } from './money/ledger';
 import { RedisSpendStore } from './money/redis_spend';
@@ -89,7 +91,15 @@ async function main(): Promise<void> {
   const spend = await openSpendStore(config, log, servings);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const canary = new ServingCanary(log);
-  const decision: DecisionContext = { config, serving: await loadServing(config, log, spend, changes, canary), signingKey, metrics };
+  const decision: DecisionContext = {
+    config,
+    serving: await loadServing(config, log, spend, changes, canary),
+    signingKey,
+    metrics,
+    clock: systemClock,
+    random: Math.random,
+    scratch: new DecisionScratch(),
+  };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.

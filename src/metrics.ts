@@ -1,8 +1,8 @@
-// Prometheus metrics, declared once (DESIGN.md §9). Names carry the adserve_ prefix and base units;
+// Prometheus metrics, declared once. Names carry the adserve_ prefix and base units;
 // label values come from small closed sets.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-import type { BuildInfo, EngineStats } from './engine/addon';
+import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
 // 100 ms) so that `le` ratio queries work.
@@ -13,17 +13,87 @@ export const latencyBucketsSeconds = [
 
 export type Route = 'ads' | 'ws' | 'events' | 'admin' | 'metrics' | 'health' | 'other';
 
+/**
+ * Stage labels of adserve_stage_duration_seconds: the engine's stages (timed per batch, in
+ * engineStages order, so engine stage i is label i), then the decision's own stages in the
+ * order a request meets them (exclusions run before the engine, the rest after it).
+ */
+export const stageLabels = [...engineStages, 'exclusions', 'calibrate', 'quality', 'auction', 'encode'] as const;
+export type StageLabel = (typeof stageLabels)[number];
+export const stageLabel = Object.fromEntries(stageLabels.map((label, i) => [label, i])) as Record<StageLabel, number>;
+
+interface Observer {
+  observe(value: number): void;
+}
+
+/**
+ * The histograms a decision observes, in bulk: a decision writes its values into preallocated
+ * columns (one array store each, no label lookup), and they reach prom-client when a column
+ * fills or a scrape collects. Owned by the JS thread; one per Metrics.
+ */
+export class DecisionObservations {
+  private readonly pending: Float64Array;
+  private readonly counts: Int32Array;
+  private readonly stages: number;
+
+  constructor(
+    private readonly series: readonly Observer[],
+    stageCount: number,
+    private readonly capacity = 512,
+  ) {
+    this.stages = stageCount;
+    this.pending = new Float64Array(series.length * capacity);
+    this.counts = new Int32Array(series.length);
+  }
+
+  /** `stage`: an index into stageLabels. */
+  stage(stage: number, seconds: number): void {
+    this.record(stage, seconds);
+  }
+
+  batch(batchSize: number, queueWaitSeconds: number): void {
+    this.record(this.stages, batchSize);
+    this.record(this.stages + 1, queueWaitSeconds);
+  }
+
+  fill(ratio: number): void {
+    this.record(this.stages + 2, ratio);
+  }
+
+  /** `bidType`: BidType (CPC, CPM, CPA); the price in dollars per billable unit. */
+  clearingPrice(bidType: number, dollars: number): void {
+    this.record(this.stages + 3 + bidType, dollars);
+  }
+
+  /** Hands every pending value to its histogram. */
+  flush(): void {
+    for (let series = 0; series < this.series.length; series++) this.flushSeries(series);
+  }
+
+  private record(series: number, value: number): void {
+    const count = this.counts[series]!;
+    this.pending[series * this.capacity + count] = value;
+    this.counts[series] = count + 1;
+    if (count + 1 === this.capacity) this.flushSeries(series);
+  }
+
+  private flushSeries(series: number): void {
+    const observer = this.series[series]!;
+    const start = series * this.capacity;
+    const end = start + this.counts[series]!;
+    for (let i = start; i < end; i++) observer.observe(this.pending[i]!);
+    this.counts[series] = 0;
+  }
+}
+
 export interface Metrics {
   registry: Registry;
   requestDuration: Histogram<'route' | 'placement' | 'status'>;
-  stageDuration: Histogram<'stage'>;
-  batchSize: Histogram;
-  queueWait: Histogram;
+  /** Stage durations, batch sizes, queue waits, fill ratios and clearing prices of decisions. */
+  decisions: DecisionObservations;
   degraded: Counter;
   shed: Counter;
   overdelivery: Counter;
-  fillRatio: Histogram;
-  clearingPrice: Histogram<'bid_type'>;
   armRequests: Counter<'arm' | 'model'>;
   calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
 }
@@ -31,6 +101,9 @@ export interface Metrics {
 export function createMetrics(build: BuildInfo, version: string): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Set once the histograms exist; each scrape first moves the decisions' pending values in.
+  let decisions: DecisionObservations | undefined;
+  const collect = (): void => decisions?.flush();
   const requestDuration = new Histogram({
     name: 'adserve_request_duration_seconds',
     help: 'Time from the first byte of a request to its answer, by route, placement and HTTP status.',
@@ -47,8 +120,9 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
   info.set({ version, torch: build.torch, faiss: build.faiss, flatbuffers: build.flatbuffers, cuda: String(build.cuda) }, 1);
   const stageDuration = new Histogram({
     name: 'adserve_stage_duration_seconds',
-    help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then calibrate, auction, encode.',
+    help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then exclusions, calibrate, quality, auction, encode.',
     labelNames: ['stage'] as const,
+    collect,
     buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [registry],
   });
@@ -56,12 +130,14 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     name: 'adserve_batch_size',
     help: 'Requests in the engine batch that scored each request.',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    collect,
     registers: [registry],
   });
   const queueWait = new Histogram({
     name: 'adserve_batch_queue_wait_seconds',
     help: 'Time a request waited in the engine queue before its batch started.',
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+    collect,
     registers: [registry],
   });
   const degraded = new Counter({
@@ -79,6 +155,7 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     name: 'adserve_fill_ratio',
     help: 'Filled slots over requested slots, per decision.',
     buckets: [0, 0.25, 0.5, 0.75, 1],
+    collect,
     registers: [registry],
   });
   const clearingPrice = new Histogram({
@@ -86,6 +163,7 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     help: 'Price of each winning ad in its billable unit (dollars; CPM per thousand impressions).',
     labelNames: ['bid_type'] as const,
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
+    collect,
     registers: [registry],
   });
   // Online calibration monitor: observed clicks / predicted clicks (and the same for conversions)
@@ -105,7 +183,17 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     labelNames: ['arm', 'model'] as const,
     registers: [registry],
   });
-  return { registry, requestDuration, stageDuration, batchSize, queueWait, degraded, shed, overdelivery, fillRatio, clearingPrice, armRequests, calibration };
+  decisions = new DecisionObservations(
+    [
+      ...stageLabels.map((stage) => stageDuration.labels({ stage })),
+      batchSize,
+      queueWait,
+      fillRatio,
+      ...(['cpc', 'cpm', 'cpa'] as const).map((bidType) => clearingPrice.labels({ bid_type: bidType })),
+    ],
+    stageLabels.length,
+  );
+  return { registry, requestDuration, decisions, degraded, shed, overdelivery, armRequests, calibration };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Config } from '../config';
 import { createMetrics, type Metrics } from '../metrics';
 import type { SpendStore } from '../money/spend_store';
 import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { DecisionScratch } from '../pipeline/scratch';
 import { encodeAdRequest } from '../protocol/encode_request';
 import { Placement } from '../protocol/schema';
 import { addon } from './addon';
@@ -117,7 +118,11 @@ export class ModelSwapper {
 
   /** How many warm-up requests `serving` fills through the whole ad decision. */
   private async trialFills(serving: Serving): Promise<number> {
-    const context: DecisionContext = { config: this.config, serving, signingKey: this.context.signingKey, metrics: this.trialMetrics };
+    // A random source of 0 lets every campaign pacing has not stopped outright take part, so the
+    // comparison does not hang on the draws.
+    const context: DecisionContext = {
+      config: this.config, serving, signingKey: this.context.signingKey, metrics: this.trialMetrics, clock: this.context.clock, random: () => 0, scratch: new DecisionScratch(),
+    };
     let filled = 0;
     for (const request of warmUpRequests()) if ((await decideAds(request, context)).winners > 0) filled++;
     return filled;
@@ -126,8 +131,7 @@ export class ModelSwapper {
   /**
    * Refuses `next` when it fills none of the warm-up requests while `current` (the model it
    * replaces, or arm A for a first challenger) fills some. Both see the same budgets, pauses and
-   * pacing, so an answer left empty by inventory is empty for both; pacing draws at random, so a
-   * refusal under heavy throttling can be a miss, which a retry tells.
+   * pacing, so an answer left empty by inventory is empty for both.
    */
   private async fillsLike(next: Serving, current: Serving | undefined, dir: string): Promise<void> {
     if (!current) return;

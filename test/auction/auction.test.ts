@@ -192,3 +192,32 @@ describe('integrity and multi-objective ranking', () => {
     expect(reserved.priceMicros[0]).toBe(400_000);
   });
 });
+
+describe('partial selection of the winners', () => {
+  it('picks the same winners, in the same order, as a full sort by adjusted eCPM with ties to the lower ad index', () => {
+    let seed = 11;
+    const random = (): number => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    for (let round = 0; round < 300; round++) {
+      const n = 1 + Math.floor(random() * 60);
+      // Few distinct bids and rates, so that many candidates tie on adjusted eCPM.
+      const ads: Ad[] = Array.from({ length: n }, () => ({ bid: 1 + Math.floor(random() * 3), pCtr: [0.01, 0.02, 0.04][Math.floor(random() * 3)]!, quality: 1 }));
+      const input = candidates(ads);
+      // Ad indices out of position order, so the tiebreak is not the candidate order.
+      input.tiebreak = Int32Array.from(ads, (_, i) => (i * 37) % 101);
+      const slots = 1 + Math.floor(random() * 5);
+      const out = runAuction(input, rules({ slots }), auctionOutcome(8));
+      const ecpm = (i: number): number => input.bidMicros[i]! * input.pCtr[i]! * 1000;
+      const sorted = Array.from(ads, (_, i) => i).sort((a, b) => ecpm(b) - ecpm(a) || input.tiebreak[a]! - input.tiebreak[b]!);
+      expect(Array.from(out.candidate.subarray(0, out.winners))).toEqual(sorted.slice(0, Math.min(slots, n)));
+      // GSP: each winner pays what ties the next in the full order (+ ε), capped at its bid.
+      for (let k = 0; k < out.winners; k++) {
+        const next = k + 1 < n ? ecpm(sorted[k + 1]!) : 0;
+        const price = Math.min(Math.max(0, Math.ceil(next / (input.pCtr[sorted[k]!]! * 1000) - 1e-6)) + 10_000, input.bidMicros[sorted[k]!]!);
+        expect(out.priceMicros[k]).toBe(price);
+      }
+    }
+  });
+});

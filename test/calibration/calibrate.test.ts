@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 
 import { describe, expect, it } from 'vitest';
 
-import { calibrate, validateCalibration } from '../../src/calibration/calibrate';
+import { calibrate, calibrateColumn, IsotonicIndex, validateCalibration } from '../../src/calibration/calibrate';
 import type { CalibrationParams } from '../../src/engine/model_dir';
 import { readModelDir } from '../../src/engine/model_dir';
 import { projectRoot } from '../../src/paths';
@@ -28,6 +28,20 @@ describe('calibration', () => {
     const expected = pythonApply(params);
     const worst = Math.max(...logits.map((logit, i) => Math.abs(calibrate(params, logit) - expected[i]!)));
     expect(worst).toBeLessThan(1e-12);
+  });
+
+  // Knots bunched at both ends and one far out, so some slices of the prepared index hold many knots and most none.
+  const bunched: CalibrationParams = {
+    kind: 'isotonic',
+    x: [-12, -11.999, -11.99, -11.9, -3, -2.9999, 0, 1e-9, 2e-9, 3.5, 3.5000001, 40],
+    y: [0, 0.001, 0.001, 0.002, 0.01, 0.02, 0.2, 0.21, 0.22, 0.5, 0.9, 1],
+  };
+
+  it.each([...maps, ['a bunched isotonic map', bunched] as [string, CalibrationParams]])('calibrates a column of %s to exactly the single-value results', (_name, params) => {
+    const column = Float32Array.from([...logits, ...(params.kind === 'isotonic' ? params.x.flatMap((x) => [x, x - 1e-7, x + 1e-7]) : []), NaN, -Infinity, Infinity]);
+    const out = new Float64Array(column.length);
+    calibrateColumn(params, params.kind === 'isotonic' ? new IsotonicIndex(params) : undefined, column, column.length, out);
+    for (let i = 0; i < column.length; i++) expect(out[i]).toBe(calibrate(params, column[i]!));
   });
 
   it('is monotone and bounded for every map', () => {

@@ -75,7 +75,7 @@ describe('serving the tiny model', () => {
       expect(() => verifyEventToken(parts.join('.'), [signingKey], Date.now())).toThrow(/signature/);
     }
     const stages = Array.from({ length: ad.timingsLength() }, (_, i) => ad.timings(i)!.stage());
-    expect(stages).toEqual(['parse', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'auction', 'encode']);
+    expect(stages).toEqual(['parse', 'exclusions', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'quality', 'auction', 'encode']);
   });
 
   it('honours the blocked-advertiser list', async () => {
@@ -120,7 +120,7 @@ describe('serving the tiny model', () => {
 
   it('exports engine and auction metrics', async () => {
     const text = await (await fetch(`${daemon.url}/metrics`)).text();
-    for (const stage of ['retrieve', 'score', 'auction']) expect(text).toMatch(new RegExp(`adserve_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
+    for (const stage of ['retrieve', 'score', 'exclusions', 'calibrate', 'quality', 'auction', 'encode']) expect(text).toMatch(new RegExp(`adserve_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
     expect(text).toMatch(/adserve_batch_size_count [1-9]/);
     expect(text).toMatch(/adserve_auction_clearing_price_count\{bid_type="(cpc|cpm|cpa)"\} [1-9]/);
     expect(text).toMatch(/adserve_deadline_degraded_total [1-9]/);

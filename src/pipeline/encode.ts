@@ -1,0 +1,94 @@
+// Stage "encode": the winners as an AdResponse FlatBuffer, each with its sealed event token and
+// (on search) the query inserted into its title.
+import type { AuctionOutcome } from '../auction/auction';
+import { insertKeyword } from '../auction/keyword_insertion';
+import type { Catalog } from '../catalog/catalog';
+import { engineStages } from '../engine/addon';
+import { type SigningKey, signEventToken } from '../money/event_token';
+import { encodeAdResponse, type StageNanos, type WinningAd } from '../protocol/encode_response';
+import { Placement, ResponseStatus } from '../protocol/schema';
+import type { Clock } from './clock';
+import type { ParsedAdRequest } from './parse_request';
+import type { DecisionScratch } from './scratch';
+
+export interface EncodeInput {
+  parsed: ParsedAdRequest;
+  catalog: Catalog;
+  modelVersion: string;
+  outcome: AuctionOutcome;
+  degraded: boolean;
+  /** The engine's stage durations for this request's batch (ns, in engineStages order). */
+  engineStageNs: Float64Array;
+  signingKey: SigningKey;
+  /** Tokens expire this long after the clock's now(). */
+  tokenTtlMs: number;
+  /** Milliseconds the decision's own earlier stages took, for debug answers. */
+  stageMs: { parse: number; exclusions: number; calibrate: number; quality: number; auction: number };
+  /** Monotonic time (ms) the encode stage started, for debug answers' encode timing. */
+  startedMs: number;
+}
+
+const nanos = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
+
+/** Scratch holds the candidates' columns the auction ran on; clock.now() stamps the tokens. */
+export function encodeDecision(input: EncodeInput, clock: Clock, scratch: DecisionScratch): Uint8Array {
+  const { parsed, catalog, outcome, modelVersion } = input;
+  const issuedMs = clock.now();
+  const expiresMs = issuedMs + input.tokenTtlMs;
+  const placement = Placement[parsed.placement] ?? 'unknown';
+  const query = parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined;
+  const ads: WinningAd[] = [];
+  for (let slot = 0; slot < outcome.winners; slot++) {
+    const i = outcome.candidate[slot]!;
+    const ad = scratch.adIndex[i]!;
+    const adId = catalog.adId.at(ad)!;
+    const priceMicros = outcome.priceMicros[slot]!;
+    const bidType = scratch.bidType[i]!;
+    const pCtr = scratch.pCtr[i]!;
+    const pCvr = scratch.pCvr[i]!;
+    ads.push({
+      slot,
+      adId,
+      campaignId: catalog.campaignId[ad]!,
+      advertiserId: catalog.advertiserId[ad]!,
+      productId: catalog.productId.at(ad)!,
+      title: insertKeyword(catalog.title.at(ad)!, query),
+      imageUrl: catalog.imageUrl.at(ad)!,
+      landingUrl: catalog.landingUrl.at(ad)!,
+      bidType,
+      bidMicros: scratch.bidMicros[i]!,
+      priceMicros,
+      pCtr,
+      pCvr,
+      ecpmMicros: outcome.adjEcpmMicros[slot]!,
+      quality: scratch.quality[i]!,
+      eventToken: signEventToken(
+        { requestId: parsed.requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId, pCtr, pCvr, placement, modelVersion },
+        input.signingKey,
+      ),
+    });
+  }
+  return encodeAdResponse({
+    requestId: parsed.requestId,
+    status: outcome.winners > 0 ? ResponseStatus.Ok : ResponseStatus.NoFill,
+    message: outcome.winners > 0 ? undefined : 'no eligible ad cleared the floor and reserve prices',
+    degraded: input.degraded,
+    modelVersion,
+    ads,
+    timings: parsed.debug ? debugTimings(input, clock) : undefined,
+  });
+}
+
+/** Every stage in the order the request met it; the encode stage up to this point. */
+function debugTimings(input: EncodeInput, clock: Clock): StageNanos[] {
+  const durations = input.stageMs;
+  return [
+    { stage: 'parse', nanos: nanos(durations.parse) },
+    { stage: 'exclusions', nanos: nanos(durations.exclusions) },
+    ...engineStages.slice(1).map((stage, i) => ({ stage, nanos: BigInt(Math.round(input.engineStageNs[i + 1]!)) })),
+    { stage: 'calibrate', nanos: nanos(durations.calibrate) },
+    { stage: 'quality', nanos: nanos(durations.quality) },
+    { stage: 'auction', nanos: nanos(durations.auction) },
+    { stage: 'encode', nanos: nanos(clock.monotonic() - input.startedMs) },
+  ];
+}

@@ -1,0 +1,22 @@
+// Stage "quality": each candidate's bid type, relevance and landing-page quality from the catalog
+// and the engine's lightweight score, then its quality score.
+import { defaultQualityWeights, qualityScores } from '../auction/quality';
+import type { Catalog } from '../catalog/catalog';
+import type { ScoreResult } from '../engine/addon';
+import type { DecisionScratch } from './scratch';
+
+/** Fills scratch.bidType, relevance, landing and quality; reads scratch.adIndex, pCtr and pCvr (the calibrate stage's). */
+export function scoreQuality(result: ScoreResult, catalog: Catalog, scratch: DecisionScratch): void {
+  const count = result.adIndex.length;
+  const { adIndex, bidType, relevance, landing } = scratch;
+  const { bidType: adBidType, landingQuality } = catalog;
+  const { light } = result;
+  for (let i = 0; i < count; i++) {
+    const ad = adIndex[i]!;
+    bidType[i] = adBidType[ad]!;
+    // Quality takes a power of relevance, which must stay positive.
+    relevance[i] = Math.max(light[i]!, 1e-6);
+    landing[i] = landingQuality[ad]!;
+  }
+  qualityScores(count, bidType, scratch.pCtr, scratch.pCvr, relevance, landing, defaultQualityWeights, scratch.quality);
+}
