@@ -20,6 +20,7 @@ import { decodeAdResponse } from '../src/protocol/encode_request';
 import { ResponseStatus } from '../src/protocol/schema';
 import { loadConfig } from '../src/config';
 import { daemonEnv, startDaemon } from './daemon';
+import { daemonCpu, engineStageNames, jsStageNames, scrapeStages, stageMicrosPerRequest } from './daemon_cost';
 import { type OpenLoopResult, runOpenLoop } from './open_loop';
 import { gitCommit, machineInfo, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
@@ -57,11 +58,6 @@ interface Trial {
   engine?: EngineInfo;
 }
 
-// Stage label order of adserve_stage_duration_seconds: the engine's stages (src/engine/addon.ts
-// engineStages, timed per batch), then the JS thread's, timed per request.
-const engineStageNames = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score'];
-const jsStageNames = ['calibrate', 'auction', 'encode'];
-
 const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
@@ -76,17 +72,6 @@ const { values: options } = parseArgs({
   },
 });
 
-// utime + stime in clock ticks of 1/100 s: of the whole process (with its exited threads) from
-// /proc/<pid>/stat, of one thread from /proc/<pid>/task/<tid>/stat; the main thread's tid is the pid.
-function cpuSeconds(statPath: string): number {
-  const fields = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function daemonCpu(pid: number): { total: number; jsThread: number } {
-  return { total: cpuSeconds(`/proc/${pid}/stat`), jsThread: cpuSeconds(`/proc/${pid}/task/${pid}/stat`) };
-}
-
 // autocannon hands bodies to onResponse as strings, so binary answers are checked here instead.
 async function checkAdResponses(url: string, bodies: Buffer[]): Promise<void> {
   for (const body of bodies.slice(0, 20)) {
@@ -96,43 +81,6 @@ async function checkAdResponses(url: string, bodies: Buffer[]): Promise<void> {
       throw new Error(`unexpected answer: HTTP ${response.status}, status ${ResponseStatus[decoded.status()]} ${decoded.message() ?? ''}`);
     }
   }
-}
-
-interface StageScrape {
-  sums: Map<string, number>;
-  counts: Map<string, number>;
-  /** adserve_batch_size is observed once per request with its batch's size b: the sum is Σ b² over batches. */
-  batchSum: number;
-  batchCount: number;
-}
-
-async function scrapeStages(url: string): Promise<StageScrape> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const sums = new Map<string, number>();
-  const counts = new Map<string, number>();
-  for (const match of text.matchAll(/^adserve_stage_duration_seconds_(sum|count)\{stage="([a-z_]+)"\} ([0-9.e+-]+)$/gm)) {
-    (match[1] === 'sum' ? sums : counts).set(match[2]!, Number(match[3]));
-  }
-  const number = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { sums, counts, batchSum: number('adserve_batch_size_sum'), batchCount: number('adserve_batch_size_count') };
-}
-
-/**
- * Microseconds per request in each stage over a trial. The engine times its stages per batch and
- * every request of the batch observes that time, so the histogram sums Σ b·T over batches; divided
- * by Σ b² (the batch-size histogram's sum) that is each request's share T / b, exact for batches of
- * one size and for stages whose time grows in proportion to their batch. JS stages are per request.
- */
-export function stageMicrosPerRequest(before: StageScrape, after: StageScrape): Record<string, number> {
-  const stageMicros: Record<string, number> = {};
-  const batchSquares = after.batchSum - before.batchSum;
-  for (const [stage, sum] of after.sums) {
-    const seconds = sum - (before.sums.get(stage) ?? 0);
-    const count = after.counts.get(stage)! - (before.counts.get(stage) ?? 0);
-    const perRequest = engineStageNames.includes(stage) ? batchSquares : count;
-    if (perRequest > 0) stageMicros[stage] = (seconds / perRequest) * 1e6;
-  }
-  return stageMicros;
 }
 
 async function runTrial(scenario: Scenario, rate: number | undefined, round: number): Promise<Trial> {
