@@ -25,6 +25,8 @@ export interface StageScrape {
   /** adserve_batch_size is observed once per request with its batch's size b: the sum is Σ b² over batches. */
   batchSum: number;
   batchCount: number;
+  /** Requests answered from the lightweight score alone (their deadline passed before fusion). */
+  degraded: number;
 }
 
 export async function scrapeStages(url: string): Promise<StageScrape> {
@@ -39,7 +41,7 @@ export function parseStageMetrics(text: string): StageScrape {
     (match[1] === 'sum' ? sums : counts).set(match[2]!, Number(match[3]));
   }
   const number = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { sums, counts, batchSum: number('adserve_batch_size_sum'), batchCount: number('adserve_batch_size_count') };
+  return { sums, counts, batchSum: number('adserve_batch_size_sum'), batchCount: number('adserve_batch_size_count'), degraded: number('adserve_deadline_degraded_total') };
 }
 
 /**

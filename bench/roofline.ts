@@ -97,7 +97,7 @@ export function engineInfo(daemonOutput: string): EngineInfo | undefined {
  * leaves out the coarse quantizer, the exact re-rank of the 8-bit scan's shortlist and keyword
  * matches. Undefined for HNSW and IVF-PQ, whose reads this simple model does not cover.
  */
-export function scanBytesPerQuery(info: EngineInfo, config: Config, embeddingDim: number): number | undefined {
+export function scanBytesPerQuery(info: EngineInfo, config: Pick<Config, 'annCandidates'>, embeddingDim: number): number | undefined {
   if (info.index.startsWith('Flat')) return info.ads * embeddingDim * 4;
   const ivf = /^IVF(\d+),Flat,nprobe=(auto|\d+)(,scan=sq8)?/.exec(info.index);
   if (!ivf) return undefined;

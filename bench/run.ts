@@ -53,6 +53,8 @@ interface Trial {
   stageMicros: Record<string, number>;
   /** Batch size seen by the average request. */
   meanBatchSize: number;
+  /** Share of answered requests that skipped fusion because their deadline had passed. */
+  degradedShare: number;
   /** Fixed-rate trials: what the open-loop driver saw. */
   openLoop?: Omit<OpenLoopResult, 'latencyMs'>;
   engine?: EngineInfo;
@@ -87,7 +89,7 @@ async function runTrial(scenario: Scenario, rate: number | undefined, round: num
   const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!), ...scenario.env });
   try {
     if (scenario.bodies) await checkAdResponses(daemon.url, scenario.bodies);
-    const measure = async (run: () => Promise<Omit<Trial, 'scenario' | 'round' | 'cpuMicrosPerRequest' | 'jsThreadCpuMicrosPerRequest' | 'stageMicros' | 'meanBatchSize'>>): Promise<Trial> => {
+    const measure = async (run: () => Promise<Pick<Trial, 'requestsPerSecond' | 'latencyMs' | 'requests' | 'errors' | 'non2xx' | 'openLoop'>>): Promise<Trial> => {
       const cpuBefore = daemonCpu(daemon.child.pid!);
       const stagesBefore = await scrapeStages(daemon.url);
       const measured = await run();
@@ -103,6 +105,7 @@ async function runTrial(scenario: Scenario, rate: number | undefined, round: num
         jsThreadCpuMicrosPerRequest: ((cpuAfter.jsThread - cpuBefore.jsThread) * 1e6) / answered,
         stageMicros: stageMicrosPerRequest(stagesBefore, stagesAfter),
         meanBatchSize: batchRequests > 0 ? (stagesAfter.batchSum - stagesBefore.batchSum) / batchRequests : 0,
+        degradedShare: (stagesAfter.degraded - stagesBefore.degraded) / answered,
         engine: engineInfo(daemon.output()),
       };
     };
@@ -229,10 +232,12 @@ async function main(): Promise<void> {
     const own = trials.filter((t) => t.scenario === scenario.name);
     const stages = [...new Set(own.flatMap((t) => Object.keys(t.stageMicros)))];
     const stageMicros = Object.fromEntries(stages.map((stage) => [stage, median(own.map((t) => t.stageMicros[stage] ?? 0))]));
+    // Only the settings the roofline needs: the whole config may hold secrets, which reports must not.
+    const { fusion, annCandidates, scoreCandidates } = loadConfig(daemonEnv({ ADSERVE_MODEL_DIR: modelDir, ...scenario.env }));
     return {
       scenario: scenario.name,
       openLoop: scenario.rate !== undefined,
-      config: loadConfig(daemonEnv({ ADSERVE_MODEL_DIR: modelDir, ...scenario.env })),
+      config: { fusion, annCandidates, scoreCandidates },
       engine: own[0]!.engine,
       offeredRate: median(own.map((t) => t.openLoop?.offeredRate ?? 0)),
       requestsPerSecond: median(own.map((t) => t.requestsPerSecond)),
@@ -243,6 +248,7 @@ async function main(): Promise<void> {
       cpuMicrosPerRequest: median(own.map((t) => t.cpuMicrosPerRequest)),
       jsThreadCpuMicrosPerRequest: median(own.map((t) => t.jsThreadCpuMicrosPerRequest)),
       meanBatchSize: median(own.map((t) => t.meanBatchSize)),
+      degradedShare: median(own.map((t) => t.degradedShare)),
       stageMicros,
       sendLagP99Ms: median(own.map((t) => t.openLoop?.sendLagMs.p99 ?? 0)),
       connections: Math.max(...own.map((t) => t.openLoop?.connectionsOpened ?? 0)),
@@ -254,13 +260,15 @@ async function main(): Promise<void> {
   const roofline = summary
     .filter((s) => s.stageMicros.score !== undefined && s.engine)
     .map((s) => {
-      const flopsPerRequest = fusionFlopsPerCandidate(model.fusion, s.config.fusion, model.embeddingDim) * s.config.scoreCandidates;
+      // Degraded requests skip fusion; every other one scores scoreCandidates (fewer only where retrieval finds fewer).
+      const flopsPerRequest = fusionFlopsPerCandidate(model.fusion, s.config.fusion, model.embeddingDim) * s.config.scoreCandidates * (1 - s.degradedShare);
       const scanBytes = scanBytesPerQuery(s.engine!, s.config, model.embeddingDim);
       const fusionGflops = flopsPerRequest / (s.stageMicros.score! * 1e3);
       const scanGBps = scanBytes === undefined ? undefined : scanBytes / (s.stageMicros.retrieve! * 1e3);
       return {
         scenario: s.scenario,
         candidatesScored: s.config.scoreCandidates,
+        degradedShare: s.degradedShare,
         fusionMflopPerRequest: flopsPerRequest / 1e6,
         scoreMicros: s.stageMicros.score!,
         fusionGflops,
@@ -311,7 +319,7 @@ async function main(): Promise<void> {
     });
   const rooflineRows = roofline.map(
     (r) =>
-      `| ${r.scenario} | ${r.candidatesScored} | ${r.fusionMflopPerRequest.toFixed(1)} | ${micros(r.scoreMicros)} | ${r.fusionGflops.toFixed(1)} | ${percent(r.fusionShareOfCorePeak)} | ${r.index} | ` +
+      `| ${r.scenario} | ${r.candidatesScored} | ${percent(r.degradedShare)} | ${r.fusionMflopPerRequest.toFixed(1)} | ${micros(r.scoreMicros)} | ${r.fusionGflops.toFixed(1)} | ${percent(r.fusionShareOfCorePeak)} | ${r.index} | ` +
       `${r.scanMBPerQuery === undefined ? 'n/a' : r.scanMBPerQuery.toFixed(2)} | ${micros(r.retrieveMicros)} | ${r.scanGBps === undefined ? 'n/a' : r.scanGBps.toFixed(2)} | ` +
       `${percent(r.scanShareOfWorkingSetRoof)} | ${percent(r.scanShareOfDramRoof)} |`,
   );
@@ -352,8 +360,8 @@ async function main(): Promise<void> {
     `Fusion: ${micros(fusionFlopsPerCandidate(model.fusion, 'precomputed', model.embeddingDim) / 2)} multiply-adds per candidate after the first-layer precompute (layers ${model.fusion.layers.map(([out, input]) => `${input}→${out}`).join(', ')}, heads ${model.fusion.heads[1]}→${model.fusion.heads[0]}), over the score stage's time per request. ` +
       'Scan: bytes of ad vectors read per query, estimated as nprobe × mean list length × bytes per vector (the engine counts no scanned codes; coarse quantizer, re-rank and keyword matches left out), over the whole retrieve stage\'s time per request, so both figures are lower bounds on the kernels\' own rates.',
     '',
-    '| scenario | candidates scored | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core\'s FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core\'s read roof (codes-sized) | of one core\'s DRAM read |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | candidates scored | degraded | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core\'s FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core\'s read roof (codes-sized) | of one core\'s DRAM read |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rooflineRows,
     '',
     `Ratios: throughput maxBatch 32, 1000 µs / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
