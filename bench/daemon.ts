@@ -18,11 +18,16 @@ export interface Daemon {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The environment a daemon started with `env` runs under (so its config can be derived from it). */
+export function daemonEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ...env };
+}
+
 /** Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger). */
 export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
   const dataDir = env.ADSERVE_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), 'adserve-data-'));
   const child = spawn(process.execPath, ['--expose-gc', path.join(projectRoot, 'dist', 'src', 'main.js')], {
-    env: { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ADSERVE_DATA_DIR: dataDir, ...env },
+    env: daemonEnv({ ADSERVE_DATA_DIR: dataDir, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,5 +1,6 @@
 // `npm run bench -- [scenario] [options]`: one entry point for the benchmarks.
-//   http (default)  HTTP ad path vs /livez and batching off (bench/run.ts)
+//   http (default)  HTTP ad path vs /livez and batching off: closed loop, open loop at fixed rates,
+//                   CPU per request, time per stage, roofline (bench/run.ts)
 //   engine          the engine without HTTP: index kinds, fusion modes, recall vs exact (bench/engine.ts)
 //   saturation      fixed-rate steps to the knee, unloaded and WebSocket runs, SVG plot (bench/saturation.ts)
 import { existsSync } from 'node:fs';

@@ -1,13 +1,12 @@
 // `node dist/bench/saturation.js [--model dir] [--duration s] [--rates 100,200,...]`: the saturation
-// curve. For each offered rate (fixed-rate autocannon, coordinated-omission corrected) a fresh daemon
-// takes POST /v1/ads traffic; the report gives achieved throughput, p50/p99 and shed or failed
+// curve. For each offered rate (the open-loop driver of bench/open_loop.ts: uniform arrivals,
+// latency from the scheduled send time) a fresh daemon takes POST /v1/ads traffic; the report gives achieved throughput, p50/p99 and shed or failed
 // requests per step, names the knee, and plots the curve (SVG). A pipelined WebSocket run of our own
 // (autocannon has no WebSocket mode) measures the same daemon closed-loop with exact latencies.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 
-import autocannon from 'autocannon';
 import WebSocket from 'ws';
 
 import { ByteBuffer } from 'flatbuffers';
@@ -16,6 +15,7 @@ import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
 import { AdRequest } from '../src/protocol/schema';
 import { startDaemon } from './daemon';
+import { percentiles, runOpenLoop } from './open_loop';
 import { gitCommit, machineInfo, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 
@@ -36,21 +36,21 @@ interface Step {
   shedOrFailed: number;
 }
 
-const percentile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 async function httpStep(rate: number, bodies: Buffer[]): Promise<Step> {
   const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!) });
   try {
-    let next = 0;
-    const request = {
-      method: 'POST' as const,
-      path: '/v1/ads',
-      headers: { 'content-type': 'application/x-flatbuffers' },
-      setupRequest: (req: autocannon.Request) => ({ ...req, body: bodies[next++ % bodies.length] }),
+    const openLoop = (durationSeconds: number) =>
+      runOpenLoop({ host: '127.0.0.1', port: daemon.port, path: '/v1/ads', bodies, contentType: 'application/x-flatbuffers', rate, durationSeconds, initialConnections: 32, maxConnections: 512 });
+    await openLoop(2); // warm-up
+    const result = await openLoop(Number(options.duration));
+    return {
+      offered: rate,
+      achieved: result.achievedRate,
+      p50Ms: result.latencyMs.p50,
+      p99Ms: result.latencyMs.p99,
+      shedOrFailed: result.non2xx + result.errors + result.timedOut + result.dropped,
     };
-    await autocannon({ url: daemon.url, connections: 32, duration: 2, overallRate: rate, requests: [request] }); // warm-up
-    const result = await autocannon({ url: daemon.url, connections: 32, duration: Number(options.duration), overallRate: rate, requests: [request] });
-    return { offered: rate, achieved: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, shedOrFailed: result.non2xx + result.errors + result.timeouts };
   } finally {
     await daemon.stop();
   }
@@ -93,8 +93,8 @@ async function websocketRun(bodies: Buffer[]): Promise<{ inFlight: number; reque
       })),
     );
     sockets.forEach((ws) => ws.close());
-    latencies.sort((a, b) => a - b);
-    return { inFlight, requestsPerSecond: latencies.length / Number(options.duration), p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+    const { p50, p99 } = percentiles(Float64Array.from(latencies), latencies.length);
+    return { inFlight, requestsPerSecond: latencies.length / Number(options.duration), p50Ms: p50, p99Ms: p99 };
   } finally {
     await daemon.stop();
   }
@@ -111,8 +111,8 @@ async function sequentialRun(bodies: Buffer[]): Promise<{ p50Ms: number; p99Ms: 
       await response.arrayBuffer();
       if (i >= 50) latencies.push(Number(process.hrtime.bigint() - started) / 1e6); // the first 50 warm up
     }
-    latencies.sort((a, b) => a - b);
-    return { p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+    const { p50, p99 } = percentiles(Float64Array.from(latencies), latencies.length);
+    return { p50Ms: p50, p99Ms: p99 };
   } finally {
     await daemon.stop();
   }
@@ -133,7 +133,7 @@ function svg(steps: Step[]): string {
     `<text x="${width / 2}" y="${height - 8}" text-anchor="middle">offered load (requests/s)</text>`,
     `<text x="12" y="${height / 2}" transform="rotate(-90 12 ${height / 2})" text-anchor="middle">latency (ms)</text>`,
     ...steps.map((s) => `<text x="${x(s.offered)}" y="${height - 26}" text-anchor="middle">${s.offered}</text>`),
-    `<text x="44" y="${y(maxY) + 4}" text-anchor="end">${maxY}</text><text x="44" y="${height - 36}" text-anchor="end">0</text>`,
+    `<text x="44" y="${y(maxY) + 4}" text-anchor="end">${maxY.toFixed(1)}</text><text x="44" y="${height - 36}" text-anchor="end">0</text>`,
     line((s) => s.p99Ms, '#d62728'),
     line((s) => s.p50Ms, '#1f77b4'),
     `<text x="${width - 150}" y="30" fill="#d62728">p99</text><text x="${width - 110}" y="30" fill="#1f77b4">p50</text>`,
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
   const steps: Step[] = [];
   for (const rate of options.rates!.split(',').map(Number)) {
     const step = await httpStep(rate, bodies);
-    process.stdout.write(`offered ${rate}/s: achieved ${step.achieved.toFixed(0)}/s, p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms, shed/failed ${step.shedOrFailed}\n`);
+    process.stdout.write(`offered ${rate}/s: achieved ${step.achieved.toFixed(0)}/s, p50 ${step.p50Ms.toFixed(2)} ms, p99 ${step.p99Ms.toFixed(2)} ms, shed/failed ${step.shedOrFailed}\n`);
     steps.push(step);
   }
   // The knee: the first step that no longer keeps up (achieved < 95 % of offered, or anything shed)
@@ -161,13 +161,13 @@ async function main(): Promise<void> {
   const markdown = [
     `# Saturation curve, ${date}`,
     '',
-    `commit ${report.commit}; model ${options.model}; ${report.machine.cpu} x${report.machine.cores}; a fresh daemon per step, 2 s warm-up, ${options.duration} s measured, 32 connections; autocannon shares the 2 cores (1 ms latency resolution).`,
+    `commit ${report.commit}; model ${options.model}; ${report.machine.cpu} x${report.machine.cores}; a fresh daemon per step, 2 s warm-up, ${options.duration} s measured; the open-loop driver (32 connections to start, up to 512, one request in flight on each) shares the box.`,
     '',
     '| offered req/s | achieved req/s | p50 ms | p99 ms | shed or failed |',
     '|---|---|---|---|---|',
-    ...steps.map((s) => `| ${s.offered} | ${s.achieved.toFixed(0)} | ${s.p50Ms} | ${s.p99Ms} | ${s.shedOrFailed} |`),
+    ...steps.map((s) => `| ${s.offered} | ${s.achieved.toFixed(0)} | ${s.p50Ms.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.shedOrFailed} |`),
     '',
-    'autocannon enforces the offered rate in bursts at each tick, so these latencies include draining a burst of up to 32 requests; they show where throughput saturates rather than steady-state latency.',
+    'Requests arrive at uniform intervals and latency runs from each request\'s scheduled send time, so a step past the knee shows its queueing in the latencies; shed or failed counts non-2xx answers, errors, timeouts and requests dropped because all 512 connections were busy.',
     '',
     knee ? `Knee: ${knee.offered} req/s offered (the first step that falls behind, sheds, or doubles the lightest step's p99).` : 'No knee within the offered rates.',
     '',
