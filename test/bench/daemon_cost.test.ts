@@ -4,16 +4,16 @@ import { describe, expect, it } from 'vitest';
 
 import { parseStageMetrics, stageMicrosPerRequest } from '../../bench/daemon_cost';
 import type { BuildInfo } from '../../src/engine/addon';
-import { createMetrics, type Metrics } from '../../src/metrics';
+import { createMetrics, type Metrics, stageLabel } from '../../src/metrics';
 
 const build: BuildInfo = { torch: 't', faiss: 'f', flatbuffers: 'b', compiler: 'c', cuda: false, computeThreads: 1, ompMaxThreads: 1, workerThreads: 1 };
 
 // Every request of a batch observes the batch's engine stage time and the batch's size.
 function observeBatch(metrics: Metrics, retrieveMicros: number, calibrateMicros: number[]): void {
   for (const calibrate of calibrateMicros) {
-    metrics.batchSize.observe(calibrateMicros.length);
-    metrics.stageDuration.observe({ stage: 'retrieve' }, retrieveMicros / 1e6);
-    metrics.stageDuration.observe({ stage: 'calibrate' }, calibrate / 1e6);
+    metrics.decisions.batch(calibrateMicros.length, 0);
+    metrics.decisions.stage(stageLabel.retrieve, retrieveMicros / 1e6);
+    metrics.decisions.stage(stageLabel.calibrate, calibrate / 1e6);
   }
 }
 
