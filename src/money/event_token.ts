@@ -7,9 +7,11 @@
 // the decoded bytes gives the same text back), so other padding, other trailing bits or characters
 // outside the alphabet are refused before any decryption is tried.
 //
-// Each token is sealed under its own key, HMAC-SHA256(master key, salt), with a fixed nonce: random
-// 96-bit GCM nonces would wear a busy key out after about 2^32 tokens, while a 128-bit salt per
-// token leaves no practical chance of two tokens sharing a key.
+// Nonces: random 96-bit GCM nonces would wear a busy key out after about 2^32 tokens. Instead each
+// process seals under its own key, HMAC-SHA256(secret, epoch) for a random 64-bit epoch drawn at
+// start, with a counter as the nonce (started at a random point): a nonce never repeats under one
+// process key, and two processes share a key only if their epochs collide. The token's salt is
+// epoch | counter, so any replica holding the secret derives the key again.
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 
 export interface EventTokenFields {
@@ -29,26 +31,70 @@ export interface EventTokenFields {
   modelVersion: string;
 }
 
-export interface SigningKey {
-  /** 8 lowercase hex characters naming the key inside tokens. */
-  id: string;
-  secret: Buffer;
+const epochBytes = 8;
+const saltBytes = 16;
+const tagBytes = 16;
+/** Process keys of other epochs (other replicas, earlier runs) remembered once a token of theirs opened. */
+const openedEpochsKept = 1024;
+
+/**
+ * A configured secret and this process's sealing state. Owned by the JS thread. Its id is a short
+ * hash of the secret, so rotating the secret changes it.
+ */
+export class SigningKey {
+  readonly id: string;
+  private readonly epoch = randomBytes(epochBytes);
+  private readonly epochKey: Buffer;
+  private counter = randomBytes(8).readBigUInt64BE() >> 1n;
+  private readonly openedEpochKeys = new Map<string, Buffer>();
+
+  constructor(readonly secret: Buffer) {
+    this.id = createHash('sha256').update(secret).digest('hex').slice(0, 8);
+    this.epochKey = this.keyOfEpoch(this.epoch);
+  }
+
+  /** The next salt (epoch | counter) and the key to seal with. */
+  nextSeal(): { salt: Buffer; key: Buffer } {
+    const salt = Buffer.allocUnsafe(saltBytes);
+    this.epoch.copy(salt, 0);
+    salt.writeBigUInt64BE(this.counter, epochBytes);
+    this.counter = (this.counter + 1n) & 0xffff_ffff_ffff_ffffn;
+    return { salt, key: this.epochKey };
+  }
+
+  /** The key a salt names; `remember` once a token under it opened, so forged salts fill nothing. */
+  keyOfSalt(salt: Buffer): Buffer {
+    const epoch = salt.subarray(0, epochBytes);
+    if (epoch.equals(this.epoch)) return this.epochKey;
+    return this.openedEpochKeys.get(epoch.toString('latin1')) ?? this.keyOfEpoch(epoch);
+  }
+
+  remember(salt: Buffer, key: Buffer): void {
+    if (key === this.epochKey) return;
+    if (this.openedEpochKeys.size >= openedEpochsKept) this.openedEpochKeys.clear();
+    this.openedEpochKeys.set(salt.subarray(0, epochBytes).toString('latin1'), key);
+  }
+
+  private keyOfEpoch(epoch: Buffer): Buffer {
+    return createHmac('sha256', this.secret).update(epoch).digest();
+  }
 }
 
-/** The key of a configured secret; its id is a short hash, so rotating the secret changes it. */
 export function signingKeyOf(secret: Buffer): SigningKey {
-  return { id: createHash('sha256').update(secret).digest('hex').slice(0, 8), secret };
+  return new SigningKey(secret);
 }
 
 const version = 'v2';
-const saltBytes = 16;
-const tagBytes = 16;
-const nonce = Buffer.alloc(12);
 const tokenPattern = /^v2\.([0-9a-f]{8})\.([A-Za-z0-9_-]+)$/;
 /** Longest accepted token: far above any token this server writes, far below what could cost real work. */
 export const maxEventTokenLength = 2048;
 
-const tokenKey = (key: SigningKey, salt: Buffer): Buffer => createHmac('sha256', key.secret).update(salt).digest();
+/** The GCM nonce of a salt: its counter, zero-padded to 96 bits. */
+function nonceOf(salt: Buffer): Buffer {
+  const nonce = Buffer.alloc(12);
+  salt.copy(nonce, 4, epochBytes, saltBytes);
+  return nonce;
+}
 
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
   const plaintext = Buffer.from(
@@ -57,9 +103,9 @@ export function signEventToken(fields: EventTokenFields, key: SigningKey): strin
       Math.round(fields.pCtr * 1e6) / 1e6, Math.round(fields.pCvr * 1e6) / 1e6, fields.placement, fields.modelVersion,
     ]),
   );
-  const salt = randomBytes(saltBytes);
+  const { salt, key: sealingKey } = key.nextSeal();
   const header = `${version}.${key.id}`;
-  const cipher = createCipheriv('aes-256-gcm', tokenKey(key, salt), nonce, { authTagLength: tagBytes });
+  const cipher = createCipheriv('aes-256-gcm', sealingKey, nonceOf(salt), { authTagLength: tagBytes });
   cipher.setAAD(Buffer.from(header));
   const sealed = Buffer.concat([salt, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   return `${header}.${sealed.toString('base64url')}`;
@@ -100,7 +146,8 @@ export function verifyEventToken(token: string, keys: readonly SigningKey[], now
   const key = keys.find((candidate) => candidate.id === keyId);
   if (!key) throw new EventTokenError(`event token sealed with unknown key ${JSON.stringify(keyId)}`);
   const salt = sealed.subarray(0, saltBytes);
-  const decipher = createDecipheriv('aes-256-gcm', tokenKey(key, salt), nonce, { authTagLength: tagBytes });
+  const openingKey = key.keyOfSalt(salt);
+  const decipher = createDecipheriv('aes-256-gcm', openingKey, nonceOf(salt), { authTagLength: tagBytes });
   decipher.setAAD(Buffer.from(`${version}.${keyId}`));
   decipher.setAuthTag(sealed.subarray(sealed.length - tagBytes));
   let plaintext: Buffer;
@@ -109,6 +156,7 @@ export function verifyEventToken(token: string, keys: readonly SigningKey[], now
   } catch {
     throw new EventTokenError('event token signature does not match');
   }
+  key.remember(salt, openingKey);
   const fields = fieldsOf(plaintext);
   if (nowMs > fields.expiresMs) throw new EventTokenError('event token has expired');
   return fields;

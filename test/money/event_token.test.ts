@@ -45,8 +45,20 @@ describe('event tokens', () => {
     expect(verifyEventToken(token, [next, key], 5_000)).toEqual(fields);
     expect(() => verifyEventToken(token, [next], 5_000)).toThrow(/unknown key/);
     // A key id that names a held key but a body sealed under another secret does not open.
-    const impostor = { id: key.id, secret: randomBytes(32) };
+    const impostor = Object.assign(signingKeyOf(randomBytes(32)), { id: key.id });
     expect(() => verifyEventToken(signEventToken(fields, impostor), [key], 5_000)).toThrow(/signature/);
+  });
+
+  it('opens in any process holding the secret, and never reuses a nonce within one', () => {
+    const otherProcess = signingKeyOf(Buffer.from('event-token-test-key-0123456789abcdef'));
+    const tokens = Array.from({ length: 2000 }, () => signEventToken(fields, key));
+    for (const token of tokens.slice(0, 50)) expect(verifyEventToken(token, [otherProcess], 5_000)).toEqual(fields);
+    const salts = new Set(tokens.map((token) => Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, 16).toString('hex')));
+    expect(salts.size).toBe(tokens.length);
+    // Both processes seal under their own epochs: their salts differ from the first byte on, almost surely.
+    const mine = Buffer.from(tokens[0]!.split('.')[2]!, 'base64url').subarray(0, 8);
+    const theirs = Buffer.from(signEventToken(fields, otherProcess).split('.')[2]!, 'base64url').subarray(0, 8);
+    expect(mine.equals(theirs)).toBe(false);
   });
 
   it('names the served ad by its contents: two sealings of one served ad share the key, other slots do not', () => {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +6,7 @@ import { Builder } from 'flatbuffers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
-import { signEventToken } from '../../src/money/event_token';
+import { signEventToken, signingKeyOf } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType, Event, EventType } from '../../src/protocol/schema';
 import { baseEnv, billable, checkAttributionWindow, expectedCharge, send, serve, spend, tinyModelWithCampaigns, tokenKey } from '../helpers/events';
@@ -55,7 +54,7 @@ describe('POST /v1/events', () => {
       [{ event_id: '', type: 'impression', token: ad!.token }, 422, /event_id/],
       [{ event_id: 'f3', type: 'refund', token: ad!.token }, 422, /type must be/],
     ];
-    const key = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
+    const key = signingKeyOf(Buffer.from(tokenKey));
     const expired = signEventToken(
       { requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1, userId: '', pCtr: 0.1, pCvr: 0.1, placement: 'Search', modelVersion: 'm' },
       key,

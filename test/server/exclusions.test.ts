@@ -2,7 +2,6 @@
 // whose best candidates are all excluded still fills from the rest. The daemon retrieves and scores
 // 20 candidates with an exact (flat) search; an engine opened here with the same settings tells which
 // 20 those are, and the test excludes every one of them.
-import { createHash } from 'node:crypto';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -12,7 +11,7 @@ import { loadConfig } from '../../src/config';
 import { adHistory, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { engineSettings } from '../../src/engine/serving';
-import { signEventToken } from '../../src/money/event_token';
+import { signEventToken, signingKeyOf } from '../../src/money/event_token';
 import { type AdRequestSpec, decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement, ResponseStatus } from '../../src/protocol/schema';
 import { baseEnv, send, tinyModelWithCatalog, tokenKey } from '../helpers/events';
@@ -79,7 +78,7 @@ describe('exclusions over HTTP', () => {
   it('fills a request whose every scored campaign the user has reached the frequency cap of, with none of them', async () => {
     const capped = [...new Set(scored.get(capRequest)!.map((ad) => catalog.campaignId[ad]!))];
     const { modelVersion } = await decide({ ...capRequest, userId: 'someone-else' });
-    const key = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
+    const key = signingKeyOf(Buffer.from(tokenKey));
     const now = Date.now();
     for (const campaign of capped) {
       const ad = scored.get(capRequest)!.find((a) => catalog.campaignId[a] === campaign)!;

@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
-import { verifyEventToken } from '../../src/money/event_token';
+import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { Builder } from 'flatbuffers';
 import { AdRequest, Placement, ResponseStatus } from '../../src/protocol/schema';
@@ -12,7 +10,7 @@ import { readModelDir } from '../../src/engine/model_dir';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const tokenKey = 'test-event-token-key-0123456789abcdef';
-const signingKey = { id: createHash('sha256').update(tokenKey).digest('hex').slice(0, 8), secret: Buffer.from(tokenKey) };
+const signingKey = signingKeyOf(Buffer.from(tokenKey));
 let daemon: Daemon;
 
 beforeAll(async () => {
