@@ -1,4 +1,4 @@
-/** HTTP statuses adserve answers errors with (DESIGN.md §8). */
+/** HTTP statuses adserve answers errors with (the README's error table). */
 export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 503;
 
 /** A request adserve refuses, with the status and a message that says what was wrong. */

@@ -1,4 +1,4 @@
-// Budget pacing (AUCTION.md): in `even` mode a PI controller keeps a campaign's spend on its target
+// Budget pacing (README "Money"): in `even` mode a PI controller keeps a campaign's spend on its target
 // curve (uniform over the day, or day-parted by hourly weights) by adjusting the probability that
 // the campaign takes part in an auction; `asap` always takes part. The controller is pure (time and
 // spend are inputs); Pacer feeds it from the ledger.

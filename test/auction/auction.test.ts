@@ -39,7 +39,7 @@ function run(ads: Ad[], overrides: Partial<AuctionRules> = {}) {
   return { winners: Array.from(out.candidate.subarray(0, out.winners)), prices: Array.from(out.priceMicros.subarray(0, out.winners)) };
 }
 
-describe('AUCTION.md worked examples (GSP, CPC, ε = $0.01)', () => {
+describe('docs/billing.md worked examples (GSP, CPC, ε = $0.01)', () => {
   it('ranks by adjusted eCPM, not bid', () => {
     expect(run([{ bid: 2.0, pCtr: 0.03, quality: 0.8 }, { bid: 1.5, pCtr: 0.05, quality: 1.2 }]).winners).toEqual([1]);
   });
@@ -70,7 +70,7 @@ describe('AUCTION.md worked examples (GSP, CPC, ε = $0.01)', () => {
   });
 });
 
-describe('VCG with a reserve (AUCTION.md worked example)', () => {
+describe('VCG with a reserve (docs/billing.md worked example)', () => {
   const theta = [1, 0.5];
   const ads = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }];
 
