@@ -45,6 +45,7 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
       // An event whose token is older is refused as expired, so its id and its ad's record no longer matter.
       eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
       impressionRetentionMs: () => (servings().length === 0 ? undefined : Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs))),
+      onSnapshot: (stats) => log.info('spend ledger snapshot', { ...stats }),
     });
     log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.eventsRecorded });
     return new LocalSpendStore(ledger, config.attributionWindowSeconds * 1000);

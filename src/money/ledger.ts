@@ -77,9 +77,22 @@ function replaySegment(file: string, memory: LedgerMemory): void {
   if (validBytes < totalBytes) truncateSync(file, validBytes);
 }
 
+export interface SnapshotStats {
+  coversSegment: number;
+  /** Events recorded up to the cut, forgotten or not. */
+  events: number;
+  /** Event ids the snapshot holds. */
+  ids: number;
+  seconds: number;
+  /** The longest the snapshot held the event loop in one go (ms): its capture, or the writing of one chunk. */
+  longestTurnMs: number;
+}
+
 export interface LedgerOptions extends RetentionOptions {
   /** Events between snapshots. */
   snapshotEvents: number;
+  /** Called once each snapshot is durable. */
+  onSnapshot?: (stats: SnapshotStats) => void;
 }
 
 export class Ledger {
@@ -101,7 +114,7 @@ export class Ledger {
 
   static async open(dataDir: string, options: LedgerOptions): Promise<Ledger> {
     mkdirSync(dataDir, { recursive: true });
-    const memory = new LedgerMemory(options);
+    const memory = new LedgerMemory(options.eventRetentionMs);
     const snapshotPath = path.join(dataDir, snapshotName);
     const covered = existsSync(snapshotPath) ? await readSnapshot(snapshotPath, memory) : 0;
     const segments = readdirSync(dataDir)
@@ -115,6 +128,7 @@ export class Ledger {
     }
     const current = Math.max(covered + 1, segments.at(-1) ?? 0);
     const file = await open(path.join(dataDir, segmentName(current)), 'a');
+    memory.impressionRetentionMs = options.impressionRetentionMs;
     return new Ledger(dataDir, file, current, memory, options);
   }
 
@@ -169,24 +183,34 @@ export class Ledger {
 
   private async startSnapshot(): Promise<void> {
     const covers = this.segment;
+    const started = performance.now();
     // Captured before any await: events accepted from here on go to the next segment.
     const capture = captureSnapshot(this.memory, covers);
+    const captureMs = performance.now() - started;
     this.sinceSnapshot = 0;
     const previous = this.file;
     this.segment = covers + 1;
     this.file = await open(path.join(this.dir, segmentName(this.segment)), 'a');
     await previous.close();
-    this.snapshotting = this.writeSnapshot(capture)
+    this.snapshotting = this.writeSnapshot(capture, started, captureMs)
       .catch((error: Error) => void (this.failure = error))
       .finally(() => (this.snapshotting = undefined));
   }
 
-  private async writeSnapshot(capture: SnapshotCapture): Promise<void> {
-    await replaceDurably(this.dir, snapshotName, (file) => writeSnapshot(file, capture));
+  private async writeSnapshot(capture: SnapshotCapture, started: number, captureMs: number): Promise<void> {
+    let longestTurnMs = captureMs;
+    await replaceDurably(this.dir, snapshotName, async (file) => void (longestTurnMs = Math.max(longestTurnMs, await writeSnapshot(file, capture))));
     for (const name of await readdir(this.dir)) {
       const segment = Number(segmentPattern.exec(name)?.[1] ?? -1);
       if (segment >= 0 && segment <= capture.coversSegment) await unlink(path.join(this.dir, name));
     }
+    this.options.onSnapshot?.({
+      coversSegment: capture.coversSegment,
+      events: capture.eventsRecorded,
+      ids: capture.generations.reduce((sum, { ids }) => sum + ids, 0),
+      seconds: (performance.now() - started) / 1000,
+      longestTurnMs,
+    });
   }
 
   async close(): Promise<void> {

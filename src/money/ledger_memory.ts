@@ -33,7 +33,7 @@ export interface ImpressionBatch {
 export interface RetentionOptions {
   /** How long an event id and a served-ad record can still decide an event (token lifetime plus attribution window). */
   eventRetentionMs: number;
-  /** The longest frequency-cap window, or undefined while unknown (no catalog loaded): nothing is forgotten then. */
+  /** The longest frequency-cap window, or undefined while unknown (no catalog loaded): no impression is forgotten then. */
   impressionRetentionMs?: () => number | undefined;
 }
 
@@ -41,7 +41,8 @@ export interface RetentionOptions {
 const generationsPerRetention = 16;
 /** Keeps each Set and Map far below V8's limit of 2^24 entries, whatever the event rate. */
 const generationMaxEvents = 1_000_000;
-const impressionBatchSpanMs = 60_000;
+/** Impression batches span this while no cap window is known. */
+const defaultImpressionBatchSpanMs = 60_000;
 const dayMs = 86_400_000;
 /** Daily spend is kept for campaign days from the UTC day before yesterday on: yesterday in the zones furthest behind UTC. */
 const keptDaysBeforeUtcToday = 2;
@@ -58,9 +59,11 @@ export class LedgerMemory {
   /** dailyNanos keys by their campaign day, so a past day is dropped without scanning the map. */
   private readonly dailyKeys = new Map<number, string[]>();
   private readonly generationSpanMs: number;
+  /** Unset while replaying at open: the catalog, and so the longest cap window, is not loaded yet. */
+  impressionRetentionMs: (() => number | undefined) | undefined;
 
-  constructor(private readonly retention: RetentionOptions) {
-    this.generationSpanMs = Math.max(1, Math.ceil(retention.eventRetentionMs / generationsPerRetention));
+  constructor(private readonly eventRetentionMs: number) {
+    this.generationSpanMs = Math.max(1, Math.ceil(eventRetentionMs / generationsPerRetention));
   }
 
   knows(eventId: string): boolean {
@@ -117,10 +120,12 @@ export class LedgerMemory {
     if (times) times.push(timeMs);
     else campaigns.set(campaignId, [timeMs]);
     let batch = this.impressionBatches.at(-1);
-    if (!batch || timeMs - batch.firstMs >= impressionBatchSpanMs || batch.times.length >= generationMaxEvents) {
+    const retentionMs = this.impressionRetentionMs?.();
+    const spanMs = retentionMs === undefined ? defaultImpressionBatchSpanMs : Math.max(1, Math.ceil(retentionMs / generationsPerRetention));
+    if (!batch || timeMs - batch.firstMs >= spanMs || batch.times.length >= generationMaxEvents) {
       batch = { firstMs: timeMs, lastMs: timeMs, users: [], campaigns: [], times: [] };
       this.impressionBatches.push(batch);
-      this.forgetImpressions();
+      if (retentionMs !== undefined) this.forgetImpressions(retentionMs);
     }
     batch.users.push(user);
     batch.campaigns.push(campaignId);
@@ -145,13 +150,11 @@ export class LedgerMemory {
   }
 
   private forgetEvents(): void {
-    const cutoff = this.watermarkMs - this.retention.eventRetentionMs;
+    const cutoff = this.watermarkMs - this.eventRetentionMs;
     while (this.generations.length > 1 && this.generations[0]!.lastMs < cutoff) this.generations.shift();
   }
 
-  private forgetImpressions(): void {
-    const retentionMs = this.retention.impressionRetentionMs?.();
-    if (retentionMs === undefined) return;
+  private forgetImpressions(retentionMs: number): void {
     const cutoff = this.watermarkMs - retentionMs;
     const { impressions } = this.state;
     while (this.impressionBatches.length > 1 && this.impressionBatches[0]!.lastMs < cutoff) {

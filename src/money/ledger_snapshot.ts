@@ -36,7 +36,7 @@ export interface SnapshotCapture {
 }
 
 /** Entries per line: each line costs one short turn of the event loop (well under a millisecond). */
-const chunkEntries = 2_000;
+const chunkEntries = 500;
 const writeBufferChars = 1 << 20;
 
 /** The state as of now, when it holds exactly the segments up to `coversSegment`. */
@@ -60,18 +60,25 @@ function* chunksOf<T>(values: Iterator<T>, count: number): Generator<T[]> {
   }
 }
 
-export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture): Promise<void> {
+/** Writes the capture; resolves with the longest time (ms) it held the event loop in one turn. */
+export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture): Promise<number> {
   let buffered: string[] = [];
   let chars = 0;
+  let longestTurnMs = 0;
+  let turnStarted = performance.now();
   const put = async (record: SnapshotRecord): Promise<void> => {
     const line = `${JSON.stringify(record)}\n`;
     buffered.push(line);
     chars += line.length;
-    if (chars < writeBufferChars) return nextTurn();
-    const text = buffered.join('');
-    buffered = [];
-    chars = 0;
-    await file.write(text);
+    longestTurnMs = Math.max(longestTurnMs, performance.now() - turnStarted);
+    if (chars < writeBufferChars) await nextTurn();
+    else {
+      const text = buffered.join('');
+      buffered = [];
+      chars = 0;
+      await file.write(text);
+    }
+    turnStarted = performance.now();
   };
   const { coversSegment, eventsRecorded, watermarkMs } = capture;
   await put({ kind: 'head', coversSegment, eventsRecorded, watermarkMs });
@@ -92,6 +99,7 @@ export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture):
   }
   await put({ kind: 'end' });
   await file.write(buffered.join(''));
+  return longestTurnMs;
 }
 
 /** Loads a snapshot into empty memory; returns the last segment it covers. */
