@@ -19,7 +19,7 @@ import path from 'node:path';
 
 import { replaceDurably } from '../durable_file';
 import { LedgerMemory, type RetentionOptions } from './ledger_memory';
-import { captureSnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
+import { captureSnapshot, readLegacySnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
 
 export type Nanos = number;
 
@@ -55,6 +55,8 @@ export function emptyState(): LedgerState {
 const segmentPattern = /^spend\.(\d+)\.log$/;
 const segmentName = (segment: number): string => `spend.${segment}.log`;
 const snapshotName = 'snapshot.jsonl';
+/** The format of earlier versions, read until the first new snapshot replaces it. */
+const legacySnapshotName = 'snapshot.json';
 
 /** Applies a segment's complete lines; cuts a torn tail (a crash mid-write, never acknowledged). */
 function replaySegment(file: string, memory: LedgerMemory): void {
@@ -116,7 +118,10 @@ export class Ledger {
     mkdirSync(dataDir, { recursive: true });
     const memory = new LedgerMemory(options.eventRetentionMs);
     const snapshotPath = path.join(dataDir, snapshotName);
-    const covered = existsSync(snapshotPath) ? await readSnapshot(snapshotPath, memory) : 0;
+    const legacyPath = path.join(dataDir, legacySnapshotName);
+    let covered = 0;
+    if (existsSync(snapshotPath)) covered = await readSnapshot(snapshotPath, memory);
+    else if (existsSync(legacyPath)) covered = readLegacySnapshot(legacyPath, memory);
     const segments = readdirSync(dataDir)
       .map((name) => Number(segmentPattern.exec(name)?.[1] ?? -1))
       .filter((segment) => segment >= 0)
@@ -202,7 +207,7 @@ export class Ledger {
     await replaceDurably(this.dir, snapshotName, async (file) => void (longestTurnMs = Math.max(longestTurnMs, await writeSnapshot(file, capture))));
     for (const name of await readdir(this.dir)) {
       const segment = Number(segmentPattern.exec(name)?.[1] ?? -1);
-      if (segment >= 0 && segment <= capture.coversSegment) await unlink(path.join(this.dir, name));
+      if ((segment >= 0 && segment <= capture.coversSegment) || name === legacySnapshotName) await unlink(path.join(this.dir, name));
     }
     this.options.onSnapshot?.({
       coversSegment: capture.coversSegment,

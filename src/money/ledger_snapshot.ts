@@ -7,7 +7,7 @@
 // batches only ever grow at their end and are dropped whole, so the first `count` entries of each, in
 // insertion order, are exactly those of the segments the snapshot covers. A served-ad record may pick
 // up an event type of a later segment meanwhile; replaying that segment sets the same time again.
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -141,4 +141,25 @@ export async function readSnapshot(file: string, memory: LedgerMemory): Promise<
   // The snapshot is renamed into place only once complete, so this is damage, not a crash.
   if (coversSegment === undefined || !complete) throw new Error(`${file} is incomplete`);
   return coversSegment;
+}
+
+/** The single-JSON snapshot.json of earlier versions, read once on upgrade so no spend is lost; returns the last segment it covers. */
+export function readLegacySnapshot(file: string, memory: LedgerMemory): number {
+  const legacy = JSON.parse(readFileSync(file, 'utf8')) as {
+    coversSegment: number;
+    eventIds: string[];
+    serves: Array<[string, Array<[EventType, number]>]>;
+    lifetimeNanos: Array<[string, Nanos]>;
+    dailyNanos: Array<[string, Nanos]>;
+    impressions: Array<[string, Array<[string, number[]]>]>;
+  };
+  // It kept no time per id; each id's event also timed its served ad, so the newest of those bounds them all.
+  const lastMs = legacy.serves.reduce((newest, [, types]) => types.reduce((most, [, timeMs]) => Math.max(most, timeMs), newest), 0);
+  memory.eventsRecorded = legacy.eventIds.length;
+  memory.watermarkMs = lastMs;
+  memory.generations.push({ firstMs: lastMs, lastMs, eventIds: new Set(legacy.eventIds), serves: new Map(legacy.serves.map(([serve, types]) => [serve, new Map(types)])) });
+  for (const [campaignId, nanos] of legacy.lifetimeNanos) memory.state.lifetimeNanos.set(campaignId, nanos);
+  for (const [key, nanos] of legacy.dailyNanos) memory.addDaily(key, Number(key.slice(key.lastIndexOf('@') + 1)), nanos);
+  for (const [user, campaigns] of legacy.impressions) for (const [campaignId, times] of campaigns) for (const timeMs of times) memory.addImpression(user, campaignId, timeMs);
+  return legacy.coversSegment;
 }

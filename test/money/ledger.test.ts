@@ -1,4 +1,4 @@
-import { appendFileSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -199,4 +199,23 @@ it('recovers exactly, with expiry, from a kill during a snapshot and from one af
   expect(kept).toBeLessThan(10_000); // of 65,000
   await reopened.close();
   await ledger.close();
+});
+
+it('reads the snapshot.json of earlier versions on upgrade and replaces it with its first snapshot', async () => {
+  const dir = newDir();
+  writeFileSync(path.join(dir, 'snapshot.json'), JSON.stringify({
+    coversSegment: 1, eventIds: ['old-1', 'old-2'], serves: [['s-old-1', [['click', 5]]], ['s-old-2', [['click', 6]]]],
+    lifetimeNanos: [['c1', 3_000]], dailyNanos: [['c1@20000', 3_000]], impressions: [['u', [['c1', [4]]]]],
+  }));
+  writeFileSync(path.join(dir, 'spend.2.log'), `${JSON.stringify(entry('new-1', 1_000, 7))}\n`);
+  const ledger = await Ledger.open(dir, { ...options, snapshotEvents: 1 });
+  expect([ledger.eventsRecorded, ledger.knows('old-2'), ledger.served('s-old-1')?.get('click'), ledger.state.lifetimeNanos.get('c1')]).toEqual([3, true, 5, 4_000]);
+  expect(ledger.state.dailyNanos.get('c1@20000')).toBe(4_000);
+  expect(ledger.state.impressions.get('u')?.get('c1')).toEqual([4]);
+  await ledger.append(entry('new-2', 1_000, 8));
+  await ledger.close();
+  expect(readdirSync(dir)).not.toContain('snapshot.json');
+  const reopened = await Ledger.open(dir, options);
+  expect([reopened.eventsRecorded, reopened.knows('old-1'), reopened.state.lifetimeNanos.get('c1')]).toEqual([4, true, 5_000]);
+  await reopened.close();
 });
