@@ -1,4 +1,4 @@
-// `npm run bench -- soak [--model dir] [--events n] [--max-minutes m] [--event-connections n] [--probe-rate r]`:
+// `npm run bench -- soak [--model dir] [--events n] [--max-minutes m] [--event-connections n] [--probe-rate r] [--cap-window-seconds s]`:
 // millions of events through the local ledger of a real daemon while ads are served. Tokens come
 // from real ad responses; each served ad gets its impression, click and conversion over
 // POST /v1/events. Tokens live 20 s and the attribution window is 20 s, so the ledger forgets ids
@@ -8,8 +8,9 @@
 // without a snapshot being written, the ad latency of a fixed-rate probe against a baseline
 // without events, and after kill -9 and a restart, the recovered spend against what was
 // acknowledged and how long recovery took.
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -27,14 +28,29 @@ const { values: options } = parseArgs({
     'event-connections': { type: 'string', default: '64' },
     'probe-rate': { type: 'string', default: '50' },
     'baseline-seconds': { type: 'string', default: '30' },
+    // Frequency caps keep each user's impressions for their window; a short one lets that history expire within the soak too.
+    'cap-window-seconds': { type: 'string' },
   },
 });
 const targetEvents = Number(options.events);
 const probeRate = Number(options['probe-rate']);
 const tokenTtlSeconds = 20;
 const adminToken = 'soak-admin';
+/** The model directory, or a copy of it whose capped campaigns have the given cap window. */
+function modelDir(): string {
+  const dir = path.resolve(projectRoot, options.model);
+  if (options['cap-window-seconds'] === undefined) return dir;
+  const copy = mkdtempSync(path.join(tmpdir(), 'adserve-soak-model-'));
+  cpSync(dir, copy, { recursive: true });
+  const catalogPath = path.join(copy, 'catalog.json');
+  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<{ frequency_cap?: { window_seconds: number } }> };
+  for (const campaign of catalog.campaigns) if (campaign.frequency_cap) campaign.frequency_cap.window_seconds = Number(options['cap-window-seconds']);
+  writeFileSync(catalogPath, JSON.stringify(catalog));
+  return copy;
+}
+
 const env = {
-  ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model),
+  ADSERVE_MODEL_DIR: modelDir(),
   ADSERVE_EVENT_TOKEN_KEY: 'soak-token-key-0123456789abcdef0123',
   ADSERVE_ADMIN_TOKEN: adminToken,
   ADSERVE_EVENT_TOKEN_TTL_SECONDS: String(tokenTtlSeconds),
