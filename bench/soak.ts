@@ -57,7 +57,8 @@ const env = {
   ADSERVE_ATTRIBUTION_WINDOW_SECONDS: '20',
 };
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: Number(options['event-connections']) + 16 });
+// Idle sockets are closed well before the daemon's 10 s idle timeout, which would otherwise reset one just as it is reused.
+const agent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: Number(options['event-connections']) + 16 });
 
 function post(url: string, route: string, body: Buffer, contentType: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
@@ -108,6 +109,8 @@ async function spendOf(url: string): Promise<{ events: number; lifetimeNanos: nu
   return { events: spend.events, lifetimeNanos: Object.values(spend.campaigns).reduce((sum, c) => sum + Math.round(c.lifetimeMicros * 1000), 0) };
 }
 
+let probeErrors = 0;
+
 /** Ad requests at a fixed rate (open loop), latencies collected while `running()`. */
 async function probe(url: string, running: () => boolean): Promise<number[]> {
   const latencies: number[] = [];
@@ -117,7 +120,7 @@ async function probe(url: string, running: () => boolean): Promise<number[]> {
     const due = start + (sent * 1000) / probeRate;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    inFlight.push(serveAds(url).then(({ latencyMs }) => void latencies.push(latencyMs)));
+    inFlight.push(serveAds(url).then(({ latencyMs }) => void latencies.push(latencyMs), () => void probeErrors++));
     if (inFlight.length > 1000) await Promise.all(inFlight.splice(0, 500));
   }
   await Promise.all(inFlight);
@@ -131,6 +134,8 @@ async function main(): Promise<void> {
   const snapshotTmp = path.join(daemon.dataDir, 'snapshot.jsonl.tmp');
   const queue: Array<{ token: string; issuedMs: number }> = [];
   let acknowledgedEvents = 0;
+  let transportErrors = 0;
+  let ambiguous = 0;
   let acknowledgedNanos = 0;
   const refused = new Map<number, number>();
   let sending = true;
@@ -142,7 +147,12 @@ async function main(): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 5));
         continue;
       }
-      const { tokens } = await serveAds(daemon.url);
+      const answer = await serveAds(daemon.url).catch(() => undefined);
+      if (!answer) {
+        transportErrors++;
+        continue;
+      }
+      const { tokens } = answer;
       const issuedMs = Date.now();
       for (const token of tokens) queue.push({ token, issuedMs });
     }
@@ -158,7 +168,14 @@ async function main(): Promise<void> {
       }
       for (const type of ['impression', 'click', 'conversion']) {
         const body = Buffer.from(JSON.stringify({ event_id: `soak-${eventSeq++}`, type, token: served.token }));
-        const response = await post(daemon.url, '/v1/events', body, 'application/json');
+        let response = await post(daemon.url, '/v1/events', body, 'application/json').catch(() => undefined);
+        // A connection lost mid-request: the same event id again, so it is recorded once either way.
+        for (let retry = 0; !response && retry < 3; retry++) {
+          transportErrors++;
+          response = await post(daemon.url, '/v1/events', body, 'application/json').catch(() => undefined);
+          if (response?.status === 409) ambiguous++; // recorded by the lost attempt, at a charge not seen here
+        }
+        if (!response) throw new Error('events: the daemon stopped answering');
         if (response.status === 200) {
           acknowledgedEvents++;
           acknowledgedNanos += Math.round((JSON.parse(response.body.toString()) as { chargedMicros: number }).chargedMicros * 1000);
@@ -230,7 +247,7 @@ async function main(): Promise<void> {
     commit: gitCommit(),
     machine: machineInfo(),
     options: { ...options, tokenTtlSeconds, attributionWindowSeconds: 20 },
-    events: { acknowledged: acknowledgedEvents, perSecond: acknowledgedEvents / soakSeconds, refusedByStatus: Object.fromEntries(refused), soakSeconds },
+    events: { acknowledged: acknowledgedEvents, perSecond: acknowledgedEvents / soakSeconds, refusedByStatus: Object.fromEntries(refused), soakSeconds, transportErrors, ambiguous, probeErrors },
     rssMiB: { afterWarmUp: warmRss, end: endRss },
     eventLoopLagMaxMs: {
       baseline: maxOf(seconds.slice(0, baselineSamples).map((s) => s.lagMaxMs)),
@@ -251,7 +268,9 @@ async function main(): Promise<void> {
       acknowledgedNanos,
       beforeKill,
       recovered,
-      exact: recovered.lifetimeNanos === acknowledgedNanos && recovered.events === acknowledgedEvents,
+      // Exact when no event was ambiguous (recorded by an attempt whose answer was lost).
+      exact: recovered.lifetimeNanos === acknowledgedNanos && recovered.events === acknowledgedEvents + ambiguous,
+      matchesStateBeforeKill: recovered.lifetimeNanos === beforeKill.lifetimeNanos && recovered.events === beforeKill.events,
       restartToListeningSeconds: listeningSeconds,
       recoveredLine,
     },
@@ -262,12 +281,12 @@ async function main(): Promise<void> {
     '',
     `Commit ${report.commit}; ${report.machine.cores} × ${report.machine.cpu}; model ${options.model}; tokens live ${tokenTtlSeconds} s, attribution window 20 s.`,
     '',
-    `- Events acknowledged: ${acknowledgedEvents} in ${soakSeconds.toFixed(0)} s (${report.events.perSecond.toFixed(0)}/s), refused by status: ${JSON.stringify(report.events.refusedByStatus)}`,
+    `- Events acknowledged: ${acknowledgedEvents} in ${soakSeconds.toFixed(0)} s (${report.events.perSecond.toFixed(0)}/s), refused by status: ${JSON.stringify(report.events.refusedByStatus)}, transport errors retried: ${transportErrors} (${ambiguous} ambiguous), probe errors: ${probeErrors}`,
     `- Daemon RSS: ${warmRss.toFixed(0)} MiB after a minute, ${endRss.toFixed(0)} MiB at the end`,
     `- Snapshots: ${snapshots.length}, each holding at most ${report.snapshots.largestIds} event ids, written in at most ${report.snapshots.longestSeconds.toFixed(2)} s; the longest any held the event loop in one turn (capture or one chunk, measured in the daemon): ${report.snapshots.longestTurnMs.toFixed(2)} ms`,
     `- Longest event-loop stall in any second (nodejs_eventloop_lag_max_seconds, all causes, including this shared box's scheduling): baseline ${report.eventLoopLagMaxMs.baseline.toFixed(2)} ms; soak ${report.eventLoopLagMaxMs.soak.toFixed(2)} ms, ${report.eventLoopLagMaxMs.soakWhileSnapshotting.toFixed(2)} ms in the ${report.eventLoopLagMaxMs.secondsSnapshotting} seconds with a snapshot being written, ${report.eventLoopLagMaxMs.soakOtherwise.toFixed(2)} ms in the others`,
     `- Ad latency at ${probeRate}/s: baseline p50 ${report.adLatency.baseline.p50Ms.toFixed(2)} ms, p99 ${report.adLatency.baseline.p99Ms.toFixed(2)} ms; during the soak p50 ${report.adLatency.soak.p50Ms.toFixed(2)} ms, p99 ${report.adLatency.soak.p99Ms.toFixed(2)} ms`,
-    `- kill -9 and restart: ${recovered.events} events and ${recovered.lifetimeNanos} nanos recovered vs ${acknowledgedEvents} and ${acknowledgedNanos} acknowledged (${report.recovery.exact ? 'exact' : 'NOT EXACT'}); listening again after ${listeningSeconds.toFixed(1)} s`,
+    `- kill -9 and restart: ${recovered.events} events and ${recovered.lifetimeNanos} nanos recovered vs ${acknowledgedEvents} and ${acknowledgedNanos} acknowledged (${report.recovery.exact ? 'exact' : 'NOT EXACT'}; ${report.recovery.matchesStateBeforeKill ? 'equal to' : 'DIFFERENT FROM'} the state just before the kill: ${beforeKill.events} events, ${beforeKill.lifetimeNanos} nanos); listening again after ${listeningSeconds.toFixed(1)} s`,
     '',
   ].join('\n');
   writeReport('soak', date, report, markdown);
