@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: 1, queueCapacity: 100_000 });
   const config = loadConfig({});
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-js-share-'));
-  const spend = new LocalSpendStore(await Ledger.open(dataDir), config.attributionWindowSeconds * 1000);
+  const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: config.ledgerSnapshotEvents, eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000 }), config.attributionWindowSeconds * 1000);
   const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, spend, CatalogChanges.open(dataDir));
   const bodies = benchRequests(Number(options.requests));
   const recorded = new Map<Uint8Array, ScoreResult>();

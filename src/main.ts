@@ -46,8 +46,14 @@ async function loadServing(config: Config, log: Logger, spend: SpendStore, chang
 
 async function openSpendStore(config: Config, log: Logger, servings: () => Serving[]): Promise<SpendStore> {
   if (config.redisUrl === '') {
-    const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), { snapshotEvents: config.ledgerSnapshotEvents });
-    log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.recovered });
+    const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), {
+      snapshotEvents: config.ledgerSnapshotEvents,
+      // An event whose token is older is refused as expired, so its id and its ad's record no longer matter.
+      eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
+      impressionRetentionMs: () => (servings().length === 0 ? undefined : Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs))),
+      onSnapshot: (stats) => log.info('spend ledger snapshot', { ...stats }),
+    });
+    log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.eventsRecorded });
     return new LocalSpendStore(ledger, config.attributionWindowSeconds * 1000);
   }
   const store = await RedisSpendStore.open({

@@ -100,7 +100,8 @@ export interface Metrics {
 
 export function createMetrics(build: BuildInfo, version: string): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // 1 ms: at the default 10 ms the event-loop lag metrics cannot see the few-millisecond stalls that matter here.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1 });
   // Set once the histograms exist; each scrape first moves the decisions' pending values in.
   let decisions: DecisionObservations | undefined;
   const collect = (): void => decisions?.flush();

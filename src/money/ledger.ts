@@ -4,24 +4,29 @@
 // same state, so nothing is counted twice.
 //
 // The log is cut into numbered segments (spend.<n>.log). Every `snapshotEvents` events the state is
-// written to snapshot.json (covering every segment up to n) and older segments are deleted, so a
-// restart reads one snapshot and the events after it. A crash at any step leaves either the old
-// snapshot with all segments after it, or the new one: recovery never skips or repeats an event.
+// captured at the cut after segment n, new events go on into segment n + 1, and the capture is
+// written to snapshot.jsonl in the background (ledger_snapshot.ts); once it is durable, the segments
+// it covers are deleted, so a restart reads one snapshot and the events after it. A crash at any step
+// leaves either the old snapshot with all segments after it, or the new one: recovery never skips or
+// repeats an event. What the ledger remembers expires (ledger_memory.ts), so its memory and its
+// snapshots stay bounded however long it runs.
 //
 // Amounts are integer nanos (1e-9 of the currency): a CPM impression costs price_micros / 1000
 // micros = price_micros nanos exactly, so no rounding is ever needed.
 import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
-import { writeDurably } from '../durable_file';
+import { replaceDurably } from '../durable_file';
+import { LedgerMemory, type RetentionOptions } from './ledger_memory';
+import { captureSnapshot, readLegacySnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
 
 export type Nanos = number;
 
 export interface LedgerEntry {
   /** Event id (idempotency key). */
   id: string;
-  /** The event token's signature part: identifies the served ad instance. */
+  /** Identifies the served ad instance (an opaque key derived from its event token). */
   serve: string;
   type: 'impression' | 'click' | 'conversion';
   campaignId: string;
@@ -34,81 +39,30 @@ export interface LedgerEntry {
   user: string;
 }
 
+/** Spend totals and impression history: what budgets, pacing, reports and frequency caps read. */
 export interface LedgerState {
-  eventIds: Set<string>;
-  /** Time (ms) of each event type already recorded, per served ad instance. */
-  serves: Map<string, Map<LedgerEntry['type'], number>>;
   lifetimeNanos: Map<string, Nanos>;
-  /** Key: `${campaignId}@${day}`. */
+  /** Key: `${campaignId}@${day}`; the local ledger keeps only the days around today. */
   dailyNanos: Map<string, Nanos>;
-  /** Impression times (ms) per user, then per campaign, ascending; pruned by FrequencyCaps. */
+  /** Impression times (ms) per user, then per campaign, ascending; pruned by FrequencyCaps and by expiry. */
   impressions: Map<string, Map<string, number[]>>;
 }
 
 export function emptyState(): LedgerState {
-  return { eventIds: new Set(), serves: new Map(), lifetimeNanos: new Map(), dailyNanos: new Map(), impressions: new Map() };
+  return { lifetimeNanos: new Map(), dailyNanos: new Map(), impressions: new Map() };
 }
-
-export function applyEntry(state: LedgerState, entry: LedgerEntry): void {
-  state.eventIds.add(entry.id);
-  let types = state.serves.get(entry.serve);
-  if (!types) state.serves.set(entry.serve, (types = new Map()));
-  types.set(entry.type, entry.timeMs);
-  if (entry.type === 'impression' && entry.user) {
-    let campaigns = state.impressions.get(entry.user);
-    if (!campaigns) state.impressions.set(entry.user, (campaigns = new Map()));
-    const times = campaigns.get(entry.campaignId);
-    if (times) times.push(entry.timeMs);
-    else campaigns.set(entry.campaignId, [entry.timeMs]);
-  }
-  if (entry.chargeNanos > 0) {
-    state.lifetimeNanos.set(entry.campaignId, (state.lifetimeNanos.get(entry.campaignId) ?? 0) + entry.chargeNanos);
-    const key = `${entry.campaignId}@${entry.day}`;
-    state.dailyNanos.set(key, (state.dailyNanos.get(key) ?? 0) + entry.chargeNanos);
-  }
-}
-
 
 const segmentPattern = /^spend\.(\d+)\.log$/;
 const segmentName = (segment: number): string => `spend.${segment}.log`;
-
-interface Snapshot {
-  /** The state holds every event of segments up to this one. */
-  coversSegment: number;
-  eventIds: string[];
-  serves: Array<[string, Array<[LedgerEntry['type'], number]>]>;
-  lifetimeNanos: Array<[string, Nanos]>;
-  dailyNanos: Array<[string, Nanos]>;
-  impressions: Array<[string, Array<[string, number[]]>]>;
-}
-
-function snapshotOf(state: LedgerState, coversSegment: number): Snapshot {
-  return {
-    coversSegment,
-    eventIds: [...state.eventIds],
-    serves: Array.from(state.serves, ([serve, types]) => [serve, [...types]]),
-    lifetimeNanos: [...state.lifetimeNanos],
-    dailyNanos: [...state.dailyNanos],
-    impressions: Array.from(state.impressions, ([user, campaigns]) => [user, [...campaigns]]),
-  };
-}
-
-function stateOf(snapshot: Snapshot): LedgerState {
-  return {
-    eventIds: new Set(snapshot.eventIds),
-    serves: new Map(snapshot.serves.map(([serve, types]) => [serve, new Map(types)])),
-    lifetimeNanos: new Map(snapshot.lifetimeNanos),
-    dailyNanos: new Map(snapshot.dailyNanos),
-    impressions: new Map(snapshot.impressions.map(([user, campaigns]) => [user, new Map(campaigns)])),
-  };
-}
+const snapshotName = 'snapshot.jsonl';
+/** The format of earlier versions, read until the first new snapshot replaces it. */
+const legacySnapshotName = 'snapshot.json';
 
 /** Applies a segment's complete lines; cuts a torn tail (a crash mid-write, never acknowledged). */
-function replaySegment(file: string, state: LedgerState): number {
+function replaySegment(file: string, memory: LedgerMemory): void {
   const text = readFileSync(file, 'utf8');
   const totalBytes = Buffer.byteLength(text);
   let validBytes = 0;
-  let replayed = 0;
   for (const line of text.split('\n')) {
     // Only newline-terminated lines count.
     if (validBytes + Buffer.byteLength(line) + 1 > totalBytes) break;
@@ -118,44 +72,56 @@ function replaySegment(file: string, state: LedgerState): number {
     } catch {
       break;
     }
-    applyEntry(state, entry);
-    replayed++;
+    memory.apply(entry);
     validBytes += Buffer.byteLength(line) + 1;
   }
   // Cut the torn tail, or the next append would bury it mid-file and stop every later replay.
   if (validBytes < totalBytes) truncateSync(file, validBytes);
-  return replayed;
 }
 
-export interface LedgerOptions {
+export interface SnapshotStats {
+  coversSegment: number;
+  /** Events recorded up to the cut, forgotten or not. */
+  events: number;
+  /** Event ids the snapshot holds. */
+  ids: number;
+  seconds: number;
+  /** The longest the snapshot held the event loop in one go (ms): its capture, or the writing of one chunk. */
+  longestTurnMs: number;
+}
+
+export interface LedgerOptions extends RetentionOptions {
   /** Events between snapshots. */
   snapshotEvents: number;
+  /** Called once each snapshot is durable. */
+  onSnapshot?: (stats: SnapshotStats) => void;
 }
 
 export class Ledger {
   private pending: Array<{ line: string; done: (error?: Error) => void }> = [];
   private flushing: Promise<void> | undefined;
+  /** The snapshot being written, if any: at most one at a time. */
+  private snapshotting: Promise<void> | undefined;
   private sinceSnapshot = 0;
-  /** Set when a write or fsync failed: memory may now be ahead of disk, so no more events are taken. */
+  /** Set when a write or fsync failed: memory may be ahead of disk, or the disk is failing, so no more events are taken. */
   failure: Error | undefined;
 
   private constructor(
     private readonly dir: string,
     private file: FileHandle,
     private segment: number,
-    readonly state: LedgerState,
-    /** Events recovered at open: from the snapshot and the segments after it. */
-    readonly recovered: number,
+    private readonly memory: LedgerMemory,
     private readonly options: LedgerOptions,
   ) {}
 
-  static async open(dataDir: string, options: LedgerOptions = { snapshotEvents: 100_000 }): Promise<Ledger> {
+  static async open(dataDir: string, options: LedgerOptions): Promise<Ledger> {
     mkdirSync(dataDir, { recursive: true });
-    const snapshotPath = path.join(dataDir, 'snapshot.json');
-    const snapshot = existsSync(snapshotPath) ? (JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot) : undefined;
-    const state = snapshot ? stateOf(snapshot) : emptyState();
-    let recovered = state.eventIds.size;
-    const covered = snapshot?.coversSegment ?? 0;
+    const memory = new LedgerMemory(options.eventRetentionMs);
+    const snapshotPath = path.join(dataDir, snapshotName);
+    const legacyPath = path.join(dataDir, legacySnapshotName);
+    let covered = 0;
+    if (existsSync(snapshotPath)) covered = await readSnapshot(snapshotPath, memory);
+    else if (existsSync(legacyPath)) covered = readLegacySnapshot(legacyPath, memory);
     const segments = readdirSync(dataDir)
       .map((name) => Number(segmentPattern.exec(name)?.[1] ?? -1))
       .filter((segment) => segment >= 0)
@@ -163,17 +129,37 @@ export class Ledger {
     for (const segment of segments) {
       // Segments the snapshot covers were left by a crash before their deletion.
       if (segment <= covered) unlinkSync(path.join(dataDir, segmentName(segment)));
-      else recovered += replaySegment(path.join(dataDir, segmentName(segment)), state);
+      else replaySegment(path.join(dataDir, segmentName(segment)), memory);
     }
     const current = Math.max(covered + 1, segments.at(-1) ?? 0);
     const file = await open(path.join(dataDir, segmentName(current)), 'a');
-    return new Ledger(dataDir, file, current, state, recovered, options);
+    memory.impressionRetentionMs = options.impressionRetentionMs;
+    return new Ledger(dataDir, file, current, memory, options);
+  }
+
+  get state(): LedgerState {
+    return this.memory.state;
+  }
+
+  /** Events ever recorded (at open: those recovered), including those whose ids have expired since. */
+  get eventsRecorded(): number {
+    return this.memory.eventsRecorded;
+  }
+
+  /** Whether an event id is remembered: ids expire once no token that could carry them is still valid. */
+  knows(eventId: string): boolean {
+    return this.memory.knows(eventId);
+  }
+
+  /** The event types recorded so far for one served ad instance, with their times (ms). */
+  served(serve: string): ReadonlyMap<LedgerEntry['type'], number> | undefined {
+    return this.memory.served(serve);
   }
 
   /** Applies the entry now (so a concurrent duplicate is refused) and resolves once it is on disk. */
   append(entry: LedgerEntry): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    applyEntry(this.state, entry);
+    this.memory.apply(entry);
     return new Promise((resolve, reject) => {
       this.pending.push({ line: `${JSON.stringify(entry)}\n`, done: (error) => (error ? reject(error) : resolve()) });
       if (!this.flushing) this.flushing = this.flush();
@@ -190,7 +176,7 @@ export class Ledger {
         for (const item of batch) item.done();
         this.sinceSnapshot += batch.length;
         // Only here, with nothing pending, does the in-memory state equal what the segments hold.
-        if (this.sinceSnapshot >= this.options.snapshotEvents && this.pending.length === 0) await this.snapshot();
+        if (this.sinceSnapshot >= this.options.snapshotEvents && this.pending.length === 0 && !this.snapshotting) await this.startSnapshot();
       } catch (error) {
         this.failure = error as Error;
         for (const item of [...batch, ...this.pending]) item.done(this.failure);
@@ -200,24 +186,41 @@ export class Ledger {
     this.flushing = undefined;
   }
 
-  private async snapshot(): Promise<void> {
+  private async startSnapshot(): Promise<void> {
     const covers = this.segment;
-    // Serialised before any await: events accepted from here on go to the next segment.
-    const content = JSON.stringify(snapshotOf(this.state, covers));
+    const started = performance.now();
+    // Captured before any await: events accepted from here on go to the next segment.
+    const capture = captureSnapshot(this.memory, covers);
+    const captureMs = performance.now() - started;
+    this.sinceSnapshot = 0;
     const previous = this.file;
     this.segment = covers + 1;
     this.file = await open(path.join(this.dir, segmentName(this.segment)), 'a');
     await previous.close();
-    this.sinceSnapshot = 0;
-    writeDurably(this.dir, 'snapshot.json', content);
-    for (const name of readdirSync(this.dir)) {
+    this.snapshotting = this.writeSnapshot(capture, started, captureMs)
+      .catch((error: Error) => void (this.failure = error))
+      .finally(() => (this.snapshotting = undefined));
+  }
+
+  private async writeSnapshot(capture: SnapshotCapture, started: number, captureMs: number): Promise<void> {
+    let longestTurnMs = captureMs;
+    await replaceDurably(this.dir, snapshotName, async (file) => void (longestTurnMs = Math.max(longestTurnMs, await writeSnapshot(file, capture))));
+    for (const name of await readdir(this.dir)) {
       const segment = Number(segmentPattern.exec(name)?.[1] ?? -1);
-      if (segment >= 0 && segment <= covers) unlinkSync(path.join(this.dir, name));
+      if ((segment >= 0 && segment <= capture.coversSegment) || name === legacySnapshotName) await unlink(path.join(this.dir, name));
     }
+    this.options.onSnapshot?.({
+      coversSegment: capture.coversSegment,
+      events: capture.eventsRecorded,
+      ids: capture.generations.reduce((sum, { ids }) => sum + ids, 0),
+      seconds: (performance.now() - started) / 1000,
+      longestTurnMs,
+    });
   }
 
   async close(): Promise<void> {
     await this.flushing;
+    await this.snapshotting;
     await this.file.close();
   }
 }

@@ -75,18 +75,19 @@ export class LocalSpendStore implements SpendStore {
   }
 
   eventCount(): number {
-    return this.ledger.state.eventIds.size;
+    return this.ledger.eventsRecorded;
   }
 
   async record(charge: Charge): Promise<Nanos> {
-    const { state } = this.ledger;
+    const { ledger } = this;
+    const { state } = ledger;
     // Checked and applied without an await in between, so a concurrent duplicate is refused.
-    const refusal = state.eventIds.has(charge.id) ? 'duplicate_event' : refusalOf(state.serves.get(charge.serve), charge.type, charge.timeMs, this.attributionWindowMs);
+    const refusal = ledger.knows(charge.id) ? 'duplicate_event' : refusalOf(ledger.served(charge.serve), charge.type, charge.timeMs, this.attributionWindowMs);
     if (refusal) throw refusalError(refusal, charge);
     const { priceNanos, budgets, ...entry } = charge;
     const left = remainingNanos(budgets, state.dailyNanos.get(`${charge.campaignId}@${charge.day}`) ?? 0, state.lifetimeNanos.get(charge.campaignId) ?? 0);
     const chargeNanos = Math.min(priceNanos, left);
-    await this.ledger.append({ ...entry, chargeNanos });
+    await ledger.append({ ...entry, chargeNanos });
     return chargeNanos;
   }
 

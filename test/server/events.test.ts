@@ -141,7 +141,12 @@ describe('durability', () => {
       expect(lifetime).toBeGreaterThanOrEqual(ackedCharge - 1e-6);
       expect(lifetime).toBeLessThanOrEqual(sentCharge + 1e-6);
       // The snapshot and the segments after it hold every event once, and exactly the recovered charges.
-      const snapshot = JSON.parse(readFileSync(path.join(dataDir, 'snapshot.json'), 'utf8')) as { eventIds: string[]; lifetimeNanos: Array<[string, number]> };
+      const records = readFileSync(path.join(dataDir, 'snapshot.jsonl'), 'utf8').split('\n').filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { kind: string; ids?: string[]; entries?: Array<[string, number]> });
+      const snapshot = {
+        eventIds: records.flatMap((record) => (record.kind === 'ids' ? record.ids! : [])),
+        lifetimeNanos: records.flatMap((record) => (record.kind === 'lifetime' ? record.entries! : [])),
+      };
       const logged = readdirSync(dataDir)
         .filter((name) => name.endsWith('.log'))
         .flatMap((name) => readFileSync(path.join(dataDir, name), 'utf8').split('\n').filter((line) => line !== ''))
