@@ -1,4 +1,4 @@
-// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c] [--kinds flat,ivf,...] [--threads t]`: the
+// `node dist/bench/engine.js [--model dir] [--requests n] [--concurrency c] [--kinds flat,ivf,...] [--threads t] [--match 'a|b']`: the
 // engine without HTTP. For each FAISS index kind it measures engine throughput (closed loop,
 // `concurrency` requests in flight; 1000 candidates retrieved, 300 scored) with the mean time per
 // request of each stage, and the recall of the scored candidates against exact search (the flat
@@ -24,6 +24,8 @@ const { values: options } = parseArgs({
     kinds: { type: 'string', default: 'flat,ivf,hnsw,ivfpq' },
     /** Engine compute threads: the whole box by default, as nothing else runs here. */
     threads: { type: 'string', default: '2' },
+    /** Only the variants whose name contains one of these '|'-separated strings (all by default). */
+    match: { type: 'string', default: '' },
   },
 });
 
@@ -49,7 +51,9 @@ async function main(): Promise<void> {
   let exact: Int32Array[] = [];
   const rows = [];
   const kinds = new Set(options.kinds!.split(','));
-  for (const { name, index, fusion, maxBatch } of variants.filter((variant) => kinds.has(variant.index.kind))) {
+  const matches = options.match!.split('|').filter((part) => part !== '');
+  const chosen = variants.filter((variant) => kinds.has(variant.index.kind) && (matches.length === 0 || matches.some((part) => variant.name.includes(part))));
+  for (const { name, index, fusion, maxBatch } of chosen) {
     const settings: EngineSettings = {
       index,
       fusion,
