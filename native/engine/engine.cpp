@@ -474,6 +474,7 @@ void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
 
 void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
                               const AddedAds* added, std::vector<ScoreResult>& results) const {
+  if (live.empty()) return;
   const PrecomputedFusion& f = *fusion_;
   const size_t requests = live.size();
   const size_t hidden = f.perRequest.outputs();
@@ -516,23 +517,40 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     thread_local std::vector<float> first, extra, activations[2];
     first.resize(count * hidden);
     extra.resize(count * extraWidth);
+    // Each candidate's rows are resolved first, so that the rows a few candidates ahead (their
+    // projection is 1 KB at a random place in an ads x 256 table) are fetched during this one.
+    size_t slot[kFusionBlockRows];
+    const float* embedding[kFusionBlockRows];
+    const float* projection[kFusionBlockRows];
     size_t r = static_cast<size_t>(std::upper_bound(firstRow.begin(), firstRow.end(), begin) - firstRow.begin()) - 1;
     for (size_t n = 0; n < count; ++n) {
       while (begin + n >= firstRow[r + 1]) ++r;
-      const size_t request = live[r];
-      const auto ad = static_cast<size_t>(results[request].adIndex[begin + n - firstRow[r]]);
+      const auto ad = static_cast<size_t>(results[live[r]].adIndex[begin + n - firstRow[r]]);
       const bool isAdded = ad >= adCount_;
-      const float* embedding = isAdded ? addedEmbeddings + (ad - adCount_) * dim_ : catalogEmbeddings + ad * dim_;
-      const float* projection = isAdded ? addedProjection + (ad - adCount_) * hidden : catalogProjection + ad * hidden;
-      const float* requestTerm = perRequest.data() + r * hidden;
+      slot[n] = r;
+      embedding[n] = isAdded ? addedEmbeddings + (ad - adCount_) * dim_ : catalogEmbeddings + ad * dim_;
+      projection[n] = isAdded ? addedProjection + (ad - adCount_) * hidden : catalogProjection + ad * hidden;
+    }
+    // Without it the gather took about as long as the layers (20K ads, 300 candidates: 240 vs 135 us).
+    constexpr size_t kAhead = 4;
+    const auto prefetch = [&](size_t n) {
+      constexpr size_t kLineFloats = 16;
+      for (size_t h = 0; h < hidden; h += kLineFloats) __builtin_prefetch(projection[n] + h);
+      for (size_t i = 0; i < dim_; i += kLineFloats) __builtin_prefetch(embedding[n] + i);
+    };
+    for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
+    for (size_t n = 0; n < count; ++n) {
+      if (n + kAhead < count) prefetch(n + kAhead);
+      const size_t request = live[slot[n]];
+      const float* requestTerm = perRequest.data() + slot[n] * hidden;
       float* firstRowOut = first.data() + n * hidden;
-      for (size_t h = 0; h < hidden; ++h) firstRowOut[h] = projection[h] + requestTerm[h];
+      for (size_t h = 0; h < hidden; ++h) firstRowOut[h] = projection[n][h] + requestTerm[h];
       float* extraRow = extra.data() + n * extraWidth;
-      extraRow[0] = dot(users + request * dim_, embedding, dim_);
-      extraRow[1] = userContext[r];
-      extraRow[2] = dot(contexts + request * dim_, embedding, dim_);
-      const auto adIndex = static_cast<int32_t>(ad);
-      pairFeatures(userRows[request], &adIndex, 1, added, extraRow + 3);
+      extraRow[0] = dot(users + request * dim_, embedding[n], dim_);
+      extraRow[1] = userContext[slot[n]];
+      extraRow[2] = dot(contexts + request * dim_, embedding[n], dim_);
+      const int32_t ad = results[request].adIndex[begin + n - firstRow[slot[n]]];
+      pairFeatures(userRows[request], &ad, 1, added, extraRow + 3);
     }
     f.perCandidate.apply(extra.data(), extraWidth, count, first.data(), hidden, true);
     const float* in = first.data();
@@ -544,12 +562,10 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       in = out.data();
       inWidth = f.layers[l].outputs();
     }
-    r = static_cast<size_t>(std::upper_bound(firstRow.begin(), firstRow.end(), begin) - firstRow.begin()) - 1;
     for (size_t n = 0; n < count; ++n) {
-      while (begin + n >= firstRow[r + 1]) ++r;
-      ScoreResult& result = results[live[r]];
-      result.ctrLogit[begin + n - firstRow[r]] = in[n * 2];
-      result.cvrLogit[begin + n - firstRow[r]] = in[n * 2 + 1];
+      ScoreResult& result = results[live[slot[n]]];
+      result.ctrLogit[begin + n - firstRow[slot[n]]] = in[n * 2];
+      result.cvrLogit[begin + n - firstRow[slot[n]]] = in[n * 2 + 1];
     }
   }
 }
