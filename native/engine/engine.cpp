@@ -7,6 +7,8 @@
 #include <numeric>
 #include <unordered_set>
 
+#include <omp.h>
+
 #include "ad_request_generated.h"
 #include "engine/build_info.h"
 #include "engine/errors.h"
@@ -508,15 +510,22 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
   const float* addedProjection = added ? added->projection.data_ptr<float>() : nullptr;
   const size_t blocks = (rows + kFusionBlockRows - 1) / kFusionBlockRows;
   const int threads = static_cast<int>(std::min<size_t>(blocks, static_cast<size_t>(computeThreads())));
+  // A block's activations and the layers' weights stay in the core's cache; a whole batch's first
+  // hidden layer (32 x 300 rows x 256 floats) would not. Each thread's block scratch is sized here,
+  // on the calling thread, because nothing inside the parallel region may throw.
+  size_t widest = hidden;
+  for (const DenseKernel& layer : f.layers) widest = std::max(widest, layer.outputs());
+  const size_t blockFloats = kFusionBlockRows * (hidden + extraWidth + 2 * widest);
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(threads) * blockFloats);
+  float* const scratchOfThreads = scratch.data();  // `scratch` names another (empty) vector on the workers
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (size_t block = 0; block < blocks; ++block) {
     const size_t begin = block * kFusionBlockRows;
     const size_t count = std::min(kFusionBlockRows, rows - begin);
-    // A block's activations and the layers' weights stay in the core's cache; a whole batch's
-    // first hidden layer (32 x 300 rows x 256 floats) would not.
-    thread_local std::vector<float> first, extra, activations[2];
-    first.resize(count * hidden);
-    extra.resize(count * extraWidth);
+    float* const first = scratchOfThreads + static_cast<size_t>(omp_get_thread_num()) * blockFloats;
+    float* const extra = first + kFusionBlockRows * hidden;
+    float* const activations[2] = {extra + kFusionBlockRows * extraWidth, extra + kFusionBlockRows * (extraWidth + widest)};
     // Each candidate's rows are resolved first, so that the rows a few candidates ahead (their
     // projection is 1 KB at a random place in an ads x 256 table) are fetched during this one.
     size_t slot[kFusionBlockRows];
@@ -543,23 +552,22 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       if (n + kAhead < count) prefetch(n + kAhead);
       const size_t request = live[slot[n]];
       const float* requestTerm = perRequest.data() + slot[n] * hidden;
-      float* firstRowOut = first.data() + n * hidden;
+      float* firstRowOut = first + n * hidden;
       for (size_t h = 0; h < hidden; ++h) firstRowOut[h] = projection[n][h] + requestTerm[h];
-      float* extraRow = extra.data() + n * extraWidth;
+      float* extraRow = extra + n * extraWidth;
       extraRow[0] = dot(users + request * dim_, embedding[n], dim_);
       extraRow[1] = userContext[slot[n]];
       extraRow[2] = dot(contexts + request * dim_, embedding[n], dim_);
       const int32_t ad = results[request].adIndex[begin + n - firstRow[slot[n]]];
       pairFeatures(userRows[request], &ad, 1, added, extraRow + 3);
     }
-    f.perCandidate.apply(extra.data(), extraWidth, count, first.data(), hidden, true);
-    const float* in = first.data();
+    f.perCandidate.apply(extra, extraWidth, count, first, hidden, true);
+    const float* in = first;
     size_t inWidth = hidden;
     for (size_t l = 0; l < f.layers.size(); ++l) {
-      std::vector<float>& out = activations[l % 2];
-      out.resize(count * f.layers[l].outputs());
-      f.layers[l].apply(in, inWidth, count, out.data(), f.layers[l].outputs(), false);
-      in = out.data();
+      float* const out = activations[l % 2];
+      f.layers[l].apply(in, inWidth, count, out, f.layers[l].outputs(), false);
+      in = out;
       inWidth = f.layers[l].outputs();
     }
     for (size_t n = 0; n < count; ++n) {
