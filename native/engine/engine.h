@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "engine/ann_index.h"
+#include "engine/dense_kernel.h"
 #include "engine/exclusions.h"
 #include "engine/featurizer.h"
 #include "engine/lru_cache.h"
@@ -147,9 +148,13 @@ class Engine {
   torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
   torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
   void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const;
-  // (ctr_logit, cvr_logit) [R, W] for user/context [R, D], candidate ad rows [R * W], pair [R, W, P].
-  std::tuple<torch::Tensor, torch::Tensor> fuse(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
-                                                int64_t width, const torch::Tensor& pair, const AddedAds* added) const;
+  // The TorchScript score method, one request per pass: a pass of several requests lets BLAS round
+  // a request's scores differently depending on its neighbours (the shape picks its blocking).
+  void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
+                      const AddedAds* added, std::vector<ScoreResult>& results) const;
+  // The precomputed fusion over every (request, candidate) row of the live requests in one pass.
+  void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
+                        const AddedAds* added, std::vector<ScoreResult>& results) const;
 
   // Rows of a per-ad tensor (embeddings, projections) for ad indices that may include added ads.
   torch::Tensor adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const;
@@ -157,10 +162,15 @@ class Engine {
   void searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
                    int64_t* labels) const;
 
+  // The fusion MLP with its first layer split by input: per ad, per request and per candidate.
+  // Every layer after the per-ad projection runs on DenseKernel, whose rows do not depend on each
+  // other, so a whole batch's rows can share one pass.
   struct PrecomputedFusion {
     torch::Tensor wAd;           // [D, H]
     torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
-    torch::Tensor wUser, wContext, wDots, wPair, b0, w2, b2, w4, b4, wHeads, bHeads;
+    DenseKernel perRequest;      // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
+    DenseKernel perCandidate;    // [dots, pair], added onto the two above, then ReLU
+    std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
   };
 
   EngineOptions options_;
