@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { rehashManifestFile } from '../src/engine/model_dir';
 import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
 import { startDaemon } from './daemon';
@@ -46,6 +47,7 @@ function modelDir(): string {
   const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<{ frequency_cap?: { window_seconds: number } }> };
   for (const campaign of catalog.campaigns) if (campaign.frequency_cap) campaign.frequency_cap.window_seconds = Number(options['cap-window-seconds']);
   writeFileSync(catalogPath, JSON.stringify(catalog));
+  rehashManifestFile(copy, 'catalog.json');
   return copy;
 }
 

@@ -1,7 +1,7 @@
 // Reads a model directory written by train/ (manifest.json, catalog.json, users.json) and checks
 // the parts serving relies on.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
@@ -146,4 +146,17 @@ export async function verifyModelFiles(model: ModelDir): Promise<void> {
     }
     if (actual !== entry.sha256) throw new ModelDirError(`${path.join(model.dir, name)} does not match its manifest: SHA-256 ${actual}, manifest ${entry.sha256}`);
   }
+}
+
+/**
+ * Records a file's current SHA-256 in its directory's manifest, for tools that derive a model
+ * directory from another by editing a file (the soak bench's catalog, test fixtures).
+ */
+export function rehashManifestFile(dir: string, name: string): void {
+  const manifestPath = path.join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  const entry = manifest.files[name];
+  if (!entry) throw new ModelDirError(`${name} is not in ${manifestPath}`);
+  entry.sha256 = createHash('sha256').update(readFileSync(path.join(dir, name))).digest('hex');
+  writeFileSync(manifestPath, JSON.stringify(manifest));
 }

@@ -7,7 +7,8 @@ import { expect } from 'vitest';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
-import { copyOfTinyModel, rehash } from './models';
+import { rehashManifestFile } from '../../src/engine/model_dir';
+import { copyOfTinyModel } from './models';
 import { postAd } from './requests';
 
 export const tokenKey = 'events-test-token-key-0123456789abcdef';
@@ -57,7 +58,7 @@ export function tinyModelWithCatalog(edit: (catalog: { campaigns: Array<Record<s
   const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as Parameters<typeof edit>[0];
   edit(catalog);
   writeFileSync(catalogPath, JSON.stringify(catalog));
-  rehash(dir, 'catalog.json');
+  rehashManifestFile(dir, 'catalog.json');
   return dir;
 }
 

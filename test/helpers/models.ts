@@ -1,11 +1,10 @@
 // Damaged copies of the tiny model directory, for the tests of what loading a model refuses.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import type { Manifest } from '../../src/engine/model_dir';
+import { rehashManifestFile } from '../../src/engine/model_dir';
 import { tinyModelDir } from '../setup/tiny_model';
 
 /** A copy of the tiny model directory that a test may damage. */
@@ -21,14 +20,6 @@ export function fillFloats(dir: string, name: string, value: number): void {
   writeFileSync(file, Buffer.from(new Float32Array(statSync(file).size / 4).fill(value).buffer));
 }
 
-/** Makes the manifest's SHA-256 of `name` match the file again, as a careless re-export would. */
-export function rehash(dir: string, name: string): void {
-  const manifestPath = path.join(dir, 'manifest.json');
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
-  manifest.files[name]!.sha256 = createHash('sha256').update(readFileSync(path.join(dir, name))).digest('hex');
-  writeFileSync(manifestPath, JSON.stringify(manifest));
-}
-
 /** A model whose click and conversion heads were trained into NaN: it loads and retrieves, and scores nothing. */
 export function nanHeadsModel(): string {
   const dir = copyOfTinyModel('nan-heads');
@@ -40,6 +31,6 @@ export function nanHeadsModel(): string {
     '    for head in (model.ctr_head, model.cvr_head): head.weight.fill_(float("nan"))',
     'model.save(sys.argv[1])',
   ].join('\n'), model]);
-  rehash(dir, 'model.pt');
+  rehashManifestFile(dir, 'model.pt');
   return dir;
 }

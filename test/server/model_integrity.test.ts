@@ -8,7 +8,8 @@ import type { Manifest } from '../../src/engine/model_dir';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { ResponseStatus } from '../../src/protocol/schema';
 import { tinyModelWithCatalog } from '../helpers/events';
-import { copyOfTinyModel, fillFloats, nanHeadsModel, rehash } from '../helpers/models';
+import { rehashManifestFile } from '../../src/engine/model_dir';
+import { copyOfTinyModel, fillFloats, nanHeadsModel } from '../helpers/models';
 import { postAd } from '../helpers/requests';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -81,7 +82,7 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
     for (const name of ['ad_embeddings.f32', 'ad_numeric.f32']) {
       const dir = copyOfTinyModel(`rehashed-nan-${name}`);
       fillFloats(dir, name, Number.NaN);
-      rehash(dir, name);
+      rehashManifestFile(dir, name);
       const { status, message } = await load(dir);
       expect(status, name).toBe(422);
       expect(message, name).toContain(path.join(dir, name));
@@ -89,7 +90,7 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
     }
     const dir = copyOfTinyModel('rehashed-inf');
     fillFloats(dir, 'user_category.f32', Number.POSITIVE_INFINITY);
-    rehash(dir, 'user_category.f32');
+    rehashManifestFile(dir, 'user_category.f32');
     const { status, message } = await load(dir);
     expect(status).toBe(422);
     expect(message).toMatch(/user_category\.f32 holds a non-finite value \(inf\)/);
