@@ -37,15 +37,24 @@ const targetEvents = Number(options.events);
 const probeRate = Number(options['probe-rate']);
 const tokenTtlSeconds = 20;
 const adminToken = 'soak-admin';
-/** The model directory, or a copy of it whose capped campaigns have the given cap window. */
+/**
+ * A copy of the model directory whose campaigns have no budgets and spend as fast as traffic
+ * allows (budgets spent within minutes would leave no ads to send events for), and whose capped
+ * campaigns have the given cap window.
+ */
 function modelDir(): string {
-  const dir = path.resolve(projectRoot, options.model);
-  if (options['cap-window-seconds'] === undefined) return dir;
   const copy = mkdtempSync(path.join(tmpdir(), 'adserve-soak-model-'));
-  cpSync(dir, copy, { recursive: true });
+  cpSync(path.resolve(projectRoot, options.model), copy, { recursive: true });
   const catalogPath = path.join(copy, 'catalog.json');
-  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as { campaigns: Array<{ frequency_cap?: { window_seconds: number } }> };
-  for (const campaign of catalog.campaigns) if (campaign.frequency_cap) campaign.frequency_cap.window_seconds = Number(options['cap-window-seconds']);
+  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as {
+    campaigns: Array<{ daily_budget_micros: number; lifetime_budget_micros?: number; pacing: string; frequency_cap?: { window_seconds: number } }>;
+  };
+  for (const campaign of catalog.campaigns) {
+    campaign.daily_budget_micros = 0;
+    delete campaign.lifetime_budget_micros;
+    campaign.pacing = 'asap';
+    if (campaign.frequency_cap && options['cap-window-seconds'] !== undefined) campaign.frequency_cap.window_seconds = Number(options['cap-window-seconds']);
+  }
   writeFileSync(catalogPath, JSON.stringify(catalog));
   rehashManifestFile(copy, 'catalog.json');
   return copy;
