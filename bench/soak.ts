@@ -112,12 +112,13 @@ async function lagMaxMs(url: string): Promise<number> {
   return Number(/^nodejs_eventloop_lag_max_seconds ([0-9.e+-]+)$/m.exec(text)?.[1] ?? NaN) * 1000;
 }
 
-async function spendOf(url: string): Promise<{ events: number; lifetimeNanos: number }> {
+// Sums of nanos pass 2^53 within minutes at the soak's rate, so they are BigInt: a float sum drifts by a few nanos.
+async function spendOf(url: string): Promise<{ events: number; lifetimeNanos: bigint }> {
   const spend = (await (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json()) as {
     events: number;
     campaigns: Record<string, { lifetimeMicros: number }>;
   };
-  return { events: spend.events, lifetimeNanos: Object.values(spend.campaigns).reduce((sum, c) => sum + Math.round(c.lifetimeMicros * 1000), 0) };
+  return { events: spend.events, lifetimeNanos: Object.values(spend.campaigns).reduce((sum, c) => sum + BigInt(Math.round(c.lifetimeMicros * 1000)), 0n) };
 }
 
 let probeErrors = 0;
@@ -147,7 +148,7 @@ async function main(): Promise<void> {
   let acknowledgedEvents = 0;
   let transportErrors = 0;
   let ambiguous = 0;
-  let acknowledgedNanos = 0;
+  let acknowledgedNanos = 0n;
   const refused = new Map<number, number>();
   let sending = true;
   let stopAt = Infinity;
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
         if (!response) throw new Error('events: the daemon stopped answering');
         if (response.status === 200) {
           acknowledgedEvents++;
-          acknowledgedNanos += Math.round((JSON.parse(response.body.toString()) as { chargedMicros: number }).chargedMicros * 1000);
+          acknowledgedNanos += BigInt(Math.round((JSON.parse(response.body.toString()) as { chargedMicros: number }).chargedMicros * 1000));
         } else {
           refused.set(response.status, (refused.get(response.status) ?? 0) + 1);
           break;
@@ -276,9 +277,9 @@ async function main(): Promise<void> {
     },
     adLatency: { baseline: summary(baseline), soak: summary(soakLatencies) },
     recovery: {
-      acknowledgedNanos,
-      beforeKill,
-      recovered,
+      acknowledgedNanos: String(acknowledgedNanos),
+      beforeKill: { ...beforeKill, lifetimeNanos: String(beforeKill.lifetimeNanos) },
+      recovered: { ...recovered, lifetimeNanos: String(recovered.lifetimeNanos) },
       // Exact when no event was ambiguous (recorded by an attempt whose answer was lost).
       exact: recovered.lifetimeNanos === acknowledgedNanos && recovered.events === acknowledgedEvents + ambiguous,
       matchesStateBeforeKill: recovered.lifetimeNanos === beforeKill.lifetimeNanos && recovered.events === beforeKill.events,
