@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { type AuctionCandidates, type AuctionRules, auctionOutcome, runAuction } from '../../src/auction/auction';
 import { BidType } from '../../src/protocol/schema';
+import { seededRandom } from '../helpers/random';
 
 interface Ad {
   bid: number; // dollars
@@ -121,11 +122,7 @@ describe('auction rules', () => {
   });
 
   it('holds its invariants on random auctions, and VCG never out-earns GSP', () => {
-    let seed = 7;
-    const random = (): number => {
-      seed = (seed * 1664525 + 1013904223) >>> 0;
-      return seed / 2 ** 32;
-    };
+    const random = seededRandom(7);
     const theta = [1, 0.7, 0.5, 0.35];
     for (let round = 0; round < 500; round++) {
       const n = 1 + Math.floor(random() * 12);
@@ -195,11 +192,7 @@ describe('integrity and multi-objective ranking', () => {
 
 describe('partial selection of the winners', () => {
   it('picks the same winners, in the same order, as a full sort by adjusted eCPM with ties to the lower ad index', () => {
-    let seed = 11;
-    const random = (): number => {
-      seed = (seed * 1664525 + 1013904223) >>> 0;
-      return seed / 2 ** 32;
-    };
+    const random = seededRandom(11);
     for (let round = 0; round < 300; round++) {
       const n = 1 + Math.floor(random() * 60);
       // Few distinct bids and rates, so that many candidates tie on adjusted eCPM.

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { defaultQualityWeights, qualityScores } from '../../src/auction/quality';
 import { BidType } from '../../src/protocol/schema';
+import { seededRandom } from '../helpers/random';
 
 /** The definition: each component over its mean, raised to its weight, multiplied, clamped to [0.5, 1.5]. */
 function reference(bidType: Uint8Array, pCtr: Float64Array, pCvr: Float64Array, relevance: Float32Array, landing: Float64Array): number[] {
@@ -17,11 +18,7 @@ function reference(bidType: Uint8Array, pCtr: Float64Array, pCvr: Float64Array, 
 
 describe('quality score', () => {
   it('equals the power-law definition within 1e-9 relative on random candidates of every bid type', () => {
-    let seed = 3;
-    const random = (): number => {
-      seed = (seed * 1664525 + 1013904223) >>> 0;
-      return seed / 2 ** 32;
-    };
+    const random = seededRandom(3);
     let unclamped = 0;
     for (let round = 0; round < 200; round++) {
       const n = 1 + Math.floor(random() * 300);

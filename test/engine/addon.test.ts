@@ -2,14 +2,12 @@ import { describe, expect, it } from 'vitest';
 
 import { addon, isNativeError } from '../../src/engine/addon';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
+import { seededRandom } from '../helpers/random';
 
 function randomVectors(count: number, dim: number, seed: number): Float32Array {
   const values = new Float32Array(count * dim);
-  let state = seed;
-  for (let i = 0; i < values.length; i++) {
-    state = (state * 1664525 + 1013904223) >>> 0;
-    values[i] = state / 2 ** 32 - 0.5;
-  }
+  const random = seededRandom(seed);
+  for (let i = 0; i < values.length; i++) values[i] = random() - 0.5;
   return values;
 }
 

@@ -1,15 +1,12 @@
 import { describe, expect, it } from 'vitest';
 
 import { PacingController, targetFraction } from '../../src/money/pacing';
+import { seededRandom } from '../helpers/random';
 
 // A synthetic day: auction opportunities per minute follow a diurnal curve; the campaign wins a
 // share of those it enters and pays a random price. Unthrottled it could spend about 3x its budget.
 function simulateDay(controller: PacingController, budget: number, seed: number, hourlyWeights?: number[]) {
-  let state = seed;
-  const random = (): number => {
-    state = (state * 1664525 + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
+  const random = seededRandom(seed);
   const traffic = (minute: number): number => 40 + 30 * Math.sin(((minute / 60 - 9) / 24) * 2 * Math.PI); // peaks mid-afternoon
   let spent = 0;
   const hourly: number[] = [];
