@@ -82,12 +82,8 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
   /** Reads a JSON body (at most 64 KiB) and hands it over parsed. */
   const withJson = (res: HttpResponse, req: HttpRequest, exchange: Exchange, handle: (json: unknown) => void): void => {
     const maxBytes = 64 * 1024;
-    let length;
-    try {
-      length = declaredLength(req, maxBytes);
-    } catch (error) {
-      return exchange.failAndCloseNow(error as RequestError);
-    }
+    const length = declaredLength(req, maxBytes);
+    if (length instanceof RequestError) return exchange.failAndCloseNow(length);
     readBody(res, { declaredLength: length, maxBytes }, (body) => {
       let json: unknown;
       try {

@@ -84,12 +84,8 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     const exchange = begin(res, 'ads');
     // HttpRequest dies when this handler returns: read every header now.
     const contentType = req.getHeader('content-type');
-    let length;
-    try {
-      length = declaredLength(req, config.maxBodyBytes);
-    } catch (error) {
-      return exchange.failAndCloseNow(error as RequestError);
-    }
+    const length = declaredLength(req, config.maxBodyBytes);
+    if (length instanceof RequestError) return exchange.failAndCloseNow(length);
     if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
     if (mediaType(contentType) !== flatbuffersContentType) {
       return exchange.fail(
@@ -188,12 +184,8 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   app.post('/v1/events', (res, req) => {
     const exchange = begin(res, 'events');
     const contentType = mediaType(req.getHeader('content-type'));
-    let length;
-    try {
-      length = declaredLength(req, config.maxBodyBytes);
-    } catch (error) {
-      return exchange.failAndCloseNow(error as RequestError);
-    }
+    const length = declaredLength(req, config.maxBodyBytes);
+    if (length instanceof RequestError) return exchange.failAndCloseNow(length);
     if (draining) return exchange.fail(drainingError(), { 'Retry-After': '1' }, true);
     const binary = contentType === flatbuffersContentType;
     if (!binary && contentType !== 'application/json') {

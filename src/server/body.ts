@@ -6,11 +6,11 @@ import { RequestError } from '../errors';
 
 /**
  * The body length a request declares, or undefined without a Content-Length (no body, or a chunked
- * one). Throws the RequestError to answer: 400 for a value that is not a decimal number or for
- * several different values (RFC 9112 §6.3; an identical repeat is allowed), 413 above `maxBytes`.
- * Reads every header, so it must run before the request handler returns.
+ * one), or the RequestError to answer: 400 for a value that is not a decimal number or for several
+ * different values (RFC 9112 §6.3; an identical repeat is allowed), 413 above `maxBytes`. Reads
+ * every header, so it must run before the request handler returns.
  */
-export function declaredLength(req: HttpRequest, maxBytes: number): number | undefined {
+export function declaredLength(req: HttpRequest, maxBytes: number): number | undefined | RequestError {
   let value: string | undefined;
   req.forEach((name, field) => {
     if (name !== 'content-length') return;
@@ -20,10 +20,10 @@ export function declaredLength(req: HttpRequest, maxBytes: number): number | und
   });
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) {
-    throw new RequestError(400, 'invalid_content_length', `Content-Length must be one decimal number of bytes (got ${JSON.stringify(value)})`);
+    return new RequestError(400, 'invalid_content_length', `Content-Length must be one decimal number of bytes (got ${JSON.stringify(value)})`);
   }
   const length = Number(value);
-  if (length > maxBytes) throw new RequestError(413, 'too_large', `body of ${value} bytes exceeds the limit of ${maxBytes}`);
+  if (length > maxBytes) return new RequestError(413, 'too_large', `body of ${value} bytes exceeds the limit of ${maxBytes}`);
   return length;
 }
 
