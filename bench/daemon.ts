@@ -1,11 +1,10 @@
 // Starts the real daemon (dist/src/main.js, built by the bootstrap) in its own process on an ephemeral
 // loopback port and stops it.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { projectRoot } from '../src/paths';
+import { benchTempDir } from './report';
 
 export interface Daemon {
   url: string;
@@ -25,7 +24,7 @@ export function daemonEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 
 /** Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger). */
 export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
-  const dataDir = env.ADSERVE_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), 'adserve-data-'));
+  const dataDir = env.ADSERVE_DATA_DIR ?? benchTempDir('data-');
   const child = spawn(process.execPath, ['--expose-gc', path.join(projectRoot, 'dist', 'src', 'main.js')], {
     env: daemonEnv({ ADSERVE_DATA_DIR: dataDir, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],

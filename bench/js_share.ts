@@ -6,8 +6,6 @@
 // `--baseline` names another build's dist/ folder (inside this checkout, e.g. a copy of an older
 // commit's dist/): its decision runs on the same recorded results, rounds interleaved with this
 // build's, so the two are compared under the same load.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -26,7 +24,7 @@ import { type DecisionContext, decideAds } from '../src/pipeline/ad_decision';
 import { systemClock } from '../src/pipeline/clock';
 import { DecisionScratch } from '../src/pipeline/scratch';
 import { projectRoot } from '../src/paths';
-import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { benchTempDir, gitCommit, machineInfo, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 
 const { values: options } = parseArgs({
@@ -103,7 +101,7 @@ const median = (values: number[]): number => {
 async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: 1, queueCapacity: 100_000 });
   const config = loadConfig({});
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-js-share-'));
+  const dataDir = benchTempDir('js-share-');
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: config.ledgerSnapshotEvents, eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000 }), config.attributionWindowSeconds * 1000);
   const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, spend, CatalogChanges.open(dataDir));
   const bodies = benchRequests(Number(options.requests));

@@ -1,7 +1,7 @@
 // Shared by the benchmark commands: machine and commit stamps, and writing a report as JSON plus
 // Markdown into bench/results/.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -29,6 +29,19 @@ export function writeReport(kind: string, date: string, report: object, markdown
   writeFileSync(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(`${stem}.md`, markdown);
   process.stdout.write(`${markdown}\nwrote ${stem}.json and .md\n`);
+}
+
+let runRoot: string | undefined;
+
+/** A fresh directory for one run's data (daemon data directories, model copies), removed when the bench process exits. */
+export function benchTempDir(prefix: string): string {
+  if (!runRoot) {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'adserve-bench-'));
+    runRoot = root;
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  }
+  return mkdtempSync(path.join(runRoot, prefix));
 }
 
 export function runBench(main: () => Promise<void>): void {

@@ -16,9 +16,8 @@
 // second from any cause (nodejs_eventloop_lag_max_seconds), the probe's ad latency per kind of
 // second, and after kill -9 and a restart, the recovered spend against what was acknowledged and
 // how long recovery took.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -26,7 +25,7 @@ import { rehashManifestFile } from '../src/engine/model_dir';
 import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
 import { type Daemon, startDaemon } from './daemon';
-import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { benchTempDir, gitCommit, machineInfo, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 
 const { values: options } = parseArgs({
@@ -56,7 +55,7 @@ const adminToken = 'soak-admin';
  * campaigns have the given cap window.
  */
 function modelDir(): string {
-  const copy = mkdtempSync(path.join(tmpdir(), 'adserve-soak-model-'));
+  const copy = benchTempDir('model-');
   cpSync(path.resolve(projectRoot, options.model), copy, { recursive: true });
   const catalogPath = path.join(copy, 'catalog.json');
   const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as {
