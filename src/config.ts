@@ -60,7 +60,7 @@ export interface Config {
   maxBidMicros: number;
   /** Largest daily or lifetime budget a campaign may set, in micros. */
   maxBudgetMicros: number;
-  /** Added to every computed price (ε, docs/billing.md), in micros. */
+  /** Added to every computed price (ε, docs/auction.md), in micros. */
   priceIncrementMicros: number;
   /** Secret for event tokens (at least 32 characters). Empty: a random key per process, so tokens die with it. */
   eventTokenKey: string;
@@ -78,7 +78,7 @@ export interface Config {
   maxConcurrentDecisions: number;
   /** Share of ad requests logged (one JSON line each, with the request id); 5xx answers other than 503 are always logged. */
   logSampleRate: number;
-  /** Lowest quality score (docs/billing.md) an ad may enter an auction with; 0 admits every ad. */
+  /** Lowest quality score (docs/auction.md) an ad may enter an auction with; 0 admits every ad. */
   minQualityScore: number;
   /** Ads carrying any of these catalog policy_flags never serve. */
   blockedPolicyFlags: string[];

@@ -1,4 +1,4 @@
-"""The multi-tower ESMM model of DESIGN.md §4, written to be scripted by TorchScript.
+"""The multi-tower ESMM model (docs/architecture.md, "The model"), written to be scripted by TorchScript.
 
 user tower (static, cached per user) -> E_user; context tower (search: hashed tokens + positions ->
 2-layer Transformer encoder -> masked mean; browse: page category + product + time) -> E_ctx;

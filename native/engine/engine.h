@@ -59,7 +59,7 @@ struct EngineOptions {
   size_t annCandidates = 1000;       // k of the ANN search per request
   size_t scoreCandidates = 300;      // candidates the model scores per request
   // Search placements: up to this many ads whose keywords the query matches (exact, then phrase,
-  // then broad) join the ANN candidates when they pass eligibility and targeting (BOOK_SPEC 2.10).
+  // then broad) join the ANN candidates when they pass eligibility and targeting (docs/targeting.md, "Keyword candidates").
   size_t keywordCandidates = 100;
 };
 

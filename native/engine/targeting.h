@@ -7,7 +7,7 @@
 
 namespace adserve {
 
-// Boolean targeting as in BOOK_SPEC part 2 (2.3-2.6): each ad's targeting is in disjunctive normal
+// Boolean targeting (docs/targeting.md): each ad's targeting is in disjunctive normal
 // form, an OR of rules, each rule an AND of criteria, some of them negated. An ad with no rules is
 // untargeted and matches every request.
 enum class CriterionType : uint8_t {

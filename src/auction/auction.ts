@@ -1,4 +1,4 @@
-// The auction of docs/billing.md: rank by adjusted eCPM (or a multi-objective score), price by GSP
+// The auction of docs/auction.md: rank by adjusted eCPM (or a multi-objective score), price by GSP
 // (default), second price, first price or VCG. Pure: candidates in, winners and prices out, over typed arrays with no allocation
 // per candidate. Money is integer micros.
 import { BidType } from '../protocol/schema';

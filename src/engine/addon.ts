@@ -224,7 +224,7 @@ export interface NativeAddon {
   verifyEvent(bytes: Uint8Array): void;
   /** Copies `vectors` (rows of `dim` floats); labels are row numbers. */
   VectorIndex: new (dim: number, vectors: Float32Array) => VectorIndex;
-  /** The engine's Boolean targeting matcher on its own (BOOK_SPEC 2.3-2.6). */
+  /** The engine's Boolean targeting matcher on its own (docs/targeting.md). */
   TargetingIndex: new (adCount: number, targeting: AdTargeting[]) => TargetingIndex;
   /** The engine's model inputs for one AdRequest (a debugging and parity-testing aid). */
   featurize(bytes: Uint8Array, features: NativeEngineOptions['features']): RequestFeatures;

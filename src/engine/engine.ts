@@ -21,7 +21,7 @@ export interface IndexSettings {
   ivfScan?: IvfScan;
 }
 
-/** Weights of the lightweight score (BOOK_SPEC 2.12, weighted linear): a·sim + b·value + c·histCTR + d·quality. */
+/** Weights of the lightweight score (docs/architecture.md, "Candidates: retrieval and the lightweight score"): a·sim + b·value + c·histCTR + d·quality. */
 export interface LightWeights {
   similarity: number;
   value: number;

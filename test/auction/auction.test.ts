@@ -40,7 +40,7 @@ function run(ads: Ad[], overrides: Partial<AuctionRules> = {}) {
   return { winners: Array.from(out.candidate.subarray(0, out.winners)), prices: Array.from(out.priceMicros.subarray(0, out.winners)) };
 }
 
-describe('docs/billing.md worked examples (GSP, CPC, ε = $0.01)', () => {
+describe('docs/auction.md worked examples (GSP, CPC, ε = $0.01)', () => {
   it('ranks by adjusted eCPM, not bid', () => {
     expect(run([{ bid: 2.0, pCtr: 0.03, quality: 0.8 }, { bid: 1.5, pCtr: 0.05, quality: 1.2 }]).winners).toEqual([1]);
   });
@@ -71,7 +71,7 @@ describe('docs/billing.md worked examples (GSP, CPC, ε = $0.01)', () => {
   });
 });
 
-describe('VCG with a reserve (docs/billing.md worked example)', () => {
+describe('VCG with a reserve (docs/auction.md worked example)', () => {
   const theta = [1, 0.5];
   const ads = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }];
 
@@ -89,6 +89,31 @@ describe('VCG with a reserve (docs/billing.md worked example)', () => {
     expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta, reserveMicros: [1_800_000, 0, 0] }).prices).toEqual([1_900_000, 1_800_000]);
     // One slot: VCG is the second price with the reserve as a floor under it.
     expect(run(ads, { mechanism: 'vcg', slots: 1, positionEffects: theta, reserveMicros: [2_500_000, 0, 0] })).toEqual({ winners: [0], prices: [2_500_000] });
+  });
+});
+
+describe('docs/auction.md worked examples: VCG against GSP, floors and reserves as gates', () => {
+  const three = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }, { bid: 1.0, pCtr: 0.1, quality: 1 }];
+
+  it('two slots at the default position effects: VCG charges 1,250,000 and 1,000,000 where GSP charges 2,010,000 and 1,010,000', () => {
+    const slots = { slots: 2, positionEffects: [1, 0.75] };
+    // A: ((1 - 0.75) × 200 + 0.75 × 100) / (1 × 100); B: (0.75 × 100) / (0.75 × 100).
+    expect(run(three, { ...slots, mechanism: 'vcg' })).toEqual({ winners: [0, 1], prices: [1_250_000, 1_000_000] });
+    expect(run(three, { ...slots, mechanism: 'gsp' })).toEqual({ winners: [0, 1], prices: [2_010_000, 1_010_000] });
+  });
+
+  it('a floor above the runner-up: it drops B, and stands in for the missing competitor in both mechanisms', () => {
+    const floor = { floorCpmMicros: 250_000_000, slots: 2, positionEffects: [1, 0.5] };
+    // Only A ($300) clears a $250 floor; 250 / 100 = $2.50, plus ε under GSP.
+    expect(run(three, { ...floor, mechanism: 'vcg' })).toEqual({ winners: [0], prices: [2_500_000] });
+    expect(run(three, { ...floor, mechanism: 'gsp' })).toEqual({ winners: [0], prices: [2_510_000] });
+  });
+
+  it('a bid under its reserve does not take part, whatever its adjusted eCPM', () => {
+    // A: $0.04 × 0.5 × 1000 = $20 but under the $0.05 CPC reserve; B ($5) wins alone and pays the reserve.
+    const ads = [{ bid: 0.04, pCtr: 0.5, quality: 1 }, { bid: 0.1, pCtr: 0.05, quality: 1 }];
+    expect(run(ads, { reserveMicros: [50_000, 0, 0] })).toEqual({ winners: [1], prices: [50_000] });
+    expect(run(ads).winners).toEqual([0]);
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { addon, type TargetingCriterion } from '../../src/engine/addon';
 
-// BOOK_SPEC 2.7: Ad_123 (index 0), Ad_456 (1), Ad_789 (2); ad 3 is untargeted and always matches.
+// docs/targeting.md, "Worked examples": ads 0, 1 and 2 as listed there; ad 3 is untargeted and always matches.
 const not = (criterion: TargetingCriterion): TargetingCriterion => ({ ...criterion, not: true });
 const used = not({ type: 'negative', value: 'used' });
 const targeting = [
@@ -28,7 +28,7 @@ const targeting = [
 const index = new addon.TargetingIndex(4, targeting);
 const targeted = (fields: Parameters<typeof index.match>[0]): number[] => Array.from(index.match(fields)).filter((ad) => ad !== 3);
 
-describe('Boolean targeting, BOOK_SPEC test vectors B1-B11', () => {
+describe('Boolean targeting, the docs/targeting.md worked examples B1-B11', () => {
   it.each([
     ['B1', { query: 'best nike running shoes', geo: 'US', device: 'mobile' }, [0]],
     ['B2', { query: 'best nike running shoes', geo: 'US', device: 'mobile', audiences: ['fitness_enthusiasts', 'high_value_customers'] }, [0, 2]],
