@@ -57,7 +57,7 @@ export const settings = {
   annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', type: 'integer', min: 1, max: 100_000, default: 1000, doc: 'Ads the ANN search returns per request.' },
   keywordCandidates: { env: 'ADSERVE_KEYWORD_CANDIDATES', type: 'integer', min: 0, max: 100_000, default: 100, doc: 'Search placements: ads whose exact, phrase or broad keywords the query matches join the ANN candidates if they pass eligibility and targeting; 0 turns this off.' },
   scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', type: 'integer', min: 1, max: 100_000, default: 300, doc: 'Candidates the model scores per request, after the lightweight score (at most `annCandidates`).' },
-  lightSimilarityWeight: { env: 'ADSERVE_LIGHT_SIMILARITY_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the user–ad embedding similarity.' },
+  lightSimilarityWeight: { env: 'ADSERVE_LIGHT_SIMILARITY_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the user–ad embedding similarity, (Q·E_ad + 1) / 2.' },
   lightValueWeight: { env: 'ADSERVE_LIGHT_VALUE_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the ad\'s expected eCPM over `lightMaxEcpmMicros` (at most 1).' },
   lightCtrWeight: { env: 'ADSERVE_LIGHT_CTR_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the ad\'s historical CTR.' },
   lightQualityWeight: { env: 'ADSERVE_LIGHT_QUALITY_WEIGHT', type: 'number', min: 0, max: 100, default: 0.1, doc: 'Lightweight score: weight of the ad\'s landing-page quality (the four weights need a positive sum).' },

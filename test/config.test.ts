@@ -113,6 +113,12 @@ describe('the settings table', () => {
       }
       case 'placements':
         refused('[]', 'must be an object keyed by placement');
+        // A placement's override admits what the global key of the same name admits.
+        for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros', 'minQualityScore'] as const) {
+          const { min, max } = settings[field];
+          expect(() => loadConfig({ [setting.env]: JSON.stringify({ cart: { [field]: max + 1 } }) })).toThrow(`${setting.env}.cart.${field} must be ${settings[field].type === 'integer' ? 'an integer' : 'a number'} in ${min}..${max}`);
+        }
+        expect(() => loadConfig(configFile({ [key]: { search: { auction: 'dutch' } } }))).toThrow(`${key}.search.auction must be one of ${settings.auction.values.join(', ')}`);
         break;
     }
   });
