@@ -7,10 +7,12 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { defaults } from '../src/config';
 import { catalogFromJson } from '../src/catalog/catalog';
 import { addon, engineStages } from '../src/engine/addon';
 import { adHistory, type EngineSettings, type IndexSettings, openEngine } from '../src/engine/engine';
 import { readModelDir } from '../src/engine/model_dir';
+import { lightWeights } from '../src/engine/serving';
 import { projectRoot } from '../src/paths';
 import { gitCommit, machineInfo, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
       annCandidates: 1000,
       scoreCandidates: 300,
       batching: { maxBatch: maxBatch ?? 32, maxDelayUs: 1000, queueCapacity: 100_000 },
-      light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+      light: lightWeights(defaults),
     };
     const opened = Date.now();
     const engine = await openEngine(model, catalog, history, settings);

@@ -1,100 +1,7 @@
-// The one home of configuration: schema, defaults, an optional JSON file and environment
-// overrides. Nothing else in adserve reads process.env.
+// The one home of configuration: one table of settings (key, environment variable, type, default,
+// bounds, doc) from which the Config type, the defaults, the parser and the README's table all
+// derive; then an optional JSON file and environment overrides. Nothing else in adserve reads process.env.
 import { readFileSync } from 'node:fs';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-
-export interface Config {
-  /** Address the HTTP/WebSocket server binds to. */
-  host: string;
-  /** TCP port; 0 picks a free one (tests). */
-  port: number;
-  /** Largest accepted request body in bytes; larger ones get 413. */
-  maxBodyBytes: number;
-  /** Decision deadline when a request sends no tmax_ms, in milliseconds. */
-  defaultTmaxMs: number;
-  /** Upper bound on a request's tmax_ms; larger values are clamped to it. */
-  maxTmaxMs: number;
-  /** Most slots one request may ask for. */
-  maxSlots: number;
-  /** How long a SIGTERM/SIGINT waits for in-flight requests before exiting anyway, in milliseconds. */
-  shutdownGraceMs: number;
-  /** How often the serving model answers the warm-up requests again to tell /readyz whether it can fill, in milliseconds. */
-  canaryIntervalMs: number;
-  /** Engine threads that run search and inference (the JS thread keeps its own core). */
-  workerThreads: number;
-  /** libtorch intra-op and OpenMP threads per engine thread. */
-  computeThreads: number;
-  /** Engine jobs that may wait before new ones are shed with 503. */
-  queueCapacity: number;
-  logLevel: LogLevel;
-  /** Model directory written by `npm run train`; the daemon answers NoEngine when it is missing. */
-  modelDir: string;
-  /** FAISS index over ad embeddings: flat, ivf, hnsw or ivfpq. */
-  indexKind: IndexKind;
-  /** Directory where built FAISS indexes are kept between starts, keyed by embeddings and build options; empty: always build. */
-  indexCacheDir: string;
-  /** IVF lists; 0 picks about sqrt(ads). */
-  nlist: number;
-  /** IVF lists scanned per query; 0 scans enough lists to see about 8 x annCandidates ads, and at least 1/24 of the lists. */
-  nprobe: number;
-  /** IVF-Flat list scan: 8-bit codes re-ranked with the float vectors (sq8), or the float vectors (float). */
-  ivfScan: IvfScan;
-  /** Ads the ANN search returns per request. */
-  annCandidates: number;
-  /** Search placements: ads matching the query's keywords merged into the ANN candidates (0: off). */
-  keywordCandidates: number;
-  /** Candidates the model scores per request, after the lightweight score. */
-  scoreCandidates: number;
-  /** Requests per batched model pass. */
-  maxBatch: number;
-  /** Longest wait after a batch's first request, in microseconds. */
-  maxDelayUs: number;
-  /** Default auction when a request does not pick one. */
-  auction: AuctionKind;
-  /** Reserve prices in micros per billable unit. */
-  reserveCpcMicros: number;
-  reserveCpmMicros: number;
-  reserveCpaMicros: number;
-  /** Largest bid a campaign may set, in micros per billable unit; larger ones are refused at catalog load and in the admin API. */
-  maxBidMicros: number;
-  /** Largest daily or lifetime budget a campaign may set, in micros. */
-  maxBudgetMicros: number;
-  /** Added to every computed price (ε, docs/auction.md), in micros. */
-  priceIncrementMicros: number;
-  /** Secret for event tokens (at least 32 characters). Empty: a random key per process, so tokens die with it. */
-  eventTokenKey: string;
-  /** Secrets rotated out of eventTokenKey: tokens they sealed still verify until they expire; nothing new is sealed with them. */
-  eventTokenPreviousKeys: string[];
-  /** How long an event token stays valid, in seconds. */
-  eventTokenTtlSeconds: number;
-  /** How long after its click a conversion is still attributed (and charged), in seconds. */
-  attributionWindowSeconds: number;
-  /** Bearer token of the admin API; empty disables it. */
-  adminToken: string;
-  /** Fusion scoring: 'precomputed' (split first layer, W_ad·E_ad cached per ad) or 'model' (TorchScript score). */
-  fusion: FusionKind;
-  /** Ad decisions (HTTP and WebSocket) in flight at once; more are refused with 503 and Retry-After, so admitted ones keep their latency. */
-  maxConcurrentDecisions: number;
-  /** Share of ad requests logged (one JSON line each, with the request id); 5xx answers other than 503 are always logged. */
-  logSampleRate: number;
-  /** Lowest quality score (docs/auction.md) an ad may enter an auction with; 0 admits every ad. */
-  minQualityScore: number;
-  /** Ads carrying any of these catalog policy_flags never serve. */
-  blockedPolicyFlags: string[];
-  /** Auction settings per placement (search, product_page, category, homepage, cart), over the global ones. */
-  placements: Partial<Record<PlacementName, PlacementRules>>;
-  /** Directory of the durable spend ledger (snapshot.json and spend.<n>.log segments). */
-  dataDir: string;
-  /** Events between ledger snapshots (each one bounds the log a restart replays). */
-  ledgerSnapshotEvents: number;
-  /** redis://host:port of the Redis shared by several daemons for spend, pacing and frequency state; empty: in-process state with the local ledger. */
-  redisUrl: string;
-  /** How often a daemon mirrors shared spend from Redis, in milliseconds (bounds how late it sees a budget run out elsewhere). */
-  redisSyncMs: number;
-}
-
-export type FusionKind = 'precomputed' | 'model';
 
 export const placementNames = ['search', 'product_page', 'category', 'homepage', 'cart'] as const;
 export type PlacementName = (typeof placementNames)[number];
@@ -113,148 +20,156 @@ export interface PlacementRules {
   ranking?: { ctr: number; cvr: number; value: number };
 }
 
-export type IndexKind = 'flat' | 'ivf' | 'hnsw' | 'ivfpq';
-export type IvfScan = 'sq8' | 'float';
-export type AuctionKind = 'gsp' | 'second_price' | 'first_price' | 'vcg';
-
-export const defaults: Readonly<Config> = {
-  host: '127.0.0.1',
-  port: 8080,
-  maxBodyBytes: 64 * 1024,
-  defaultTmaxMs: 50,
-  maxTmaxMs: 1000,
-  maxSlots: 10,
-  shutdownGraceMs: 10_000,
-  canaryIntervalMs: 5_000,
-  workerThreads: 1,
-  computeThreads: 1,
-  queueCapacity: 4096,
-  logLevel: 'info',
-  modelDir: 'models/demo',
-  indexKind: 'ivf',
-  indexCacheDir: 'cache/index',
-  nlist: 0,
-  nprobe: 0,
-  ivfScan: 'sq8',
-  annCandidates: 1000,
-  keywordCandidates: 100,
-  scoreCandidates: 300,
-  maxBatch: 32,
-  maxDelayUs: 1000,
-  auction: 'gsp',
-  reserveCpcMicros: 50_000,
-  reserveCpmMicros: 500_000,
-  reserveCpaMicros: 1_000_000,
-  maxBidMicros: 1_000_000_000_000,
-  maxBudgetMicros: 9_000_000_000_000,
-  priceIncrementMicros: 10_000,
-  maxConcurrentDecisions: 64,
-  logSampleRate: 0.01,
-  minQualityScore: 0,
-  blockedPolicyFlags: ['disapproved'],
-  placements: {},
-  eventTokenKey: '',
-  eventTokenPreviousKeys: [],
-  eventTokenTtlSeconds: 86_400,
-  attributionWindowSeconds: 86_400,
-  adminToken: '',
-  fusion: 'precomputed',
-  dataDir: 'data',
-  ledgerSnapshotEvents: 100_000,
-  redisUrl: '',
-  redisSyncMs: 200,
-};
-
-type Kind = 'string' | 'optionalString' | 'port' | 'positive' | 'count' | 'fraction' | 'number' | 'list' | 'placements' | 'logLevel' | 'indexKind' | 'ivfScan' | 'auction' | 'fusion';
-
-const choices: Partial<Record<Kind, readonly string[]>> = {
-  logLevel: ['debug', 'info', 'warn', 'error'],
-  indexKind: ['flat', 'ivf', 'hnsw', 'ivfpq'],
-  ivfScan: ['sq8', 'float'],
-  auction: ['gsp', 'second_price', 'first_price', 'vcg'],
-  fusion: ['precomputed', 'model'],
-};
+/** One setting: how its environment variable is read, what values it admits, and one sentence for users. */
+export type Setting =
+  | { env: string; type: 'string'; nonEmpty: boolean; default: string; doc: string }
+  | { env: string; type: 'integer' | 'number'; min: number; max: number; default: number; doc: string }
+  | { env: string; type: 'choice'; values: readonly string[]; default: string; doc: string }
+  /** Comma-separated in the environment. */
+  | { env: string; type: 'list'; default: readonly string[]; doc: string }
+  /** Comma-separated in the environment; `nonIncreasing`: each entry at most the one before it. */
+  | { env: string; type: 'numbers'; min: number; max: number; maxLength: number; nonIncreasing: boolean; default: readonly number[]; doc: string }
+  /** A JSON object in the environment. */
+  | { env: string; type: 'placements'; default: Readonly<Record<string, never>>; doc: string };
 
 // Spend is summed in integer nanos, exact only below 2^53 (about 9.007e15 nanos = $9,007,199 in micros).
 const maxExactMicros = 9_000_000_000_000;
 
-const schema: { [K in keyof Config]: { env: string; kind: Kind; max?: number } } = {
-  host: { env: 'ADSERVE_HOST', kind: 'string' },
-  port: { env: 'ADSERVE_PORT', kind: 'port' },
-  maxBodyBytes: { env: 'ADSERVE_MAX_BODY_BYTES', kind: 'positive', max: 16 * 1024 * 1024 },
-  defaultTmaxMs: { env: 'ADSERVE_DEFAULT_TMAX_MS', kind: 'positive', max: 60_000 },
-  maxTmaxMs: { env: 'ADSERVE_MAX_TMAX_MS', kind: 'positive', max: 60_000 },
-  maxSlots: { env: 'ADSERVE_MAX_SLOTS', kind: 'positive', max: 100 },
-  shutdownGraceMs: { env: 'ADSERVE_SHUTDOWN_GRACE_MS', kind: 'positive', max: 600_000 },
-  canaryIntervalMs: { env: 'ADSERVE_CANARY_INTERVAL_MS', kind: 'positive', max: 3_600_000 },
-  workerThreads: { env: 'ADSERVE_WORKER_THREADS', kind: 'positive', max: 64 },
-  computeThreads: { env: 'ADSERVE_COMPUTE_THREADS', kind: 'positive', max: 256 },
-  queueCapacity: { env: 'ADSERVE_QUEUE_CAPACITY', kind: 'positive', max: 1 << 20 },
-  logLevel: { env: 'ADSERVE_LOG_LEVEL', kind: 'logLevel' },
-  modelDir: { env: 'ADSERVE_MODEL_DIR', kind: 'string' },
-  indexKind: { env: 'ADSERVE_INDEX_KIND', kind: 'indexKind' },
-  indexCacheDir: { env: 'ADSERVE_INDEX_CACHE_DIR', kind: 'optionalString' },
-  nlist: { env: 'ADSERVE_NLIST', kind: 'count', max: 1 << 20 },
-  nprobe: { env: 'ADSERVE_NPROBE', kind: 'count', max: 1 << 20 },
-  ivfScan: { env: 'ADSERVE_IVF_SCAN', kind: 'ivfScan' },
-  annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', kind: 'positive', max: 100_000 },
-  keywordCandidates: { env: 'ADSERVE_KEYWORD_CANDIDATES', kind: 'count', max: 100_000 },
-  scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', kind: 'positive', max: 100_000 },
-  maxBatch: { env: 'ADSERVE_MAX_BATCH', kind: 'positive', max: 4096 },
-  maxDelayUs: { env: 'ADSERVE_MAX_DELAY_US', kind: 'count', max: 1_000_000 },
-  auction: { env: 'ADSERVE_AUCTION', kind: 'auction' },
-  reserveCpcMicros: { env: 'ADSERVE_RESERVE_CPC_MICROS', kind: 'count', max: maxExactMicros },
-  reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', kind: 'count', max: maxExactMicros },
-  reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', kind: 'count', max: maxExactMicros },
-  maxBidMicros: { env: 'ADSERVE_MAX_BID_MICROS', kind: 'positive', max: maxExactMicros },
-  maxBudgetMicros: { env: 'ADSERVE_MAX_BUDGET_MICROS', kind: 'positive', max: maxExactMicros },
-  priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', kind: 'count', max: 1e9 },
-  maxConcurrentDecisions: { env: 'ADSERVE_MAX_CONCURRENT_DECISIONS', kind: 'positive', max: 1 << 20 },
-  logSampleRate: { env: 'ADSERVE_LOG_SAMPLE_RATE', kind: 'fraction' },
-  minQualityScore: { env: 'ADSERVE_MIN_QUALITY_SCORE', kind: 'number', max: 100 },
-  blockedPolicyFlags: { env: 'ADSERVE_BLOCKED_POLICY_FLAGS', kind: 'list' },
-  placements: { env: 'ADSERVE_PLACEMENTS', kind: 'placements' },
-  eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', kind: 'optionalString' },
-  eventTokenPreviousKeys: { env: 'ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS', kind: 'list' },
-  eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', kind: 'positive', max: 30 * 86_400 },
-  attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', kind: 'positive', max: 90 * 86_400 },
-  adminToken: { env: 'ADSERVE_ADMIN_TOKEN', kind: 'optionalString' },
-  fusion: { env: 'ADSERVE_FUSION', kind: 'fusion' },
-  dataDir: { env: 'ADSERVE_DATA_DIR', kind: 'string' },
-  ledgerSnapshotEvents: { env: 'ADSERVE_LEDGER_SNAPSHOT_EVENTS', kind: 'positive', max: 100_000_000 },
-  redisUrl: { env: 'REDIS_URL', kind: 'optionalString' },
-  redisSyncMs: { env: 'ADSERVE_REDIS_SYNC_MS', kind: 'positive', max: 60_000 },
-};
+export const settings = {
+  host: { env: 'ADSERVE_HOST', type: 'string', nonEmpty: true, default: '127.0.0.1', doc: 'Address the HTTP/WebSocket server binds to.' },
+  port: { env: 'ADSERVE_PORT', type: 'integer', min: 0, max: 65535, default: 8080, doc: 'TCP port; 0 picks a free one.' },
+  maxBodyBytes: { env: 'ADSERVE_MAX_BODY_BYTES', type: 'integer', min: 1, max: 16 * 1024 * 1024, default: 64 * 1024, doc: 'Largest accepted request body in bytes; larger ones get 413.' },
+  defaultTmaxMs: { env: 'ADSERVE_DEFAULT_TMAX_MS', type: 'integer', min: 1, max: 60_000, default: 50, doc: 'Decision deadline in milliseconds when a request sends no `tmax_ms` (at most `maxTmaxMs`).' },
+  maxTmaxMs: { env: 'ADSERVE_MAX_TMAX_MS', type: 'integer', min: 1, max: 60_000, default: 1000, doc: 'Upper bound on a request\'s `tmax_ms` in milliseconds; larger values are clamped to it.' },
+  maxSlots: { env: 'ADSERVE_MAX_SLOTS', type: 'integer', min: 1, max: 100, default: 10, doc: 'Most slots one request may ask for.' },
+  shutdownGraceMs: { env: 'ADSERVE_SHUTDOWN_GRACE_MS', type: 'integer', min: 1, max: 600_000, default: 10_000, doc: 'How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway, in milliseconds.' },
+  canaryIntervalMs: { env: 'ADSERVE_CANARY_INTERVAL_MS', type: 'integer', min: 1, max: 3_600_000, default: 5_000, doc: 'How often the serving model answers the warm-up requests again to tell `/readyz` whether it can fill, in milliseconds.' },
+  workerThreads: { env: 'ADSERVE_WORKER_THREADS', type: 'integer', min: 1, max: 64, default: 1, doc: 'Engine threads that run search and inference (the JS thread keeps its own core).' },
+  computeThreads: { env: 'ADSERVE_COMPUTE_THREADS', type: 'integer', min: 1, max: 256, default: 1, doc: 'libtorch intra-op and OpenMP threads per engine thread.' },
+  queueCapacity: { env: 'ADSERVE_QUEUE_CAPACITY', type: 'integer', min: 1, max: 1 << 20, default: 4096, doc: 'Engine jobs that may wait before new ones are shed with 503.' },
+  logLevel: { env: 'ADSERVE_LOG_LEVEL', type: 'choice', values: ['debug', 'info', 'warn', 'error'], default: 'info', doc: 'Least severe level logged; logs are JSON lines on stdout.' },
+  modelDir: { env: 'ADSERVE_MODEL_DIR', type: 'string', nonEmpty: true, default: 'models/demo', doc: 'Model directory written by `npm run train`; the daemon answers `NoEngine` when it is missing.' },
+  indexKind: { env: 'ADSERVE_INDEX_KIND', type: 'choice', values: ['flat', 'ivf', 'hnsw', 'ivfpq'], default: 'ivf', doc: 'FAISS index over the ad embeddings.' },
+  indexCacheDir: { env: 'ADSERVE_INDEX_CACHE_DIR', type: 'string', nonEmpty: false, default: 'cache/index', doc: 'Directory where built FAISS indexes are kept between starts, named by a hash of the ad embeddings and the build options (a damaged or mismatched file is rebuilt); empty: always build.' },
+  nlist: { env: 'ADSERVE_NLIST', type: 'integer', min: 0, max: 1 << 20, default: 0, doc: 'IVF lists; 0 picks about √ads.' },
+  nprobe: { env: 'ADSERVE_NPROBE', type: 'integer', min: 0, max: 1 << 20, default: 0, doc: 'IVF lists scanned per query; 0 scans enough lists to see about 8 × `annCandidates` ads and at least 1/24 of the lists.' },
+  ivfScan: { env: 'ADSERVE_IVF_SCAN', type: 'choice', values: ['sq8', 'float'], default: 'sq8', doc: 'IVF list scan: `sq8` reads 8-bit codes and re-ranks the best k + k/4 with the float vectors, `float` reads the float vectors (about 4× the memory traffic).' },
+  annCandidates: { env: 'ADSERVE_ANN_CANDIDATES', type: 'integer', min: 1, max: 100_000, default: 1000, doc: 'Ads the ANN search returns per request.' },
+  keywordCandidates: { env: 'ADSERVE_KEYWORD_CANDIDATES', type: 'integer', min: 0, max: 100_000, default: 100, doc: 'Search placements: ads whose exact, phrase or broad keywords the query matches join the ANN candidates if they pass eligibility and targeting; 0 turns this off.' },
+  scoreCandidates: { env: 'ADSERVE_SCORE_CANDIDATES', type: 'integer', min: 1, max: 100_000, default: 300, doc: 'Candidates the model scores per request, after the lightweight score (at most `annCandidates`).' },
+  lightSimilarityWeight: { env: 'ADSERVE_LIGHT_SIMILARITY_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the user–ad embedding similarity, (Q·E_ad + 1) / 2.' },
+  lightValueWeight: { env: 'ADSERVE_LIGHT_VALUE_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the ad\'s expected eCPM over `lightMaxEcpmMicros` (at most 1).' },
+  lightCtrWeight: { env: 'ADSERVE_LIGHT_CTR_WEIGHT', type: 'number', min: 0, max: 100, default: 0.3, doc: 'Lightweight score: weight of the ad\'s historical CTR.' },
+  lightQualityWeight: { env: 'ADSERVE_LIGHT_QUALITY_WEIGHT', type: 'number', min: 0, max: 100, default: 0.1, doc: 'Lightweight score: weight of the ad\'s landing-page quality (the four weights need a positive sum).' },
+  lightMaxEcpmMicros: { env: 'ADSERVE_LIGHT_MAX_ECPM_MICROS', type: 'integer', min: 1, max: maxExactMicros, default: 50_000_000, doc: 'Lightweight score: expected eCPM in micros at which the value term saturates at 1.' },
+  maxBatch: { env: 'ADSERVE_MAX_BATCH', type: 'integer', min: 1, max: 4096, default: 32, doc: 'Requests per batched model pass.' },
+  maxDelayUs: { env: 'ADSERVE_MAX_DELAY_US', type: 'integer', min: 0, max: 1_000_000, default: 1000, doc: 'Longest wait after a batch\'s first request, in microseconds.' },
+  auction: { env: 'ADSERVE_AUCTION', type: 'choice', values: ['gsp', 'second_price', 'first_price', 'vcg'], default: 'gsp', doc: 'Auction when a request does not pick one.' },
+  positionEffects: { env: 'ADSERVE_POSITION_EFFECTS', type: 'numbers', min: 0, max: 1, maxLength: 100, nonIncreasing: true, default: [1, 0.75, 0.6, 0.5, 0.42, 0.36, 0.32, 0.29, 0.27, 0.25], doc: 'Click-through factor θ of each slot position, top first, by which VCG prices (docs/auction.md); one positive value for each of the maxSlots positions.' },
+  reserveCpcMicros: { env: 'ADSERVE_RESERVE_CPC_MICROS', type: 'integer', min: 0, max: maxExactMicros, default: 50_000, doc: 'Reserve price per click in micros (at most `maxBidMicros`).' },
+  reserveCpmMicros: { env: 'ADSERVE_RESERVE_CPM_MICROS', type: 'integer', min: 0, max: maxExactMicros, default: 500_000, doc: 'Reserve price per thousand impressions in micros (at most `maxBidMicros`).' },
+  reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', type: 'integer', min: 0, max: maxExactMicros, default: 1_000_000, doc: 'Reserve price per conversion in micros (at most `maxBidMicros`).' },
+  maxBidMicros: { env: 'ADSERVE_MAX_BID_MICROS', type: 'integer', min: 1, max: maxExactMicros, default: 1_000_000_000_000, doc: 'Largest bid a campaign may set, in micros per billable unit ($1,000,000 by default); larger ones are refused at catalog load and in the admin API.' },
+  maxBudgetMicros: { env: 'ADSERVE_MAX_BUDGET_MICROS', type: 'integer', min: 1, max: maxExactMicros, default: maxExactMicros, doc: 'Largest daily or lifetime budget a campaign may set, in micros; spend is summed in integer nanos, exact below 2^53.' },
+  priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', type: 'integer', min: 0, max: 1e9, default: 10_000, doc: 'ε added to every computed GSP and second price (not VCG; docs/auction.md), in micros.' },
+  maxConcurrentDecisions: { env: 'ADSERVE_MAX_CONCURRENT_DECISIONS', type: 'integer', min: 1, max: 1 << 20, default: 64, doc: 'Ad decisions (HTTP and WebSocket) in flight at once; more are refused with 503 and `Retry-After`, so admitted ones keep their latency.' },
+  logSampleRate: { env: 'ADSERVE_LOG_SAMPLE_RATE', type: 'number', min: 0, max: 1, default: 0.01, doc: 'Share of ad requests logged (one JSON line each, with the request id); 5xx answers other than 503 are always logged.' },
+  minQualityScore: { env: 'ADSERVE_MIN_QUALITY_SCORE', type: 'number', min: 0, max: 100, default: 0, doc: 'Lowest quality score (docs/auction.md) an ad may enter an auction with; 0 admits every ad.' },
+  blockedPolicyFlags: { env: 'ADSERVE_BLOCKED_POLICY_FLAGS', type: 'list', default: ['disapproved'], doc: 'Ads carrying any of these catalog `policy_flags` never serve.' },
+  placements: { env: 'ADSERVE_PLACEMENTS', type: 'placements', default: {}, doc: 'Per placement (`search`, `product_page`, `category`, `homepage`, `cart`): `auction`, `reserveCpcMicros`, `reserveCpmMicros`, `reserveCpaMicros`, `minQualityScore` and `ranking: {ctr, cvr, value}` over the global settings.' },
+  eventTokenKey: { env: 'ADSERVE_EVENT_TOKEN_KEY', type: 'string', nonEmpty: false, default: '', doc: 'Secret that seals event tokens, at least 32 characters; empty: a random key per process, so tokens die with it.' },
+  eventTokenPreviousKeys: { env: 'ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS', type: 'list', default: [], doc: 'Secrets rotated out of `eventTokenKey`: tokens they sealed still open until they expire and nothing new is sealed with them; keep each for one `eventTokenTtlSeconds` after rotating.' },
+  eventTokenTtlSeconds: { env: 'ADSERVE_EVENT_TOKEN_TTL_SECONDS', type: 'integer', min: 1, max: 30 * 86_400, default: 86_400, doc: 'How long an event token stays valid, in seconds.' },
+  attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', type: 'integer', min: 1, max: 90 * 86_400, default: 86_400, doc: 'How long after its click a conversion is still attributed and charged, in seconds.' },
+  adminToken: { env: 'ADSERVE_ADMIN_TOKEN', type: 'string', nonEmpty: false, default: '', doc: 'Bearer token of the admin API; empty turns the admin API off.' },
+  fusion: { env: 'ADSERVE_FUSION', type: 'choice', values: ['precomputed', 'model'], default: 'precomputed', doc: 'Fusion scoring: `precomputed` (first fusion layer split, W_ad·E_ad cached per ad) or `model` (the TorchScript `score` method).' },
+  dataDir: { env: 'ADSERVE_DATA_DIR', type: 'string', nonEmpty: true, default: 'data', doc: 'Directory of the durable spend ledger (`snapshot.jsonl` and `spend.<n>.log` segments).' },
+  ledgerSnapshotEvents: { env: 'ADSERVE_LEDGER_SNAPSHOT_EVENTS', type: 'integer', min: 1, max: 100_000_000, default: 100_000, doc: 'Events between ledger snapshots (each one bounds the log a restart replays).' },
+  redisUrl: { env: 'REDIS_URL', type: 'string', nonEmpty: false, default: '', doc: '`redis://` or `rediss://` URL of the Redis shared by several daemons for spend, pacing, frequency and idempotency state; empty: in-process state with the local ledger.' },
+  redisSyncMs: { env: 'ADSERVE_REDIS_SYNC_MS', type: 'integer', min: 1, max: 60_000, default: 200, doc: 'How often a daemon mirrors shared spend from Redis, in milliseconds (bounds how late it sees a budget run out elsewhere).' },
+} as const satisfies Record<string, Setting>;
+
+type SettingValue<S> = S extends { type: 'choice'; values: readonly (infer V)[] }
+  ? V
+  : S extends { type: 'integer' | 'number' }
+    ? number
+    : S extends { type: 'string' }
+      ? string
+      : S extends { type: 'list' }
+        ? string[]
+        : S extends { type: 'numbers' }
+          ? number[]
+          : S extends { type: 'placements' }
+            ? Partial<Record<PlacementName, PlacementRules>>
+            : never;
+
+export type Config = { -readonly [K in keyof typeof settings]: SettingValue<(typeof settings)[K]> };
+export type LogLevel = Config['logLevel'];
+export type IndexKind = Config['indexKind'];
+export type IvfScan = Config['ivfScan'];
+export type AuctionKind = Config['auction'];
+export type FusionKind = Config['fusion'];
+
+const settingEntries = Object.entries(settings) as Array<[keyof Config, Setting]>;
+
+function copyDefault(setting: Setting): unknown {
+  const value = setting.default;
+  return Array.isArray(value) ? [...value] : typeof value === 'object' ? { ...value } : value;
+}
+
+export const defaults: Readonly<Config> = Object.fromEntries(settingEntries.map(([key, setting]) => [key, copyDefault(setting)])) as Config;
 
 /** Environment variable naming a JSON file whose keys are Config keys. */
 export const configFileEnv = 'ADSERVE_CONFIG';
 
 export class ConfigError extends Error {}
 
-function placementRules(key: string, raw: unknown): Config['placements'] {
+function checkInteger(name: string, min: number, max: number, raw: unknown): number {
+  const value = typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer in ${min}..${max} (got ${JSON.stringify(raw)})`);
+  }
+  return value;
+}
+
+function checkNumber(name: string, min: number, max: number, raw: unknown): number {
+  const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a number in ${min}..${max} (got ${JSON.stringify(raw)})`);
+  }
+  return value;
+}
+
+function checkChoice(name: string, values: readonly string[], raw: unknown): string {
+  if (typeof raw !== 'string' || !values.includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')} (got ${JSON.stringify(raw)})`);
+  return raw;
+}
+
+function checkPlacements(name: string, raw: unknown): Config['placements'] {
   let value = raw;
   if (typeof raw === 'string') {
     try {
       value = JSON.parse(raw);
     } catch {
-      throw new ConfigError(`${key} must be a JSON object`);
+      throw new ConfigError(`${name} must be a JSON object`);
     }
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${key} must be an object keyed by placement`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${name} must be an object keyed by placement`);
   const out: Config['placements'] = {};
   for (const [placement, rules] of Object.entries(value)) {
-    const where = `${key}.${placement}`;
-    if (!(placementNames as readonly string[]).includes(placement)) throw new ConfigError(`${key}: unknown placement "${placement}" (${placementNames.join(', ')})`);
+    const where = `${name}.${placement}`;
+    if (!(placementNames as readonly string[]).includes(placement)) throw new ConfigError(`${name}: unknown placement "${placement}" (${placementNames.join(', ')})`);
     if (typeof rules !== 'object' || rules === null || Array.isArray(rules)) throw new ConfigError(`${where} must be an object`);
     const checked: PlacementRules = {};
+    // A placement's override admits what the global key of the same name admits.
     for (const [field, setting] of Object.entries(rules as Record<string, unknown>)) {
-      if (field === 'auction') checked.auction = coerce(`${where}.auction`, 'auction', undefined, setting) as AuctionKind;
-      else if (field === 'reserveCpcMicros' || field === 'reserveCpmMicros' || field === 'reserveCpaMicros') checked[field] = coerce(`${where}.${field}`, 'count', maxExactMicros, setting) as number;
-      else if (field === 'minQualityScore') checked.minQualityScore = coerce(`${where}.minQualityScore`, 'number', 100, setting) as number;
+      if (field === 'auction') checked.auction = checkChoice(`${where}.auction`, settings.auction.values, setting) as AuctionKind;
+      else if (field === 'reserveCpcMicros' || field === 'reserveCpmMicros' || field === 'reserveCpaMicros') checked[field] = checkInteger(`${where}.${field}`, settings[field].min, settings[field].max, setting);
+      else if (field === 'minQualityScore') checked.minQualityScore = checkNumber(`${where}.minQualityScore`, settings.minQualityScore.min, settings.minQualityScore.max, setting);
       else if (field === 'ranking') {
         const weights = setting as Record<string, unknown>;
-        const weight = (name: string): number => coerce(`${where}.ranking.${name}`, 'number', 1e6, weights?.[name] ?? 0) as number;
-        if (typeof setting !== 'object' || setting === null || Object.keys(setting).some((name) => !['ctr', 'cvr', 'value'].includes(name))) {
+        const weight = (weightName: string): number => checkNumber(`${where}.ranking.${weightName}`, 0, 1e6, weights?.[weightName] ?? 0);
+        if (typeof setting !== 'object' || setting === null || Object.keys(setting).some((weightName) => !['ctr', 'cvr', 'value'].includes(weightName))) {
           throw new ConfigError(`${where}.ranking must be {ctr, cvr, value} weights`);
         }
         checked.ranking = { ctr: weight('ctr'), cvr: weight('cvr'), value: weight('value') };
@@ -266,96 +181,92 @@ function placementRules(key: string, raw: unknown): Config['placements'] {
   return out;
 }
 
-function coerce(key: string, kind: Kind, max: number | undefined, raw: unknown): string | number | string[] | Config['placements'] {
-  const fromEnv = typeof raw === 'string';
-  switch (kind) {
-    case 'placements':
-      return placementRules(key, raw);
-    case 'list': {
-      const items = fromEnv ? raw.split(',').map((item) => item.trim()).filter((item) => item !== '') : raw;
-      if (!Array.isArray(items) || items.some((item) => typeof item !== 'string' || item === '')) throw new ConfigError(`${key} must be a list of non-empty strings`);
-      return items as string[];
-    }
-    case 'fraction':
-    case 'number': {
-      const value = fromEnv && raw.trim() !== '' ? Number(raw) : raw;
-      const upper = kind === 'fraction' ? 1 : (max ?? Number.MAX_VALUE);
-      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > upper) {
-        throw new ConfigError(`${key} must be a number in 0..${upper} (got ${JSON.stringify(raw)})`);
-      }
-      return value;
-    }
+/** Checks one value against its setting; `name` is what an error calls it (the environment variable when the value came from there). */
+function checkSetting(name: string, setting: Setting, raw: unknown): unknown {
+  switch (setting.type) {
     case 'string':
-      if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${key} must be a non-empty string`);
+      if (typeof raw !== 'string' || (setting.nonEmpty && raw.length === 0)) throw new ConfigError(`${name} must be a ${setting.nonEmpty ? 'non-empty ' : ''}string`);
       return raw;
-    case 'optionalString':
-      if (typeof raw !== 'string') throw new ConfigError(`${key} must be a string`);
-      return raw;
-    case 'logLevel':
-    case 'indexKind':
-    case 'ivfScan':
-    case 'auction':
-    case 'fusion': {
-      const allowed = choices[kind]!;
-      if (typeof raw !== 'string' || !allowed.includes(raw)) {
-        throw new ConfigError(`${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(raw)})`);
-      }
-      return raw;
+    case 'integer':
+      return checkInteger(name, setting.min, setting.max, raw);
+    case 'number':
+      return checkNumber(name, setting.min, setting.max, raw);
+    case 'choice':
+      return checkChoice(name, setting.values, raw);
+    case 'list': {
+      const items = typeof raw === 'string' ? raw.split(',').map((item) => item.trim()).filter((item) => item !== '') : raw;
+      if (!Array.isArray(items) || items.some((item) => typeof item !== 'string' || item === '')) throw new ConfigError(`${name} must be a list of non-empty strings`);
+      return items;
     }
-    case 'port':
-    case 'count':
-    case 'positive': {
-      const value = fromEnv && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
-      const min = kind === 'positive' ? 1 : 0;
-      const upper = kind === 'port' ? 65535 : (max ?? Number.MAX_SAFE_INTEGER);
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > upper) {
-        throw new ConfigError(`${key} must be an integer in ${min}..${upper} (got ${JSON.stringify(raw)})`);
+    case 'numbers': {
+      const items: unknown = typeof raw === 'string' ? raw.split(',').map((item) => (item.trim() === '' ? Number.NaN : Number(item))) : raw;
+      const inRange = (item: unknown): item is number => typeof item === 'number' && Number.isFinite(item) && item >= setting.min && item <= setting.max;
+      if (!Array.isArray(items) || items.length === 0 || items.length > setting.maxLength || !items.every(inRange)) {
+        throw new ConfigError(`${name} must be a list of 1..${setting.maxLength} numbers in ${setting.min}..${setting.max} (got ${JSON.stringify(raw)})`);
       }
-      return value;
+      if (setting.nonIncreasing && items.some((item: number, i) => i > 0 && item > items[i - 1])) throw new ConfigError(`${name} must not increase from one entry to the next (got ${JSON.stringify(raw)})`);
+      return [...items];
     }
+    case 'placements':
+      return checkPlacements(name, raw);
   }
+}
+
+/** Rules that tie several keys together, checked once each key is valid on its own. */
+function checkAcrossKeys(config: Config): void {
+  if (config.defaultTmaxMs > config.maxTmaxMs) throw new ConfigError('defaultTmaxMs must not exceed maxTmaxMs');
+  if (config.scoreCandidates > config.annCandidates) throw new ConfigError('scoreCandidates must not exceed annCandidates');
+  if (config.lightSimilarityWeight + config.lightValueWeight + config.lightCtrWeight + config.lightQualityWeight <= 0) {
+    throw new ConfigError('the lightweight-score weights (lightSimilarityWeight, lightValueWeight, lightCtrWeight, lightQualityWeight) need a positive sum');
+  }
+  // VCG prices slot k from the click-through drop θ_k - θ_(k+1): a slot without a positive θ would be sold for nothing.
+  if (config.positionEffects.length < config.maxSlots || config.positionEffects.some((theta) => theta <= 0)) {
+    throw new ConfigError(`positionEffects needs a positive value for each of the maxSlots (${config.maxSlots}) positions`);
+  }
+  if (config.eventTokenKey !== '' && config.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
+  const reserves: Array<[string, number | undefined]> = [['reserveCpcMicros', config.reserveCpcMicros], ['reserveCpmMicros', config.reserveCpmMicros], ['reserveCpaMicros', config.reserveCpaMicros]];
+  for (const [placement, rules] of Object.entries(config.placements)) {
+    for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros'] as const) reserves.push([`placements.${placement}.${field}`, rules?.[field]]);
+  }
+  for (const [name, value] of reserves) if (value !== undefined && value > config.maxBidMicros) throw new ConfigError(`${name} must not exceed maxBidMicros (${config.maxBidMicros})`);
+  if (config.maxBidMicros > config.maxBudgetMicros) throw new ConfigError('maxBidMicros must not exceed maxBudgetMicros');
+  if (config.eventTokenPreviousKeys.some((key) => key.length < 32)) throw new ConfigError('every eventTokenPreviousKeys entry must be at least 32 characters');
+  if (config.eventTokenPreviousKeys.length > 0 && config.eventTokenKey === '') throw new ConfigError('eventTokenPreviousKeys needs an eventTokenKey to seal new tokens with');
+  if (config.redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) throw new ConfigError(`redisUrl must be a redis:// or rediss:// URL (got ${JSON.stringify(config.redisUrl)})`);
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file} must hold a JSON object`);
+  for (const key of Object.keys(parsed)) if (!Object.hasOwn(settings, key)) throw new ConfigError(`config file ${file}: unknown key "${key}"`);
+  return parsed as Record<string, unknown>;
 }
 
 /** Builds the validated config: defaults, then the JSON file, then environment variables. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const merged: Record<string, unknown> = { ...defaults };
-  const file = env[configFileEnv];
-  if (file) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (error) {
-      throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new ConfigError(`config file ${file} must hold a JSON object`);
-    }
-    for (const [key, value] of Object.entries(parsed)) {
-      if (!(key in schema)) throw new ConfigError(`config file ${file}: unknown key "${key}"`);
-      merged[key] = value;
-    }
-  }
-  for (const [key, spec] of Object.entries(schema)) {
-    const raw = env[spec.env];
-    if (raw !== undefined) merged[key] = raw;
-  }
+  const file = env[configFileEnv] ? readConfigFile(env[configFileEnv]) : {};
   const config: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(schema)) {
-    const source = env[spec.env] !== undefined ? `${spec.env}` : key;
-    config[key] = coerce(source, spec.kind, spec.max, merged[key]);
+  for (const [key, setting] of settingEntries) {
+    const fromEnv = env[setting.env];
+    if (fromEnv !== undefined) config[key] = checkSetting(setting.env, setting, fromEnv);
+    else config[key] = checkSetting(key, setting, Object.hasOwn(file, key) ? file[key] : defaults[key]);
   }
-  const result = config as unknown as Config;
-  if (result.defaultTmaxMs > result.maxTmaxMs) throw new ConfigError('defaultTmaxMs must not exceed maxTmaxMs');
-  if (result.scoreCandidates > result.annCandidates) throw new ConfigError('scoreCandidates must not exceed annCandidates');
-  if (result.eventTokenKey !== '' && result.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
-  const reserves: Array<[string, number | undefined]> = [['reserveCpcMicros', result.reserveCpcMicros], ['reserveCpmMicros', result.reserveCpmMicros], ['reserveCpaMicros', result.reserveCpaMicros]];
-  for (const [placement, rules] of Object.entries(result.placements)) {
-    for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros'] as const) reserves.push([`placements.${placement}.${field}`, rules?.[field]]);
-  }
-  for (const [name, value] of reserves) if (value !== undefined && value > result.maxBidMicros) throw new ConfigError(`${name} must not exceed maxBidMicros (${result.maxBidMicros})`);
-  if (result.maxBidMicros > result.maxBudgetMicros) throw new ConfigError('maxBidMicros must not exceed maxBudgetMicros');
-  if (result.eventTokenPreviousKeys.some((key) => key.length < 32)) throw new ConfigError('every eventTokenPreviousKeys entry must be at least 32 characters');
-  if (result.eventTokenPreviousKeys.length > 0 && result.eventTokenKey === '') throw new ConfigError('eventTokenPreviousKeys needs an eventTokenKey to seal new tokens with');
-  if (result.redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(result.redisUrl)) throw new ConfigError(`redisUrl must be a redis:// or rediss:// URL (got ${JSON.stringify(result.redisUrl)})`);
-  return result;
+  checkAcrossKeys(config as Config);
+  return config as Config;
+}
+
+/**
+ * Sets what the native libraries read once, when the addon loads them, and never again: libgomp
+ * takes its wait policy from OMP_WAIT_POLICY in its load-time constructor and has no call to change
+ * it later. Its default spins idle threads for a while after each parallel region, which on a small
+ * box takes the core that libtorch's next operation or the JS thread needs (engine-only, 2 threads:
+ * about 420 -> 520 requests/s at 1M ads), so PASSIVE unless the environment already names a policy.
+ */
+export function prepareNativeLoad(env: NodeJS.ProcessEnv = process.env): void {
+  env.OMP_WAIT_POLICY ??= 'PASSIVE';
 }

@@ -4,7 +4,13 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { defaults, loadConfig } from '../src/config';
+import { defaults, loadConfig, type Setting, settings } from '../src/config';
+
+function configFile(contents: Record<string, unknown>): { ADSERVE_CONFIG: string } {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'adserve-config-')), 'config.json');
+  writeFileSync(file, JSON.stringify(contents));
+  return { ADSERVE_CONFIG: file };
+}
 
 describe('loadConfig', () => {
   it('uses the defaults when nothing is set', () => {
@@ -58,5 +64,79 @@ describe('loadConfig', () => {
     const file = path.join(dir, 'config.json');
     writeFileSync(file, JSON.stringify({ prot: 9000 }));
     expect(() => loadConfig({ ADSERVE_CONFIG: file })).toThrow(/unknown key "prot"/);
+  });
+});
+
+describe('the settings table', () => {
+  // Each key's own bounds, from the environment (the error names the variable) and from the file
+  // (it names the key); values at the edges may still fail a rule across keys, never their own.
+  it.each(Object.entries(settings as Record<string, Setting>))('enforces the bounds of %s with a message naming it', (key, setting) => {
+    const refused = (value: unknown, message: string): void => {
+      if (typeof value === 'string') expect(() => loadConfig({ [setting.env]: value })).toThrow(`${setting.env} ${message}`);
+      expect(() => loadConfig(configFile({ [key]: value }))).toThrow(`${key} ${message}`);
+    };
+    const accepted = (value: string): void => expect(() => loadConfig({ [setting.env]: value })).not.toThrow(`${setting.env} must`);
+    switch (setting.type) {
+      case 'integer':
+      case 'number': {
+        const range = `must be ${setting.type === 'integer' ? 'an integer' : 'a number'} in ${setting.min}..${setting.max}`;
+        for (const outside of [setting.min - 1, setting.max + 1]) {
+          refused(String(outside), range);
+          refused(outside, range);
+        }
+        if (setting.type === 'integer') refused(String(setting.min + 0.5), range);
+        accepted(String(setting.min));
+        accepted(String(setting.max));
+        break;
+      }
+      case 'choice':
+        refused('nonsense', `must be one of ${setting.values.join(', ')}`);
+        for (const value of setting.values) accepted(value);
+        break;
+      case 'string':
+        if (setting.nonEmpty) refused('', 'must be a non-empty string');
+        else accepted('');
+        expect(() => loadConfig(configFile({ [key]: 5 }))).toThrow(`${key} must be a`);
+        break;
+      case 'list':
+        expect(() => loadConfig(configFile({ [key]: ['a', ''] }))).toThrow(`${key} must be a list of non-empty strings`);
+        break;
+      case 'numbers': {
+        const shape = `must be a list of 1..${setting.maxLength} numbers in ${setting.min}..${setting.max}`;
+        refused('', shape);
+        refused(`${setting.max},${setting.max + 1}`, shape);
+        refused(`${setting.min - 1}`, shape);
+        refused(Array(setting.maxLength + 1).fill(setting.min).join(','), shape);
+        if (setting.nonIncreasing) refused(`${setting.min},${setting.max}`, 'must not increase from one entry to the next');
+        accepted(`${setting.max},${setting.min}`);
+        break;
+      }
+      case 'placements':
+        refused('[]', 'must be an object keyed by placement');
+        // A placement's override admits what the global key of the same name admits.
+        for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros', 'minQualityScore'] as const) {
+          const { min, max } = settings[field];
+          expect(() => loadConfig({ [setting.env]: JSON.stringify({ cart: { [field]: max + 1 } }) })).toThrow(`${setting.env}.cart.${field} must be ${settings[field].type === 'integer' ? 'an integer' : 'a number'} in ${min}..${max}`);
+        }
+        expect(() => loadConfig(configFile({ [key]: { search: { auction: 'dutch' } } }))).toThrow(`${key}.search.auction must be one of ${settings.auction.values.join(', ')}`);
+        break;
+    }
+  });
+
+  it('reads the position effects and the lightweight-score weights, which need a positive sum', () => {
+    const config = loadConfig({ ADSERVE_POSITION_EFFECTS: '1, 0.5,0.5,0.1', ADSERVE_MAX_SLOTS: '4', ADSERVE_LIGHT_CTR_WEIGHT: '2.5', ADSERVE_LIGHT_MAX_ECPM_MICROS: '1000' });
+    expect(config.positionEffects).toEqual([1, 0.5, 0.5, 0.1]);
+    expect([config.lightCtrWeight, config.lightMaxEcpmMicros]).toEqual([2.5, 1000]);
+    const zero = { ADSERVE_LIGHT_SIMILARITY_WEIGHT: '0', ADSERVE_LIGHT_VALUE_WEIGHT: '0', ADSERVE_LIGHT_CTR_WEIGHT: '0', ADSERVE_LIGHT_QUALITY_WEIGHT: '0' };
+    expect(() => loadConfig(zero)).toThrow(/lightweight-score weights .* need a positive sum/);
+    expect(loadConfig({ ...zero, ADSERVE_LIGHT_QUALITY_WEIGHT: '0.1' }).lightQualityWeight).toBe(0.1);
+  });
+
+  it('needs a positive position effect for every slot a request may ask for, since VCG would sell a slot without one for nothing', () => {
+    const message = /positionEffects needs a positive value for each of the maxSlots \(\d+\) positions/;
+    expect(() => loadConfig({ ADSERVE_MAX_SLOTS: '11' })).toThrow(message);
+    expect(() => loadConfig({ ADSERVE_POSITION_EFFECTS: '1,0.5,0', ADSERVE_MAX_SLOTS: '3' })).toThrow(message);
+    expect(loadConfig({ ADSERVE_POSITION_EFFECTS: '1,0.5,0.2', ADSERVE_MAX_SLOTS: '3' }).maxSlots).toBe(3);
+    expect(loadConfig({ ADSERVE_POSITION_EFFECTS: '1,0.5,0.2', ADSERVE_MAX_SLOTS: '2' }).positionEffects).toHaveLength(3);
   });
 });

@@ -1,5 +1,6 @@
 // Typed face of the native addon (native/binding/addon.cpp). Invalid arguments throw synchronously;
 // failures of asynchronous work reject. Every error carries a stable `code` (NativeErrorCode).
+import { prepareNativeLoad } from '../config';
 import { addonPath } from '../paths';
 
 export type NativeErrorCode =
@@ -232,9 +233,6 @@ export interface NativeAddon {
   openEngine(options: NativeEngineOptions): Promise<NativeEngine>;
 }
 
-// OpenMP reads its wait policy once, when the addon loads it. Its default spins idle threads for a
-// while after each parallel region, which on a small box takes the core that libtorch's next
-// operation or the JS thread needs (engine-only, 2 threads: about 420 -> 520 requests/s at 1M ads).
-process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+prepareNativeLoad();
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const addon: NativeAddon = require(addonPath);

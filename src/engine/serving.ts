@@ -52,13 +52,17 @@ export function placementRules(config: Config): AuctionRules[] {
     floorCpmMicros: 0,
     reserveMicros: [placement.reserveCpcMicros ?? config.reserveCpcMicros, placement.reserveCpmMicros ?? config.reserveCpmMicros, placement.reserveCpaMicros ?? config.reserveCpaMicros],
     incrementMicros: config.priceIncrementMicros,
-    positionEffects: [1, 0.75, 0.6, 0.5, 0.42, 0.36, 0.32, 0.29, 0.27, 0.25],
+    positionEffects: config.positionEffects,
     minQuality: placement.minQualityScore ?? config.minQualityScore,
     ...(placement.ranking ? { ranking: placement.ranking } : {}),
   });
   rules[Placement.Unknown] = forPlacement();
   for (const name of placementNames) rules[placementOf[name]] = forPlacement(config.placements[name]);
   return rules;
+}
+
+export function lightWeights(config: Config): LightWeights {
+  return { similarity: config.lightSimilarityWeight, value: config.lightValueWeight, ctr: config.lightCtrWeight, quality: config.lightQualityWeight, maxEcpmMicros: config.lightMaxEcpmMicros };
 }
 
 export function engineSettings(config: Config): EngineSettings {
@@ -70,7 +74,7 @@ export function engineSettings(config: Config): EngineSettings {
     keywordCandidates: config.keywordCandidates,
     scoreCandidates: config.scoreCandidates,
     batching: { maxBatch: config.maxBatch, maxDelayUs: config.maxDelayUs, queueCapacity: config.queueCapacity },
-    light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+    light: lightWeights(config),
   };
 }
 

@@ -3,11 +3,13 @@ import path from 'node:path';
 
 import { expect, it } from 'vitest';
 
+import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import { adTowerInputs } from '../../src/engine/ad_features';
 import { addon } from '../../src/engine/addon';
 import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
+import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -20,7 +22,7 @@ const settings: EngineSettings = {
   annCandidates: 400,
   scoreCandidates: 400,
   batching: { maxBatch: 8, maxDelayUs: 500, queueCapacity: 64 },
-  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+  light: lightWeights(defaults),
 };
 
 function tensor(name: string): ArrayBuffer {

@@ -4,11 +4,13 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
 import { addon } from '../../src/engine/addon';
 import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
+import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { Placement } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -19,7 +21,7 @@ const settings: EngineSettings = {
   annCandidates: 200,
   scoreCandidates: 50,
   batching: { maxBatch: 16, maxDelayUs: 2000, queueCapacity: 64 },
-  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+  light: lightWeights(defaults),
 };
 
 let engine: NativeEngine;

@@ -3,10 +3,12 @@
 // rest instead of coming back empty.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import { addon, type NativeEngine } from '../../src/engine/addon';
 import { adHistory, campaignCodes, engineOptions, type EngineSettings, type IndexSettings } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
+import { lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -28,7 +30,7 @@ const settings = (index: IndexSettings): EngineSettings => ({
   annCandidates: 20,
   scoreCandidates: 20,
   batching: { maxBatch: 8, maxDelayUs: 500, queueCapacity: 64 },
-  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+  light: lightWeights(defaults),
 });
 
 describe.each<IndexSettings>([{ kind: 'flat' }, { kind: 'ivf' }, { kind: 'hnsw' }])('exclusions in the $kind search', (index) => {

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
+import { lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
 import { DeviceType, Placement } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -16,7 +18,7 @@ const settings: EngineSettings = {
   annCandidates: 200,
   scoreCandidates: 37,
   batching: { maxBatch: 32, maxDelayUs: 50_000, queueCapacity: 256 },
-  light: { similarity: 0.3, value: 0.3, ctr: 0.3, quality: 0.1, maxEcpmMicros: 50_000_000 },
+  light: lightWeights(defaults),
 };
 
 const model = readModelDir(tinyModelDir);
