@@ -51,18 +51,15 @@ export function registerAdsWebSocket(app: TemplatedApp, context: RouteContext, d
       // uWS neuters `message` when this handler returns.
       const body = new Uint8Array(message.slice(0));
       lifecycle.inFlight.count++;
-      const settled = (): void => void lifecycle.inFlight.count--;
-      decisions.run(body, 'ws', started, {
-        answer: (decision) => {
-          if (ws.getUserData().open) ws.send(decision.response, true);
-          observe(started, decision.placement, 200);
-          settled();
-        },
-        refuse: (error) => {
-          reject(ws, started, error, body);
-          settled();
-        },
-      });
+      void decisions
+        .run(body, 'ws', started, {
+          answer: (decision) => {
+            if (ws.getUserData().open) ws.send(decision.response, true);
+            observe(started, decision.placement, 200);
+          },
+          refuse: (error) => reject(ws, started, error, body),
+        })
+        .finally(() => lifecycle.inFlight.count--);
     },
     close: (ws) => {
       ws.getUserData().open = false;

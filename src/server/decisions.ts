@@ -21,9 +21,9 @@ export class Decisions {
     private readonly decision: DecisionContext,
   ) {}
 
-  /** Decides `body` (bytes this process owns) and hands the outcome to `reply`. */
-  run(body: Uint8Array, transport: Transport, started: bigint, reply: DecisionReply): void {
-    this.admit(body).then(
+  /** Decides `body` (bytes this process owns), hands the outcome to `reply`, then settles. */
+  run(body: Uint8Array, transport: Transport, started: bigint, reply: DecisionReply): Promise<void> {
+    return this.admit(body).then(
       (answer) => {
         reply.answer(answer);
         this.logSample(transport, 200, started, answer);
