@@ -32,15 +32,15 @@ export class RouteContext {
   }
 }
 
-export function drainingError(): RequestError {
+function drainingError(): RequestError {
   return new RequestError(503, 'draining', 'server is shutting down; retry on another replica');
 }
 
-export function mediaType(header: string): string {
+function mediaType(header: string): string {
   return header.split(';', 1)[0]!.trim().toLowerCase();
 }
 
-export interface OpenedPost {
+interface OpenedPost {
   exchange: Exchange;
   /** The Content-Type header as sent, and its media type in lower case. */
   contentType: string;
