@@ -20,7 +20,8 @@ import { RedisSpendStore } from './money/redis_spend';
 import { LocalSpendStore, type SpendStore } from './money/spend_store';
 import { createMetrics, registerEngineMetrics } from './metrics';
 import { projectRoot } from './paths';
-import { startServer } from './server/app';
+import { type Server, startServer } from './server/app';
+import type { Readiness } from './server/health';
 
 /** The key new tokens are sealed with, then the rotated-out keys that still open older ones. */
 function eventTokenKeys(config: Config): SigningKey[] {
@@ -73,10 +74,9 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
   return store;
 }
 
-async function main(): Promise<void> {
-  let config;
+function loadConfigOrExit(): Config {
   try {
-    config = loadConfig();
+    return loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`adserve: invalid configuration: ${error.message}\n`);
@@ -84,51 +84,26 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const log = createLogger(config.logLevel);
-  const version = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')).version as string;
-  addon.configure({ workerThreads: config.workerThreads, computeThreads: config.computeThreads, queueCapacity: config.queueCapacity });
-  const build = addon.buildInfo();
-  log.info('native engine', { ...build });
-  const metrics = createMetrics(build, version);
-  const tokenKeys = eventTokenKeys(config);
-  const signingKey = tokenKeys[0]!;
-  if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
-  const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
-  const spend = await openSpendStore(config, log, servings);
-  const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
-  const canary = new ServingCanary(log);
-  const decision: DecisionContext = {
-    config,
-    serving: await loadServing(config, log, spend, changes, canary),
-    signingKey,
-    metrics,
-    clock: systemClock,
-    random: Math.random,
-    scratch: new DecisionScratch(),
-  };
-  registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
+}
+
+/** Whether the serving model can take traffic, for /readyz. */
+function readinessOf(config: Config, decision: DecisionContext, canary: ServingCanary): Readiness {
+  if (!decision.serving) return { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train or POST /v1/admin/models)` };
+  const problem = canary.problemOf(decision.serving);
+  return problem ? { ready: false, reason: `the serving model cannot fill: ${problem}` } : { ready: true, reason: '' };
+}
+
+/** Readies the process for its first requests, while none waits. */
+async function warmDecisionPath(decision: DecisionContext): Promise<void> {
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
   if (decision.serving) for (const request of warmUpRequests()) await decideAds(request, decision);
   // Loading a catalog leaves its parsed JSON (about 1 GB for a million ads) as garbage. Collect it
   // now, while no request waits; V8 would otherwise do it in one long pause under traffic.
   (globalThis as { gc?: () => void }).gc?.();
-  const server = await startServer({
-    config,
-    metrics,
-    log,
-    decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
-    changes,
-    events: { spend, metrics, keys: tokenKeys, servings },
-    readiness: () => {
-      if (!decision.serving) return { ready: false, reason: `no engine loaded (no model at ${config.modelDir}; run npm run train or POST /v1/admin/models)` };
-      const problem = canary.problemOf(decision.serving);
-      return problem ? { ready: false, reason: `the serving model cannot fill: ${problem}` } : { ready: true, reason: '' };
-    },
-  });
-  log.info('listening', { host: config.host, port: server.port, version });
+}
 
+function startTimers(config: Config, decision: DecisionContext, servings: () => Serving[], canary: ServingCanary): void {
   // Pacing follows the ledger: every campaign's participation is recomputed every 10 s, and daily
   // caps lift within 10 s of a campaign's local midnight.
   const pacingTick = (): void => {
@@ -141,7 +116,10 @@ async function main(): Promise<void> {
   pacingTick();
   setInterval(pacingTick, 10_000).unref();
   setInterval(() => void canary.check(decision.serving), config.canaryIntervalMs).unref();
+}
 
+/** Drains on the first SIGTERM or SIGINT; a second one exits at once. */
+function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -164,6 +142,46 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = createLogger(config.logLevel);
+  const version = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')).version as string;
+  addon.configure({ workerThreads: config.workerThreads, computeThreads: config.computeThreads, queueCapacity: config.queueCapacity });
+  const build = addon.buildInfo();
+  log.info('native engine', { ...build });
+  const metrics = createMetrics(build, version);
+  const tokenKeys = eventTokenKeys(config);
+  if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
+  const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
+  const spend = await openSpendStore(config, log, servings);
+  const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
+  const canary = new ServingCanary(log);
+  const decision: DecisionContext = {
+    config,
+    serving: await loadServing(config, log, spend, changes, canary),
+    signingKey: tokenKeys[0]!,
+    metrics,
+    clock: systemClock,
+    random: Math.random,
+    scratch: new DecisionScratch(),
+  };
+  registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
+  await warmDecisionPath(decision);
+  const server = await startServer({
+    config,
+    metrics,
+    log,
+    decision,
+    swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
+    changes,
+    events: { spend, metrics, keys: tokenKeys, servings },
+    readiness: () => readinessOf(config, decision, canary),
+  });
+  log.info('listening', { host: config.host, port: server.port, version });
+  startTimers(config, decision, servings, canary);
+  stopOnSignals(config, log, server, spend);
 }
 
 main().catch((error: Error) => {

@@ -66,3 +66,8 @@ export function readBody(
     if (isLast) onBody(length === buffer.byteLength ? buffer : buffer.slice(0, length));
   });
 }
+
+/** The refusal of a body over the route's limit. */
+export function tooLargeError(maxBytes: number): RequestError {
+  return new RequestError(413, 'too_large', `body exceeds the limit of ${maxBytes} bytes`);
+}

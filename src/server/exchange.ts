@@ -5,6 +5,7 @@ import type { HttpResponse } from 'uWebSockets.js';
 
 import type { ErrorStatus, RequestError } from '../errors';
 import type { Metrics, Route } from '../metrics';
+import { refusalHeaders } from './refusal';
 
 const reasons: Record<number, string> = {
   200: 'OK',
@@ -18,14 +19,17 @@ const reasons: Record<number, string> = {
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   429: 'Too Many Requests',
-  500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
 /** uWS's per-loop cork buffer (LoopData::CORK_BUFFER_SIZE), which holds every write a handler makes. */
 const corkBufferBytes = 16 * 1024;
 
-export type Status = 200 | 500 | ErrorStatus;
+export type Status = 200 | ErrorStatus;
+
+function errorBody(error: RequestError): string {
+  return JSON.stringify({ error: { code: error.code, message: error.message } });
+}
 
 export interface InFlight {
   count: number;
@@ -65,10 +69,9 @@ export class Exchange {
     this.complete(String(status));
   }
 
-  /** Answers with a JSON error body that says what was wrong. */
+  /** Answers with a JSON error body that says what was wrong, and the headers its status calls for. */
   fail(error: RequestError, headers: Record<string, string> = {}, closeConnection = false): void {
-    const body = JSON.stringify({ error: { code: error.code, message: error.message } });
-    this.send(error.status, 'application/json', body, headers, closeConnection);
+    this.send(error.status, 'application/json', errorBody(error), { ...refusalHeaders(error), ...headers }, closeConnection);
   }
 
   /**
@@ -80,8 +83,7 @@ export class Exchange {
    * (still valid JSON) to that size.
    */
   failAndCloseNow(error: RequestError): void {
-    const body = JSON.stringify({ error: { code: error.code, message: error.message } });
-    this.send(error.status, 'application/json', body.padEnd(corkBufferBytes, ' '), {}, true);
+    this.send(error.status, 'application/json', errorBody(error).padEnd(corkBufferBytes, ' '), refusalHeaders(error), true);
   }
 
   private complete(status: string): void {

@@ -1,0 +1,26 @@
+// The one mapping from a failure to its answer, shared by the HTTP, WebSocket and event routes
+// (and the admin and metrics routes), so one kind of failure answers one status everywhere.
+//
+// A RequestError is the request's fault or a known state of this replica (draining, overloaded,
+// ledger not writable) and answers with its own status, code and message. Anything else is an
+// internal failure: 503 `internal` with `Retry-After`, like load shedding, not 500, because a
+// retry is always safe (an ad request has no side effect; an event is idempotent by its id) and
+// may reach a healthy replica. Its detail goes to the log, not to the client.
+import { RequestError } from '../errors';
+import type { Logger } from '../log';
+
+/** Seconds a client should wait before retrying a 503. */
+const retryAfterSeconds = '1';
+
+/** The answer to `error`; `undone` says what did not happen ("the event was not recorded"). */
+export function toRefusal(error: unknown, undone: string, log: Logger): RequestError {
+  if (error instanceof RequestError) return error;
+  const code: unknown = (error as { code?: unknown } | undefined)?.code;
+  log.error(undone, { error: error instanceof Error ? error.message : String(error), ...(typeof code === 'string' ? { code } : {}) });
+  return new RequestError(503, 'internal', `internal error: ${undone}; retry`);
+}
+
+/** Headers every HTTP answer of this refusal carries (WebSocket frames carry only the status). */
+export function refusalHeaders(error: RequestError): Record<string, string> {
+  return error.status === 503 ? { 'Retry-After': retryAfterSeconds } : {};
+}
