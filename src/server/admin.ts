@@ -12,8 +12,7 @@ import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
-import { localDay } from '../money/local_day';
-import type { SpendStore } from '../money/spend_store';
+import type { Money } from '../money/money';
 import type { Route } from '../metrics';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { declaredLength, readBody } from './body';
@@ -25,7 +24,7 @@ export interface AdminDeps {
   decision: DecisionContext;
   swapper: ModelSwapper;
   changes: CatalogChanges;
-  spend: SpendStore;
+  money: Money;
   begin: (res: HttpResponse, route: Route) => Exchange;
 }
 
@@ -60,16 +59,10 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
   });
 
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
-  // Spend in micros (nanos / 1000): lifetime and today in the campaign's time zone.
-  const spendOf = (campaign: string, now: number) => ({
-    lifetimeMicros: (deps.spend.state.lifetimeNanos.get(campaign) ?? 0) / 1000,
-    todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${localDay(now, decision.serving?.catalog.campaignTimeZone.get(campaign)).day}`) ?? 0) / 1000,
-    exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
-  });
   const campaignView = (serving: Serving, id: string, now: number) => ({
     ...serving.catalog.campaigns.get(id)!,
     ads: serving.catalog.campaignAds.get(id)?.length ?? 0,
-    ...spendOf(id, now),
+    ...deps.money.spendOf(id, now),
   });
   /** Runs `handle` for an authorised request with arm A's model loaded. */
   const withCatalog = (res: HttpResponse, req: HttpRequest, handle: (exchange: Exchange, serving: Serving) => void): void => {
@@ -105,9 +98,7 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
     const exchange = deps.begin(res, 'admin');
     const denied = authorised(config, req.getHeader('authorization'));
     if (denied) return exchange.fail(denied);
-    const now = Date.now();
-    const campaigns = Object.fromEntries(Array.from(deps.spend.state.lifetimeNanos.keys(), (campaign) => [campaign, spendOf(campaign, now)]));
-    sendJson(exchange, { events: deps.spend.eventCount(), campaigns });
+    sendJson(exchange, deps.money.spendReport(Date.now()));
   });
 
   app.get('/v1/admin/campaigns', (res: HttpResponse, req: HttpRequest) =>
@@ -131,7 +122,8 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
       withJson(res, req, exchange, (json) => {
         const campaign = deps.changes.editCampaign(serving.catalog, id, json);
         const now = Date.now();
-        for (const each of servings()) applyCampaign(each, campaign, now);
+        for (const each of servings()) applyCampaign(each, campaign);
+        deps.money.campaignChanged(id, now);
         log.info('campaign edited', { campaign: id, edit: json });
         sendJson(exchange, campaignView(serving, id, now));
       }),
@@ -144,8 +136,9 @@ export function registerAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
       withJson(res, req, exchange, (json) => {
         const { ad, status } = deps.changes.editAd(serving.catalog, id, json);
         for (const each of servings()) applyAdStatus(each, id, status);
+        deps.money.adChanged(id);
         log.info('ad edited', { ad: id, status });
-        sendJson(exchange, { id, campaign_id: serving.catalog.campaignId[ad], status, serving: serving.catalog.active[ad] === 1 && !serving.budgets.isExhausted(serving.catalog.campaignId[ad]!) });
+        sendJson(exchange, { id, campaign_id: serving.catalog.campaignId[ad], status, serving: serving.catalog.active[ad] === 1 && !deps.money.isExhausted(serving.catalog.campaignId[ad]!) });
       }),
     );
   });

@@ -235,7 +235,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     exchange.send(503, 'text/plain', `not ready: ${readiness.reason}\n`, { 'Retry-After': '1' });
   });
 
-  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, spend: deps.events.spend, begin });
+  registerAdminRoutes(app, { config, log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, money: deps.events.money, begin });
 
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
