@@ -101,9 +101,9 @@ export class Money {
   }
 
   /**
-   * Charges one event (refused events reject with the store's RequestError) at most the price,
-   * capped at what the campaign's budgets have left, and drops the campaign from every engine when
-   * that spent them.
+   * Records one event and resolves with its charge: the price, capped at what the campaign's budgets
+   * have left. A refused event rejects with the store's RequestError. A charge that spends the
+   * budget takes the campaign out of every attached engine.
    */
   async charge(billable: Billable): Promise<Nanos> {
     const { campaignId, timeMs } = billable;
