@@ -19,6 +19,7 @@ import { openServing, type Serving } from '../src/engine/serving';
 import { createMetrics, type Metrics } from '../src/metrics';
 import { type SigningKey, signEventToken, signingKeyOf } from '../src/money/event_token';
 import { Ledger } from '../src/money/ledger';
+import { Money } from '../src/money/money';
 import { LocalSpendStore } from '../src/money/spend_store';
 import { type DecisionContext, decideAds } from '../src/pipeline/ad_decision';
 import { systemClock } from '../src/pipeline/clock';
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
   const config = loadConfig({});
   const dataDir = benchTempDir('js-share-');
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: config.ledgerSnapshotEvents, eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000 }), config.attributionWindowSeconds * 1000);
-  const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, spend, CatalogChanges.open(dataDir));
+  const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, new Money(spend), CatalogChanges.open(dataDir));
   const bodies = benchRequests(Number(options.requests));
   const recorded = new Map<Uint8Array, ScoreResult>();
   for (const body of bodies) recorded.set(body, await serving.engine.score(body, 1000, new Uint32Array(0)));

@@ -16,6 +16,7 @@ import { systemClock } from './pipeline/clock';
 import { DecisionScratch } from './pipeline/scratch';
 import { type SigningKey, signingKeyOf } from './money/event_token';
 import { Ledger } from './money/ledger';
+import { Money } from './money/money';
 import { RedisSpendStore } from './money/redis_spend';
 import { LocalSpendStore, type SpendStore } from './money/spend_store';
 import { createMetrics, registerEngineMetrics } from './metrics';
@@ -29,14 +30,14 @@ function eventTokenKeys(config: Config): SigningKey[] {
   return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 
-async function loadServing(config: Config, log: Logger, spend: SpendStore, changes: CatalogChanges, canary: ServingCanary): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
     return undefined;
   }
   const started = Date.now();
-  const serving = await openServing(readModelDir(dir), config, spend, changes);
+  const serving = await openServing(readModelDir(dir), config, money, changes);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
   // be swapped in without a restart.
   canary.record(serving, cannotFill(await warmUp(serving)));
@@ -45,7 +46,7 @@ async function loadServing(config: Config, log: Logger, spend: SpendStore, chang
   return serving;
 }
 
-async function openSpendStore(config: Config, log: Logger, servings: () => Serving[]): Promise<SpendStore> {
+async function openSpendStore(config: Config, log: Logger, servings: () => Serving[], spendChanged: (campaigns: string[]) => void): Promise<SpendStore> {
   if (config.redisUrl === '') {
     const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), {
       snapshotEvents: config.ledgerSnapshotEvents,
@@ -64,10 +65,7 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
     retentionSeconds: config.eventTokenTtlSeconds + 86_400,
     attributionWindowMs: config.attributionWindowSeconds * 1000,
     impressionRetentionMs: () => Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs)),
-    onSpendChange: (campaigns) => {
-      const now = Date.now();
-      for (const serving of servings()) for (const campaign of campaigns) serving.budgets.check(campaign, now);
-    },
+    onSpendChange: spendChanged,
     log,
   });
   log.info('shared spend state in redis', { events: store.eventCount(), syncMs: config.redisSyncMs });
@@ -103,16 +101,10 @@ async function warmDecisionPath(decision: DecisionContext): Promise<void> {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
-function startTimers(config: Config, decision: DecisionContext, servings: () => Serving[], canary: ServingCanary): void {
+function startTimers(config: Config, decision: DecisionContext, money: Money, canary: ServingCanary): void {
   // Pacing follows the ledger: every campaign's participation is recomputed every 10 s, and daily
   // caps lift within 10 s of a campaign's local midnight.
-  const pacingTick = (): void => {
-    const now = Date.now();
-    for (const serving of servings()) {
-      serving.pacer.tick(now);
-      serving.budgets.refresh(now);
-    }
-  };
+  const pacingTick = (): void => money.tick(Date.now());
   pacingTick();
   setInterval(pacingTick, 10_000).unref();
   setInterval(() => void canary.check(decision.serving), config.canaryIntervalMs).unref();
@@ -155,12 +147,14 @@ async function main(): Promise<void> {
   const tokenKeys = eventTokenKeys(config);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
-  const spend = await openSpendStore(config, log, servings);
+  const spend = await openSpendStore(config, log, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
+  // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
+  const money = new Money(spend);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const canary = new ServingCanary(log);
   const decision: DecisionContext = {
     config,
-    serving: await loadServing(config, log, spend, changes, canary),
+    serving: await loadServing(config, log, money, changes, canary),
     signingKey: tokenKeys[0]!,
     metrics,
     clock: systemClock,
@@ -174,13 +168,13 @@ async function main(): Promise<void> {
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, spend, changes),
+    swapper: new ModelSwapper(decision, config, projectRoot, money, changes),
     changes,
-    events: { spend, metrics, keys: tokenKeys, servings },
+    events: { money, metrics, keys: tokenKeys, servings },
     readiness: () => readinessOf(config, decision, canary),
   });
   log.info('listening', { host: config.host, port: server.port, version });
-  startTimers(config, decision, servings, canary);
+  startTimers(config, decision, money, canary);
   stopOnSignals(config, log, server, spend);
 }
 

@@ -6,14 +6,14 @@ import path from 'node:path';
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
 import { createMetrics, type Metrics } from '../metrics';
-import type { SpendStore } from '../money/spend_store';
+import type { Money } from '../money/money';
 import { type DecisionContext, decideAds } from '../pipeline/ad_decision';
 import { DecisionScratch } from '../pipeline/scratch';
 import { encodeAdRequest } from '../protocol/encode_request';
 import { Placement } from '../protocol/schema';
 import { addon } from './addon';
 import { readModelDir } from './model_dir';
-import { openServing, type Serving } from './serving';
+import { closeServing, openServing, type Serving } from './serving';
 
 export class SwapInProgressError extends Error {}
 
@@ -78,7 +78,7 @@ export class ModelSwapper {
     private readonly context: DecisionContext,
     private readonly config: Config,
     private readonly root: string,
-    private readonly spend: SpendStore,
+    private readonly money: Money,
     private readonly changes: CatalogChanges,
   ) {
     this.trialMetrics = createMetrics(addon.buildInfo(), 'model-swap-trial');
@@ -97,19 +97,19 @@ export class ModelSwapper {
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
     try {
-      const next = await openServing(readModelDir(resolved), this.config, this.spend, this.changes);
+      const next = await openServing(readModelDir(resolved), this.config, this.money, this.changes);
       const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
         const problem = cannotFill(await warmUp(next));
         if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
         await this.fillsLike(next, previous ?? this.context.serving, resolved);
       } catch (error) {
-        next.engine.close();
+        closeServing(next);
         throw error;
       }
       if (arm === 'a') this.context.serving = next;
       else this.context.challenger = { serving: next, share };
-      previous?.engine.close();
+      if (previous) closeServing(previous);
       return next;
     } finally {
       this.loading = undefined;
@@ -146,6 +146,6 @@ export function removeChallenger(context: DecisionContext): boolean {
   const challenger = context.challenger;
   if (!challenger) return false;
   context.challenger = undefined;
-  challenger.serving.engine.close();
+  closeServing(challenger.serving);
   return true;
 }

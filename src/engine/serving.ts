@@ -3,10 +3,9 @@
 import path from 'node:path';
 
 import type { AuctionRules } from '../auction/auction';
-import { Budgets } from '../money/budgets';
 import { FrequencyCaps } from '../money/frequency_caps';
-import { Pacer } from '../money/pacing';
-import type { SpendStore } from '../money/spend_store';
+import type { Money } from '../money/money';
+import type { Pacer } from '../money/pacing';
 import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
 import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
 import { validateCalibration } from '../calibration/calibrate';
@@ -24,7 +23,9 @@ export interface Serving {
   calibration: { ctr: CalibrationParams; cvr: CalibrationParams };
   modelVersion: string;
   modelDir: string;
-  budgets: Budgets;
+  /** The process-wide money owner this model's engine is attached to (shared by every model). */
+  money: Money;
+  /** money.pacer, which the exclusions stage reads. */
   pacer: Pacer;
   frequency: FrequencyCaps;
   /** Each campaign's code in the engine's exclusions (AdKeys.campaign). */
@@ -78,7 +79,7 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-export async function openServing(model: ModelDir, config: Config, spend: SpendStore, changes: CatalogChanges): Promise<Serving> {
+export async function openServing(model: ModelDir, config: Config, money: Money, changes: CatalogChanges): Promise<Serving> {
   await verifyModelFiles(model);
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
@@ -87,11 +88,12 @@ export async function openServing(model: ModelDir, config: Config, spend: SpendS
   const history = adHistory(model);
   const settings = engineSettings(config);
   const engine = await openEngine(model, catalog, history, settings);
+  money.attach(catalog, engine, Date.now());
   return {
     light: settings.light,
-    budgets: new Budgets(catalog, engine, spend.state, Date.now()),
-    pacer: new Pacer(catalog, spend.state),
-    frequency: new FrequencyCaps(catalog, spend),
+    money,
+    pacer: money.pacer,
+    frequency: new FrequencyCaps(catalog, money.store),
     campaignCode: campaignCodes(catalog),
     engine,
     catalog,
@@ -103,23 +105,27 @@ export async function openServing(model: ModelDir, config: Config, spend: SpendS
   };
 }
 
-/** Puts an edited campaign into service: catalog columns, eligibility, lightweight-score priors, pacing and caps. */
-export function applyCampaign(serving: Serving, campaign: CatalogCampaign, nowMs: number): void {
+/** Closes the model's engine (it drains its queue first) and stops money pushing eligibility to it. */
+export function closeServing(serving: Serving): void {
+  serving.money.detach(serving.catalog);
+  serving.engine.close();
+}
+
+/**
+ * Puts an edited campaign into this model's service: catalog columns, lightweight-score priors and
+ * frequency caps. Eligibility and pacing follow once every model has it (Money.campaignChanged).
+ */
+export function applyCampaign(serving: Serving, campaign: CatalogCampaign): void {
   const { catalog } = serving;
   if (!catalog.campaigns.has(campaign.id)) return;
   setCampaign(catalog, campaign);
   const ads = catalog.campaignAds.get(campaign.id)!;
   serving.engine.setPriors(ads, Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)));
-  serving.budgets.campaignChanged(campaign.id, nowMs);
-  serving.pacer.follow(campaign.id);
-  serving.pacer.tick(nowMs);
   serving.frequency.refresh();
 }
 
-/** Puts an ad's own status into service. */
+/** Puts an ad's own status into this model's catalog; its eligibility follows once every model has it (Money.adChanged). */
 export function applyAdStatus(serving: Serving, adId: string, status: AdStatus): void {
   const ad = serving.catalog.indexOf.get(adId);
-  if (ad === undefined) return;
-  setAdStatus(serving.catalog, ad, status);
-  serving.budgets.adChanged(ad);
+  if (ad !== undefined) setAdStatus(serving.catalog, ad, status);
 }

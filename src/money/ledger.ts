@@ -11,17 +11,15 @@
 // repeats an event. What the ledger remembers expires (ledger_memory.ts), so its memory and its
 // snapshots stay bounded however long it runs.
 //
-// Amounts are integer nanos (1e-9 of the currency): a CPM impression costs price_micros / 1000
-// micros = price_micros nanos exactly, so no rounding is ever needed.
+// Amounts are integer nanos (amounts.ts).
 import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
 import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 import { replaceDurably } from '../durable_file';
+import type { Nanos } from './amounts';
 import { LedgerMemory, type RetentionOptions } from './ledger_memory';
 import { captureSnapshot, readLegacySnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
-
-export type Nanos = number;
 
 export interface LedgerEntry {
   /** Event id (idempotency key). */
@@ -42,7 +40,7 @@ export interface LedgerEntry {
 /** Spend totals and impression history: what budgets, pacing, reports and frequency caps read. */
 export interface LedgerState {
   lifetimeNanos: Map<string, Nanos>;
-  /** Key: `${campaignId}@${day}`; the local ledger keeps only the days around today. */
+  /** Key: dailySpendKey(campaignId, day) (spend_totals.ts); the local ledger keeps only the days around today. */
   dailyNanos: Map<string, Nanos>;
   /** Impression times (ms) per user, then per campaign, ascending; pruned by FrequencyCaps and by expiry. */
   impressions: Map<string, Map<string, number[]>>;

@@ -8,7 +8,9 @@
 // history is the per-user map FrequencyCaps reads, with a parallel log of batches saying what to
 // prune from it and when. Expiry follows the newest event time seen, never the wall clock, so
 // replaying the same entries forgets the same things.
-import type { LedgerEntry, LedgerState, Nanos } from './ledger';
+import type { Nanos } from './amounts';
+import type { LedgerEntry, LedgerState } from './ledger';
+import { dailySpendKey } from './spend_totals';
 
 export type EventType = LedgerEntry['type'];
 
@@ -93,7 +95,7 @@ export class LedgerMemory {
     if (entry.chargeNanos > 0) {
       const { lifetimeNanos } = this.state;
       lifetimeNanos.set(entry.campaignId, (lifetimeNanos.get(entry.campaignId) ?? 0) + entry.chargeNanos);
-      this.addDaily(`${entry.campaignId}@${entry.day}`, entry.day, entry.chargeNanos);
+      this.addDaily(dailySpendKey(entry.campaignId, entry.day), entry.day, entry.chargeNanos);
     }
   }
 

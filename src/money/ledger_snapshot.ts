@@ -12,8 +12,9 @@ import type { FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
-import type { Nanos } from './ledger';
+import type { Nanos } from './amounts';
 import type { EventType, Generation, LedgerMemory } from './ledger_memory';
+import { dayOfDailySpendKey } from './spend_totals';
 
 type SnapshotRecord =
   | { kind: 'head'; coversSegment: number; eventsRecorded: number; watermarkMs: number }
@@ -159,7 +160,7 @@ export function readLegacySnapshot(file: string, memory: LedgerMemory): number {
   memory.watermarkMs = lastMs;
   memory.generations.push({ firstMs: lastMs, lastMs, eventIds: new Set(legacy.eventIds), serves: new Map(legacy.serves.map(([serve, types]) => [serve, new Map(types)])) });
   for (const [campaignId, nanos] of legacy.lifetimeNanos) memory.state.lifetimeNanos.set(campaignId, nanos);
-  for (const [key, nanos] of legacy.dailyNanos) memory.addDaily(key, Number(key.slice(key.lastIndexOf('@') + 1)), nanos);
+  for (const [key, nanos] of legacy.dailyNanos) memory.addDaily(key, dayOfDailySpendKey(key), nanos);
   for (const [user, campaigns] of legacy.impressions) for (const [campaignId, times] of campaigns) for (const timeMs of times) memory.addImpression(user, campaignId, timeMs);
   return legacy.coversSegment;
 }

@@ -1,10 +1,13 @@
 // Budget pacing (README "Money"): in `even` mode a PI controller keeps a campaign's spend on its target
 // curve (uniform over the day, or day-parted by hourly weights) by adjusting the probability that
 // the campaign takes part in an auction; `asap` always takes part. The controller is pure (time and
-// spend are inputs); Pacer feeds it from the ledger.
+// spend are inputs); Pacer feeds it from the ledger. Money (money.ts) owns the one Pacer of the
+// process, so a controller's state outlives the model that was serving when it started.
 import type { Catalog } from '../catalog/catalog';
+import { microsOfNanos } from './amounts';
 import type { LedgerState } from './ledger';
 import { localDay } from './local_day';
+import { spentTodayNanos } from './spend_totals';
 
 export type PacingMode = 'even' | 'asap';
 
@@ -62,25 +65,29 @@ export class PacingController {
   }
 }
 
+function sameHours(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((weight, hour) => weight === b[hour]));
+}
+
 /** Participation probabilities of every campaign, refreshed from the ledger on each tick. */
 export class Pacer {
   private readonly controllers = new Map<string, PacingController>();
   /** The campaigns with participation below 1, so a request draws for those alone. */
   private throttled: Array<[campaignId: string, participation: number]> = [];
 
+  /** `settingsOf` names the catalog whose settings (pacing, day-parting, time zone, daily budget) a campaign follows. */
   constructor(
-    private readonly catalog: Catalog,
+    private readonly settingsOf: (campaignId: string) => Catalog | undefined,
     private readonly state: LedgerState,
-  ) {
-    for (const campaign of catalog.campaignPacing.keys()) this.follow(campaign);
-  }
+  ) {}
 
-  /** Follows the campaign's pacing mode and day-parting (a change starts a fresh controller). */
+  /** Follows the campaign's pacing mode and day-parting (a change starts a fresh controller; the same settings from another catalog keep it). */
   follow(campaignId: string): void {
-    const mode = this.catalog.campaignPacing.get(campaignId);
-    const hours = this.catalog.campaignDayParting.get(campaignId);
+    const catalog = this.settingsOf(campaignId);
+    const mode = catalog?.campaignPacing.get(campaignId);
+    const hours = catalog?.campaignDayParting.get(campaignId);
     const current = this.controllers.get(campaignId);
-    if (mode && (current?.mode !== mode || current.hourlyWeights !== hours)) {
+    if (mode && (current?.mode !== mode || !sameHours(current.hourlyWeights, hours))) {
       this.controllers.set(campaignId, new PacingController(mode, defaultGains, hours));
       this.throttled = this.throttled.filter(([throttled]) => throttled !== campaignId);
     }
@@ -96,9 +103,10 @@ export class Pacer {
   tick(nowMs: number): void {
     this.throttled = [];
     for (const [campaign, controller] of this.controllers) {
-      const { day, msIntoDay } = localDay(nowMs, this.catalog.campaignTimeZone.get(campaign));
-      const budget = this.catalog.campaignDailyBudgetMicros.get(campaign) ?? 0;
-      const spent = (this.state.dailyNanos.get(`${campaign}@${day}`) ?? 0) / 1000;
+      const catalog = this.settingsOf(campaign);
+      const { day, msIntoDay } = localDay(nowMs, catalog?.campaignTimeZone.get(campaign));
+      const budget = catalog?.campaignDailyBudgetMicros.get(campaign) ?? 0;
+      const spent = microsOfNanos(spentTodayNanos(this.state, campaign, day));
       const participation = controller.update(msIntoDay, spent, budget);
       if (participation < 1) this.throttled.push([campaign, participation]);
     }

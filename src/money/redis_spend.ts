@@ -7,8 +7,10 @@
 import { Redis } from 'ioredis';
 
 import type { Logger } from '../log';
-import { emptyState, type LedgerState, type Nanos } from './ledger';
+import type { Nanos } from './amounts';
+import { emptyState, type LedgerState } from './ledger';
 import { type Charge, type Refusal, refusalError, type SpendStore } from './spend_store';
+import { dailySpendKey } from './spend_totals';
 
 const prefix = 'adserve:';
 const eventKey = (id: string): string => `${prefix}event:${id}`;
@@ -158,7 +160,7 @@ export class RedisSpendStore implements SpendStore {
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
     const [, chargeNanos, daily, lifetime, events] = reply;
     // This replica sees its own charges at once; other replicas' arrive with the next sync.
-    this.raise(this.state.dailyNanos, `${charge.campaignId}@${charge.day}`, Number(daily));
+    this.raise(this.state.dailyNanos, dailySpendKey(charge.campaignId, charge.day), Number(daily));
     this.raise(this.state.lifetimeNanos, charge.campaignId, Number(lifetime));
     this.events = Math.max(this.events, events);
     if (Number(chargeNanos) > 0) this.options.onSpendChange([charge.campaignId]);
@@ -209,7 +211,7 @@ export class RedisSpendStore implements SpendStore {
         let moved = this.raise(this.state.lifetimeNanos, campaign, Number(nanos));
         days.forEach((day, i) => {
           const spent = (daily[i] as Record<string, string>)[campaign];
-          if (spent !== undefined && this.raise(this.state.dailyNanos, `${campaign}@${day}`, Number(spent))) moved = true;
+          if (spent !== undefined && this.raise(this.state.dailyNanos, dailySpendKey(campaign, day), Number(spent))) moved = true;
         });
         if (moved) changed.push(campaign);
       }

@@ -5,7 +5,9 @@
 // left, and count an impression towards frequency caps.
 import { RequestError } from '../errors';
 import { type CampaignBudgets, remainingNanos } from './budgets';
-import type { Ledger, LedgerEntry, LedgerState, Nanos } from './ledger';
+import type { Nanos } from './amounts';
+import type { Ledger, LedgerEntry, LedgerState } from './ledger';
+import { spentLifetimeNanos, spentTodayNanos } from './spend_totals';
 
 export interface Charge extends Omit<LedgerEntry, 'chargeNanos'> {
   /** The auction price when this is the bid type's billable event, else 0. */
@@ -85,7 +87,7 @@ export class LocalSpendStore implements SpendStore {
     const refusal = ledger.knows(charge.id) ? 'duplicate_event' : refusalOf(ledger.served(charge.serve), charge.type, charge.timeMs, this.attributionWindowMs);
     if (refusal) throw refusalError(refusal, charge);
     const { priceNanos, budgets, ...entry } = charge;
-    const left = remainingNanos(budgets, state.dailyNanos.get(`${charge.campaignId}@${charge.day}`) ?? 0, state.lifetimeNanos.get(charge.campaignId) ?? 0);
+    const left = remainingNanos(budgets, spentTodayNanos(state, charge.campaignId, charge.day), spentLifetimeNanos(state, charge.campaignId));
     const chargeNanos = Math.min(priceNanos, left);
     await ledger.append({ ...entry, chargeNanos });
     return chargeNanos;

@@ -32,6 +32,10 @@ export async function excludedCampaigns(
   const codes = new Uint32Array(capped.length + throttled.length);
   let count = 0;
   for (const campaignId of capped) codes[count++] = sources.campaignCode.get(campaignId)!;
-  for (const campaignId of throttled) codes[count++] = sources.campaignCode.get(campaignId)!;
-  return codes;
+  for (const campaignId of throttled) {
+    // Pacing is process-wide: a campaign only another model's catalog lists has no code here.
+    const code = sources.campaignCode.get(campaignId);
+    if (code !== undefined) codes[count++] = code;
+  }
+  return count === codes.length ? codes : codes.subarray(0, count);
 }

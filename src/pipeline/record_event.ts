@@ -1,7 +1,7 @@
 // An impression, click or conversion: verify the signed token, then let the spend store enforce the
 // event order of one served ad (impression, then click, then conversion; each at most once) and
 // charge the billable event of the bid type at the frozen auction price, capped at what the
-// campaign's budgets have left, durably; then update budgets.
+// campaign's budgets have left, durably, once through the process's money owner.
 import { ByteBuffer, Encoding } from 'flatbuffers';
 
 import type { Serving } from '../engine/serving';
@@ -9,13 +9,14 @@ import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
 import { EventTokenError, maxEventTokenLength, servedAdKey, type SigningKey, verifyEventToken } from '../money/event_token';
 import type { Metrics } from '../metrics';
+import { microsOfNanos, nanosOfMicros } from '../money/amounts';
 import type { LedgerEntry } from '../money/ledger';
-import type { SpendStore } from '../money/spend_store';
+import type { Money } from '../money/money';
 import { BidType, Event, EventType } from '../protocol/schema';
 import { requireVerified } from './parse_request';
 
 export interface EventContext {
-  spend: SpendStore;
+  money: Money;
   metrics: Metrics;
   keys: readonly SigningKey[];
   /** The models serving now (both arms of an A/B test); the first is arm A. */
@@ -81,7 +82,7 @@ export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
 
 export async function recordEvent(input: EventInput, context: EventContext, nowMs: number): Promise<RecordedEvent> {
   if (input.eventId.length === 0 || input.eventId.length > 128) throw new RequestError(422, 'invalid_event', 'event_id must be 1..128 characters');
-  const { spend } = context;
+  const spend = context.money.store;
   if (spend.failure) throw new RequestError(503, 'ledger_unavailable', `spend ledger is not writable: ${spend.failure.message}`);
   let token;
   try {
@@ -98,24 +99,20 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   const campaignId = serving.catalog.campaignId[adIndex]!;
   const bidType = token.bidType as BidType;
   // CPM prices are per thousand impressions: per impression that is price micros / 1000 = price nanos.
-  const priceNanos = billable[bidType] !== input.type ? 0 : bidType === BidType.Cpm ? token.priceMicros : token.priceMicros * 1000;
-  const chargeNanos = await spend.record({
+  const priceNanos = billable[bidType] !== input.type ? 0 : bidType === BidType.Cpm ? token.priceMicros : nanosOfMicros(token.priceMicros);
+  const chargeNanos = await context.money.charge({
     id: input.eventId,
     serve: servedAdKey(token),
     type: input.type,
     campaignId,
     adId: token.adId,
-    day: serving.budgets.dayOf(campaignId, nowMs),
     timeMs: nowMs,
     user: token.userId ?? '',
     priceNanos,
-    budgets: serving.budgets.budgetsOf(campaignId),
   });
-  // Every serving engine must drop a campaign whose budget ran out.
-  for (const each of servings) each.budgets.check(campaignId, nowMs);
   const labels = { placement: token.placement, model: token.modelVersion };
   const { metrics } = context;
-  if (chargeNanos < priceNanos) metrics.overdelivery.inc((priceNanos - chargeNanos) / 1000);
+  if (chargeNanos < priceNanos) metrics.overdelivery.inc(microsOfNanos(priceNanos - chargeNanos));
   const monitor = metrics.calibration;
   if (input.type === 'impression') {
     monitor.impressions.inc(labels);
@@ -126,5 +123,5 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   } else {
     monitor.conversions.inc(labels);
   }
-  return { status: 'recorded', eventId: input.eventId, chargedMicros: chargeNanos / 1000, capped: chargeNanos < priceNanos };
+  return { status: 'recorded', eventId: input.eventId, chargedMicros: microsOfNanos(chargeNanos), capped: chargeNanos < priceNanos };
 }

@@ -3,7 +3,6 @@
 import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
-import { spendOf } from './admin_spend';
 
 /** Runs `handle` with arm A's model, whose catalog the campaigns and ads are read from. */
 function withServing(call: AdminCall, handle: (serving: Serving) => void): void {
@@ -21,7 +20,7 @@ function campaignView(deps: AdminDeps, serving: Serving, id: string, now: number
   return {
     ...serving.catalog.campaigns.get(id)!,
     ads: serving.catalog.campaignAds.get(id)?.length ?? 0,
-    ...spendOf(deps, id, now),
+    ...deps.money.spendOf(id, now),
   };
 }
 
@@ -47,7 +46,8 @@ function editCampaign(call: AdminCall): void {
     readJson(call, (json) => {
       const campaign = deps.changes.editCampaign(serving.catalog, id, json);
       const now = Date.now();
-      for (const each of servings(deps)) applyCampaign(each, campaign, now);
+      for (const each of servings(deps)) applyCampaign(each, campaign);
+      deps.money.campaignChanged(id, now);
       deps.log.info('campaign edited', { campaign: id, edit: json });
       sendJson(call.exchange, campaignView(deps, serving, id, now));
     }),
@@ -61,9 +61,10 @@ function editAd(call: AdminCall): void {
     readJson(call, (json) => {
       const { ad, status } = deps.changes.editAd(serving.catalog, id, json);
       for (const each of servings(deps)) applyAdStatus(each, id, status);
+      deps.money.adChanged(id);
       deps.log.info('ad edited', { ad: id, status });
       const campaign = serving.catalog.campaignId[ad]!;
-      sendJson(call.exchange, { id, campaign_id: campaign, status, serving: serving.catalog.active[ad] === 1 && !serving.budgets.isExhausted(campaign) });
+      sendJson(call.exchange, { id, campaign_id: campaign, status, serving: serving.catalog.active[ad] === 1 && !deps.money.isExhausted(campaign) });
     }),
   );
 }

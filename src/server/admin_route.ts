@@ -6,7 +6,7 @@ import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { ModelSwapper } from '../engine/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
-import type { SpendStore } from '../money/spend_store';
+import type { Money } from '../money/money';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { declaredLength, readBody } from './body';
 import type { Exchange } from './exchange';
@@ -18,7 +18,7 @@ export interface AdminDeps {
   swapper: ModelSwapper;
   /** Durable campaign and ad edits. */
   changes: CatalogChanges;
-  spend: SpendStore;
+  money: Money;
 }
 
 /** One authorised admin request; `req` is alive only until the handler returns. */

@@ -1,25 +1,10 @@
-// GET /v1/admin/spend, and the spend figures the campaign views show too.
-import { localDay } from '../money/local_day';
-import { type AdminDeps, type AdminRoute, sendJson } from './admin_route';
-
-/** Spend in micros (nanos / 1000): lifetime and today in the campaign's time zone. */
-export function spendOf(deps: AdminDeps, campaign: string, now: number) {
-  const { decision } = deps;
-  return {
-    lifetimeMicros: (deps.spend.state.lifetimeNanos.get(campaign) ?? 0) / 1000,
-    todayMicros: (deps.spend.state.dailyNanos.get(`${campaign}@${localDay(now, decision.serving?.catalog.campaignTimeZone.get(campaign)).day}`) ?? 0) / 1000,
-    exhausted: decision.serving?.budgets.isExhausted(campaign) ?? false,
-  };
-}
+// GET /v1/admin/spend; the money owner computes the figures, which the campaign views show too.
+import { type AdminRoute, sendJson } from './admin_route';
 
 export const spendRoutes: readonly AdminRoute[] = [
   {
     method: 'get',
     pattern: '/v1/admin/spend',
-    handle: ({ exchange, deps }) => {
-      const now = Date.now();
-      const campaigns = Object.fromEntries(Array.from(deps.spend.state.lifetimeNanos.keys(), (campaign) => [campaign, spendOf(deps, campaign, now)]));
-      sendJson(exchange, { events: deps.spend.eventCount(), campaigns });
-    },
+    handle: ({ exchange, deps }) => sendJson(exchange, deps.money.spendReport(Date.now())),
   },
 ];

@@ -54,7 +54,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   const endSockets = registerAdsWebSocket(app, context, decisions);
   registerEventRoutes(app, context, deps.events);
   registerHealthRoutes(app, context, deps.readiness);
-  registerAdminRoutes(app, context, { log: deps.log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, spend: deps.events.spend });
+  registerAdminRoutes(app, context, { log: deps.log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, money: deps.events.money });
   app.any('/*', (res, req) => {
     const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
     context.begin(res, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));

@@ -11,6 +11,7 @@ import { openServing, type Serving } from '../../src/engine/serving';
 import { ServingCanary } from '../../src/engine/serving_canary';
 import { createLogger } from '../../src/log';
 import { Ledger } from '../../src/money/ledger';
+import { Money } from '../../src/money/money';
 import { LocalSpendStore } from '../../src/money/spend_store';
 import { nanHeadsModel } from '../helpers/models';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -23,7 +24,7 @@ const canary = new ServingCanary(createLogger('info', (line) => logged.push(line
 async function open(dir: string): Promise<Serving> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-canary-'));
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 86_400_000 }), 86_400_000);
-  return openServing(readModelDir(dir), loadConfig({ ADSERVE_INDEX_CACHE_DIR: '' }), spend, CatalogChanges.open(dataDir));
+  return openServing(readModelDir(dir), loadConfig({ ADSERVE_INDEX_CACHE_DIR: '' }), new Money(spend), CatalogChanges.open(dataDir));
 }
 
 beforeAll(async () => {

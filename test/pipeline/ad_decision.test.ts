@@ -13,6 +13,7 @@ import { openServing, type Serving } from '../../src/engine/serving';
 import { createMetrics } from '../../src/metrics';
 import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { Ledger } from '../../src/money/ledger';
+import { Money } from '../../src/money/money';
 import { LocalSpendStore } from '../../src/money/spend_store';
 import { type DecisionContext, decideAds } from '../../src/pipeline/ad_decision';
 import type { Clock } from '../../src/pipeline/clock';
@@ -29,7 +30,7 @@ let context: DecisionContext;
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-decision-'));
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 }), 3_600_000);
-  serving = await openServing(readModelDir(tinyModelDir), { ...defaults, indexKind: 'flat' }, spend, CatalogChanges.open(dataDir));
+  serving = await openServing(readModelDir(tinyModelDir), { ...defaults, indexKind: 'flat' }, new Money(spend), CatalogChanges.open(dataDir));
   // Every monotonic reading is 1 ms after the last, so each stage of ours takes exactly 1 ms.
   let tick = 0;
   const clock: Clock = { now: () => nowMs, monotonic: () => tick++ };

@@ -36,7 +36,8 @@ beforeAll(async () => {
   // The whole day's budget spent by 06:00: far ahead of the even curve, so pacing throttles it.
   ledger.state.dailyNanos.set(`${paced.id}@${localDay(nowMs).day}`, 1_000_000 * 1000);
   ledger.state.impressions.set('u-capped', new Map([[capped.id, [nowMs - 60_000]]]));
-  const pacer = new Pacer(catalog, ledger.state);
+  const pacer = new Pacer(() => catalog, ledger.state);
+  for (const campaign of catalog.campaignPacing.keys()) pacer.follow(campaign);
   pacer.tick(nowMs);
   sources = { frequency: new FrequencyCaps(catalog, new LocalSpendStore(ledger, 3_600_000)), pacer, campaignCode: codes };
 });
