@@ -3,10 +3,9 @@
 // the campaign takes part in an auction; `asap` always takes part. The controller is pure (time and
 // spend are inputs); Pacer feeds it from the ledger.
 import type { Catalog } from '../catalog/catalog';
+import type { PacingMode } from '../catalog/catalog_json';
 import type { LedgerState } from './ledger';
 import { localDay } from './local_day';
-
-export type PacingMode = 'even' | 'asap';
 
 export interface PacingGains {
   /** Participation change per unit of spend error (a fraction of the daily budget). */

@@ -7,7 +7,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
 import type { Config } from '../config';
 import { ModelDirError } from '../engine/model_dir';
-import { type ModelSwapper, removeChallenger, SwapInProgressError } from '../engine/model_swap';
+import { type ModelSwapper, removeChallenger, SwapInProgressError } from '../pipeline/model_swap';
 import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import { RequestError } from '../errors';

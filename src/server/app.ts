@@ -11,7 +11,7 @@ import { type EventContext, parseEvent, recordEvent } from '../pipeline/record_e
 import { refusedRequestId } from '../pipeline/parse_request';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
-import type { ModelSwapper } from '../engine/model_swap';
+import type { ModelSwapper } from '../pipeline/model_swap';
 import { registerAdminRoutes } from './admin';
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import { declaredLength, readBody } from './body';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { addon, type TargetingCriterion } from '../../src/engine/addon';
+import type { TargetingCriterion } from '../../src/catalog/catalog_json';
+import { addon } from '../../src/engine/addon';
 
 // BOOK_SPEC 2.7: Ad_123 (index 0), Ad_456 (1), Ad_789 (2); ad 3 is untargeted and always matches.
 const not = (criterion: TargetingCriterion): TargetingCriterion => ({ ...criterion, not: true });
