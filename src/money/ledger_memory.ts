@@ -8,7 +8,7 @@
 // history is the per-user map FrequencyCaps reads, with a parallel log of batches saying what to
 // prune from it and when. Expiry follows the newest event time seen, never the wall clock, so
 // replaying the same entries forgets the same things.
-import type { LedgerEntry, LedgerState, Nanos } from './ledger';
+import type { LedgerEntry, LedgerState, Nanos } from './ledger_state';
 
 export type EventType = LedgerEntry['type'];
 

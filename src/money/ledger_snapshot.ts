@@ -12,7 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
-import type { Nanos } from './ledger';
+import type { Nanos } from './ledger_state';
 import type { EventType, Generation, LedgerMemory } from './ledger_memory';
 
 type SnapshotRecord =
