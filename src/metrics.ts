@@ -160,9 +160,8 @@ const calibrationCounters: Record<keyof Metrics['calibration'], Declared<Counter
 };
 
 function registerDecisionObservations(registry: Registry): DecisionObservations {
-  // Set once the histograms exist; each scrape first moves the decisions' pending values in.
-  let decisions: DecisionObservations | undefined;
-  const collect = (): void => decisions?.flush();
+  // Each scrape first moves the decisions' pending values in; scrapes start after this returns.
+  const collect = (): void => decisions.flush();
   const histogram = <T extends string>(spec: Declared<HistogramConfiguration<T>>): Histogram<T> => new Histogram<T>({ ...spec, collect, registers: [registry] });
   const { stageDuration, batchSize, queueWait, fillRatio, clearingPrice } = decisionHistograms;
   const stages = histogram<'stage'>(stageDuration);
@@ -170,7 +169,7 @@ function registerDecisionObservations(registry: Registry): DecisionObservations 
   const prices = histogram<'bid_type'>(clearingPrice);
   // In BidType order, as DecisionObservations.clearingPrice indexes them.
   for (const bidType of ['cpc', 'cpm', 'cpa']) series.push(prices.labels({ bid_type: bidType }));
-  decisions = new DecisionObservations(series, stageLabels.length);
+  const decisions = new DecisionObservations(series, stageLabels.length);
   return decisions;
 }
 

@@ -45,7 +45,7 @@ export class CatalogChanges {
       try {
         recorded = JSON.parse(readFileSync(file, 'utf8')) as Recorded;
       } catch (error) {
-        throw new Error(`cannot read ${file}: ${(error as Error).message}`);
+        throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
       }
     }
     return new CatalogChanges(dataDir, recorded);
