@@ -5,7 +5,7 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['build/', 'dist/', 'node_modules/', 'models/', 'data/'] },
+  { ignores: ['build/', 'dist/', 'node_modules/', 'models/', 'data/', 'cache/'] },
   {
     files: ['**/*.ts', '**/*.mts'],
     extends: [js.configs.recommended, tseslint.configs.recommended],
