@@ -11,8 +11,8 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
 # the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
-# and redis-server for the shared-state (REDIS_URL) mode and its tests.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server)
+# redis-server for the shared-state (REDIS_URL) mode and its tests, and clang-format for `npm run lint`.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format)
 
 install_packages() {
   local missing=()

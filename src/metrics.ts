@@ -1,6 +1,6 @@
 // Prometheus metrics, declared once. Names carry the adserve_ prefix and base units;
 // label values come from small closed sets.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, type CounterConfiguration, Gauge, Histogram, type HistogramConfiguration, Registry, collectDefaultMetrics } from 'prom-client';
 
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 
@@ -98,20 +98,85 @@ export interface Metrics {
   calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
 }
 
+type Declared<C> = Omit<C, 'registers' | 'collect'>;
+
+/** The histograms a decision observes through DecisionObservations. */
+const decisionHistograms = {
+  stageDuration: {
+    name: 'adserve_stage_duration_seconds',
+    help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then exclusions, calibrate, quality, auction, encode.',
+    labelNames: ['stage'] as const,
+    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+  },
+  batchSize: {
+    name: 'adserve_batch_size',
+    help: 'Requests in the engine batch that scored each request.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+  },
+  queueWait: {
+    name: 'adserve_batch_queue_wait_seconds',
+    help: 'Time a request waited in the engine queue before its batch started.',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+  },
+  fillRatio: { name: 'adserve_fill_ratio', help: 'Filled slots over requested slots, per decision.', buckets: [0, 0.25, 0.5, 0.75, 1] },
+  clearingPrice: {
+    name: 'adserve_auction_clearing_price',
+    help: 'Price of each winning ad in its billable unit (dollars; CPM per thousand impressions).',
+    labelNames: ['bid_type'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
+  },
+} satisfies Record<string, Declared<HistogramConfiguration<string>>>;
+
+const requestDuration: Declared<HistogramConfiguration<'route' | 'placement' | 'status'>> = {
+  name: 'adserve_request_duration_seconds',
+  help: 'Time from the first byte of a request to its answer, by route, placement and HTTP status.',
+  labelNames: ['route', 'placement', 'status'],
+  buckets: latencyBucketsSeconds,
+};
+
+const counters = {
+  degraded: { name: 'adserve_deadline_degraded_total', help: 'Requests answered from the lightweight score because their deadline passed before model scoring.' },
+  shed: { name: 'adserve_requests_shed_total', help: 'Requests refused with 503 because the engine queue was full.' },
+  overdelivery: {
+    name: 'adserve_budget_overdelivery_micros_total',
+    help: 'Value of billable events served before a budget ran out but arriving after it: delivered, billed only up to the budget (micros).',
+  },
+} satisfies Record<string, Declared<CounterConfiguration<never>>>;
+
+const armRequests: Declared<CounterConfiguration<'arm' | 'model'>> = {
+  name: 'adserve_arm_requests_total',
+  help: 'Ad decisions per A/B arm and model; per-arm CTR and CVR come from adserve_calibration_* by model.',
+  labelNames: ['arm', 'model'],
+};
+
+// Online calibration monitor: observed clicks / predicted clicks (and the same for conversions)
+// per placement and model, from recorded events; drift is one ratio of rates in PromQL.
+const calibrationCounters: Record<keyof Metrics['calibration'], Declared<CounterConfiguration<'placement' | 'model'>>> = {
+  impressions: { name: 'adserve_calibration_impressions_total', help: 'Recorded impressions of served ads.', labelNames: ['placement', 'model'] },
+  predictedClicks: { name: 'adserve_calibration_predicted_clicks_total', help: 'Sum of the calibrated pCTR of recorded impressions.', labelNames: ['placement', 'model'] },
+  clicks: { name: 'adserve_calibration_clicks_total', help: 'Recorded clicks of served ads.', labelNames: ['placement', 'model'] },
+  predictedConversions: { name: 'adserve_calibration_predicted_conversions_total', help: 'Sum of the calibrated pCVR of recorded clicks.', labelNames: ['placement', 'model'] },
+  conversions: { name: 'adserve_calibration_conversions_total', help: 'Recorded conversions of served ads.', labelNames: ['placement', 'model'] },
+};
+
+function registerDecisionObservations(registry: Registry): DecisionObservations {
+  // Each scrape first moves the decisions' pending values in; scrapes start after this returns.
+  const collect = (): void => decisions.flush();
+  const histogram = <T extends string>(spec: Declared<HistogramConfiguration<T>>): Histogram<T> => new Histogram<T>({ ...spec, collect, registers: [registry] });
+  const { stageDuration, batchSize, queueWait, fillRatio, clearingPrice } = decisionHistograms;
+  const stages = histogram<'stage'>(stageDuration);
+  const series: Observer[] = [...stageLabels.map((stage) => stages.labels({ stage })), histogram(batchSize), histogram(queueWait), histogram(fillRatio)];
+  const prices = histogram<'bid_type'>(clearingPrice);
+  // In BidType order, as DecisionObservations.clearingPrice indexes them.
+  for (const bidType of ['cpc', 'cpm', 'cpa']) series.push(prices.labels({ bid_type: bidType }));
+  const decisions = new DecisionObservations(series, stageLabels.length);
+  return decisions;
+}
+
 export function createMetrics(build: BuildInfo, version: string): Metrics {
   const registry = new Registry();
   // 1 ms: at the default 10 ms the event-loop lag metrics cannot see the few-millisecond stalls that matter here.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1 });
-  // Set once the histograms exist; each scrape first moves the decisions' pending values in.
-  let decisions: DecisionObservations | undefined;
-  const collect = (): void => decisions?.flush();
-  const requestDuration = new Histogram({
-    name: 'adserve_request_duration_seconds',
-    help: 'Time from the first byte of a request to its answer, by route, placement and HTTP status.',
-    labelNames: ['route', 'placement', 'status'] as const,
-    buckets: latencyBucketsSeconds,
-    registers: [registry],
-  });
   const info = new Gauge({
     name: 'adserve_build_info',
     help: 'Versions of adserve and of the native libraries it runs on (always 1).',
@@ -119,82 +184,18 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     registers: [registry],
   });
   info.set({ version, torch: build.torch, faiss: build.faiss, flatbuffers: build.flatbuffers, cuda: String(build.cuda) }, 1);
-  const stageDuration = new Histogram({
-    name: 'adserve_stage_duration_seconds',
-    help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then exclusions, calibrate, quality, auction, encode.',
-    labelNames: ['stage'] as const,
-    collect,
-    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
-    registers: [registry],
-  });
-  const batchSize = new Histogram({
-    name: 'adserve_batch_size',
-    help: 'Requests in the engine batch that scored each request.',
-    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-    collect,
-    registers: [registry],
-  });
-  const queueWait = new Histogram({
-    name: 'adserve_batch_queue_wait_seconds',
-    help: 'Time a request waited in the engine queue before its batch started.',
-    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
-    collect,
-    registers: [registry],
-  });
-  const degraded = new Counter({
-    name: 'adserve_deadline_degraded_total',
-    help: 'Requests answered from the lightweight score because their deadline passed before model scoring.',
-    registers: [registry],
-  });
-  const shed = new Counter({ name: 'adserve_requests_shed_total', help: 'Requests refused with 503 because the engine queue was full.', registers: [registry] });
-  const overdelivery = new Counter({
-    name: 'adserve_budget_overdelivery_micros_total',
-    help: 'Value of billable events served before a budget ran out but arriving after it: delivered, billed only up to the budget (micros).',
-    registers: [registry],
-  });
-  const fillRatio = new Histogram({
-    name: 'adserve_fill_ratio',
-    help: 'Filled slots over requested slots, per decision.',
-    buckets: [0, 0.25, 0.5, 0.75, 1],
-    collect,
-    registers: [registry],
-  });
-  const clearingPrice = new Histogram({
-    name: 'adserve_auction_clearing_price',
-    help: 'Price of each winning ad in its billable unit (dollars; CPM per thousand impressions).',
-    labelNames: ['bid_type'] as const,
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
-    collect,
-    registers: [registry],
-  });
-  // Online calibration monitor: observed clicks / predicted clicks (and the same for conversions)
-  // per placement and model, from recorded events; drift is one ratio of rates in PromQL.
-  const calibrationCounter = (name: string, help: string) =>
-    new Counter({ name: `adserve_calibration_${name}`, help, labelNames: ['placement', 'model'] as const, registers: [registry] });
-  const calibration = {
-    impressions: calibrationCounter('impressions_total', 'Recorded impressions of served ads.'),
-    predictedClicks: calibrationCounter('predicted_clicks_total', 'Sum of the calibrated pCTR of recorded impressions.'),
-    clicks: calibrationCounter('clicks_total', 'Recorded clicks of served ads.'),
-    predictedConversions: calibrationCounter('predicted_conversions_total', 'Sum of the calibrated pCVR of recorded clicks.'),
-    conversions: calibrationCounter('conversions_total', 'Recorded conversions of served ads.'),
+  const counter = <T extends string>(spec: Declared<CounterConfiguration<T>>): Counter<T> => new Counter<T>({ ...spec, registers: [registry] });
+  const calibration = Object.fromEntries(Object.entries(calibrationCounters).map(([field, spec]) => [field, counter(spec)])) as Metrics['calibration'];
+  return {
+    registry,
+    requestDuration: new Histogram({ ...requestDuration, registers: [registry] }),
+    decisions: registerDecisionObservations(registry),
+    degraded: counter(counters.degraded),
+    shed: counter(counters.shed),
+    overdelivery: counter(counters.overdelivery),
+    armRequests: counter(armRequests),
+    calibration,
   };
-  const armRequests = new Counter({
-    name: 'adserve_arm_requests_total',
-    help: 'Ad decisions per A/B arm and model; per-arm CTR and CVR come from adserve_calibration_* by model.',
-    labelNames: ['arm', 'model'] as const,
-    registers: [registry],
-  });
-  decisions = new DecisionObservations(
-    [
-      ...stageLabels.map((stage) => stageDuration.labels({ stage })),
-      batchSize,
-      queueWait,
-      fillRatio,
-      ...(['cpc', 'cpm', 'cpa'] as const).map((bidType) => clearingPrice.labels({ bid_type: bidType })),
-    ],
-    stageLabels.length,
-  );
-  return { registry, requestDuration, decisions, degraded, shed, overdelivery, armRequests, calibration };
 }
 
 /**

@@ -1,7 +1,12 @@
 // Applies a model's calibration map to raw logits, exactly as train/calibration.py's apply():
 // isotonic = linear interpolation between knots, clamped at the ends; temperature = sigmoid(z / T);
 // Platt = sigmoid(a z + b).
-import type { CalibrationParams } from '../engine/model_dir';
+
+/** A model's calibration map from raw logit to probability, as train/ writes it in manifest.json. */
+export type CalibrationParams =
+  | { kind: 'isotonic'; x: number[]; y: number[] }
+  | { kind: 'temperature'; t: number }
+  | { kind: 'platt'; a: number; b: number };
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { writeDurably } from '../durable_file';
-import type { CatalogCampaign } from '../engine/model_dir';
+import type { CatalogCampaign } from './catalog_json';
 import { RequestError } from '../errors';
 import { type Catalog, CatalogError, setAdStatus, setCampaign, validateCampaign } from './catalog';
 
@@ -45,7 +45,7 @@ export class CatalogChanges {
       try {
         recorded = JSON.parse(readFileSync(file, 'utf8')) as Recorded;
       } catch (error) {
-        throw new Error(`cannot read ${file}: ${(error as Error).message}`);
+        throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
       }
     }
     return new CatalogChanges(dataDir, recorded);

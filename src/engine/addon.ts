@@ -1,6 +1,7 @@
 // Typed face of the native addon (native/binding/addon.cpp). Invalid arguments throw synchronously;
 // failures of asynchronous work reject. Every error carries a stable `code` (NativeErrorCode).
 import { prepareNativeLoad } from '../config';
+import type { TargetingCriterion } from '../catalog/catalog_json';
 import { addonPath } from '../paths';
 
 export type NativeErrorCode =
@@ -60,13 +61,6 @@ export interface TensorFileSpec {
   path: string;
   dtype: 'float32' | 'int64' | 'int32';
   shape: number[];
-}
-
-export interface TargetingCriterion {
-  type: 'exact' | 'phrase' | 'broad' | 'negative' | 'geo' | 'device' | 'audience' | 'category' | 'product' | 'placement';
-  value: string;
-  /** Negated: the rule fails when this criterion matches. */
-  not?: boolean;
 }
 
 /** An ad's targeting in DNF: it matches when any rule has all its criteria satisfied (none negated matching). */

@@ -8,12 +8,13 @@ import type { Money } from '../money/money';
 import type { Pacer } from '../money/pacing';
 import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
 import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
-import { validateCalibration } from '../calibration/calibrate';
+import type { CatalogCampaign } from '../catalog/catalog_json';
+import { type CalibrationParams, validateCalibration } from '../calibration/calibrate';
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
 import { Placement } from '../protocol/schema';
 import type { NativeEngine } from './addon';
 import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
-import { type CalibrationParams, type CatalogCampaign, type ModelDir, verifyModelFiles } from './model_dir';
+import { type ModelDir, verifyModelFiles } from './model_dir';
 import { projectRoot } from '../paths';
 
 export interface Serving {

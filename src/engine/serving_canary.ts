@@ -4,7 +4,7 @@
 // eligible) and overload (queue full, engine closing) never flip it.
 import type { Logger } from '../log';
 import { isNativeError } from './addon';
-import { cannotFill, warmUp } from './model_swap';
+import { cannotFill, warmUp } from './warm_up';
 import type { Serving } from './serving';
 
 /** Longest a canary round may take before the engine counts as not answering. */

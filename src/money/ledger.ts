@@ -17,38 +17,12 @@ import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 import { replaceDurably } from '../durable_file';
-import type { Nanos } from './amounts';
 import { LedgerMemory, type RetentionOptions } from './ledger_memory';
 import { captureSnapshot, readLegacySnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
+import type { LedgerEntry, LedgerState } from './ledger_state';
 
-export interface LedgerEntry {
-  /** Event id (idempotency key). */
-  id: string;
-  /** Identifies the served ad instance (an opaque key derived from its event token). */
-  serve: string;
-  type: 'impression' | 'click' | 'conversion';
-  campaignId: string;
-  adId: string;
-  chargeNanos: Nanos;
-  /** UTC day (days since epoch) the charge counts against. */
-  day: number;
-  timeMs: number;
-  /** The served request's user ('' when anonymous); impressions feed frequency caps. */
-  user: string;
-}
-
-/** Spend totals and impression history: what budgets, pacing, reports and frequency caps read. */
-export interface LedgerState {
-  lifetimeNanos: Map<string, Nanos>;
-  /** Key: dailySpendKey(campaignId, day) (spend_totals.ts); the local ledger keeps only the days around today. */
-  dailyNanos: Map<string, Nanos>;
-  /** Impression times (ms) per user, then per campaign, ascending; pruned by FrequencyCaps and by expiry. */
-  impressions: Map<string, Map<string, number[]>>;
-}
-
-export function emptyState(): LedgerState {
-  return { lifetimeNanos: new Map(), dailyNanos: new Map(), impressions: new Map() };
-}
+// The ledger's public face: its callers import the entry and state types from here.
+export { emptyState, type LedgerEntry, type LedgerState } from './ledger_state';
 
 const segmentPattern = /^spend\.(\d+)\.log$/;
 const segmentName = (segment: number): string => `spend.${segment}.log`;

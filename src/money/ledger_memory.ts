@@ -9,7 +9,7 @@
 // prune from it and when. Expiry follows the newest event time seen, never the wall clock, so
 // replaying the same entries forgets the same things.
 import type { Nanos } from './amounts';
-import type { LedgerEntry, LedgerState } from './ledger';
+import type { LedgerEntry, LedgerState } from './ledger_state';
 import { dailySpendKey } from './spend_totals';
 
 export type EventType = LedgerEntry['type'];

@@ -12,11 +12,6 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return format;
 }
 
-/** Throws a RangeError naming the zone when it is not an IANA time zone this runtime knows. */
-export function checkTimeZone(timeZone: string): void {
-  formatter(timeZone);
-}
-
 export interface LocalDay {
   day: number;
   msIntoDay: number;

@@ -4,12 +4,11 @@
 // spend are inputs); Pacer feeds it from the ledger. Money (money.ts) owns the one Pacer of the
 // process, so a controller's state outlives the model that was serving when it started.
 import type { Catalog } from '../catalog/catalog';
+import type { PacingMode } from '../catalog/catalog_json';
 import { microsOfNanos } from './amounts';
 import type { LedgerState } from './ledger';
 import { localDay } from './local_day';
 import { spentTodayNanos } from './spend_totals';
-
-export type PacingMode = 'even' | 'asap';
 
 export interface PacingGains {
   /** Participation change per unit of spend error (a fraction of the daily budget). */

@@ -115,7 +115,7 @@ export class RedisSpendStore implements SpendStore {
       await redis.connect();
     } catch (error) {
       redis.disconnect();
-      throw new Error(`cannot reach Redis at ${options.url}: ${(error as Error).message}`);
+      throw new Error(`cannot reach Redis at ${options.url}: ${(error as Error).message}`, { cause: error });
     }
     const [, appendonly] = (await redis.config('GET', 'appendonly')) as string[];
     const [, fsync] = (await redis.config('GET', 'appendfsync')) as string[];

@@ -1,7 +1,7 @@
 // How spend totals are keyed and read: the one spelling of a campaign day's key, shared by the
 // ledger, its snapshots and the Redis mirror.
 import type { Nanos } from './amounts';
-import type { LedgerState } from './ledger';
+import type { LedgerState } from './ledger_state';
 
 /** The one spelling of a campaign's spend on one of its local days, in LedgerState and snapshots. */
 export function dailySpendKey(campaignId: string, day: number): string {

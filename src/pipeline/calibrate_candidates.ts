@@ -1,7 +1,6 @@
 // Stage "calibrate": the engine's logits -> calibrated pCTR and pCVR per candidate.
 import type { ScoreResult } from '../engine/addon';
-import { calibrateColumn } from '../calibration/calibrate';
-import type { CalibrationParams } from '../engine/model_dir';
+import { type CalibrationParams, calibrateColumn } from '../calibration/calibrate';
 import type { AdHistory } from '../engine/engine';
 import type { DecisionScratch } from './scratch';
 

@@ -3,8 +3,7 @@
 // time (scratch is filled and read between two awaits), so one DecisionScratch per process is
 // enough; its owner creates it and passes it in.
 import { type AuctionCandidates, type AuctionOutcome, type AuctionRules, auctionOutcome } from '../auction/auction';
-import { IsotonicIndex } from '../calibration/calibrate';
-import type { CalibrationParams } from '../engine/model_dir';
+import { type CalibrationParams, IsotonicIndex } from '../calibration/calibrate';
 
 export class DecisionScratch {
   capacity = 0;

@@ -28,6 +28,33 @@ export interface AdRequestSpec {
   blockedProducts?: string[];
 }
 
+function encodeUser(builder: Builder, spec: AdRequestSpec): number {
+  if (spec.userId === undefined && spec.yob === undefined && spec.gender === undefined) return 0;
+  const userId = spec.userId === undefined ? 0 : builder.createString(spec.userId);
+  User.startUser(builder);
+  if (userId !== 0) User.addId(builder, userId);
+  if (spec.yob !== undefined) User.addYob(builder, spec.yob);
+  if (spec.gender !== undefined) User.addGender(builder, spec.gender);
+  return User.endUser(builder);
+}
+
+function encodeGeo(builder: Builder, spec: AdRequestSpec): number {
+  if (spec.country === undefined) return 0;
+  const country = builder.createString(spec.country);
+  Geo.startGeo(builder);
+  Geo.addCountry(builder, country);
+  return Geo.endGeo(builder);
+}
+
+function encodeDevice(builder: Builder, spec: AdRequestSpec): number {
+  if (spec.deviceType === undefined && spec.language === undefined) return 0;
+  const language = spec.language === undefined ? 0 : builder.createString(spec.language);
+  Device.startDevice(builder);
+  if (spec.deviceType !== undefined) Device.addType(builder, spec.deviceType);
+  if (language !== 0) Device.addLanguage(builder, language);
+  return Device.endDevice(builder);
+}
+
 export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const builder = new Builder(256);
   const id = builder.createString(spec.id ?? 'req-1');
@@ -35,30 +62,9 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const query = optionalString(spec.query);
   const categoryId = optionalString(spec.categoryId);
   const productId = optionalString(spec.productId);
-  let user = 0;
-  if (spec.userId !== undefined || spec.yob !== undefined || spec.gender !== undefined) {
-    const userId = optionalString(spec.userId);
-    User.startUser(builder);
-    if (userId !== 0) User.addId(builder, userId);
-    if (spec.yob !== undefined) User.addYob(builder, spec.yob);
-    if (spec.gender !== undefined) User.addGender(builder, spec.gender);
-    user = User.endUser(builder);
-  }
-  let geo = 0;
-  if (spec.country !== undefined) {
-    const country = builder.createString(spec.country);
-    Geo.startGeo(builder);
-    Geo.addCountry(builder, country);
-    geo = Geo.endGeo(builder);
-  }
-  let device = 0;
-  if (spec.deviceType !== undefined || spec.language !== undefined) {
-    const language = optionalString(spec.language);
-    Device.startDevice(builder);
-    if (spec.deviceType !== undefined) Device.addType(builder, spec.deviceType);
-    if (language !== 0) Device.addLanguage(builder, language);
-    device = Device.endDevice(builder);
-  }
+  const user = encodeUser(builder, spec);
+  const geo = encodeGeo(builder, spec);
+  const device = encodeDevice(builder, spec);
   const stringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number): number =>
     values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
   const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);

@@ -1,7 +1,7 @@
 // Admin model routes: the serving model and any A/B challenger, hot swaps with warm-up, and the
 // end of an A/B test.
 import { ModelDirError } from '../engine/model_dir';
-import { removeChallenger, SwapInProgressError } from '../engine/model_swap';
+import { removeChallenger, SwapInProgressError } from '../pipeline/model_swap';
 import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';

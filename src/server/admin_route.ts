@@ -3,7 +3,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 
 import type { CatalogChanges } from '../catalog/catalog_changes';
-import type { ModelSwapper } from '../engine/model_swap';
+import type { ModelSwapper } from '../pipeline/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Money } from '../money/money';

@@ -4,7 +4,7 @@ import uWS, { type TemplatedApp } from 'uWebSockets.js';
 
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
-import type { ModelSwapper } from '../engine/model_swap';
+import type { ModelSwapper } from '../pipeline/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';

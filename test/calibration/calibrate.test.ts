@@ -2,8 +2,7 @@ import { execFileSync } from 'node:child_process';
 
 import { describe, expect, it } from 'vitest';
 
-import { calibrate, calibrateColumn, IsotonicIndex, validateCalibration } from '../../src/calibration/calibrate';
-import type { CalibrationParams } from '../../src/engine/model_dir';
+import { type CalibrationParams, calibrate, calibrateColumn, IsotonicIndex, validateCalibration } from '../../src/calibration/calibrate';
 import { readModelDir } from '../../src/engine/model_dir';
 import { projectRoot } from '../../src/paths';
 import { tinyModelDir } from '../setup/tiny_model';

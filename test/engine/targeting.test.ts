@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { addon, type TargetingCriterion } from '../../src/engine/addon';
+import type { TargetingCriterion } from '../../src/catalog/catalog_json';
+import { addon } from '../../src/engine/addon';
 
 // docs/targeting.md, "Worked examples": ads 0, 1 and 2 as listed there; ad 3 is untargeted and always matches.
 const not = (criterion: TargetingCriterion): TargetingCriterion => ({ ...criterion, not: true });

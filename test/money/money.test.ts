@@ -10,7 +10,7 @@ import { CatalogChanges } from '../../src/catalog/catalog_changes';
 import { defaults } from '../../src/config';
 import { addon } from '../../src/engine/addon';
 import { readModelDir } from '../../src/engine/model_dir';
-import { ModelSwapper } from '../../src/engine/model_swap';
+import { ModelSwapper } from '../../src/pipeline/model_swap';
 import { closeServing, openServing } from '../../src/engine/serving';
 import { createMetrics } from '../../src/metrics';
 import { signingKeyOf } from '../../src/money/event_token';
