@@ -2,7 +2,7 @@
 // calling adserve would. Used by the tests and the benchmarks.
 import { Builder, ByteBuffer } from 'flatbuffers';
 
-import { AdRequest, AdResponse, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
+import { AdRequest, AdResponse, AuctionType, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
 
 export interface AdRequestSpec {
   id?: string;
@@ -26,41 +26,60 @@ export interface AdRequestSpec {
   blockedAdvertisers?: string[];
   blockedCategories?: string[];
   blockedProducts?: string[];
+  segments?: string[];
+  os?: string;
+  region?: string;
+  city?: string;
+  zip?: string;
+  auctionType?: AuctionType;
+  test?: boolean;
+  sessionId?: string;
 }
 
 export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const builder = new Builder(256);
   const id = builder.createString(spec.id ?? 'req-1');
   const optionalString = (value: string | undefined): number => (value === undefined ? 0 : builder.createString(value));
+  const stringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number): number =>
+    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
   const query = optionalString(spec.query);
   const categoryId = optionalString(spec.categoryId);
   const productId = optionalString(spec.productId);
+  const sessionId = optionalString(spec.sessionId);
   let user = 0;
-  if (spec.userId !== undefined || spec.yob !== undefined || spec.gender !== undefined) {
+  if (spec.userId !== undefined || spec.yob !== undefined || spec.gender !== undefined || spec.segments !== undefined) {
     const userId = optionalString(spec.userId);
+    const segments = stringVector(spec.segments, User.createSegmentsVector);
     User.startUser(builder);
     if (userId !== 0) User.addId(builder, userId);
     if (spec.yob !== undefined) User.addYob(builder, spec.yob);
     if (spec.gender !== undefined) User.addGender(builder, spec.gender);
+    if (segments !== 0) User.addSegments(builder, segments);
     user = User.endUser(builder);
   }
   let geo = 0;
-  if (spec.country !== undefined) {
-    const country = builder.createString(spec.country);
+  if (spec.country !== undefined || spec.region !== undefined || spec.city !== undefined || spec.zip !== undefined) {
+    const country = optionalString(spec.country);
+    const region = optionalString(spec.region);
+    const city = optionalString(spec.city);
+    const zip = optionalString(spec.zip);
     Geo.startGeo(builder);
-    Geo.addCountry(builder, country);
+    if (country !== 0) Geo.addCountry(builder, country);
+    if (region !== 0) Geo.addRegion(builder, region);
+    if (city !== 0) Geo.addCity(builder, city);
+    if (zip !== 0) Geo.addZip(builder, zip);
     geo = Geo.endGeo(builder);
   }
   let device = 0;
-  if (spec.deviceType !== undefined || spec.language !== undefined) {
+  if (spec.deviceType !== undefined || spec.os !== undefined || spec.language !== undefined) {
+    const os = optionalString(spec.os);
     const language = optionalString(spec.language);
     Device.startDevice(builder);
     if (spec.deviceType !== undefined) Device.addType(builder, spec.deviceType);
+    if (os !== 0) Device.addOs(builder, os);
     if (language !== 0) Device.addLanguage(builder, language);
     device = Device.endDevice(builder);
   }
-  const stringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number): number =>
-    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
   const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);
   const blockedCategories = stringVector(spec.blockedCategories, AdRequest.createBlockedCategoriesVector);
   const blockedProducts = stringVector(spec.blockedProducts, AdRequest.createBlockedProductsVector);
@@ -83,6 +102,9 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (blockedCategories !== 0) AdRequest.addBlockedCategories(builder, blockedCategories);
   if (blockedProducts !== 0) AdRequest.addBlockedProducts(builder, blockedProducts);
   if (spec.debug) AdRequest.addDebug(builder, true);
+  if (spec.test) AdRequest.addTest(builder, true);
+  if (spec.auctionType !== undefined) AdRequest.addAuctionType(builder, spec.auctionType);
+  if (sessionId !== 0) AdRequest.addSessionId(builder, sessionId);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();
 }
