@@ -115,7 +115,9 @@ describe('example clients against the daemon', () => {
 
   it('TypeScript: a request with every field set fills, and the Python reader decodes its answer the same', async () => {
     const client = new AdserveClient(daemon.url);
-    const received = await client.postAdRequest(encodeAdRequest(everyFieldSpec('typescript-every-field')));
+    const sent = encodeAdRequest(everyFieldSpec('typescript-every-field'));
+    expect(requestFieldsOf(sent)).toEqual({ ...everyFieldRequest, id: 'typescript-every-field' });
+    const received = await client.postAdRequest(sent);
     const decision = adDecisionOf(decodeAdResponse(received));
     expectEveryFieldFill(decision, 'typescript-every-field');
     const python = await runPython(

@@ -1,7 +1,7 @@
 """Command-line example: one ad request or one event against a running daemon, answers as JSON.
 
-    python3 -m adserve_client --url http://127.0.0.1:8080 ads '{"id": "r1", "placement": "Search", "query": "running shoes"}'
-    python3 -m adserve_client --url http://127.0.0.1:8080 event r1-0-impression impression '<event_token>'
+    /usr/bin/python3 -m adserve_client --url http://127.0.0.1:8080 ads '{"id": "r1", "placement": "Search", "query": "running shoes"}'
+    /usr/bin/python3 -m adserve_client --url http://127.0.0.1:8080 event r1-0-impression impression '<event_token>'
 
 The request is the AdRequest in JSON with the schema's field names (enum values by name), given
 inline, as @file or as - for stdin. A refusal prints {"error": {...}} on stderr and exits with 1.
@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import json
 import sys
+import urllib.error
 
 from .client import AdserveError, Client
 from .protocol import AdRequest, Event, decode_ad_response, encode_ad_request, encode_event
@@ -32,7 +33,7 @@ def _base64(body: bytes) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m adserve_client", description="Talks to an adserve daemon.")
+    parser = argparse.ArgumentParser(prog="adserve_client", description="Talks to an adserve daemon.")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's base URL")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
     parser.add_argument("--raw", action="store_true", help="also print the bytes sent and received, base64")
@@ -51,7 +52,10 @@ def main(argv=None) -> int:
     client = Client(args.url, args.timeout)
     try:
         if args.command == "ads":
-            sent = encode_ad_request(_read_request(args.request))
+            try:
+                sent = encode_ad_request(_read_request(args.request))
+            except (OSError, TypeError, ValueError) as bad_request:
+                parser.error(f"request: {bad_request}")
             received = client.post_ad_request(sent)
             output = {"response": decode_ad_response(received).to_dict()}
             if args.raw:
@@ -63,6 +67,10 @@ def main(argv=None) -> int:
                 output["sent"] = _base64(encode_event(fields))
     except AdserveError as refusal:
         json.dump({"error": {"status": refusal.status, "code": refusal.code, "message": refusal.message}}, sys.stderr)
+        sys.stderr.write("\n")
+        return 1
+    except (urllib.error.URLError, OSError) as unreachable:
+        json.dump({"error": {"code": "unreachable", "message": str(getattr(unreachable, "reason", unreachable))}}, sys.stderr)
         sys.stderr.write("\n")
         return 1
     json.dump(output, sys.stdout)

@@ -9,7 +9,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import flatbuffers
+try:
+    import flatbuffers
+except ImportError as error:
+    raise ImportError("adserve_client needs the FlatBuffers runtime: Debian's python3-flatbuffers, for /usr/bin/python3") from error
 
 try:
     from adserve.fb import Ad as fb_ad
