@@ -11,8 +11,9 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
 # the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
-# redis-server for the shared-state (REDIS_URL) mode and its tests, and clang-format for `npm run lint`.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format)
+# redis-server for the shared-state (REDIS_URL) mode and its tests, clang-format for `npm run lint`,
+# and the FlatBuffers runtime of the Python client (clients/python).
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers)
 
 install_packages() {
   local missing=()
@@ -66,6 +67,12 @@ generate_ts() {
   flatc --ts -o build/gen/ts schemas/*.fbs
 }
 
+generate_python() {
+  rm -rf build/gen/python
+  mkdir -p build/gen/python
+  flatc --python -o build/gen/python schemas/*.fbs
+}
+
 build_addon() {
   npx --no-install cmake-js build --out build/native --log-level warn
 }
@@ -104,6 +111,7 @@ if [ "$build_only" = false ]; then
   install_node_modules
 fi
 when_changed build/gen/ts/.stamp "$(digest schemas)" "flatc: TypeScript protocol code" generate_ts
+when_changed build/gen/python/.stamp "$(digest schemas)" "flatc: Python protocol code" generate_python
 when_changed build/native/.stamp "$(digest CMakeLists.txt native schemas package-lock.json)" "building the native addon" build_addon
 when_changed build/fuzz/.stamp "$(digest native schemas)" "building the request fuzzer" build_fuzzer
 when_changed dist/.stamp "$(digest tsconfig.json src bench build/gen/ts package-lock.json)" "compiling TypeScript" build_ts

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-}
-mapfile -t scripts < <(find src test bench \( -name '*.ts' -o -name '*.mts' \) | LC_ALL=C sort)
+mapfile -t scripts < <(find src test bench scripts clients \( -name '*.ts' -o -name '*.mts' \) | LC_ALL=C sort)
 scripts+=(eslint.config.mjs vitest.config.mts .dependency-cruiser.cjs)
 mapfile -t cpp < <(find native bench \( -name '*.cpp' -o -name '*.h' \) | LC_ALL=C sort)
 case "$mode" in

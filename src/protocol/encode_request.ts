@@ -2,7 +2,7 @@
 // calling adserve would. Used by the tests and the benchmarks.
 import { Builder, ByteBuffer } from 'flatbuffers';
 
-import { AdRequest, AdResponse, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
+import { AdRequest, AdResponse, AuctionType, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
 
 export interface AdRequestSpec {
   id?: string;
@@ -26,31 +26,48 @@ export interface AdRequestSpec {
   blockedAdvertisers?: string[];
   blockedCategories?: string[];
   blockedProducts?: string[];
+  segments?: string[];
+  os?: string;
+  region?: string;
+  city?: string;
+  zip?: string;
+  auctionType?: AuctionType;
+  test?: boolean;
+  sessionId?: string;
 }
 
-function encodeUser(builder: Builder, spec: AdRequestSpec): number {
-  if (spec.userId === undefined && spec.yob === undefined && spec.gender === undefined) return 0;
+type StringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number) => number;
+
+function encodeUser(builder: Builder, spec: AdRequestSpec, stringVector: StringVector): number {
+  if (spec.userId === undefined && spec.yob === undefined && spec.gender === undefined && spec.segments === undefined) return 0;
   const userId = spec.userId === undefined ? 0 : builder.createString(spec.userId);
+  const segments = stringVector(spec.segments, User.createSegmentsVector);
   User.startUser(builder);
   if (userId !== 0) User.addId(builder, userId);
   if (spec.yob !== undefined) User.addYob(builder, spec.yob);
   if (spec.gender !== undefined) User.addGender(builder, spec.gender);
+  if (segments !== 0) User.addSegments(builder, segments);
   return User.endUser(builder);
 }
 
-function encodeGeo(builder: Builder, spec: AdRequestSpec): number {
-  if (spec.country === undefined) return 0;
-  const country = builder.createString(spec.country);
+function encodeGeo(builder: Builder, spec: AdRequestSpec, optionalString: (value: string | undefined) => number): number {
+  if (spec.country === undefined && spec.region === undefined && spec.city === undefined && spec.zip === undefined) return 0;
+  const [country, region, city, zip] = [spec.country, spec.region, spec.city, spec.zip].map(optionalString) as [number, number, number, number];
   Geo.startGeo(builder);
-  Geo.addCountry(builder, country);
+  if (country !== 0) Geo.addCountry(builder, country);
+  if (region !== 0) Geo.addRegion(builder, region);
+  if (city !== 0) Geo.addCity(builder, city);
+  if (zip !== 0) Geo.addZip(builder, zip);
   return Geo.endGeo(builder);
 }
 
-function encodeDevice(builder: Builder, spec: AdRequestSpec): number {
-  if (spec.deviceType === undefined && spec.language === undefined) return 0;
-  const language = spec.language === undefined ? 0 : builder.createString(spec.language);
+function encodeDevice(builder: Builder, spec: AdRequestSpec, optionalString: (value: string | undefined) => number): number {
+  if (spec.deviceType === undefined && spec.os === undefined && spec.language === undefined) return 0;
+  const os = optionalString(spec.os);
+  const language = optionalString(spec.language);
   Device.startDevice(builder);
   if (spec.deviceType !== undefined) Device.addType(builder, spec.deviceType);
+  if (os !== 0) Device.addOs(builder, os);
   if (language !== 0) Device.addLanguage(builder, language);
   return Device.endDevice(builder);
 }
@@ -59,14 +76,15 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const builder = new Builder(256);
   const id = builder.createString(spec.id ?? 'req-1');
   const optionalString = (value: string | undefined): number => (value === undefined ? 0 : builder.createString(value));
+  const stringVector: StringVector = (values, create) =>
+    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
   const query = optionalString(spec.query);
   const categoryId = optionalString(spec.categoryId);
   const productId = optionalString(spec.productId);
-  const user = encodeUser(builder, spec);
-  const geo = encodeGeo(builder, spec);
-  const device = encodeDevice(builder, spec);
-  const stringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number): number =>
-    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
+  const sessionId = optionalString(spec.sessionId);
+  const user = encodeUser(builder, spec, stringVector);
+  const geo = encodeGeo(builder, spec, optionalString);
+  const device = encodeDevice(builder, spec, optionalString);
   const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);
   const blockedCategories = stringVector(spec.blockedCategories, AdRequest.createBlockedCategoriesVector);
   const blockedProducts = stringVector(spec.blockedProducts, AdRequest.createBlockedProductsVector);
@@ -89,6 +107,9 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (blockedCategories !== 0) AdRequest.addBlockedCategories(builder, blockedCategories);
   if (blockedProducts !== 0) AdRequest.addBlockedProducts(builder, blockedProducts);
   if (spec.debug) AdRequest.addDebug(builder, true);
+  if (spec.test) AdRequest.addTest(builder, true);
+  if (spec.auctionType !== undefined) AdRequest.addAuctionType(builder, spec.auctionType);
+  if (sessionId !== 0) AdRequest.addSessionId(builder, sessionId);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();
 }
