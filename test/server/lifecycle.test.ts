@@ -46,6 +46,7 @@ describe('start-up: the daemon listens before its model is loaded', () => {
   it('is live at once, unready with the stage and progress, refuses ads, events and admin with 503 starting, then serves', async () => {
     const held = modelHeldAtVerification();
     const daemon = await startDaemon({ ADSERVE_MODEL_DIR: held.dir, ADSERVE_ADMIN_TOKEN: adminToken }, { until: 'listening' });
+    let released = false;
     try {
       expect((await fetch(`${daemon.url}/livez`)).status).toBe(200);
       await waitFor('the verifying stage', async () => ((await readyz(daemon)).body.startup as { stage?: string } | undefined)?.stage === 'verifying files');
@@ -80,6 +81,7 @@ describe('start-up: the daemon listens before its model is loaded', () => {
       // The metrics route answers too, and the WebSocket opened during the load is served once it ends.
       expect((await fetch(`${daemon.url}/metrics`)).status).toBe(200);
       await held.release();
+      released = true;
       await waitFor('readiness', async () => (await readyz(daemon)).status === 200);
       expect((await readyz(daemon)).body).toEqual({ ready: true, reason: '' });
       expect(await adStatus(daemon, 'after-load')).toBe(ResponseStatus.Ok);
@@ -92,7 +94,9 @@ describe('start-up: the daemon listens before its model is loaded', () => {
       expect([...new Set(stages)]).toEqual(['reading catalog', 'verifying files', 'building catalog', 'loading model and index', 'warming up']);
       expect(daemon.output()).toMatch(/"msg":"started","ready":true/);
     } finally {
-      expect(await daemon.stop()).toBe(0);
+      // Until the pipe is written, a thread of the daemon waits in open(2) on it, and exiting waits for that thread.
+      if (released) expect(await daemon.stop()).toBe(0);
+      else await daemon.stop('SIGKILL');
     }
   });
 });
@@ -127,14 +131,18 @@ describe('drain: after SIGTERM the daemon serves, unready, for drainDelayMs, the
 
   it('ends the delay at a second signal, and drains as usual', async () => {
     const daemon = await startDaemon({ ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_DRAIN_DELAY_MS: '600000' });
-    daemon.child.kill('SIGTERM');
-    await waitFor('the unready line', () => daemon.output().includes('"msg":"unready"'));
-    expect((await readyz(daemon)).status).toBe(503);
-    const signalled = Date.now();
-    daemon.child.kill('SIGINT');
-    expect(await daemon.stop()).toBe(0);
-    expect(Date.now() - signalled).toBeLessThan(10_000);
-    expect(daemon.output()).toMatch(/"msg":"second signal, ending the drain delay"/);
-    expect(daemon.output()).toMatch(/"msg":"stopped","drained":true/);
+    try {
+      daemon.child.kill('SIGTERM');
+      await waitFor('the unready line', () => daemon.output().includes('"msg":"unready"'));
+      expect((await readyz(daemon)).status).toBe(503);
+      const signalled = Date.now();
+      daemon.child.kill('SIGINT');
+      expect(await daemon.stop()).toBe(0);
+      expect(Date.now() - signalled).toBeLessThan(10_000);
+      expect(daemon.output()).toMatch(/"msg":"second signal, ending the drain delay"/);
+      expect(daemon.output()).toMatch(/"msg":"stopped","drained":true/);
+    } finally {
+      if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
+    }
   });
 });
