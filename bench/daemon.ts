@@ -19,11 +19,16 @@ export interface Daemon {
 
 /** The environment a daemon started with `env` runs under (so its config can be derived from it). */
 export function daemonEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  return { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ...env };
+  // No load balancer routes to these daemons, so they skip the drain delay unless a test asks for one.
+  return { ...process.env, ADSERVE_HOST: '127.0.0.1', ADSERVE_PORT: '0', ADSERVE_DRAIN_DELAY_MS: '0', ...env };
 }
 
-/** Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger). */
-export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
+/**
+ * Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger).
+ * Resolves once its start-up load has finished (the "started" line), or with `until: 'listening'`
+ * as soon as it listens, while the load still runs.
+ */
+export async function startDaemon(env: Record<string, string> = {}, { until = 'started' }: { until?: 'listening' | 'started' } = {}): Promise<Daemon> {
   const dataDir = env.ADSERVE_DATA_DIR ?? benchTempDir('data-');
   const child = spawn(process.execPath, ['--expose-gc', path.join(projectRoot, 'dist', 'src', 'main.js')], {
     env: daemonEnv({ ADSERVE_DATA_DIR: dataDir, ...env }),
@@ -35,14 +40,14 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
     const onData = (chunk: Buffer): void => {
       output += chunk.toString();
       const match = /"msg":"listening".*?"port":(\d+)/.exec(output);
-      if (match) resolve(Number(match[1]));
+      if (match && (until === 'listening' || output.includes('"msg":"started"'))) resolve(Number(match[1]));
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
-    // Needs the info-level "listening" line, so the daemon must not run with a quieter log level.
+    child.once('exit', (code) => reject(new Error(`daemon exited with ${code} before it ${until}:\n${output}`)));
+    // Needs the info-level "listening" and "started" lines, so the daemon must not run with a quieter log level.
     // A million-ad catalog takes about half a minute to load on the 2-core box.
-    setTimeout(() => reject(new Error(`daemon did not report listening within 120 s:\n${output}`)), 120_000).unref();
+    setTimeout(() => reject(new Error(`daemon did not report ${until} within 120 s:\n${output}`)), 120_000).unref();
   });
   return {
     url: `http://127.0.0.1:${port}`,

@@ -43,6 +43,7 @@ export const settings = {
   maxTmaxMs: { env: 'ADSERVE_MAX_TMAX_MS', type: 'integer', min: 1, max: 60_000, default: 1000, doc: 'Upper bound on a request\'s `tmax_ms` in milliseconds; larger values are clamped to it.' },
   maxSlots: { env: 'ADSERVE_MAX_SLOTS', type: 'integer', min: 1, max: 100, default: 10, doc: 'Most slots one request may ask for.' },
   shutdownGraceMs: { env: 'ADSERVE_SHUTDOWN_GRACE_MS', type: 'integer', min: 1, max: 600_000, default: 10_000, doc: 'How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway, in milliseconds.' },
+  drainDelayMs: { env: 'ADSERVE_DRAIN_DELAY_MS', type: 'integer', min: 0, max: 600_000, default: 5_000, doc: 'After SIGTERM/SIGINT, how long `/readyz` answers 503 while new connections and requests are still served, so load balancers stop routing here before the listener closes, in milliseconds; a second signal cuts it short.' },
   canaryIntervalMs: { env: 'ADSERVE_CANARY_INTERVAL_MS', type: 'integer', min: 1, max: 3_600_000, default: 5_000, doc: 'How often the serving model answers the warm-up requests again to tell `/readyz` whether it can fill, in milliseconds.' },
   workerThreads: { env: 'ADSERVE_WORKER_THREADS', type: 'integer', min: 1, max: 64, default: 1, doc: 'Engine threads that run search and inference (the JS thread keeps its own core).' },
   computeThreads: { env: 'ADSERVE_COMPUTE_THREADS', type: 'integer', min: 1, max: 256, default: 1, doc: 'libtorch intra-op and OpenMP threads per engine thread.' },

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CatalogChanges } from './catalog/catalog_changes';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
+import { LoadProgress } from './engine/load_progress';
 import { ModelDirError, readModelDir } from './engine/model_dir';
 import { cannotFill, warmUp, warmUpRequests } from './engine/warm_up';
 import { ModelSwapper } from './pipeline/model_swap';
@@ -31,17 +32,20 @@ function eventTokenKeys(config: Config): SigningKey[] {
   return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 
-async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary): Promise<Serving | undefined> {
+async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary, progress: LoadProgress): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
     return undefined;
   }
   const started = Date.now();
-  const serving = await openServing(readModelDir(dir), config, money, changes);
+  progress.enter('reading catalog');
+  const serving = await openServing(readModelDir(dir), config, money, changes, progress);
+  // The engine's warm-up, then the decision path's (warmDecisionPath).
+  progress.enter('warming up', 2 * warmUpRequests().length);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
   // be swapped in without a restart.
-  canary.record(serving, cannotFill(await warmUp(serving)));
+  canary.record(serving, cannotFill(await warmUp(serving, () => progress.advance())));
   const stats = serving.engine.stats();
   log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
   return serving;
@@ -92,11 +96,16 @@ function readinessOf(config: Config, decision: DecisionContext, canary: ServingC
   return problem ? { ready: false, reason: `the serving model cannot fill: ${problem}` } : { ready: true, reason: '' };
 }
 
-/** Readies the process for its first requests, while none waits. */
-async function warmDecisionPath(decision: DecisionContext): Promise<void> {
+/** Readies the process for its first requests, while none is admitted. */
+async function warmDecisionPath(decision: DecisionContext, progress: LoadProgress): Promise<void> {
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
-  if (decision.serving) for (const request of warmUpRequests()) await decideAds(request, decision);
+  if (decision.serving) {
+    for (const request of warmUpRequests()) {
+      await decideAds(request, decision);
+      progress.advance();
+    }
+  }
   // Loading a catalog leaves its parsed JSON (about 1 GB for a million ads) as garbage. Collect it
   // now, while no request waits; V8 would otherwise do it in one long pause under traffic.
   (globalThis as { gc?: () => void }).gc?.();
@@ -111,18 +120,40 @@ function startTimers(config: Config, decision: DecisionContext, money: Money, ca
   setInterval(() => void canary.check(decision.serving), config.canaryIntervalMs).unref();
 }
 
-/** Drains on the first SIGTERM or SIGINT; a second one exits at once. */
-function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore): void {
-  let stopping = false;
+/**
+ * Drains on the first SIGTERM or SIGINT: /readyz turns 503 at once, everything else is served for
+ * drainDelayMs more, then the listener closes and in-flight work finishes. A signal during the
+ * delay ends it; one after it exits at once.
+ */
+function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore, startup: LoadProgress): void {
+  let phase: 'serving' | 'delaying' | 'draining' = 'serving';
+  let endDelay = (): void => undefined;
   const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+    if (phase === 'draining') {
       log.warn('second signal, exiting without draining', { signal });
       process.exit(1);
     }
-    stopping = true;
-    log.info('draining', { signal, graceMs: config.shutdownGraceMs });
-    server
-      .drain(config.shutdownGraceMs)
+    if (phase === 'delaying') {
+      log.info('second signal, ending the drain delay', { signal });
+      return endDelay();
+    }
+    phase = 'delaying';
+    server.unready();
+    // No load balancer routes to a replica that never answered ready, so there is nothing to wait for.
+    const delayMs = startup.loading ? 0 : config.drainDelayMs;
+    log.info('unready', { signal, drainDelayMs: delayMs });
+    new Promise<void>((done) => {
+      const timer = setTimeout(done, delayMs);
+      endDelay = () => {
+        clearTimeout(timer);
+        done();
+      };
+    })
+      .then(() => {
+        phase = 'draining';
+        log.info('draining', { graceMs: config.shutdownGraceMs });
+        return server.drain(config.shutdownGraceMs);
+      })
       .then(async ({ drained, abandoned }) => {
         await spend.close();
         log.info('stopped', { drained, abandoned });
@@ -153,9 +184,10 @@ async function main(): Promise<void> {
   const money = new Money(spend);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const canary = new ServingCanary(log);
+  const startup = new LoadProgress(log);
   const decision: DecisionContext = {
     config,
-    serving: await loadServing(config, log, money, changes, canary),
+    serving: undefined,
     signingKey: tokenKeys[0]!,
     metrics,
     clock: systemClock,
@@ -163,7 +195,6 @@ async function main(): Promise<void> {
     scratch: new DecisionScratch(),
   };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
-  await warmDecisionPath(decision);
   const server = await startServer({
     config,
     metrics,
@@ -173,10 +204,17 @@ async function main(): Promise<void> {
     changes,
     events: { money, metrics, keys: tokenKeys, servings },
     readiness: () => readinessOf(config, decision, canary),
+    startup,
   });
+  // Listening before the model loads lets liveness probes pass during a long load; until it ends,
+  // /readyz says where it stands and ad, event and admin requests answer 503.
   log.info('listening', { host: config.host, port: server.port, version });
+  stopOnSignals(config, log, server, spend, startup);
+  decision.serving = await loadServing(config, log, money, changes, canary, startup);
+  await warmDecisionPath(decision, startup);
+  startup.finish();
+  log.info('started', { ready: readinessOf(config, decision, canary).ready, seconds: startup.state().seconds });
   startTimers(config, decision, money, canary);
-  stopOnSignals(config, log, server, spend);
 }
 
 main().catch((error: Error) => {

@@ -13,6 +13,7 @@ import { type CalibrationParams, validateCalibration } from '../calibration/cali
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
 import { Placement } from '../protocol/schema';
 import type { NativeEngine } from './addon';
+import type { LoadProgress } from './load_progress';
 import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
 import { type ModelDir, verifyModelFiles } from './model_dir';
 import { projectRoot } from '../paths';
@@ -80,14 +81,17 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-export async function openServing(model: ModelDir, config: Config, money: Money, changes: CatalogChanges): Promise<Serving> {
-  await verifyModelFiles(model);
+/** Opens `model` for serving; `progress`, at start-up, hears of each stage. */
+export async function openServing(model: ModelDir, config: Config, money: Money, changes: CatalogChanges, progress?: LoadProgress): Promise<Serving> {
+  await verifyModelFiles(model, progress);
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
+  progress?.enter('building catalog');
   const catalog = catalogFromJson(model.catalog, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });
   changes.applyTo(catalog);
   const history = adHistory(model);
   const settings = engineSettings(config);
+  progress?.enter('loading model and index');
   const engine = await openEngine(model, catalog, history, settings);
   money.attach(catalog, engine, Date.now());
   return {

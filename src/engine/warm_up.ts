@@ -29,10 +29,12 @@ export interface WarmUpAnswers {
   degraded: number;
 }
 
-export async function warmUp(serving: Serving): Promise<WarmUpAnswers> {
+/** Runs the warm-up requests through the engine; `onAnswer` hears of each answer (start-up progress). */
+export async function warmUp(serving: Serving, onAnswer?: () => void): Promise<WarmUpAnswers> {
   const answers: WarmUpAnswers = { candidates: 0, scored: 0, degraded: 0 };
   for (const request of warmUpRequests()) {
     const result = await serving.engine.score(request, warmUpBudgetMs);
+    onAnswer?.();
     if (result.degraded) answers.degraded++;
     answers.candidates += result.adIndex.length;
     for (let i = 0; i < result.adIndex.length; i++) {

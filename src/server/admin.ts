@@ -10,7 +10,7 @@ import { campaignRoutes } from './admin_campaigns';
 import { modelRoutes } from './admin_models';
 import type { AdminDeps, AdminRoute } from './admin_route';
 import { spendRoutes } from './admin_spend';
-import type { RouteContext } from './context';
+import { type RouteContext, startingError } from './context';
 
 export const adminRoutes: readonly AdminRoute[] = [...spendRoutes, ...campaignRoutes, ...modelRoutes];
 
@@ -29,6 +29,9 @@ export function registerAdminRoutes(app: TemplatedApp, context: RouteContext, de
       const exchange = context.begin(res, 'admin');
       const denied = adminRefusal(context.config, req.getHeader('authorization'));
       if (denied) return exchange.fail(denied);
+      // Every admin route reads or edits the catalog, or loads a model, which the start-up load owns until it finishes.
+      const starting = startingError(context.lifecycle);
+      if (starting) return exchange.fail(starting);
       route.handle({ exchange, res, req, deps });
     });
   }

@@ -8,7 +8,7 @@ import { RequestError } from '../errors';
 import { refusedRequestId } from '../pipeline/parse_request';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { ResponseStatus } from '../protocol/schema';
-import type { RouteContext } from './context';
+import { type RouteContext, startingError } from './context';
 import type { Decisions } from './decisions';
 
 interface SocketState {
@@ -50,6 +50,8 @@ export function registerAdsWebSocket(app: TemplatedApp, context: RouteContext, d
       if (!isBinary) return reject(ws, started, new RequestError(415, 'unsupported_media_type', 'send AdRequest FlatBuffers as binary frames'));
       // uWS neuters `message` when this handler returns.
       const body = new Uint8Array(message.slice(0));
+      const starting = startingError(lifecycle);
+      if (starting) return reject(ws, started, starting, body);
       lifecycle.inFlight.count++;
       void decisions
         .run(body, 'ws', started, {

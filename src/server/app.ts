@@ -4,6 +4,7 @@ import uWS, { type TemplatedApp } from 'uWebSockets.js';
 
 import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
+import type { LoadProgress } from '../engine/load_progress';
 import type { ModelSwapper } from '../pipeline/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
@@ -27,12 +28,16 @@ export interface ServerDeps {
   /** Durable campaign and ad edits of the admin API. */
   changes: CatalogChanges;
   events: EventContext;
-  /** Whether the engine can take traffic, and why not. */
+  /** Whether the engine can take traffic, and why not, once the start-up load has finished. */
   readiness: () => Readiness;
+  /** The start-up load, which runs while the server already listens. */
+  startup: LoadProgress;
 }
 
 export interface Server {
   readonly port: number;
+  /** Turns /readyz to 503 for good, while every other route keeps serving, so load balancers stop routing here. */
+  unready(): void;
   /** Stops accepting, lets in-flight requests finish (at most `graceMs`), then closes every connection. */
   drain(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
@@ -48,7 +53,7 @@ function requireNativeUws(): void {
 export function startServer(deps: ServerDeps): Promise<Server> {
   requireNativeUws();
   const app = uWS.App();
-  const context = new RouteContext(deps.config, deps.metrics, deps.log);
+  const context = new RouteContext(deps.config, deps.metrics, deps.log, deps.startup);
   const decisions = new Decisions(context, deps.decision);
   registerAdsHttpRoutes(app, context, decisions);
   const endSockets = registerAdsWebSocket(app, context, decisions);
@@ -69,7 +74,11 @@ function listen(app: TemplatedApp, config: Config, lifecycle: Lifecycle, endSock
       const port = uWS.us_socket_local_port(token as unknown as uWS.us_socket);
       resolve({
         port,
+        unready() {
+          lifecycle.unready = true;
+        },
         async drain(graceMs) {
+          lifecycle.unready = true;
           lifecycle.draining = true;
           uWS.us_listen_socket_close(token);
           const deadline = Date.now() + graceMs;

@@ -3,6 +3,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 
 import type { Config } from '../config';
+import type { LoadProgress } from '../engine/load_progress';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
@@ -11,21 +12,30 @@ import { Exchange, type InFlight } from './exchange';
 
 export const flatbuffersContentType = 'application/x-flatbuffers';
 
-/** Shared by every route; `draining` turns once, when shutdown begins. */
+/**
+ * Shared by every route. Shutdown turns `unready` first (/readyz answers 503, everything else is
+ * still served for drainDelayMs), then `draining` (new requests are refused, the listener closes).
+ */
 export interface Lifecycle {
+  /** The start-up load; until it finishes, ad, event and admin requests answer 503 `starting`. */
+  readonly startup: LoadProgress;
+  unready: boolean;
   draining: boolean;
   /** HTTP exchanges and WebSocket decisions not yet answered. */
   readonly inFlight: InFlight;
 }
 
 export class RouteContext {
-  readonly lifecycle: Lifecycle = { draining: false, inFlight: { count: 0 } };
+  readonly lifecycle: Lifecycle;
 
   constructor(
     readonly config: Config,
     readonly metrics: Metrics,
     readonly log: Logger,
-  ) {}
+    startup: LoadProgress,
+  ) {
+    this.lifecycle = { startup, unready: false, draining: false, inFlight: { count: 0 } };
+  }
 
   begin(res: HttpResponse, route: Route): Exchange {
     return new Exchange(res, route, process.hrtime.bigint(), this.metrics, this.lifecycle.inFlight);
@@ -34,6 +44,13 @@ export class RouteContext {
 
 function drainingError(): RequestError {
   return new RequestError(503, 'draining', 'server is shutting down; retry on another replica');
+}
+
+/** The refusal of a request that needs the model (or its catalog) while the start-up load runs. */
+export function startingError(lifecycle: Lifecycle): RequestError | undefined {
+  if (!lifecycle.startup.loading) return undefined;
+  const { stage, seconds } = lifecycle.startup.state();
+  return new RequestError(503, 'starting', `adserve is starting (${stage}, ${seconds} s so far) and serves once /readyz answers 200; retry shortly`);
 }
 
 function mediaType(header: string): string {
@@ -50,8 +67,8 @@ interface OpenedPost {
 
 /**
  * Begins a POST that carries a body: reads its headers while `req` is alive, and refuses an
- * unusable Content-Length (closing the connection at once) or a draining server. Undefined once
- * it has answered.
+ * unusable Content-Length (closing the connection at once), a draining server or one still
+ * starting. Undefined once it has answered.
  */
 export function openPost(context: RouteContext, res: HttpResponse, req: HttpRequest, route: Route): OpenedPost | undefined {
   const exchange = context.begin(res, route);
@@ -59,5 +76,7 @@ export function openPost(context: RouteContext, res: HttpResponse, req: HttpRequ
   const length = declaredLength(req, context.config.maxBodyBytes);
   if (length instanceof RequestError) return void exchange.failAndCloseNow(length);
   if (context.lifecycle.draining) return void exchange.fail(drainingError(), {}, true);
+  const starting = startingError(context.lifecycle);
+  if (starting) return void exchange.fail(starting);
   return { exchange, contentType, mediaType: mediaType(contentType), declaredLength: length };
 }

@@ -1,12 +1,19 @@
-// Operations routes: liveness, readiness and Prometheus metrics.
+// Operations routes: liveness, readiness and Prometheus metrics. They answer from the moment the
+// daemon listens, before its model is loaded.
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
+import type { LoadProgress } from '../engine/load_progress';
 import type { RouteContext } from './context';
 import { toRefusal } from './refusal';
 
 export interface Readiness {
   ready: boolean;
   reason: string;
+}
+
+/** The /readyz body: while the start-up load runs, its stage and progress beside the reason. */
+function readinessBody(state: Readiness, startup: LoadProgress): string {
+  return JSON.stringify({ ...state, ...(startup.loading ? { startup: startup.state() } : {}) });
 }
 
 export function registerHealthRoutes(app: TemplatedApp, context: RouteContext, readiness: () => Readiness): void {
@@ -24,8 +31,9 @@ export function registerHealthRoutes(app: TemplatedApp, context: RouteContext, r
   app.get('/healthz', live);
   app.get('/readyz', (res) => {
     const exchange = context.begin(res, 'health');
-    const state = lifecycle.draining ? { ready: false, reason: 'draining' } : readiness();
-    if (state.ready) return exchange.send(200, 'text/plain', 'ready\n');
-    exchange.send(503, 'text/plain', `not ready: ${state.reason}\n`, { 'Retry-After': '1' });
+    const state = lifecycle.unready ? { ready: false, reason: 'draining' } : lifecycle.startup.loading ? { ready: false, reason: 'starting' } : readiness();
+    const body = readinessBody(state, lifecycle.startup);
+    if (state.ready) return exchange.send(200, 'application/json', body);
+    exchange.send(503, 'application/json', body, { 'Retry-After': '1' });
   });
 }

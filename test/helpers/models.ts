@@ -1,10 +1,13 @@
-// Damaged copies of the tiny model directory, for the tests of what loading a model refuses.
+// Damaged copies of the tiny model directory, for the tests of what loading a model refuses, and
+// one whose load waits for the test.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { rehashManifestFile } from '../../src/engine/model_dir';
+import { type Manifest, rehashManifestFile } from '../../src/engine/model_dir';
 import { tinyModelDir } from '../setup/tiny_model';
 
 /** A copy of the tiny model directory that a test may damage. */
@@ -33,4 +36,20 @@ export function nanHeadsModel(): string {
   ].join('\n'), model]);
   rehashManifestFile(dir, 'model.pt');
   return dir;
+}
+
+/**
+ * A copy of the tiny model whose manifest also lists a named pipe, so loading it stays in the
+ * "verifying files" stage (hashing every listed file) until `release` writes the pipe's bytes.
+ */
+export function modelHeldAtVerification(): { dir: string; release(): Promise<void> } {
+  const dir = copyOfTinyModel('held');
+  const name = 'held.bin';
+  const bytes = Buffer.alloc(64 * 1024, 7);
+  execFileSync('mkfifo', [path.join(dir, name)]);
+  const manifestPath = path.join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  manifest.files[name] = { dtype: 'float32', shape: [bytes.length / 4], sha256: createHash('sha256').update(bytes).digest('hex') };
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  return { dir, release: () => writeFile(path.join(dir, name), bytes) };
 }

@@ -173,7 +173,7 @@ describe('health and metrics', () => {
   it('is not ready while no engine is loaded, and says why', async () => {
     const response = await fetch(`${daemon.url}/readyz`);
     expect(response.status).toBe(503);
-    expect(await response.text()).toMatch(/not ready: no engine loaded/);
+    expect(await response.json()).toMatchObject({ ready: false, reason: expect.stringMatching(/^no engine loaded/) });
   });
 
   it('exports request durations with exact SLO bucket boundaries', async () => {
