@@ -58,6 +58,8 @@ export async function startPostgres(): Promise<PostgresServer> {
   });
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const admin = new pg.Pool({ connectionString: adminUrl, max: 2 });
+  // An idle admin connection may be ended under the pool (a test's pg_terminate_backend, shutdown): the pool drops it.
+  admin.on('error', () => undefined);
   let databases = 0;
   return {
     adminUrl,
