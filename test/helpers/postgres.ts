@@ -1,6 +1,8 @@
 // A real PostgreSQL 15 (Debian's binaries) in its own temporary directory on a free loopback port,
 // run as the unprivileged `postgres` user when the tests run as root (initdb and postgres refuse
 // root), as the current user otherwise. Fsync is off: the cluster lives only as long as the file.
+// Its default collation is ICU's en-US, as a production database's usually is linguistic, so that
+// tests catch text ordering that only holds under a bytewise collation.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +41,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     if ((statSync(parent).mode & 0o001) === 0) chmodSync(parent, statSync(parent).mode | 0o711);
   }
   const asUser = user ? { uid: user.uid, gid: user.gid } : {};
-  execFileSync(path.join(binDir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'], { ...asUser, stdio: 'pipe' });
+  execFileSync(path.join(binDir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--locale-provider=icu', '--icu-locale=en-US', '--no-sync'], { ...asUser, stdio: 'pipe' });
   const port = await freePort();
   const settings = ['listen_addresses=127.0.0.1', `port=${port}`, 'unix_socket_directories=', 'fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'max_connections=200'];
   const child: ChildProcess = spawn(path.join(binDir, 'postgres'), ['-D', data, ...settings.flatMap((setting) => ['-c', setting])], { ...asUser, stdio: ['ignore', 'pipe', 'pipe'] });
