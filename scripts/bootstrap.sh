@@ -11,8 +11,9 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
 # the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
-# and redis-server for the shared-state (REDIS_URL) mode and its tests.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server)
+# redis-server for the shared-state (REDIS_URL) mode and its tests, and postgresql (15) for the
+# catalog store's shared mode and its tests (they start their own cluster; the service is not used).
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server postgresql)
 
 install_packages() {
   local missing=()
