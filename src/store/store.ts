@@ -240,8 +240,20 @@ export class CatalogStore {
    * An update that changes nothing writes nothing and keeps the version.
    */
   async update<E extends StoreEntity>(entity: E, id: string, patch: unknown, options: WriteOptions = {}): Promise<EntityRows[E]> {
-    const spec = specs[entity];
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new StoreValidationError('body', 'must be a JSON object');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.updateOnce(entity, id, patch, options);
+      } catch (error) {
+        // Without If-Match the caller asked for its patch on whatever is current: apply it again
+        // over the row the concurrent writer left.
+        if (!(error instanceof StoreVersionConflictError) || options.ifVersion !== undefined || attempt === 5) throw error;
+      }
+    }
+  }
+
+  private async updateOnce<E extends StoreEntity>(entity: E, id: string, patch: object, options: WriteOptions): Promise<EntityRows[E]> {
+    const spec = specs[entity];
     return this.write(async (trx, changes) => {
       const row = await this.currentRow(trx, entity, id, options);
       if (row.status === 'archived') throw new StoreArchivedError(entity, id);

@@ -66,6 +66,10 @@ describe.each(backends)('catalog store on %s', (backend) => {
     expect(race.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect(race.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason instanceof StoreVersionConflictError)).toBe(true);
     expect((await store.get('campaign', 'c1'))!.version).toBe(3);
+    // Without If-Match every concurrent patch applies, one after another.
+    const fields = ['bid_micros', 'daily_budget_micros', 'lifetime_budget_micros'] as const;
+    await Promise.all(fields.map((field) => store.update('campaign', 'c1', { [field]: 777_000 })));
+    expect(await store.get('campaign', 'c1')).toMatchObject({ bid_micros: 777_000, daily_budget_micros: 777_000, lifetime_budget_micros: 777_000, version: 6 });
   });
 
   test('idempotent creates: the same key or client id with the same body returns the first row, a different body conflicts', async () => {
