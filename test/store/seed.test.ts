@@ -80,7 +80,8 @@ describe.each(backends)('seeding on %s', (backend) => {
     console.log(`seeding ${backend}: ${catalog.ads.length} ads in ${seconds.toFixed(2)} s`);
     expect(result.ads).toBe(20_000);
     expect((await store.listAds({ limit: 1000 })).items).toHaveLength(1000);
-    // Generous for a shared 2-core box; the measured figure is printed above.
-    expect(seconds).toBeLessThan(6);
+    // Measured 0.7-1.4 s (SQLite) and 1.6-2.0 s (PostgreSQL) on the shared 2-core box; the bound
+    // leaves room for a loaded CI run and still fails a row-at-a-time import by an order of magnitude.
+    expect(seconds).toBeLessThan(10);
   });
 });
