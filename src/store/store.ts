@@ -106,6 +106,9 @@ const specs: Record<StoreEntity, EntitySpec> = {
   },
 };
 
+/** An ad's advertiser_id is its campaign's, whether or not the body names it, so it is left out of the hash. */
+const createBodyHash = (entity: StoreEntity, fields: Fields): string => requestHash(entity === 'ad' ? { ...fields, advertiser_id: undefined } : fields);
+
 function inheritAdvertiser(fields: Fields, advertiserId: string): void {
   if (fields.advertiser_id !== undefined && fields.advertiser_id !== advertiserId) {
     throw new StoreValidationError('advertiser_id', `must be the campaign's advertiser ${advertiserId} (got ${String(fields.advertiser_id)})`);
@@ -334,10 +337,11 @@ export class CatalogStore {
       }
     });
     if (fieldsList.length === 0) return 0;
+    const hashes = fieldsList.map((fields) => createBodyHash(entity, fields));
     return this.write(async (trx, changes) => {
       await this.attachBatch(trx, entity, fieldsList);
       const now = Date.now();
-      const rows = fieldsList.map((fields) => ({ ...toDb(spec, fields), version: 1, create_hash: requestHash(fields), created_at: now, updated_at: now, archived_at: null }));
+      const rows = fieldsList.map((fields, index) => ({ ...toDb(spec, fields), version: 1, create_hash: hashes[index]!, created_at: now, updated_at: now, archived_at: null }));
       // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
       const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
       for (let start = 0; start < rows.length; start += chunk) {
@@ -386,7 +390,7 @@ export class CatalogStore {
       throw new StoreValidationError('idempotency_key', `must be 1-${maxIdempotencyKey} characters`);
     }
     const fields = spec.fields(input, this.limits);
-    const hash = requestHash(fields);
+    const hash = createBodyHash(entity, fields);
     const attempt = () =>
       this.write(async (trx, changes): Promise<CreateResult<EntityRows[E]>> => {
         if (idempotencyKey !== undefined) {

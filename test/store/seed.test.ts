@@ -40,6 +40,10 @@ describe.each(backends)('seeding on %s', (backend) => {
     expect(row).toEqual({ ...sample, targeting: sample.targeting ?? null });
     expect(created_at).toBe(updated_at);
     expect(policy_flags).toEqual([]);
+    // A client re-sending a seeded ad's create (with or without its advertiser_id) gets the row back.
+    const { advertiser_id: _advertiser, ...withoutAdvertiser } = sample;
+    expect(await store.createAd(sample)).toMatchObject({ created: false, row: { id: sample.id, version: 1 } });
+    expect(await store.createAd(withoutAdvertiser)).toMatchObject({ created: false });
     const total = catalog.advertisers.length + catalog.campaigns.length + catalog.ads.length;
     expect(await store.currentSeq()).toBe(total);
     // A restart, or another replica, finds the store seeded and writes nothing.
