@@ -4,6 +4,7 @@
 // catalog file takes at load, and the columns and maps below follow.
 import { defaults } from '../config';
 import type { CatalogCampaign, CatalogJson, PacingMode } from './catalog_json';
+import { isKnownTimeZone } from './time_zone';
 import { BidType } from '../protocol/schema';
 import { interned, PackedIndex, PackedStrings, type StringColumn } from './packed_strings';
 
@@ -89,14 +90,7 @@ export function validateCampaign(campaign: CatalogCampaign, limits: MoneyLimits)
   if (hours !== undefined && (!Array.isArray(hours) || hours.length !== 24 || hours.some((w) => typeof w !== 'number' || !(w >= 0) || !Number.isFinite(w)) || !hours.some((w) => w > 0))) {
     fail('day_parting must be 24 non-negative hourly weights, not all 0');
   }
-  if (campaign.time_zone !== undefined) {
-    try {
-      // The constructor throws a RangeError for a zone this runtime does not know.
-      new Intl.DateTimeFormat('en-US', { timeZone: campaign.time_zone });
-    } catch {
-      fail(`unknown time zone ${JSON.stringify(campaign.time_zone)}`);
-    }
-  }
+  if (campaign.time_zone !== undefined && !isKnownTimeZone(campaign.time_zone)) fail(`unknown time zone ${JSON.stringify(campaign.time_zone)}`);
 }
 
 /** Replaces a campaign's settings (validated first) and updates every column and map derived from them. */
