@@ -12,6 +12,7 @@
 #include "ad_request_generated.h"
 #include "engine/build_info.h"
 #include "engine/errors.h"
+#include "engine/tensors.h"
 
 namespace adserve {
 
@@ -21,35 +22,6 @@ namespace {
 
 double nanosBetween(Clock::time_point from, Clock::time_point to) {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
-}
-
-torch::Tensor longs(const std::vector<int64_t>& values, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<int64_t*>(values.data()), shape, torch::kInt64).clone();
-}
-
-torch::Tensor floats(const std::vector<float>& values, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<float*>(values.data()), shape, torch::kFloat32).clone();
-}
-
-TargetingRequest targetingRequest(const fb::AdRequest& request) {
-  static const char* const devices[] = {"", "desktop", "mobile", "tablet", "app"};
-  static const char* const placements[] = {"", "search", "productpage", "category", "homepage", "cart"};
-  auto text = [](const flatbuffers::String* value) { return value == nullptr ? std::string() : value->str(); };
-  TargetingRequest out;
-  out.query = text(request.query());
-  if (const auto* geo = request.geo()) out.geo = text(geo->country());
-  if (const auto* device = request.device()) {
-    const auto type = static_cast<size_t>(device->type());
-    out.device = type < 5 ? devices[type] : "";
-  }
-  if (const auto* user = request.user(); user != nullptr && user->segments() != nullptr) {
-    for (const auto* segment : *user->segments()) out.audiences.push_back(text(segment));
-  }
-  out.category = text(request.category_id());
-  out.product = text(request.product_id());
-  const auto placement = static_cast<size_t>(request.placement());
-  out.placement = placement < 6 ? placements[placement] : "";
-  return out;
 }
 
 template <typename T>
@@ -71,47 +43,9 @@ std::string contextKey(const RequestFeatures& f) {
   return key;
 }
 
-void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
-  if (tensor.size(0) != rows) {
-    throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
-  }
-}
-
 // (score, ad) pairs, best first; ties go to the lower ad index, so results do not depend on the
 // order a search found them in.
 constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-
-// One request's view of the catalog at retrieval: the eligibility snapshot, its own targeting and
-// its exclusions, for the catalog's ads and for those added at run time (indices catalogAds onwards).
-struct RequestFilter final : AdFilter {
-  struct Catalog {
-    const uint8_t* eligible;  // null: every ad is eligible
-    const TargetingIndex* targeting;
-    const AdKeyTable* keys;
-    uint32_t ads;
-    const TargetingIndex* addedTargeting;
-    const AdKeyTable* addedKeys;  // null when no ads were added
-  };
-  RequestFilter(const Catalog& catalog, const TargetingRequest& request, Exclusions exclusions)
-      : catalog(catalog), exclusions(std::move(exclusions)) {
-    if (catalog.targeting != nullptr) matched = catalog.targeting->matchedCriteria(request);
-    if (catalog.addedTargeting != nullptr) addedMatched = catalog.addedTargeting->matchedCriteria(request);
-  }
-  bool admits(int64_t ad) const override {
-    if (catalog.eligible != nullptr && ((catalog.eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
-    const auto index = static_cast<uint32_t>(ad);
-    if (index < catalog.ads) {
-      return (catalog.targeting == nullptr || catalog.targeting->admits(index, matched)) && (exclusions.empty() || !exclusions.excludes(*catalog.keys, index));
-    }
-    const uint32_t added = index - catalog.ads;
-    return (catalog.addedTargeting == nullptr || catalog.addedTargeting->admits(added, addedMatched)) &&
-           (exclusions.empty() || !exclusions.excludes(*catalog.addedKeys, added));
-  }
-  Catalog catalog;
-  Exclusions exclusions;
-  MatchedCriteria matched;
-  MatchedCriteria addedMatched;
-};
 
 // Eight running sums in a fixed pattern, added in a fixed tree: the compiler can keep them in
 // vector registers, and the result depends only on the two vectors, not on what else is scored.
@@ -130,36 +64,24 @@ constexpr size_t kFusionBlockRows = 96;
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : options_(options) {
-  model_ = std::make_unique<Model>(options.modelPath);
-  adEmbeddings_ = loadTensor(options.adEmbeddings).contiguous();
-  adCount_ = static_cast<size_t>(adEmbeddings_.size(0));
-  dim_ = static_cast<size_t>(adEmbeddings_.size(1));
-  const torch::Tensor adCategorical = loadTensor(options.adCategorical);
-  requireShape(adCategorical, static_cast<int64_t>(adCount_), "ad categorical features");
-  adAdvertiser_.resize(adCount_);
-  adCategory_.resize(adCount_);
-  const auto columns = adCategorical.accessor<int64_t, 2>();
-  for (size_t i = 0; i < adCount_; ++i) {
-    adAdvertiser_[i] = static_cast<int32_t>(columns[i][0] - 1);
-    adCategory_[i] = static_cast<int32_t>(columns[i][1] - 1);
-  }
-  if (options.adPrior.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adPrior needs one value per ad");
-  if (options.adKeys.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adKeys needs one entry per ad");
-  adKeys_.append(options.adKeys);
-  options_.adKeys = AdKeys{};  // hashed into adKeys_; the strings are not needed again
-  adPrior_ = std::make_shared<const std::vector<float>>(options.adPrior);
-
+Engine::Engine(const EngineOptions& options)
+    : options_(options),
+      model_(std::make_unique<Model>(options.modelPath)),
+      catalog_(options.adEmbeddings, options.adCategorical, options.adPrior, options.adKeys, options.targeting) {
+  const torch::Tensor& adEmbeddings = catalog_.snapshot()->catalog().embeddings;
+  adCount_ = static_cast<size_t>(adEmbeddings.size(0));
+  dim_ = static_cast<size_t>(adEmbeddings.size(1));
+  options_.adKeys = AdKeys{};  // hashed into the catalog; the strings are not needed again
   userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
   const auto users = static_cast<int64_t>(options.userIds.size());
-  requireShape(userEmbeddings_, users, "user embeddings");
+  requireRows(userEmbeddings_, users, "user embeddings");
   userCategory_ = loadTensor(options.userCategory).contiguous();
-  requireShape(userCategory_, users, "user x category features");
+  requireRows(userCategory_, users, "user x category features");
   userAdvertiserIndptr_ = loadTensor(options.userAdvertiserIndptr);
-  requireShape(userAdvertiserIndptr_, users + 1, "user x advertiser index pointer");
+  requireRows(userAdvertiserIndptr_, users + 1, "user x advertiser index pointer");
   userAdvertiserIndex_ = loadTensor(options.userAdvertiserIndex);
   userAdvertiserValues_ = loadTensor(options.userAdvertiserValues).contiguous();
-  requireShape(userAdvertiserValues_, userAdvertiserIndex_.size(0), "user x advertiser values");
+  requireRows(userAdvertiserValues_, userAdvertiserIndex_.size(0), "user x advertiser values");
   pairWidth_ = static_cast<size_t>(userCategory_.size(2) + userAdvertiserValues_.size(1));
   if (options.pairUnknown.size() != pairWidth_) throw EngineError(ErrorCode::InvalidArgument, "pairUnknown must have one value per pair feature");
   userRow_.reserve(options.userIds.size());
@@ -167,10 +89,6 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
 
   userCache_ = std::make_unique<LruCache<torch::Tensor>>(options.userCacheSize, std::chrono::hours(24));
   contextCache_ = std::make_unique<LruCache<torch::Tensor>>(options.contextCacheSize, options.contextTtl);
-  if (!options.targeting.empty()) {
-    targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
-    if (targeting_->empty()) targeting_.reset();
-  }
   if (options.fusion == "precomputed") {
     c10::InferenceMode inference;
     const torch::Tensor w0 = model_->parameter("fusion.0.weight");
@@ -187,7 +105,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
       return dense(model_->parameter(name + ".weight"), model_->parameter(name + ".bias"), activation);
     };
     torch::Tensor wAd = w0.slice(1, 2 * d, 3 * d).t().contiguous();
-    torch::Tensor adProjection = adEmbeddings_.matmul(wAd).contiguous();
+    torch::Tensor adProjection = adEmbeddings.matmul(wAd).contiguous();
     std::vector<DenseKernel> layers;
     layers.push_back(layer("fusion.2", Activation::kRelu));
     layers.push_back(layer("fusion.4", Activation::kRelu));
@@ -199,40 +117,14 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   } else if (options.fusion != "model") {
     throw EngineError(ErrorCode::InvalidArgument, "fusion must be 'precomputed' or 'model'");
   }
-  ann_ = std::make_unique<AnnIndex>(adEmbeddings_.data_ptr<float>(), adCount_, dim_, options.ann);
+  ann_ = std::make_unique<AnnIndex>(adEmbeddings.data_ptr<float>(), adCount_, dim_, options.ann);
 }
 
-void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) {
-  if (adIndex.size() != eligible.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and eligible differ in length");
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  const size_t total = totalAds();
-  auto current = std::atomic_load(&eligible_);
-  auto next = current ? std::make_shared<std::vector<uint8_t>>(*current) : std::make_shared<std::vector<uint8_t>>((total + 7) / 8, 0xFF);
-  for (size_t i = 0; i < adIndex.size(); ++i) {
-    const uint32_t ad = adIndex[i];
-    if (ad >= total) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
-    const auto bit = static_cast<uint8_t>(1u << (ad & 7));
-    (*next)[ad >> 3] = eligible[i] ? ((*next)[ad >> 3] | bit) : ((*next)[ad >> 3] & ~bit);
-  }
-  std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(next)));
-}
+void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) { catalog_.setEligibility(adIndex, eligible); }
 
-void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) {
-  if (adIndex.size() != prior.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and prior differ in length");
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  auto next = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
-  for (size_t i = 0; i < adIndex.size(); ++i) {
-    if (adIndex[i] >= next->size()) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
-    if (!std::isfinite(prior[i])) throw EngineError(ErrorCode::InvalidArgument, "priors must be finite");
-    (*next)[adIndex[i]] = prior[i];
-  }
-  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(next)));
-}
+void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) { catalog_.setPriors(adIndex, prior); }
 
-size_t Engine::totalAds() const {
-  const auto added = std::atomic_load(&added_);
-  return adCount_ + (added ? added->count : 0);
-}
+size_t Engine::totalAds() const { return catalog_.snapshot()->totalAds(); }
 
 uint32_t Engine::addAds(const NewAds& ads) {
   const size_t n = ads.prior.size();
@@ -267,58 +159,7 @@ uint32_t Engine::addAds(const NewAds& ads) {
     }
     if (fusion_) projection = embeddings.matmul(fusion_->wAd).contiguous();
   }
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  const auto current = std::atomic_load(&added_);
-  const size_t before = current ? current->count : 0;
-  if (adCount_ + before + n > static_cast<size_t>(std::numeric_limits<int32_t>::max())) throw EngineError(ErrorCode::InvalidArgument, "too many ads");
-  auto next = std::make_shared<AddedAds>();
-  next->count = before + n;
-  next->embeddings = current ? torch::cat({current->embeddings, embeddings}) : embeddings;
-  if (fusion_) next->projection = current ? torch::cat({current->projection, projection}) : projection;
-  if (current) {
-    next->category = current->category;
-    next->advertiser = current->advertiser;
-    next->targeting = current->targeting;
-    next->keys = current->keys;
-  }
-  next->keys.append(ads.keys);
-  for (size_t i = 0; i < n; ++i) {
-    next->advertiser.push_back(static_cast<int32_t>(ads.categorical[i * 4] - 1));
-    next->category.push_back(static_cast<int32_t>(ads.categorical[i * 4 + 1] - 1));
-  }
-  for (AdTargeting target : ads.targeting) {
-    if (target.ad >= n) throw EngineError(ErrorCode::InvalidArgument, "targeting names an ad outside this call");
-    target.ad += static_cast<uint32_t>(before);
-    next->targeting.push_back(std::move(target));
-  }
-  if (!next->targeting.empty()) {
-    next->targetingIndex = std::make_unique<TargetingIndex>(next->targeting, next->count);
-    if (next->targetingIndex->empty()) next->targetingIndex.reset();
-  }
-  // Priors and eligibility cover the new ads before they become visible: a batch that sees them
-  // reads those snapshots afterwards.
-  auto prior = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
-  prior->insert(prior->end(), ads.prior.begin(), ads.prior.end());
-  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(prior)));
-  if (auto eligible = std::atomic_load(&eligible_)) {
-    auto grown = std::make_shared<std::vector<uint8_t>>(*eligible);
-    grown->resize((adCount_ + next->count + 7) / 8, 0xFF);
-    for (size_t ad = adCount_ + before; ad < adCount_ + next->count; ++ad) (*grown)[ad >> 3] |= static_cast<uint8_t>(1u << (ad & 7));
-    std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(grown)));
-  }
-  std::atomic_store(&added_, std::shared_ptr<const AddedAds>(std::move(next)));
-  return static_cast<uint32_t>(adCount_ + before);
-}
-
-torch::Tensor Engine::adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const {
-  if (!addedRows.defined()) return catalogRows.index_select(0, ads);
-  const auto catalogAds = static_cast<int64_t>(adCount_);
-  const torch::Tensor isAdded = ads.ge(catalogAds);
-  if (!isAdded.any().item<bool>()) return catalogRows.index_select(0, ads);
-  torch::Tensor out = catalogRows.index_select(0, ads.clamp_max(catalogAds - 1));
-  const torch::Tensor positions = isAdded.nonzero().squeeze(1);
-  out.index_copy_(0, positions, addedRows.index_select(0, ads.index_select(0, positions) - catalogAds));
-  return out;
+  return catalog_.add(ads, embeddings, projection);
 }
 
 void Engine::searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
@@ -425,7 +266,7 @@ Engine::CacheStats Engine::cacheStats() const {
   return {userHits, userMisses, contextHits, contextMisses};
 }
 
-void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const {
+void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const CatalogSnapshot& catalog, float* out) const {
   const size_t categoryWidth = static_cast<size_t>(userCategory_.size(2));
   const size_t categories = static_cast<size_t>(userCategory_.size(1));
   const float* unknown = options_.pairUnknown.data();
@@ -439,8 +280,8 @@ void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, con
       continue;
     }
     const auto ad = static_cast<size_t>(ads[i]);
-    const int32_t category = ad < adCount_ ? adCategory_[ad] : added->category[ad - adCount_];
-    const int32_t advertiser = ad < adCount_ ? adAdvertiser_[ad] : added->advertiser[ad - adCount_];
+    const int32_t category = catalog.category(ad);
+    const int32_t advertiser = catalog.advertiser(ad);
     std::copy_n(userCategory + static_cast<size_t>(category) * categoryWidth, categoryWidth, out);
     // Advertisers of one user are stored in ascending order.
     const int32_t* begin = advertisers + indptr[userRow];
@@ -455,16 +296,16 @@ void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, con
 }
 
 void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                            const AddedAds* added, std::vector<ScoreResult>& results) const {
+                            const CatalogSnapshot& catalog, std::vector<ScoreResult>& results) const {
   const auto d = static_cast<int64_t>(dim_);
   std::vector<float> pair;
   for (const size_t i : live) {
     ScoreResult& result = results[i];
     const auto width = static_cast<int64_t>(result.adIndex.size());
-    const std::vector<int64_t> candidates(result.adIndex.begin(), result.adIndex.end());
     pair.resize(result.adIndex.size() * pairWidth_);
-    pairFeatures(userRows[i], result.adIndex.data(), result.adIndex.size(), added, pair.data());
-    const torch::Tensor ads = adRows(adEmbeddings_, added ? added->embeddings : torch::Tensor(), longs(candidates, {width})).view({1, width, d});
+    pairFeatures(userRows[i], result.adIndex.data(), result.adIndex.size(), catalog, pair.data());
+    const torch::Tensor ads = torch::empty({1, width, d});
+    for (int64_t j = 0; j < width; ++j) std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
     const auto row = static_cast<int64_t>(i);
     auto [ctr, cvr] = model_->score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads, floats(pair, {1, width, static_cast<int64_t>(pairWidth_)}));
     ctr = ctr.contiguous();
@@ -475,7 +316,7 @@ void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
 }
 
 void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                              const AddedAds* added, std::vector<ScoreResult>& results) const {
+                              const CatalogSnapshot& catalog, std::vector<ScoreResult>& results) const {
   if (live.empty()) return;
   const PrecomputedFusion& f = *fusion_;
   const size_t requests = live.size();
@@ -504,7 +345,8 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     result.cvrLogit.resize(result.adIndex.size());
   }
   const size_t rows = firstRow[requests];
-  const float* catalogEmbeddings = adEmbeddings_.data_ptr<float>();
+  const AddedAds* added = catalog.added();
+  const float* catalogEmbeddings = catalog.catalog().embeddings.data_ptr<float>();
   const float* catalogProjection = f.adProjection.data_ptr<float>();
   const float* addedEmbeddings = added ? added->embeddings.data_ptr<float>() : nullptr;
   const float* addedProjection = added ? added->projection.data_ptr<float>() : nullptr;
@@ -559,7 +401,7 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       extraRow[1] = userContext[slot[n]];
       extraRow[2] = dot(contexts + request * dim_, embedding[n], dim_);
       const int32_t ad = results[request].adIndex[begin + n - firstRow[slot[n]]];
-      pairFeatures(userRows[request], &ad, 1, added, extraRow + 3);
+      pairFeatures(userRows[request], &ad, 1, catalog, extraRow + 3);
     }
     f.perCandidate.apply(extra, extraWidth, count, first, hidden, true);
     const float* in = first;
@@ -613,43 +455,32 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   const size_t k = std::min(options_.annCandidates, adCount_);
   std::vector<float> annScores(b * k);
   std::vector<int64_t> annLabels(b * k);
-  // Added ads first: addAds publishes the eligibility and priors that cover them before them.
-  const auto added = std::atomic_load(&added_);
-  const auto eligible = std::atomic_load(&eligible_);
-  const TargetingIndex* addedTargeting = added ? added->targetingIndex.get() : nullptr;
-  std::vector<Exclusions> exclusions;
-  exclusions.reserve(b);
-  for (size_t i = 0; i < b; ++i) exclusions.emplace_back(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), batch[i]->excludedCampaigns);
-  std::vector<RequestFilter> requestFilters;
+  // One snapshot for the whole batch: retrieval, the light score and fusion see the same ads.
+  const std::shared_ptr<const CatalogSnapshot> catalog = catalog_.snapshot();
+  std::vector<CatalogFilter> requestFilters;
   requestFilters.reserve(b);
+  for (size_t i = 0; i < b; ++i) requestFilters.push_back(catalog->filter(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), batch[i]->excludedCampaigns));
   std::vector<const AdFilter*> filters;
-  const bool targeted = targeting_ || addedTargeting;
-  if (eligible || targeted || std::any_of(exclusions.begin(), exclusions.end(), [](const Exclusions& e) { return !e.empty(); })) {
-    const RequestFilter::Catalog catalog{eligible ? eligible->data() : nullptr, targeting_.get(), &adKeys_, static_cast<uint32_t>(adCount_), addedTargeting,
-                                         added ? &added->keys : nullptr};
-    for (size_t i = 0; i < b; ++i) {
-      requestFilters.emplace_back(catalog, targeted ? targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())) : TargetingRequest{},
-                                  std::move(exclusions[i]));
-      filters.push_back(&requestFilters.back());
-    }
+  if (std::any_of(requestFilters.begin(), requestFilters.end(), [](const CatalogFilter& f) { return !f.admitsEverything(); })) {
+    for (const CatalogFilter& filter : requestFilters) filters.push_back(&filter);
   }
   ann_->search(query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
-  if (added) searchAdded(*added, query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
+  if (const AddedAds* added = catalog->added()) searchAdded(*added, query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
   // Ads whose keywords a search query matches join the candidates even where the ANN search did not
   // reach them (synonyms help the embedding; advertisers' exact keywords must not be missed). They
   // pass the same eligibility and targeting test, and get their exact Q·E_ad.
   std::vector<std::vector<std::pair<float, int64_t>>> keywordMatched(b);
-  if (targeting_ && options_.keywordCandidates > 0) {
+  if (options_.keywordCandidates > 0) {
     for (size_t i = 0; i < b; ++i) {
       if (!features[i].search) continue;
-      const std::vector<uint32_t> keywordAds = targeting_->keywordAds(requestFilters[i].matched, options_.keywordCandidates);
+      const std::vector<uint32_t> keywordAds = requestFilters[i].keywordAds(options_.keywordCandidates);
       if (keywordAds.empty()) continue;
       const int64_t* row = annLabels.data() + i * k;
       const std::unordered_set<int64_t> retrieved(row, row + k);
       const float* q = query.data_ptr<float>() + i * dim_;
       for (const uint32_t ad : keywordAds) {
         if (retrieved.count(ad) != 0 || !requestFilters[i].admits(ad)) continue;
-        const float* embedding = adEmbeddings_.data_ptr<float>() + static_cast<size_t>(ad) * dim_;
+        const float* embedding = catalog->embedding(ad);
         keywordMatched[i].emplace_back(std::inner_product(q, q + dim_, embedding, 0.0f), ad);
       }
     }
@@ -657,13 +488,12 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   lap(kRetrieve);
 
   const size_t keep = std::min(options_.scoreCandidates, k);
-  const auto adPrior = std::atomic_load(&adPrior_);
   std::vector<std::pair<float, int32_t>> scored;
   scored.reserve(k);
   for (size_t i = 0; i < b; ++i) {
     scored.clear();
     const auto light = [&](float dot, int64_t ad) {
-      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + (*adPrior)[ad], static_cast<int32_t>(ad));
+      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + catalog->prior(static_cast<size_t>(ad)), static_cast<int32_t>(ad));
     };
     for (size_t j = 0; j < k; ++j) {
       if (annLabels[i * k + j] >= 0) light(annScores[i * k + j], annLabels[i * k + j]);
@@ -692,10 +522,10 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
     }
   }
   if (fusion_) {
-    scorePrecomputed(user, context, live, userRows, added.get(), results);
+    scorePrecomputed(user, context, live, userRows, *catalog, results);
   } else {
     c10::InferenceMode inference;
-    scoreWithModel(user, context, live, userRows, added.get(), results);
+    scoreWithModel(user, context, live, userRows, *catalog, results);
   }
   lap(kScore);
   return results;

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -12,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "engine/ann_index.h"
+#include "engine/catalog.h"
 #include "engine/dense_kernel.h"
 #include "engine/exclusions.h"
 #include "engine/featurizer.h"
@@ -78,17 +78,6 @@ struct ScoreResult {
   bool degraded = false;
 };
 
-// Ads to add while serving, in the ad tower's input form (the rows of ad_categorical.i64,
-// ad_title.i64 and ad_numeric.f32 that train/ writes for the catalog's ads).
-struct NewAds {
-  std::vector<int64_t> categorical;  // [n x 4]: advertiser, category, format, bid type (index + 1)
-  std::vector<int64_t> title;        // [n x title tokens]
-  std::vector<float> numeric;        // [n x numeric features], standardised
-  std::vector<float> prior;          // [n]: static part of the lightweight score
-  std::vector<AdTargeting> targeting;  // `ad` counts from 0 within this call; ads not listed are untargeted
-  AdKeys keys;                         // [n]
-};
-
 struct ScoreRequest {
   std::vector<uint8_t> bytes;  // a verified AdRequest
   // Campaign codes (AdKeys::campaign) kept out of this request on top of its own block lists.
@@ -134,30 +123,18 @@ class Engine {
   const std::string& indexDescription() const { return ann_->description(); }
 
  private:
-  // Ads added by addAds, indices adCount_ onwards; replaced whole (copy-on-write) on each call.
-  struct AddedAds {
-    size_t count = 0;
-    torch::Tensor embeddings;  // [count, D]
-    torch::Tensor projection;  // [count, H] when the fusion is precomputed
-    std::vector<int32_t> category, advertiser;  // 0-based
-    std::vector<AdTargeting> targeting;          // local indices
-    AdKeyTable keys;                             // local indices
-    std::unique_ptr<TargetingIndex> targetingIndex;  // null when none is targeted
-  };
   // userRows: each request's row in the known-user table, -1 for users without one.
   torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
   torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
-  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const;
+  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const CatalogSnapshot& catalog, float* out) const;
   // The TorchScript score method, one request per pass: a pass of several requests lets BLAS round
   // a request's scores differently depending on its neighbours (the shape picks its blocking).
   void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                      const AddedAds* added, std::vector<ScoreResult>& results) const;
+                      const CatalogSnapshot& catalog, std::vector<ScoreResult>& results) const;
   // The precomputed fusion over every (request, candidate) row of the live requests in one pass.
   void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                        const AddedAds* added, std::vector<ScoreResult>& results) const;
+                        const CatalogSnapshot& catalog, std::vector<ScoreResult>& results) const;
 
-  // Rows of a per-ad tensor (embeddings, projections) for ad indices that may include added ads.
-  torch::Tensor adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const;
   // Merges each query's best added ads into its ANN results (scores/labels [queries x k]).
   void searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
                    int64_t* labels) const;
@@ -174,29 +151,21 @@ class Engine {
   };
 
   EngineOptions options_;
+  std::unique_ptr<Model> model_;
+  Catalog catalog_;
   size_t dim_ = 0;
   size_t adCount_ = 0;
   size_t pairWidth_ = 0;
-  std::unique_ptr<Model> model_;
   std::unique_ptr<AnnIndex> ann_;
-  torch::Tensor adEmbeddings_;
-  std::vector<int32_t> adCategory_;    // 0-based
-  std::vector<int32_t> adAdvertiser_;  // 0-based
   torch::Tensor userEmbeddings_;
   torch::Tensor userCategory_;
   torch::Tensor userAdvertiserIndptr_;
   torch::Tensor userAdvertiserIndex_;
   torch::Tensor userAdvertiserValues_;
   std::unordered_map<std::string, int64_t> userRow_;
-  std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
-  std::shared_ptr<const std::vector<float>> adPrior_;     // static lightweight score per ad
-  std::unique_ptr<TargetingIndex> targeting_;
-  AdKeyTable adKeys_;
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
   std::unique_ptr<LruCache<torch::Tensor>> userCache_;
   std::unique_ptr<LruCache<torch::Tensor>> contextCache_;
-  std::shared_ptr<const AddedAds> added_;
-  std::mutex writeMutex_;  // one writer at a time for the snapshots (eligibility, priors, added ads)
 };
 
 }  // namespace adserve
