@@ -24,25 +24,6 @@ double nanosBetween(Clock::time_point from, Clock::time_point to) {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
 }
 
-template <typename T>
-void appendBytes(std::string& key, const T& value) {
-  key.append(reinterpret_cast<const char*>(&value), sizeof(value));
-}
-
-// Everything the context towers read, as bytes: equal keys mean equal embeddings.
-std::string contextKey(const RequestFeatures& f) {
-  std::string key(1, f.search ? 's' : 'b');
-  for (int64_t v : f.contextCategorical) appendBytes(key, v);
-  appendBytes(key, f.logPage);
-  if (f.search) {
-    for (int64_t token : f.queryTokens) appendBytes(key, token);
-  } else {
-    appendBytes(key, f.pageCategory);
-    appendBytes(key, f.pageProduct);
-  }
-  return key;
-}
-
 // (score, ad) pairs, best first; ties go to the lower ad index, so results do not depend on the
 // order a search found them in.
 constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
@@ -67,33 +48,18 @@ constexpr size_t kFusionBlockRows = 96;
 Engine::Engine(const EngineOptions& options)
     : options_(options),
       model_(std::make_unique<Model>(options.modelPath)),
-      catalog_(options.adEmbeddings, options.adCategorical, options.adPrior, options.adKeys, options.targeting) {
+      catalog_(options.adEmbeddings, options.adCategorical, options.adPrior, options.adKeys, options.targeting),
+      dim_(static_cast<size_t>(catalog_.snapshot()->catalog().embeddings.size(1))),
+      adCount_(catalog_.snapshot()->catalogAds()),
+      users_(*model_, options.users, options.features.userNumeric),
+      contexts_(*model_, dim_, options.features.maxQueryTokens, options.contextCacheSize, options.contextTtl) {
   const torch::Tensor& adEmbeddings = catalog_.snapshot()->catalog().embeddings;
-  adCount_ = static_cast<size_t>(adEmbeddings.size(0));
-  dim_ = static_cast<size_t>(adEmbeddings.size(1));
   options_.adKeys = AdKeys{};  // hashed into the catalog; the strings are not needed again
-  userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
-  const auto users = static_cast<int64_t>(options.userIds.size());
-  requireRows(userEmbeddings_, users, "user embeddings");
-  userCategory_ = loadTensor(options.userCategory).contiguous();
-  requireRows(userCategory_, users, "user x category features");
-  userAdvertiserIndptr_ = loadTensor(options.userAdvertiserIndptr);
-  requireRows(userAdvertiserIndptr_, users + 1, "user x advertiser index pointer");
-  userAdvertiserIndex_ = loadTensor(options.userAdvertiserIndex);
-  userAdvertiserValues_ = loadTensor(options.userAdvertiserValues).contiguous();
-  requireRows(userAdvertiserValues_, userAdvertiserIndex_.size(0), "user x advertiser values");
-  pairWidth_ = static_cast<size_t>(userCategory_.size(2) + userAdvertiserValues_.size(1));
-  if (options.pairUnknown.size() != pairWidth_) throw EngineError(ErrorCode::InvalidArgument, "pairUnknown must have one value per pair feature");
-  userRow_.reserve(options.userIds.size());
-  for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
-
-  userCache_ = std::make_unique<LruCache<torch::Tensor>>(options.userCacheSize, std::chrono::hours(24));
-  contextCache_ = std::make_unique<LruCache<torch::Tensor>>(options.contextCacheSize, options.contextTtl);
   if (options.fusion == "precomputed") {
     c10::InferenceMode inference;
     const torch::Tensor w0 = model_->parameter("fusion.0.weight");
     const auto d = static_cast<int64_t>(dim_);
-    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(pairWidth_)) throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
+    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(users_.pairWidth())) throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
     using Activation = DenseKernel::Activation;
     // Linear layers in torch's [outputs x inputs] layout; the kernels copy what they keep.
     const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation) {
@@ -185,114 +151,10 @@ void Engine::searchAdded(const AddedAds& added, const float* queries, size_t nq,
   }
 }
 
-torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const {
-  const auto batch = static_cast<int64_t>(features.size());
-  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> missRows;
-  std::vector<int64_t> missCategorical;
-  std::vector<std::string> missKeys;
-  for (int64_t i = 0; i < batch; ++i) {
-    if (userRows[i] >= 0) {
-      out[i].copy_(userEmbeddings_[userRows[i]]);
-      continue;
-    }
-    // A user without a feature-store record: every numeric at its standardised mean (0) and
-    // user_known 0, so the embedding depends on the four categorical values only.
-    std::string key;
-    for (int64_t v : features[i].userCategorical) appendBytes(key, v);
-    if (auto cached = userCache_->get(key)) {
-      out[i].copy_(*cached);
-    } else {
-      missRows.push_back(i);
-      missKeys.push_back(std::move(key));
-      missCategorical.insert(missCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
-    }
-  }
-  if (!missRows.empty()) {
-    const auto count = static_cast<int64_t>(missRows.size());
-    const torch::Tensor numeric = torch::zeros({count, static_cast<int64_t>(options_.features.userNumeric)});
-    const torch::Tensor embedded = model_->userEmbed(longs(missCategorical, {count, 4}), numeric);
-    out.index_copy_(0, longs(missRows, {count}), embedded);
-    for (int64_t r = 0; r < count; ++r) userCache_->put(missKeys[r], embedded[r].clone());
-  }
-  return out;
-}
-
-torch::Tensor Engine::contextEmbeddings(const std::vector<RequestFeatures>& features) const {
-  const auto batch = static_cast<int64_t>(features.size());
-  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> searchRows, browseRows, tokens, searchCategorical, browseCategorical, category, product;
-  std::vector<float> searchNumeric, browseNumeric;
-  std::vector<std::string> keys(features.size());
-  for (int64_t i = 0; i < batch; ++i) {
-    const RequestFeatures& f = features[i];
-    keys[i] = contextKey(f);
-    if (auto cached = contextCache_->get(keys[i])) {
-      out[i].copy_(*cached);
-      continue;
-    }
-    if (f.search) {
-      searchRows.push_back(i);
-      tokens.insert(tokens.end(), f.queryTokens.begin(), f.queryTokens.end());
-      searchCategorical.insert(searchCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
-      searchNumeric.push_back(f.logPage);
-    } else {
-      browseRows.push_back(i);
-      category.push_back(f.pageCategory);
-      product.push_back(f.pageProduct);
-      browseCategorical.insert(browseCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
-      browseNumeric.push_back(f.logPage);
-    }
-  }
-  auto store = [&](const std::vector<int64_t>& rows, const torch::Tensor& embedded) {
-    out.index_copy_(0, longs(rows, {static_cast<int64_t>(rows.size())}), embedded);
-    for (size_t r = 0; r < rows.size(); ++r) contextCache_->put(keys[rows[r]], embedded[static_cast<int64_t>(r)].clone());
-  };
-  if (!searchRows.empty()) {
-    const auto n = static_cast<int64_t>(searchRows.size());
-    const auto width = static_cast<int64_t>(options_.features.maxQueryTokens);
-    store(searchRows, model_->contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
-  }
-  if (!browseRows.empty()) {
-    const auto n = static_cast<int64_t>(browseRows.size());
-    store(browseRows, model_->contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
-  }
-  return out;
-}
-
 Engine::CacheStats Engine::cacheStats() const {
-  const auto [userHits, userMisses] = userCache_->hitsAndMisses();
-  const auto [contextHits, contextMisses] = contextCache_->hitsAndMisses();
+  const auto [userHits, userMisses] = users_.cacheHitsAndMisses();
+  const auto [contextHits, contextMisses] = contexts_.cacheHitsAndMisses();
   return {userHits, userMisses, contextHits, contextMisses};
-}
-
-void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const CatalogSnapshot& catalog, float* out) const {
-  const size_t categoryWidth = static_cast<size_t>(userCategory_.size(2));
-  const size_t categories = static_cast<size_t>(userCategory_.size(1));
-  const float* unknown = options_.pairUnknown.data();
-  const float* userCategory = userRow >= 0 ? userCategory_.data_ptr<float>() + userRow * categories * categoryWidth : nullptr;
-  const int32_t* indptr = userAdvertiserIndptr_.data_ptr<int32_t>();
-  const int32_t* advertisers = userAdvertiserIndex_.data_ptr<int32_t>();
-  const float* values = userAdvertiserValues_.data_ptr<float>();
-  for (size_t i = 0; i < count; ++i, out += pairWidth_) {
-    if (userCategory == nullptr) {
-      std::copy(unknown, unknown + pairWidth_, out);
-      continue;
-    }
-    const auto ad = static_cast<size_t>(ads[i]);
-    const int32_t category = catalog.category(ad);
-    const int32_t advertiser = catalog.advertiser(ad);
-    std::copy_n(userCategory + static_cast<size_t>(category) * categoryWidth, categoryWidth, out);
-    // Advertisers of one user are stored in ascending order.
-    const int32_t* begin = advertisers + indptr[userRow];
-    const int32_t* end = advertisers + indptr[userRow + 1];
-    const int32_t* found = std::lower_bound(begin, end, advertiser);
-    if (found != end && *found == advertiser) {
-      std::copy_n(values + (found - advertisers) * 2, 2, out + categoryWidth);
-    } else {
-      std::copy(unknown + categoryWidth, unknown + pairWidth_, out + categoryWidth);
-    }
-  }
 }
 
 void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
@@ -302,12 +164,16 @@ void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
   for (const size_t i : live) {
     ScoreResult& result = results[i];
     const auto width = static_cast<int64_t>(result.adIndex.size());
-    pair.resize(result.adIndex.size() * pairWidth_);
-    pairFeatures(userRows[i], result.adIndex.data(), result.adIndex.size(), catalog, pair.data());
+    const size_t pairWidth = users_.pairWidth();
+    pair.resize(result.adIndex.size() * pairWidth);
+    for (size_t j = 0; j < result.adIndex.size(); ++j) {
+      const auto ad = static_cast<size_t>(result.adIndex[j]);
+      users_.pairFeatures(userRows[i], catalog.category(ad), catalog.advertiser(ad), pair.data() + j * pairWidth);
+    }
     const torch::Tensor ads = torch::empty({1, width, d});
     for (int64_t j = 0; j < width; ++j) std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
     const auto row = static_cast<int64_t>(i);
-    auto [ctr, cvr] = model_->score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads, floats(pair, {1, width, static_cast<int64_t>(pairWidth_)}));
+    auto [ctr, cvr] = model_->score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads, floats(pair, {1, width, static_cast<int64_t>(pairWidth)}));
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
     result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);
@@ -400,8 +266,8 @@ void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       extraRow[0] = dot(users + request * dim_, embedding[n], dim_);
       extraRow[1] = userContext[slot[n]];
       extraRow[2] = dot(contexts + request * dim_, embedding[n], dim_);
-      const int32_t ad = results[request].adIndex[begin + n - firstRow[slot[n]]];
-      pairFeatures(userRows[request], &ad, 1, catalog, extraRow + 3);
+      const auto ad = static_cast<size_t>(results[request].adIndex[begin + n - firstRow[slot[n]]]);
+      users_.pairFeatures(userRows[request], catalog.category(ad), catalog.advertiser(ad), extraRow + 3);
     }
     f.perCandidate.apply(extra, extraWidth, count, first, hidden, true);
     const float* in = first;
@@ -441,14 +307,13 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   std::vector<int64_t> userRows(b, -1);
   for (size_t i = 0; i < b; ++i) {
     features.push_back(featurize(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), options_.features, nowMs));
-    const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
-    if (found != userRow_.end()) userRows[i] = found->second;
+    userRows[i] = users_.row(features[i].userId);
   }
   lap(kParse);
 
-  const torch::Tensor user = userEmbeddings(features, userRows);
+  const torch::Tensor user = users_.embeddings(features, userRows);
   lap(kUser);
-  const torch::Tensor context = contextEmbeddings(features);
+  const torch::Tensor context = contexts_.embeddings(features);
   lap(kContext);
 
   const torch::Tensor query = (user + context).contiguous();

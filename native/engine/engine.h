@@ -19,6 +19,8 @@
 #include "engine/model.h"
 #include "engine/targeting.h"
 #include "engine/tensor_file.h"
+#include "engine/user_store.h"
+#include "engine/context_embedder.h"
 
 namespace adserve {
 
@@ -31,13 +33,7 @@ struct EngineOptions {
   FeatureSpec features;
   TensorFile adEmbeddings;           // float32 [ads, D]
   TensorFile adCategorical;          // int64 [ads, 4]: advertiser, category, ... (index + 1)
-  TensorFile userEmbeddings;         // float32 [users, D]
-  TensorFile userCategory;           // float32 [users, categories, 3]
-  TensorFile userAdvertiserIndptr;   // int32 [users + 1]
-  TensorFile userAdvertiserIndex;    // int32 [nnz]: advertiser index
-  TensorFile userAdvertiserValues;   // float32 [nnz, 2]
-  std::vector<std::string> userIds;  // row order of the user files
-  std::vector<float> pairUnknown;    // pair features of a (user, ad) with no history
+  UserStoreOptions users;
   // Static part of each ad's lightweight score (bid, historical CTR, quality), from the control plane.
   std::vector<float> adPrior;
   float similarityWeight = 0.3f;     // weight of (dot + 1) / 2 in the lightweight score
@@ -51,9 +47,7 @@ struct EngineOptions {
   // per candidate only an add, the dots, the pair term and the remaining layers run.
   // "model": the TorchScript score method on every (request, candidate) pair.
   std::string fusion = "precomputed";
-  // Unknown users' embeddings depend only on their categorical features, so a small cache covers
-  // them all; context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
-  size_t userCacheSize = 4096;
+  // Context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
   size_t contextCacheSize = 65536;
   std::chrono::seconds contextTtl{60};
   size_t annCandidates = 1000;       // k of the ANN search per request
@@ -123,10 +117,6 @@ class Engine {
   const std::string& indexDescription() const { return ann_->description(); }
 
  private:
-  // userRows: each request's row in the known-user table, -1 for users without one.
-  torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
-  torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
-  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const CatalogSnapshot& catalog, float* out) const;
   // The TorchScript score method, one request per pass: a pass of several requests lets BLAS round
   // a request's scores differently depending on its neighbours (the shape picks its blocking).
   void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
@@ -155,17 +145,10 @@ class Engine {
   Catalog catalog_;
   size_t dim_ = 0;
   size_t adCount_ = 0;
-  size_t pairWidth_ = 0;
+  UserStore users_;
+  ContextEmbedder contexts_;
   std::unique_ptr<AnnIndex> ann_;
-  torch::Tensor userEmbeddings_;
-  torch::Tensor userCategory_;
-  torch::Tensor userAdvertiserIndptr_;
-  torch::Tensor userAdvertiserIndex_;
-  torch::Tensor userAdvertiserValues_;
-  std::unordered_map<std::string, int64_t> userRow_;
   std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
-  std::unique_ptr<LruCache<torch::Tensor>> userCache_;
-  std::unique_ptr<LruCache<torch::Tensor>> contextCache_;
 };
 
 }  // namespace adserve
