@@ -93,23 +93,23 @@ EngineOptions engineOptions(Napi::Object options) {
   if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
   out.adKeys = adKeysField(options, "adKeys");
   if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
-  if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
-  if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
+  if (auto weight = optionalNumber(options, "similarityWeight")) out.retrieval.similarityWeight = static_cast<float>(*weight);
+  if (auto k = optionalCount(options, "annCandidates", 100'000)) out.retrieval.annCandidates = *k;
   if (auto size = optionalCount(options, "contextCacheSize", 1u << 24)) out.contextCacheSize = *size;
-  if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
-  if (auto n = optionalCount(options, "keywordCandidates", 100'000, 0)) out.keywordCandidates = *n;
+  if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.retrieval.scoreCandidates = *n;
+  if (auto n = optionalCount(options, "keywordCandidates", 100'000, 0)) out.retrieval.keywordCandidates = *n;
 
   out.features = featureSpec(objectField(options, "features"));
 
   Napi::Object index = objectField(options, "index");
-  out.ann.kind = stringField(index, "kind");
-  if (auto v = optionalCount(index, "nlist", 1u << 24)) out.ann.nlist = *v;
-  if (auto v = optionalCount(index, "nprobe", 1u << 24)) out.ann.nprobe = *v;
-  if (auto v = optionalCount(index, "hnswM", 256)) out.ann.hnswM = *v;
-  if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.ann.efSearch = *v;
-  if (auto v = optionalCount(index, "pqM", 1024)) out.ann.pqM = *v;
-  if (!index.Get("ivfScan").IsUndefined()) out.ann.ivfScan = stringField(index, "ivfScan");
-  if (!index.Get("cacheFile").IsUndefined()) out.ann.cacheFile = stringField(index, "cacheFile");
+  out.retrieval.ann.kind = stringField(index, "kind");
+  if (auto v = optionalCount(index, "nlist", 1u << 24)) out.retrieval.ann.nlist = *v;
+  if (auto v = optionalCount(index, "nprobe", 1u << 24)) out.retrieval.ann.nprobe = *v;
+  if (auto v = optionalCount(index, "hnswM", 256)) out.retrieval.ann.hnswM = *v;
+  if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.retrieval.ann.efSearch = *v;
+  if (auto v = optionalCount(index, "pqM", 1024)) out.retrieval.ann.pqM = *v;
+  if (!index.Get("ivfScan").IsUndefined()) out.retrieval.ann.ivfScan = stringField(index, "ivfScan");
+  if (!index.Get("cacheFile").IsUndefined()) out.retrieval.ann.cacheFile = stringField(index, "cacheFile");
   return out;
 }
 
