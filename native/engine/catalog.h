@@ -58,9 +58,9 @@ struct AddedAds {
 class CatalogFilter;
 
 // The catalog as one batch sees it: the ads (loaded and added), their eligibility and the static
-// part of their lightweight score, all as of one moment. Immutable; a batch loads one snapshot and
-// reads only it from start to end. Parts a writer did not change are shared with the snapshot
-// before.
+// part of their lightweight score, all as of one moment. Immutable, so any thread may read it; a
+// batch (on the batcher thread) loads one snapshot and reads only it from start to end. Parts a
+// writer did not change are shared with the snapshot before.
 class CatalogSnapshot {
  public:
   size_t catalogAds() const { return ads_->size(); }
@@ -87,7 +87,8 @@ class CatalogSnapshot {
 };
 
 // One request's view of a snapshot at retrieval: eligibility, its own targeting and its exclusions,
-// for the loaded ads and for the added ones. Built once per request; admits() runs per candidate.
+// for the loaded ads and for the added ones. Built once per request on the batcher thread; admits()
+// runs per candidate, on whichever compute thread searches for that request.
 class CatalogFilter final : public AdFilter {
  public:
   CatalogFilter(const CatalogSnapshot& snapshot, const TargetingRequest& request, Exclusions exclusions);
