@@ -12,6 +12,7 @@ namespace adserve::binding {
 namespace {
 
 struct EngineHandle {
+  std::shared_ptr<Engine> engine;
   std::shared_ptr<Batcher> batcher;
   std::shared_ptr<PendingScores> pending;
 };
@@ -81,34 +82,34 @@ EngineOptions engineOptions(Napi::Object options) {
   out.modelPath = stringField(options, "modelPath");
   out.adEmbeddings = tensorField(options, "adEmbeddings");
   out.adCategorical = tensorField(options, "adCategorical");
-  out.userEmbeddings = tensorField(options, "userEmbeddings");
-  out.userCategory = tensorField(options, "userCategory");
-  out.userAdvertiserIndptr = tensorField(options, "userAdvertiserIndptr");
-  out.userAdvertiserIndex = tensorField(options, "userAdvertiserIndex");
-  out.userAdvertiserValues = tensorField(options, "userAdvertiserValues");
-  out.userIds = stringsField(options, "userIds");
-  out.pairUnknown = floatsField(options, "pairUnknown");
+  out.users.embeddings = tensorField(options, "userEmbeddings");
+  out.users.category = tensorField(options, "userCategory");
+  out.users.advertiserIndptr = tensorField(options, "userAdvertiserIndptr");
+  out.users.advertiserIndex = tensorField(options, "userAdvertiserIndex");
+  out.users.advertiserValues = tensorField(options, "userAdvertiserValues");
+  out.users.ids = stringsField(options, "userIds");
+  out.users.pairUnknown = floatsField(options, "pairUnknown");
   out.adPrior = floatsField(options, "adPrior");
   if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
   out.adKeys = adKeysField(options, "adKeys");
   if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
-  if (auto weight = optionalNumber(options, "similarityWeight")) out.similarityWeight = static_cast<float>(*weight);
-  if (auto k = optionalCount(options, "annCandidates", 100'000)) out.annCandidates = *k;
+  if (auto weight = optionalNumber(options, "similarityWeight")) out.retrieval.similarityWeight = static_cast<float>(*weight);
+  if (auto k = optionalCount(options, "annCandidates", 100'000)) out.retrieval.annCandidates = *k;
   if (auto size = optionalCount(options, "contextCacheSize", 1u << 24)) out.contextCacheSize = *size;
-  if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.scoreCandidates = *n;
-  if (auto n = optionalCount(options, "keywordCandidates", 100'000, 0)) out.keywordCandidates = *n;
+  if (auto n = optionalCount(options, "scoreCandidates", 100'000)) out.retrieval.scoreCandidates = *n;
+  if (auto n = optionalCount(options, "keywordCandidates", 100'000, 0)) out.retrieval.keywordCandidates = *n;
 
   out.features = featureSpec(objectField(options, "features"));
 
   Napi::Object index = objectField(options, "index");
-  out.ann.kind = stringField(index, "kind");
-  if (auto v = optionalCount(index, "nlist", 1u << 24)) out.ann.nlist = *v;
-  if (auto v = optionalCount(index, "nprobe", 1u << 24)) out.ann.nprobe = *v;
-  if (auto v = optionalCount(index, "hnswM", 256)) out.ann.hnswM = *v;
-  if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.ann.efSearch = *v;
-  if (auto v = optionalCount(index, "pqM", 1024)) out.ann.pqM = *v;
-  if (!index.Get("ivfScan").IsUndefined()) out.ann.ivfScan = stringField(index, "ivfScan");
-  if (!index.Get("cacheFile").IsUndefined()) out.ann.cacheFile = stringField(index, "cacheFile");
+  out.retrieval.ann.kind = stringField(index, "kind");
+  if (auto v = optionalCount(index, "nlist", 1u << 24)) out.retrieval.ann.nlist = *v;
+  if (auto v = optionalCount(index, "nprobe", 1u << 24)) out.retrieval.ann.nprobe = *v;
+  if (auto v = optionalCount(index, "hnswM", 256)) out.retrieval.ann.hnswM = *v;
+  if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.retrieval.ann.efSearch = *v;
+  if (auto v = optionalCount(index, "pqM", 1024)) out.retrieval.ann.pqM = *v;
+  if (!index.Get("ivfScan").IsUndefined()) out.retrieval.ann.ivfScan = stringField(index, "ivfScan");
+  if (!index.Get("cacheFile").IsUndefined()) out.retrieval.ann.cacheFile = stringField(index, "cacheFile");
   return out;
 }
 
@@ -149,6 +150,7 @@ Napi::Function EngineJs::Define(Napi::Env env) {
 EngineJs::EngineJs(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineJs>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) throwInvalidArgument(info.Env(), "use openEngine() to create an Engine");
   const EngineHandle* handle = info[0].As<Napi::External<EngineHandle>>().Data();
+  engine_ = handle->engine;
   batcher_ = handle->batcher;
   pending_ = handle->pending;
 }
@@ -192,9 +194,7 @@ Napi::Value EngineJs::SetEligibility(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
     Napi::Uint8Array eligible = typedArrayArgument<uint8_t>(info, 1, "eligible");
-    // Cast away const: the engine is shared immutably except for this atomic snapshot swap.
-    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
-    engine->setEligibility(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
+    engine_->setEligibility(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
                            std::vector<uint8_t>(eligible.Data(), eligible.Data() + eligible.ElementLength()));
     return env.Undefined();
   });
@@ -205,8 +205,7 @@ Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
     Napi::Float32Array prior = typedArrayArgument<float>(info, 1, "prior");
-    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
-    engine->setPriors(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()), std::vector<float>(prior.Data(), prior.Data() + prior.ElementLength()));
+    engine_->setPriors(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()), std::vector<float>(prior.Data(), prior.Data() + prior.ElementLength()));
     return env.Undefined();
   });
 }
@@ -235,9 +234,8 @@ Napi::Value EngineJs::AddAds(const Napi::CallbackInfo& info) {
     ads->prior = reals("prior");
     ads->keys = adKeysField(fields, "keys");
     if (!fields.Get("targeting").IsUndefined()) ads->targeting = targetingList(env, fields.Get("targeting"));
-    auto engine = std::const_pointer_cast<Engine>(batcher_->engine());
     // The ad tower runs on an engine thread; the promise settles with the first new ad index.
-    return addonState(env).runnerFor(env).run(env, [engine, ads]() -> AsyncRunner::Resolver {
+    return addonState(env).runnerFor(env).run(env, [engine = engine_, ads]() -> AsyncRunner::Resolver {
       const uint32_t first = engine->addAds(*ads);
       return [first](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, first); };
     });
@@ -248,16 +246,16 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const Batcher::Stats stats = batcher_->stats();
-    const auto engine = batcher_->engine();
+    const Engine& engine = *engine_;
     Napi::Object out = Napi::Object::New(env);
     out.Set("batches", static_cast<double>(stats.batches));
     out.Set("requests", static_cast<double>(stats.requests));
     out.Set("rejected", static_cast<double>(stats.rejected));
     out.Set("queued", static_cast<double>(stats.queued));
-    out.Set("ads", static_cast<double>(engine->totalAds()));
-    out.Set("dim", static_cast<double>(engine->dim()));
-    out.Set("index", engine->indexDescription());
-    const Engine::CacheStats caches = engine->cacheStats();
+    out.Set("ads", static_cast<double>(engine.totalAds()));
+    out.Set("dim", static_cast<double>(engine.dim()));
+    out.Set("index", engine.indexDescription());
+    const Engine::CacheStats caches = engine.cacheStats();
     out.Set("userCacheHits", static_cast<double>(caches.userHits));
     out.Set("userCacheMisses", static_cast<double>(caches.userMisses));
     out.Set("contextCacheHits", static_cast<double>(caches.contextHits));
@@ -298,11 +296,12 @@ Napi::Value OpenEngineJs(const Napi::CallbackInfo& info) {
       });
     };
     return runner.run(env, [engine = std::move(engine), batching, onBatch, pending]() -> AsyncRunner::Resolver {
-      auto batcher = std::make_shared<Batcher>(std::make_shared<const Engine>(engine), batching, onBatch);
-      return [batcher, pending](Napi::Env env) -> Napi::Value {
+      auto opened = std::make_shared<Engine>(engine);
+      auto batcher = std::make_shared<Batcher>(opened, batching, onBatch);
+      return [opened, batcher, pending](Napi::Env env) -> Napi::Value {
         AddonState& state = addonState(env);
         state.batchers.push_back(batcher);
-        EngineHandle handle{batcher, pending};  // copied by the constructor before this returns
+        EngineHandle handle{opened, batcher, pending};  // copied by the constructor before this returns
         return state.engineConstructor.New({Napi::External<EngineHandle>::New(env, &handle)});
       };
     });

@@ -32,6 +32,9 @@ class EngineJs : public Napi::ObjectWrap<EngineJs> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  // The batcher scores through a const view of the engine; the writers (eligibility, priors, added
+  // ads) go to the engine itself, which publishes them as a new catalog snapshot.
+  std::shared_ptr<Engine> engine_;
   std::shared_ptr<Batcher> batcher_;
   std::shared_ptr<PendingScores> pending_;
 };

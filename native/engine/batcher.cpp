@@ -65,7 +65,7 @@ void Batcher::run() {
     for (const auto& entry : batch) requests.push_back(&entry.second);
     std::vector<Outcome> outcomes(batch.size());
     try {
-      std::vector<ScoreResult> results = engine()->scoreBatch(requests);
+      std::vector<ScoreResult> results = engine_->scoreBatch(requests);
       for (size_t i = 0; i < batch.size(); ++i) outcomes[i].result = std::move(results[i]);
     } catch (...) {
       const std::exception_ptr error = std::current_exception();

@@ -48,7 +48,6 @@ class Batcher {
 
   // Throws EngineError(QueueFull) at capacity, EngineError(ShuttingDown) after stop().
   void submit(Ticket ticket, ScoreRequest request);
-  std::shared_ptr<const Engine> engine() const { return std::atomic_load(&engine_); }
   // Scores everything already queued, then joins the thread. Idempotent.
   void stop();
   Stats stats() const;
@@ -56,7 +55,7 @@ class Batcher {
  private:
   void run();
 
-  std::shared_ptr<const Engine> engine_;
+  const std::shared_ptr<const Engine> engine_;
   const BatcherOptions options_;
   const BatchDone onBatch_;
   mutable std::mutex mutex_;

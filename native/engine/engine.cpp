@@ -4,18 +4,12 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
-#include <numeric>
-#include <unordered_set>
-
-#include <omp.h>
 
 #include "ad_request_generated.h"
-#include "engine/build_info.h"
 #include "engine/errors.h"
+#include "engine/tensors.h"
 
 namespace adserve {
-
-const char* const kStageNames[kStageCount] = {"parse", "user", "context", "retrieve", "light_score", "score"};
 
 namespace {
 
@@ -23,216 +17,104 @@ double nanosBetween(Clock::time_point from, Clock::time_point to) {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
 }
 
-torch::Tensor longs(const std::vector<int64_t>& values, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<int64_t*>(values.data()), shape, torch::kInt64).clone();
-}
+const fb::AdRequest& adRequest(const ScoreRequest& request) { return *flatbuffers::GetRoot<fb::AdRequest>(request.bytes.data()); }
 
-torch::Tensor floats(const std::vector<float>& values, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<float*>(values.data()), shape, torch::kFloat32).clone();
-}
-
-TargetingRequest targetingRequest(const fb::AdRequest& request) {
-  static const char* const devices[] = {"", "desktop", "mobile", "tablet", "app"};
-  static const char* const placements[] = {"", "search", "productpage", "category", "homepage", "cart"};
-  auto text = [](const flatbuffers::String* value) { return value == nullptr ? std::string() : value->str(); };
-  TargetingRequest out;
-  out.query = text(request.query());
-  if (const auto* geo = request.geo()) out.geo = text(geo->country());
-  if (const auto* device = request.device()) {
-    const auto type = static_cast<size_t>(device->type());
-    out.device = type < 5 ? devices[type] : "";
-  }
-  if (const auto* user = request.user(); user != nullptr && user->segments() != nullptr) {
-    for (const auto* segment : *user->segments()) out.audiences.push_back(text(segment));
-  }
-  out.category = text(request.category_id());
-  out.product = text(request.product_id());
-  const auto placement = static_cast<size_t>(request.placement());
-  out.placement = placement < 6 ? placements[placement] : "";
-  return out;
-}
-
-template <typename T>
-void appendBytes(std::string& key, const T& value) {
-  key.append(reinterpret_cast<const char*>(&value), sizeof(value));
-}
-
-// Everything the context towers read, as bytes: equal keys mean equal embeddings.
-std::string contextKey(const RequestFeatures& f) {
-  std::string key(1, f.search ? 's' : 'b');
-  for (int64_t v : f.contextCategorical) appendBytes(key, v);
-  appendBytes(key, f.logPage);
-  if (f.search) {
-    for (int64_t token : f.queryTokens) appendBytes(key, token);
-  } else {
-    appendBytes(key, f.pageCategory);
-    appendBytes(key, f.pageProduct);
-  }
-  return key;
-}
-
-void requireShape(const torch::Tensor& tensor, int64_t rows, const char* what) {
-  if (tensor.size(0) != rows) {
-    throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
-  }
-}
-
-// (score, ad) pairs, best first; ties go to the lower ad index, so results do not depend on the
-// order a search found them in.
-constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-
-// One request's view of the catalog at retrieval: the eligibility snapshot, its own targeting and
-// its exclusions, for the catalog's ads and for those added at run time (indices catalogAds onwards).
-struct RequestFilter final : AdFilter {
-  struct Catalog {
-    const uint8_t* eligible;  // null: every ad is eligible
-    const TargetingIndex* targeting;
-    const AdKeyTable* keys;
-    uint32_t ads;
-    const TargetingIndex* addedTargeting;
-    const AdKeyTable* addedKeys;  // null when no ads were added
-  };
-  RequestFilter(const Catalog& catalog, const TargetingRequest& request, Exclusions exclusions)
-      : catalog(catalog), exclusions(std::move(exclusions)) {
-    if (catalog.targeting != nullptr) matched = catalog.targeting->matchedCriteria(request);
-    if (catalog.addedTargeting != nullptr) addedMatched = catalog.addedTargeting->matchedCriteria(request);
-  }
-  bool admits(int64_t ad) const override {
-    if (catalog.eligible != nullptr && ((catalog.eligible[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
-    const auto index = static_cast<uint32_t>(ad);
-    if (index < catalog.ads) {
-      return (catalog.targeting == nullptr || catalog.targeting->admits(index, matched)) && (exclusions.empty() || !exclusions.excludes(*catalog.keys, index));
+// Writes each stage's wall time into every result of the batch, and each request's queue wait.
+class StageTimer {
+ public:
+  StageTimer(const std::vector<const ScoreRequest*>& batch, std::vector<ScoreResult>& results) : results_(results), mark_(Clock::now()) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      results[i].batchSize = static_cast<uint32_t>(batch.size());
+      results[i].queueWaitNs = nanosBetween(batch[i]->enqueued, mark_);
     }
-    const uint32_t added = index - catalog.ads;
-    return (catalog.addedTargeting == nullptr || catalog.addedTargeting->admits(added, addedMatched)) &&
-           (exclusions.empty() || !exclusions.excludes(*catalog.addedKeys, added));
   }
-  Catalog catalog;
-  Exclusions exclusions;
-  MatchedCriteria matched;
-  MatchedCriteria addedMatched;
+  void lap(Stage stage) {
+    const Clock::time_point now = Clock::now();
+    for (ScoreResult& result : results_) result.stageNs[stage] = nanosBetween(mark_, now);
+    mark_ = now;
+  }
+
+ private:
+  std::vector<ScoreResult>& results_;
+  Clock::time_point mark_;
 };
 
-// Eight running sums in a fixed pattern, added in a fixed tree: the compiler can keep them in
-// vector registers, and the result depends only on the two vectors, not on what else is scored.
-float dot(const float* a, const float* b, size_t n) {
-  float partial[8] = {};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (size_t j = 0; j < 8; ++j) partial[j] += a[i + j] * b[i + j];
-  }
-  for (; i < n; ++i) partial[i % 8] += a[i] * b[i];
-  return ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+std::vector<RequestFeatures> featurizeBatch(const std::vector<const ScoreRequest*>& batch, const FeatureSpec& spec) {
+  const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<RequestFeatures> features;
+  features.reserve(batch.size());
+  for (const ScoreRequest* request : batch) features.push_back(featurize(adRequest(*request), spec, nowMs));
+  return features;
 }
 
-// Rows of one fusion block: a multiple of every kernel variant's row tile.
-constexpr size_t kFusionBlockRows = 96;
+std::vector<CatalogFilter> requestFilters(const CatalogSnapshot& catalog, const std::vector<const ScoreRequest*>& batch) {
+  std::vector<CatalogFilter> filters;
+  filters.reserve(batch.size());
+  for (const ScoreRequest* request : batch) filters.push_back(catalog.filter(adRequest(*request), request->excludedCampaigns));
+  return filters;
+}
+
+// Requests whose deadline has passed keep their lightweight ranking with NaN logits (degraded);
+// returns the others that have candidates, the ones fusion scores.
+std::vector<size_t> degradeLate(const std::vector<const ScoreRequest*>& batch, std::vector<ScoreResult>& results) {
+  std::vector<size_t> live;
+  const Clock::time_point now = Clock::now();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (now >= batch[i]->deadline) {
+      results[i].degraded = true;
+      results[i].ctrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
+      results[i].cvrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
+    } else if (!results[i].adIndex.empty()) {
+      live.push_back(i);
+    }
+  }
+  return live;
+}
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : options_(options) {
-  model_ = std::make_unique<Model>(options.modelPath);
-  adEmbeddings_ = loadTensor(options.adEmbeddings).contiguous();
-  adCount_ = static_cast<size_t>(adEmbeddings_.size(0));
-  dim_ = static_cast<size_t>(adEmbeddings_.size(1));
-  const torch::Tensor adCategorical = loadTensor(options.adCategorical);
-  requireShape(adCategorical, static_cast<int64_t>(adCount_), "ad categorical features");
-  adAdvertiser_.resize(adCount_);
-  adCategory_.resize(adCount_);
-  const auto columns = adCategorical.accessor<int64_t, 2>();
-  for (size_t i = 0; i < adCount_; ++i) {
-    adAdvertiser_[i] = static_cast<int32_t>(columns[i][0] - 1);
-    adCategory_[i] = static_cast<int32_t>(columns[i][1] - 1);
-  }
-  if (options.adPrior.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adPrior needs one value per ad");
-  if (options.adKeys.size() != adCount_) throw EngineError(ErrorCode::InvalidArgument, "adKeys needs one entry per ad");
-  adKeys_.append(options.adKeys);
-  options_.adKeys = AdKeys{};  // hashed into adKeys_; the strings are not needed again
-  adPrior_ = std::make_shared<const std::vector<float>>(options.adPrior);
+Engine::Engine(const EngineOptions& options)
+    : features_(options.features),
+      model_(std::make_unique<Model>(options.modelPath)),
+      catalog_(options.adEmbeddings, options.adCategorical, options.adPrior, options.adKeys, options.targeting),
+      dim_(static_cast<size_t>(catalog_.snapshot()->catalog().embeddings.size(1))),
+      users_(*model_, options.users, options.features.userNumeric),
+      contexts_(*model_, dim_, options.features.maxQueryTokens, options.contextCacheSize, options.contextTtl),
+      fusion_(*model_, catalog_.snapshot()->catalog().embeddings, users_.pairWidth(), options.fusion),
+      retriever_(catalog_.snapshot()->catalog(), options.retrieval) {}
 
-  userEmbeddings_ = loadTensor(options.userEmbeddings).contiguous();
-  const auto users = static_cast<int64_t>(options.userIds.size());
-  requireShape(userEmbeddings_, users, "user embeddings");
-  userCategory_ = loadTensor(options.userCategory).contiguous();
-  requireShape(userCategory_, users, "user x category features");
-  userAdvertiserIndptr_ = loadTensor(options.userAdvertiserIndptr);
-  requireShape(userAdvertiserIndptr_, users + 1, "user x advertiser index pointer");
-  userAdvertiserIndex_ = loadTensor(options.userAdvertiserIndex);
-  userAdvertiserValues_ = loadTensor(options.userAdvertiserValues).contiguous();
-  requireShape(userAdvertiserValues_, userAdvertiserIndex_.size(0), "user x advertiser values");
-  pairWidth_ = static_cast<size_t>(userCategory_.size(2) + userAdvertiserValues_.size(1));
-  if (options.pairUnknown.size() != pairWidth_) throw EngineError(ErrorCode::InvalidArgument, "pairUnknown must have one value per pair feature");
-  userRow_.reserve(options.userIds.size());
-  for (int64_t row = 0; row < users; ++row) userRow_.emplace(options.userIds[row], row);
+std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest*>& batch) const {
+  std::vector<ScoreResult> results(batch.size());
+  if (batch.empty()) return results;
+  StageTimer timer(batch, results);
+  const std::vector<RequestFeatures> features = featurizeBatch(batch, features_);
+  std::vector<int64_t> userRows(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) userRows[i] = users_.row(features[i].userId);
+  timer.lap(kParse);
 
-  userCache_ = std::make_unique<LruCache<torch::Tensor>>(options.userCacheSize, std::chrono::hours(24));
-  contextCache_ = std::make_unique<LruCache<torch::Tensor>>(options.contextCacheSize, options.contextTtl);
-  if (!options.targeting.empty()) {
-    targeting_ = std::make_unique<TargetingIndex>(options.targeting, adCount_);
-    if (targeting_->empty()) targeting_.reset();
-  }
-  if (options.fusion == "precomputed") {
-    c10::InferenceMode inference;
-    const torch::Tensor w0 = model_->parameter("fusion.0.weight");
-    const auto d = static_cast<int64_t>(dim_);
-    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(pairWidth_)) throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
-    using Activation = DenseKernel::Activation;
-    // Linear layers in torch's [outputs x inputs] layout; the kernels copy what they keep.
-    const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation) {
-      const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
-      const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
-      return DenseKernel(w.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, static_cast<size_t>(w.size(1)), static_cast<size_t>(w.size(0)), activation);
-    };
-    const auto layer = [&](const std::string& name, Activation activation) {
-      return dense(model_->parameter(name + ".weight"), model_->parameter(name + ".bias"), activation);
-    };
-    torch::Tensor wAd = w0.slice(1, 2 * d, 3 * d).t().contiguous();
-    torch::Tensor adProjection = adEmbeddings_.matmul(wAd).contiguous();
-    std::vector<DenseKernel> layers;
-    layers.push_back(layer("fusion.2", Activation::kRelu));
-    layers.push_back(layer("fusion.4", Activation::kRelu));
-    layers.push_back(dense(torch::cat({model_->parameter("ctr_head.weight"), model_->parameter("cvr_head.weight")}, 0),
-                           torch::cat({model_->parameter("ctr_head.bias"), model_->parameter("cvr_head.bias")}, 0), Activation::kNone));
-    fusion_ = std::make_unique<PrecomputedFusion>(PrecomputedFusion{std::move(wAd), std::move(adProjection),
-                                                                    dense(w0.slice(1, 0, 2 * d), model_->parameter("fusion.0.bias"), Activation::kNone),
-                                                                    dense(w0.slice(1, 3 * d), torch::Tensor(), Activation::kRelu), std::move(layers)});
-  } else if (options.fusion != "model") {
-    throw EngineError(ErrorCode::InvalidArgument, "fusion must be 'precomputed' or 'model'");
-  }
-  ann_ = std::make_unique<AnnIndex>(adEmbeddings_.data_ptr<float>(), adCount_, dim_, options.ann);
+  const torch::Tensor user = users_.embeddings(features, userRows);
+  timer.lap(kUser);
+  const torch::Tensor context = contexts_.embeddings(features);
+  timer.lap(kContext);
+
+  // One snapshot for the whole batch: retrieval, the light score and fusion see the same ads.
+  const std::shared_ptr<const CatalogSnapshot> catalog = catalog_.snapshot();
+  const std::vector<CatalogFilter> filters = requestFilters(*catalog, batch);
+  const Retrieval retrieval = retriever_.retrieve(*catalog, user, context, features, filters);
+  timer.lap(kRetrieve);
+  retriever_.shortlist(*catalog, retrieval, results);
+  timer.lap(kLightScore);
+
+  fusion_.score(user, context, degradeLate(batch, results), userRows, *catalog, users_, results);
+  timer.lap(kScore);
+  return results;
 }
 
-void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) {
-  if (adIndex.size() != eligible.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and eligible differ in length");
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  const size_t total = totalAds();
-  auto current = std::atomic_load(&eligible_);
-  auto next = current ? std::make_shared<std::vector<uint8_t>>(*current) : std::make_shared<std::vector<uint8_t>>((total + 7) / 8, 0xFF);
-  for (size_t i = 0; i < adIndex.size(); ++i) {
-    const uint32_t ad = adIndex[i];
-    if (ad >= total) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
-    const auto bit = static_cast<uint8_t>(1u << (ad & 7));
-    (*next)[ad >> 3] = eligible[i] ? ((*next)[ad >> 3] | bit) : ((*next)[ad >> 3] & ~bit);
-  }
-  std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(next)));
-}
+void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) { catalog_.setEligibility(adIndex, eligible); }
 
-void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) {
-  if (adIndex.size() != prior.size()) throw EngineError(ErrorCode::InvalidArgument, "adIndex and prior differ in length");
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  auto next = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
-  for (size_t i = 0; i < adIndex.size(); ++i) {
-    if (adIndex[i] >= next->size()) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
-    if (!std::isfinite(prior[i])) throw EngineError(ErrorCode::InvalidArgument, "priors must be finite");
-    (*next)[adIndex[i]] = prior[i];
-  }
-  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(next)));
-}
+void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) { catalog_.setPriors(adIndex, prior); }
 
-size_t Engine::totalAds() const {
-  const auto added = std::atomic_load(&added_);
-  return adCount_ + (added ? added->count : 0);
-}
+size_t Engine::totalAds() const { return catalog_.snapshot()->totalAds(); }
 
 uint32_t Engine::addAds(const NewAds& ads) {
   const size_t n = ads.prior.size();
@@ -265,440 +147,15 @@ uint32_t Engine::addAds(const NewAds& ads) {
     if (embeddings.size(1) != static_cast<int64_t>(dim_) || !torch::isfinite(embeddings).all().item<bool>()) {
       throw EngineError(ErrorCode::Model, "the ad tower gave no finite embedding of the catalog's dimension");
     }
-    if (fusion_) projection = embeddings.matmul(fusion_->wAd).contiguous();
+    projection = fusion_.projectAds(embeddings);
   }
-  std::lock_guard<std::mutex> lock(writeMutex_);
-  const auto current = std::atomic_load(&added_);
-  const size_t before = current ? current->count : 0;
-  if (adCount_ + before + n > static_cast<size_t>(std::numeric_limits<int32_t>::max())) throw EngineError(ErrorCode::InvalidArgument, "too many ads");
-  auto next = std::make_shared<AddedAds>();
-  next->count = before + n;
-  next->embeddings = current ? torch::cat({current->embeddings, embeddings}) : embeddings;
-  if (fusion_) next->projection = current ? torch::cat({current->projection, projection}) : projection;
-  if (current) {
-    next->category = current->category;
-    next->advertiser = current->advertiser;
-    next->targeting = current->targeting;
-    next->keys = current->keys;
-  }
-  next->keys.append(ads.keys);
-  for (size_t i = 0; i < n; ++i) {
-    next->advertiser.push_back(static_cast<int32_t>(ads.categorical[i * 4] - 1));
-    next->category.push_back(static_cast<int32_t>(ads.categorical[i * 4 + 1] - 1));
-  }
-  for (AdTargeting target : ads.targeting) {
-    if (target.ad >= n) throw EngineError(ErrorCode::InvalidArgument, "targeting names an ad outside this call");
-    target.ad += static_cast<uint32_t>(before);
-    next->targeting.push_back(std::move(target));
-  }
-  if (!next->targeting.empty()) {
-    next->targetingIndex = std::make_unique<TargetingIndex>(next->targeting, next->count);
-    if (next->targetingIndex->empty()) next->targetingIndex.reset();
-  }
-  // Priors and eligibility cover the new ads before they become visible: a batch that sees them
-  // reads those snapshots afterwards.
-  auto prior = std::make_shared<std::vector<float>>(*std::atomic_load(&adPrior_));
-  prior->insert(prior->end(), ads.prior.begin(), ads.prior.end());
-  std::atomic_store(&adPrior_, std::shared_ptr<const std::vector<float>>(std::move(prior)));
-  if (auto eligible = std::atomic_load(&eligible_)) {
-    auto grown = std::make_shared<std::vector<uint8_t>>(*eligible);
-    grown->resize((adCount_ + next->count + 7) / 8, 0xFF);
-    for (size_t ad = adCount_ + before; ad < adCount_ + next->count; ++ad) (*grown)[ad >> 3] |= static_cast<uint8_t>(1u << (ad & 7));
-    std::atomic_store(&eligible_, std::shared_ptr<const std::vector<uint8_t>>(std::move(grown)));
-  }
-  std::atomic_store(&added_, std::shared_ptr<const AddedAds>(std::move(next)));
-  return static_cast<uint32_t>(adCount_ + before);
-}
-
-torch::Tensor Engine::adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const {
-  if (!addedRows.defined()) return catalogRows.index_select(0, ads);
-  const auto catalogAds = static_cast<int64_t>(adCount_);
-  const torch::Tensor isAdded = ads.ge(catalogAds);
-  if (!isAdded.any().item<bool>()) return catalogRows.index_select(0, ads);
-  torch::Tensor out = catalogRows.index_select(0, ads.clamp_max(catalogAds - 1));
-  const torch::Tensor positions = isAdded.nonzero().squeeze(1);
-  out.index_copy_(0, positions, addedRows.index_select(0, ads.index_select(0, positions) - catalogAds));
-  return out;
-}
-
-void Engine::searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
-                         float* scores, int64_t* labels) const {
-  const torch::Tensor query = torch::from_blob(const_cast<float*>(queries), {static_cast<int64_t>(nq), static_cast<int64_t>(dim_)});
-  const torch::Tensor addedScores = query.matmul(added.embeddings.t()).contiguous();  // [nq, added]
-  std::vector<std::pair<float, int64_t>> merged;
-  for (size_t q = 0; q < nq; ++q) {
-    merged.clear();
-    for (size_t j = 0; j < k && labels[q * k + j] >= 0; ++j) merged.emplace_back(scores[q * k + j], labels[q * k + j]);
-    const float* row = addedScores.data_ptr<float>() + q * added.count;
-    const AdFilter* filter = filters.empty() ? nullptr : filters[q];
-    for (size_t j = 0; j < added.count; ++j) {
-      const auto ad = static_cast<int64_t>(adCount_ + j);
-      if (filter == nullptr || filter->admits(ad)) merged.emplace_back(row[j], ad);
-    }
-    const size_t found = std::min(k, merged.size());
-    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(found), merged.end(), bestFirst);
-    for (size_t j = 0; j < k; ++j) {
-      scores[q * k + j] = j < found ? merged[j].first : 0.0f;
-      labels[q * k + j] = j < found ? merged[j].second : -1;
-    }
-  }
-}
-
-torch::Tensor Engine::userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const {
-  const auto batch = static_cast<int64_t>(features.size());
-  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> missRows;
-  std::vector<int64_t> missCategorical;
-  std::vector<std::string> missKeys;
-  for (int64_t i = 0; i < batch; ++i) {
-    if (userRows[i] >= 0) {
-      out[i].copy_(userEmbeddings_[userRows[i]]);
-      continue;
-    }
-    // A user without a feature-store record: every numeric at its standardised mean (0) and
-    // user_known 0, so the embedding depends on the four categorical values only.
-    std::string key;
-    for (int64_t v : features[i].userCategorical) appendBytes(key, v);
-    if (auto cached = userCache_->get(key)) {
-      out[i].copy_(*cached);
-    } else {
-      missRows.push_back(i);
-      missKeys.push_back(std::move(key));
-      missCategorical.insert(missCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
-    }
-  }
-  if (!missRows.empty()) {
-    const auto count = static_cast<int64_t>(missRows.size());
-    const torch::Tensor numeric = torch::zeros({count, static_cast<int64_t>(options_.features.userNumeric)});
-    const torch::Tensor embedded = model_->userEmbed(longs(missCategorical, {count, 4}), numeric);
-    out.index_copy_(0, longs(missRows, {count}), embedded);
-    for (int64_t r = 0; r < count; ++r) userCache_->put(missKeys[r], embedded[r].clone());
-  }
-  return out;
-}
-
-torch::Tensor Engine::contextEmbeddings(const std::vector<RequestFeatures>& features) const {
-  const auto batch = static_cast<int64_t>(features.size());
-  torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> searchRows, browseRows, tokens, searchCategorical, browseCategorical, category, product;
-  std::vector<float> searchNumeric, browseNumeric;
-  std::vector<std::string> keys(features.size());
-  for (int64_t i = 0; i < batch; ++i) {
-    const RequestFeatures& f = features[i];
-    keys[i] = contextKey(f);
-    if (auto cached = contextCache_->get(keys[i])) {
-      out[i].copy_(*cached);
-      continue;
-    }
-    if (f.search) {
-      searchRows.push_back(i);
-      tokens.insert(tokens.end(), f.queryTokens.begin(), f.queryTokens.end());
-      searchCategorical.insert(searchCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
-      searchNumeric.push_back(f.logPage);
-    } else {
-      browseRows.push_back(i);
-      category.push_back(f.pageCategory);
-      product.push_back(f.pageProduct);
-      browseCategorical.insert(browseCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
-      browseNumeric.push_back(f.logPage);
-    }
-  }
-  auto store = [&](const std::vector<int64_t>& rows, const torch::Tensor& embedded) {
-    out.index_copy_(0, longs(rows, {static_cast<int64_t>(rows.size())}), embedded);
-    for (size_t r = 0; r < rows.size(); ++r) contextCache_->put(keys[rows[r]], embedded[static_cast<int64_t>(r)].clone());
-  };
-  if (!searchRows.empty()) {
-    const auto n = static_cast<int64_t>(searchRows.size());
-    const auto width = static_cast<int64_t>(options_.features.maxQueryTokens);
-    store(searchRows, model_->contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
-  }
-  if (!browseRows.empty()) {
-    const auto n = static_cast<int64_t>(browseRows.size());
-    store(browseRows, model_->contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
-  }
-  return out;
+  return catalog_.add(ads, embeddings, projection);
 }
 
 Engine::CacheStats Engine::cacheStats() const {
-  const auto [userHits, userMisses] = userCache_->hitsAndMisses();
-  const auto [contextHits, contextMisses] = contextCache_->hitsAndMisses();
+  const auto [userHits, userMisses] = users_.cacheHitsAndMisses();
+  const auto [contextHits, contextMisses] = contexts_.cacheHitsAndMisses();
   return {userHits, userMisses, contextHits, contextMisses};
-}
-
-void Engine::pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const {
-  const size_t categoryWidth = static_cast<size_t>(userCategory_.size(2));
-  const size_t categories = static_cast<size_t>(userCategory_.size(1));
-  const float* unknown = options_.pairUnknown.data();
-  const float* userCategory = userRow >= 0 ? userCategory_.data_ptr<float>() + userRow * categories * categoryWidth : nullptr;
-  const int32_t* indptr = userAdvertiserIndptr_.data_ptr<int32_t>();
-  const int32_t* advertisers = userAdvertiserIndex_.data_ptr<int32_t>();
-  const float* values = userAdvertiserValues_.data_ptr<float>();
-  for (size_t i = 0; i < count; ++i, out += pairWidth_) {
-    if (userCategory == nullptr) {
-      std::copy(unknown, unknown + pairWidth_, out);
-      continue;
-    }
-    const auto ad = static_cast<size_t>(ads[i]);
-    const int32_t category = ad < adCount_ ? adCategory_[ad] : added->category[ad - adCount_];
-    const int32_t advertiser = ad < adCount_ ? adAdvertiser_[ad] : added->advertiser[ad - adCount_];
-    std::copy_n(userCategory + static_cast<size_t>(category) * categoryWidth, categoryWidth, out);
-    // Advertisers of one user are stored in ascending order.
-    const int32_t* begin = advertisers + indptr[userRow];
-    const int32_t* end = advertisers + indptr[userRow + 1];
-    const int32_t* found = std::lower_bound(begin, end, advertiser);
-    if (found != end && *found == advertiser) {
-      std::copy_n(values + (found - advertisers) * 2, 2, out + categoryWidth);
-    } else {
-      std::copy(unknown + categoryWidth, unknown + pairWidth_, out + categoryWidth);
-    }
-  }
-}
-
-void Engine::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                            const AddedAds* added, std::vector<ScoreResult>& results) const {
-  const auto d = static_cast<int64_t>(dim_);
-  std::vector<float> pair;
-  for (const size_t i : live) {
-    ScoreResult& result = results[i];
-    const auto width = static_cast<int64_t>(result.adIndex.size());
-    const std::vector<int64_t> candidates(result.adIndex.begin(), result.adIndex.end());
-    pair.resize(result.adIndex.size() * pairWidth_);
-    pairFeatures(userRows[i], result.adIndex.data(), result.adIndex.size(), added, pair.data());
-    const torch::Tensor ads = adRows(adEmbeddings_, added ? added->embeddings : torch::Tensor(), longs(candidates, {width})).view({1, width, d});
-    const auto row = static_cast<int64_t>(i);
-    auto [ctr, cvr] = model_->score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads, floats(pair, {1, width, static_cast<int64_t>(pairWidth_)}));
-    ctr = ctr.contiguous();
-    cvr = cvr.contiguous();
-    result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);
-    result.cvrLogit.assign(cvr.data_ptr<float>(), cvr.data_ptr<float>() + width);
-  }
-}
-
-void Engine::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                              const AddedAds* added, std::vector<ScoreResult>& results) const {
-  if (live.empty()) return;
-  const PrecomputedFusion& f = *fusion_;
-  const size_t requests = live.size();
-  const size_t hidden = f.perRequest.outputs();
-  const size_t extraWidth = f.perCandidate.inputs();  // the three dots, then the pair features
-  const float* users = user.data_ptr<float>();
-  const float* contexts = context.data_ptr<float>();
-  std::vector<float> requestInputs(requests * 2 * dim_);
-  std::vector<float> userContext(requests);
-  for (size_t r = 0; r < requests; ++r) {
-    const float* u = users + live[r] * dim_;
-    const float* c = contexts + live[r] * dim_;
-    std::copy_n(u, dim_, requestInputs.data() + r * 2 * dim_);
-    std::copy_n(c, dim_, requestInputs.data() + r * 2 * dim_ + dim_);
-    userContext[r] = dot(u, c, dim_);
-  }
-  std::vector<float> perRequest(requests * hidden);
-  f.perRequest.apply(requestInputs.data(), 2 * dim_, requests, perRequest.data(), hidden, false);
-
-  // Row n of the pass is candidate n - firstRow[r] of live request r.
-  std::vector<size_t> firstRow(requests + 1, 0);
-  for (size_t r = 0; r < requests; ++r) {
-    ScoreResult& result = results[live[r]];
-    firstRow[r + 1] = firstRow[r] + result.adIndex.size();
-    result.ctrLogit.resize(result.adIndex.size());
-    result.cvrLogit.resize(result.adIndex.size());
-  }
-  const size_t rows = firstRow[requests];
-  const float* catalogEmbeddings = adEmbeddings_.data_ptr<float>();
-  const float* catalogProjection = f.adProjection.data_ptr<float>();
-  const float* addedEmbeddings = added ? added->embeddings.data_ptr<float>() : nullptr;
-  const float* addedProjection = added ? added->projection.data_ptr<float>() : nullptr;
-  const size_t blocks = (rows + kFusionBlockRows - 1) / kFusionBlockRows;
-  const int threads = static_cast<int>(std::min<size_t>(blocks, static_cast<size_t>(computeThreads())));
-  // A block's activations and the layers' weights stay in the core's cache; a whole batch's first
-  // hidden layer (32 x 300 rows x 256 floats) would not. Each thread's block scratch is sized here,
-  // on the calling thread, because nothing inside the parallel region may throw.
-  size_t widest = hidden;
-  for (const DenseKernel& layer : f.layers) widest = std::max(widest, layer.outputs());
-  const size_t blockFloats = kFusionBlockRows * (hidden + extraWidth + 2 * widest);
-  thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(threads) * blockFloats);
-  float* const scratchOfThreads = scratch.data();  // `scratch` names another (empty) vector on the workers
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-  for (size_t block = 0; block < blocks; ++block) {
-    const size_t begin = block * kFusionBlockRows;
-    const size_t count = std::min(kFusionBlockRows, rows - begin);
-    float* const first = scratchOfThreads + static_cast<size_t>(omp_get_thread_num()) * blockFloats;
-    float* const extra = first + kFusionBlockRows * hidden;
-    float* const activations[2] = {extra + kFusionBlockRows * extraWidth, extra + kFusionBlockRows * (extraWidth + widest)};
-    // Each candidate's rows are resolved first, so that the rows a few candidates ahead (their
-    // projection is 1 KB at a random place in an ads x 256 table) are fetched during this one.
-    size_t slot[kFusionBlockRows];
-    const float* embedding[kFusionBlockRows];
-    const float* projection[kFusionBlockRows];
-    size_t r = static_cast<size_t>(std::upper_bound(firstRow.begin(), firstRow.end(), begin) - firstRow.begin()) - 1;
-    for (size_t n = 0; n < count; ++n) {
-      while (begin + n >= firstRow[r + 1]) ++r;
-      const auto ad = static_cast<size_t>(results[live[r]].adIndex[begin + n - firstRow[r]]);
-      const bool isAdded = ad >= adCount_;
-      slot[n] = r;
-      embedding[n] = isAdded ? addedEmbeddings + (ad - adCount_) * dim_ : catalogEmbeddings + ad * dim_;
-      projection[n] = isAdded ? addedProjection + (ad - adCount_) * hidden : catalogProjection + ad * hidden;
-    }
-    // Without it the gather took about as long as the layers (20K ads, 300 candidates: 240 vs 135 us).
-    constexpr size_t kAhead = 4;
-    const auto prefetch = [&](size_t n) {
-      constexpr size_t kLineFloats = 16;
-      for (size_t h = 0; h < hidden; h += kLineFloats) __builtin_prefetch(projection[n] + h);
-      for (size_t i = 0; i < dim_; i += kLineFloats) __builtin_prefetch(embedding[n] + i);
-    };
-    for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
-    for (size_t n = 0; n < count; ++n) {
-      if (n + kAhead < count) prefetch(n + kAhead);
-      const size_t request = live[slot[n]];
-      const float* requestTerm = perRequest.data() + slot[n] * hidden;
-      float* firstRowOut = first + n * hidden;
-      for (size_t h = 0; h < hidden; ++h) firstRowOut[h] = projection[n][h] + requestTerm[h];
-      float* extraRow = extra + n * extraWidth;
-      extraRow[0] = dot(users + request * dim_, embedding[n], dim_);
-      extraRow[1] = userContext[slot[n]];
-      extraRow[2] = dot(contexts + request * dim_, embedding[n], dim_);
-      const int32_t ad = results[request].adIndex[begin + n - firstRow[slot[n]]];
-      pairFeatures(userRows[request], &ad, 1, added, extraRow + 3);
-    }
-    f.perCandidate.apply(extra, extraWidth, count, first, hidden, true);
-    const float* in = first;
-    size_t inWidth = hidden;
-    for (size_t l = 0; l < f.layers.size(); ++l) {
-      float* const out = activations[l % 2];
-      f.layers[l].apply(in, inWidth, count, out, f.layers[l].outputs(), false);
-      in = out;
-      inWidth = f.layers[l].outputs();
-    }
-    for (size_t n = 0; n < count; ++n) {
-      ScoreResult& result = results[live[slot[n]]];
-      result.ctrLogit[begin + n - firstRow[slot[n]]] = in[n * 2];
-      result.cvrLogit[begin + n - firstRow[slot[n]]] = in[n * 2 + 1];
-    }
-  }
-}
-
-std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest*>& batch) const {
-  const size_t b = batch.size();
-  std::vector<ScoreResult> results(b);
-  if (b == 0) return results;
-  Clock::time_point mark = Clock::now();
-  auto lap = [&](Stage stage) {
-    const Clock::time_point now = Clock::now();
-    for (auto& result : results) result.stageNs[stage] = nanosBetween(mark, now);
-    mark = now;
-  };
-  for (size_t i = 0; i < b; ++i) {
-    results[i].batchSize = static_cast<uint32_t>(b);
-    results[i].queueWaitNs = nanosBetween(batch[i]->enqueued, mark);
-  }
-
-  const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  std::vector<RequestFeatures> features;
-  features.reserve(b);
-  std::vector<int64_t> userRows(b, -1);
-  for (size_t i = 0; i < b; ++i) {
-    features.push_back(featurize(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), options_.features, nowMs));
-    const auto found = features[i].userId.empty() ? userRow_.end() : userRow_.find(features[i].userId);
-    if (found != userRow_.end()) userRows[i] = found->second;
-  }
-  lap(kParse);
-
-  const torch::Tensor user = userEmbeddings(features, userRows);
-  lap(kUser);
-  const torch::Tensor context = contextEmbeddings(features);
-  lap(kContext);
-
-  const torch::Tensor query = (user + context).contiguous();
-  const size_t k = std::min(options_.annCandidates, adCount_);
-  std::vector<float> annScores(b * k);
-  std::vector<int64_t> annLabels(b * k);
-  // Added ads first: addAds publishes the eligibility and priors that cover them before them.
-  const auto added = std::atomic_load(&added_);
-  const auto eligible = std::atomic_load(&eligible_);
-  const TargetingIndex* addedTargeting = added ? added->targetingIndex.get() : nullptr;
-  std::vector<Exclusions> exclusions;
-  exclusions.reserve(b);
-  for (size_t i = 0; i < b; ++i) exclusions.emplace_back(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data()), batch[i]->excludedCampaigns);
-  std::vector<RequestFilter> requestFilters;
-  requestFilters.reserve(b);
-  std::vector<const AdFilter*> filters;
-  const bool targeted = targeting_ || addedTargeting;
-  if (eligible || targeted || std::any_of(exclusions.begin(), exclusions.end(), [](const Exclusions& e) { return !e.empty(); })) {
-    const RequestFilter::Catalog catalog{eligible ? eligible->data() : nullptr, targeting_.get(), &adKeys_, static_cast<uint32_t>(adCount_), addedTargeting,
-                                         added ? &added->keys : nullptr};
-    for (size_t i = 0; i < b; ++i) {
-      requestFilters.emplace_back(catalog, targeted ? targetingRequest(*flatbuffers::GetRoot<fb::AdRequest>(batch[i]->bytes.data())) : TargetingRequest{},
-                                  std::move(exclusions[i]));
-      filters.push_back(&requestFilters.back());
-    }
-  }
-  ann_->search(query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
-  if (added) searchAdded(*added, query.data_ptr<float>(), b, k, filters, annScores.data(), annLabels.data());
-  // Ads whose keywords a search query matches join the candidates even where the ANN search did not
-  // reach them (synonyms help the embedding; advertisers' exact keywords must not be missed). They
-  // pass the same eligibility and targeting test, and get their exact Q·E_ad.
-  std::vector<std::vector<std::pair<float, int64_t>>> keywordMatched(b);
-  if (targeting_ && options_.keywordCandidates > 0) {
-    for (size_t i = 0; i < b; ++i) {
-      if (!features[i].search) continue;
-      const std::vector<uint32_t> keywordAds = targeting_->keywordAds(requestFilters[i].matched, options_.keywordCandidates);
-      if (keywordAds.empty()) continue;
-      const int64_t* row = annLabels.data() + i * k;
-      const std::unordered_set<int64_t> retrieved(row, row + k);
-      const float* q = query.data_ptr<float>() + i * dim_;
-      for (const uint32_t ad : keywordAds) {
-        if (retrieved.count(ad) != 0 || !requestFilters[i].admits(ad)) continue;
-        const float* embedding = adEmbeddings_.data_ptr<float>() + static_cast<size_t>(ad) * dim_;
-        keywordMatched[i].emplace_back(std::inner_product(q, q + dim_, embedding, 0.0f), ad);
-      }
-    }
-  }
-  lap(kRetrieve);
-
-  const size_t keep = std::min(options_.scoreCandidates, k);
-  const auto adPrior = std::atomic_load(&adPrior_);
-  std::vector<std::pair<float, int32_t>> scored;
-  scored.reserve(k);
-  for (size_t i = 0; i < b; ++i) {
-    scored.clear();
-    const auto light = [&](float dot, int64_t ad) {
-      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + (*adPrior)[ad], static_cast<int32_t>(ad));
-    };
-    for (size_t j = 0; j < k; ++j) {
-      if (annLabels[i * k + j] >= 0) light(annScores[i * k + j], annLabels[i * k + j]);
-    }
-    for (const auto& [dot, ad] : keywordMatched[i]) light(dot, ad);
-    const size_t n = std::min(keep, scored.size());
-    std::partial_sort(scored.begin(), scored.begin() + n, scored.end(), bestFirst);
-    results[i].adIndex.resize(n);
-    results[i].light.resize(n);
-    for (size_t j = 0; j < n; ++j) {
-      results[i].light[j] = scored[j].first;
-      results[i].adIndex[j] = scored[j].second;
-    }
-  }
-  lap(kLightScore);
-
-  std::vector<size_t> live;
-  const Clock::time_point now = Clock::now();
-  for (size_t i = 0; i < b; ++i) {
-    if (now >= batch[i]->deadline) {
-      results[i].degraded = true;
-      results[i].ctrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
-      results[i].cvrLogit.assign(results[i].adIndex.size(), std::numeric_limits<float>::quiet_NaN());
-    } else if (!results[i].adIndex.empty()) {
-      live.push_back(i);
-    }
-  }
-  if (fusion_) {
-    scorePrecomputed(user, context, live, userRows, added.get(), results);
-  } else {
-    c10::InferenceMode inference;
-    scoreWithModel(user, context, live, userRows, added.get(), results);
-  }
-  lap(kScore);
-  return results;
 }
 
 }  // namespace adserve

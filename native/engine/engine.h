@@ -1,105 +1,52 @@
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include <torch/torch.h>
-
-#include "engine/ann_index.h"
-#include "engine/dense_kernel.h"
-#include "engine/exclusions.h"
+#include "engine/catalog.h"
+#include "engine/context_embedder.h"
 #include "engine/featurizer.h"
-#include "engine/lru_cache.h"
+#include "engine/fusion.h"
 #include "engine/model.h"
+#include "engine/retriever.h"
+#include "engine/scoring.h"
 #include "engine/targeting.h"
 #include "engine/tensor_file.h"
+#include "engine/user_store.h"
 
 namespace adserve {
-
-using Clock = std::chrono::steady_clock;
 
 // Everything Engine needs from a model directory and from configuration. The TypeScript side reads
 // manifest.json and fills this in; the engine only loads the binary files it names.
 struct EngineOptions {
   std::string modelPath;
   FeatureSpec features;
-  TensorFile adEmbeddings;           // float32 [ads, D]
-  TensorFile adCategorical;          // int64 [ads, 4]: advertiser, category, ... (index + 1)
-  TensorFile userEmbeddings;         // float32 [users, D]
-  TensorFile userCategory;           // float32 [users, categories, 3]
-  TensorFile userAdvertiserIndptr;   // int32 [users + 1]
-  TensorFile userAdvertiserIndex;    // int32 [nnz]: advertiser index
-  TensorFile userAdvertiserValues;   // float32 [nnz, 2]
-  std::vector<std::string> userIds;  // row order of the user files
-  std::vector<float> pairUnknown;    // pair features of a (user, ad) with no history
+  TensorFile adEmbeddings;   // float32 [ads, D]
+  TensorFile adCategorical;  // int64 [ads, 4]: advertiser, category, ... (index + 1)
+  UserStoreOptions users;
   // Static part of each ad's lightweight score (bid, historical CTR, quality), from the control plane.
   std::vector<float> adPrior;
-  float similarityWeight = 0.3f;     // weight of (dot + 1) / 2 in the lightweight score
   // Boolean targeting per ad (DNF); ads not listed are untargeted.
   std::vector<AdTargeting> targeting;
   // Every ad's campaign code and ids, for the requests' exclusions; hashed at open, not kept.
   AdKeys adKeys;
-  AnnOptions ann;
-  // "precomputed": the fusion's first layer is linear over [E_user, E_ctx, E_ad, dots, pair], so
-  // W_ad · E_ad is computed once per ad at open and W_user · E_user + W_ctx · E_ctx once per request;
-  // per candidate only an add, the dots, the pair term and the remaining layers run.
-  // "model": the TorchScript score method on every (request, candidate) pair.
+  RetrieverOptions retrieval;
+  // "precomputed" or "model": how the fusion stage runs (see Fusion).
   std::string fusion = "precomputed";
-  // Unknown users' embeddings depend only on their categorical features, so a small cache covers
-  // them all; context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
-  size_t userCacheSize = 4096;
+  // Context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
   size_t contextCacheSize = 65536;
   std::chrono::seconds contextTtl{60};
-  size_t annCandidates = 1000;       // k of the ANN search per request
-  size_t scoreCandidates = 300;      // candidates the model scores per request
-  // Search placements: up to this many ads whose keywords the query matches (exact, then phrase,
-  // then broad) join the ANN candidates when they pass eligibility and targeting (docs/targeting.md, "Keyword candidates").
-  size_t keywordCandidates = 100;
 };
 
-enum Stage : size_t { kParse, kUser, kContext, kRetrieve, kLightScore, kScore, kStageCount };
-extern const char* const kStageNames[kStageCount];
-
-// One request's answer: candidates ordered by lightweight score; logits are NaN when degraded.
-struct ScoreResult {
-  std::vector<int32_t> adIndex;
-  std::vector<float> light;
-  std::vector<float> ctrLogit;
-  std::vector<float> cvrLogit;
-  std::vector<double> stageNs = std::vector<double>(kStageCount, 0.0);
-  uint32_t batchSize = 0;
-  double queueWaitNs = 0;
-  bool degraded = false;
-};
-
-// Ads to add while serving, in the ad tower's input form (the rows of ad_categorical.i64,
-// ad_title.i64 and ad_numeric.f32 that train/ writes for the catalog's ads).
-struct NewAds {
-  std::vector<int64_t> categorical;  // [n x 4]: advertiser, category, format, bid type (index + 1)
-  std::vector<int64_t> title;        // [n x title tokens]
-  std::vector<float> numeric;        // [n x numeric features], standardised
-  std::vector<float> prior;          // [n]: static part of the lightweight score
-  std::vector<AdTargeting> targeting;  // `ad` counts from 0 within this call; ads not listed are untargeted
-  AdKeys keys;                         // [n]
-};
-
-struct ScoreRequest {
-  std::vector<uint8_t> bytes;  // a verified AdRequest
-  // Campaign codes (AdKeys::campaign) kept out of this request on top of its own block lists.
-  std::vector<uint32_t> excludedCampaigns;
-  Clock::time_point deadline;
-  Clock::time_point enqueued;
-};
-
-// Retrieval and scoring over one loaded model directory. Immutable after open except for the
-// eligibility bitmap, which is swapped atomically; scoreBatch may run on any one thread at a time
-// per call and reads only immutable state plus that snapshot.
+// Retrieval and scoring over one loaded model directory, as a chain of stages: the catalog's
+// snapshot, the user store, the context embedder, the retriever and the fusion stage. Threads:
+// scoreBatch runs on the batcher thread, one batch at a time; setEligibility and setPriors come from
+// the JS thread and addAds from a worker thread, and only publish a new catalog snapshot (the
+// catalog serialises them). Everything else is immutable after open, apart from the two embedding
+// caches, which lock themselves.
 class Engine {
  public:
   explicit Engine(const EngineOptions& options);
@@ -129,74 +76,18 @@ class Engine {
   };
   CacheStats cacheStats() const;
 
-  size_t adCount() const { return adCount_; }
   size_t dim() const { return dim_; }
-  const std::string& indexDescription() const { return ann_->description(); }
+  const std::string& indexDescription() const { return retriever_.indexDescription(); }
 
  private:
-  // Ads added by addAds, indices adCount_ onwards; replaced whole (copy-on-write) on each call.
-  struct AddedAds {
-    size_t count = 0;
-    torch::Tensor embeddings;  // [count, D]
-    torch::Tensor projection;  // [count, H] when the fusion is precomputed
-    std::vector<int32_t> category, advertiser;  // 0-based
-    std::vector<AdTargeting> targeting;          // local indices
-    AdKeyTable keys;                             // local indices
-    std::unique_ptr<TargetingIndex> targetingIndex;  // null when none is targeted
-  };
-  // userRows: each request's row in the known-user table, -1 for users without one.
-  torch::Tensor userEmbeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& userRows) const;
-  torch::Tensor contextEmbeddings(const std::vector<RequestFeatures>& features) const;
-  void pairFeatures(int64_t userRow, const int32_t* ads, size_t count, const AddedAds* added, float* out) const;
-  // The TorchScript score method, one request per pass: a pass of several requests lets BLAS round
-  // a request's scores differently depending on its neighbours (the shape picks its blocking).
-  void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                      const AddedAds* added, std::vector<ScoreResult>& results) const;
-  // The precomputed fusion over every (request, candidate) row of the live requests in one pass.
-  void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                        const AddedAds* added, std::vector<ScoreResult>& results) const;
-
-  // Rows of a per-ad tensor (embeddings, projections) for ad indices that may include added ads.
-  torch::Tensor adRows(const torch::Tensor& catalogRows, const torch::Tensor& addedRows, const torch::Tensor& ads) const;
-  // Merges each query's best added ads into its ANN results (scores/labels [queries x k]).
-  void searchAdded(const AddedAds& added, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
-                   int64_t* labels) const;
-
-  // The fusion MLP with its first layer split by input: per ad, per request and per candidate.
-  // Every layer after the per-ad projection runs on DenseKernel, whose rows do not depend on each
-  // other, so a whole batch's rows can share one pass.
-  struct PrecomputedFusion {
-    torch::Tensor wAd;           // [D, H]
-    torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
-    DenseKernel perRequest;      // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
-    DenseKernel perCandidate;    // [dots, pair], added onto the two above, then ReLU
-    std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
-  };
-
-  EngineOptions options_;
-  size_t dim_ = 0;
-  size_t adCount_ = 0;
-  size_t pairWidth_ = 0;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<AnnIndex> ann_;
-  torch::Tensor adEmbeddings_;
-  std::vector<int32_t> adCategory_;    // 0-based
-  std::vector<int32_t> adAdvertiser_;  // 0-based
-  torch::Tensor userEmbeddings_;
-  torch::Tensor userCategory_;
-  torch::Tensor userAdvertiserIndptr_;
-  torch::Tensor userAdvertiserIndex_;
-  torch::Tensor userAdvertiserValues_;
-  std::unordered_map<std::string, int64_t> userRow_;
-  std::shared_ptr<const std::vector<uint8_t>> eligible_;  // bitmap over ad indices
-  std::shared_ptr<const std::vector<float>> adPrior_;     // static lightweight score per ad
-  std::unique_ptr<TargetingIndex> targeting_;
-  AdKeyTable adKeys_;
-  std::unique_ptr<PrecomputedFusion> fusion_;  // null when options.fusion == "model"
-  std::unique_ptr<LruCache<torch::Tensor>> userCache_;
-  std::unique_ptr<LruCache<torch::Tensor>> contextCache_;
-  std::shared_ptr<const AddedAds> added_;
-  std::mutex writeMutex_;  // one writer at a time for the snapshots (eligibility, priors, added ads)
+  FeatureSpec features_;
+  std::unique_ptr<Model> model_;  // the stages below keep references to it
+  Catalog catalog_;
+  size_t dim_;
+  UserStore users_;
+  ContextEmbedder contexts_;
+  Fusion fusion_;
+  Retriever retriever_;
 };
 
 }  // namespace adserve

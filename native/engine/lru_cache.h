@@ -11,6 +11,12 @@
 
 namespace adserve {
 
+// Cache keys are the raw bytes of everything the cached value depends on: equal keys, equal values.
+template <typename T>
+void appendKeyBytes(std::string& key, const T& value) {
+  key.append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
 // A bounded least-recently-used cache with a time to live. Thread-safe (one mutex; the engine's
 // batcher is its only regular user, so the lock is uncontended).
 template <typename Value>

@@ -1,6 +1,7 @@
 #include "engine/targeting.h"
 
 #include <algorithm>
+#include <iterator>
 #include <unordered_set>
 
 #include "engine/errors.h"
@@ -29,6 +30,20 @@ std::string normaliseValue(CriterionType type, std::string_view value) {
     case CriterionType::Placement: return asciiLower(value);
     default: return std::string(value);
   }
+}
+
+// A placement or device criterion that names no placement or device would silently never match.
+void checkEnumValue(CriterionType type, const std::string& canonical) {
+  if (type != CriterionType::Placement && type != CriterionType::Device) return;
+  const bool placement = type == CriterionType::Placement;
+  const char* const* name = placement ? std::begin(kPlacementNames) + 1 : std::begin(kDeviceNames) + 1;
+  const char* const* end = placement ? std::end(kPlacementNames) : std::end(kDeviceNames);
+  std::string allowed;
+  for (; name != end; ++name) {
+    if (canonical == *name) return;
+    allowed += (allowed.empty() ? "" : ", ") + std::string(*name);
+  }
+  throw EngineError(ErrorCode::InvalidArgument, std::string(placement ? "placement" : "device") + " criterion '" + canonical + "' is not one of " + allowed);
 }
 
 bool containsPhrase(const std::vector<std::string>& query, const std::vector<std::string>& phrase) {
@@ -63,6 +78,7 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
         const std::vector<std::string> tokens = keyword ? tokenize(criterion.value) : std::vector<std::string>{};
         if (keyword && tokens.empty()) throw EngineError(ErrorCode::InvalidArgument, "keyword criterion '" + criterion.value + "' has no tokens");
         const std::string canonical = keyword ? join(tokens) : normaliseValue(criterion.type, criterion.value);
+        checkEnumValue(criterion.type, canonical);
         const std::string key = std::to_string(static_cast<int>(criterion.type)) + '\x1f' + canonical;
         auto [found, inserted] = criterionIds.emplace(key, static_cast<uint32_t>(phraseTokens_.size()));
         const uint32_t id = found->second;

@@ -38,6 +38,11 @@ struct AdTargeting {
   std::vector<TargetingRule> rules;
 };
 
+// The one spelling of each placement and device type a criterion may name, indexed by the FlatBuffers
+// enum value (0, Unknown, matches no criterion). Placement names are the configuration's placement keys.
+inline constexpr const char* kPlacementNames[] = {"", "search", "product_page", "category", "homepage", "cart"};
+inline constexpr const char* kDeviceNames[] = {"", "desktop", "mobile", "tablet", "app"};
+
 // The request side: raw values; the index normalises them the way it normalised the criteria.
 struct TargetingRequest {
   std::string query;
@@ -62,8 +67,8 @@ class TargetingIndex {
  public:
   static constexpr size_t kMaxRulesPerAd = 20;
 
-  // Throws EngineError(InvalidArgument) for an ad over kMaxRulesPerAd rules or an ad index
-  // outside adCount.
+  // Throws EngineError(InvalidArgument) for an ad over kMaxRulesPerAd rules, an ad index outside
+  // adCount, or a placement or device criterion naming none of kPlacementNames / kDeviceNames.
   TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount);
 
   MatchedCriteria matchedCriteria(const TargetingRequest& request) const;

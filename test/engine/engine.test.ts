@@ -12,7 +12,7 @@ import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings, 
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
-import { Placement } from '../../src/protocol/schema';
+import { DeviceType, Placement } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const settings: EngineSettings = {
@@ -95,6 +95,25 @@ describe('native engine over the tiny model', () => {
       expect(us.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
       const japan = await targeted.score(encodeAdRequest({ query: 'running shoes', country: 'JP' }), 1000);
       expect(japan.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
+    } finally {
+      targeted.close();
+    }
+  });
+
+  it('matches placement and device criteria, spelled as the configuration spells them, against what requests carry', async () => {
+    // Half the catalog targets product pages on tablets only, spelled in the catalog's one spelling (case aside).
+    const rules = [[{ type: 'placement' as const, value: 'Product_Page' }, { type: 'device' as const, value: 'tablet' }]];
+    const productPagesOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules }));
+    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: productPagesOnly });
+    try {
+      const request = (placement: Placement, deviceType: DeviceType) => encodeAdRequest({ placement, deviceType, productId: 'p-1', categoryId: 'shoes' });
+      const productPage = await targeted.score(request(Placement.ProductPage, DeviceType.Tablet), 1000);
+      expect(productPage.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
+      for (const [placement, deviceType] of [[Placement.Category, DeviceType.Tablet], [Placement.ProductPage, DeviceType.Mobile]] as const) {
+        const elsewhere = await targeted.score(request(placement, deviceType), 1000);
+        expect(elsewhere.adIndex.length).toBe(50);
+        expect(elsewhere.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
+      }
     } finally {
       targeted.close();
     }

@@ -11,6 +11,7 @@ it("takes the engine's lightweight-score weights and every placement's position 
     ADSERVE_LIGHT_QUALITY_WEIGHT: '2',
     ADSERVE_LIGHT_MAX_ECPM_MICROS: '7000000',
     ADSERVE_POSITION_EFFECTS: '1,0.5,0.2',
+    ADSERVE_MAX_SLOTS: '3',
     ADSERVE_PLACEMENTS: JSON.stringify({ search: { auction: 'vcg' } }),
   });
   expect(engineSettings(config).light).toEqual({ similarity: 0.5, value: 0.25, ctr: 0.125, quality: 2, maxEcpmMicros: 7_000_000 });

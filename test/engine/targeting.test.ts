@@ -98,7 +98,7 @@ describe('Boolean targeting on random catalogs', () => {
     const phrase = (): string => Array.from({ length: 1 + Math.floor(random() * 2) }, () => pick(words)).join(' ');
     const criterion = (): TargetingCriterion => {
       const type = pick(['exact', 'phrase', 'broad', 'negative', 'geo', 'device', 'audience', 'category', 'product', 'placement'] as const);
-      const value = { geo: pick(['US', 'ca', 'UK']), device: pick(['mobile', 'Desktop']), audience: pick(['a1', 'a2', 'a3']), category: pick(['shoes', 'Books']), product: pick(['p1', 'p2']), placement: pick(['search', 'browse']) }[type as string] ?? phrase();
+      const value = { geo: pick(['US', 'ca', 'UK']), device: pick(['mobile', 'Desktop']), audience: pick(['a1', 'a2', 'a3']), category: pick(['shoes', 'Books']), product: pick(['p1', 'p2']), placement: pick(['search', 'Product_Page']) }[type as string] ?? phrase();
       return { type, value, ...(type === 'negative' || random() < 0.15 ? { not: true } : {}) };
     };
     let checked = 0;
@@ -120,12 +120,23 @@ describe('Boolean targeting on random catalogs', () => {
         if (random() < 0.5) request.audiences = [pick(['a1', 'a2', 'a3']), pick(['a1', 'a4'])];
         if (random() < 0.5) request.category = pick(['SHOES', 'books', 'toys']);
         if (random() < 0.5) request.product = pick(['p1', 'p2', 'p3']);
-        if (random() < 0.5) request.placement = pick(['search', 'browse']);
+        if (random() < 0.5) request.placement = pick(['search', 'product_page', 'cart']);
         const expected = targeting.filter((t) => referenceMatch(t.rules, request)).map((t) => t.ad);
         expect(Array.from(built.match(request)), JSON.stringify(request)).toEqual(expected);
         checked++;
       }
     }
     expect(checked).toBe(2000);
+  });
+});
+
+describe('placement and device criteria', () => {
+  // The request side spells them from the FlatBuffers enums; a criterion spelled any other way would never match.
+  it('name one of the placements or device types the requests can carry, or the catalog is refused', () => {
+    const index = (type: 'placement' | 'device', value: string) => () => new addon.TargetingIndex(1, [{ ad: 0, rules: [[{ type, value }]] }]);
+    expect(index('placement', 'Product_Page')).not.toThrow();
+    expect(index('placement', 'productpage')).toThrow("placement criterion 'productpage' is not one of search, product_page, category, homepage, cart");
+    expect(index('device', 'phone')).toThrow("device criterion 'phone' is not one of desktop, mobile, tablet, app");
+    expect(index('device', 'Tablet')).not.toThrow();
   });
 });

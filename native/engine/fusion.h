@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "engine/catalog.h"
+#include "engine/dense_kernel.h"
+#include "engine/model.h"
+#include "engine/scoring.h"
+#include "engine/user_store.h"
+
+namespace adserve {
+
+// The fusion stage: CTR and CVR logits for every shortlisted candidate of a batch.
+//
+// "precomputed": the fusion's first layer is linear over [E_user, E_ctx, E_ad, dots, pair], so
+// W_ad · E_ad is computed once per ad (projectAds) and W_user · E_user + W_ctx · E_ctx once per
+// request; per candidate only an add, the dots, the pair term and the remaining layers run, on
+// DenseKernel, over all the batch's (request, candidate) rows in one pass.
+// "model": the TorchScript score method, one request per pass: a pass of several requests lets
+// BLAS round a request's scores differently depending on its neighbours (the shape picks its
+// blocking).
+// Either way a request's logits do not depend on the rest of its batch. Immutable after open; the
+// batcher thread calls score(), a worker thread projectAds().
+class Fusion {
+ public:
+  // `model` must outlive the stage; adEmbeddings are the catalog's loaded ads [ads, D].
+  Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode);
+
+  // The per-ad rows the stage keeps for ads (embeddings [n, D]) added at run time; undefined when
+  // it keeps none ("model").
+  torch::Tensor projectAds(const torch::Tensor& embeddings) const;
+  // Fills results[i].ctrLogit and .cvrLogit for each request i in `live`, whose candidates are
+  // results[i].adIndex; user and context are the batch's embeddings [requests, D], userRows each
+  // request's UserStore row.
+  void score(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
+             const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
+
+ private:
+  void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
+                      const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
+  void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
+                        const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
+
+  // The fusion MLP with its first layer split by input: per ad, per request and per candidate.
+  // Every layer after the per-ad projection runs on DenseKernel, whose rows do not depend on each
+  // other, so a whole batch's rows can share one pass.
+  struct Precomputed {
+    torch::Tensor wAd;           // [D, H]
+    torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
+    DenseKernel perRequest;      // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
+    DenseKernel perCandidate;    // [dots, pair], added onto the two above, then ReLU
+    std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
+  };
+
+  const Model& model_;
+  size_t dim_;
+  std::unique_ptr<Precomputed> precomputed_;  // null when the mode is "model"
+};
+
+}  // namespace adserve
