@@ -72,7 +72,7 @@ describe('money and model metrics', () => {
     const report = await spend(daemon.url);
     const exhausted = Object.values(report.campaigns).filter((campaign) => campaign.exhausted).length;
     expect(exhausted).toBeGreaterThan(0);
-    expect(sample(samples, 'adserve_campaigns_budget_exhausted')).toBe(exhausted);
+    expect(sample(samples, 'adserve_budget_exhausted_campaigns')).toBe(exhausted);
     // Group commit: at least one fsync, at most one per recorded event.
     const commits = sample(samples, 'adserve_ledger_fsync_duration_seconds_count')!;
     expect(commits).toBeGreaterThan(0);
