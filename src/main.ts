@@ -47,7 +47,13 @@ async function loadServing(config: Config, log: Logger, money: Money, changes: C
   return serving;
 }
 
-async function openSpendStore(config: Config, log: Logger, metrics: Metrics, servings: () => Serving[], spendChanged: (campaigns: string[]) => void): Promise<SpendStore> {
+async function openSpendStore(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+  servings: () => Serving[],
+  spendChanged: (campaigns: string[]) => void,
+): Promise<SpendStore> {
   if (config.redisUrl === '') {
     const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), {
       snapshotEvents: config.ledgerSnapshotEvents,

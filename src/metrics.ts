@@ -161,8 +161,8 @@ const counters = {
   },
 } satisfies Record<string, Declared<CounterConfiguration<never>>>;
 
-// Money moved, by bid type; in micros, fractional for CPM impressions (a thousandth of the CPM price),
-// as a float64 sum that stays exact to far below a micro.
+// Money moved, by bid type: micros, fractional for CPM impressions (a thousandth of the CPM price).
+// A float64 sum, for rates and alerts; the exact figures are the spend stores' integer nanos.
 const spend: Declared<CounterConfiguration<'bid_type'>> = {
   name: 'adserve_spend_micros_total',
   help: 'Spend charged by recorded events, by bid type (micros; a CPM impression charges a thousandth of its price, so this may be fractional).',

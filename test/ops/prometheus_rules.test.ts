@@ -91,15 +91,23 @@ describe('Prometheus alerting rules', () => {
       const [ad] = await serve(daemon.url, 1, 'prometheus');
       // Scraped, and every rule evaluated without error against the daemon's series, the ledger
       // alert not pending: a healthy daemon does not trip it.
-      await until('the target to be up', async () => ((await api<{ activeTargets: Array<{ health: string }> }>('targets')).activeTargets[0]?.health === 'up' ? true : undefined), 10_000);
+      await until(
+        'the target to be up',
+        async () => ((await api<{ activeTargets: Array<{ health: string }> }>('targets')).activeTargets[0]?.health === 'up' ? true : undefined),
+        10_000,
+      );
       // The first event goes to segment 1; its snapshot opens segment 2, whose first write will fail.
       symlinkSync('/dev/full', path.join(daemon.dataDir, 'spend.2.log'));
       expect((await send(daemon.url, { event_id: 'prom-ok', type: 'impression', token: ad!.token })).status).toBe(200);
       const evaluatedAfter = Date.now() + 2000;
-      const rules = await until('two evaluations after the first event', async () => {
-        const all = (await ruleGroups()).flatMap((group) => group.rules);
-        return all.every((rule) => Date.parse(rule.lastEvaluation) > evaluatedAfter) ? all : undefined;
-      }, 15_000);
+      const rules = await until(
+        'two evaluations after the first event',
+        async () => {
+          const all = (await ruleGroups()).flatMap((group) => group.rules);
+          return all.every((rule) => Date.parse(rule.lastEvaluation) > evaluatedAfter) ? all : undefined;
+        },
+        15_000,
+      );
       expect(rules.filter((rule) => rule.type === 'alerting').map((rule) => rule.name)).toContain('AdserveLedgerFailing');
       expect(rules.filter((rule) => rule.health !== 'ok')).toEqual([]);
       expect(rules.find((rule) => rule.name === 'AdserveLedgerFailing')!.state).toBe('inactive');
@@ -107,12 +115,16 @@ describe('Prometheus alerting rules', () => {
       await until('the first segment to be snapshotted away', async () => (existsSync(path.join(daemon.dataDir, 'spend.1.log')) ? undefined : true), 10_000);
       const provoked = Date.now();
       let sent = 0;
-      const alert = await until('AdserveLedgerFailing to fire', async () => {
-        // The first write fails (503 internal), every later event is refused (503 ledger_unavailable).
-        expect((await send(daemon.url, { event_id: `prom-full-${sent++}`, type: 'click', token: ad!.token })).status).toBe(503);
-        const current = await ledgerAlert();
-        return current?.state === 'firing' ? current : undefined;
-      }, 60_000);
+      const alert = await until(
+        'AdserveLedgerFailing to fire',
+        async () => {
+          // The first write fails (503 internal), every later event is refused (503 ledger_unavailable).
+          expect((await send(daemon.url, { event_id: `prom-full-${sent++}`, type: 'click', token: ad!.token })).status).toBe(503);
+          const current = await ledgerAlert();
+          return current?.state === 'firing' ? current : undefined;
+        },
+        60_000,
+      );
       expect(alert.labels).toMatchObject({ alertname: 'AdserveLedgerFailing', job: 'adserve', instance: `127.0.0.1:${daemon.port}`, severity: 'page' });
       process.stdout.write(`AdserveLedgerFailing fired ${((Date.now() - provoked) / 1000).toFixed(1)} s after the ledger failed (${sent} events refused)\n`);
     }, 90_000);

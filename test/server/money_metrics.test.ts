@@ -62,7 +62,8 @@ describe('money and model metrics', () => {
     for (const [event, status] of refusals) expect((await send(daemon.url, event)).status).toBe(status);
 
     const samples = await scrapeMetrics(daemon.url);
-    for (const bidType of ['cpc', 'cpm', 'cpa'] as const) expect(sample(samples, 'adserve_spend_micros_total', { bid_type: bidType })).toBeCloseTo(charged[bidType], 9);
+    for (const bidType of ['cpc', 'cpm', 'cpa'] as const)
+      expect(sample(samples, 'adserve_spend_micros_total', { bid_type: bidType })).toBeCloseTo(charged[bidType], 9);
     const events = (type: string, outcome: string): number | undefined => sample(samples, 'adserve_events_total', { type, outcome });
     for (const type of ['impression', 'click', 'conversion']) expect(events(type, 'recorded')).toBe(3);
     expect(events('impression', 'duplicate')).toBe(2);
