@@ -12,9 +12,10 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 # Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
 # the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
 # redis-server for the shared-state (REDIS_URL) mode and its tests, clang-format for `npm run lint`,
-# the FlatBuffers runtime of the Python client (clients/python), and postgresql (15) for the catalog
-# store's shared mode and its tests (they start their own cluster; the service is not used).
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql)
+# the FlatBuffers runtime of the Python client (clients/python), postgresql (15) for the catalog
+# store's shared mode and its tests (they start their own cluster; the service is not used), and
+# prometheus (with promtool) for the tests of the alerting rules in ops/prometheus.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql prometheus)
 
 install_packages() {
   local missing=()

@@ -21,7 +21,7 @@ import { Ledger } from './money/ledger';
 import { Money } from './money/money';
 import { RedisSpendStore } from './money/redis_spend';
 import { LocalSpendStore, type SpendStore } from './money/spend_store';
-import { createMetrics, registerEngineMetrics } from './metrics';
+import { createMetrics, type Metrics, registerEngineMetrics, registerMoneyMetrics, registerServingMetrics } from './metrics';
 import { projectRoot } from './paths';
 import { type Server, startServer } from './server/app';
 import type { Readiness } from './server/health';
@@ -51,7 +51,13 @@ async function loadServing(config: Config, log: Logger, money: Money, changes: C
   return serving;
 }
 
-async function openSpendStore(config: Config, log: Logger, servings: () => Serving[], spendChanged: (campaigns: string[]) => void): Promise<SpendStore> {
+async function openSpendStore(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+  servings: () => Serving[],
+  spendChanged: (campaigns: string[]) => void,
+): Promise<SpendStore> {
   if (config.redisUrl === '') {
     const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), {
       snapshotEvents: config.ledgerSnapshotEvents,
@@ -59,6 +65,7 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
       eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
       impressionRetentionMs: () => (servings().length === 0 ? undefined : Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs))),
       onSnapshot: (stats) => log.info('spend ledger snapshot', { ...stats }),
+      onCommit: (seconds) => metrics.ledgerFsync.observe(seconds),
     });
     log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.eventsRecorded });
     return new LocalSpendStore(ledger, config.attributionWindowSeconds * 1000);
@@ -71,6 +78,7 @@ async function openSpendStore(config: Config, log: Logger, servings: () => Servi
     attributionWindowMs: config.attributionWindowSeconds * 1000,
     impressionRetentionMs: () => Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs)),
     onSpendChange: spendChanged,
+    onCommandError: (operation) => metrics.redisErrors.inc({ operation }),
     log,
   });
   log.info('shared spend state in redis', { events: store.eventCount(), syncMs: config.redisSyncMs });
@@ -179,7 +187,7 @@ async function main(): Promise<void> {
   const tokenKeys = eventTokenKeys(config);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
-  const spend = await openSpendStore(config, log, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
+  const spend = await openSpendStore(config, log, metrics, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
   // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
   const money = new Money(spend);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
@@ -195,6 +203,8 @@ async function main(): Promise<void> {
     scratch: new DecisionScratch(),
   };
   registerEngineMetrics(metrics, () => decision.serving?.engine.stats());
+  registerMoneyMetrics(metrics, money);
+  registerServingMetrics(metrics, () => servings().map((serving) => ({ arm: serving === decision.serving ? 'a' : 'b', serving })));
   const server = await startServer({
     config,
     metrics,

@@ -3,6 +3,8 @@
 import { Counter, type CounterConfiguration, Gauge, Histogram, type HistogramConfiguration, Registry, collectDefaultMetrics } from 'prom-client';
 
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
+import type { Serving } from './engine/serving';
+import type { Money } from './money/money';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
 // 100 ms) so that `le` ratio queries work.
@@ -96,9 +98,25 @@ export interface Metrics {
   overdelivery: Counter;
   armRequests: Counter<'arm' | 'model'>;
   calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
+  spend: Counter<'bid_type'>;
+  events: Counter<'type' | 'outcome'>;
+  ledgerFsync: Histogram;
+  redisErrors: Counter<'operation'>;
 }
 
 type Declared<C> = Omit<C, 'registers' | 'collect'>;
+
+/** Values of the bid_type label, in BidType order (a BidType indexes them). */
+export const bidTypeLabels = ['cpc', 'cpm', 'cpa'] as const;
+
+/**
+ * Outcomes of adserve_events_total for an event whose type was read: recorded, duplicate (409), or
+ * the code of the refusal; `internal` is any unexpected failure, such as a ledger write that failed.
+ */
+export const eventOutcomes = ['recorded', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
+export type EventOutcome = (typeof eventOutcomes)[number];
+const eventTypes = ['impression', 'click', 'conversion'] as const;
+const redisOperations = ['record', 'impressions', 'sync'] as const;
 
 /** The histograms a decision observes through DecisionObservations. */
 const decisionHistograms = {
@@ -143,6 +161,32 @@ const counters = {
   },
 } satisfies Record<string, Declared<CounterConfiguration<never>>>;
 
+// Money moved, by bid type: micros, fractional for CPM impressions (a thousandth of the CPM price).
+// A float64 sum, for rates and alerts; the exact figures are the spend stores' integer nanos.
+const spend: Declared<CounterConfiguration<'bid_type'>> = {
+  name: 'adserve_spend_micros_total',
+  help: 'Spend charged by recorded events, by bid type (micros; a CPM impression charges a thousandth of its price, so this may be fractional).',
+  labelNames: ['bid_type'],
+};
+
+const events: Declared<CounterConfiguration<'type' | 'outcome'>> = {
+  name: 'adserve_events_total',
+  help: 'Events whose type was read, by type and outcome: recorded, duplicate, or the code of the refusal (internal: an unexpected failure).',
+  labelNames: ['type', 'outcome'],
+};
+
+const ledgerFsync: Declared<HistogramConfiguration<never>> = {
+  name: 'adserve_ledger_fsync_duration_seconds',
+  help: 'Time of each group commit of the local spend ledger: its write and datasync, which every event in it waits for.',
+  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+};
+
+const redisErrors: Declared<CounterConfiguration<'operation'>> = {
+  name: 'adserve_redis_command_errors_total',
+  help: 'Redis commands that failed or timed out, by operation: record (an event), impressions (a frequency-cap read), sync (the spend mirror).',
+  labelNames: ['operation'],
+};
+
 const armRequests: Declared<CounterConfiguration<'arm' | 'model'>> = {
   name: 'adserve_arm_requests_total',
   help: 'Ad decisions per A/B arm and model; per-arm CTR and CVR come from adserve_calibration_* by model.',
@@ -168,7 +212,7 @@ function registerDecisionObservations(registry: Registry): DecisionObservations 
   const series: Observer[] = [...stageLabels.map((stage) => stages.labels({ stage })), histogram(batchSize), histogram(queueWait), histogram(fillRatio)];
   const prices = histogram<'bid_type'>(clearingPrice);
   // In BidType order, as DecisionObservations.clearingPrice indexes them.
-  for (const bidType of ['cpc', 'cpm', 'cpa']) series.push(prices.labels({ bid_type: bidType }));
+  for (const bidType of bidTypeLabels) series.push(prices.labels({ bid_type: bidType }));
   const decisions = new DecisionObservations(series, stageLabels.length);
   return decisions;
 }
@@ -186,6 +230,14 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
   info.set({ version, torch: build.torch, faiss: build.faiss, flatbuffers: build.flatbuffers, cuda: String(build.cuda) }, 1);
   const counter = <T extends string>(spec: Declared<CounterConfiguration<T>>): Counter<T> => new Counter<T>({ ...spec, registers: [registry] });
   const calibration = Object.fromEntries(Object.entries(calibrationCounters).map(([field, spec]) => [field, counter(spec)])) as Metrics['calibration'];
+  // Every series of a closed label set is exported from the start at 0, so that increase() in an
+  // alert sees the first event after a restart, not only the second.
+  const moneySpend = counter(spend);
+  for (const bidType of bidTypeLabels) moneySpend.inc({ bid_type: bidType }, 0);
+  const eventCounts = counter(events);
+  for (const type of eventTypes) for (const outcome of eventOutcomes) eventCounts.inc({ type, outcome }, 0);
+  const redisCommandErrors = counter(redisErrors);
+  for (const operation of redisOperations) redisCommandErrors.inc({ operation }, 0);
   return {
     registry,
     requestDuration: new Histogram({ ...requestDuration, registers: [registry] }),
@@ -195,7 +247,37 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     overdelivery: counter(counters.overdelivery),
     armRequests: counter(armRequests),
     calibration,
+    spend: moneySpend,
+    events: eventCounts,
+    ledgerFsync: new Histogram({ ...ledgerFsync, registers: [registry] }),
+    redisErrors: redisCommandErrors,
   };
+}
+
+/** Campaigns out of budget, read from the money owner at scrape time. */
+export function registerMoneyMetrics(metrics: Metrics, money: Money): void {
+  new Gauge({
+    name: 'adserve_budget_exhausted_campaigns',
+    help: 'Campaigns whose daily or lifetime budget is spent, so none of their ads serve.',
+    registers: [metrics.registry],
+    collect() {
+      this.set(money.exhaustedCount);
+    },
+  });
+}
+
+/** The models serving now, read at scrape time, so a swap or an ended A/B test shows at the next scrape. */
+export function registerServingMetrics(metrics: Metrics, arms: () => Array<{ arm: 'a' | 'b'; serving: Serving }>): void {
+  new Gauge({
+    name: 'adserve_model_info',
+    help: 'The model each A/B arm serves (always 1): its manifest version and the SHA-256 of its model.pt.',
+    labelNames: ['arm', 'version', 'sha256'] as const,
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      for (const { arm, serving } of arms()) this.set({ arm, version: serving.modelVersion, sha256: serving.modelSha256 }, 1);
+    },
+  });
 }
 
 /**

@@ -24,6 +24,8 @@ export interface Serving {
   history: AdHistory;
   calibration: { ctr: CalibrationParams; cvr: CalibrationParams };
   modelVersion: string;
+  /** SHA-256 of the model's model.pt, as its manifest lists it. */
+  modelSha256: string;
   modelDir: string;
   /** The process-wide money owner this model's engine is attached to (shared by every model). */
   money: Money;
@@ -105,6 +107,7 @@ export async function openServing(model: ModelDir, config: Config, money: Money,
     history,
     calibration: model.manifest.calibration,
     modelVersion: model.manifest.version,
+    modelSha256: model.manifest.files['model.pt']!.sha256,
     modelDir: model.dir,
     rules: placementRules(config),
   };

@@ -67,6 +67,8 @@ export interface LedgerOptions extends RetentionOptions {
   snapshotEvents: number;
   /** Called once each snapshot is durable. */
   onSnapshot?: (stats: SnapshotStats) => void;
+  /** Called with the seconds each group commit took (its write and datasync), once it is durable. */
+  onCommit?: (seconds: number) => void;
 }
 
 export class Ledger {
@@ -142,9 +144,11 @@ export class Ledger {
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
+      const started = performance.now();
       try {
         await this.file.write(batch.map((item) => item.line).join(''));
         await this.file.datasync();
+        this.options.onCommit?.((performance.now() - started) / 1000);
         for (const item of batch) item.done();
         this.sinceSnapshot += batch.length;
         // Only here, with nothing pending, does the in-memory state equal what the segments hold.

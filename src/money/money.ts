@@ -81,6 +81,11 @@ export class Money {
     return remainingNanos(this.budgetsOf(campaignId), spentTodayNanos(state, campaignId, day), spentLifetimeNanos(state, campaignId));
   }
 
+  /** Campaigns out of budget now. */
+  get exhaustedCount(): number {
+    return this.exhausted.size;
+  }
+
   isExhausted(campaignId: string): boolean {
     return this.exhausted.has(campaignId);
   }

@@ -72,6 +72,9 @@ interface ScriptedRedis extends Redis {
   recordEvent(...keysThenArgs: Array<string | number>): Promise<RecordReply>;
 }
 
+/** What a failed Redis command was for, as adserve_redis_command_errors_total labels it. */
+export type RedisOperation = 'record' | 'impressions' | 'sync';
+
 export interface RedisStoreOptions {
   url: string;
   /** How often spend totals are mirrored from Redis, in milliseconds. */
@@ -84,6 +87,8 @@ export interface RedisStoreOptions {
   impressionRetentionMs: () => number;
   /** Called with the campaigns whose spend changed at a sync (budgets re-check them). */
   onSpendChange: (campaigns: string[]) => void;
+  /** Called for each command that failed or did not answer within its timeout. */
+  onCommandError?: (operation: RedisOperation) => void;
   log: Logger;
 }
 
@@ -138,7 +143,7 @@ export class RedisSpendStore implements SpendStore {
 
   async record(charge: Charge): Promise<Nanos> {
     const { budgets } = charge;
-    const reply = await this.redis.recordEvent(
+    const reply = await this.counted('record', this.redis.recordEvent(
       eventKey(charge.id),
       serveKey(charge.serve),
       dailyKey(charge.day),
@@ -156,7 +161,7 @@ export class RedisSpendStore implements SpendStore {
       charge.user === '' ? 0 : this.options.impressionRetentionMs(),
       memberSeparator,
       this.options.attributionWindowMs,
-    );
+    ));
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
     const [, chargeNanos, daily, lifetime, events] = reply;
     // This replica sees its own charges at once; other replicas' arrive with the next sync.
@@ -170,7 +175,8 @@ export class RedisSpendStore implements SpendStore {
   async impressionsOf(user: string, sinceMs: number, timeoutMs: number): Promise<Map<string, number[]> | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('redis answered too late')), Math.max(0, timeoutMs))));
-    const flat = await Promise.race([this.redis.zrangebyscore(impressionsKey(user), `(${sinceMs}`, '+inf', 'WITHSCORES'), deadline]).finally(() => clearTimeout(timer));
+    const read = Promise.race([this.redis.zrangebyscore(impressionsKey(user), `(${sinceMs}`, '+inf', 'WITHSCORES'), deadline]).finally(() => clearTimeout(timer));
+    const flat = await this.counted('impressions', read);
     if (flat.length === 0) return undefined;
     const byCampaign = new Map<string, number[]>();
     for (let i = 0; i < flat.length; i += 2) {
@@ -187,6 +193,13 @@ export class RedisSpendStore implements SpendStore {
     clearInterval(this.timer);
     await this.syncing;
     await this.redis.quit();
+  }
+
+  private counted<T>(operation: RedisOperation, command: Promise<T>): Promise<T> {
+    return command.catch((error: unknown) => {
+      this.options.onCommandError?.(operation);
+      throw error;
+    });
   }
 
   /** Raises a mirrored total; totals only grow, so an older reply racing a newer sync cannot lower one. */
@@ -218,6 +231,7 @@ export class RedisSpendStore implements SpendStore {
       this.events = Math.max(this.events, Number(events ?? 0));
       if (notify && changed.length > 0) this.options.onSpendChange(changed);
     } catch (error) {
+      this.options.onCommandError?.('sync');
       // Budgets keep the last mirrored totals; the next sync catches up.
       this.options.log.warn('redis spend sync failed', { error: (error as Error).message });
     }

@@ -8,7 +8,7 @@ import type { Serving } from '../engine/serving';
 import { addon } from '../engine/addon';
 import { RequestError } from '../errors';
 import { EventTokenError, maxEventTokenLength, servedAdKey, type SigningKey, verifyEventToken } from '../money/event_token';
-import type { Metrics } from '../metrics';
+import { bidTypeLabels, type EventOutcome, eventOutcomes, type Metrics } from '../metrics';
 import { microsOfNanos, nanosOfMicros } from '../money/amounts';
 import type { LedgerEntry } from '../money/ledger';
 import type { Money } from '../money/money';
@@ -45,6 +45,13 @@ const typeNames: Partial<Record<EventType, LedgerEntry['type']>> = {
 
 const billable: Record<BidType, LedgerEntry['type']> = { [BidType.Cpc]: 'click', [BidType.Cpm]: 'impression', [BidType.Cpa]: 'conversion' };
 
+/** The outcome of a refused event; a code outside the closed set counts as internal, so the label set stays closed. */
+function outcomeOf(error: unknown): EventOutcome {
+  if (!(error instanceof RequestError)) return 'internal';
+  if (error.code === 'duplicate_event') return 'duplicate';
+  return (eventOutcomes as readonly string[]).includes(error.code) ? (error.code as EventOutcome) : 'internal';
+}
+
 /**
  * A token's text from the raw bytes of a FlatBuffer string. Read as bytes because the UTF-8 decoder
  * would silently drop a leading byte-order mark and map invalid sequences to U+FFFD, giving two byte
@@ -80,7 +87,19 @@ export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
   return { eventId: json.event_id, type: json.type, token: json.token };
 }
 
+/** Records one event whose type was read, counting its outcome in adserve_events_total. */
 export async function recordEvent(input: EventInput, context: EventContext, nowMs: number): Promise<RecordedEvent> {
+  try {
+    const recorded = await chargeEvent(input, context, nowMs);
+    context.metrics.events.inc({ type: input.type, outcome: 'recorded' });
+    return recorded;
+  } catch (error) {
+    context.metrics.events.inc({ type: input.type, outcome: outcomeOf(error) });
+    throw error;
+  }
+}
+
+async function chargeEvent(input: EventInput, context: EventContext, nowMs: number): Promise<RecordedEvent> {
   if (input.eventId.length === 0 || input.eventId.length > 128) throw new RequestError(422, 'invalid_event', 'event_id must be 1..128 characters');
   const spend = context.money.store;
   if (spend.failure) throw new RequestError(503, 'ledger_unavailable', `spend ledger is not writable: ${spend.failure.message}`);
@@ -112,6 +131,7 @@ export async function recordEvent(input: EventInput, context: EventContext, nowM
   });
   const labels = { placement: token.placement, model: token.modelVersion };
   const { metrics } = context;
+  if (chargeNanos > 0) metrics.spend.inc({ bid_type: bidTypeLabels[bidType] }, microsOfNanos(chargeNanos));
   if (chargeNanos < priceNanos) metrics.overdelivery.inc(microsOfNanos(priceNanos - chargeNanos));
   const monitor = metrics.calibration;
   if (input.type === 'impression') {

@@ -11,6 +11,7 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+/** A loopback TCP port nothing listens on now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();

@@ -42,6 +42,7 @@ describe('admin: models', () => {
     expect(response.status).toBe(200);
     const body = (await response.json()) as { serving: { version: string; ads: number } };
     expect(body.serving.version).toMatch(/^tiny-/);
+    expect(await (await fetch(`${daemon.url}/metrics`)).text()).toContain(`adserve_model_info{arm="a",version="${body.serving.version}",`);
     expect(body.serving.ads).toBeGreaterThan(0);
     expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
     expect(await status()).toBe(ResponseStatus.Ok);
@@ -76,7 +77,13 @@ describe('admin: models', () => {
     expect(inB).toBeLessThan(90);
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toContain(`adserve_arm_requests_total{arm="b",model="tiny-challenger"} ${inB * 2}`);
+    const servingModels = (text: string): string[] => text.split('\n').filter((line) => line.startsWith('adserve_model_info{'));
+    expect(servingModels(metrics)).toEqual([
+      expect.stringMatching(/^adserve_model_info\{arm="a",version="tiny-[0-9a-f]+",sha256="[0-9a-f]{64}"\} 1$/),
+      expect.stringMatching(/^adserve_model_info\{arm="b",version="tiny-challenger",sha256="[0-9a-f]{64}"\} 1$/),
+    ]);
     expect((await admin('DELETE', undefined, `Bearer ${token}`, '/b')).status).toBe(200);
+    expect(servingModels(await (await fetch(`${daemon.url}/metrics`)).text())).toEqual([expect.stringMatching(/^adserve_model_info\{arm="a",version="tiny-/)]);
     expect(new Set(await Promise.all(users.slice(0, 50).map(versionFor)))).not.toContain('tiny-challenger');
     expect((await admin('DELETE', undefined, `Bearer ${token}`, '/b')).status).toBe(404);
   });
