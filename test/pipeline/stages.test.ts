@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runAuction, auctionOutcome } from '../../src/auction/auction';
 import { insertKeyword } from '../../src/auction/keyword_insertion';
+import { defaultQualityWeights } from '../../src/auction/quality';
 import { calibrate } from '../../src/calibration/calibrate';
 import { type Catalog, catalogFromJson } from '../../src/catalog/catalog';
 import type { CatalogJson } from '../../src/engine/model_dir';
@@ -15,7 +16,7 @@ import { type ModelDir, readModelDir } from '../../src/engine/model_dir';
 import { engineSettings, placementRules } from '../../src/engine/serving';
 import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
-import { Ad, AdResponse, Creative, Placement, ResponseStatus, StageTiming } from '../../src/protocol/schema';
+import { Ad, AdResponse, BidType, Creative, Placement, ResponseStatus, StageTiming } from '../../src/protocol/schema';
 import { auctionCandidates } from '../../src/pipeline/auction';
 import { calibrateCandidates } from '../../src/pipeline/calibrate_candidates';
 import type { Clock } from '../../src/pipeline/clock';
@@ -79,6 +80,31 @@ describe('quality stage', () => {
     }
     // Not all clamped: the score follows the candidates.
     expect(new Set(Array.from(scratch.quality.subarray(0, count))).size).toBeGreaterThan(2);
+  });
+
+  it('gives bit for bit the log-domain score with every log taken afresh, on first sight of the ads and after', () => {
+    const scratch = throughAuction(result);
+    const count = result.adIndex.length;
+    const { alpha, beta, gamma, delta } = defaultQualityWeights;
+    const mean = (values: ArrayLike<number>): number => {
+      let sum = 0;
+      for (let i = 0; i < count; i++) sum += values[i]!;
+      return sum > 0 ? sum / count : 1;
+    };
+    const landing = Float64Array.from(result.adIndex, (ad) => catalog.landingQuality[ad]!);
+    const shared = beta * Math.log(mean(scratch.relevance)) + gamma * Math.log(mean(landing));
+    const offsets = [shared + alpha * Math.log(mean(scratch.pCvr)), shared + delta * Math.log(mean(scratch.pCtr)), shared];
+    const expected = Array.from(result.adIndex, (ad, i) => {
+      const type = catalog.bidType[ad]!;
+      let logQs = beta * Math.log(scratch.relevance[i]!) + gamma * Math.log(landing[i]!);
+      if (type === BidType.Cpc) logQs += alpha * Math.log(scratch.pCvr[i]!) - offsets[0]!;
+      else if (type === BidType.Cpm) logQs += delta * Math.log(scratch.pCtr[i]!) - offsets[1]!;
+      else logQs -= offsets[2]!;
+      return Math.min(1.5, Math.max(0.5, Math.exp(logQs)));
+    });
+    expect(Array.from(scratch.quality.subarray(0, count))).toEqual(expected);
+    scoreQuality(result, catalog, scratch);
+    expect(Array.from(scratch.quality.subarray(0, count))).toEqual(expected);
   });
 });
 
