@@ -2,6 +2,7 @@
 // label values come from small closed sets.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+import { BulkHistogram } from './bulk_histogram';
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
@@ -27,62 +28,32 @@ interface Observer {
 }
 
 /**
- * The histograms a decision observes, in bulk: a decision writes its values into preallocated
- * columns (one array store each, no label lookup), and they reach prom-client when a column
- * fills or a scrape collects. Owned by the JS thread; one per Metrics.
+ * The histograms a decision observes, each observation one bucket increment (BulkHistogram).
+ * Owned by the JS thread; one per Metrics.
  */
 export class DecisionObservations {
-  private readonly pending: Float64Array;
-  private readonly counts: Int32Array;
-  private readonly stages: number;
-
   constructor(
     private readonly series: readonly Observer[],
-    stageCount: number,
-    private readonly capacity = 512,
-  ) {
-    this.stages = stageCount;
-    this.pending = new Float64Array(series.length * capacity);
-    this.counts = new Int32Array(series.length);
-  }
+    private readonly stages: number,
+  ) {}
 
   /** `stage`: an index into stageLabels. */
   stage(stage: number, seconds: number): void {
-    this.record(stage, seconds);
+    this.series[stage]!.observe(seconds);
   }
 
   batch(batchSize: number, queueWaitSeconds: number): void {
-    this.record(this.stages, batchSize);
-    this.record(this.stages + 1, queueWaitSeconds);
+    this.series[this.stages]!.observe(batchSize);
+    this.series[this.stages + 1]!.observe(queueWaitSeconds);
   }
 
   fill(ratio: number): void {
-    this.record(this.stages + 2, ratio);
+    this.series[this.stages + 2]!.observe(ratio);
   }
 
   /** `bidType`: BidType (CPC, CPM, CPA); the price in dollars per billable unit. */
   clearingPrice(bidType: number, dollars: number): void {
-    this.record(this.stages + 3 + bidType, dollars);
-  }
-
-  /** Hands every pending value to its histogram. */
-  flush(): void {
-    for (let series = 0; series < this.series.length; series++) this.flushSeries(series);
-  }
-
-  private record(series: number, value: number): void {
-    const count = this.counts[series]!;
-    this.pending[series * this.capacity + count] = value;
-    this.counts[series] = count + 1;
-    if (count + 1 === this.capacity) this.flushSeries(series);
-  }
-
-  private flushSeries(series: number): void {
-    const observer = this.series[series]!;
-    const start = series * this.capacity;
-    const end = start + this.counts[series]!;
-    for (let i = start; i < end; i++) observer.observe(this.pending[i]!);
-    this.counts[series] = 0;
+    this.series[this.stages + 3 + bidType]!.observe(dollars);
   }
 }
 
@@ -102,9 +73,6 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
   const registry = new Registry();
   // 1 ms: at the default 10 ms the event-loop lag metrics cannot see the few-millisecond stalls that matter here.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1 });
-  // Set once the histograms exist; each scrape first moves the decisions' pending values in.
-  let decisions: DecisionObservations | undefined;
-  const collect = (): void => decisions?.flush();
   const requestDuration = new Histogram({
     name: 'adserve_request_duration_seconds',
     help: 'Time from the first byte of a request to its answer, by route, placement and HTTP status.',
@@ -119,26 +87,23 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     registers: [registry],
   });
   info.set({ version, torch: build.torch, faiss: build.faiss, flatbuffers: build.flatbuffers, cuda: String(build.cuda) }, 1);
-  const stageDuration = new Histogram({
+  const stageDuration = new BulkHistogram({
     name: 'adserve_stage_duration_seconds',
     help: 'Time per decision stage: engine stages per batch (parse, user, context, retrieve, light_score, score), then exclusions, calibrate, quality, auction, encode.',
     labelNames: ['stage'] as const,
-    collect,
     buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [registry],
   });
-  const batchSize = new Histogram({
+  const batchSize = new BulkHistogram({
     name: 'adserve_batch_size',
     help: 'Requests in the engine batch that scored each request.',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-    collect,
     registers: [registry],
   });
-  const queueWait = new Histogram({
+  const queueWait = new BulkHistogram({
     name: 'adserve_batch_queue_wait_seconds',
     help: 'Time a request waited in the engine queue before its batch started.',
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
-    collect,
     registers: [registry],
   });
   const degraded = new Counter({
@@ -152,19 +117,17 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     help: 'Value of billable events served before a budget ran out but arriving after it: delivered, billed only up to the budget (micros).',
     registers: [registry],
   });
-  const fillRatio = new Histogram({
+  const fillRatio = new BulkHistogram({
     name: 'adserve_fill_ratio',
     help: 'Filled slots over requested slots, per decision.',
     buckets: [0, 0.25, 0.5, 0.75, 1],
-    collect,
     registers: [registry],
   });
-  const clearingPrice = new Histogram({
+  const clearingPrice = new BulkHistogram({
     name: 'adserve_auction_clearing_price',
     help: 'Price of each winning ad in its billable unit (dollars; CPM per thousand impressions).',
     labelNames: ['bid_type'] as const,
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50],
-    collect,
     registers: [registry],
   });
   // Online calibration monitor: observed clicks / predicted clicks (and the same for conversions)
@@ -184,7 +147,7 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     labelNames: ['arm', 'model'] as const,
     registers: [registry],
   });
-  decisions = new DecisionObservations(
+  const decisions = new DecisionObservations(
     [
       ...stageLabels.map((stage) => stageDuration.labels({ stage })),
       batchSize,
