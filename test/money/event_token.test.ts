@@ -29,10 +29,14 @@ describe('event tokens', () => {
   it('are, byte for byte, the plain AES-256-GCM sealing of their tuple, one counter step apart', () => {
     const secret = Buffer.from('event-token-plain-key');
     const sealer = signingKeyOf(secret);
-    const texts = [fields, { ...fields, requestId: 'req-ü-☕', userId: '', adId: 'ad"\\x', pCtr: 0.123456789, pCvr: 0, slot: 0, placement: 'Home' }];
+    const texts = [
+      fields,
+      { ...fields, requestId: 'req-ü-☕', userId: '', adId: 'ad"\\x\u0001', pCtr: 0.123456789, pCvr: 0, slot: 0, placement: 'Home' },
+      { ...fields, userId: 'u\ud800', priceMicros: -0, pCtr: 1e-7, pCvr: Number.NaN, issuedMs: 1.5e12 + 0.5, expiresMs: 2 ** 53 },
+    ];
     let previous: bigint | undefined;
-    for (let i = 0; i < 6; i++) {
-      const tokenFields = texts[i % 2]!;
+    for (let i = 0; i < 9; i++) {
+      const tokenFields = texts[i % texts.length]!;
       const token = signEventToken(tokenFields, sealer);
       const salt = Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, 16);
       expect(token).toBe(plainToken(tokenFields, secret, salt));

@@ -227,8 +227,12 @@ describe('encode stage bytes', () => {
         expect(timings[0]).toEqual(['parse', 1_000_000n]);
         expect(Buffer.from(bytes).equals(plainResponse(parsed, shown, scratch, tokens, timings))).toBe(true);
         for (let slot = 0; slot < 3; slot++) {
-          const ad = scratch.adIndex[scratch.outcome.candidate[slot]!]!;
-          expect(verifyEventToken(tokens[slot]!, [key], clock.now())).toMatchObject({ requestId: request.id, adId: shown.adId.at(ad), userId: request.userId ?? '', slot });
+          const i = scratch.outcome.candidate[slot]!;
+          const ad = scratch.adIndex[i]!;
+          expect(verifyEventToken(tokens[slot]!, [key], clock.now())).toEqual({
+            requestId: request.id, adId: shown.adId.at(ad), slot, bidType: scratch.bidType[i], priceMicros: scratch.outcome.priceMicros[slot], issuedMs: clock.now(), expiresMs: clock.now() + 60_000,
+            userId: request.userId ?? '', pCtr: Math.round(scratch.pCtr[i]! * 1e6) / 1e6, pCvr: Math.round(scratch.pCvr[i]! * 1e6) / 1e6, placement: 'Search', modelVersion: 'm-1',
+          });
         }
       }
     }
