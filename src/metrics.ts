@@ -2,6 +2,7 @@
 // label values come from small closed sets.
 import { Counter, type CounterConfiguration, Gauge, Histogram, type HistogramConfiguration, Registry, collectDefaultMetrics } from 'prom-client';
 
+import { BulkHistogram } from './bulk_histogram';
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 import type { Serving } from './engine/serving';
 import type { Money } from './money/money';
@@ -29,62 +30,32 @@ interface Observer {
 }
 
 /**
- * The histograms a decision observes, in bulk: a decision writes its values into preallocated
- * columns (one array store each, no label lookup), and they reach prom-client when a column
- * fills or a scrape collects. Owned by the JS thread; one per Metrics.
+ * The histograms a decision observes, each observation one bucket increment (BulkHistogram).
+ * Owned by the JS thread; one per Metrics.
  */
 export class DecisionObservations {
-  private readonly pending: Float64Array;
-  private readonly counts: Int32Array;
-  private readonly stages: number;
-
   constructor(
     private readonly series: readonly Observer[],
-    stageCount: number,
-    private readonly capacity = 512,
-  ) {
-    this.stages = stageCount;
-    this.pending = new Float64Array(series.length * capacity);
-    this.counts = new Int32Array(series.length);
-  }
+    private readonly stages: number,
+  ) {}
 
   /** `stage`: an index into stageLabels. */
   stage(stage: number, seconds: number): void {
-    this.record(stage, seconds);
+    this.series[stage]!.observe(seconds);
   }
 
   batch(batchSize: number, queueWaitSeconds: number): void {
-    this.record(this.stages, batchSize);
-    this.record(this.stages + 1, queueWaitSeconds);
+    this.series[this.stages]!.observe(batchSize);
+    this.series[this.stages + 1]!.observe(queueWaitSeconds);
   }
 
   fill(ratio: number): void {
-    this.record(this.stages + 2, ratio);
+    this.series[this.stages + 2]!.observe(ratio);
   }
 
   /** `bidType`: BidType (CPC, CPM, CPA); the price in dollars per billable unit. */
   clearingPrice(bidType: number, dollars: number): void {
-    this.record(this.stages + 3 + bidType, dollars);
-  }
-
-  /** Hands every pending value to its histogram. */
-  flush(): void {
-    for (let series = 0; series < this.series.length; series++) this.flushSeries(series);
-  }
-
-  private record(series: number, value: number): void {
-    const count = this.counts[series]!;
-    this.pending[series * this.capacity + count] = value;
-    this.counts[series] = count + 1;
-    if (count + 1 === this.capacity) this.flushSeries(series);
-  }
-
-  private flushSeries(series: number): void {
-    const observer = this.series[series]!;
-    const start = series * this.capacity;
-    const end = start + this.counts[series]!;
-    for (let i = start; i < end; i++) observer.observe(this.pending[i]!);
-    this.counts[series] = 0;
+    this.series[this.stages + 3 + bidType]!.observe(dollars);
   }
 }
 
@@ -204,17 +175,15 @@ const calibrationCounters: Record<keyof Metrics['calibration'], Declared<Counter
 };
 
 function registerDecisionObservations(registry: Registry): DecisionObservations {
-  // Each scrape first moves the decisions' pending values in; scrapes start after this returns.
-  const collect = (): void => decisions.flush();
-  const histogram = <T extends string>(spec: Declared<HistogramConfiguration<T>>): Histogram<T> => new Histogram<T>({ ...spec, collect, registers: [registry] });
+  const histogram = <T extends string>(spec: Declared<HistogramConfiguration<T>>): BulkHistogram<T> =>
+    new BulkHistogram<T>({ name: spec.name, help: spec.help, labelNames: spec.labelNames, buckets: spec.buckets!, registers: [registry] });
   const { stageDuration, batchSize, queueWait, fillRatio, clearingPrice } = decisionHistograms;
   const stages = histogram<'stage'>(stageDuration);
   const series: Observer[] = [...stageLabels.map((stage) => stages.labels({ stage })), histogram(batchSize), histogram(queueWait), histogram(fillRatio)];
   const prices = histogram<'bid_type'>(clearingPrice);
   // In BidType order, as DecisionObservations.clearingPrice indexes them.
   for (const bidType of bidTypeLabels) series.push(prices.labels({ bid_type: bidType }));
-  const decisions = new DecisionObservations(series, stageLabels.length);
-  return decisions;
+  return new DecisionObservations(series, stageLabels.length);
 }
 
 export function createMetrics(build: BuildInfo, version: string): Metrics {

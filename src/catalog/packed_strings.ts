@@ -4,18 +4,25 @@
 // UTF-8 with an offset per row, and a string is made only when a row is read (the winners of an
 // auction, an event's ad).
 
-/** Read access shared by packed columns and plain string arrays. */
+/** Read access to a column of catalog text. */
 export interface StringColumn {
   readonly length: number;
   at(index: number): string | undefined;
+  /** The row's UTF-8 bytes, a view valid as long as the column (no string is made). */
+  utf8At(index: number): Uint8Array | undefined;
 }
 
 export class PackedStrings implements StringColumn {
+  /** The same bytes as a plain Uint8Array, whose views are cheaper to make than a Buffer's. */
+  private readonly utf8: Uint8Array;
+
   private constructor(
     private readonly bytes: Buffer,
     /** Row i spans bytes[offsets[i], offsets[i + 1]). */
     private readonly offsets: Uint32Array,
-  ) {}
+  ) {
+    this.utf8 = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
 
   static from(values: readonly string[]): PackedStrings {
     const offsets = new Uint32Array(values.length + 1);
@@ -32,6 +39,11 @@ export class PackedStrings implements StringColumn {
   at(index: number): string | undefined {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
     return this.bytes.toString('utf8', this.offsets[index], this.offsets[index + 1]);
+  }
+
+  utf8At(index: number): Uint8Array | undefined {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
+    return this.utf8.subarray(this.offsets[index], this.offsets[index + 1]);
   }
 }
 

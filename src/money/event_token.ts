@@ -31,6 +31,7 @@ export interface EventTokenFields {
   modelVersion: string;
 }
 
+const version = 'v2';
 const epochBytes = 8;
 const saltBytes = 16;
 const tagBytes = 16;
@@ -43,6 +44,7 @@ const openedEpochsKept = 1024;
  */
 export class SigningKey {
   readonly id: string;
+  private header: { id: string; text: string; bytes: Buffer } | undefined;
   private readonly epoch = randomBytes(epochBytes);
   private readonly epochKey: Buffer;
   private counter = randomBytes(8).readBigUInt64BE() >> 1n;
@@ -51,6 +53,12 @@ export class SigningKey {
   constructor(readonly secret: Buffer) {
     this.id = createHash('sha256').update(secret).digest('hex').slice(0, 8);
     this.epochKey = this.keyOfEpoch(this.epoch);
+  }
+
+  /** The token's `v2.<key id>` prefix, which is also its GCM additional data, made once per id. */
+  sealingHeader(): { text: string; bytes: Buffer } {
+    if (this.header?.id !== this.id) this.header = { id: this.id, text: `${version}.${this.id}`, bytes: Buffer.from(`${version}.${this.id}`) };
+    return this.header;
   }
 
   /** The next salt (epoch | counter) and the key to seal with. */
@@ -84,7 +92,6 @@ export function signingKeyOf(secret: Buffer): SigningKey {
   return new SigningKey(secret);
 }
 
-const version = 'v2';
 const tokenPattern = /^v2\.([0-9a-f]{8})\.([A-Za-z0-9_-]+)$/;
 /** Longest accepted token: far above any token this server writes, far below what could cost real work. */
 export const maxEventTokenLength = 2048;
@@ -96,6 +103,9 @@ function nonceOf(salt: Buffer): Buffer {
   return nonce;
 }
 
+/** The sealing nonce, rewritten per token: createCipheriv copies it, and the JS thread seals one token at a time. */
+const sealingNonce = Buffer.alloc(12);
+
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
   const plaintext = Buffer.from(
     JSON.stringify([
@@ -104,11 +114,18 @@ export function signEventToken(fields: EventTokenFields, key: SigningKey): strin
     ]),
   );
   const { salt, key: sealingKey } = key.nextSeal();
-  const header = `${version}.${key.id}`;
-  const cipher = createCipheriv('aes-256-gcm', sealingKey, nonceOf(salt), { authTagLength: tagBytes });
-  cipher.setAAD(Buffer.from(header));
-  const sealed = Buffer.concat([salt, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return `${header}.${sealed.toString('base64url')}`;
+  salt.copy(sealingNonce, 4, epochBytes, saltBytes);
+  const cipher = createCipheriv('aes-256-gcm', sealingKey, sealingNonce, { authTagLength: tagBytes });
+  const header = key.sealingHeader();
+  cipher.setAAD(header.bytes);
+  const body = cipher.update(plaintext);
+  const tail = cipher.final();
+  const sealed = Buffer.allocUnsafe(saltBytes + body.length + tail.length + tagBytes);
+  salt.copy(sealed, 0);
+  body.copy(sealed, saltBytes);
+  tail.copy(sealed, saltBytes + body.length);
+  cipher.getAuthTag().copy(sealed, saltBytes + body.length + tail.length);
+  return `${header.text}.${sealed.toString('base64url')}`;
 }
 
 export class EventTokenError extends Error {}

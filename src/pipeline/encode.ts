@@ -28,6 +28,7 @@ export interface EncodeInput {
   startedMs: number;
 }
 
+const openingBrace = '{'.charCodeAt(0);
 const nanos = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
 /** Scratch holds the candidates' columns the auction ran on; clock.now() stamps the tokens. */
@@ -42,19 +43,21 @@ export function encodeDecision(input: EncodeInput, clock: Clock, scratch: Decisi
     const i = outcome.candidate[slot]!;
     const ad = scratch.adIndex[i]!;
     const adId = catalog.adId.at(ad)!;
+    const title = catalog.title.utf8At(ad)!;
     const priceMicros = outcome.priceMicros[slot]!;
     const bidType = scratch.bidType[i]!;
     const pCtr = scratch.pCtr[i]!;
     const pCvr = scratch.pCvr[i]!;
     ads.push({
       slot,
-      adId,
+      adId: catalog.adId.utf8At(ad)!,
       campaignId: catalog.campaignId[ad]!,
       advertiserId: catalog.advertiserId[ad]!,
-      productId: catalog.productId.at(ad)!,
-      title: insertKeyword(catalog.title.at(ad)!, query),
-      imageUrl: catalog.imageUrl.at(ad)!,
-      landingUrl: catalog.landingUrl.at(ad)!,
+      productId: catalog.productId.utf8At(ad)!,
+      // Only a title with a placeholder is read as text; the rest go out as the catalog's bytes.
+      title: title.includes(openingBrace) ? insertKeyword(catalog.title.at(ad)!, query) : title,
+      imageUrl: catalog.imageUrl.utf8At(ad)!,
+      landingUrl: catalog.landingUrl.utf8At(ad)!,
       bidType,
       bidMicros: scratch.bidMicros[i]!,
       priceMicros,

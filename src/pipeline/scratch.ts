@@ -15,6 +15,7 @@ export class DecisionScratch {
   pCvr = new Float64Array(0);
   relevance = new Float32Array(0);
   landing = new Float64Array(0);
+  logLanding = new Float64Array(0);
   quality = new Float64Array(0);
   outcome: AuctionOutcome = auctionOutcome(0);
   /** The request's auction rules, rewritten in place by each decision. */
@@ -33,6 +34,16 @@ export class DecisionScratch {
 
   /** Prepared isotonic maps, by the model's map each was made from (a swapped-in model brings new ones). */
   private readonly isotonic = new WeakMap<CalibrationParams, IsotonicIndex>();
+
+  /** ln(landing quality) of each ad, by the catalog column it came from; NaN until an ad is first scored. */
+  private readonly adLogLanding = new WeakMap<Float32Array, Float64Array>();
+
+  /** The log of each ad's landing quality, kept because an ad's is the same in every auction it enters. */
+  adLogLandingOf(landingQuality: Float32Array): Float64Array {
+    let logs = this.adLogLanding.get(landingQuality);
+    if (!logs) this.adLogLanding.set(landingQuality, (logs = new Float64Array(landingQuality.length).fill(Number.NaN)));
+    return logs;
+  }
 
   /** The prepared index of an isotonic map, made on first use; undefined for other kinds. */
   isotonicIndex(params: CalibrationParams): IsotonicIndex | undefined {
@@ -53,6 +64,7 @@ export class DecisionScratch {
       this.pCvr = new Float64Array(count);
       this.relevance = new Float32Array(count);
       this.landing = new Float64Array(count);
+      this.logLanding = new Float64Array(count);
       this.quality = new Float64Array(count);
       Object.assign(this.candidates, { bidType: this.bidType, bidMicros: this.bidMicros, pCtr: this.pCtr, pCvr: this.pCvr, quality: this.quality, tiebreak: this.adIndex });
     }

@@ -8,15 +8,18 @@ export interface StageNanos {
   nanos: bigint;
 }
 
+/** A string field: text, or its UTF-8 bytes (the catalog keeps its text as UTF-8). */
+export type Utf8Text = string | Uint8Array;
+
 export interface WinningAd {
   slot: number;
-  adId: string;
+  adId: Utf8Text;
   campaignId: string;
   advertiserId: string;
-  productId: string;
-  title: string;
-  imageUrl: string;
-  landingUrl: string;
+  productId: Utf8Text;
+  title: Utf8Text;
+  imageUrl: Utf8Text;
+  landingUrl: Utf8Text;
   bidType: BidType;
   bidMicros: number;
   priceMicros: number;
@@ -41,14 +44,26 @@ export interface AdResponseFields {
 }
 
 const builder = new Builder(1024);
+/** ASCII text is copied here by a loop: the builder's own TextEncoder allocates a buffer per string. */
+const asciiScratch = new Uint8Array(4096);
+
+function createText(text: Utf8Text): number {
+  if (typeof text !== 'string' || text.length > asciiScratch.length) return builder.createString(text);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return builder.createString(text);
+    asciiScratch[i] = code;
+  }
+  return builder.createString(asciiScratch.subarray(0, text.length));
+}
 
 function encodeAd(ad: WinningAd): number {
-  const creative = Creative.createCreative(builder, builder.createString(ad.title), 0, builder.createString(ad.imageUrl), builder.createString(ad.landingUrl));
-  const adId = builder.createString(ad.adId);
-  const campaignId = builder.createString(ad.campaignId);
-  const advertiserId = builder.createString(ad.advertiserId);
-  const productId = builder.createString(ad.productId);
-  const token = builder.createString(ad.eventToken);
+  const creative = Creative.createCreative(builder, createText(ad.title), 0, createText(ad.imageUrl), createText(ad.landingUrl));
+  const adId = createText(ad.adId);
+  const campaignId = createText(ad.campaignId);
+  const advertiserId = createText(ad.advertiserId);
+  const productId = createText(ad.productId);
+  const token = createText(ad.eventToken);
   Ad.startAd(builder);
   Ad.addSlot(builder, ad.slot);
   Ad.addAdId(builder, adId);
@@ -69,14 +84,14 @@ function encodeAd(ad: WinningAd): number {
 
 export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
   builder.clear();
-  const requestId = builder.createString(fields.requestId);
-  const message = fields.message === undefined ? 0 : builder.createString(fields.message);
-  const modelVersion = fields.modelVersion === undefined ? 0 : builder.createString(fields.modelVersion);
+  const requestId = createText(fields.requestId);
+  const message = fields.message === undefined ? 0 : createText(fields.message);
+  const modelVersion = fields.modelVersion === undefined ? 0 : createText(fields.modelVersion);
   const ads = AdResponse.createAdsVector(builder, (fields.ads ?? []).map((ad) => encodeAd(ad)));
   let timings = 0;
   if (fields.timings !== undefined) {
     const offsets = fields.timings.map(({ stage, nanos }) =>
-      StageTiming.createStageTiming(builder, builder.createString(stage), nanos),
+      StageTiming.createStageTiming(builder, createText(stage), nanos),
     );
     timings = AdResponse.createTimingsVector(builder, offsets);
   }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
 
@@ -10,7 +10,42 @@ const fields: EventTokenFields = {
   userId: 'user-secret-9', pCtr: 0.0312, pCvr: 0.11, placement: 'Search', modelVersion: 'demo-abc',
 };
 const key = signingKeyOf(Buffer.from('event-token-test-key-0123456789abcdef'));
+/**
+ * The token of docs/billing.md written out step by step: AES-256-GCM of the JSON tuple under
+ * HMAC-SHA256(secret, epoch), nonce = the salt's counter zero-padded to 96 bits, the header as
+ * additional data.
+ */
+function plainToken(tokenFields: EventTokenFields, secret: Buffer, salt: Buffer): string {
+  const header = `v2.${createHash('sha256').update(secret).digest('hex').slice(0, 8)}`;
+  const cipher = createCipheriv('aes-256-gcm', createHmac('sha256', secret).update(salt.subarray(0, 8)).digest(), Buffer.concat([Buffer.alloc(4), salt.subarray(8)]));
+  cipher.setAAD(Buffer.from(header));
+  const { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion } = tokenFields;
+  const tuple = [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, Math.round(pCtr * 1e6) / 1e6, Math.round(pCvr * 1e6) / 1e6, placement, modelVersion];
+  const sealed = Buffer.concat([salt, cipher.update(Buffer.from(JSON.stringify(tuple))), cipher.final(), cipher.getAuthTag()]);
+  return `${header}.${sealed.toString('base64url')}`;
+}
+
 describe('event tokens', () => {
+  it('are, byte for byte, the plain AES-256-GCM sealing of their tuple, one counter step apart', () => {
+    const secret = Buffer.from('event-token-plain-key');
+    const sealer = signingKeyOf(secret);
+    const texts = [
+      fields,
+      { ...fields, requestId: 'req-ü-☕', userId: '', adId: 'ad"\\x\u0001', pCtr: 0.123456789, pCvr: 0, slot: 0, placement: 'Home' },
+      { ...fields, userId: 'u\ud800', priceMicros: -0, pCtr: 1e-7, pCvr: Number.NaN, issuedMs: 1.5e12 + 0.5, expiresMs: 2 ** 53 },
+    ];
+    let previous: bigint | undefined;
+    for (let i = 0; i < 9; i++) {
+      const tokenFields = texts[i % texts.length]!;
+      const token = signEventToken(tokenFields, sealer);
+      const salt = Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, 16);
+      expect(token).toBe(plainToken(tokenFields, secret, salt));
+      const counter = salt.readBigUInt64BE(8);
+      if (previous !== undefined) expect(counter).toBe((previous + 1n) & 0xffff_ffff_ffff_ffffn);
+      previous = counter;
+    }
+  });
+
   it('round-trips the frozen auction fields', () => {
     const token = signEventToken(fields, key);
     expect(token).toMatch(/^v2\.[0-9a-f]{8}\.[A-Za-z0-9_-]+$/);
