@@ -8,7 +8,7 @@ import { insertKeyword } from '../../src/auction/keyword_insertion';
 import { defaultQualityWeights } from '../../src/auction/quality';
 import { calibrate } from '../../src/calibration/calibrate';
 import { type Catalog, catalogFromJson } from '../../src/catalog/catalog';
-import type { CatalogJson } from '../../src/engine/model_dir';
+import type { CatalogJson } from '../../src/catalog/catalog_json';
 import { defaults } from '../../src/config';
 import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
 import { type AdHistory, adHistory, openEngine } from '../../src/engine/engine';
