@@ -84,7 +84,7 @@ export const bidTypeLabels = ['cpc', 'cpm', 'cpa'] as const;
  * Outcomes of adserve_events_total for an event whose type was read: recorded, duplicate (409), or
  * the code of the refusal; `internal` is any unexpected failure, such as a ledger write that failed.
  */
-export const eventOutcomes = ['recorded', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
+export const eventOutcomes = ['recorded', 'test', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
 export type EventOutcome = (typeof eventOutcomes)[number];
 const eventTypes = ['impression', 'click', 'conversion'] as const;
 const redisOperations = ['record', 'impressions', 'sync'] as const;

@@ -29,6 +29,8 @@ export interface EventTokenFields {
   pCvr: number;
   placement: string;
   modelVersion: string;
+  /** Served to test traffic: its events are verified and answered, never billed. */
+  test?: boolean;
 }
 
 const version = 'v2';
@@ -111,6 +113,8 @@ export function signEventToken(fields: EventTokenFields, key: SigningKey): strin
     JSON.stringify([
       fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId,
       Math.round(fields.pCtr * 1e6) / 1e6, Math.round(fields.pCvr * 1e6) / 1e6, fields.placement, fields.modelVersion,
+      // Only test traffic carries the flag, so other tokens keep the twelve fields tokens always had.
+      ...(fields.test ? [1] : []),
     ]),
   );
   const { salt, key: sealingKey } = key.nextSeal();
@@ -141,11 +145,12 @@ function fieldsOf(plaintext: Buffer): EventTokenFields {
     throw new EventTokenError('event token contents are not readable');
   }
   const kinds = ['string', 'string', 'number', 'number', 'number', 'number', 'number', 'string', 'number', 'number', 'string', 'string'];
-  if (!Array.isArray(tuple) || tuple.length !== kinds.length || tuple.some((value, i) => typeof value !== kinds[i])) {
+  const testFlagged = Array.isArray(tuple) && tuple.length === kinds.length + 1 && tuple[kinds.length] === 1;
+  if (!Array.isArray(tuple) || (tuple.length !== kinds.length && !testFlagged) || kinds.some((kind, i) => typeof tuple[i] !== kind)) {
     throw new EventTokenError('event token contents are not readable');
   }
   const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion] = tuple as TokenTuple;
-  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion };
+  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion, ...(testFlagged ? { test: true } : {}) };
 }
 
 /**

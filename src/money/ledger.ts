@@ -194,6 +194,11 @@ export class Ledger {
     });
   }
 
+  /** Resolves once the snapshot being written, if any, is durable and the segments it covers are deleted. */
+  async snapshotSettled(): Promise<void> {
+    await this.snapshotting;
+  }
+
   async close(): Promise<void> {
     await this.flushing;
     await this.snapshotting;

@@ -66,7 +66,7 @@ export function encodeDecision(input: EncodeInput, clock: Clock, scratch: Decisi
       ecpmMicros: outcome.adjEcpmMicros[slot]!,
       quality: scratch.quality[i]!,
       eventToken: signEventToken(
-        { requestId: parsed.requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId, pCtr, pCvr, placement, modelVersion },
+        { requestId: parsed.requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId, pCtr, pCvr, placement, modelVersion, test: parsed.test },
         input.signingKey,
       ),
     });

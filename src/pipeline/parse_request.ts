@@ -19,6 +19,8 @@ export interface ParsedAdRequest {
   /** Time budget for this decision after clamping, in milliseconds. */
   tmaxMs: number;
   debug: boolean;
+  /** Test traffic (OpenRTB `test`): answered as any other request, its events never billed. */
+  test: boolean;
 }
 
 export interface ParseLimits {
@@ -86,5 +88,6 @@ export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAd
     floorCpmMicros: Number(floor),
     tmaxMs: tmax === 0 ? limits.defaultTmaxMs : Math.min(tmax, limits.maxTmaxMs),
     debug: request.debug(),
+    test: request.test(),
   };
 }

@@ -30,7 +30,8 @@ export interface EventInput {
 }
 
 export interface RecordedEvent {
-  status: 'recorded';
+  /** `test`: the ad was served to test traffic, so the event is verified and answered but neither billed nor kept. */
+  status: 'recorded' | 'test';
   eventId: string;
   chargedMicros: number;
   /** The charge was cut short by the campaign's daily budget. */
@@ -91,7 +92,7 @@ export function parseEvent(body: Uint8Array, binary: boolean): EventInput {
 export async function recordEvent(input: EventInput, context: EventContext, nowMs: number): Promise<RecordedEvent> {
   try {
     const recorded = await chargeEvent(input, context, nowMs);
-    context.metrics.events.inc({ type: input.type, outcome: 'recorded' });
+    context.metrics.events.inc({ type: input.type, outcome: recorded.status });
     return recorded;
   } catch (error) {
     context.metrics.events.inc({ type: input.type, outcome: outcomeOf(error) });
@@ -115,6 +116,7 @@ async function chargeEvent(input: EventInput, context: EventContext, nowMs: numb
   const serving = servings.find((candidate) => candidate.modelVersion === token.modelVersion) ?? servings[0];
   const adIndex = serving?.catalog.indexOf.get(token.adId);
   if (!serving || adIndex === undefined) throw new RequestError(422, 'unknown_ad', `ad ${token.adId} is not in the serving catalog`);
+  if (token.test) return { status: 'test', eventId: input.eventId, chargedMicros: 0, capped: false };
   const campaignId = serving.catalog.campaignId[adIndex]!;
   const bidType = token.bidType as BidType;
   // CPM prices are per thousand impressions: per impression that is price micros / 1000 = price nanos.

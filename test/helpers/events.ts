@@ -24,10 +24,10 @@ export interface Served {
   pCtr: number;
 }
 
-export async function serve(url: string, count: number, tag: string, query = 'running shoes'): Promise<Served[]> {
+export async function serve(url: string, count: number, tag: string, query = 'running shoes', test = false): Promise<Served[]> {
   const served: Served[] = [];
   for (let i = 0; served.length < count; i++) {
-    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}` }))).arrayBuffer()));
+    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}`, test }))).arrayBuffer()));
     for (let s = 0; s < ad.adsLength(); s++) {
       const winner = ad.ads(s)!;
       served.push({

@@ -186,6 +186,9 @@ it('recovers exactly, with expiry, from a kill during a snapshot and from one af
   await crashed.close();
 
   // A kill after everything was acknowledged (reopened without closing): the same decisions as the live ledger.
+  // Its snapshot first finishes: one process owns the directory, and a reader racing the live writer's
+  // rename and deletions could see the old snapshot and the segments already gone.
+  await ledger.snapshotSettled();
   const reopened = await Ledger.open(dir, retention);
   expect(reopened.eventsRecorded).toBe(next);
   expect(reopened.state.lifetimeNanos.get('c1')).toBe(chargeUpTo(next));

@@ -21,6 +21,24 @@ describe('POST /v1/events', () => {
     await daemon.stop();
   });
 
+  it('verifies and answers the events of test traffic, billing and keeping none of them', async () => {
+    const before = await spend(daemon.url);
+    const [ad] = await serve(daemon.url, 1, 'test-traffic', 'running shoes', true);
+    for (const type of ['impression', 'click', 'conversion'] as const) {
+      const response = await send(daemon.url, { event_id: `test-traffic-${type}`, type, token: ad!.token });
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({ status: 'test', eventId: `test-traffic-${type}`, chargedMicros: 0, capped: false });
+    }
+    // The flag lives inside the sealed token: a forged one is still refused, and spend never moves.
+    const forged = ad!.token.slice(0, 20) + (ad!.token[20] === 'A' ? 'B' : 'A') + ad!.token.slice(21);
+    expect((await send(daemon.url, { event_id: 'test-traffic-forged', type: 'click', token: forged })).status).toBe(422);
+    expect(await spend(daemon.url)).toEqual(before);
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/adserve_events_total\{type="click",outcome="test"\} 1\n/);
+    // First in this daemon's life: nothing recorded, and the next test sees the calibration monitor untouched.
+    expect(metrics).toMatch(/adserve_events_total\{type="click",outcome="recorded"\} 0\n/);
+  });
+
   it('charges the billable event at the auction price, once, in order', async () => {
     const [ad] = await serve(daemon.url, 1, 'order');
     const events = ['impression', 'click', 'conversion'] as const;
