@@ -97,7 +97,8 @@ describe('example clients against the daemon', () => {
   });
 
   it('Python: an impression and a click are recorded once each, as JSON and as an Event FlatBuffer', async () => {
-    const run = await pythonClient(['ads', JSON.stringify({ ...everyFieldRequest, id: 'python-events' })]);
+    // Live traffic: events of ads served to test traffic are answered but never recorded, so never duplicates.
+    const run = await pythonClient(['ads', JSON.stringify({ ...everyFieldRequest, id: 'python-events', test: false })]);
     const [ad] = (JSON.parse(run.stdout) as { response: { ads: Array<{ event_token: string }> } }).response.ads;
     const events: Array<[string, string[]]> = [
       ['impression', []],
@@ -131,7 +132,7 @@ describe('example clients against the daemon', () => {
 
   it('TypeScript: an impression and a click are recorded once each, as JSON and as an Event FlatBuffer', async () => {
     const client = new AdserveClient(daemon.url);
-    const [ad] = (await client.requestAds(everyFieldSpec('typescript-events'))).ads;
+    const [ad] = (await client.requestAds({ ...everyFieldSpec('typescript-events'), test: false })).ads;
     const events = [
       { event: { eventId: 'typescript-impression', type: 'impression', token: ad!.eventToken }, binary: false },
       { event: { eventId: 'typescript-click', type: 'click', token: ad!.eventToken, timestampMs: Date.now() }, binary: true },
