@@ -12,6 +12,7 @@ import { cannotFill, warmUp, warmUpRequests } from './engine/warm_up';
 import { ModelSwapper } from './pipeline/model_swap';
 import { openServing, type Serving } from './engine/serving';
 import { ServingCanary } from './engine/serving_canary';
+import { DataDirLockedError, lockDataDir } from './data_dir_lock';
 import { createLogger, type Logger } from './log';
 import { type DecisionContext, decideAds } from './pipeline/ad_decision';
 import { systemClock } from './pipeline/clock';
@@ -187,6 +188,7 @@ async function main(): Promise<void> {
   const tokenKeys = eventTokenKeys(config);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
+  lockDataDir(path.resolve(projectRoot, config.dataDir));
   const spend = await openSpendStore(config, log, metrics, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
   // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
   const money = new Money(spend);
@@ -229,6 +231,7 @@ async function main(): Promise<void> {
 
 main().catch((error: Error) => {
   // A refused model directory is the operator's to fix, not a bug: its reason is the whole story.
-  process.stderr.write(`adserve: ${error instanceof ModelDirError ? `model refused: ${error.message}` : (error.stack ?? error.message)}\n`);
+  const reason = error instanceof ModelDirError ? `model refused: ${error.message}` : error instanceof DataDirLockedError ? error.message : (error.stack ?? error.message);
+  process.stderr.write(`adserve: ${reason}\n`);
   process.exit(1);
 });
