@@ -42,6 +42,9 @@ export interface CreateResult<Row> {
   created: boolean;
 }
 
+/** One input of createMany: its row, or why the store refused it. */
+export type BatchOutcome<Row> = ({ ok: true } & CreateResult<Row>) | { ok: false; error: StoreError };
+
 export interface ListOptions {
   status?: RowStatus;
   /** 1..1000, default 100. */
@@ -54,6 +57,8 @@ type Db = Kysely<StoreDatabase>;
 type Trx = Transaction<StoreDatabase>;
 type DbRow = Record<string, unknown> & { id: string; status: string; version: number; create_hash: string; created_at: number; updated_at: number; archived_at: number | null };
 type Fields = Record<string, unknown> & { id: string | undefined };
+/** A change a write collects; its seq is assigned when the transaction appends it. */
+type PendingChange = Omit<Change, 'seq' | 'at'> & { at: number };
 
 interface EntitySpec {
   table: Tables;
@@ -383,42 +388,42 @@ export class CatalogStore {
     });
   }
 
+  /**
+   * Creates each input as `create` would (a client id makes a repeat replay), all in one
+   * transaction; an input the store refuses gets its error in its place and the others are still
+   * written. For bulk imports, where one transaction per row would cost one commit per row.
+   */
+  async createMany<E extends StoreEntity>(entity: E, inputs: readonly unknown[]): Promise<Array<BatchOutcome<EntityRows[E]>>> {
+    const attempt = () =>
+      this.write(async (trx, changes) => {
+        const outcomes: Array<BatchOutcome<EntityRows[E]>> = [];
+        for (const input of inputs) {
+          try {
+            const fields = specs[entity].fields(input, this.limits);
+            outcomes.push({ ok: true, ...(await this.createIn(trx, changes, entity, fields, undefined)) });
+          } catch (error) {
+            // Store refusals are raised before any statement fails, so the transaction stays usable.
+            if (!(error instanceof StoreError)) throw error;
+            outcomes.push({ ok: false, error });
+          }
+        }
+        return outcomes;
+      });
+    try {
+      return await attempt();
+    } catch (error) {
+      if (isUniqueViolation(error)) return attempt();
+      throw error;
+    }
+  }
+
   private async create<E extends StoreEntity>(entity: E, input: unknown, options: CreateOptions = {}): Promise<CreateResult<EntityRows[E]>> {
-    const spec = specs[entity];
     const { idempotencyKey } = options;
     if (idempotencyKey !== undefined && (typeof idempotencyKey !== 'string' || idempotencyKey.length === 0 || idempotencyKey.length > maxIdempotencyKey)) {
       throw new StoreValidationError('idempotency_key', `must be 1-${maxIdempotencyKey} characters`);
     }
-    const fields = spec.fields(input, this.limits);
-    const hash = createBodyHash(entity, fields);
-    const attempt = () =>
-      this.write(async (trx, changes): Promise<CreateResult<EntityRows[E]>> => {
-        if (idempotencyKey !== undefined) {
-          const earlier = await trx.selectFrom('idempotency_keys').selectAll().where('entity', '=', entity).where('key', '=', idempotencyKey).executeTakeFirst();
-          if (earlier) {
-            if (earlier.request_hash !== hash) throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
-            const row = await trx.selectFrom(spec.table).selectAll().where('id', '=', earlier.entity_id).executeTakeFirstOrThrow();
-            return { row: fromDb<E>(spec, row as DbRow), created: false };
-          }
-        }
-        if (fields.id !== undefined) {
-          const existing = await trx.selectFrom(spec.table).selectAll().where('id', '=', fields.id).executeTakeFirst();
-          if (existing) {
-            if (existing.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
-            return { row: fromDb<E>(spec, existing as DbRow), created: false };
-          }
-        }
-        await spec.attach(trx, fields);
-        const id = fields.id ?? randomUUID();
-        const now = Date.now();
-        const row = { ...toDb(spec, fields), id, version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null };
-        await trx.insertInto(spec.table).values(row as never).execute();
-        if (idempotencyKey !== undefined) {
-          await trx.insertInto('idempotency_keys').values({ entity, key: idempotencyKey, request_hash: hash, entity_id: id, created_at: now }).execute();
-        }
-        changes.push({ entity, id, version: 1, op: 'create', at: now });
-        return { row: fromDb<E>(spec, row as DbRow), created: true };
-      });
+    const fields = specs[entity].fields(input, this.limits);
+    const attempt = () => this.write((trx, changes) => this.createIn(trx, changes, entity, fields, idempotencyKey));
     try {
       return await attempt();
     } catch (error) {
@@ -426,6 +431,36 @@ export class CatalogStore {
       if (isUniqueViolation(error)) return attempt();
       throw error;
     }
+  }
+
+  private async createIn<E extends StoreEntity>(trx: Trx, changes: PendingChange[], entity: E, fields: Fields, idempotencyKey: string | undefined): Promise<CreateResult<EntityRows[E]>> {
+    const spec = specs[entity];
+    const hash = createBodyHash(entity, fields);
+    if (idempotencyKey !== undefined) {
+      const earlier = await trx.selectFrom('idempotency_keys').selectAll().where('entity', '=', entity).where('key', '=', idempotencyKey).executeTakeFirst();
+      if (earlier) {
+        if (earlier.request_hash !== hash) throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
+        const row = await trx.selectFrom(spec.table).selectAll().where('id', '=', earlier.entity_id).executeTakeFirstOrThrow();
+        return { row: fromDb<E>(spec, row as DbRow), created: false };
+      }
+    }
+    if (fields.id !== undefined) {
+      const existing = await trx.selectFrom(spec.table).selectAll().where('id', '=', fields.id).executeTakeFirst();
+      if (existing) {
+        if (existing.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
+        return { row: fromDb<E>(spec, existing as DbRow), created: false };
+      }
+    }
+    await spec.attach(trx, fields);
+    const id = fields.id ?? randomUUID();
+    const now = Date.now();
+    const row = { ...toDb(spec, fields), id, version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null };
+    await trx.insertInto(spec.table).values(row as never).execute();
+    if (idempotencyKey !== undefined) {
+      await trx.insertInto('idempotency_keys').values({ entity, key: idempotencyKey, request_hash: hash, entity_id: id, created_at: now }).execute();
+    }
+    changes.push({ entity, id, version: 1, op: 'create', at: now });
+    return { row: fromDb<E>(spec, row as DbRow), created: true };
   }
 
   private async list<E extends StoreEntity>(entity: E, filters: Record<string, string | undefined>, options: ListOptions): Promise<Page<EntityRows[E]>> {
@@ -468,10 +503,10 @@ export class CatalogStore {
    * The sequence row's lock is taken last, so writers queue on it only for the end of their
    * transaction, and seqs are handed out in commit order.
    */
-  private async write<T>(work: (trx: Trx, changes: Array<Omit<Change, 'seq' | 'at'> & { at: number }>) => Promise<T>): Promise<T> {
+  private async write<T>(work: (trx: Trx, changes: PendingChange[]) => Promise<T>): Promise<T> {
     let appended = false;
     const result = await this.db.transaction().execute(async (trx) => {
-      const changes: Array<Omit<Change, 'seq' | 'at'> & { at: number }> = [];
+      const changes: PendingChange[] = [];
       const value = await work(trx, changes);
       if (changes.length === 0) return value;
       const { last_seq: lastSeq } = await trx
