@@ -114,6 +114,19 @@ const specs: Record<StoreEntity, EntitySpec> = {
 /** An ad's advertiser_id is its campaign's, whether or not the body names it, so it is left out of the hash. */
 const createBodyHash = (entity: StoreEntity, fields: Fields): string => requestHash(entity === 'ad' ? { ...fields, advertiser_id: undefined } : fields);
 
+type Parents = Map<string, { status: string; advertiser_id?: string }>;
+
+/** Refuses a new row whose parent is missing or archived, and fills an ad's advertiser from its campaign. */
+function attachTo(entity: StoreEntity, fields: Fields, parents: Parents): void {
+  if (entity === 'advertiser') return;
+  const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
+  const id = fields[parentField] as string;
+  const parent = parents.get(id);
+  if (!parent) throw new StoreValidationError(parentField, `no ${entity === 'campaign' ? 'advertiser' : 'campaign'} ${id}`);
+  if (parent.status === 'archived') throw new StoreValidationError(parentField, `${id} is archived`);
+  if (entity === 'ad') inheritAdvertiser(fields, parent.advertiser_id!);
+}
+
 function inheritAdvertiser(fields: Fields, advertiserId: string): void {
   if (fields.advertiser_id !== undefined && fields.advertiser_id !== advertiserId) {
     throw new StoreValidationError('advertiser_id', `must be the campaign's advertiser ${advertiserId} (got ${String(fields.advertiser_id)})`);
@@ -363,67 +376,132 @@ export class CatalogStore {
   }
 
   private async attachBatch(trx: Trx, entity: StoreEntity, fieldsList: Fields[]): Promise<void> {
-    if (entity === 'advertiser') return;
-    const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
-    const parentTable = entity === 'campaign' ? 'advertisers' : 'campaigns';
-    const ids = [...new Set(fieldsList.map((fields) => fields[parentField] as string))];
-    const parents = new Map<string, { status: string; advertiser_id?: string }>();
-    for (let start = 0; start < ids.length; start += 10_000) {
-      const rows = await trx.selectFrom(parentTable).selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute();
-      for (const row of rows) parents.set(row.id, row as { status: string; advertiser_id?: string });
-    }
+    const parents = await this.parentsOf(trx, entity, fieldsList);
     fieldsList.forEach((fields, index) => {
-      const id = fields[parentField] as string;
-      const parent = parents.get(id);
-      const field = `[${index}].${parentField}`;
-      if (!parent) throw new StoreValidationError(field, `no ${entity === 'campaign' ? 'advertiser' : 'campaign'} ${id}`);
-      if (parent.status === 'archived') throw new StoreValidationError(field, `${id} is archived`);
-      if (entity === 'ad') {
-        try {
-          inheritAdvertiser(fields, parent.advertiser_id!);
-        } catch (error) {
-          throw new StoreValidationError(`[${index}].advertiser_id`, (error as StoreValidationError).reason);
-        }
+      try {
+        attachTo(entity, fields, parents);
+      } catch (error) {
+        if (!(error instanceof StoreValidationError)) throw error;
+        throw new StoreValidationError(`[${index}].${error.field}`, error.reason);
       }
     });
   }
 
+  /** The rows the new rows hang under (advertisers of campaigns, campaigns of ads), by id, in chunks under the bound-parameter limits. */
+  private async parentsOf(trx: Trx, entity: StoreEntity, fieldsList: readonly Fields[]): Promise<Parents> {
+    const parents: Parents = new Map();
+    if (entity === 'advertiser') return parents;
+    const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
+    const ids = [...new Set(fieldsList.map((fields) => fields[parentField] as string))];
+    for (let start = 0; start < ids.length; start += 10_000) {
+      const rows = await trx.selectFrom(entity === 'campaign' ? 'advertisers' : 'campaigns').selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute();
+      for (const row of rows) parents.set(row.id, row as { status: string; advertiser_id?: string });
+    }
+    return parents;
+  }
+
   /**
    * Creates each input as `create` would (a client id makes a repeat replay), all in one
-   * transaction; an input the store refuses gets its error in its place and the others are still
-   * written. For bulk imports, where one transaction per row would cost one commit per row.
+   * transaction with a few statements per batch rather than per row; an input the store refuses
+   * gets its error in its place and the others are still written. For bulk imports.
    */
   async createMany<E extends StoreEntity>(entity: E, inputs: readonly unknown[]): Promise<Array<BatchOutcome<EntityRows[E]>>> {
+    const spec = specs[entity];
     const attempt = () =>
       this.write(async (trx, changes) => {
-        const outcomes: Array<BatchOutcome<EntityRows[E]>> = [];
-        for (const input of inputs) {
+        const outcomes: Array<BatchOutcome<EntityRows[E]>> = new Array(inputs.length);
+        const valid: Array<{ index: number; fields: Fields; hash: string }> = [];
+        inputs.forEach((input, index) => {
           try {
-            const fields = specs[entity].fields(input, this.limits);
-            outcomes.push({ ok: true, ...(await this.createIn(trx, changes, entity, fields, undefined)) });
+            const fields = spec.fields(input, this.limits);
+            valid.push({ index, fields, hash: createBodyHash(entity, fields) });
           } catch (error) {
-            // Store refusals are raised before any statement fails, so the transaction stays usable.
             if (!(error instanceof StoreError)) throw error;
-            outcomes.push({ ok: false, error });
+            outcomes[index] = { ok: false, error };
           }
+        });
+        const ids = [...new Set(valid.flatMap(({ fields }) => (fields.id === undefined ? [] : [fields.id])))];
+        // Rows already stored, then the ones this batch creates: a repeated id replays or conflicts either way.
+        const known = new Map<string, DbRow>();
+        for (let start = 0; start < ids.length; start += 10_000) {
+          const rows = (await trx.selectFrom(spec.table).selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute()) as DbRow[];
+          for (const row of rows) known.set(row.id, row);
+        }
+        const parents = await this.parentsOf(trx, entity, valid.map(({ fields }) => fields));
+        const now = Date.now();
+        const rows: DbRow[] = [];
+        for (const { index, fields, hash } of valid) {
+          const earlier = fields.id === undefined ? undefined : known.get(fields.id);
+          try {
+            if (earlier) {
+              if (earlier.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
+              outcomes[index] = { ok: true, row: fromDb<E>(spec, earlier), created: false };
+              continue;
+            }
+            attachTo(entity, fields, parents);
+          } catch (error) {
+            if (!(error instanceof StoreError)) throw error;
+            outcomes[index] = { ok: false, error };
+            continue;
+          }
+          const row = { ...toDb(spec, fields), id: fields.id ?? randomUUID(), version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null } as DbRow;
+          rows.push(row);
+          known.set(row.id, row);
+          changes.push({ entity, id: row.id, version: 1, op: 'create', at: now });
+          outcomes[index] = { ok: true, row: fromDb<E>(spec, row), created: true };
+        }
+        if (rows.length > 0) {
+          // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
+          const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
+          for (let start = 0; start < rows.length; start += chunk) await trx.insertInto(spec.table).values(rows.slice(start, start + chunk) as never).execute();
         }
         return outcomes;
       });
     try {
       return await attempt();
     } catch (error) {
+      // A concurrent writer created one of these ids first: the retry replays it (or reports the conflict).
       if (isUniqueViolation(error)) return attempt();
       throw error;
     }
   }
 
   private async create<E extends StoreEntity>(entity: E, input: unknown, options: CreateOptions = {}): Promise<CreateResult<EntityRows[E]>> {
+    const spec = specs[entity];
     const { idempotencyKey } = options;
     if (idempotencyKey !== undefined && (typeof idempotencyKey !== 'string' || idempotencyKey.length === 0 || idempotencyKey.length > maxIdempotencyKey)) {
       throw new StoreValidationError('idempotency_key', `must be 1-${maxIdempotencyKey} characters`);
     }
-    const fields = specs[entity].fields(input, this.limits);
-    const attempt = () => this.write((trx, changes) => this.createIn(trx, changes, entity, fields, idempotencyKey));
+    const fields = spec.fields(input, this.limits);
+    const hash = createBodyHash(entity, fields);
+    const attempt = () =>
+      this.write(async (trx, changes): Promise<CreateResult<EntityRows[E]>> => {
+        if (idempotencyKey !== undefined) {
+          const earlier = await trx.selectFrom('idempotency_keys').selectAll().where('entity', '=', entity).where('key', '=', idempotencyKey).executeTakeFirst();
+          if (earlier) {
+            if (earlier.request_hash !== hash) throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
+            const row = await trx.selectFrom(spec.table).selectAll().where('id', '=', earlier.entity_id).executeTakeFirstOrThrow();
+            return { row: fromDb<E>(spec, row as DbRow), created: false };
+          }
+        }
+        if (fields.id !== undefined) {
+          const existing = await trx.selectFrom(spec.table).selectAll().where('id', '=', fields.id).executeTakeFirst();
+          if (existing) {
+            if (existing.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
+            return { row: fromDb<E>(spec, existing as DbRow), created: false };
+          }
+        }
+        await spec.attach(trx, fields);
+        const id = fields.id ?? randomUUID();
+        const now = Date.now();
+        const row = { ...toDb(spec, fields), id, version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null };
+        await trx.insertInto(spec.table).values(row as never).execute();
+        if (idempotencyKey !== undefined) {
+          await trx.insertInto('idempotency_keys').values({ entity, key: idempotencyKey, request_hash: hash, entity_id: id, created_at: now }).execute();
+        }
+        changes.push({ entity, id, version: 1, op: 'create', at: now });
+        return { row: fromDb<E>(spec, row as DbRow), created: true };
+      });
     try {
       return await attempt();
     } catch (error) {
@@ -431,36 +509,6 @@ export class CatalogStore {
       if (isUniqueViolation(error)) return attempt();
       throw error;
     }
-  }
-
-  private async createIn<E extends StoreEntity>(trx: Trx, changes: PendingChange[], entity: E, fields: Fields, idempotencyKey: string | undefined): Promise<CreateResult<EntityRows[E]>> {
-    const spec = specs[entity];
-    const hash = createBodyHash(entity, fields);
-    if (idempotencyKey !== undefined) {
-      const earlier = await trx.selectFrom('idempotency_keys').selectAll().where('entity', '=', entity).where('key', '=', idempotencyKey).executeTakeFirst();
-      if (earlier) {
-        if (earlier.request_hash !== hash) throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
-        const row = await trx.selectFrom(spec.table).selectAll().where('id', '=', earlier.entity_id).executeTakeFirstOrThrow();
-        return { row: fromDb<E>(spec, row as DbRow), created: false };
-      }
-    }
-    if (fields.id !== undefined) {
-      const existing = await trx.selectFrom(spec.table).selectAll().where('id', '=', fields.id).executeTakeFirst();
-      if (existing) {
-        if (existing.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
-        return { row: fromDb<E>(spec, existing as DbRow), created: false };
-      }
-    }
-    await spec.attach(trx, fields);
-    const id = fields.id ?? randomUUID();
-    const now = Date.now();
-    const row = { ...toDb(spec, fields), id, version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null };
-    await trx.insertInto(spec.table).values(row as never).execute();
-    if (idempotencyKey !== undefined) {
-      await trx.insertInto('idempotency_keys').values({ entity, key: idempotencyKey, request_hash: hash, entity_id: id, created_at: now }).execute();
-    }
-    changes.push({ entity, id, version: 1, op: 'create', at: now });
-    return { row: fromDb<E>(spec, row as DbRow), created: true };
   }
 
   private async list<E extends StoreEntity>(entity: E, filters: Record<string, string | undefined>, options: ListOptions): Promise<Page<EntityRows[E]>> {
