@@ -113,6 +113,7 @@ describe('catalog API on SQLite (the default)', () => {
   });
 
   it('creates, reads, lists, edits and archives advertisers, campaigns and ads', async () => {
+    expect(daemon.output()).toMatch(/"msg":"catalog store seeded","advertisers":30,"campaigns":90,"ads":400/);
     await crudFlow(daemon.url);
   });
 
@@ -159,6 +160,14 @@ describe('catalog API on SQLite (the default)', () => {
     } finally {
       await fresh.stop();
     }
+  });
+
+  it('keeps the store across a restart, without seeding it again', async () => {
+    expect(await daemon.stop()).toBe(0);
+    daemon = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: daemon.dataDir });
+    expect(daemon.output()).not.toMatch(/"msg":"catalog store seeded"/);
+    expect((await call(daemon.url, 'GET', '/v1/admin/catalog/ads/ad-c')).json).toMatchObject({ status: 'archived', version: 2 });
+    expect((await call(daemon.url, 'GET', '/v1/admin/catalog/campaigns/c000000')).json).toMatchObject({ version: 1 });
   });
 
   it('refuses an import over maxImportBytes with 413, keeping the lines before the limit', async () => {
