@@ -47,7 +47,12 @@ function create(entity: StoreEntity) {
     readJson(call, (json) =>
       answerRow(call, `the ${entity} was not created`, async () => {
         const options = { idempotencyKey: key === '' ? undefined : key };
-        const result = entity === 'advertiser' ? await call.deps.store.createAdvertiser(json, options) : entity === 'campaign' ? await call.deps.store.createCampaign(json, options) : await call.deps.store.createAd(json, options);
+        const result =
+          entity === 'advertiser'
+            ? await call.deps.store.createAdvertiser(json, options)
+            : entity === 'campaign'
+              ? await call.deps.store.createCampaign(json, options)
+              : await call.deps.store.createAd(json, options);
         if (result.created) call.deps.log.info('catalog row created', { entity, id: result.row.id });
         return { status: result.created ? 201 : 200, row: result.row };
       }),
@@ -77,12 +82,19 @@ function list(entity: StoreEntity) {
         else if (name === 'status') options.status = value as ListOptions['status'];
         else if (name === 'limit') options.limit = /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
         else if (Object.hasOwn(listFilters[entity], name)) options[listFilters[entity][name]!] = value;
-        else throw new RequestError(422, 'invalid_request', `unknown query parameter; allowed: ${['status', ...Object.keys(listFilters[entity]), 'cursor', 'limit'].join(', ')}`, name);
+        else
+          throw new RequestError(
+            422,
+            'invalid_request',
+            `unknown query parameter; allowed: ${['status', ...Object.keys(listFilters[entity]), 'cursor', 'limit'].join(', ')}`,
+            name,
+          );
       }
     } catch (error) {
       return exchange.fail(toRefusal(error, 'the list was not read', deps.log));
     }
-    const page = entity === 'advertiser' ? deps.store.listAdvertisers(options) : entity === 'campaign' ? deps.store.listCampaigns(options) : deps.store.listAds(options);
+    const page =
+      entity === 'advertiser' ? deps.store.listAdvertisers(options) : entity === 'campaign' ? deps.store.listCampaigns(options) : deps.store.listAds(options);
     page.then(
       (result) => exchange.send(200, 'application/json', JSON.stringify(result)),
       (error: unknown) => exchange.fail(toRefusal(error, 'the list was not read', deps.log)),
@@ -124,7 +136,12 @@ function exportCatalog({ exchange, deps }: AdminCall): void {
       let cursor: string | undefined;
       do {
         const options = { limit: 1000, cursor };
-        const page = kind === 'advertiser' ? await deps.store.listAdvertisers(options) : kind === 'campaign' ? await deps.store.listCampaigns(options) : await deps.store.listAds(options);
+        const page =
+          kind === 'advertiser'
+            ? await deps.store.listAdvertisers(options)
+            : kind === 'campaign'
+              ? await deps.store.listCampaigns(options)
+              : await deps.store.listAds(options);
         const lines = page.items.map((row) => `${JSON.stringify({ kind, ...row })}\n`).join('');
         if (lines !== '' && !(await stream.write(lines))) return;
         cursor = page.next_cursor ?? undefined;

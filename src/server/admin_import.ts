@@ -37,7 +37,8 @@ function readLine(line: number, text: string): ReadLine {
   } catch {
     return { line, ok: false, status: 400, code: 'bad_request', message: 'line is not valid JSON' };
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return { line, ok: false, status: 422, code: 'invalid_request', message: 'line must be a JSON object' };
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    return { line, ok: false, status: 422, code: 'invalid_request', message: 'line must be a JSON object' };
   const { kind, ...body } = json as Record<string, unknown>;
   if (!entityKinds.includes(kind as StoreEntity)) {
     return { line, ok: false, status: 422, code: 'invalid_request', field: 'kind', message: `kind must be one of ${entityKinds.join(', ')}` };
@@ -123,7 +124,13 @@ class CatalogImport {
     if (this.failure !== undefined || !this.call.exchange.open) return;
     const entities = batch.filter(isEntityLine);
     try {
-      const outcomes = entities.length === 0 ? [] : await this.call.deps.store.createMany(entities[0]!.kind, entities.map((entity) => entity.body));
+      const outcomes =
+        entities.length === 0
+          ? []
+          : await this.call.deps.store.createMany(
+              entities[0]!.kind,
+              entities.map((entity) => entity.body),
+            );
       let next = 0;
       for (const read of batch) {
         if (!isEntityLine(read)) {
@@ -147,7 +154,16 @@ class CatalogImport {
   private refusal(read: EntityLine, id: string | undefined, error: unknown): LineReport {
     const refused = toRefusal(error, `line ${read.line} was not imported`, this.call.deps.log);
     const field = error instanceof StoreValidationError ? error.field : undefined;
-    return { line: read.line, ok: false, kind: read.kind, ...(id === undefined ? {} : { id }), status: refused.status, code: refused.code, ...(field === undefined ? {} : { field }), message: refused.message };
+    return {
+      line: read.line,
+      ok: false,
+      kind: read.kind,
+      ...(id === undefined ? {} : { id }),
+      status: refused.status,
+      code: refused.code,
+      ...(field === undefined ? {} : { field }),
+      message: refused.message,
+    };
   }
 
   private report(report: LineReport): void {
@@ -163,7 +179,10 @@ async function sendReport(call: AdminCall, catalogImport: CatalogImport): Promis
   const stream = call.exchange.stream(200, 'application/x-ndjson');
   const { reports } = catalogImport;
   for (let start = 0; start < reports.length; start += reportChunkLines) {
-    const lines = reports.slice(start, start + reportChunkLines).map((report) => `${JSON.stringify(report)}\n`).join('');
+    const lines = reports
+      .slice(start, start + reportChunkLines)
+      .map((report) => `${JSON.stringify(report)}\n`)
+      .join('');
     if (!(await stream.write(lines))) return;
   }
   await stream.write(`${JSON.stringify({ summary: { lines: reports.length, ...catalogImport.counts } })}\n`);
@@ -178,9 +197,18 @@ function importCatalog(call: AdminCall): void {
   const catalogImport = new CatalogImport(call);
   const finish = (tooLarge: boolean): void => {
     void catalogImport.settle().then(() => {
-      if (catalogImport.failure !== undefined) return exchange.fail(toRefusal(catalogImport.failure, `the import stopped after ${catalogImport.reports.length} lines`, deps.log));
+      if (catalogImport.failure !== undefined)
+        return exchange.fail(toRefusal(catalogImport.failure, `the import stopped after ${catalogImport.reports.length} lines`, deps.log));
       if (tooLarge) {
-        return exchange.fail(new RequestError(413, 'too_large', `import body exceeds the limit of ${maxBytes} bytes (maxImportBytes); the ${catalogImport.reports.length} lines before it were imported and stay`), {}, true);
+        return exchange.fail(
+          new RequestError(
+            413,
+            'too_large',
+            `import body exceeds the limit of ${maxBytes} bytes (maxImportBytes); the ${catalogImport.reports.length} lines before it were imported and stay`,
+          ),
+          {},
+          true,
+        );
       }
       return sendReport(call, catalogImport);
     });

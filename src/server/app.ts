@@ -67,7 +67,15 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   // With its own port, the admin API is not registered on the ad listener at all: /v1/admin/ there
   // is an unknown route (404), so ad traffic cannot reach it even with the token.
   const adminApp = deps.config.adminPort === 0 ? app : uWS.App();
-  const adminDeps = { log: deps.log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, money: deps.events.money, store: deps.store, maxImportBytes: deps.config.maxImportBytes };
+  const adminDeps = {
+    log: deps.log,
+    decision: deps.decision,
+    swapper: deps.swapper,
+    changes: deps.changes,
+    money: deps.events.money,
+    store: deps.store,
+    maxImportBytes: deps.config.maxImportBytes,
+  };
   registerAdminRoutes(adminApp, context, adminDeps);
   const apps = adminApp === app ? [app] : [app, adminApp];
   for (const each of apps) {

@@ -25,10 +25,18 @@ async function call(url: string, method: string, path: string, body?: unknown, h
   return { status: response.status, etag: response.headers.get('etag'), json: (await response.json()) as Answer['json'] };
 }
 
-const jsonLines = (text: string): Array<Record<string, unknown>> => text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+const jsonLines = (text: string): Array<Record<string, unknown>> =>
+  text
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 
 async function importLines(url: string, lines: string[]): Promise<Array<Record<string, unknown>>> {
-  const response = await fetch(`${url}/v1/admin/catalog/import`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/x-ndjson' }, body: lines.join('\n') });
+  const response = await fetch(`${url}/v1/admin/catalog/import`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/x-ndjson' },
+    body: lines.join('\n'),
+  });
   expect(response.status).toBe(200);
   return jsonLines(await response.text());
 }
@@ -50,7 +58,10 @@ async function crudFlow(url: string): Promise<void> {
   const created = await call(url, 'POST', `${base}/advertisers`, advertiser('acme'));
   expect(created).toMatchObject({ status: 201, etag: '"1"', json: { id: 'acme', status: 'active', version: 1 } });
   expect(await call(url, 'POST', `${base}/advertisers`, advertiser('acme'))).toEqual({ ...created, status: 200 });
-  expect(await call(url, 'POST', `${base}/advertisers`, { ...advertiser('acme'), name: 'Other' })).toMatchObject({ status: 409, json: { error: { code: 'idempotency_conflict' } } });
+  expect(await call(url, 'POST', `${base}/advertisers`, { ...advertiser('acme'), name: 'Other' })).toMatchObject({
+    status: 409,
+    json: { error: { code: 'idempotency_conflict' } },
+  });
   const keyed = await call(url, 'POST', `${base}/advertisers`, { name: 'No id' }, { 'idempotency-key': 'k-1' });
   expect(keyed.status).toBe(201);
   expect(await call(url, 'POST', `${base}/advertisers`, { name: 'No id' }, { 'idempotency-key': 'k-1' })).toEqual({ ...keyed, status: 200 });
@@ -59,12 +70,15 @@ async function crudFlow(url: string): Promise<void> {
   // Validation: 422 naming the field, nothing written.
   const invalid = await call(url, 'POST', `${base}/campaigns`, { ...campaign('bad', 'acme'), bid_micros: -1 });
   expect(invalid).toMatchObject({ status: 422, json: { error: { code: 'invalid_request', field: 'bid_micros' } } });
-  expect((await call(url, 'POST', `${base}/campaigns`, { ...campaign('bad', 'acme'), targeting: [[{ type: 'nope', value: 'x' }]] })).json.error?.field).toBe('targeting[0][0].type');
+  expect((await call(url, 'POST', `${base}/campaigns`, { ...campaign('bad', 'acme'), targeting: [[{ type: 'nope', value: 'x' }]] })).json.error?.field).toBe(
+    'targeting[0][0].type',
+  );
   expect((await call(url, 'POST', `${base}/campaigns`, campaign('bad', 'nobody'))).json.error?.field).toBe('advertiser_id');
   expect((await call(url, 'GET', `${base}/campaigns/bad`)).status).toBe(404);
 
   expect((await call(url, 'POST', `${base}/campaigns`, campaign('spring', 'acme'))).status).toBe(201);
-  for (const id of ['ad-a', 'ad-b', 'ad-c']) expect((await call(url, 'POST', `${base}/ads`, ad(id, 'spring'))).json).toMatchObject({ id, advertiser_id: 'acme', campaign_id: 'spring' });
+  for (const id of ['ad-a', 'ad-b', 'ad-c'])
+    expect((await call(url, 'POST', `${base}/ads`, ad(id, 'spring'))).json).toMatchObject({ id, advertiser_id: 'acme', campaign_id: 'spring' });
 
   // Cursor pagination over a filtered list.
   const seen: string[] = [];
@@ -133,7 +147,16 @@ describe('catalog API on SQLite (the default)', () => {
       { line: 1, ok: true, kind: 'advertiser', id: 'bulk', created: true },
       { line: 2, ok: true, kind: 'campaign', id: 'bulk-c', created: true },
       { line: 3, ok: true, kind: 'ad', id: 'bulk-1', created: true },
-      { line: 4, ok: false, kind: 'ad', id: 'bulk-2', status: 422, code: 'invalid_request', field: 'price_micros', message: expect.stringMatching(/^price_micros: /) },
+      {
+        line: 4,
+        ok: false,
+        kind: 'ad',
+        id: 'bulk-2',
+        status: 422,
+        code: 'invalid_request',
+        field: 'price_micros',
+        message: expect.stringMatching(/^price_micros: /),
+      },
       { line: 5, ok: false, status: 400, code: 'bad_request', message: 'line is not valid JSON' },
       { line: 7, ok: false, status: 422, code: 'invalid_request', field: 'kind', message: 'kind must be one of advertiser, campaign, ad' },
       { line: 8, ok: true, kind: 'ad', id: 'bulk-3', created: true },
@@ -150,12 +173,19 @@ describe('catalog API on SQLite (the default)', () => {
     expect(exported.find((row) => row.id === 'ad-c')).toMatchObject({ kind: 'ad', status: 'archived' });
     const fresh = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: '/nonexistent/model' });
     try {
-      const report = await importLines(fresh.url, exported.map((row) => JSON.stringify(row)));
+      const report = await importLines(
+        fresh.url,
+        exported.map((row) => JSON.stringify(row)),
+      );
       expect(report.at(-1)).toEqual({ summary: { lines: exported.length, created: exported.length, unchanged: 0, failed: 0 } });
       const reexported = await exportLines(fresh.url);
       // Versions and times are the new store's own; everything else must survive the trip.
       const withoutTimes = (rows: Array<Record<string, unknown>>) =>
-        rows.map((row) => Object.fromEntries(Object.entries(row).map(([key, value]) => [key, ['version', 'created_at', 'updated_at', 'archived_at'].includes(key) ? typeof value : value])));
+        rows.map((row) =>
+          Object.fromEntries(
+            Object.entries(row).map(([key, value]) => [key, ['version', 'created_at', 'updated_at', 'archived_at'].includes(key) ? typeof value : value]),
+          ),
+        );
       expect(withoutTimes(reexported)).toEqual(withoutTimes(exported));
     } finally {
       await fresh.stop();
@@ -173,7 +203,10 @@ describe('catalog API on SQLite (the default)', () => {
   it('refuses an import over maxImportBytes with 413, keeping the lines before the limit', async () => {
     const limited = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_MAX_IMPORT_BYTES: '100000' });
     try {
-      const lines = [JSON.stringify({ kind: 'advertiser', ...advertiser('big') }), ...Array.from({ length: 2000 }, (_, i) => JSON.stringify({ kind: 'advertiser', ...advertiser(`big-${i}`) }))];
+      const lines = [
+        JSON.stringify({ kind: 'advertiser', ...advertiser('big') }),
+        ...Array.from({ length: 2000 }, (_, i) => JSON.stringify({ kind: 'advertiser', ...advertiser(`big-${i}`) })),
+      ];
       const body = `${lines.join('\n')}\n`;
       const headers = { authorization: `Bearer ${adminToken}` };
       // Declared too large: refused before any line is read.
@@ -231,7 +264,10 @@ describe('catalog API on PostgreSQL (DATABASE_URL)', () => {
     const [row] = await query<{ status: string; version: number }>(`SELECT status, version FROM ads WHERE id = 'ad-c'`);
     expect(row).toEqual({ status: 'archived', version: 2 });
     const changes = await query<{ op: string; version: number }>(`SELECT op, version FROM changes WHERE entity_id = 'ad-c' ORDER BY seq`);
-    expect(changes).toEqual([{ op: 'create', version: 1 }, { op: 'archive', version: 2 }]);
+    expect(changes).toEqual([
+      { op: 'create', version: 1 },
+      { op: 'archive', version: 2 },
+    ]);
   });
 });
 
