@@ -1,5 +1,5 @@
 /** HTTP statuses adserve answers errors with (the README's error table). */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 412 | 413 | 415 | 422 | 428 | 429 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 412 | 413 | 415 | 422 | 429 | 503;
 
 /** A request adserve refuses, with the status and a message that says what was wrong. */
 export class RequestError extends Error {

@@ -20,7 +20,6 @@ const reasons: Record<number, string> = {
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
-  428: 'Precondition Required',
   429: 'Too Many Requests',
   503: 'Service Unavailable',
 };
