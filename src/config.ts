@@ -84,10 +84,15 @@ export const settings = {
   attributionWindowSeconds: { env: 'ADSERVE_ATTRIBUTION_WINDOW_SECONDS', type: 'integer', min: 1, max: 90 * 86_400, default: 86_400, doc: 'How long after its click a conversion is still attributed and charged, in seconds.' },
   adminToken: { env: 'ADSERVE_ADMIN_TOKEN', type: 'string', nonEmpty: false, default: '', doc: 'Bearer token of the admin API; empty turns the admin API off.' },
   fusion: { env: 'ADSERVE_FUSION', type: 'choice', values: ['precomputed', 'model'], default: 'precomputed', doc: 'Fusion scoring: `precomputed` (first fusion layer split, W_ad·E_ad cached per ad) or `model` (the TorchScript `score` method).' },
-  dataDir: { env: 'ADSERVE_DATA_DIR', type: 'string', nonEmpty: true, default: 'data', doc: 'Directory of the durable spend ledger (`snapshot.jsonl` and `spend.<n>.log` segments).' },
+  dataDir: { env: 'ADSERVE_DATA_DIR', type: 'string', nonEmpty: true, default: 'data', doc: 'Directory of the durable spend ledger (`snapshot.jsonl` and `spend.<n>.log` segments), the admin edits (`catalog-changes.json`) and, by default, the catalog store (`catalog.sqlite`).' },
   ledgerSnapshotEvents: { env: 'ADSERVE_LEDGER_SNAPSHOT_EVENTS', type: 'integer', min: 1, max: 100_000_000, default: 100_000, doc: 'Events between ledger snapshots (each one bounds the log a restart replays).' },
   redisUrl: { env: 'REDIS_URL', type: 'string', nonEmpty: false, default: '', doc: '`redis://` or `rediss://` URL of the Redis shared by several daemons for spend, pacing, frequency and idempotency state; empty: in-process state with the local ledger.' },
   redisSyncMs: { env: 'ADSERVE_REDIS_SYNC_MS', type: 'integer', min: 1, max: 60_000, default: 200, doc: 'How often a daemon mirrors shared spend from Redis, in milliseconds (bounds how late it sees a budget run out elsewhere).' },
+  catalogDatabase: { env: 'ADSERVE_CATALOG_DATABASE', type: 'string', nonEmpty: false, default: '', doc: 'SQLite file of the catalog store (advertisers, campaigns, ads), created on first start and seeded from the model directory\'s catalog.json; empty: `<dataDir>/catalog.sqlite`. Ignored when `databaseUrl` is set.' },
+  databaseUrl: { env: 'DATABASE_URL', type: 'string', nonEmpty: false, default: '', doc: '`postgres://` or `postgresql://` URL of a PostgreSQL database holding the catalog store, shared by every replica; empty: the SQLite file `catalogDatabase`.' },
+  maxImportBytes: { env: 'ADSERVE_MAX_IMPORT_BYTES', type: 'integer', min: 1, max: 16 * 1024 * 1024 * 1024, default: 512 * 1024 * 1024, doc: 'Largest body of `POST /v1/admin/catalog/import` in bytes; larger ones get 413 (lines already written stay).' },
+  adminPort: { env: 'ADSERVE_ADMIN_PORT', type: 'integer', min: 0, max: 65535, default: 0, doc: 'TCP port of a listener that serves only the admin API, apart from ad traffic (whose port then answers 404 for `/v1/admin/`); 0: the admin API shares `port`.' },
+  adminHost: { env: 'ADSERVE_ADMIN_HOST', type: 'string', nonEmpty: false, default: '', doc: 'Address the admin listener binds to when `adminPort` is set; empty: `host`.' },
 } as const satisfies Record<string, Setting>;
 
 type SettingValue<S> = S extends { type: 'choice'; values: readonly (infer V)[] }
@@ -233,6 +238,8 @@ function checkAcrossKeys(config: Config): void {
   if (config.maxBidMicros > config.maxBudgetMicros) throw new ConfigError('maxBidMicros must not exceed maxBudgetMicros');
   if (config.eventTokenPreviousKeys.some((key) => key.length < 32)) throw new ConfigError('every eventTokenPreviousKeys entry must be at least 32 characters');
   if (config.eventTokenPreviousKeys.length > 0 && config.eventTokenKey === '') throw new ConfigError('eventTokenPreviousKeys needs an eventTokenKey to seal new tokens with');
+  if (config.databaseUrl !== '' && !/^postgres(ql)?:\/\/[^\s]+$/.test(config.databaseUrl)) throw new ConfigError('databaseUrl must be a postgres:// or postgresql:// URL');
+  if (config.adminPort !== 0 && config.adminPort === config.port) throw new ConfigError('adminPort must differ from port (0 shares the ad listener)');
   if (config.redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) throw new ConfigError(`redisUrl must be a redis:// or rediss:// URL (got ${JSON.stringify(config.redisUrl)})`);
 }
 

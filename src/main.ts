@@ -1,6 +1,6 @@
 // The adserve daemon: load config, start the server, drain on SIGTERM/SIGINT.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { CatalogChanges } from './catalog/catalog_changes';
@@ -26,6 +26,8 @@ import { createMetrics, type Metrics, registerEngineMetrics, registerMoneyMetric
 import { projectRoot } from './paths';
 import { type Server, startServer } from './server/app';
 import type { Readiness } from './server/health';
+import { type SeedCatalog, seedFromCatalog } from './store/seed';
+import { CatalogStore } from './store/store';
 
 /** The key new tokens are sealed with, then the rotated-out keys that still open older ones. */
 function eventTokenKeys(config: Config): SigningKey[] {
@@ -33,7 +35,34 @@ function eventTokenKeys(config: Config): SigningKey[] {
   return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 
-async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary, progress: LoadProgress): Promise<Serving | undefined> {
+/** Opens the catalog store and applies its migrations: the SQLite file in dataDir, or the fleet's PostgreSQL. */
+async function openCatalogStore(config: Config, log: Logger): Promise<CatalogStore> {
+  const location = config.databaseUrl !== ''
+    ? { kind: 'postgres' as const, url: config.databaseUrl }
+    : { kind: 'sqlite' as const, file: path.resolve(projectRoot, config.catalogDatabase === '' ? path.join(config.dataDir, 'catalog.sqlite') : config.catalogDatabase) };
+  if (location.kind === 'sqlite') mkdirSync(path.dirname(location.file), { recursive: true });
+  const store = await CatalogStore.open({ location, limits: config, onError: (error) => log.warn('catalog store connection', { error: error.message }) });
+  log.info('catalog store', { backend: location.kind, ...(location.kind === 'sqlite' ? { file: location.file } : {}), seq: await store.currentSeq() });
+  return store;
+}
+
+/**
+ * A store created since its last seed gets the model directory's catalog. Serving does not read the
+ * store yet, so a catalog the store refuses is logged and the daemon serves on; the next start tries again.
+ */
+async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, log: Logger, progress: LoadProgress): Promise<void> {
+  if (!(await store.seedPending())) return;
+  progress.enter('seeding catalog store');
+  const started = Date.now();
+  try {
+    const result = await seedFromCatalog(store, catalog);
+    log.info('catalog store seeded', { advertisers: result.advertisers, campaigns: result.campaigns, ads: result.ads, seconds: (Date.now() - started) / 1000 });
+  } catch (error) {
+    log.error('catalog store not seeded from the model directory', { error: (error as Error).message });
+  }
+}
+
+async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary, progress: LoadProgress, store: CatalogStore): Promise<Serving | undefined> {
   const dir = path.resolve(projectRoot, config.modelDir);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
@@ -41,7 +70,9 @@ async function loadServing(config: Config, log: Logger, money: Money, changes: C
   }
   const started = Date.now();
   progress.enter('reading catalog');
-  const serving = await openServing(readModelDir(dir), config, money, changes, progress);
+  const model = readModelDir(dir);
+  await seedCatalogStore(store, model.catalog, log, progress);
+  const serving = await openServing(model, config, money, changes, progress);
   // The engine's warm-up, then the decision path's (warmDecisionPath).
   progress.enter('warming up', 2 * warmUpRequests().length);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
@@ -134,7 +165,7 @@ function startTimers(config: Config, decision: DecisionContext, money: Money, ca
  * drainDelayMs more, then the listener closes and in-flight work finishes. A signal during the
  * delay ends it; one after it exits at once.
  */
-function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore, startup: LoadProgress): void {
+function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore, store: CatalogStore, startup: LoadProgress): void {
   let phase: 'serving' | 'delaying' | 'draining' = 'serving';
   let endDelay = (): void => undefined;
   const stop = (signal: NodeJS.Signals): void => {
@@ -165,6 +196,7 @@ function stopOnSignals(config: Config, log: Logger, server: Server, spend: Spend
       })
       .then(async ({ drained, abandoned }) => {
         await spend.close();
+        await store.close();
         log.info('stopped', { drained, abandoned });
         process.exit(0);
       })
@@ -193,6 +225,7 @@ async function main(): Promise<void> {
   // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
   const money = new Money(spend);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
+  const store = await openCatalogStore(config, log);
   const canary = new ServingCanary(log);
   const startup = new LoadProgress(log);
   const decision: DecisionContext = {
@@ -217,12 +250,13 @@ async function main(): Promise<void> {
     events: { money, metrics, keys: tokenKeys, servings },
     readiness: () => readinessOf(config, decision, canary),
     startup,
+    store,
   });
   // Listening before the model loads lets liveness probes pass during a long load; until it ends,
   // /readyz says where it stands and ad, event and admin requests answer 503.
-  log.info('listening', { host: config.host, port: server.port, version });
-  stopOnSignals(config, log, server, spend, startup);
-  decision.serving = await loadServing(config, log, money, changes, canary, startup);
+  log.info('listening', { host: config.host, port: server.port, version, ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }) });
+  stopOnSignals(config, log, server, spend, store, startup);
+  decision.serving = await loadServing(config, log, money, changes, canary, startup, store);
   await warmDecisionPath(decision, startup);
   startup.finish();
   log.info('started', { ready: readinessOf(config, decision, canary).ready, seconds: startup.state().seconds });

@@ -57,6 +57,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"cart": {"reserveCpmMicros": 5000000}}', ADSERVE_MAX_BID_MICROS: '1000000' })).toThrow(/placements.cart.reserveCpmMicros must not exceed maxBidMicros/);
     expect(() => loadConfig({ ADSERVE_MAX_BUDGET_MICROS: '9000000000001' })).toThrow(/ADSERVE_MAX_BUDGET_MICROS must be an integer in 1..9000000000000/);
     expect(() => loadConfig({ ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS: 'short' })).toThrow(/eventTokenPreviousKeys/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://db/catalog' })).toThrow(/databaseUrl must be a postgres:\/\/ or postgresql:\/\/ URL/);
+    expect(loadConfig({ DATABASE_URL: 'postgresql://adserve:secret@db:5432/catalog' }).databaseUrl).toBe('postgresql://adserve:secret@db:5432/catalog');
+    expect(() => loadConfig({ ADSERVE_PORT: '9000', ADSERVE_ADMIN_PORT: '9000' })).toThrow(/adminPort must differ from port/);
+    expect(loadConfig({ ADSERVE_PORT: '0', ADSERVE_ADMIN_PORT: '0' }).adminPort).toBe(0);
   });
 
   it('refuses unknown keys in the config file', () => {

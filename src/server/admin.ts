@@ -6,13 +6,15 @@ import type { TemplatedApp } from 'uWebSockets.js';
 
 import type { Config } from '../config';
 import { RequestError } from '../errors';
+import { catalogRoutes } from './admin_catalog';
 import { campaignRoutes } from './admin_campaigns';
+import { importRoutes } from './admin_import';
 import { modelRoutes } from './admin_models';
 import type { AdminDeps, AdminRoute } from './admin_route';
 import { spendRoutes } from './admin_spend';
 import { type RouteContext, startingError } from './context';
 
-export const adminRoutes: readonly AdminRoute[] = [...spendRoutes, ...campaignRoutes, ...modelRoutes];
+export const adminRoutes: readonly AdminRoute[] = [...spendRoutes, ...campaignRoutes, ...modelRoutes, ...catalogRoutes, ...importRoutes];
 
 /** The admin guard: why a request with this Authorization header is refused, or undefined. */
 export function adminRefusal(config: Config, header: string): RequestError | undefined {

@@ -7,6 +7,7 @@ import type { ModelSwapper } from '../pipeline/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Money } from '../money/money';
+import type { CatalogStore } from '../store/store';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import { declaredLength, readBody } from './body';
 import type { Exchange } from './exchange';
@@ -19,6 +20,10 @@ export interface AdminDeps {
   /** Durable campaign and ad edits. */
   changes: CatalogChanges;
   money: Money;
+  /** The catalog store the /v1/admin/catalog/ routes write (serving does not read it yet). */
+  store: CatalogStore;
+  /** Largest body of a catalog import, in bytes. */
+  maxImportBytes: number;
 }
 
 /** One authorised admin request; `req` is alive only until the handler returns. */

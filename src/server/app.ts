@@ -9,6 +9,7 @@ import type { ModelSwapper } from '../pipeline/model_swap';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
+import type { CatalogStore } from '../store/store';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import type { EventContext } from '../pipeline/record_event';
 import { registerAdminRoutes } from './admin';
@@ -32,10 +33,14 @@ export interface ServerDeps {
   readiness: () => Readiness;
   /** The start-up load, which runs while the server already listens. */
   startup: LoadProgress;
+  /** Where the admin API's /v1/admin/catalog/ routes write advertisers, campaigns and ads. */
+  store: CatalogStore;
 }
 
 export interface Server {
   readonly port: number;
+  /** The admin API's own port when `adminPort` is set; undefined when it shares `port`. */
+  readonly adminPort: number | undefined;
   /** Turns /readyz to 503 for good, while every other route keeps serving, so load balancers stop routing here. */
   unready(): void;
   /** Stops accepting, lets in-flight requests finish (at most `graceMs`), then closes every connection. */
@@ -59,37 +64,66 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   const endSockets = registerAdsWebSocket(app, context, decisions);
   registerEventRoutes(app, context, deps.events);
   registerHealthRoutes(app, context, deps.readiness);
-  registerAdminRoutes(app, context, { log: deps.log, decision: deps.decision, swapper: deps.swapper, changes: deps.changes, money: deps.events.money });
-  app.any('/*', (res, req) => {
-    const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
-    context.begin(res, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));
-  });
-  return listen(app, deps.config, context.lifecycle, endSockets);
+  // With its own port, the admin API is not registered on the ad listener at all: /v1/admin/ there
+  // is an unknown route (404), so ad traffic cannot reach it even with the token.
+  const adminApp = deps.config.adminPort === 0 ? app : uWS.App();
+  const adminDeps = {
+    log: deps.log,
+    decision: deps.decision,
+    swapper: deps.swapper,
+    changes: deps.changes,
+    money: deps.events.money,
+    store: deps.store,
+    maxImportBytes: deps.config.maxImportBytes,
+  };
+  registerAdminRoutes(adminApp, context, adminDeps);
+  const apps = adminApp === app ? [app] : [app, adminApp];
+  for (const each of apps) {
+    each.any('/*', (res, req) => {
+      const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
+      context.begin(res, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));
+    });
+  }
+  return listen(apps, deps.config, context.lifecycle, endSockets);
 }
 
-function listen(app: TemplatedApp, config: Config, lifecycle: Lifecycle, endSockets: EndSockets): Promise<Server> {
+function listenOn(app: TemplatedApp, host: string, port: number): Promise<uWS.us_listen_socket> {
   return new Promise((resolve, reject) => {
-    app.listen(config.host, config.port, (token) => {
-      if (!token) return reject(new Error(`cannot listen on ${config.host}:${config.port}`));
-      const port = uWS.us_socket_local_port(token as unknown as uWS.us_socket);
-      resolve({
-        port,
-        unready() {
-          lifecycle.unready = true;
-        },
-        async drain(graceMs) {
-          lifecycle.unready = true;
-          lifecycle.draining = true;
-          uWS.us_listen_socket_close(token);
-          const deadline = Date.now() + graceMs;
-          while (lifecycle.inFlight.count > 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 10));
-          const abandoned = lifecycle.inFlight.count;
-          endSockets();
-          // Closes keep-alive connections too, which closing the listen socket leaves open.
-          (app as unknown as { close(): void }).close();
-          return { drained: abandoned === 0, abandoned };
-        },
-      });
+    app.listen(host, port, (token) => {
+      if (!token) return reject(new Error(`cannot listen on ${host}:${port}`));
+      resolve(token);
     });
   });
+}
+
+async function listen(apps: TemplatedApp[], config: Config, lifecycle: Lifecycle, endSockets: EndSockets): Promise<Server> {
+  const tokens = [await listenOn(apps[0]!, config.host, config.port)];
+  if (apps.length > 1) {
+    try {
+      tokens.push(await listenOn(apps[1]!, config.adminHost === '' ? config.host : config.adminHost, config.adminPort));
+    } catch (error) {
+      uWS.us_listen_socket_close(tokens[0]!);
+      throw error;
+    }
+  }
+  const [port, adminPort] = tokens.map((token) => uWS.us_socket_local_port(token as unknown as uWS.us_socket));
+  return {
+    port: port!,
+    adminPort,
+    unready() {
+      lifecycle.unready = true;
+    },
+    async drain(graceMs) {
+      lifecycle.unready = true;
+      lifecycle.draining = true;
+      for (const token of tokens) uWS.us_listen_socket_close(token);
+      const deadline = Date.now() + graceMs;
+      while (lifecycle.inFlight.count > 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 10));
+      const abandoned = lifecycle.inFlight.count;
+      endSockets();
+      // Closes keep-alive connections too, which closing the listen socket leaves open.
+      for (const app of apps) (app as unknown as { close(): void }).close();
+      return { drained: abandoned === 0, abandoned };
+    },
+  };
 }

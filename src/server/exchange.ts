@@ -9,12 +9,14 @@ import { refusalHeaders } from './refusal';
 
 const reasons: Record<number, string> = {
   200: 'OK',
+  201: 'Created',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',
+  412: 'Precondition Failed',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
@@ -25,10 +27,19 @@ const reasons: Record<number, string> = {
 /** uWS's per-loop cork buffer (LoopData::CORK_BUFFER_SIZE), which holds every write a handler makes. */
 const corkBufferBytes = 16 * 1024;
 
-export type Status = 200 | ErrorStatus;
+export type Status = 200 | 201 | ErrorStatus;
 
 function errorBody(error: RequestError): string {
-  return JSON.stringify({ error: { code: error.code, message: error.message } });
+  return JSON.stringify({ error: { code: error.code, message: error.message, ...(error.field === undefined ? {} : { field: error.field }) } });
+}
+
+/** An answer written in pieces, for bodies too large to build as one string. */
+export interface ResponseStream {
+  /** Resolves once uWS can take more: true, or false when the client has gone (stop writing). */
+  write(chunk: string): Promise<boolean>;
+  end(): void;
+  /** Cuts the connection, so the client sees a truncated answer rather than a complete one. */
+  abort(): void;
 }
 
 export interface InFlight {
@@ -38,6 +49,8 @@ export interface InFlight {
 export class Exchange {
   aborted = false;
   private finished = false;
+  /** Wakes a stream waiting for the socket to drain when the client goes away instead. */
+  private onAbortedWhileWaiting: (() => void) | undefined;
   /** Placement label for the duration metric, once the request has been parsed. */
   placement = 'none';
 
@@ -52,6 +65,7 @@ export class Exchange {
     res.onAborted(() => {
       this.aborted = true;
       this.complete('aborted');
+      this.onAbortedWhileWaiting?.();
     });
   }
 
@@ -67,6 +81,43 @@ export class Exchange {
       this.res.end(body, closeConnection);
     });
     this.complete(String(status));
+  }
+
+  /** Begins a streamed answer with `status`; uWS sends it chunked. */
+  stream(status: Status, contentType: string, headers: Record<string, string> = {}): ResponseStream {
+    if (this.open) {
+      this.res.cork(() => {
+        this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType);
+        for (const [name, value] of Object.entries(headers)) this.res.writeHeader(name, value);
+      });
+    }
+    return {
+      write: (chunk) => {
+        if (!this.open) return Promise.resolve(false);
+        let drained = true;
+        this.res.cork(() => {
+          drained = this.res.write(chunk);
+        });
+        if (drained) return Promise.resolve(true);
+        // uWS keeps the chunk buffered; waiting for it to drain bounds what an export holds in memory.
+        return new Promise((resolve) => {
+          this.onAbortedWhileWaiting = () => resolve(false);
+          this.res.onWritable(() => {
+            this.onAbortedWhileWaiting = undefined;
+            resolve(this.open);
+            return true;
+          });
+        });
+      },
+      end: () => {
+        if (!this.open) return;
+        this.res.cork(() => this.res.end());
+        this.complete(String(status));
+      },
+      abort: () => {
+        if (this.open) this.res.close();
+      },
+    };
   }
 
   /** Answers with a JSON error body that says what was wrong, and the headers its status calls for. */

@@ -42,6 +42,9 @@ export interface CreateResult<Row> {
   created: boolean;
 }
 
+/** One input of createMany: its row, or why the store refused it. */
+export type BatchOutcome<Row> = ({ ok: true } & CreateResult<Row>) | { ok: false; error: StoreError };
+
 export interface ListOptions {
   status?: RowStatus;
   /** 1..1000, default 100. */
@@ -54,6 +57,8 @@ type Db = Kysely<StoreDatabase>;
 type Trx = Transaction<StoreDatabase>;
 type DbRow = Record<string, unknown> & { id: string; status: string; version: number; create_hash: string; created_at: number; updated_at: number; archived_at: number | null };
 type Fields = Record<string, unknown> & { id: string | undefined };
+/** A change a write collects; its seq is assigned when the transaction appends it. */
+type PendingChange = Omit<Change, 'seq' | 'at'> & { at: number };
 
 interface EntitySpec {
   table: Tables;
@@ -108,6 +113,19 @@ const specs: Record<StoreEntity, EntitySpec> = {
 
 /** An ad's advertiser_id is its campaign's, whether or not the body names it, so it is left out of the hash. */
 const createBodyHash = (entity: StoreEntity, fields: Fields): string => requestHash(entity === 'ad' ? { ...fields, advertiser_id: undefined } : fields);
+
+type Parents = Map<string, { status: string; advertiser_id?: string }>;
+
+/** Refuses a new row whose parent is missing or archived, and fills an ad's advertiser from its campaign. */
+function attachTo(entity: StoreEntity, fields: Fields, parents: Parents): void {
+  if (entity === 'advertiser') return;
+  const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
+  const id = fields[parentField] as string;
+  const parent = parents.get(id);
+  if (!parent) throw new StoreValidationError(parentField, `no ${entity === 'campaign' ? 'advertiser' : 'campaign'} ${id}`);
+  if (parent.status === 'archived') throw new StoreValidationError(parentField, `${id} is archived`);
+  if (entity === 'ad') inheritAdvertiser(fields, parent.advertiser_id!);
+}
 
 function inheritAdvertiser(fields: Fields, advertiserId: string): void {
   if (fields.advertiser_id !== undefined && fields.advertiser_id !== advertiserId) {
@@ -358,29 +376,94 @@ export class CatalogStore {
   }
 
   private async attachBatch(trx: Trx, entity: StoreEntity, fieldsList: Fields[]): Promise<void> {
-    if (entity === 'advertiser') return;
-    const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
-    const parentTable = entity === 'campaign' ? 'advertisers' : 'campaigns';
-    const ids = [...new Set(fieldsList.map((fields) => fields[parentField] as string))];
-    const parents = new Map<string, { status: string; advertiser_id?: string }>();
-    for (let start = 0; start < ids.length; start += 10_000) {
-      const rows = await trx.selectFrom(parentTable).selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute();
-      for (const row of rows) parents.set(row.id, row as { status: string; advertiser_id?: string });
-    }
+    const parents = await this.parentsOf(trx, entity, fieldsList);
     fieldsList.forEach((fields, index) => {
-      const id = fields[parentField] as string;
-      const parent = parents.get(id);
-      const field = `[${index}].${parentField}`;
-      if (!parent) throw new StoreValidationError(field, `no ${entity === 'campaign' ? 'advertiser' : 'campaign'} ${id}`);
-      if (parent.status === 'archived') throw new StoreValidationError(field, `${id} is archived`);
-      if (entity === 'ad') {
-        try {
-          inheritAdvertiser(fields, parent.advertiser_id!);
-        } catch (error) {
-          throw new StoreValidationError(`[${index}].advertiser_id`, (error as StoreValidationError).reason);
-        }
+      try {
+        attachTo(entity, fields, parents);
+      } catch (error) {
+        if (!(error instanceof StoreValidationError)) throw error;
+        throw new StoreValidationError(`[${index}].${error.field}`, error.reason);
       }
     });
+  }
+
+  /** The rows the new rows hang under (advertisers of campaigns, campaigns of ads), by id, in chunks under the bound-parameter limits. */
+  private async parentsOf(trx: Trx, entity: StoreEntity, fieldsList: readonly Fields[]): Promise<Parents> {
+    const parents: Parents = new Map();
+    if (entity === 'advertiser') return parents;
+    const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
+    const ids = [...new Set(fieldsList.map((fields) => fields[parentField] as string))];
+    for (let start = 0; start < ids.length; start += 10_000) {
+      const rows = await trx.selectFrom(entity === 'campaign' ? 'advertisers' : 'campaigns').selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute();
+      for (const row of rows) parents.set(row.id, row as { status: string; advertiser_id?: string });
+    }
+    return parents;
+  }
+
+  /**
+   * Creates each input as `create` would (a client id makes a repeat replay), all in one
+   * transaction with a few statements per batch rather than per row; an input the store refuses
+   * gets its error in its place and the others are still written. For bulk imports.
+   */
+  async createMany<E extends StoreEntity>(entity: E, inputs: readonly unknown[]): Promise<Array<BatchOutcome<EntityRows[E]>>> {
+    const spec = specs[entity];
+    const attempt = () =>
+      this.write(async (trx, changes) => {
+        const outcomes: Array<BatchOutcome<EntityRows[E]>> = new Array(inputs.length);
+        const valid: Array<{ index: number; fields: Fields; hash: string }> = [];
+        inputs.forEach((input, index) => {
+          try {
+            const fields = spec.fields(input, this.limits);
+            valid.push({ index, fields, hash: createBodyHash(entity, fields) });
+          } catch (error) {
+            if (!(error instanceof StoreError)) throw error;
+            outcomes[index] = { ok: false, error };
+          }
+        });
+        const ids = [...new Set(valid.flatMap(({ fields }) => (fields.id === undefined ? [] : [fields.id])))];
+        // Rows already stored, then the ones this batch creates: a repeated id replays or conflicts either way.
+        const known = new Map<string, DbRow>();
+        for (let start = 0; start < ids.length; start += 10_000) {
+          const rows = (await trx.selectFrom(spec.table).selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute()) as DbRow[];
+          for (const row of rows) known.set(row.id, row);
+        }
+        const parents = await this.parentsOf(trx, entity, valid.map(({ fields }) => fields));
+        const now = Date.now();
+        const rows: DbRow[] = [];
+        for (const { index, fields, hash } of valid) {
+          const earlier = fields.id === undefined ? undefined : known.get(fields.id);
+          try {
+            if (earlier) {
+              if (earlier.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
+              outcomes[index] = { ok: true, row: fromDb<E>(spec, earlier), created: false };
+              continue;
+            }
+            attachTo(entity, fields, parents);
+          } catch (error) {
+            if (!(error instanceof StoreError)) throw error;
+            outcomes[index] = { ok: false, error };
+            continue;
+          }
+          const row = { ...toDb(spec, fields), id: fields.id ?? randomUUID(), version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null } as DbRow;
+          rows.push(row);
+          known.set(row.id, row);
+          changes.push({ entity, id: row.id, version: 1, op: 'create', at: now });
+          outcomes[index] = { ok: true, row: fromDb<E>(spec, row), created: true };
+        }
+        if (rows.length > 0) {
+          // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
+          const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
+          for (let start = 0; start < rows.length; start += chunk) await trx.insertInto(spec.table).values(rows.slice(start, start + chunk) as never).execute();
+        }
+        return outcomes;
+      });
+    try {
+      return await attempt();
+    } catch (error) {
+      // A concurrent writer created one of these ids first: the retry replays it (or reports the conflict).
+      if (isUniqueViolation(error)) return attempt();
+      throw error;
+    }
   }
 
   private async create<E extends StoreEntity>(entity: E, input: unknown, options: CreateOptions = {}): Promise<CreateResult<EntityRows[E]>> {
@@ -468,10 +551,10 @@ export class CatalogStore {
    * The sequence row's lock is taken last, so writers queue on it only for the end of their
    * transaction, and seqs are handed out in commit order.
    */
-  private async write<T>(work: (trx: Trx, changes: Array<Omit<Change, 'seq' | 'at'> & { at: number }>) => Promise<T>): Promise<T> {
+  private async write<T>(work: (trx: Trx, changes: PendingChange[]) => Promise<T>): Promise<T> {
     let appended = false;
     const result = await this.db.transaction().execute(async (trx) => {
-      const changes: Array<Omit<Change, 'seq' | 'at'> & { at: number }> = [];
+      const changes: PendingChange[] = [];
       const value = await work(trx, changes);
       if (changes.length === 0) return value;
       const { last_seq: lastSeq } = await trx

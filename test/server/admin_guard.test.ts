@@ -36,13 +36,30 @@ describe('admin guard', () => {
 
   it('covers every admin route of the server', () => {
     expect(adminRoutes.map((route) => `${httpMethod[route.method]} ${route.pattern}`).sort()).toEqual([
+      'DELETE /v1/admin/catalog/ads/:id',
+      'DELETE /v1/admin/catalog/advertisers/:id',
+      'DELETE /v1/admin/catalog/campaigns/:id',
       'DELETE /v1/admin/models/b',
       'GET /v1/admin/campaigns',
       'GET /v1/admin/campaigns/:id',
+      'GET /v1/admin/catalog/ads',
+      'GET /v1/admin/catalog/ads/:id',
+      'GET /v1/admin/catalog/advertisers',
+      'GET /v1/admin/catalog/advertisers/:id',
+      'GET /v1/admin/catalog/campaigns',
+      'GET /v1/admin/catalog/campaigns/:id',
+      'GET /v1/admin/catalog/export',
       'GET /v1/admin/models',
       'GET /v1/admin/spend',
       'PATCH /v1/admin/ads/:id',
       'PATCH /v1/admin/campaigns/:id',
+      'PATCH /v1/admin/catalog/ads/:id',
+      'PATCH /v1/admin/catalog/advertisers/:id',
+      'PATCH /v1/admin/catalog/campaigns/:id',
+      'POST /v1/admin/catalog/ads',
+      'POST /v1/admin/catalog/advertisers',
+      'POST /v1/admin/catalog/campaigns',
+      'POST /v1/admin/catalog/import',
       'POST /v1/admin/models',
     ]);
     // No admin path is registered outside the table, where the guard would not see it.

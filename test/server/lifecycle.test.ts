@@ -91,7 +91,7 @@ describe('start-up: the daemon listens before its model is loaded', () => {
       ws.close();
 
       const stages = [...daemon.output().matchAll(/"msg":"loading","stage":"([^"]+)"/g)].map((match) => match[1]);
-      expect([...new Set(stages)]).toEqual(['reading catalog', 'verifying files', 'building catalog', 'loading model and index', 'warming up']);
+      expect([...new Set(stages)]).toEqual(['reading catalog', 'seeding catalog store', 'verifying files', 'building catalog', 'loading model and index', 'warming up']);
       expect(daemon.output()).toMatch(/"msg":"started","ready":true/);
     } finally {
       // Until the pipe is written, a thread of the daemon waits in open(2) on it, and exiting waits for that thread.

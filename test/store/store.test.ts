@@ -221,4 +221,40 @@ describe.each(backends)('catalog store on %s', (backend) => {
     await expect(store.update('campaign', 'c1', { bid_micros: 0 })).rejects.toMatchObject({ field: 'bid_micros' });
     expect(await store.currentSeq()).toBe(2);
   });
+
+  test('createMany writes the good inputs of a batch, reports each refused one in its place, and replays repeats', async () => {
+    const store = await stores.open(backend);
+    await withCampaign(store);
+    await store.createAd(ad('stored'));
+    await store.archive('campaign', (await store.createCampaign(campaign('gone'))).row.id);
+    const outcomes = await store.createMany('ad', [
+      ad('new-1'),
+      { ...ad('bad'), price_micros: -1 },
+      ad('stored'),
+      { ...ad('stored'), title: 'Other' },
+      ad('new-1'),
+      { ...ad('new-1'), title: 'Other' },
+      ad('orphan', 'nope'),
+      ad('late', 'gone'),
+      { ...ad('wrong-adv'), advertiser_id: 'adv9' },
+      { ...ad(), id: undefined },
+    ]);
+    const summary = outcomes.map((outcome) => (outcome.ok ? { id: outcome.row.id.length === 36 ? 'uuid' : outcome.row.id, created: outcome.created } : { code: outcome.error.code, field: (outcome.error as StoreValidationError).field }));
+    expect(summary).toEqual([
+      { id: 'new-1', created: true },
+      { code: 'E_INVALID', field: 'price_micros' },
+      { id: 'stored', created: false },
+      { code: 'E_IDEMPOTENCY_CONFLICT', field: undefined },
+      { id: 'new-1', created: false },
+      { code: 'E_IDEMPOTENCY_CONFLICT', field: undefined },
+      { code: 'E_INVALID', field: 'campaign_id' },
+      { code: 'E_INVALID', field: 'campaign_id' },
+      { code: 'E_INVALID', field: 'advertiser_id' },
+      { id: 'uuid', created: true },
+    ]);
+    expect(await store.get('ad', 'new-1')).toMatchObject({ advertiser_id: 'adv1', title: ad().title, version: 1 });
+    expect(await store.get('ad', 'bad')).toBeUndefined();
+    // One change per row written, in the batch's order, after the five earlier writes.
+    expect((await store.changesSince(5)).map((change) => change.op)).toEqual(['create', 'create']);
+  });
 });
