@@ -88,93 +88,112 @@ const rowColumns = <C extends string>(table: CreateTableBuilder<string, C>) =>
 export const migrationTable = 'store_migrations';
 export const migrationLockTable = 'store_migration_lock';
 
+type IdType = ReturnType<typeof sql>;
+
+async function createAdvertisers(db: Kysely<unknown>, idType: IdType): Promise<void> {
+  await db.schema
+    .createTable('advertisers')
+    .addColumn('id', idType, (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('category', 'text')
+    .$call(rowColumns)
+    .execute();
+  await db.schema.createIndex('advertisers_status').on('advertisers').columns(['status', 'id']).execute();
+}
+
+async function createCampaigns(db: Kysely<unknown>, idType: IdType): Promise<void> {
+  await db.schema
+    .createTable('campaigns')
+    .addColumn('id', idType, (c) => c.primaryKey())
+    .addColumn('advertiser_id', idType, (c) => c.notNull().references('advertisers.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('bid_type', 'text', (c) => c.notNull())
+    .addColumn('bid_micros', 'bigint', (c) => c.notNull())
+    .addColumn('daily_budget_micros', 'bigint', (c) => c.notNull())
+    .addColumn('lifetime_budget_micros', 'bigint')
+    .addColumn('pacing', 'text', (c) => c.notNull())
+    .addColumn('frequency_cap', 'text')
+    .addColumn('time_zone', 'text', (c) => c.notNull())
+    .addColumn('day_parting', 'text')
+    .addColumn('flight_start', 'text')
+    .addColumn('flight_end', 'text')
+    .addColumn('targeting', 'text')
+    .$call(rowColumns)
+    .execute();
+  await db.schema.createIndex('campaigns_advertiser').on('campaigns').columns(['advertiser_id', 'id']).execute();
+  await db.schema.createIndex('campaigns_status').on('campaigns').columns(['status', 'id']).execute();
+}
+
+async function createAds(db: Kysely<unknown>, idType: IdType): Promise<void> {
+  await db.schema
+    .createTable('ads')
+    .addColumn('id', idType, (c) => c.primaryKey())
+    .addColumn('campaign_id', idType, (c) => c.notNull().references('campaigns.id'))
+    .addColumn('advertiser_id', idType, (c) => c.notNull().references('advertisers.id'))
+    .addColumn('product_id', 'text', (c) => c.notNull())
+    .addColumn('category', 'text', (c) => c.notNull())
+    .addColumn('format', 'text', (c) => c.notNull())
+    .addColumn('title', 'text', (c) => c.notNull())
+    .addColumn('keywords', 'text', (c) => c.notNull())
+    .addColumn('landing_url', 'text', (c) => c.notNull())
+    .addColumn('image_url', 'text', (c) => c.notNull())
+    .addColumn('price_micros', 'bigint', (c) => c.notNull())
+    .addColumn('landing_quality', 'double precision', (c) => c.notNull())
+    .addColumn('rating', 'double precision', (c) => c.notNull())
+    .addColumn('targeting', 'text')
+    .addColumn('policy_flags', 'text', (c) => c.notNull())
+    .$call(rowColumns)
+    .execute();
+  await db.schema.createIndex('ads_campaign').on('ads').columns(['campaign_id', 'id']).execute();
+  await db.schema.createIndex('ads_advertiser').on('ads').columns(['advertiser_id', 'id']).execute();
+  await db.schema.createIndex('ads_status').on('ads').columns(['status', 'id']).execute();
+}
+
+/** The change sequence, idempotency keys and the seed marker. */
+async function createBookkeeping(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('changes')
+    .addColumn('seq', 'bigint', (c) => c.primaryKey())
+    .addColumn('entity', 'text', (c) => c.notNull())
+    .addColumn('entity_id', 'text', (c) => c.notNull())
+    .addColumn('version', 'integer', (c) => c.notNull())
+    .addColumn('op', 'text', (c) => c.notNull())
+    .addColumn('at', 'bigint', (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('change_sequence')
+    .addColumn('id', 'integer', (c) => c.primaryKey())
+    .addColumn('last_seq', 'bigint', (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('idempotency_keys')
+    .addColumn('entity', 'text', (c) => c.notNull())
+    .addColumn('key', 'text', (c) => c.notNull())
+    .addColumn('request_hash', 'text', (c) => c.notNull())
+    .addColumn('entity_id', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addPrimaryKeyConstraint('idempotency_keys_pk', ['entity', 'key'])
+    .execute();
+  await db.schema
+    .createTable('store_meta')
+    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('value', 'text', (c) => c.notNull())
+    .execute();
+  const typed = db as unknown as Kysely<StoreDatabase>;
+  await typed.insertInto('change_sequence').values({ id: 1, last_seq: 0 }).execute();
+  await typed.insertInto('store_meta').values({ key: 'seed', value: 'pending' }).execute();
+}
+
 /** Migrations by name, applied in name order, each once; never edit one that has shipped, add the next. */
 export function migrations(dialect: DialectKind): Record<string, Migration> {
   const idType = dialect === 'postgres' ? sql`text collate "C"` : sql`text`;
   return {
     '0001_catalog': {
       async up(db: Kysely<unknown>) {
-        await db.schema
-          .createTable('advertisers')
-          .addColumn('id', idType, (c) => c.primaryKey())
-          .addColumn('name', 'text', (c) => c.notNull())
-          .addColumn('category', 'text')
-          .$call(rowColumns)
-          .execute();
-        await db.schema.createIndex('advertisers_status').on('advertisers').columns(['status', 'id']).execute();
-        await db.schema
-          .createTable('campaigns')
-          .addColumn('id', idType, (c) => c.primaryKey())
-          .addColumn('advertiser_id', idType, (c) => c.notNull().references('advertisers.id'))
-          .addColumn('name', 'text', (c) => c.notNull())
-          .addColumn('bid_type', 'text', (c) => c.notNull())
-          .addColumn('bid_micros', 'bigint', (c) => c.notNull())
-          .addColumn('daily_budget_micros', 'bigint', (c) => c.notNull())
-          .addColumn('lifetime_budget_micros', 'bigint')
-          .addColumn('pacing', 'text', (c) => c.notNull())
-          .addColumn('frequency_cap', 'text')
-          .addColumn('time_zone', 'text', (c) => c.notNull())
-          .addColumn('day_parting', 'text')
-          .addColumn('flight_start', 'text')
-          .addColumn('flight_end', 'text')
-          .addColumn('targeting', 'text')
-          .$call(rowColumns)
-          .execute();
-        await db.schema.createIndex('campaigns_advertiser').on('campaigns').columns(['advertiser_id', 'id']).execute();
-        await db.schema.createIndex('campaigns_status').on('campaigns').columns(['status', 'id']).execute();
-        await db.schema
-          .createTable('ads')
-          .addColumn('id', idType, (c) => c.primaryKey())
-          .addColumn('campaign_id', idType, (c) => c.notNull().references('campaigns.id'))
-          .addColumn('advertiser_id', idType, (c) => c.notNull().references('advertisers.id'))
-          .addColumn('product_id', 'text', (c) => c.notNull())
-          .addColumn('category', 'text', (c) => c.notNull())
-          .addColumn('format', 'text', (c) => c.notNull())
-          .addColumn('title', 'text', (c) => c.notNull())
-          .addColumn('keywords', 'text', (c) => c.notNull())
-          .addColumn('landing_url', 'text', (c) => c.notNull())
-          .addColumn('image_url', 'text', (c) => c.notNull())
-          .addColumn('price_micros', 'bigint', (c) => c.notNull())
-          .addColumn('landing_quality', 'double precision', (c) => c.notNull())
-          .addColumn('rating', 'double precision', (c) => c.notNull())
-          .addColumn('targeting', 'text')
-          .addColumn('policy_flags', 'text', (c) => c.notNull())
-          .$call(rowColumns)
-          .execute();
-        await db.schema.createIndex('ads_campaign').on('ads').columns(['campaign_id', 'id']).execute();
-        await db.schema.createIndex('ads_advertiser').on('ads').columns(['advertiser_id', 'id']).execute();
-        await db.schema.createIndex('ads_status').on('ads').columns(['status', 'id']).execute();
-        await db.schema
-          .createTable('changes')
-          .addColumn('seq', 'bigint', (c) => c.primaryKey())
-          .addColumn('entity', 'text', (c) => c.notNull())
-          .addColumn('entity_id', 'text', (c) => c.notNull())
-          .addColumn('version', 'integer', (c) => c.notNull())
-          .addColumn('op', 'text', (c) => c.notNull())
-          .addColumn('at', 'bigint', (c) => c.notNull())
-          .execute();
-        await db.schema
-          .createTable('change_sequence')
-          .addColumn('id', 'integer', (c) => c.primaryKey())
-          .addColumn('last_seq', 'bigint', (c) => c.notNull())
-          .execute();
-        await db.schema
-          .createTable('idempotency_keys')
-          .addColumn('entity', 'text', (c) => c.notNull())
-          .addColumn('key', 'text', (c) => c.notNull())
-          .addColumn('request_hash', 'text', (c) => c.notNull())
-          .addColumn('entity_id', 'text', (c) => c.notNull())
-          .addColumn('created_at', 'bigint', (c) => c.notNull())
-          .addPrimaryKeyConstraint('idempotency_keys_pk', ['entity', 'key'])
-          .execute();
-        await db.schema
-          .createTable('store_meta')
-          .addColumn('key', 'text', (c) => c.primaryKey())
-          .addColumn('value', 'text', (c) => c.notNull())
-          .execute();
-        const typed = db as unknown as Kysely<StoreDatabase>;
-        await typed.insertInto('change_sequence').values({ id: 1, last_seq: 0 }).execute();
-        await typed.insertInto('store_meta').values({ key: 'seed', value: 'pending' }).execute();
+        await createAdvertisers(db, idType);
+        await createCampaigns(db, idType);
+        await createAds(db, idType);
+        await createBookkeeping(db);
       },
     },
   };
