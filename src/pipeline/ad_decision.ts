@@ -1,7 +1,7 @@
 // The ad decision, one request top to bottom; each stage is a function of its own file here:
 //   parse (parse_request.ts) -> exclusions (exclusions.ts) -> the engine's user, context, retrieve,
 //   light_score and score (engine_score.ts) -> calibrate (calibrate_candidates.ts) -> quality
-//   (quality.ts) -> auction (auction.ts) -> encode (encode.ts).
+//   (quality.ts) -> auction (auction.ts) -> no-fill reason (no_fill.ts) -> encode (encode.ts).
 // Without a loaded model the decision stops after parsing and says so (status NoEngine); no ads
 // are invented. Time, chance and working space come in through the DecisionContext.
 import { fnv1a } from '../catalog/packed_strings';
