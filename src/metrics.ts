@@ -6,7 +6,6 @@ import { BulkHistogram } from './bulk_histogram';
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 import type { Serving } from './engine/serving';
 import type { Money } from './money/money';
-import { noFillReasonLabels } from './pipeline/no_fill';
 import type { NoFillReason } from './protocol/schema';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
@@ -90,6 +89,8 @@ export const bidTypeLabels = ['cpc', 'cpm', 'cpa'] as const;
  */
 export const eventOutcomes = ['recorded', 'test', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
 export type EventOutcome = (typeof eventOutcomes)[number];
+/** Values of adserve_no_fill_total's `reason` label, indexed by NoFillReason (None, 0, has no series). */
+export const noFillReasonLabels = ['', 'no_eligible_ads', 'below_floor', 'blocked', 'deadline', 'capacity'] as const;
 const eventTypes = ['impression', 'click', 'conversion'] as const;
 const redisOperations = ['record', 'impressions', 'sync'] as const;
 

@@ -6,9 +6,6 @@ import type { Catalog } from '../catalog/catalog';
 import { NoFillReason } from '../protocol/schema';
 import type { ParsedAdRequest } from './parse_request';
 
-/** Values of adserve_no_fill_total's `reason` label, indexed by NoFillReason (None has none). */
-export const noFillReasonLabels = ['', 'no_eligible_ads', 'below_floor', 'blocked', 'deadline', 'capacity'] as const;
-
 /** The message of a NoFill answer, by its reason (Capacity is a refusal, never a NoFill). */
 export const noFillMessages: Partial<Record<NoFillReason, string>> = {
   [NoFillReason.NoEligibleAds]: 'no eligible ad: retrieval, targeting and exclusions left no candidate',

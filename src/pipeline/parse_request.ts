@@ -105,5 +105,9 @@ function requireAcceptedCurrency(request: AdRequest, currency: string): void {
   for (let i = 0; i < length; i++) if (request.cur(i) === currency) return;
   const named = Array.from({ length: Math.min(length, quotedCurrencies) }, (_, i) => JSON.stringify(request.cur(i) ?? ''));
   const more = length > quotedCurrencies ? ` and ${length - quotedCurrencies} more` : '';
-  throw new RequestError(422, 'unsupported_currency', `cur names ${named.join(', ')}${more} but this account prices only in ${currency}; send ${currency} in cur, or leave cur empty`);
+  throw new RequestError(
+    422,
+    'unsupported_currency',
+    `cur names ${named.join(', ')}${more} but this account prices only in ${currency}; send ${currency} in cur, or leave cur empty`,
+  );
 }

@@ -24,7 +24,13 @@ beforeAll(async () => {
     categories = [...new Set(catalog.ads.map((ad) => ad.category as string))];
   });
   // Two decisions in flight at most, so a burst is shed; a 20 ms batching wait, so a 1 ms deadline passes before scoring.
-  daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir, ADSERVE_CURRENCY: 'EUR', ADSERVE_MAX_CONCURRENT_DECISIONS: '2', ADSERVE_MAX_DELAY_US: '20000' });
+  daemon = await startDaemon({
+    ...baseEnv,
+    ADSERVE_MODEL_DIR: dir,
+    ADSERVE_CURRENCY: 'EUR',
+    ADSERVE_MAX_CONCURRENT_DECISIONS: '2',
+    ADSERVE_MAX_DELAY_US: '20000',
+  });
 });
 
 afterAll(async () => {
@@ -100,13 +106,21 @@ describe('no-fill reasons', () => {
   it('no_eligible_ads: targeting leaves no candidate', async () => {
     let answer;
     expect(await countedDuring(async () => void (answer = await decide(japan({ id: 'nowhere', country: 'US' }))))).toEqual({ ...none, no_eligible_ads: 1 });
-    expect([answer!.status(), answer!.noFillReason(), answer!.adsLength(), answer!.cur()]).toEqual([ResponseStatus.NoFill, NoFillReason.NoEligibleAds, 0, 'EUR']);
+    expect([answer!.status(), answer!.noFillReason(), answer!.adsLength(), answer!.cur()]).toEqual([
+      ResponseStatus.NoFill,
+      NoFillReason.NoEligibleAds,
+      0,
+      'EUR',
+    ]);
     expect(answer!.message()).toMatch(/no eligible ad/);
   });
 
   it('below_floor: candidates exist but the floor is above every one', async () => {
     let answer;
-    expect(await countedDuring(async () => void (answer = await decide(japan({ id: 'floor', floorCpmMicros: 10n ** 12n }))))).toEqual({ ...none, below_floor: 1 });
+    expect(await countedDuring(async () => void (answer = await decide(japan({ id: 'floor', floorCpmMicros: 10n ** 12n }))))).toEqual({
+      ...none,
+      below_floor: 1,
+    });
     expect([answer!.status(), answer!.noFillReason()]).toEqual([ResponseStatus.NoFill, NoFillReason.BelowFloor]);
     expect(answer!.message()).toMatch(/floor/);
   });
