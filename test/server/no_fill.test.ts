@@ -2,12 +2,13 @@
 // `cur` leaves the account currency out is refused, and each no-fill reason is provoked for real and
 // counted in adserve_no_fill_total. Every ad of the catalog here targets Japan only, so a request
 // from elsewhere has no eligible ad while one from Japan has candidates.
+import { ByteBuffer } from 'flatbuffers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
 import { type AdRequestSpec, decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
-import { NoFillReason, ResponseStatus } from '../../src/protocol/schema';
+import { AdRequest, NoFillReason, ResponseStatus } from '../../src/protocol/schema';
 import { baseEnv, tinyModelWithCatalog } from '../helpers/events';
 import { sample, scrapeMetrics } from '../helpers/metrics';
 import { postAd } from '../helpers/requests';
@@ -77,6 +78,17 @@ describe('currency', () => {
     const body = (await response.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('unsupported_currency');
     expect(body.error.message).toMatch(/"USD", "GBP".*only in EUR/);
+  });
+
+  it('refuses with 400 a cur vector that runs past the buffer: the Verifier checks the field before anything reads it', async () => {
+    const bytes = encodeAdRequest(japan({ id: 'cur-corrupt', cur: ['EUR'] }));
+    const request = AdRequest.getRootAsAdRequest(new ByteBuffer(bytes));
+    // cur is the request's 22nd field: vtable slot 4 + 2 * 21.
+    const vectorStart = request.bb!.__vector(request.bb_pos + request.bb!.__offset(request.bb_pos, 46));
+    new DataView(bytes.buffer, bytes.byteOffset).setUint32(vectorStart - 4, 1_000_000, true);
+    const response = await postAd(daemon.url, bytes);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'bad_request' } });
   });
 
   it('refuses over WebSocket with a Rejected 422 answer naming both, and keeps the connection', async () => {
