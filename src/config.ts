@@ -72,6 +72,7 @@ export const settings = {
   reserveCpaMicros: { env: 'ADSERVE_RESERVE_CPA_MICROS', type: 'integer', min: 0, max: maxExactMicros, default: 1_000_000, doc: 'Reserve price per conversion in micros (at most `maxBidMicros`).' },
   maxBidMicros: { env: 'ADSERVE_MAX_BID_MICROS', type: 'integer', min: 1, max: maxExactMicros, default: 1_000_000_000_000, doc: 'Largest bid a campaign may set, in micros per billable unit ($1,000,000 by default); larger ones are refused at catalog load and in the admin API.' },
   maxBudgetMicros: { env: 'ADSERVE_MAX_BUDGET_MICROS', type: 'integer', min: 1, max: maxExactMicros, default: maxExactMicros, doc: 'Largest daily or lifetime budget a campaign may set, in micros; spend is summed in integer nanos, exact below 2^53.' },
+  currency: { env: 'ADSERVE_CURRENCY', type: 'string', nonEmpty: true, default: 'USD', doc: 'ISO 4217 code (three upper-case letters) of the account currency every amount in micros is in; answers name it as `cur`, and requests whose `cur` list leaves it out are refused with 422.' },
   priceIncrementMicros: { env: 'ADSERVE_PRICE_INCREMENT_MICROS', type: 'integer', min: 0, max: 1e9, default: 10_000, doc: 'ε added to every computed GSP and second price (not VCG; docs/auction.md), in micros.' },
   maxConcurrentDecisions: { env: 'ADSERVE_MAX_CONCURRENT_DECISIONS', type: 'integer', min: 1, max: 1 << 20, default: 64, doc: 'Ad decisions (HTTP and WebSocket) in flight at once; more are refused with 503 and `Retry-After`, so admitted ones keep their latency.' },
   logSampleRate: { env: 'ADSERVE_LOG_SAMPLE_RATE', type: 'number', min: 0, max: 1, default: 0.01, doc: 'Share of ad requests logged (one JSON line each, with the request id); 5xx answers other than 503 are always logged.' },
@@ -229,6 +230,7 @@ function checkAcrossKeys(config: Config): void {
   if (config.positionEffects.length < config.maxSlots || config.positionEffects.some((theta) => theta <= 0)) {
     throw new ConfigError(`positionEffects needs a positive value for each of the maxSlots (${config.maxSlots}) positions`);
   }
+  if (!/^[A-Z]{3}$/.test(config.currency)) throw new ConfigError(`currency must be an ISO 4217 code of three upper-case letters (got ${JSON.stringify(config.currency)})`);
   if (config.eventTokenKey !== '' && config.eventTokenKey.length < 32) throw new ConfigError('eventTokenKey must be at least 32 characters');
   const reserves: Array<[string, number | undefined]> = [['reserveCpcMicros', config.reserveCpcMicros], ['reserveCpmMicros', config.reserveCpmMicros], ['reserveCpaMicros', config.reserveCpaMicros]];
   for (const [placement, rules] of Object.entries(config.placements)) {

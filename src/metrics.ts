@@ -6,6 +6,7 @@ import { BulkHistogram } from './bulk_histogram';
 import { type BuildInfo, type EngineStats, engineStages } from './engine/addon';
 import type { Serving } from './engine/serving';
 import type { Money } from './money/money';
+import type { NoFillReason } from './protocol/schema';
 
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
 // 100 ms) so that `le` ratio queries work.
@@ -73,6 +74,8 @@ export interface Metrics {
   events: Counter<'type' | 'outcome'>;
   ledgerFsync: Histogram;
   redisErrors: Counter<'operation'>;
+  /** Counts one answer without ads under its reason (adserve_no_fill_total). */
+  noFill(reason: NoFillReason): void;
 }
 
 type Declared<C> = Omit<C, 'registers' | 'collect'>;
@@ -86,6 +89,8 @@ export const bidTypeLabels = ['cpc', 'cpm', 'cpa'] as const;
  */
 export const eventOutcomes = ['recorded', 'test', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
 export type EventOutcome = (typeof eventOutcomes)[number];
+/** Values of adserve_no_fill_total's `reason` label, indexed by NoFillReason (None, 0, has no series). */
+export const noFillReasonLabels = ['', 'no_eligible_ads', 'below_floor', 'blocked', 'deadline', 'capacity'] as const;
 const eventTypes = ['impression', 'click', 'conversion'] as const;
 const redisOperations = ['record', 'impressions', 'sync'] as const;
 
@@ -158,6 +163,12 @@ const redisErrors: Declared<CounterConfiguration<'operation'>> = {
   labelNames: ['operation'],
 };
 
+const noFill: Declared<CounterConfiguration<'reason'>> = {
+  name: 'adserve_no_fill_total',
+  help: 'Ad requests answered without ads, by reason: no_eligible_ads, below_floor, blocked, deadline (NoFill answers) and capacity (shed with 503).',
+  labelNames: ['reason'],
+};
+
 const armRequests: Declared<CounterConfiguration<'arm' | 'model'>> = {
   name: 'adserve_arm_requests_total',
   help: 'Ad decisions per A/B arm and model; per-arm CTR and CVR come from adserve_calibration_* by model.',
@@ -207,6 +218,10 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
   for (const type of eventTypes) for (const outcome of eventOutcomes) eventCounts.inc({ type, outcome }, 0);
   const redisCommandErrors = counter(redisErrors);
   for (const operation of redisOperations) redisCommandErrors.inc({ operation }, 0);
+  const noFillCounts = counter(noFill);
+  // Bound once, indexed by NoFillReason, so a no-fill pays no label lookup; None has no series.
+  const noFillSeries = noFillReasonLabels.map((reason) => (reason === '' ? undefined : noFillCounts.labels({ reason })));
+  for (const series of noFillSeries) series?.inc(0);
   return {
     registry,
     requestDuration: new Histogram({ ...requestDuration, registers: [registry] }),
@@ -220,6 +235,7 @@ export function createMetrics(build: BuildInfo, version: string): Metrics {
     events: eventCounts,
     ledgerFsync: new Histogram({ ...ledgerFsync, registers: [registry] }),
     redisErrors: redisCommandErrors,
+    noFill: (reason) => noFillSeries[reason]?.inc(),
   };
 }
 

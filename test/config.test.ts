@@ -34,6 +34,8 @@ describe('loadConfig', () => {
     [{ ADSERVE_LOG_LEVEL: 'loud' }, /ADSERVE_LOG_LEVEL must be one of debug, info, warn, error/],
     [{ ADSERVE_DEFAULT_TMAX_MS: '2000' }, /defaultTmaxMs must not exceed maxTmaxMs/],
     [{ ADSERVE_CONFIG: '/nonexistent/adserve.json' }, /cannot read config file/],
+    [{ ADSERVE_CURRENCY: 'usd' }, /currency must be an ISO 4217 code of three upper-case letters \(got "usd"\)/],
+    [{ ADSERVE_CURRENCY: 'EURO' }, /currency must be an ISO 4217 code/],
   ])('refuses %j with a clear message', (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
   });

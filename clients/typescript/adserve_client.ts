@@ -3,7 +3,7 @@
 import { Builder } from 'flatbuffers';
 
 import { type AdRequestSpec, decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
-import { type AdResponse, BidType, Event, EventType, ResponseStatus } from '../../src/protocol/schema';
+import { type AdResponse, BidType, Event, EventType, NoFillReason, ResponseStatus } from '../../src/protocol/schema';
 
 export type { AdRequestSpec };
 
@@ -37,6 +37,10 @@ export interface AdDecision {
   modelVersion: string;
   timings: Array<{ stage: string; nanos: number }>;
   errorCode: number;
+  /** ISO 4217 currency of every micros amount (the account currency). */
+  cur: string;
+  /** Why a NoFill answer is empty; Capacity on a 503 overloaded refusal; None otherwise. */
+  noFillReason: keyof typeof NoFillReason;
 }
 
 export interface AdEvent {
@@ -104,6 +108,8 @@ export function adDecisionOf(response: AdResponse): AdDecision {
     modelVersion: response.modelVersion() ?? '',
     timings,
     errorCode: response.errorCode(),
+    cur: response.cur() ?? '',
+    noFillReason: NoFillReason[response.noFillReason()] as keyof typeof NoFillReason,
   };
 }
 

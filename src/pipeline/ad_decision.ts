@@ -1,7 +1,7 @@
 // The ad decision, one request top to bottom; each stage is a function of its own file here:
 //   parse (parse_request.ts) -> exclusions (exclusions.ts) -> the engine's user, context, retrieve,
 //   light_score and score (engine_score.ts) -> calibrate (calibrate_candidates.ts) -> quality
-//   (quality.ts) -> auction (auction.ts) -> encode (encode.ts).
+//   (quality.ts) -> auction (auction.ts) -> no-fill reason (no_fill.ts) -> encode (encode.ts).
 // Without a loaded model the decision stops after parsing and says so (status NoEngine); no ads
 // are invented. Time, chance and working space come in through the DecisionContext.
 import { fnv1a } from '../catalog/packed_strings';
@@ -11,11 +11,12 @@ import type { Serving } from '../engine/serving';
 import { type Metrics, stageLabel } from '../metrics';
 import type { SigningKey } from '../money/event_token';
 import { encodeAdResponse } from '../protocol/encode_response';
-import { Placement, ResponseStatus } from '../protocol/schema';
+import { NoFillReason, Placement, ResponseStatus } from '../protocol/schema';
 import { auctionCandidates } from './auction';
 import { calibrateCandidates } from './calibrate_candidates';
 import type { Clock, RandomSource } from './clock';
 import { encodeDecision } from './encode';
+import { noFillReason } from './no_fill';
 import { scoreCandidates } from './engine_score';
 import { excludedCampaigns } from './exclusions';
 import { parseAdRequest } from './parse_request';
@@ -62,7 +63,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const parseMs = mark - started;
   const arm = armOf(context, parsed.userId || parsed.requestId);
   const serving = arm === 'b' ? context.challenger!.serving : context.serving;
-  if (!serving) return noEngine(parsed.requestId, placement, parsed.debug ? parseMs : undefined);
+  if (!serving) return noEngine(parsed.requestId, placement, context.config.currency, parsed.debug ? parseMs : undefined);
 
   const excluded = await excludedCampaigns(serving, parsed.userId, parsed.tmaxMs - (clock.monotonic() - started), clock, context.random, scratch);
   const exclusionsMs = observe(metrics, 'exclusions', mark, clock.monotonic());
@@ -83,6 +84,8 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const qualityMs = observe(metrics, 'quality', mark, (mark = clock.monotonic()));
   const outcome = auctionCandidates(parsed, serving.rules, serving.catalog, count, scratch);
   const auctionMs = observe(metrics, 'auction', mark, (mark = clock.monotonic()));
+  const reason = noFillReason(parsed, serving.catalog, count, outcome.winners, result.degraded);
+  if (reason !== NoFillReason.None) metrics.noFill(reason);
   const response = encodeDecision(
     {
       parsed,
@@ -90,6 +93,8 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
       modelVersion: serving.modelVersion,
       outcome,
       degraded: result.degraded,
+      noFillReason: reason,
+      currency: context.config.currency,
       engineStageNs: result.stageNs,
       signingKey: context.signingKey,
       tokenTtlMs: context.config.eventTokenTtlSeconds * 1000,
@@ -112,7 +117,7 @@ function observe(metrics: Metrics, stage: 'exclusions' | 'calibrate' | 'quality'
   return ms;
 }
 
-function noEngine(requestId: string, placement: string, parseMs: number | undefined): AdDecision {
+function noEngine(requestId: string, placement: string, currency: string, parseMs: number | undefined): AdDecision {
   return {
     placement,
     requestId,
@@ -120,6 +125,7 @@ function noEngine(requestId: string, placement: string, parseMs: number | undefi
     response: encodeAdResponse({
       requestId,
       status: ResponseStatus.NoEngine,
+      currency,
       message: 'no engine loaded: no model and catalog are available, so no auction ran',
       timings: parseMs === undefined ? undefined : [{ stage: 'parse', nanos: BigInt(Math.round(parseMs * 1e6)) }],
     }),

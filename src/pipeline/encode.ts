@@ -6,8 +6,9 @@ import type { Catalog } from '../catalog/catalog';
 import { engineStages } from '../engine/addon';
 import { type SigningKey, signEventToken } from '../money/event_token';
 import { encodeAdResponse, type StageNanos, type WinningAd } from '../protocol/encode_response';
-import { Placement, ResponseStatus } from '../protocol/schema';
+import { NoFillReason, Placement, ResponseStatus } from '../protocol/schema';
 import type { Clock } from './clock';
+import { noFillMessages } from './no_fill';
 import type { ParsedAdRequest } from './parse_request';
 import type { DecisionScratch } from './scratch';
 
@@ -17,6 +18,10 @@ export interface EncodeInput {
   modelVersion: string;
   outcome: AuctionOutcome;
   degraded: boolean;
+  /** NoFillReason.None when the auction had winners. */
+  noFillReason: NoFillReason;
+  /** ISO 4217 account currency of every amount (config `currency`). */
+  currency: string;
   /** The engine's stage durations for this request's batch (ns, in engineStages order). */
   engineStageNs: Float64Array;
   signingKey: SigningKey;
@@ -74,7 +79,9 @@ export function encodeDecision(input: EncodeInput, clock: Clock, scratch: Decisi
   return encodeAdResponse({
     requestId: parsed.requestId,
     status: outcome.winners > 0 ? ResponseStatus.Ok : ResponseStatus.NoFill,
-    message: outcome.winners > 0 ? undefined : 'no eligible ad cleared the floor and reserve prices',
+    message: noFillMessages[input.noFillReason],
+    noFillReason: input.noFillReason,
+    currency: input.currency,
     degraded: input.degraded,
     modelVersion,
     ads,

@@ -27,6 +27,8 @@ export interface ParseLimits {
   defaultTmaxMs: number;
   maxTmaxMs: number;
   maxSlots: number;
+  /** The account currency (ISO 4217), the only one prices are in. */
+  currency: string;
 }
 
 const maxRequestIdLength = 128;
@@ -78,6 +80,7 @@ export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAd
   if (floor < 0n || floor > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new RequestError(422, 'invalid_request', `floor_cpm_micros must be in 0..${Number.MAX_SAFE_INTEGER} (got ${floor})`);
   }
+  requireAcceptedCurrency(request, limits.currency);
   const tmax = request.tmaxMs();
   return {
     request,
@@ -90,4 +93,21 @@ export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAd
     debug: request.debug(),
     test: request.test(),
   };
+}
+
+/** Currencies a refusal's message quotes at most, so that a long list cannot make a long answer. */
+const quotedCurrencies = 8;
+
+/** An empty `cur` accepts any currency; otherwise it must name the account currency, since no amount is ever converted. */
+function requireAcceptedCurrency(request: AdRequest, currency: string): void {
+  const length = request.curLength();
+  if (length === 0) return;
+  for (let i = 0; i < length; i++) if (request.cur(i) === currency) return;
+  const named = Array.from({ length: Math.min(length, quotedCurrencies) }, (_, i) => JSON.stringify(request.cur(i) ?? ''));
+  const more = length > quotedCurrencies ? ` and ${length - quotedCurrencies} more` : '';
+  throw new RequestError(
+    422,
+    'unsupported_currency',
+    `cur names ${named.join(', ')}${more} but this account prices only in ${currency}; send ${currency} in cur, or leave cur empty`,
+  );
 }

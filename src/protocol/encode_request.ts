@@ -34,6 +34,8 @@ export interface AdRequestSpec {
   auctionType?: AuctionType;
   test?: boolean;
   sessionId?: string;
+  /** ISO 4217 currencies accepted (OpenRTB cur). */
+  cur?: string[];
 }
 
 type StringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number) => number;
@@ -88,6 +90,7 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);
   const blockedCategories = stringVector(spec.blockedCategories, AdRequest.createBlockedCategoriesVector);
   const blockedProducts = stringVector(spec.blockedProducts, AdRequest.createBlockedProductsVector);
+  const cur = stringVector(spec.cur, AdRequest.createCurVector);
   AdRequest.startAdRequest(builder);
   AdRequest.addId(builder, id);
   AdRequest.addPlacement(builder, spec.placement ?? Placement.Search);
@@ -110,6 +113,7 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (spec.test) AdRequest.addTest(builder, true);
   if (spec.auctionType !== undefined) AdRequest.addAuctionType(builder, spec.auctionType);
   if (sessionId !== 0) AdRequest.addSessionId(builder, sessionId);
+  if (cur !== 0) AdRequest.addCur(builder, cur);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();
 }

@@ -1,7 +1,7 @@
 // Builds AdResponse FlatBuffers. The builder is reused across responses (one JS thread).
 import { Builder } from 'flatbuffers';
 
-import { Ad, AdResponse, BidType, Creative, ResponseStatus, StageTiming } from './schema';
+import { Ad, AdResponse, BidType, Creative, NoFillReason, ResponseStatus, StageTiming } from './schema';
 
 export interface StageNanos {
   stage: string;
@@ -41,6 +41,9 @@ export interface AdResponseFields {
   timings?: readonly StageNanos[];
   /** HTTP-equivalent status of a Rejected response. */
   errorCode?: number;
+  /** ISO 4217 account currency every micros amount is in (config `currency`). */
+  currency: string;
+  noFillReason?: NoFillReason;
 }
 
 const builder = new Builder(1024);
@@ -87,6 +90,7 @@ export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
   const requestId = createText(fields.requestId);
   const message = fields.message === undefined ? 0 : createText(fields.message);
   const modelVersion = fields.modelVersion === undefined ? 0 : createText(fields.modelVersion);
+  const currency = createText(fields.currency);
   const ads = AdResponse.createAdsVector(builder, (fields.ads ?? []).map((ad) => encodeAd(ad)));
   let timings = 0;
   if (fields.timings !== undefined) {
@@ -105,6 +109,8 @@ export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
     modelVersion,
     timings,
     fields.errorCode ?? 0,
+    currency,
+    fields.noFillReason ?? NoFillReason.None,
   );
   AdResponse.finishAdResponseBuffer(builder, response);
   // Copied out because the builder's buffer is reused by the next response.

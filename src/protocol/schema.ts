@@ -15,3 +15,4 @@ export { Device } from '../../build/gen/ts/adserve/fb/device';
 export { User } from '../../build/gen/ts/adserve/fb/user';
 export { ResponseStatus } from '../../build/gen/ts/adserve/fb/response-status';
 export { StageTiming } from '../../build/gen/ts/adserve/fb/stage-timing';
+export { NoFillReason } from '../../build/gen/ts/adserve/fb/no-fill-reason';

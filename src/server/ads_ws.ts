@@ -7,7 +7,7 @@ import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import { RequestError } from '../errors';
 import { refusedRequestId } from '../pipeline/parse_request';
 import { encodeAdResponse } from '../protocol/encode_response';
-import { ResponseStatus } from '../protocol/schema';
+import { NoFillReason, ResponseStatus } from '../protocol/schema';
 import { type RouteContext, startingError } from './context';
 import type { Decisions } from './decisions';
 
@@ -26,7 +26,8 @@ export function registerAdsWebSocket(app: TemplatedApp, context: RouteContext, d
   const reject = (ws: WebSocket<SocketState>, started: bigint, error: RequestError, body?: Uint8Array): void => {
     if (ws.getUserData().open) {
       const requestId = body ? refusedRequestId(body) : '';
-      ws.send(encodeAdResponse({ requestId, status: ResponseStatus.Rejected, message: error.message, errorCode: error.status }), true);
+      const noFillReason = error.code === 'overloaded' ? NoFillReason.Capacity : NoFillReason.None;
+      ws.send(encodeAdResponse({ requestId, status: ResponseStatus.Rejected, message: error.message, errorCode: error.status, currency: config.currency, noFillReason }), true);
     }
     observe(started, 'none', error.status);
   };

@@ -2,6 +2,7 @@
 // failure to its refusal, shed counting and the sampled request log, written once.
 import { RequestError } from '../errors';
 import { type AdDecision, type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { NoFillReason } from '../protocol/schema';
 import type { RouteContext } from './context';
 import { toRefusal } from './refusal';
 
@@ -30,7 +31,10 @@ export class Decisions {
       },
       (error: unknown) => {
         const refusal = toRefusal(error, 'the ad request was not answered', this.context.log);
-        if (refusal.code === 'overloaded') this.context.metrics.shed.inc();
+        if (refusal.code === 'overloaded') {
+          this.context.metrics.shed.inc();
+          this.context.metrics.noFill(NoFillReason.Capacity);
+        }
         this.logSample(transport, refusal.status, started, undefined, refusal);
         reply.refuse(refusal);
       },

@@ -40,6 +40,7 @@ function requestFieldsOf(bytes: Uint8Array): unknown {
     utc_offset_minutes: request.utcOffsetMinutes(),
     session_id: request.sessionId(),
     page: request.page(),
+    cur: strings(request.curLength(), (i) => request.cur(i)),
   };
 }
 
@@ -52,7 +53,7 @@ function camelCased(value: unknown): unknown {
 
 /** What the daemon is known to answer to `everyFieldRequest`: a debug fill of up to 3 slots that honours its blocks. */
 function expectEveryFieldFill(decision: AdDecision, requestId: string): void {
-  expect(decision).toMatchObject({ requestId, status: 'Ok', message: '', degraded: false, errorCode: 0 });
+  expect(decision).toMatchObject({ requestId, status: 'Ok', message: '', degraded: false, errorCode: 0, cur: 'USD', noFillReason: 'None' });
   expect(decision.modelVersion).toMatch(/^tiny-[0-9a-f]+$/);
   expect(decision.ads.length).toBeGreaterThan(0);
   expect(decision.ads.length).toBeLessThanOrEqual(everyFieldRequest.slots);

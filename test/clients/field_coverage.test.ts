@@ -9,7 +9,7 @@ import { adDecisionOf, encodeEvent } from '../../clients/typescript/adserve_clie
 import { projectRoot } from '../../src/paths';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { encodeAdResponse } from '../../src/protocol/encode_response';
-import { BidType, ResponseStatus } from '../../src/protocol/schema';
+import { BidType, NoFillReason, ResponseStatus } from '../../src/protocol/schema';
 import { absentFields, camelCase, everyFieldRequest, everyFieldSpec, runPython, schemaTables } from '../helpers/clients';
 
 const everyFieldEvent = { event_id: 'coverage-event', type: 'conversion', token: 'v2.k.token', timestamp_ms: 1_764_590_400_000, value_micros: 25_000_000 };
@@ -73,6 +73,8 @@ describe('client field coverage', () => {
           status: ResponseStatus.Ok,
           ads: [{ slot: 0, adId: 'a', campaignId: 'c', advertiserId: 'v', productId: 'p', title: 't', imageUrl: 'i', landingUrl: 'l', bidType: BidType.Cpc, bidMicros: 1, priceMicros: 1, pCtr: 0.1, pCvr: 0.1, ecpmMicros: 1, quality: 1, eventToken: 'v2.k.token' }],
           timings: [{ stage: 'parse', nanos: 1n }],
+          currency: 'EUR',
+          noFillReason: NoFillReason.BelowFloor,
         }),
       ),
     );

@@ -33,6 +33,7 @@ export const everyFieldRequest = {
   utc_offset_minutes: -480,
   session_id: 'clients-session',
   page: 1,
+  cur: ['EUR', 'USD'],
 } as const;
 
 /** The same request for the TypeScript client; `Required` makes a new spec field fail to compile until it is set here. */
@@ -68,6 +69,7 @@ export function everyFieldSpec(id: string): Required<AdRequestSpec> {
     utcOffsetMinutes: r.utc_offset_minutes,
     sessionId: r.session_id,
     page: r.page,
+    cur: [...r.cur],
   };
 }
 

@@ -16,7 +16,7 @@ import { type ModelDir, readModelDir } from '../../src/engine/model_dir';
 import { engineSettings, placementRules } from '../../src/engine/serving';
 import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
-import { Ad, AdResponse, BidType, Creative, Placement, ResponseStatus, StageTiming } from '../../src/protocol/schema';
+import { Ad, AdResponse, BidType, Creative, NoFillReason, Placement, ResponseStatus, StageTiming } from '../../src/protocol/schema';
 import { auctionCandidates } from '../../src/pipeline/auction';
 import { calibrateCandidates } from '../../src/pipeline/calibrate_candidates';
 import type { Clock } from '../../src/pipeline/clock';
@@ -131,7 +131,7 @@ describe('encode stage', () => {
     const clock: Clock = { now: () => issuedMs, monotonic: () => 42 };
     const key = signingKeyOf(Buffer.from('stages-test-key'));
     const bytes = encodeDecision(
-      { parsed: parseAdRequest(body, defaults), catalog, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
+      { parsed: parseAdRequest(body, defaults), catalog, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, noFillReason: NoFillReason.None, currency: 'USD', engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
       clock,
       scratch,
     );
@@ -167,6 +167,7 @@ function plainResponse(parsed: ParsedAdRequest, shown: Catalog, scratch: Decisio
   const query = parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined;
   const requestId = builder.createString(parsed.requestId);
   const modelVersion = builder.createString('m-1');
+  const currency = builder.createString('USD');
   const ads: number[] = [];
   for (let slot = 0; slot < outcome.winners; slot++) {
     const i = outcome.candidate[slot]!;
@@ -192,7 +193,7 @@ function plainResponse(parsed: ParsedAdRequest, shown: Catalog, scratch: Decisio
   }
   const adsVector = AdResponse.createAdsVector(builder, ads);
   const timingsVector = AdResponse.createTimingsVector(builder, timings.map(([stage, nanos]) => StageTiming.createStageTiming(builder, builder.createString(stage), nanos)));
-  AdResponse.finishAdResponseBuffer(builder, AdResponse.createAdResponse(builder, requestId, ResponseStatus.Ok, 0, adsVector, false, modelVersion, timingsVector, 0));
+  AdResponse.finishAdResponseBuffer(builder, AdResponse.createAdResponse(builder, requestId, ResponseStatus.Ok, 0, adsVector, false, modelVersion, timingsVector, 0, currency, NoFillReason.None));
   return builder.asUint8Array().slice();
 }
 
@@ -216,7 +217,7 @@ describe('encode stage bytes', () => {
       for (const request of requests) {
         const parsed = parseAdRequest(encodeAdRequest(request), defaults);
         const bytes = encodeDecision(
-          { parsed, catalog: shown, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
+          { parsed, catalog: shown, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, noFillReason: NoFillReason.None, currency: 'USD', engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
           clock,
           scratch,
         );

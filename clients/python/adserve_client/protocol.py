@@ -29,6 +29,7 @@ try:
     from adserve.fb.DeviceType import DeviceType
     from adserve.fb.EventType import EventType
     from adserve.fb.Gender import Gender
+    from adserve.fb.NoFillReason import NoFillReason
     from adserve.fb.Placement import Placement
     from adserve.fb.ResponseStatus import ResponseStatus
 except ImportError as error:  # the generated code is a build output, not part of this package
@@ -90,6 +91,7 @@ class AdRequest:
     utc_offset_minutes: Optional[int] = None
     session_id: Optional[str] = None
     page: Optional[int] = None
+    cur: Optional[List[str]] = None
 
     @classmethod
     def from_dict(cls, fields: dict) -> "AdRequest":
@@ -140,6 +142,8 @@ class AdResponse:
     model_version: str
     timings: List[StageTiming]
     error_code: int
+    cur: str
+    no_fill_reason: str
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -169,7 +173,8 @@ def _enum_value(enum: type, name: str) -> int:
 def _enum_name(enum: type, value: int) -> str:
     for name, member in vars(enum).items():
         if member == value and not name.startswith("_"):
-            return name
+            # flatc appends "_" to a value named like a Python keyword (NoFillReason.None); answer the schema's name.
+            return name[:-1] if name.endswith("_") else name
     # A value appended to the schema after this client was generated.
     return str(value)
 
@@ -250,6 +255,7 @@ def encode_ad_request(request: AdRequest) -> bytes:
     blocked_advertisers = _optional_vector(builder, request.blocked_advertisers)
     blocked_categories = _optional_vector(builder, request.blocked_categories)
     blocked_products = _optional_vector(builder, request.blocked_products)
+    cur = _optional_vector(builder, request.cur)
 
     r = fb_ad_request
     r.AdRequestStart(builder)
@@ -294,6 +300,8 @@ def encode_ad_request(request: AdRequest) -> bytes:
         r.AdRequestAddSessionId(builder, session_id)
     if request.page is not None:
         r.AdRequestAddPage(builder, request.page)
+    if cur:
+        r.AdRequestAddCur(builder, cur)
     builder.Finish(r.AdRequestEnd(builder), file_identifier=_REQUEST_IDENTIFIER)
     return bytes(builder.Output())
 
@@ -345,6 +353,8 @@ def decode_ad_response(body: bytes) -> AdResponse:
         model_version=_text(response.ModelVersion()),
         timings=timings,
         error_code=response.ErrorCode(),
+        cur=_text(response.Cur()),
+        no_fill_reason=_enum_name(NoFillReason, response.NoFillReason()),
     )
 
 
