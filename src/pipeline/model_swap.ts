@@ -58,7 +58,6 @@ export class ModelSwapper {
    * and warm-up; the history forgets that entry only once it serves again.
    */
   async rollBack(): Promise<Serving> {
-    if (this.loading) throw new SwapInProgressError(`already loading ${this.loading}`);
     const previous = this.history.latest;
     if (!previous) throw new NothingToRollBackError('no earlier model served arm A');
     return this.load(previous.dir, 'a', 0, () => this.history.dropLatest());
