@@ -20,14 +20,14 @@ function modelsOf({ decision }: AdminDeps, repositoryEntries: RepositoryEntry[])
   ];
   const listed: ListedModel[] = repositoryEntries.map((entry) => ({
     ...entry,
-    arms: arms.filter(([, serving]) => serving?.modelDir === entry.dir).map(([arm]) => arm),
+    arms: [],
   }));
   for (const [arm, serving] of arms) {
     if (!serving) continue;
     const entry = listed.find((model) => model.dir === serving.modelDir);
     if (!entry)
       listed.push({ name: null, version: null, dir: serving.modelDir, modelVersion: serving.modelVersion, modelSha256: serving.modelSha256, arms: [arm] });
-    else if (!entry.arms.includes(arm)) entry.arms.push(arm);
+    else entry.arms.push(arm);
   }
   return listed;
 }
