@@ -18,10 +18,7 @@ function modelsOf({ decision }: AdminDeps, repositoryEntries: RepositoryEntry[])
     ['a', decision.serving],
     ['b', decision.challenger?.serving],
   ];
-  const listed: ListedModel[] = repositoryEntries.map((entry) => ({
-    ...entry,
-    arms: [],
-  }));
+  const listed: ListedModel[] = repositoryEntries.map((entry) => ({ ...entry, arms: [] }));
   for (const [arm, serving] of arms) {
     if (!serving) continue;
     const entry = listed.find((model) => model.dir === serving.modelDir);
