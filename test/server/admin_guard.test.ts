@@ -44,6 +44,7 @@ describe('admin guard', () => {
       'PATCH /v1/admin/ads/:id',
       'PATCH /v1/admin/campaigns/:id',
       'POST /v1/admin/models',
+      'POST /v1/admin/models/rollback',
     ]);
     // No admin path is registered outside the table, where the guard would not see it.
     const serverDir = path.join(projectRoot, 'src', 'server');
