@@ -50,6 +50,7 @@ export const settings = {
   queueCapacity: { env: 'ADSERVE_QUEUE_CAPACITY', type: 'integer', min: 1, max: 1 << 20, default: 4096, doc: 'Engine jobs that may wait before new ones are shed with 503.' },
   logLevel: { env: 'ADSERVE_LOG_LEVEL', type: 'choice', values: ['debug', 'info', 'warn', 'error'], default: 'info', doc: 'Least severe level logged; logs are JSON lines on stdout.' },
   modelDir: { env: 'ADSERVE_MODEL_DIR', type: 'string', nonEmpty: true, default: 'models/demo', doc: 'Model directory written by `npm run train`; the daemon answers `NoEngine` when it is missing.' },
+  modelRepository: { env: 'ADSERVE_MODEL_REPOSITORY', type: 'string', nonEmpty: false, default: '', doc: 'Model repository laid out `<name>/<version>/`, each version a model directory; when set, `modelDir` names `<name>` (its newest version, in natural order: v2 before v10) or `<name>/<version>` in it, and admin swaps may name `{name, version}`; empty: `modelDir` is a directory path.' },
   indexKind: { env: 'ADSERVE_INDEX_KIND', type: 'choice', values: ['flat', 'ivf', 'hnsw', 'ivfpq'], default: 'ivf', doc: 'FAISS index over the ad embeddings.' },
   indexCacheDir: { env: 'ADSERVE_INDEX_CACHE_DIR', type: 'string', nonEmpty: false, default: 'cache/index', doc: 'Directory where built FAISS indexes are kept between starts, named by a hash of the ad embeddings and the build options (a damaged or mismatched file is rebuilt); empty: always build.' },
   nlist: { env: 'ADSERVE_NLIST', type: 'integer', min: 0, max: 1 << 20, default: 0, doc: 'IVF lists; 0 picks about √ads.' },

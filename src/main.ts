@@ -8,6 +8,7 @@ import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { LoadProgress } from './engine/load_progress';
 import { ModelDirError, readModelDir } from './engine/model_dir';
+import { startupModelDir } from './engine/model_repository';
 import { cannotFill, warmUp, warmUpRequests } from './engine/warm_up';
 import { ModelSwapper } from './pipeline/model_swap';
 import { openServing, type Serving } from './engine/serving';
@@ -63,7 +64,7 @@ async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, log: 
 }
 
 async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary, progress: LoadProgress, store: CatalogStore): Promise<Serving | undefined> {
-  const dir = path.resolve(projectRoot, config.modelDir);
+  const dir = startupModelDir(config);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
     return undefined;

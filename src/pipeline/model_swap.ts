@@ -12,15 +12,21 @@ import { cannotFill, warmUp, warmUpRequests } from '../engine/warm_up';
 import { createMetrics, type Metrics } from '../metrics';
 import type { Money } from '../money/money';
 import { type DecisionContext, decideAds } from './ad_decision';
+import { ModelHistory } from './model_history';
 import { DecisionScratch } from './scratch';
 
 export class SwapInProgressError extends Error {}
+
+export class NothingToRollBackError extends Error {}
 
 export class ModelSwapper {
   private loading: string | undefined;
 
   /** Metrics of the swapper's own trial decisions, kept out of /metrics. */
   private readonly trialMetrics: Metrics;
+
+  /** What served arm A before each swap; a rollback takes the latest back out. */
+  readonly history: ModelHistory;
 
   constructor(
     private readonly context: DecisionContext,
@@ -30,6 +36,7 @@ export class ModelSwapper {
     private readonly changes: CatalogChanges,
   ) {
     this.trialMetrics = createMetrics(addon.buildInfo(), 'model-swap-trial');
+    this.history = ModelHistory.open(path.resolve(root, config.dataDir));
   }
 
   get loadingDir(): string | undefined {
@@ -40,7 +47,24 @@ export class ModelSwapper {
    * Opens and warms the model at `dir` (relative to the project root), then makes it arm A (the
    * serving model) or arm B (the challenger of an A/B test, taking `share` of users).
    */
-  async swap(dir: string, arm: 'a' | 'b' = 'a', share = 0.1): Promise<Serving> {
+  swap(dir: string, arm: 'a' | 'b' = 'a', share = 0.1): Promise<Serving> {
+    return this.load(dir, arm, share, (replaced) => {
+      if (arm === 'a' && replaced) this.history.push({ dir: replaced.modelDir, modelVersion: replaced.modelVersion, modelSha256: replaced.modelSha256 });
+    });
+  }
+
+  /**
+   * Swaps arm A back to the model that served before the last swap, through the same verification
+   * and warm-up; the history forgets that entry only once it serves again.
+   */
+  async rollBack(): Promise<Serving> {
+    const previous = this.history.latest;
+    if (!previous) throw new NothingToRollBackError('no earlier model served arm A');
+    return this.load(previous.dir, 'a', 0, () => this.history.dropLatest());
+  }
+
+  /** `record` notes the swap in the history once `next` has passed every check, before it serves; if it throws, nothing changes. */
+  private async load(dir: string, arm: 'a' | 'b', share: number, record: (replaced: Serving | undefined) => void): Promise<Serving> {
     if (this.loading) throw new SwapInProgressError(`already loading ${this.loading}`);
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
@@ -51,6 +75,7 @@ export class ModelSwapper {
         const problem = cannotFill(await warmUp(next));
         if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
         await this.fillsLike(next, previous ?? this.context.serving, resolved);
+        record(previous);
       } catch (error) {
         closeServing(next);
         throw error;

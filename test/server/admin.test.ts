@@ -44,6 +44,10 @@ describe('admin: models', () => {
     expect(body.serving.version).toMatch(/^tiny-/);
     expect(await (await fetch(`${daemon.url}/metrics`)).text()).toContain(`adserve_model_info{arm="a",version="${body.serving.version}",`);
     expect(body.serving.ads).toBeGreaterThan(0);
+    // Without a model repository the listing holds just what serves.
+    expect(((await (await admin('GET')).json()) as { models: unknown[] }).models).toEqual([
+      { name: null, version: null, dir: tinyModelDir, modelVersion: body.serving.version, modelSha256: expect.stringMatching(/^[0-9a-f]{64}$/), arms: ['a'] },
+    ]);
     expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
     expect(await status()).toBe(ResponseStatus.Ok);
   });

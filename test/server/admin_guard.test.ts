@@ -61,6 +61,7 @@ describe('admin guard', () => {
       'POST /v1/admin/catalog/campaigns',
       'POST /v1/admin/catalog/import',
       'POST /v1/admin/models',
+      'POST /v1/admin/models/rollback',
     ]);
     // No admin path is registered outside the table, where the guard would not see it.
     const serverDir = path.join(projectRoot, 'src', 'server');
