@@ -41,7 +41,13 @@ export function parseStageMetrics(text: string): StageScrape {
     (match[1] === 'sum' ? sums : counts).set(match[2]!, Number(match[3]));
   }
   const number = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { sums, counts, batchSum: number('adserve_batch_size_sum'), batchCount: number('adserve_batch_size_count'), degraded: number('adserve_deadline_degraded_total') };
+  return {
+    sums,
+    counts,
+    batchSum: number('adserve_batch_size_sum'),
+    batchCount: number('adserve_batch_size_count'),
+    degraded: number('adserve_deadline_degraded_total'),
+  };
 }
 
 /**

@@ -101,8 +101,20 @@ async function main(): Promise<void> {
       return hit / Math.max(1, total);
     };
     const stageUs = Object.fromEntries(engineStages.map((stage, i) => [stage, stageNs[i]! / bodies.length / 1000]));
-    rows.push({ name, index: stats.index, requestsPerSecond: bodies.length / seconds, cpuUsPerRequest, meanBatch: stats.requests / stats.batches, buildSeconds, recallAt100: recall(100), recallAt300: recall(300), stageUs });
-    process.stdout.write(`${name}: ${(bodies.length / seconds).toFixed(0)} req/s, ${cpuUsPerRequest.toFixed(0)} CPU us/req, recall@300 ${recall(300).toFixed(3)}\n`);
+    rows.push({
+      name,
+      index: stats.index,
+      requestsPerSecond: bodies.length / seconds,
+      cpuUsPerRequest,
+      meanBatch: stats.requests / stats.batches,
+      buildSeconds,
+      recallAt100: recall(100),
+      recallAt300: recall(300),
+      stageUs,
+    });
+    process.stdout.write(
+      `${name}: ${(bodies.length / seconds).toFixed(0)} req/s, ${cpuUsPerRequest.toFixed(0)} CPU us/req, recall@300 ${recall(300).toFixed(3)}\n`,
+    );
   }
   const baseline = rows[0]!.requestsPerSecond;
   const date = new Date().toISOString();
@@ -114,9 +126,12 @@ async function main(): Promise<void> {
     '',
     '| variant | FAISS | req/s | vs baseline | CPU µs/req | mean batch | build s | recall of exact top-100 | recall of exact 300 |',
     '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name} | ${r.index} | ${r.requestsPerSecond.toFixed(0)} | ${(r.requestsPerSecond / baseline).toFixed(2)} | ${r.cpuUsPerRequest.toFixed(0)} | ${r.meanBatch.toFixed(1)} | ${r.buildSeconds.toFixed(1)} | ${r.recallAt100.toFixed(3)} | ${r.recallAt300.toFixed(3)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.index} | ${r.requestsPerSecond.toFixed(0)} | ${(r.requestsPerSecond / baseline).toFixed(2)} | ${r.cpuUsPerRequest.toFixed(0)} | ${r.meanBatch.toFixed(1)} | ${r.buildSeconds.toFixed(1)} | ${r.recallAt100.toFixed(3)} | ${r.recallAt300.toFixed(3)} |`,
+    ),
     '',
-    'Mean time per request in each stage (µs; a batch\'s stage time shared among its requests):',
+    "Mean time per request in each stage (µs; a batch's stage time shared among its requests):",
     '',
     `| variant | ${engineStages.join(' | ')} |`,
     `|---|${engineStages.map(() => '---').join('|')}|`,

@@ -18,9 +18,11 @@ if (!target) {
   process.exit(2);
 }
 const modelFlag = process.argv.indexOf('--model');
-const modelDir = path.resolve(projectRoot, modelFlag >= 0 ? process.argv[modelFlag + 1] ?? '' : 'models/demo');
+const modelDir = path.resolve(projectRoot, modelFlag >= 0 ? (process.argv[modelFlag + 1] ?? '') : 'models/demo');
 if (!existsSync(path.join(modelDir, 'manifest.json'))) {
-  process.stderr.write(`bench: no model at ${modelDir}; train one first, e.g. npm run train -- --preset large --out ${path.relative(projectRoot, modelDir)} (1.05M ads, about 5 minutes)\n`);
+  process.stderr.write(
+    `bench: no model at ${modelDir}; train one first, e.g. npm run train -- --preset large --out ${path.relative(projectRoot, modelDir)} (1.05M ads, about 5 minutes)\n`,
+  );
   process.exit(2);
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports

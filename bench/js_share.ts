@@ -67,7 +67,20 @@ function replaying(serving: Serving, recorded: ReadonlyMap<Uint8Array, ScoreResu
 
 /** CPU µs to seal one event token (median of `rounds` runs of 2000), and the mean winners per request of the replay. */
 function sealingMicros(key: SigningKey, rounds: number): { cpuMicrosPerToken: number; winnersPerRequest: number } {
-  const fields = { requestId: 'bench-123', adId: 'ad-0001234', slot: 0, bidType: 0, priceMicros: 1_234_567, issuedMs: Date.now(), expiresMs: Date.now() + 3_600_000, userId: 'u0001234', pCtr: 0.0123, pCvr: 0.0456, placement: 'Search', modelVersion: 'demo-c1b0af01f4ef' };
+  const fields = {
+    requestId: 'bench-123',
+    adId: 'ad-0001234',
+    slot: 0,
+    bidType: 0,
+    priceMicros: 1_234_567,
+    issuedMs: Date.now(),
+    expiresMs: Date.now() + 3_600_000,
+    userId: 'u0001234',
+    pCtr: 0.0123,
+    pCvr: 0.0456,
+    placement: 'Search',
+    modelVersion: 'demo-c1b0af01f4ef',
+  };
   const perToken: number[] = [];
   for (let round = 0; round <= rounds; round++) {
     const cpu = process.cpuUsage();
@@ -103,7 +116,13 @@ async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: 1, queueCapacity: 100_000 });
   const config = loadConfig({});
   const dataDir = benchTempDir('js-share-');
-  const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: config.ledgerSnapshotEvents, eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000 }), config.attributionWindowSeconds * 1000);
+  const spend = new LocalSpendStore(
+    await Ledger.open(dataDir, {
+      snapshotEvents: config.ledgerSnapshotEvents,
+      eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
+    }),
+    config.attributionWindowSeconds * 1000,
+  );
   const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, new Money(spend), CatalogChanges.open(dataDir));
   const bodies = benchRequests(Number(options.requests));
   const recorded = new Map<Uint8Array, ScoreResult>();
@@ -113,7 +132,15 @@ async function main(): Promise<void> {
   const signingKey = signingKeyOf(Buffer.from('js-share-bench-key'));
 
   // Pacing draws from a seeded sequence, so both builds see the same exclusions.
-  const context: DecisionContext = { config, serving: replay, signingKey, metrics: createMetrics(build, 'bench'), clock: systemClock, random: seeded(1), scratch: new DecisionScratch() };
+  const context: DecisionContext = {
+    config,
+    serving: replay,
+    signingKey,
+    metrics: createMetrics(build, 'bench'),
+    clock: systemClock,
+    random: seeded(1),
+    scratch: new DecisionScratch(),
+  };
   const pipelines: Pipeline[] = [{ name: 'this build', decide: decideAds, context, roundMicros: [], cpuMicros: [] }];
   if (options.baseline) {
     const root = path.resolve(options.baseline);
@@ -123,7 +150,13 @@ async function main(): Promise<void> {
     const baselineMetrics = require(path.join(root, 'src', 'metrics.js')) as { createMetrics: typeof createMetrics };
     // Builds before the stage split read only the fields they know and take Math.random for pacing.
     const baselineContext = { ...context, metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics, scratch: new DecisionScratch() };
-    pipelines.push({ name: `baseline (${path.relative(projectRoot, root)})`, decide: baseline.decideAds, context: baselineContext, roundMicros: [], cpuMicros: [] });
+    pipelines.push({
+      name: `baseline (${path.relative(projectRoot, root)})`,
+      decide: baseline.decideAds,
+      context: baselineContext,
+      roundMicros: [],
+      cpuMicros: [],
+    });
   }
 
   const rounds = Number(options.rounds);
@@ -161,7 +194,17 @@ async function main(): Promise<void> {
   const stages = await stageMeans(context.metrics);
   const sealing = sealingMicros(signingKey, rounds);
   const date = new Date().toISOString();
-  const report = { date, commit: gitCommit(), machine: machineInfo(), model: options.model, requests: bodies.length, rounds, rows, stageMeanMicros: stages, sealing };
+  const report = {
+    date,
+    commit: gitCommit(),
+    machine: machineInfo(),
+    model: options.model,
+    requests: bodies.length,
+    rounds,
+    rows,
+    stageMeanMicros: stages,
+    sealing,
+  };
   const lines = [
     `# JS share of an ad decision (${date})`,
     '',
@@ -170,7 +213,10 @@ async function main(): Promise<void> {
     '',
     '| build | CPU µs / request, median | min | wall µs / request, median | min |',
     '|---|---|---|---|---|',
-    ...rows.map((row) => `| ${row.name} | ${row.medianCpuMicros.toFixed(1)} | ${row.minCpuMicros.toFixed(1)} | ${row.medianWallMicros.toFixed(1)} | ${row.minWallMicros.toFixed(1)} |`),
+    ...rows.map(
+      (row) =>
+        `| ${row.name} | ${row.medianCpuMicros.toFixed(1)} | ${row.minCpuMicros.toFixed(1)} | ${row.medianWallMicros.toFixed(1)} | ${row.minWallMicros.toFixed(1)} |`,
+    ),
     '',
   ];
   if (rows.length === 2) lines.push(`This build / baseline, median CPU: ${(rows[0]!.medianCpuMicros / rows[1]!.medianCpuMicros).toFixed(3)}×`, '');
@@ -178,8 +224,12 @@ async function main(): Promise<void> {
     "This build's own stages, mean wall µs per request over every round (adserve_stage_duration_seconds; encode includes event-token sealing):",
     '',
     `| ${Object.keys(stages).join(' | ')} |`,
-    `|${Object.keys(stages).map(() => '---|').join('')}`,
-    `| ${Object.values(stages).map((micros) => micros.toFixed(1)).join(' | ')} |`,
+    `|${Object.keys(stages)
+      .map(() => '---|')
+      .join('')}`,
+    `| ${Object.values(stages)
+      .map((micros) => micros.toFixed(1))
+      .join(' | ')} |`,
     '',
     `Event-token sealing (src/money/event_token.ts), measured alone: ${sealing.cpuMicrosPerToken.toFixed(1)} CPU µs per token, ${sealing.winnersPerRequest.toFixed(2)} winners per request here, so about ${(sealing.cpuMicrosPerToken * sealing.winnersPerRequest).toFixed(1)} µs of each request's CPU.`,
     '',

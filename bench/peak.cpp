@@ -141,7 +141,9 @@ double readGBps(int threads, std::size_t bytes) {
       results[t] = sum;
     });
     for (float r : results) sink = sink + r;
-    if (repeat > 0) best = std::max(best, static_cast<double>(slice) * sizeof(float) * threads * passes / seconds / 1e9);  // the first pass faults pages in
+    if (repeat > 0)
+      best =
+          std::max(best, static_cast<double>(slice) * sizeof(float) * threads * passes / seconds / 1e9);  // the first pass faults pages in
   }
   return best;
 }

@@ -4,7 +4,32 @@
 import { encodeAdRequest } from '../src/protocol/encode_request';
 import { DeviceType, Placement } from '../src/protocol/schema';
 
-const words = ['running', 'shoes', 'usb', 'cable', 'organic', 'coffee', 'kids', 'rain', 'boots', 'tv', '4k', 'dog', 'food', 'yoga', 'mat', 'lamp', 'novel', 'drill', 'vitamins', 'console', 'necklace', 'blender', 'jeans', 'lego'];
+const words = [
+  'running',
+  'shoes',
+  'usb',
+  'cable',
+  'organic',
+  'coffee',
+  'kids',
+  'rain',
+  'boots',
+  'tv',
+  '4k',
+  'dog',
+  'food',
+  'yoga',
+  'mat',
+  'lamp',
+  'novel',
+  'drill',
+  'vitamins',
+  'console',
+  'necklace',
+  'blender',
+  'jeans',
+  'lego',
+];
 const modifiers = ['best', 'cheap', 'new', 'for', 'men', 'women', 'pro', 'set'];
 const placements = [Placement.Search, Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage, Placement.Cart];
 const categories = ['shoes', 'electronics', 'grocery', 'pets', 'kids', 'home', 'kitchen', 'beauty', 'sports', 'fashion'];
@@ -23,9 +48,10 @@ export function benchRequests(count: number, seed = 1, slots?: number): Buffer[]
     // Rank ~ 1 / (u^1.2): heavy head of frequent users; 10 % unknown users.
     const rank = Math.floor(1 / Math.pow(1 - random() * 0.999, 1.2));
     const userId = random() < 0.1 ? `anon-${i}` : `u${String(rank % 20_000).padStart(7, '0')}`;
-    const query = placement === Placement.Search
-      ? [random() < 0.3 ? pick(modifiers) : '', pick(words), random() < 0.6 ? pick(words) : ''].filter(Boolean).join(' ')
-      : undefined;
+    const query =
+      placement === Placement.Search
+        ? [random() < 0.3 ? pick(modifiers) : '', pick(words), random() < 0.6 ? pick(words) : ''].filter(Boolean).join(' ')
+        : undefined;
     return Buffer.from(
       encodeAdRequest({
         id: `bench-${i}`,
@@ -33,7 +59,8 @@ export function benchRequests(count: number, seed = 1, slots?: number): Buffer[]
         query,
         userId,
         categoryId: placement === Placement.Category || placement === Placement.ProductPage ? pick(categories) : undefined,
-        productId: placement === Placement.ProductPage || placement === Placement.Cart ? `p${String(Math.floor(random() * 20_000)).padStart(8, '0')}` : undefined,
+        productId:
+          placement === Placement.ProductPage || placement === Placement.Cart ? `p${String(Math.floor(random() * 20_000)).padStart(8, '0')}` : undefined,
         country: pick(countries),
         deviceType: pick([DeviceType.Desktop, DeviceType.Mobile, DeviceType.Mobile, DeviceType.App]),
         slots: slots ?? 1 + Math.floor(random() * 4),

@@ -50,14 +50,18 @@ export function readFusionShape(modelDir: string): FusionShape {
     "shapes = {k: list(v.shape) for k, v in torch.jit.load(sys.argv[1], map_location='cpu').state_dict().items() if k.endswith('.weight')}",
     'print(json.dumps(shapes))',
   ].join('\n');
-  const shapes = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script, path.join(modelDir, 'model.pt')], { encoding: 'utf8' })) as Record<string, [number, number]>;
+  const shapes = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script, path.join(modelDir, 'model.pt')], { encoding: 'utf8' })) as Record<
+    string,
+    [number, number]
+  >;
   const layers = Object.keys(shapes)
     .filter((name) => /^fusion\.\d+\.weight$/.test(name))
     .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
     .map((name) => shapes[name]!);
   const ctr = shapes['ctr_head.weight'];
   const cvr = shapes['cvr_head.weight'];
-  if (layers.length === 0 || !ctr || !cvr) throw new Error(`model.pt has no fusion.*.weight / ctr_head / cvr_head weights (found ${Object.keys(shapes).join(', ')})`);
+  if (layers.length === 0 || !ctr || !cvr)
+    throw new Error(`model.pt has no fusion.*.weight / ctr_head / cvr_head weights (found ${Object.keys(shapes).join(', ')})`);
   return { layers, heads: [ctr[0] + cvr[0], ctr[1]] };
 }
 

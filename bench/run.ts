@@ -89,7 +89,9 @@ async function runTrial(scenario: Scenario, rate: number | undefined, round: num
   const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!), ...scenario.env });
   try {
     if (scenario.bodies) await checkAdResponses(daemon.url, scenario.bodies);
-    const measure = async (run: () => Promise<Pick<Trial, 'requestsPerSecond' | 'latencyMs' | 'requests' | 'errors' | 'non2xx' | 'openLoop'>>): Promise<Trial> => {
+    const measure = async (
+      run: () => Promise<Pick<Trial, 'requestsPerSecond' | 'latencyMs' | 'requests' | 'errors' | 'non2xx' | 'openLoop'>>,
+    ): Promise<Trial> => {
       // Scrapes fall outside the CPU window: rendering /metrics is not the requests' work.
       const stagesBefore = await scrapeStages(daemon.url);
       const cpuBefore = daemonCpu(daemon.child.pid!);
@@ -175,7 +177,10 @@ interface ModelFacts {
 }
 
 function readModelFacts(modelDir: string): ModelFacts {
-  const manifest = JSON.parse(readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')) as { embedding_dim: number; files: Record<string, { shape: number[] }> };
+  const manifest = JSON.parse(readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')) as {
+    embedding_dim: number;
+    files: Record<string, { shape: number[] }>;
+  };
   return { ads: manifest.files['ad_embeddings.f32']!.shape[0]!, embeddingDim: manifest.embedding_dim, fusion: readFusionShape(modelDir) };
 }
 
@@ -188,11 +193,20 @@ async function main(): Promise<void> {
   // Measured before any daemon runs, against the 8-bit codes' size (the default scan's working set).
   const peak = measurePeak(model.ads * model.embeddingDim);
   process.stdout.write(`peak: ${JSON.stringify(peak)}\n`);
-  const batched = (maxBatch: number, maxDelayUs: number): Record<string, string> => ({ ADSERVE_MAX_BATCH: String(maxBatch), ADSERVE_MAX_DELAY_US: String(maxDelayUs) });
+  const batched = (maxBatch: number, maxDelayUs: number): Record<string, string> => ({
+    ADSERVE_MAX_BATCH: String(maxBatch),
+    ADSERVE_MAX_DELAY_US: String(maxDelayUs),
+  });
   const unbatched = batched(1, 0);
   const baseline = 'ads, maxBatch 1 (baseline)';
   const best = 'ads, maxBatch 32, 1000 µs';
-  const fixedRate = (rate: number, env: Record<string, string>, label: string): Scenario => ({ name: `ads @${rate}/s open loop, ${label}`, path: '/v1/ads', bodies, rate, env });
+  const fixedRate = (rate: number, env: Record<string, string>, label: string): Scenario => ({
+    name: `ads @${rate}/s open loop, ${label}`,
+    path: '/v1/ads',
+    bodies,
+    rate,
+    env,
+  });
   const halfSaturation = 'ads @half saturation open loop, maxBatch 32, 1000 µs';
   const scenarios: Scenario[] = [
     { name: 'livez (transport baseline)', path: '/livez' },
@@ -301,10 +315,14 @@ async function main(): Promise<void> {
   const percent = (share: number | undefined): string => (share === undefined ? 'n/a' : `${(share * 100).toFixed(1)} %`);
   const cpuColumns = (s: (typeof summary)[number]): string =>
     `**${micros(s.cpuMicrosPerRequest)}** | ${micros(s.jsThreadCpuMicrosPerRequest)} | ${micros(s.cpuMicrosPerRequest - s.jsThreadCpuMicrosPerRequest)}`;
-  const vsBaseline = (s: (typeof summary)[number]): string => (s.stageMicros.score === undefined ? '' : (s.requestsPerSecond / get(baseline).requestsPerSecond).toFixed(2));
+  const vsBaseline = (s: (typeof summary)[number]): string =>
+    s.stageMicros.score === undefined ? '' : (s.requestsPerSecond / get(baseline).requestsPerSecond).toFixed(2);
   const closedRows = summary
     .filter((s) => !s.openLoop)
-    .map((s) => `| ${s.scenario} | ${cpuColumns(s)} | ${s.requestsPerSecond.toFixed(0)} | ${vsBaseline(s)} | ${s.p50Ms} | ${s.p99Ms} | ${s.meanBatchSize.toFixed(1)} | ${s.non2xx} | ${s.errors} |`);
+    .map(
+      (s) =>
+        `| ${s.scenario} | ${cpuColumns(s)} | ${s.requestsPerSecond.toFixed(0)} | ${vsBaseline(s)} | ${s.p50Ms} | ${s.p99Ms} | ${s.meanBatchSize.toFixed(1)} | ${s.non2xx} | ${s.errors} |`,
+    );
   const openRows = summary
     .filter((s) => s.openLoop)
     .map(
@@ -329,7 +347,7 @@ async function main(): Promise<void> {
     '',
     `commit ${commit}; model ${options.model}; ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB; Node ${machine.node}; ${options.duration} s per trial after a 2 s warm-up, ${options.rounds} interleaved rounds, medians shown; the load generators run on the same box as the daemon, so absolute numbers understate a dedicated server: read the ratios.`,
     '',
-    'Daemon CPU per request is user + system time of the whole daemon process (/proc/<pid>/stat, 10 ms ticks) over the measured window, divided by the answers; the JS thread is its main thread, the rest are the engine\'s worker and compute threads, libuv and V8\'s helpers.',
+    "Daemon CPU per request is user + system time of the whole daemon process (/proc/<pid>/stat, 10 ms ticks) over the measured window, divided by the answers; the JS thread is its main thread, the rest are the engine's worker and compute threads, libuv and V8's helpers.",
     '',
     `## Closed loop (autocannon, ${options.connections} connections)`,
     '',
@@ -347,7 +365,7 @@ async function main(): Promise<void> {
     '',
     '## Time per stage',
     '',
-    'µs per request. Engine stages are timed per batch on the engine\'s threads (wall time, which several compute threads may share) and split among the batch\'s requests (Σ b·T / Σ b² from the daemon\'s histograms: exact for batches of one size); calibrate, auction and encode run per request on the JS thread.',
+    "µs per request. Engine stages are timed per batch on the engine's threads (wall time, which several compute threads may share) and split among the batch's requests (Σ b·T / Σ b² from the daemon's histograms: exact for batches of one size); calibrate, auction and encode run per request on the JS thread.",
     '',
     `| scenario | ${stageNames.join(' | ')} | engine | JS stages |`,
     `|---|${stageNames.map(() => '---').join('|')}|---|---|`,
@@ -359,9 +377,9 @@ async function main(): Promise<void> {
       `reads ${peak.readGBpsWorkingSetOneCore.toFixed(1)} GB/s on one core from a ${(peak.workingSetBytes / 1e6).toFixed(1)} MB buffer (the catalog's 8-bit codes), ${peak.readGBpsDramOneCore.toFixed(1)} GB/s from 256 MiB (${peak.readGBpsDramAllThreads.toFixed(1)} on ${peak.threads} threads).`,
     '',
     `Fusion: ${micros(fusionFlopsPerCandidate(model.fusion, 'precomputed', model.embeddingDim) / 2)} multiply-adds per candidate after the first-layer precompute (layers ${model.fusion.layers.map(([out, input]) => `${input}→${out}`).join(', ')}, heads ${model.fusion.heads[1]}→${model.fusion.heads[0]}), over the score stage's time per request. ` +
-      'Scan: bytes of ad vectors read per query, estimated as nprobe × mean list length × bytes per vector (the engine counts no scanned codes; coarse quantizer, re-rank and keyword matches left out), over the whole retrieve stage\'s time per request, so both figures are lower bounds on the kernels\' own rates.',
+      "Scan: bytes of ad vectors read per query, estimated as nprobe × mean list length × bytes per vector (the engine counts no scanned codes; coarse quantizer, re-rank and keyword matches left out), over the whole retrieve stage's time per request, so both figures are lower bounds on the kernels' own rates.",
     '',
-    '| scenario | candidates scored | degraded | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core\'s FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core\'s read roof (codes-sized) | of one core\'s DRAM read |',
+    "| scenario | candidates scored | degraded | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core's FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core's read roof (codes-sized) | of one core's DRAM read |",
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rooflineRows,
     '',

@@ -36,12 +36,21 @@ interface Step {
   shedOrFailed: number;
 }
 
-
 async function httpStep(rate: number, bodies: Buffer[]): Promise<Step> {
   const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!) });
   try {
     const openLoop = (durationSeconds: number) =>
-      runOpenLoop({ host: '127.0.0.1', port: daemon.port, path: '/v1/ads', bodies, contentType: 'application/x-flatbuffers', rate, durationSeconds, initialConnections: 32, maxConnections: 512 });
+      runOpenLoop({
+        host: '127.0.0.1',
+        port: daemon.port,
+        path: '/v1/ads',
+        bodies,
+        contentType: 'application/x-flatbuffers',
+        rate,
+        durationSeconds,
+        initialConnections: 32,
+        maxConnections: 512,
+      });
     await openLoop(2); // warm-up
     const result = await openLoop(Number(options.duration));
     return {
@@ -60,11 +69,15 @@ async function websocketRun(bodies: Buffer[]): Promise<{ inFlight: number; reque
   const daemon = await startDaemon({ ADSERVE_MODEL_DIR: path.resolve(projectRoot, options.model!) });
   try {
     const sockets = await Promise.all(
-      Array.from({ length: 4 }, () => new Promise<WebSocket>((resolve, reject) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${daemon.port}/v1/ws`);
-        ws.once('open', () => resolve(ws));
-        ws.once('error', reject);
-      })),
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(`ws://127.0.0.1:${daemon.port}/v1/ws`);
+            ws.once('open', () => resolve(ws));
+            ws.once('error', reject);
+          }),
+      ),
     );
     const inFlight = Number(options['ws-inflight']);
     const ids = bodies.map((body) => AdRequest.getRootAsAdRequest(new ByteBuffer(body)).id()!);
@@ -73,24 +86,27 @@ async function websocketRun(bodies: Buffer[]): Promise<{ inFlight: number; reque
     let stop = false;
     const until = Date.now() + Number(options.duration) * 1000;
     await Promise.all(
-      sockets.map((ws) => new Promise<void>((resolve) => {
-        // Answers may come out of order: match them to their sends by request id.
-        const sent = new Map<string, bigint>();
-        const fire = (): void => {
-          const index = next++ % bodies.length;
-          sent.set(ids[index]!, process.hrtime.bigint());
-          ws.send(bodies[index]!);
-        };
-        ws.on('message', (data: Buffer) => {
-          const id = decodeAdResponse(new Uint8Array(data)).requestId()!;
-          latencies.push(Number(process.hrtime.bigint() - sent.get(id)!) / 1e6);
-          sent.delete(id);
-          if (Date.now() >= until) stop = true;
-          if (!stop) fire();
-          else if (sent.size === 0) resolve();
-        });
-        for (let i = 0; i < inFlight / sockets.length; i++) fire();
-      })),
+      sockets.map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            // Answers may come out of order: match them to their sends by request id.
+            const sent = new Map<string, bigint>();
+            const fire = (): void => {
+              const index = next++ % bodies.length;
+              sent.set(ids[index]!, process.hrtime.bigint());
+              ws.send(bodies[index]!);
+            };
+            ws.on('message', (data: Buffer) => {
+              const id = decodeAdResponse(new Uint8Array(data)).requestId()!;
+              latencies.push(Number(process.hrtime.bigint() - sent.get(id)!) / 1e6);
+              sent.delete(id);
+              if (Date.now() >= until) stop = true;
+              if (!stop) fire();
+              else if (sent.size === 0) resolve();
+            });
+            for (let i = 0; i < inFlight / sockets.length; i++) fire();
+          }),
+      ),
     );
     sockets.forEach((ws) => ws.close());
     const { p50, p99 } = percentiles(Float64Array.from(latencies), latencies.length);
@@ -107,7 +123,11 @@ async function sequentialRun(bodies: Buffer[]): Promise<{ p50Ms: number; p99Ms: 
     const latencies: number[] = [];
     for (let i = 0; i < 550; i++) {
       const started = process.hrtime.bigint();
-      const response = await fetch(`${daemon.url}/v1/ads`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: bodies[i % bodies.length] });
+      const response = await fetch(`${daemon.url}/v1/ads`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-flatbuffers' },
+        body: bodies[i % bodies.length],
+      });
       await response.arrayBuffer();
       if (i >= 50) latencies.push(Number(process.hrtime.bigint() - started) / 1e6); // the first 50 warm up
     }
@@ -146,7 +166,9 @@ async function main(): Promise<void> {
   const steps: Step[] = [];
   for (const rate of options.rates!.split(',').map(Number)) {
     const step = await httpStep(rate, bodies);
-    process.stdout.write(`offered ${rate}/s: achieved ${step.achieved.toFixed(0)}/s, p50 ${step.p50Ms.toFixed(2)} ms, p99 ${step.p99Ms.toFixed(2)} ms, shed/failed ${step.shedOrFailed}\n`);
+    process.stdout.write(
+      `offered ${rate}/s: achieved ${step.achieved.toFixed(0)}/s, p50 ${step.p50Ms.toFixed(2)} ms, p99 ${step.p99Ms.toFixed(2)} ms, shed/failed ${step.shedOrFailed}\n`,
+    );
     steps.push(step);
   }
   // The knee: the first step that no longer keeps up (achieved < 95 % of offered, or anything shed)
@@ -167,9 +189,11 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|',
     ...steps.map((s) => `| ${s.offered} | ${s.achieved.toFixed(0)} | ${s.p50Ms.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.shedOrFailed} |`),
     '',
-    'Requests arrive at uniform intervals and latency runs from each request\'s scheduled send time, so a step past the knee shows its queueing in the latencies; shed or failed counts non-2xx answers, errors, timeouts and requests dropped because all 512 connections were busy.',
+    "Requests arrive at uniform intervals and latency runs from each request's scheduled send time, so a step past the knee shows its queueing in the latencies; shed or failed counts non-2xx answers, errors, timeouts and requests dropped because all 512 connections were busy.",
     '',
-    knee ? `Knee: ${knee.offered} req/s offered (the first step that falls behind, sheds, or doubles the lightest step's p99).` : 'No knee within the offered rates.',
+    knee
+      ? `Knee: ${knee.offered} req/s offered (the first step that falls behind, sheds, or doubles the lightest step's p99).`
+      : 'No knee within the offered rates.',
     '',
     `Unloaded (one HTTP request at a time, fetch client, 500 requests): p50 ${unloaded.p50Ms.toFixed(2)} ms, p99 ${unloaded.p99Ms.toFixed(2)} ms.`,
     '',

@@ -86,12 +86,16 @@ const agent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: Numb
 
 function post(url: string, route: string, body: Buffer, contentType: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const request = http.request(`${url}${route}`, { method: 'POST', agent, headers: { 'content-type': contentType, 'content-length': body.length } }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      response.on('error', reject);
-    });
+    const request = http.request(
+      `${url}${route}`,
+      { method: 'POST', agent, headers: { 'content-type': contentType, 'content-length': body.length } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        response.on('error', reject);
+      },
+    );
     request.on('error', reject);
     request.end(body);
   });
@@ -162,7 +166,10 @@ async function probe(url: string, running: () => boolean): Promise<ProbeSample[]
   const samples: ProbeSample[] = [];
   await atFixedRate(probeRate, running, async () => {
     const sentMs = Date.now();
-    await serveAds(url).then(({ latencyMs }) => void samples.push({ sentMs, latencyMs }), () => void probeErrors++);
+    await serveAds(url).then(
+      ({ latencyMs }) => void samples.push({ sentMs, latencyMs }),
+      () => void probeErrors++,
+    );
   });
   return samples;
 }
@@ -181,7 +188,14 @@ function snapshotsOf(daemon: Daemon): Snapshot[] {
   return [...daemon.output().matchAll(/^.*"msg":"spend ledger snapshot".*$/gm)].map((line) => {
     const logged = JSON.parse(line[0]) as { time: string; events: number; ids: number; seconds: number; longestTurnMs: number };
     const endMs = Date.parse(logged.time);
-    return { startMs: endMs - logged.seconds * 1000, endMs, events: logged.events, ids: logged.ids, seconds: logged.seconds, longestTurnMs: logged.longestTurnMs };
+    return {
+      startMs: endMs - logged.seconds * 1000,
+      endMs,
+      events: logged.events,
+      ids: logged.ids,
+      seconds: logged.seconds,
+      longestTurnMs: logged.longestTurnMs,
+    };
   });
 }
 
@@ -264,7 +278,13 @@ function sampleSeconds(daemon: Daemon, traffic: EventTraffic): { seconds: Second
     await lagMaxMs(daemon.url); // resets the maximum
     while (sampling) {
       await sleep(1000);
-      seconds.push({ t: (Date.now() - started) / 1000, wallMs: Date.now(), events: traffic.acknowledgedEvents, lagMaxMs: await lagMaxMs(daemon.url), rssMiB: rssMiB(daemon.child.pid!) });
+      seconds.push({
+        t: (Date.now() - started) / 1000,
+        wallMs: Date.now(),
+        events: traffic.acknowledgedEvents,
+        lagMaxMs: await lagMaxMs(daemon.url),
+        rssMiB: rssMiB(daemon.child.pid!),
+      });
     }
   })();
   return {
@@ -325,11 +345,19 @@ async function pacedPhase(daemon: Daemon, traffic: EventTraffic, tokensPerRespon
   let running = true;
   let eventsOn = false;
   const harvestRate = Math.ceil(((eventRate / 3) * 1.5) / Math.max(1, tokensPerResponse));
-  const harvesting = atFixedRate(harvestRate, () => running, () => traffic.harvest());
-  const sending = atFixedRate(eventRate / 3, () => running, async () => {
-    const token = eventsOn ? traffic.nextServed() : undefined;
-    if (token) await traffic.sendAll(token);
-  });
+  const harvesting = atFixedRate(
+    harvestRate,
+    () => running,
+    () => traffic.harvest(),
+  );
+  const sending = atFixedRate(
+    eventRate / 3,
+    () => running,
+    async () => {
+      const token = eventsOn ? traffic.nextServed() : undefined;
+      if (token) await traffic.sendAll(token);
+    },
+  );
   const probing = probe(daemon.url, () => running);
   for (let i = 0; i < 2 * Number(options['paced-windows']); i++) {
     eventsOn = i % 2 === 1;
@@ -397,7 +425,20 @@ async function main(): Promise<void> {
   const beforeKill = await spendOf(daemon.url);
   const snapshots = snapshotsOf(daemon);
   const recovery = await killAndRecover(daemon);
-  const report = reportOf({ date, baseline, baselineSamples, traffic, floodRun, floodEndRss, paced, endRss, beforeKill, snapshots, recovery, seconds: sampler.seconds });
+  const report = reportOf({
+    date,
+    baseline,
+    baselineSamples,
+    traffic,
+    floodRun,
+    floodEndRss,
+    paced,
+    endRss,
+    beforeKill,
+    snapshots,
+    recovery,
+    seconds: sampler.seconds,
+  });
   writeReport('soak', date, report, markdownOf(report));
   agent.destroy();
 }
@@ -417,7 +458,20 @@ interface Run {
   seconds: Second[];
 }
 
-function reportOf({ date, baseline, baselineSamples, traffic, floodRun, floodEndRss, paced, endRss, beforeKill, snapshots, recovery: { recovered, listeningSeconds, recoveredLine }, seconds }: Run) {
+function reportOf({
+  date,
+  baseline,
+  baselineSamples,
+  traffic,
+  floodRun,
+  floodEndRss,
+  paced,
+  endRss,
+  beforeKill,
+  snapshots,
+  recovery: { recovered, listeningSeconds, recoveredLine },
+  seconds,
+}: Run) {
   const floodEvents = floodRun.acknowledged;
   const floodSnapshots = snapshots.filter((snapshot) => snapshot.endMs <= floodRun.endMs);
   const pacedSnapshots = snapshots.filter((snapshot) => snapshot.startMs >= floodRun.endMs);
@@ -449,8 +503,18 @@ function reportOf({ date, baseline, baselineSamples, traffic, floodRun, floodEnd
     },
     snapshots: {
       count: snapshots.length,
-      flood: { count: floodSnapshots.length, longestTurnMs: maxOf(floodSnapshots.map((s) => s.longestTurnMs)), longestSeconds: maxOf(floodSnapshots.map((s) => s.seconds)), largestIds: maxOf(floodSnapshots.map((s) => s.ids)) },
-      paced: { count: pacedSnapshots.length, longestTurnMs: maxOf(pacedSnapshots.map((s) => s.longestTurnMs)), longestSeconds: maxOf(pacedSnapshots.map((s) => s.seconds)), largestIds: maxOf(pacedSnapshots.map((s) => s.ids)) },
+      flood: {
+        count: floodSnapshots.length,
+        longestTurnMs: maxOf(floodSnapshots.map((s) => s.longestTurnMs)),
+        longestSeconds: maxOf(floodSnapshots.map((s) => s.seconds)),
+        largestIds: maxOf(floodSnapshots.map((s) => s.ids)),
+      },
+      paced: {
+        count: pacedSnapshots.length,
+        longestTurnMs: maxOf(pacedSnapshots.map((s) => s.longestTurnMs)),
+        longestSeconds: maxOf(pacedSnapshots.map((s) => s.seconds)),
+        largestIds: maxOf(pacedSnapshots.map((s) => s.ids)),
+      },
       floodTurnsOver5Ms: floodSnapshots.filter((s) => s.longestTurnMs > 5).length,
       each: snapshots,
     },
@@ -476,7 +540,8 @@ function reportOf({ date, baseline, baselineSamples, traffic, floodRun, floodEnd
 
 function markdownOf(report: ReturnType<typeof reportOf>): string {
   const ms = (value: number): string => `${value.toFixed(2)} ms`;
-  const latency = (name: string, row: ReturnType<typeof summary>): string => `| ${name} | ${row.count} | ${ms(row.p50Ms)} | ${ms(row.p99Ms)} | ${ms(row.maxMs)} |`;
+  const latency = (name: string, row: ReturnType<typeof summary>): string =>
+    `| ${name} | ${row.count} | ${ms(row.p50Ms)} | ${ms(row.p99Ms)} | ${ms(row.maxMs)} |`;
   const { events, snapshots, eventLoopLagMaxMs: lag, adLatency, recovery } = report;
   const pacedWindows = events.paced.filter((window) => window.withEvents);
   const pacedRate = pacedWindows.reduce((sum, w) => sum + w.eventsAcknowledged, 0) / pacedWindows.reduce((sum, w) => sum + (w.endMs - w.startMs) / 1000, 0);

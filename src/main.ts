@@ -38,9 +38,13 @@ function eventTokenKeys(config: Config): SigningKey[] {
 
 /** Opens the catalog store and applies its migrations: the SQLite file in dataDir, or the fleet's PostgreSQL. */
 async function openCatalogStore(config: Config, log: Logger): Promise<CatalogStore> {
-  const location = config.databaseUrl !== ''
-    ? { kind: 'postgres' as const, url: config.databaseUrl }
-    : { kind: 'sqlite' as const, file: path.resolve(projectRoot, config.catalogDatabase === '' ? path.join(config.dataDir, 'catalog.sqlite') : config.catalogDatabase) };
+  const location =
+    config.databaseUrl !== ''
+      ? { kind: 'postgres' as const, url: config.databaseUrl }
+      : {
+          kind: 'sqlite' as const,
+          file: path.resolve(projectRoot, config.catalogDatabase === '' ? path.join(config.dataDir, 'catalog.sqlite') : config.catalogDatabase),
+        };
   if (location.kind === 'sqlite') mkdirSync(path.dirname(location.file), { recursive: true });
   const store = await CatalogStore.open({ location, limits: config, onError: (error) => log.warn('catalog store connection', { error: error.message }) });
   log.info('catalog store', { backend: location.kind, ...(location.kind === 'sqlite' ? { file: location.file } : {}), seq: await store.currentSeq() });
@@ -63,7 +67,15 @@ async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, log: 
   }
 }
 
-async function loadServing(config: Config, log: Logger, money: Money, changes: CatalogChanges, canary: ServingCanary, progress: LoadProgress, store: CatalogStore): Promise<Serving | undefined> {
+async function loadServing(
+  config: Config,
+  log: Logger,
+  money: Money,
+  changes: CatalogChanges,
+  canary: ServingCanary,
+  progress: LoadProgress,
+  store: CatalogStore,
+): Promise<Serving | undefined> {
   const dir = startupModelDir(config);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
     log.warn('no model directory: answering every ad request with status NoEngine', { modelDir: dir });
@@ -255,7 +267,12 @@ async function main(): Promise<void> {
   });
   // Listening before the model loads lets liveness probes pass during a long load; until it ends,
   // /readyz says where it stands and ad, event and admin requests answer 503.
-  log.info('listening', { host: config.host, port: server.port, version, ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }) });
+  log.info('listening', {
+    host: config.host,
+    port: server.port,
+    version,
+    ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }),
+  });
   stopOnSignals(config, log, server, spend, store, startup);
   decision.serving = await loadServing(config, log, money, changes, canary, startup, store);
   await warmDecisionPath(decision, startup);
@@ -266,7 +283,8 @@ async function main(): Promise<void> {
 
 main().catch((error: Error) => {
   // A refused model directory is the operator's to fix, not a bug: its reason is the whole story.
-  const reason = error instanceof ModelDirError ? `model refused: ${error.message}` : error instanceof DataDirLockedError ? error.message : (error.stack ?? error.message);
+  const reason =
+    error instanceof ModelDirError ? `model refused: ${error.message}` : error instanceof DataDirLockedError ? error.message : (error.stack ?? error.message);
   process.stderr.write(`adserve: ${reason}\n`);
   process.exit(1);
 });

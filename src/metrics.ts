@@ -11,8 +11,7 @@ import type { NoFillReason } from './protocol/schema';
 // Dense between 0.25 ms and 100 ms, with exact boundaries at the SLO thresholds (5, 10, 25, 50,
 // 100 ms) so that `le` ratio queries work.
 export const latencyBucketsSeconds = [
-  0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03,
-  0.04, 0.05, 0.06, 0.075, 0.1, 0.25, 0.5, 1,
+  0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, 0.1, 0.25, 0.5, 1,
 ];
 
 export type Route = 'ads' | 'ws' | 'events' | 'admin' | 'metrics' | 'health' | 'other';
@@ -87,7 +86,18 @@ export const bidTypeLabels = ['cpc', 'cpm', 'cpa'] as const;
  * Outcomes of adserve_events_total for an event whose type was read: recorded, duplicate (409), or
  * the code of the refusal; `internal` is any unexpected failure, such as a ledger write that failed.
  */
-export const eventOutcomes = ['recorded', 'test', 'duplicate', 'out_of_order', 'outside_attribution_window', 'invalid_event', 'invalid_token', 'unknown_ad', 'ledger_unavailable', 'internal'] as const;
+export const eventOutcomes = [
+  'recorded',
+  'test',
+  'duplicate',
+  'out_of_order',
+  'outside_attribution_window',
+  'invalid_event',
+  'invalid_token',
+  'unknown_ad',
+  'ledger_unavailable',
+  'internal',
+] as const;
 export type EventOutcome = (typeof eventOutcomes)[number];
 /** Values of adserve_no_fill_total's `reason` label, indexed by NoFillReason (None, 0, has no series). */
 export const noFillReasonLabels = ['', 'no_eligible_ads', 'below_floor', 'blocked', 'deadline', 'capacity'] as const;
@@ -129,7 +139,10 @@ const requestDuration: Declared<HistogramConfiguration<'route' | 'placement' | '
 };
 
 const counters = {
-  degraded: { name: 'adserve_deadline_degraded_total', help: 'Requests answered from the lightweight score because their deadline passed before model scoring.' },
+  degraded: {
+    name: 'adserve_deadline_degraded_total',
+    help: 'Requests answered from the lightweight score because their deadline passed before model scoring.',
+  },
   shed: { name: 'adserve_requests_shed_total', help: 'Requests refused with 503 because the engine queue was full.' },
   overdelivery: {
     name: 'adserve_budget_overdelivery_micros_total',
@@ -179,9 +192,17 @@ const armRequests: Declared<CounterConfiguration<'arm' | 'model'>> = {
 // per placement and model, from recorded events; drift is one ratio of rates in PromQL.
 const calibrationCounters: Record<keyof Metrics['calibration'], Declared<CounterConfiguration<'placement' | 'model'>>> = {
   impressions: { name: 'adserve_calibration_impressions_total', help: 'Recorded impressions of served ads.', labelNames: ['placement', 'model'] },
-  predictedClicks: { name: 'adserve_calibration_predicted_clicks_total', help: 'Sum of the calibrated pCTR of recorded impressions.', labelNames: ['placement', 'model'] },
+  predictedClicks: {
+    name: 'adserve_calibration_predicted_clicks_total',
+    help: 'Sum of the calibrated pCTR of recorded impressions.',
+    labelNames: ['placement', 'model'],
+  },
   clicks: { name: 'adserve_calibration_clicks_total', help: 'Recorded clicks of served ads.', labelNames: ['placement', 'model'] },
-  predictedConversions: { name: 'adserve_calibration_predicted_conversions_total', help: 'Sum of the calibrated pCVR of recorded clicks.', labelNames: ['placement', 'model'] },
+  predictedConversions: {
+    name: 'adserve_calibration_predicted_conversions_total',
+    help: 'Sum of the calibrated pCVR of recorded clicks.',
+    labelNames: ['placement', 'model'],
+  },
   conversions: { name: 'adserve_calibration_conversions_total', help: 'Recorded conversions of served ads.', labelNames: ['placement', 'model'] },
 };
 

@@ -11,7 +11,12 @@ function pair(labelNames: string[]): { prom: Histogram<string>; bulk: BulkHistog
   const promRegistry = new Registry();
   const bulkRegistry = new Registry();
   const config = { name: 'adserve_test_seconds', help: 'A test histogram.', labelNames, buckets };
-  return { prom: new Histogram({ ...config, registers: [promRegistry] }), bulk: new BulkHistogram({ ...config, registers: [bulkRegistry] }), promRegistry, bulkRegistry };
+  return {
+    prom: new Histogram({ ...config, registers: [promRegistry] }),
+    bulk: new BulkHistogram({ ...config, registers: [bulkRegistry] }),
+    promRegistry,
+    bulkRegistry,
+  };
 }
 
 describe('bulk histograms', () => {

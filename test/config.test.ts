@@ -44,11 +44,17 @@ describe('loadConfig', () => {
     const config = loadConfig({
       ADSERVE_BLOCKED_POLICY_FLAGS: 'disapproved, malware',
       ADSERVE_LOG_SAMPLE_RATE: '0.25',
-      ADSERVE_PLACEMENTS: JSON.stringify({ search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, value: 2 } }, cart: { reserveCpcMicros: 90_000 } }),
+      ADSERVE_PLACEMENTS: JSON.stringify({
+        search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, value: 2 } },
+        cart: { reserveCpcMicros: 90_000 },
+      }),
     });
     expect(config.blockedPolicyFlags).toEqual(['disapproved', 'malware']);
     expect(config.logSampleRate).toBe(0.25);
-    expect(config.placements).toEqual({ search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, cvr: 0, value: 2 } }, cart: { reserveCpcMicros: 90_000 } });
+    expect(config.placements).toEqual({
+      search: { auction: 'vcg', minQualityScore: 0.5, ranking: { ctr: 1, cvr: 0, value: 2 } },
+      cart: { reserveCpcMicros: 90_000 },
+    });
     expect(() => loadConfig({ ADSERVE_LOG_SAMPLE_RATE: '1.5' })).toThrow(/ADSERVE_LOG_SAMPLE_RATE must be a number in 0..1/);
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"lobby": {}}' })).toThrow(/unknown placement "lobby"/);
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"auction": "dutch"}}' })).toThrow(/ADSERVE_PLACEMENTS.search.auction must be one of/);
@@ -56,7 +62,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"search": {"surge": 2}}' })).toThrow(/unknown setting "surge"/);
     expect(() => loadConfig({ ADSERVE_PLACEMENTS: 'not json' })).toThrow(/must be a JSON object/);
     expect(() => loadConfig({ ADSERVE_RESERVE_CPC_MICROS: '2000000000000' })).toThrow(/reserveCpcMicros must not exceed maxBidMicros/);
-    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"cart": {"reserveCpmMicros": 5000000}}', ADSERVE_MAX_BID_MICROS: '1000000' })).toThrow(/placements.cart.reserveCpmMicros must not exceed maxBidMicros/);
+    expect(() => loadConfig({ ADSERVE_PLACEMENTS: '{"cart": {"reserveCpmMicros": 5000000}}', ADSERVE_MAX_BID_MICROS: '1000000' })).toThrow(
+      /placements.cart.reserveCpmMicros must not exceed maxBidMicros/,
+    );
     expect(() => loadConfig({ ADSERVE_MAX_BUDGET_MICROS: '9000000000001' })).toThrow(/ADSERVE_MAX_BUDGET_MICROS must be an integer in 1..9000000000000/);
     expect(() => loadConfig({ ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS: 'short' })).toThrow(/eventTokenPreviousKeys/);
     expect(() => loadConfig({ DATABASE_URL: 'mysql://db/catalog' })).toThrow(/databaseUrl must be a postgres:\/\/ or postgresql:\/\/ URL/);
@@ -112,7 +120,12 @@ describe('the settings table', () => {
         refused('', shape);
         refused(`${setting.max},${setting.max + 1}`, shape);
         refused(`${setting.min - 1}`, shape);
-        refused(Array(setting.maxLength + 1).fill(setting.min).join(','), shape);
+        refused(
+          Array(setting.maxLength + 1)
+            .fill(setting.min)
+            .join(','),
+          shape,
+        );
         if (setting.nonIncreasing) refused(`${setting.min},${setting.max}`, 'must not increase from one entry to the next');
         accepted(`${setting.max},${setting.min}`);
         break;
@@ -122,15 +135,24 @@ describe('the settings table', () => {
         // A placement's override admits what the global key of the same name admits.
         for (const field of ['reserveCpcMicros', 'reserveCpmMicros', 'reserveCpaMicros', 'minQualityScore'] as const) {
           const { min, max } = settings[field];
-          expect(() => loadConfig({ [setting.env]: JSON.stringify({ cart: { [field]: max + 1 } }) })).toThrow(`${setting.env}.cart.${field} must be ${settings[field].type === 'integer' ? 'an integer' : 'a number'} in ${min}..${max}`);
+          expect(() => loadConfig({ [setting.env]: JSON.stringify({ cart: { [field]: max + 1 } }) })).toThrow(
+            `${setting.env}.cart.${field} must be ${settings[field].type === 'integer' ? 'an integer' : 'a number'} in ${min}..${max}`,
+          );
         }
-        expect(() => loadConfig(configFile({ [key]: { search: { auction: 'dutch' } } }))).toThrow(`${key}.search.auction must be one of ${settings.auction.values.join(', ')}`);
+        expect(() => loadConfig(configFile({ [key]: { search: { auction: 'dutch' } } }))).toThrow(
+          `${key}.search.auction must be one of ${settings.auction.values.join(', ')}`,
+        );
         break;
     }
   });
 
   it('reads the position effects and the lightweight-score weights, which need a positive sum', () => {
-    const config = loadConfig({ ADSERVE_POSITION_EFFECTS: '1, 0.5,0.5,0.1', ADSERVE_MAX_SLOTS: '4', ADSERVE_LIGHT_CTR_WEIGHT: '2.5', ADSERVE_LIGHT_MAX_ECPM_MICROS: '1000' });
+    const config = loadConfig({
+      ADSERVE_POSITION_EFFECTS: '1, 0.5,0.5,0.1',
+      ADSERVE_MAX_SLOTS: '4',
+      ADSERVE_LIGHT_CTR_WEIGHT: '2.5',
+      ADSERVE_LIGHT_MAX_ECPM_MICROS: '1000',
+    });
     expect(config.positionEffects).toEqual([1, 0.5, 0.5, 0.1]);
     expect([config.lightCtrWeight, config.lightMaxEcpmMicros]).toEqual([2.5, 1000]);
     const zero = { ADSERVE_LIGHT_SIMILARITY_WEIGHT: '0', ADSERVE_LIGHT_VALUE_WEIGHT: '0', ADSERVE_LIGHT_CTR_WEIGHT: '0', ADSERVE_LIGHT_QUALITY_WEIGHT: '0' };

@@ -88,7 +88,9 @@ function brokenCitations(file: string, text: string, read: Reader): string[] {
 
   // Design documents cited by section without their extension: `BOOK_SPEC 2.3`, `DESIGN §4`, `SPEC part 2`.
   // (A version such as `FAISS 1.7` has no underscore and no section sign.)
-  for (const [citation] of withoutUrls.matchAll(/\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]+(?:\.md)?\s*(?:§\s*\d|part\s+\d|\d+\.\d+)|[A-Z][A-Z0-9_]{3,}(?:\.md)?\s*(?:§\s*\d|part\s+\d))/g)) {
+  for (const [citation] of withoutUrls.matchAll(
+    /\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]+(?:\.md)?\s*(?:§\s*\d|part\s+\d|\d+\.\d+)|[A-Z][A-Z0-9_]{3,}(?:\.md)?\s*(?:§\s*\d|part\s+\d))/g,
+  )) {
     problems.push(`${citation.trim()} cites a document by section that is not in the repository`);
   }
   return problems.map((problem) => `${file}: ${problem}`);
@@ -139,13 +141,17 @@ describe('documents cited in the repository', () => {
     expect(check('src/a.ts', '// rules: docs/auction.md, "VCG"; README "Money"; auction.md; https://example.com/DESIGN.md')).toEqual([]);
     expect(check('docs/x.md', 'See [the auction](auction.md#vcg) and [code](../src/auction/auction.ts).')).toEqual([]);
     expect(check('src/a.ts', '// see notes/BOOK_SPEC.md')).toEqual(['src/a.ts: notes/BOOK_SPEC.md is not in the repository']);
-    expect(check('src/a.ts', '// as in BOOK_SPEC 2.3-2.6; FAISS 1.7.3; RFC 9112 §6.3')).toEqual(['src/a.ts: BOOK_SPEC 2.3 cites a document by section that is not in the repository']);
+    expect(check('src/a.ts', '// as in BOOK_SPEC 2.3-2.6; FAISS 1.7.3; RFC 9112 §6.3')).toEqual([
+      'src/a.ts: BOOK_SPEC 2.3 cites a document by section that is not in the repository',
+    ]);
     expect(check('train/m.py', '"""The model of DESIGN.md §4."""')).toHaveLength(2);
     expect(check('docs/x.md', '[spec](../shared/AUCTION.md)')).toHaveLength(2);
     expect(check('docs/x.md', '[gone](auction.md#gsp) [none](missing.ts)')).toEqual([
       'docs/x.md: link (auction.md#gsp): docs/auction.md has no heading #gsp',
       'docs/x.md: link (missing.ts) names no file in the repository',
     ]);
-    expect(check('src/a.ts', '// docs/auction.md, "not a heading"')).toEqual(['src/a.ts: docs/auction.md, "not a heading": docs/auction.md has no such heading']);
+    expect(check('src/a.ts', '// docs/auction.md, "not a heading"')).toEqual([
+      'src/a.ts: docs/auction.md, "not a heading": docs/auction.md has no such heading',
+    ]);
   });
 });

@@ -61,7 +61,12 @@ export interface RecordedEvent {
 
 /** A refusal from the daemon: its HTTP status and the `{"error": {code, message}}` it sent. */
 export class AdserveError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly retryAfter: string | null) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfter: string | null,
+  ) {
     super(`${status} ${code}: ${message}`);
   }
 }
@@ -132,7 +137,10 @@ export function encodeEvent(event: AdEvent): Uint8Array {
 
 /** One daemon at `baseUrl` (for example http://127.0.0.1:8080); each call is one HTTP request. */
 export class AdserveClient {
-  constructor(readonly baseUrl: string, readonly timeoutMs = 5000) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly timeoutMs = 5000,
+  ) {}
 
   /** POSTs `body` and returns the answer's bytes; throws AdserveError for any status but 200. */
   async post(path: string, body: Uint8Array, contentType: string): Promise<Uint8Array> {

@@ -3,13 +3,13 @@
 
 #include <memory>
 
+#include "ad_request_generated.h"
 #include "binding/addon_state.h"
 #include "binding/arguments.h"
 #include "binding/engine_js.h"
-#include "binding/targeting_js.h"
 #include "binding/js_errors.h"
+#include "binding/targeting_js.h"
 #include "binding/typed_arrays.h"
-#include "ad_request_generated.h"
 #include "engine/build_info.h"
 #include "engine/featurizer.h"
 #include "engine/request_verifier.h"
@@ -116,8 +116,7 @@ class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "VectorIndex",
-                       {InstanceMethod<&VectorIndexJs::Search>("search"),
-                        InstanceAccessor<&VectorIndexJs::Dim>("dim"),
+                       {InstanceMethod<&VectorIndexJs::Search>("search"), InstanceAccessor<&VectorIndexJs::Dim>("dim"),
                         InstanceAccessor<&VectorIndexJs::Size>("size")});
   }
 
@@ -127,7 +126,8 @@ class VectorIndexJs : public Napi::ObjectWrap<VectorIndexJs> {
       const size_t dim = countArgument(info, 0, "dim", 4096);
       Napi::Float32Array vectors = typedArrayArgument<float>(info, 1, "vectors");
       if (vectors.ElementLength() % dim != 0) {
-        throwInvalidArgument(env, "vectors length " + std::to_string(vectors.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
+        throwInvalidArgument(
+            env, "vectors length " + std::to_string(vectors.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
       }
       index_ = std::make_shared<const VectorIndex>(dim, vectors.Data(), vectors.ElementLength() / dim);
       return env.Undefined();

@@ -195,7 +195,7 @@ Napi::Value EngineJs::SetEligibility(const Napi::CallbackInfo& info) {
     Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
     Napi::Uint8Array eligible = typedArrayArgument<uint8_t>(info, 1, "eligible");
     engine_->setEligibility(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
-                           std::vector<uint8_t>(eligible.Data(), eligible.Data() + eligible.ElementLength()));
+                            std::vector<uint8_t>(eligible.Data(), eligible.Data() + eligible.ElementLength()));
     return env.Undefined();
   });
 }
@@ -205,7 +205,8 @@ Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     Napi::Uint32Array ads = typedArrayArgument<uint32_t>(info, 0, "adIndex");
     Napi::Float32Array prior = typedArrayArgument<float>(info, 1, "prior");
-    engine_->setPriors(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()), std::vector<float>(prior.Data(), prior.Data() + prior.ElementLength()));
+    engine_->setPriors(std::vector<uint32_t>(ads.Data(), ads.Data() + ads.ElementLength()),
+                       std::vector<float>(prior.Data(), prior.Data() + prior.ElementLength()));
     return env.Undefined();
   });
 }
@@ -213,17 +214,20 @@ Napi::Value EngineJs::SetPriors(const Napi::CallbackInfo& info) {
 Napi::Value EngineJs::AddAds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throwInvalidArgument(env, "ads must be an object { categorical, title, numeric, prior, keys, targeting? }");
+    if (info.Length() < 1 || !info[0].IsObject())
+      throwInvalidArgument(env, "ads must be an object { categorical, title, numeric, prior, keys, targeting? }");
     Napi::Object fields = info[0].As<Napi::Object>();
     const auto ints = [&](const char* key) {
       Napi::Value value = fields.Get(key);
-      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throwInvalidArgument(env, std::string(key) + " must be an Int32Array");
+      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+        throwInvalidArgument(env, std::string(key) + " must be an Int32Array");
       Napi::Int32Array array = value.As<Napi::Int32Array>();
       return std::vector<int64_t>(array.Data(), array.Data() + array.ElementLength());
     };
     const auto reals = [&](const char* key) {
       Napi::Value value = fields.Get(key);
-      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throwInvalidArgument(env, std::string(key) + " must be a Float32Array");
+      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throwInvalidArgument(env, std::string(key) + " must be a Float32Array");
       Napi::Float32Array array = value.As<Napi::Float32Array>();
       return std::vector<float>(array.Data(), array.Data() + array.ElementLength());
     };

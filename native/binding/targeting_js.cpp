@@ -10,11 +10,16 @@ namespace adserve::binding {
 namespace {
 
 CriterionType criterionType(Napi::Env env, const std::string& name) {
-  static const std::unordered_map<std::string, CriterionType> types = {
-      {"exact", CriterionType::ExactKeyword}, {"phrase", CriterionType::PhraseKeyword}, {"broad", CriterionType::BroadKeyword},
-      {"negative", CriterionType::NegativeKeyword}, {"geo", CriterionType::Geo}, {"device", CriterionType::Device},
-      {"audience", CriterionType::Audience}, {"category", CriterionType::Category}, {"product", CriterionType::Product},
-      {"placement", CriterionType::Placement}};
+  static const std::unordered_map<std::string, CriterionType> types = {{"exact", CriterionType::ExactKeyword},
+                                                                       {"phrase", CriterionType::PhraseKeyword},
+                                                                       {"broad", CriterionType::BroadKeyword},
+                                                                       {"negative", CriterionType::NegativeKeyword},
+                                                                       {"geo", CriterionType::Geo},
+                                                                       {"device", CriterionType::Device},
+                                                                       {"audience", CriterionType::Audience},
+                                                                       {"category", CriterionType::Category},
+                                                                       {"product", CriterionType::Product},
+                                                                       {"placement", CriterionType::Placement}};
   const auto found = types.find(name);
   if (found == types.end()) throwInvalidArgument(env, "unknown criterion type '" + name + "'");
   return found->second;

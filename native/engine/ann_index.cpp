@@ -116,8 +116,10 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
   if (options.kind != "flat" && options.kind != "hnsw" && options.kind != "ivf" && options.kind != "ivfpq") {
     throw EngineError(ErrorCode::InvalidArgument, "unknown index kind '" + options.kind + "' (flat, ivf, hnsw, ivfpq)");
   }
-  if (options.ivfScan != "sq8" && options.ivfScan != "float") throw EngineError(ErrorCode::InvalidArgument, "ivfScan must be 'sq8' or 'float'");
-  if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0)) throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
+  if (options.ivfScan != "sq8" && options.ivfScan != "float")
+    throw EngineError(ErrorCode::InvalidArgument, "ivfScan must be 'sq8' or 'float'");
+  if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0))
+    throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
   if (!options.cacheFile.empty()) index_ = readCache();
   loadedFromCache_ = index_ != nullptr;
   if (!index_) {
@@ -149,7 +151,8 @@ std::unique_ptr<faiss::Index> AnnIndex::build(const float* vectors) const {
   } else if (options_.kind == "hnsw") {
     index = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(options_.hnswM), faiss::METRIC_INNER_PRODUCT);
   } else {
-    const size_t nlist = std::max<size_t>(1, std::min(count_, options_.nlist != 0 ? options_.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count_))))));
+    const size_t nlist = std::max<size_t>(
+        1, std::min(count_, options_.nlist != 0 ? options_.nlist : static_cast<size_t>(std::lround(std::sqrt(double(count_))))));
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
     std::unique_ptr<faiss::IndexIVF> ivf;
     if (options_.kind == "ivf") {
@@ -158,7 +161,7 @@ std::unique_ptr<faiss::Index> AnnIndex::build(const float* vectors) const {
       ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), d, nlist, options_.pqM, 8, faiss::METRIC_INNER_PRODUCT);
     }
     ivf->own_fields = true;
-    quantizer.release();  // owned by the IVF index now
+    quantizer.release();                   // owned by the IVF index now
     ivf->cp.max_points_per_centroid = 64;  // k-means on a sample: build time stays bounded for 1M+ ads
     ivf->cp.min_points_per_centroid = 5;   // small catalogs train fewer points per list without complaint
     ivf->train(n, vectors);
@@ -176,10 +179,10 @@ std::unique_ptr<faiss::Index> AnnIndex::readCache() const {
   } catch (const std::exception&) {
     return nullptr;  // unreadable (torn, other FAISS version): rebuilt and replaced
   }
-  const bool kindFits = options_.kind == "flat"    ? dynamic_cast<faiss::IndexFlatIP*>(index.get()) != nullptr
-                        : options_.kind == "hnsw"  ? dynamic_cast<faiss::IndexHNSWFlat*>(index.get()) != nullptr
-                        : options_.kind == "ivf"   ? dynamic_cast<faiss::IndexIVFFlat*>(index.get()) != nullptr
-                                                   : dynamic_cast<faiss::IndexIVFPQ*>(index.get()) != nullptr;
+  const bool kindFits = options_.kind == "flat"   ? dynamic_cast<faiss::IndexFlatIP*>(index.get()) != nullptr
+                        : options_.kind == "hnsw" ? dynamic_cast<faiss::IndexHNSWFlat*>(index.get()) != nullptr
+                        : options_.kind == "ivf"  ? dynamic_cast<faiss::IndexIVFFlat*>(index.get()) != nullptr
+                                                  : dynamic_cast<faiss::IndexIVFPQ*>(index.get()) != nullptr;
   const bool fits = kindFits && index->d == static_cast<int>(dim_) && index->ntotal == static_cast<faiss::Index::idx_t>(count_) &&
                     index->metric_type == faiss::METRIC_INNER_PRODUCT;
   return fits ? std::move(index) : nullptr;
@@ -231,8 +234,8 @@ void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vect
     std::vector<faiss::Index::idx_t> fetchedLabels(nq * fetch);
     faiss::SearchParametersHNSW hnswParams;
     hnswParams.efSearch = static_cast<int>(std::max(options_.efSearch, fetch));
-    index_->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(), fetchedLabels.data(),
-                   &hnswParams);
+    index_->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(fetch), fetchedScores.data(),
+                   fetchedLabels.data(), &hnswParams);
     for (size_t q = 0; q < nq; ++q) {
       size_t kept = 0;
       for (size_t i = 0; i < fetch && kept < k; ++i) {
@@ -276,12 +279,13 @@ size_t AnnIndex::autoNprobe(size_t nlist, size_t k) const {
   return std::min(nlist, std::max((8 * k * nlist + count_ - 1) / count_, (nlist + 23) / 24));
 }
 
-void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters, float* scores,
-                           int64_t* labels) const {
+void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters,
+                           float* scores, int64_t* labels) const {
   const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
   std::vector<float> coarseScores(nq * nprobe);
   std::vector<faiss::Index::idx_t> lists(nq * nprobe);
-  ivf->quantizer->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(nprobe), coarseScores.data(), lists.data());
+  ivf->quantizer->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(nprobe), coarseScores.data(),
+                         lists.data());
   // The 8-bit scan keeps a margin of candidates for the exact re-rank, so its rounding seldom
   // pushes an ad out of the top k.
   const size_t fetch = quantizer_ ? k + k / 4 : k;
@@ -312,8 +316,8 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         // product, which BLAS runs with the CPU's widest vector unit.
         faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
         probedScores.resize(at + length);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d, query, 1, 0.0f,
-                    probedScores.data() + at, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d, query,
+                    1, 0.0f, probedScores.data() + at, 1);
       }
       probedScores.resize(at + length);  // drops the 8-bit scan's block padding
       probedIds.insert(probedIds.end(), ids.get(), ids.get() + length);

@@ -16,16 +16,16 @@ namespace adserve {
 
 // Which FAISS index holds the ad embeddings (inner-product metric) and how it searches.
 struct AnnOptions {
-  std::string kind = "ivf";   // flat | ivf | hnsw | ivfpq
-  size_t nlist = 0;           // IVF lists; 0 picks about sqrt(ads)
-  size_t nprobe = 0;          // IVF lists scanned per query; 0 scans enough lists to see about 8 * k ads
+  std::string kind = "ivf";  // flat | ivf | hnsw | ivfpq
+  size_t nlist = 0;          // IVF lists; 0 picks about sqrt(ads)
+  size_t nprobe = 0;         // IVF lists scanned per query; 0 scans enough lists to see about 8 * k ads
   size_t hnswM = 16;
-  size_t efSearch = 256;      // raised to k at search time when smaller (HNSW cannot return more)
-  size_t pqM = 16;            // IVF-PQ sub-quantizers (must divide the dimension)
+  size_t efSearch = 256;  // raised to k at search time when smaller (HNSW cannot return more)
+  size_t pqM = 16;        // IVF-PQ sub-quantizers (must divide the dimension)
   // IVF-Flat list scan: "sq8" reads 8-bit codes of the vectors (a quarter of the memory traffic) and
   // re-ranks the best k + k/4 with the float vectors; "float" reads the float vectors themselves.
   std::string ivfScan = "sq8";
-  size_t hnswOverfetch = 4;   // HNSW cannot filter inside the search here: fetch k * this, then filter
+  size_t hnswOverfetch = 4;  // HNSW cannot filter inside the search here: fetch k * this, then filter
   // Where the built index is kept between starts (empty: always build). The caller names it after
   // everything that shapes the index (the embeddings' hash and the build options); a file that does
   // not fit the catalog is rebuilt and replaced.

@@ -18,9 +18,9 @@
 namespace adserve {
 
 struct BatcherOptions {
-  size_t maxBatch = 32;                          // requests per batched pass
-  std::chrono::microseconds maxDelay{1000};      // longest wait after the first request of a batch
-  size_t queueCapacity = 1024;                   // waiting requests before submit() sheds load
+  size_t maxBatch = 32;                      // requests per batched pass
+  std::chrono::microseconds maxDelay{1000};  // longest wait after the first request of a batch
+  size_t queueCapacity = 1024;               // waiting requests before submit() sheds load
 };
 
 // The cross-request micro-batcher. submit() may be called from any thread; one batcher thread

@@ -4,12 +4,12 @@
 #include <atomic>
 #include <thread>
 
+#include <ATen/Parallel.h>
 #include <faiss/Index.h>
 #include <flatbuffers/base.h>
 #include <omp.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
-#include <ATen/Parallel.h>
 
 #include "engine/errors.h"
 
@@ -20,10 +20,9 @@ namespace adserve {
 BuildInfo buildInfo() {
   BuildInfo info;
   info.torchVersion = TORCH_VERSION;
-  info.faissVersion = std::to_string(FAISS_VERSION_MAJOR) + "." + std::to_string(FAISS_VERSION_MINOR) + "." +
-                      std::to_string(FAISS_VERSION_PATCH);
-  info.flatbuffersVersion = std::to_string(FLATBUFFERS_VERSION_MAJOR) + "." +
-                            std::to_string(FLATBUFFERS_VERSION_MINOR) + "." +
+  info.faissVersion =
+      std::to_string(FAISS_VERSION_MAJOR) + "." + std::to_string(FAISS_VERSION_MINOR) + "." + std::to_string(FAISS_VERSION_PATCH);
+  info.flatbuffersVersion = std::to_string(FLATBUFFERS_VERSION_MAJOR) + "." + std::to_string(FLATBUFFERS_VERSION_MINOR) + "." +
                             std::to_string(FLATBUFFERS_VERSION_REVISION);
 #if defined(__clang__)
   info.compiler = std::string("clang ") + __clang_version__;

@@ -93,7 +93,8 @@ void Catalog::setEligibility(const std::vector<uint32_t>& adIndex, const std::ve
   std::lock_guard<std::mutex> lock(writeMutex_);
   auto next = std::make_shared<CatalogSnapshot>(*std::atomic_load(&current_));
   const size_t total = next->totalAds();
-  auto bits = next->eligible_ ? std::make_shared<std::vector<uint8_t>>(*next->eligible_) : std::make_shared<std::vector<uint8_t>>((total + 7) / 8, 0xFF);
+  auto bits = next->eligible_ ? std::make_shared<std::vector<uint8_t>>(*next->eligible_)
+                              : std::make_shared<std::vector<uint8_t>>((total + 7) / 8, 0xFF);
   for (size_t i = 0; i < adIndex.size(); ++i) {
     const uint32_t ad = adIndex[i];
     if (ad >= total) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(ad) + " is out of range");
@@ -110,7 +111,8 @@ void Catalog::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<
   auto next = std::make_shared<CatalogSnapshot>(*std::atomic_load(&current_));
   auto priors = std::make_shared<std::vector<float>>(*next->prior_);
   for (size_t i = 0; i < adIndex.size(); ++i) {
-    if (adIndex[i] >= priors->size()) throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
+    if (adIndex[i] >= priors->size())
+      throw EngineError(ErrorCode::InvalidArgument, "ad index " + std::to_string(adIndex[i]) + " is out of range");
     if (!std::isfinite(prior[i])) throw EngineError(ErrorCode::InvalidArgument, "priors must be finite");
     (*priors)[adIndex[i]] = prior[i];
   }
@@ -125,7 +127,8 @@ uint32_t Catalog::add(const NewAds& ads, const torch::Tensor& embeddings, const 
   const AddedAds* current = next->added_.get();
   const size_t loaded = next->catalogAds();
   const size_t before = current ? current->count : 0;
-  if (loaded + before + n > static_cast<size_t>(std::numeric_limits<int32_t>::max())) throw EngineError(ErrorCode::InvalidArgument, "too many ads");
+  if (loaded + before + n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw EngineError(ErrorCode::InvalidArgument, "too many ads");
   auto added = std::make_shared<AddedAds>();
   added->count = before + n;
   added->embeddings = current ? torch::cat({current->embeddings, embeddings}) : embeddings;

@@ -21,10 +21,10 @@ struct AdRequest;
 // Ads to add while serving, in the ad tower's input form (the rows of ad_categorical.i64,
 // ad_title.i64 and ad_numeric.f32 that train/ writes for the catalog's ads).
 struct NewAds {
-  std::vector<int64_t> categorical;  // [n x 4]: advertiser, category, format, bid type (index + 1)
-  std::vector<int64_t> title;        // [n x title tokens]
-  std::vector<float> numeric;        // [n x numeric features], standardised
-  std::vector<float> prior;          // [n]: static part of the lightweight score
+  std::vector<int64_t> categorical;    // [n x 4]: advertiser, category, format, bid type (index + 1)
+  std::vector<int64_t> title;          // [n x title tokens]
+  std::vector<float> numeric;          // [n x numeric features], standardised
+  std::vector<float> prior;            // [n]: static part of the lightweight score
   std::vector<AdTargeting> targeting;  // `ad` counts from 0 within this call; ads not listed are untargeted
   AdKeys keys;                         // [n]
 };
@@ -97,13 +97,17 @@ class CatalogFilter final : public AdFilter {
     if (eligible_ != nullptr && ((eligible_[ad >> 3] >> (ad & 7)) & 1) == 0) return false;
     const auto index = static_cast<uint32_t>(ad);
     if (index < catalogAds_) {
-      return (targeting_ == nullptr || targeting_->admits(index, matched_)) && (exclusions_.empty() || !exclusions_.excludes(*keys_, index));
+      return (targeting_ == nullptr || targeting_->admits(index, matched_)) &&
+             (exclusions_.empty() || !exclusions_.excludes(*keys_, index));
     }
     const uint32_t added = index - catalogAds_;
-    return (addedTargeting_ == nullptr || addedTargeting_->admits(added, addedMatched_)) && (exclusions_.empty() || !exclusions_.excludes(*addedKeys_, added));
+    return (addedTargeting_ == nullptr || addedTargeting_->admits(added, addedMatched_)) &&
+           (exclusions_.empty() || !exclusions_.excludes(*addedKeys_, added));
   }
   // True when admits() would say yes to every ad: the search can then run without a filter.
-  bool admitsEverything() const { return eligible_ == nullptr && targeting_ == nullptr && addedTargeting_ == nullptr && exclusions_.empty(); }
+  bool admitsEverything() const {
+    return eligible_ == nullptr && targeting_ == nullptr && addedTargeting_ == nullptr && exclusions_.empty();
+  }
   // Loaded ads with a rule using a keyword the request matched (TargetingIndex::keywordAds); whether
   // they pass is still admits()'s question.
   std::vector<uint32_t> keywordAds(size_t limit) const;

@@ -60,11 +60,13 @@ torch::Tensor ContextEmbedder::embeddings(const std::vector<RequestFeatures>& fe
   if (!searchRows.empty()) {
     const auto n = static_cast<int64_t>(searchRows.size());
     const auto width = static_cast<int64_t>(maxQueryTokens_);
-    store(searchRows, model_.contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
+    store(searchRows,
+          model_.contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
   }
   if (!browseRows.empty()) {
     const auto n = static_cast<int64_t>(browseRows.size());
-    store(browseRows, model_.contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}), floats(browseNumeric, {n, 1})));
+    store(browseRows, model_.contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}),
+                                                floats(browseNumeric, {n, 1})));
   }
   return out;
 }

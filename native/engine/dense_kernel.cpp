@@ -35,7 +35,8 @@ __attribute__((target("avx512f"))) void tileAvx512(const Tile& t) {
   __m512 acc[kRows][kPanels];
   for (int p = 0; p < kPanels; ++p) {
     const __m512 bias = _mm512_loadu_ps(t.bias + p * kPanel);
-    for (int r = 0; r < kRows; ++r) acc[r][p] = t.accumulate ? _mm512_add_ps(_mm512_loadu_ps(t.y + r * t.yStride + p * kPanel), bias) : bias;
+    for (int r = 0; r < kRows; ++r)
+      acc[r][p] = t.accumulate ? _mm512_add_ps(_mm512_loadu_ps(t.y + r * t.yStride + p * kPanel), bias) : bias;
   }
   const size_t panelStride = t.inputs * kPanel;
   for (size_t k = 0; k < t.inputs; ++k) {
@@ -50,7 +51,8 @@ __attribute__((target("avx512f"))) void tileAvx512(const Tile& t) {
   constexpr __mmask16 all = 0xFFFF;
   const __m512 zero = _mm512_setzero_ps();
   for (int r = 0; r < kRows; ++r) {
-    for (int p = 0; p < kPanels; ++p) _mm512_storeu_ps(t.y + r * t.yStride + p * kPanel, t.relu ? _mm512_maskz_max_ps(all, acc[r][p], zero) : acc[r][p]);
+    for (int p = 0; p < kPanels; ++p)
+      _mm512_storeu_ps(t.y + r * t.yStride + p * kPanel, t.relu ? _mm512_maskz_max_ps(all, acc[r][p], zero) : acc[r][p]);
   }
 }
 
@@ -135,7 +137,8 @@ struct PortableTiles {
 Variant bestVariant() {
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx512f")) return variantOf<Avx512Tiles>("avx512", 2, std::make_integer_sequence<int, 12>());
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return variantOf<Avx2Tiles>("avx2", 1, std::make_integer_sequence<int, 6>());
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return variantOf<Avx2Tiles>("avx2", 1, std::make_integer_sequence<int, 6>());
 #endif
   return variantOf<PortableTiles>("portable", 1, std::make_integer_sequence<int, 4>());
 }

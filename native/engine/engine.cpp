@@ -110,7 +110,9 @@ std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest
   return results;
 }
 
-void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) { catalog_.setEligibility(adIndex, eligible); }
+void Engine::setEligibility(const std::vector<uint32_t>& adIndex, const std::vector<uint8_t>& eligible) {
+  catalog_.setEligibility(adIndex, eligible);
+}
 
 void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior) { catalog_.setPriors(adIndex, prior); }
 
@@ -134,8 +136,9 @@ uint32_t Engine::addAds(const NewAds& ads) {
   {
     c10::InferenceMode inference;
     try {
-      embeddings = model_->adEmbed(longs(ads.categorical, {rows, 4}), longs(ads.title, {rows, static_cast<int64_t>(ads.title.size() / n)}),
-                                   floats(ads.numeric, {rows, static_cast<int64_t>(ads.numeric.size() / n)}))
+      embeddings = model_
+                       ->adEmbed(longs(ads.categorical, {rows, 4}), longs(ads.title, {rows, static_cast<int64_t>(ads.title.size() / n)}),
+                                 floats(ads.numeric, {rows, static_cast<int64_t>(ads.numeric.size() / n)}))
                        .contiguous();
     } catch (const std::exception& error) {
       // Out-of-vocabulary ids and wrong widths surface from the ad tower, with a TorchScript trace

@@ -14,7 +14,7 @@ enum class ErrorCode {
   Model,            // libtorch failed
   Index,            // FAISS failed
   NoMemory,
-  Native,           // anything else
+  Native,  // anything else
 };
 
 const char* errorCodeName(ErrorCode code) noexcept;

@@ -46,7 +46,8 @@ void AdKeyTable::append(const AdKeys& keys) {
     throw EngineError(ErrorCode::InvalidArgument, "ad keys need a campaign, advertiser, category and product for every ad");
   }
   campaign_.insert(campaign_.end(), keys.campaign.begin(), keys.campaign.end());
-  for (const auto& [from, to] : {std::pair{&keys.advertiser, &advertiser_}, std::pair{&keys.category, &category_}, std::pair{&keys.product, &product_}}) {
+  for (const auto& [from, to] :
+       {std::pair{&keys.advertiser, &advertiser_}, std::pair{&keys.category, &category_}, std::pair{&keys.product, &product_}}) {
     to->reserve(to->size() + n);
     for (const std::string& id : *from) to->push_back(idHash(id));
   }
@@ -61,8 +62,8 @@ Exclusions::Exclusions(const fb::AdRequest& request, std::vector<uint32_t> exclu
 }
 
 bool Exclusions::excludes(const AdKeyTable& keys, size_t row) const {
-  return contains(campaigns_, keys.campaign_[row]) || contains(advertisers_, keys.advertiser_[row]) || contains(categories_, keys.category_[row]) ||
-         contains(products_, keys.product_[row]);
+  return contains(campaigns_, keys.campaign_[row]) || contains(advertisers_, keys.advertiser_[row]) ||
+         contains(categories_, keys.category_[row]) || contains(products_, keys.product_[row]);
 }
 
 }  // namespace adserve

@@ -35,13 +35,15 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     c10::InferenceMode inference;
     const torch::Tensor w0 = model.parameter("fusion.0.weight");
     const auto d = static_cast<int64_t>(dim_);
-    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(pairWidth)) throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
+    if (w0.size(1) != 3 * d + 3 + static_cast<int64_t>(pairWidth))
+      throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
     using Activation = DenseKernel::Activation;
     // Linear layers in torch's [outputs x inputs] layout; the kernels copy what they keep.
     const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation) {
       const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
       const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
-      return DenseKernel(w.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, static_cast<size_t>(w.size(1)), static_cast<size_t>(w.size(0)), activation);
+      return DenseKernel(w.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, static_cast<size_t>(w.size(1)),
+                         static_cast<size_t>(w.size(0)), activation);
     };
     const auto layer = [&](const std::string& name, Activation activation) {
       return dense(model.parameter(name + ".weight"), model.parameter(name + ".bias"), activation);
@@ -53,9 +55,9 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     layers.push_back(layer("fusion.4", Activation::kRelu));
     layers.push_back(dense(torch::cat({model.parameter("ctr_head.weight"), model.parameter("cvr_head.weight")}, 0),
                            torch::cat({model.parameter("ctr_head.bias"), model.parameter("cvr_head.bias")}, 0), Activation::kNone));
-    precomputed_ = std::make_unique<Precomputed>(Precomputed{std::move(wAd), std::move(adProjection),
-                                                          dense(w0.slice(1, 0, 2 * d), model.parameter("fusion.0.bias"), Activation::kNone),
-                                                          dense(w0.slice(1, 3 * d), torch::Tensor(), Activation::kRelu), std::move(layers)});
+    precomputed_ = std::make_unique<Precomputed>(Precomputed{
+        std::move(wAd), std::move(adProjection), dense(w0.slice(1, 0, 2 * d), model.parameter("fusion.0.bias"), Activation::kNone),
+        dense(w0.slice(1, 3 * d), torch::Tensor(), Activation::kRelu), std::move(layers)});
   } else if (mode != "model") {
     throw EngineError(ErrorCode::InvalidArgument, "fusion must be 'precomputed' or 'model'");
   }
@@ -65,8 +67,9 @@ torch::Tensor Fusion::projectAds(const torch::Tensor& embeddings) const {
   return precomputed_ ? embeddings.matmul(precomputed_->wAd).contiguous() : torch::Tensor();
 }
 
-void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                   const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const {
+void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
+                   const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
+                   std::vector<ScoreResult>& results) const {
   if (precomputed_) {
     scorePrecomputed(user, context, live, userRows, catalog, users, results);
   } else {
@@ -75,8 +78,9 @@ void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, cons
   }
 }
 
-void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                            const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const {
+void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
+                            const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
+                            std::vector<ScoreResult>& results) const {
   const auto d = static_cast<int64_t>(dim_);
   std::vector<float> pair;
   for (const size_t i : live) {
@@ -89,9 +93,11 @@ void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
       users.pairFeatures(userRows[i], catalog.category(ad), catalog.advertiser(ad), pair.data() + j * pairWidth);
     }
     const torch::Tensor ads = torch::empty({1, width, d});
-    for (int64_t j = 0; j < width; ++j) std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
+    for (int64_t j = 0; j < width; ++j)
+      std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
     const auto row = static_cast<int64_t>(i);
-    auto [ctr, cvr] = model_.score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads, floats(pair, {1, width, static_cast<int64_t>(pairWidth)}));
+    auto [ctr, cvr] = model_.score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads,
+                                   floats(pair, {1, width, static_cast<int64_t>(pairWidth)}));
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
     result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);
@@ -99,8 +105,9 @@ void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
   }
 }
 
-void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                              const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const {
+void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
+                              const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
+                              std::vector<ScoreResult>& results) const {
   if (live.empty()) return;
   const Precomputed& f = *precomputed_;
   const size_t requests = live.size();

@@ -41,19 +41,21 @@ class Fusion {
              const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
 
  private:
-  void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                      const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
-  void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live, const std::vector<int64_t>& userRows,
-                        const CatalogSnapshot& catalog, const UserStore& users, std::vector<ScoreResult>& results) const;
+  void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
+                      const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
+                      std::vector<ScoreResult>& results) const;
+  void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
+                        const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
+                        std::vector<ScoreResult>& results) const;
 
   // The fusion MLP with its first layer split by input: per ad, per request and per candidate.
   // Every layer after the per-ad projection runs on DenseKernel, whose rows do not depend on each
   // other, so a whole batch's rows can share one pass.
   struct Precomputed {
-    torch::Tensor wAd;           // [D, H]
-    torch::Tensor adProjection;  // [ads, H]: W_ad · E_ad
-    DenseKernel perRequest;      // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
-    DenseKernel perCandidate;    // [dots, pair], added onto the two above, then ReLU
+    torch::Tensor wAd;                // [D, H]
+    torch::Tensor adProjection;       // [ads, H]: W_ad · E_ad
+    DenseKernel perRequest;           // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
+    DenseKernel perCandidate;         // [dots, pair], added onto the two above, then ReLU
     std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
   };
 

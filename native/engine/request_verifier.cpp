@@ -10,8 +10,7 @@ namespace adserve {
 namespace {
 
 template <typename Root>
-void verifyRoot(const char* typeName, const char* identifier, const uint8_t* bytes, size_t size,
-                const VerifyLimits& limits) {
+void verifyRoot(const char* typeName, const char* identifier, const uint8_t* bytes, size_t size, const VerifyLimits& limits) {
   if (bytes == nullptr || size == 0) throw EngineError(ErrorCode::BadRequest, std::string("empty ") + typeName);
   if (size > limits.maxBytes) {
     throw EngineError(ErrorCode::BadRequest, std::string(typeName) + " is larger than " + std::to_string(limits.maxBytes) + " bytes");
@@ -24,7 +23,8 @@ void verifyRoot(const char* typeName, const char* identifier, const uint8_t* byt
   flatbuffers::Verifier verifier(bytes, size, static_cast<flatbuffers::uoffset_t>(limits.maxDepth),
                                  static_cast<flatbuffers::uoffset_t>(limits.maxTables));
   if (!verifier.VerifyBuffer<Root>(identifier)) {
-    throw EngineError(ErrorCode::BadRequest, std::string(typeName) + " failed FlatBuffers verification (truncated, corrupt or missing a required field)");
+    throw EngineError(ErrorCode::BadRequest,
+                      std::string(typeName) + " failed FlatBuffers verification (truncated, corrupt or missing a required field)");
   }
 }
 

@@ -57,8 +57,8 @@ Retrieval Retriever::retrieve(const CatalogSnapshot& catalog, const torch::Tenso
   return out;
 }
 
-void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
-                            float* scores, int64_t* labels) const {
+void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries, size_t nq, size_t k,
+                            const std::vector<const AdFilter*>& filters, float* scores, int64_t* labels) const {
   const AddedAds& added = *catalog.added();
   const torch::Tensor query = torch::from_blob(const_cast<float*>(queries), {static_cast<int64_t>(nq), static_cast<int64_t>(dim_)});
   const torch::Tensor addedScores = query.matmul(added.embeddings.t()).contiguous();  // [nq, added]
@@ -89,7 +89,8 @@ void Retriever::shortlist(const CatalogSnapshot& catalog, const Retrieval& retri
   for (size_t i = 0; i < results.size(); ++i) {
     scored.clear();
     const auto light = [&](float dot, int64_t ad) {
-      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + catalog.prior(static_cast<size_t>(ad)), static_cast<int32_t>(ad));
+      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + catalog.prior(static_cast<size_t>(ad)),
+                          static_cast<int32_t>(ad));
     };
     for (size_t j = 0; j < k; ++j) {
       if (retrieval.labels[i * k + j] >= 0) light(retrieval.scores[i * k + j], retrieval.labels[i * k + j]);

@@ -27,9 +27,9 @@ struct RetrieverOptions {
 
 // A batch's candidates from every source, before the light-score cut.
 struct Retrieval {
-  size_t k = 0;                  // ANN slots per request
-  std::vector<float> scores;     // [requests x k]: Q·E_ad, best first
-  std::vector<int64_t> labels;   // [requests x k]: ad indices, -1 where fewer ads qualify
+  size_t k = 0;                 // ANN slots per request
+  std::vector<float> scores;    // [requests x k]: Q·E_ad, best first
+  std::vector<int64_t> labels;  // [requests x k]: ad indices, -1 where fewer ads qualify
   // Per request: (Q·E_ad, ad) of keyword-matched ads the ANN search did not return.
   std::vector<std::vector<std::pair<float, int64_t>>> keywordMatched;
 };
@@ -45,8 +45,8 @@ class Retriever {
 
   // Queries are E_user + E_ctx (user, context: [requests x D]); filters holds one per request,
   // built from `catalog`.
-  Retrieval retrieve(const CatalogSnapshot& catalog, const torch::Tensor& user, const torch::Tensor& context, const std::vector<RequestFeatures>& features,
-                     const std::vector<CatalogFilter>& filters) const;
+  Retrieval retrieve(const CatalogSnapshot& catalog, const torch::Tensor& user, const torch::Tensor& context,
+                     const std::vector<RequestFeatures>& features, const std::vector<CatalogFilter>& filters) const;
   // Each request's best scoreCandidates by lightweight score (similarity and the catalog's prior),
   // best first, into results[i].adIndex and .light.
   void shortlist(const CatalogSnapshot& catalog, const Retrieval& retrieval, std::vector<ScoreResult>& results) const;

@@ -28,7 +28,8 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const uint8_t* bytes) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes))));
 }
 
-__attribute__((target("avx512f"))) void scoreBlocksAvx512(const float* weights, float bias, const uint8_t* codes, size_t blocks, size_t dim, float* out) {
+__attribute__((target("avx512f"))) void scoreBlocksAvx512(const float* weights, float bias, const uint8_t* codes, size_t blocks, size_t dim,
+                                                          float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const uint8_t* block = codes + b * dim * kLanes;
     __m512 even = _mm512_set1_ps(bias);
@@ -43,7 +44,8 @@ __attribute__((target("avx512f"))) void scoreBlocksAvx512(const float* weights, 
   }
 }
 
-__attribute__((target("avx2,fma"))) void scoreBlocksAvx2(const float* weights, float bias, const uint8_t* codes, size_t blocks, size_t dim, float* out) {
+__attribute__((target("avx2,fma"))) void scoreBlocksAvx2(const float* weights, float bias, const uint8_t* codes, size_t blocks, size_t dim,
+                                                         float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const uint8_t* block = codes + b * dim * kLanes;
     __m256 low = _mm256_set1_ps(bias);

@@ -24,11 +24,14 @@ std::string join(const std::vector<std::string>& tokens) {
 // Exact-valued criteria compare case-insensitively except audiences and products, which are ids.
 std::string normaliseValue(CriterionType type, std::string_view value) {
   switch (type) {
-    case CriterionType::Geo: return asciiUpper(value);
+    case CriterionType::Geo:
+      return asciiUpper(value);
     case CriterionType::Device:
     case CriterionType::Category:
-    case CriterionType::Placement: return asciiLower(value);
-    default: return std::string(value);
+    case CriterionType::Placement:
+      return asciiLower(value);
+    default:
+      return std::string(value);
   }
 }
 
@@ -43,7 +46,8 @@ void checkEnumValue(CriterionType type, const std::string& canonical) {
     if (canonical == *name) return;
     allowed += (allowed.empty() ? "" : ", ") + std::string(*name);
   }
-  throw EngineError(ErrorCode::InvalidArgument, std::string(placement ? "placement" : "device") + " criterion '" + canonical + "' is not one of " + allowed);
+  throw EngineError(ErrorCode::InvalidArgument,
+                    std::string(placement ? "placement" : "device") + " criterion '" + canonical + "' is not one of " + allowed);
 }
 
 bool containsPhrase(const std::vector<std::string>& query, const std::vector<std::string>& phrase) {
@@ -59,11 +63,12 @@ bool containsPhrase(const std::vector<std::string>& query, const std::vector<std
 TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCount) : adCount_(adCount), dictionaries_(kTypes) {
   std::vector<uint32_t> rulesPerAd(adCount, 0);
   for (const AdTargeting& target : ads) {
-    if (target.ad >= adCount) throw EngineError(ErrorCode::InvalidArgument, "targeting names ad index " + std::to_string(target.ad) + " outside the catalog");
+    if (target.ad >= adCount)
+      throw EngineError(ErrorCode::InvalidArgument, "targeting names ad index " + std::to_string(target.ad) + " outside the catalog");
     rulesPerAd[target.ad] += static_cast<uint32_t>(std::min(target.rules.size(), kMaxRulesPerAd + 1));
     if (rulesPerAd[target.ad] > kMaxRulesPerAd) {
-      throw EngineError(ErrorCode::InvalidArgument, "ad " + std::to_string(target.ad) + " has more than " + std::to_string(kMaxRulesPerAd) +
-                                                        " targeting rules");
+      throw EngineError(ErrorCode::InvalidArgument,
+                        "ad " + std::to_string(target.ad) + " has more than " + std::to_string(kMaxRulesPerAd) + " targeting rules");
     }
   }
   // Each ad's rules in its own run, whatever order (and however many entries) the list names them in.
@@ -76,7 +81,8 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
       for (const Criterion& criterion : rule.criteria) {
         const bool keyword = criterion.type <= CriterionType::NegativeKeyword;
         const std::vector<std::string> tokens = keyword ? tokenize(criterion.value) : std::vector<std::string>{};
-        if (keyword && tokens.empty()) throw EngineError(ErrorCode::InvalidArgument, "keyword criterion '" + criterion.value + "' has no tokens");
+        if (keyword && tokens.empty())
+          throw EngineError(ErrorCode::InvalidArgument, "keyword criterion '" + criterion.value + "' has no tokens");
         const std::string canonical = keyword ? join(tokens) : normaliseValue(criterion.type, criterion.value);
         checkEnumValue(criterion.type, canonical);
         const std::string key = std::to_string(static_cast<int>(criterion.type)) + '\x1f' + canonical;
@@ -85,8 +91,9 @@ TargetingIndex::TargetingIndex(const std::vector<AdTargeting>& ads, size_t adCou
         if (inserted) {
           criterionType_.push_back(criterion.type);
           keywordAds_.emplace_back();
-          phraseTokens_.push_back(criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword ? tokens
-                                                                                                                                   : std::vector<std::string>{});
+          phraseTokens_.push_back(criterion.type == CriterionType::PhraseKeyword || criterion.type == CriterionType::NegativeKeyword
+                                      ? tokens
+                                      : std::vector<std::string>{});
           auto& dictionary = dictionaries_[static_cast<size_t>(criterion.type)];
           if (criterion.type == CriterionType::BroadKeyword) {
             for (const auto& token : std::unordered_set<std::string>(tokens.begin(), tokens.end())) dictionary[token].push_back(id);

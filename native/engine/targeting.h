@@ -17,7 +17,7 @@ enum class CriterionType : uint8_t {
   NegativeKeyword,  // matches like a phrase (a single token: membership); used negated
   Geo,
   Device,
-  Audience,         // any of the user's segments
+  Audience,  // any of the user's segments
   Category,
   Product,
   Placement,
@@ -94,9 +94,9 @@ class TargetingIndex {
   std::vector<uint64_t> targeted_;      // bit per ad: has rules; small enough to stay in cache
   std::vector<uint32_t> programStart_;  // ad -> start of its run; one extra at the end
   std::vector<uint32_t> programs_;
-  std::vector<std::vector<std::string>> phraseTokens_;  // by criterion id, for phrase and negative criteria
-  std::vector<CriterionType> criterionType_;            // by criterion id
-  std::vector<std::vector<uint32_t>> keywordAds_;       // by criterion id: ads using the keyword positively
+  std::vector<std::vector<std::string>> phraseTokens_;                                // by criterion id, for phrase and negative criteria
+  std::vector<CriterionType> criterionType_;                                          // by criterion id
+  std::vector<std::vector<uint32_t>> keywordAds_;                                     // by criterion id: ads using the keyword positively
   std::vector<std::unordered_map<std::string, std::vector<uint32_t>>> dictionaries_;  // per type: key -> criterion ids
 };
 

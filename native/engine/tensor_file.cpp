@@ -14,7 +14,8 @@ torch::Tensor loadTensor(const TensorFile& file) {
   if (!in) throw EngineError(ErrorCode::InvalidArgument, "cannot open " + file.path);
   const std::streamsize actual = in.tellg();
   if (actual != expected) {
-    throw EngineError(ErrorCode::InvalidArgument, file.path + " holds " + std::to_string(actual) + " bytes, its manifest shape needs " + std::to_string(expected));
+    throw EngineError(ErrorCode::InvalidArgument,
+                      file.path + " holds " + std::to_string(actual) + " bytes, its manifest shape needs " + std::to_string(expected));
   }
   in.seekg(0);
   if (!in.read(static_cast<char*>(tensor.data_ptr()), expected)) throw EngineError(ErrorCode::InvalidArgument, "cannot read " + file.path);
@@ -25,7 +26,8 @@ torch::Tensor loadTensor(const TensorFile& file) {
     const int64_t count = tensor.numel();
     for (int64_t i = 0; i < count; ++i) {
       if (!std::isfinite(values[i])) {
-        throw EngineError(ErrorCode::InvalidArgument, file.path + " holds a non-finite value (" + std::to_string(values[i]) + ") at element " + std::to_string(i));
+        throw EngineError(ErrorCode::InvalidArgument,
+                          file.path + " holds a non-finite value (" + std::to_string(values[i]) + ") at element " + std::to_string(i));
       }
     }
   }

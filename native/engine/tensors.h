@@ -22,7 +22,8 @@ inline torch::Tensor floats(const std::vector<float>& values, std::vector<int64_
 // Throws EngineError(InvalidArgument) unless `tensor` has `rows` rows; `what` names it in the message.
 inline void requireRows(const torch::Tensor& tensor, int64_t rows, const char* what) {
   if (tensor.size(0) != rows) {
-    throw EngineError(ErrorCode::InvalidArgument, std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
+    throw EngineError(ErrorCode::InvalidArgument,
+                      std::string(what) + " has " + std::to_string(tensor.size(0)) + " rows, expected " + std::to_string(rows));
   }
 }
 

@@ -1,6 +1,5 @@
 #include "engine/text.h"
 
-
 namespace adserve {
 
 uint32_t fnv1a32(std::string_view bytes) noexcept {

@@ -45,8 +45,7 @@ SearchHits VectorIndex::search(const float* queries, size_t count, size_t k) con
   hits.k = k;
   hits.scores.resize(count * k);
   std::vector<faiss::Index::idx_t> ids(count * k);
-  index_->search(static_cast<faiss::Index::idx_t>(count), queries, static_cast<faiss::Index::idx_t>(k),
-                 hits.scores.data(), ids.data());
+  index_->search(static_cast<faiss::Index::idx_t>(count), queries, static_cast<faiss::Index::idx_t>(k), hits.scores.data(), ids.data());
   hits.labels.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) hits.labels[i] = static_cast<int32_t>(ids[i]);
   return hits;

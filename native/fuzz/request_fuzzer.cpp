@@ -25,8 +25,9 @@ adserve::FeatureSpec makeSpec() {
 adserve::TargetingIndex makeTargeting() {
   using adserve::CriterionType;
   std::vector<adserve::AdTargeting> ads(3);
-  ads[0] = {0, {{{{CriterionType::ExactKeyword, "nike shoes"}, {CriterionType::Geo, "US"}, {CriterionType::NegativeKeyword, "used", true}}},
-                {{{CriterionType::PhraseKeyword, "running shoes"}, {CriterionType::Device, "mobile"}}}}};
+  ads[0] = {0,
+            {{{{CriterionType::ExactKeyword, "nike shoes"}, {CriterionType::Geo, "US"}, {CriterionType::NegativeKeyword, "used", true}}},
+             {{{CriterionType::PhraseKeyword, "running shoes"}, {CriterionType::Device, "mobile"}}}}};
   ads[1] = {1, {{{{CriterionType::BroadKeyword, "athletic footwear"}, {CriterionType::Audience, "fitness"}}}}};
   ads[2] = {2, {{{{CriterionType::Category, "shoes"}, {CriterionType::Placement, "category"}}}, {{{CriterionType::Product, "p1"}}}}};
   return adserve::TargetingIndex(ads, 4);

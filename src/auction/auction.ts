@@ -96,7 +96,8 @@ function objectiveScores(candidates: AuctionCandidates, work: AuctionWork, eligi
   }
   for (let e = 0; e < eligible; e++) {
     const i = order[e]!;
-    rank[i] = weights.ctr * (candidates.pCtr[i]! / (maxCtr || 1)) + weights.cvr * (candidates.pCvr[i]! / (maxCvr || 1)) + weights.value * (ecpm[i]! / (maxValue || 1));
+    rank[i] =
+      weights.ctr * (candidates.pCtr[i]! / (maxCtr || 1)) + weights.cvr * (candidates.pCvr[i]! / (maxCvr || 1)) + weights.value * (ecpm[i]! / (maxValue || 1));
   }
 }
 
@@ -170,7 +171,8 @@ export function runAuction(candidates: AuctionCandidates, rules: AuctionRules, o
   for (let i = 0; i < count; i++) {
     const bid = candidates.bidMicros[i]!;
     ecpm[i] = bid * unitFactor(candidates, i);
-    const admissible = bid >= rules.reserveMicros[candidates.bidType[i]!]! && ecpm[i]! >= rules.floorCpmMicros && ecpm[i]! > 0 && candidates.quality[i]! >= rules.minQuality;
+    const admissible =
+      bid >= rules.reserveMicros[candidates.bidType[i]!]! && ecpm[i]! >= rules.floorCpmMicros && ecpm[i]! > 0 && candidates.quality[i]! >= rules.minQuality;
     if (admissible) order[eligible++] = i;
   }
   if (rules.ranking) objectiveScores(candidates, out.work, eligible, rules.ranking);

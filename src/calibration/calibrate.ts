@@ -3,10 +3,7 @@
 // Platt = sigmoid(a z + b).
 
 /** A model's calibration map from raw logit to probability, as train/ writes it in manifest.json. */
-export type CalibrationParams =
-  | { kind: 'isotonic'; x: number[]; y: number[] }
-  | { kind: 'temperature'; t: number }
-  | { kind: 'platt'; a: number; b: number };
+export type CalibrationParams = { kind: 'isotonic'; x: number[]; y: number[] } | { kind: 'temperature'; t: number } | { kind: 'platt'; a: number; b: number };
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 

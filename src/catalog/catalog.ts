@@ -75,19 +75,32 @@ export function validateCampaign(campaign: CatalogCampaign, limits: MoneyLimits)
     throw new CatalogError(`campaign ${campaign.id}: ${message}`);
   };
   if (bidTypes[campaign.bid_type] === undefined) fail(`bid_type must be CPC, CPM or CPA (got ${JSON.stringify(campaign.bid_type)})`);
-  if (!isCount(campaign.bid_micros, limits.maxBidMicros) || campaign.bid_micros === 0) fail(`bid_micros must be an integer in 1..${limits.maxBidMicros} (maxBidMicros)`);
-  if (!isCount(campaign.daily_budget_micros, limits.maxBudgetMicros)) fail(`daily_budget_micros must be an integer in 0..${limits.maxBudgetMicros} (maxBudgetMicros; 0: no daily budget)`);
+  if (!isCount(campaign.bid_micros, limits.maxBidMicros) || campaign.bid_micros === 0)
+    fail(`bid_micros must be an integer in 1..${limits.maxBidMicros} (maxBidMicros)`);
+  if (!isCount(campaign.daily_budget_micros, limits.maxBudgetMicros))
+    fail(`daily_budget_micros must be an integer in 0..${limits.maxBudgetMicros} (maxBudgetMicros; 0: no daily budget)`);
   if (campaign.lifetime_budget_micros !== undefined && !isCount(campaign.lifetime_budget_micros, limits.maxBudgetMicros)) {
     fail(`lifetime_budget_micros must be an integer in 0..${limits.maxBudgetMicros} (maxBudgetMicros)`);
   }
   if (campaign.pacing !== 'even' && campaign.pacing !== 'asap') fail(`pacing must be even or asap (got ${JSON.stringify(campaign.pacing)})`);
   if (campaign.status !== 'active' && campaign.status !== 'paused') fail(`status must be active or paused (got ${JSON.stringify(campaign.status)})`);
   const cap = campaign.frequency_cap;
-  if (cap !== undefined && (typeof cap !== 'object' || cap === null || !isCount(cap.impressions, 1e6) || cap.impressions === 0 || !isCount(cap.window_seconds, 90 * 86_400) || cap.window_seconds === 0)) {
+  if (
+    cap !== undefined &&
+    (typeof cap !== 'object' ||
+      cap === null ||
+      !isCount(cap.impressions, 1e6) ||
+      cap.impressions === 0 ||
+      !isCount(cap.window_seconds, 90 * 86_400) ||
+      cap.window_seconds === 0)
+  ) {
     fail('frequency_cap must be {impressions: 1.., window_seconds: 1..7776000}');
   }
   const hours = campaign.day_parting;
-  if (hours !== undefined && (!Array.isArray(hours) || hours.length !== 24 || hours.some((w) => typeof w !== 'number' || !(w >= 0) || !Number.isFinite(w)) || !hours.some((w) => w > 0))) {
+  if (
+    hours !== undefined &&
+    (!Array.isArray(hours) || hours.length !== 24 || hours.some((w) => typeof w !== 'number' || !(w >= 0) || !Number.isFinite(w)) || !hours.some((w) => w > 0))
+  ) {
     fail('day_parting must be 24 non-negative hourly weights, not all 0');
   }
   if (campaign.time_zone !== undefined && !isKnownTimeZone(campaign.time_zone)) fail(`unknown time zone ${JSON.stringify(campaign.time_zone)}`);
@@ -103,7 +116,8 @@ export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
   if (campaign.lifetime_budget_micros === undefined) c.campaignLifetimeBudgetMicros.delete(id);
   else c.campaignLifetimeBudgetMicros.set(id, campaign.lifetime_budget_micros);
   c.campaignPacing.set(id, campaign.pacing as PacingMode);
-  if (campaign.frequency_cap) c.campaignFrequencyCap.set(id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds });
+  if (campaign.frequency_cap)
+    c.campaignFrequencyCap.set(id, { impressions: campaign.frequency_cap.impressions, windowSeconds: campaign.frequency_cap.window_seconds });
   else c.campaignFrequencyCap.delete(id);
   if (campaign.time_zone && campaign.time_zone !== 'UTC') c.campaignTimeZone.set(id, campaign.time_zone);
   else c.campaignTimeZone.delete(id);

@@ -70,7 +70,8 @@ export class CatalogChanges {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new RequestError(422, 'invalid_request', 'body must be a JSON object');
     const edit = body as CampaignEdit;
     for (const [key, value] of Object.entries(edit)) {
-      if (!(editable as readonly string[]).includes(key)) throw new RequestError(422, 'invalid_request', `"${key}" cannot be edited; editable: ${editable.join(', ')}`);
+      if (!(editable as readonly string[]).includes(key))
+        throw new RequestError(422, 'invalid_request', `"${key}" cannot be edited; editable: ${editable.join(', ')}`);
       if (value === null && !removable.has(key)) throw new RequestError(422, 'invalid_request', `"${key}" cannot be removed`);
     }
     const next = merged(campaign, edit);
@@ -89,7 +90,12 @@ export class CatalogChanges {
     const ad = catalog.indexOf.get(id);
     if (ad === undefined) throw new RequestError(404, 'not_found', `no ad ${id}`);
     const fields = body as { status?: unknown } | null;
-    if (typeof fields !== 'object' || fields === null || Object.keys(fields).some((key) => key !== 'status') || (fields.status !== 'active' && fields.status !== 'paused')) {
+    if (
+      typeof fields !== 'object' ||
+      fields === null ||
+      Object.keys(fields).some((key) => key !== 'status') ||
+      (fields.status !== 'active' && fields.status !== 'paused')
+    ) {
       throw new RequestError(422, 'invalid_request', 'body must be {"status": "active" | "paused"}');
     }
     this.save({ ...this.recorded, ads: { ...this.recorded.ads, [id]: fields.status } });

@@ -44,7 +44,15 @@ export function adTowerInputs(model: ModelDir, ads: readonly NewAdFields[]): AdT
   const title = new Int32Array(ads.length * maxTokens);
   const numeric = new Float32Array(ads.length * width);
   ads.forEach((fields, i) => {
-    categorical.set([advertiserIndex.get(fields.advertiserId) ?? 0, vocabularyIndex(categories, fields.category), vocabularyIndex(formats, fields.format), vocabularyIndex(bidTypes, fields.bidType)], i * 4);
+    categorical.set(
+      [
+        advertiserIndex.get(fields.advertiserId) ?? 0,
+        vocabularyIndex(categories, fields.category),
+        vocabularyIndex(formats, fields.format),
+        vocabularyIndex(bidTypes, fields.bidType),
+      ],
+      i * 4,
+    );
     title.set(titleBuckets(fields.title, buckets, maxTokens), i * maxTokens);
     // No history yet: click and conversion rates at the global priors, zero impressions.
     const raw: Record<string, number> = {

@@ -4,15 +4,7 @@ import { prepareNativeLoad } from '../config';
 import type { TargetingCriterion } from '../catalog/catalog_json';
 import { addonPath } from '../paths';
 
-export type NativeErrorCode =
-  | 'E_BAD_REQUEST'
-  | 'E_INVALID_ARG'
-  | 'E_QUEUE_FULL'
-  | 'E_SHUTTING_DOWN'
-  | 'E_MODEL'
-  | 'E_INDEX'
-  | 'E_NOMEM'
-  | 'E_NATIVE';
+export type NativeErrorCode = 'E_BAD_REQUEST' | 'E_INVALID_ARG' | 'E_QUEUE_FULL' | 'E_SHUTTING_DOWN' | 'E_MODEL' | 'E_INDEX' | 'E_NOMEM' | 'E_NATIVE';
 
 export interface NativeError extends Error {
   code: NativeErrorCode;

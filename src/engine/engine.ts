@@ -72,7 +72,10 @@ export function adHistory(model: ModelDir): AdHistory {
     return index;
   };
   const history = { ctr: new Float64Array(ads), cvr: new Float64Array(ads) };
-  for (const [name, out] of [['ctr_logit', history.ctr], ['cvr_logit', history.cvr]] as const) {
+  for (const [name, out] of [
+    ['ctr_logit', history.ctr],
+    ['cvr_logit', history.cvr],
+  ] as const) {
     const c = column(name);
     for (let ad = 0; ad < ads; ad++) out[ad] = sigmoid(values[ad * width + c]! * numeric.std[c]! + numeric.mean[c]!);
   }

@@ -53,8 +53,19 @@ function readJson<T>(file: string): T {
 }
 
 /** The files serving reads; each must be listed in the manifest. */
-const servedFiles = ['model.pt', 'ad_embeddings.f32', 'ad_categorical.i64', 'ad_numeric.f32', 'user_embeddings.f32', 'user_category.f32',
-  'user_advertiser_indptr.i32', 'user_advertiser_index.i32', 'user_advertiser_values.f32', 'catalog.json', 'users.json'];
+const servedFiles = [
+  'model.pt',
+  'ad_embeddings.f32',
+  'ad_categorical.i64',
+  'ad_numeric.f32',
+  'user_embeddings.f32',
+  'user_category.f32',
+  'user_advertiser_indptr.i32',
+  'user_advertiser_index.i32',
+  'user_advertiser_values.f32',
+  'catalog.json',
+  'users.json',
+];
 
 export function readModelDir(dir: string): ModelDir {
   const manifest = readJson<Manifest>(path.join(dir, 'manifest.json'));
@@ -92,7 +103,10 @@ async function sha256Of(file: string, onBytes?: (bytes: number) => void): Promis
 export async function verifyModelFiles(model: ModelDir, progress?: LoadProgress): Promise<void> {
   const files = Object.entries(model.manifest.files);
   // A missing file counts as empty here; hashing it below names it.
-  progress?.enter('verifying files', files.reduce((bytes, [name]) => bytes + (statSync(path.join(model.dir, name), { throwIfNoEntry: false })?.size ?? 0), 0));
+  progress?.enter(
+    'verifying files',
+    files.reduce((bytes, [name]) => bytes + (statSync(path.join(model.dir, name), { throwIfNoEntry: false })?.size ?? 0), 0),
+  );
   for (const [name, entry] of files) {
     let actual: string;
     try {
@@ -100,7 +114,8 @@ export async function verifyModelFiles(model: ModelDir, progress?: LoadProgress)
     } catch (error) {
       throw new ModelDirError(`cannot read ${path.join(model.dir, name)}: ${(error as Error).message}`);
     }
-    if (actual !== entry.sha256) throw new ModelDirError(`${path.join(model.dir, name)} does not match its manifest: SHA-256 ${actual}, manifest ${entry.sha256}`);
+    if (actual !== entry.sha256)
+      throw new ModelDirError(`${path.join(model.dir, name)} does not match its manifest: SHA-256 ${actual}, manifest ${entry.sha256}`);
   }
 }
 
@@ -113,6 +128,8 @@ export function rehashManifestFile(dir: string, name: string): void {
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
   const entry = manifest.files[name];
   if (!entry) throw new ModelDirError(`${name} is not in ${manifestPath}`);
-  entry.sha256 = createHash('sha256').update(readFileSync(path.join(dir, name))).digest('hex');
+  entry.sha256 = createHash('sha256')
+    .update(readFileSync(path.join(dir, name)))
+    .digest('hex');
   writeFileSync(manifestPath, JSON.stringify(manifest));
 }

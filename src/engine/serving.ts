@@ -55,7 +55,11 @@ export function placementRules(config: Config): AuctionRules[] {
     mechanism: placement.auction ?? config.auction,
     slots: 1,
     floorCpmMicros: 0,
-    reserveMicros: [placement.reserveCpcMicros ?? config.reserveCpcMicros, placement.reserveCpmMicros ?? config.reserveCpmMicros, placement.reserveCpaMicros ?? config.reserveCpaMicros],
+    reserveMicros: [
+      placement.reserveCpcMicros ?? config.reserveCpcMicros,
+      placement.reserveCpmMicros ?? config.reserveCpmMicros,
+      placement.reserveCpaMicros ?? config.reserveCpaMicros,
+    ],
     incrementMicros: config.priceIncrementMicros,
     positionEffects: config.positionEffects,
     minQuality: placement.minQualityScore ?? config.minQualityScore,
@@ -67,12 +71,23 @@ export function placementRules(config: Config): AuctionRules[] {
 }
 
 export function lightWeights(config: Config): LightWeights {
-  return { similarity: config.lightSimilarityWeight, value: config.lightValueWeight, ctr: config.lightCtrWeight, quality: config.lightQualityWeight, maxEcpmMicros: config.lightMaxEcpmMicros };
+  return {
+    similarity: config.lightSimilarityWeight,
+    value: config.lightValueWeight,
+    ctr: config.lightCtrWeight,
+    quality: config.lightQualityWeight,
+    maxEcpmMicros: config.lightMaxEcpmMicros,
+  };
 }
 
 export function engineSettings(config: Config): EngineSettings {
   return {
-    index: { kind: config.indexKind, ivfScan: config.ivfScan, ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}), ...(config.nlist > 0 ? { nlist: config.nlist } : {}) },
+    index: {
+      kind: config.indexKind,
+      ivfScan: config.ivfScan,
+      ...(config.nprobe > 0 ? { nprobe: config.nprobe } : {}),
+      ...(config.nlist > 0 ? { nlist: config.nlist } : {}),
+    },
     ...(config.indexCacheDir !== '' ? { indexCacheDir: path.resolve(projectRoot, config.indexCacheDir) } : {}),
     fusion: config.fusion,
     annCandidates: config.annCandidates,
@@ -128,7 +143,10 @@ export function applyCampaign(serving: Serving, campaign: CatalogCampaign): void
   if (!catalog.campaigns.has(campaign.id)) return;
   setCampaign(catalog, campaign);
   const ads = catalog.campaignAds.get(campaign.id)!;
-  serving.engine.setPriors(ads, Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)));
+  serving.engine.setPriors(
+    ads,
+    Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)),
+  );
   serving.frequency.refresh();
 }
 

@@ -111,8 +111,18 @@ const sealingNonce = Buffer.alloc(12);
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
   const plaintext = Buffer.from(
     JSON.stringify([
-      fields.requestId, fields.adId, fields.slot, fields.bidType, fields.priceMicros, fields.issuedMs, fields.expiresMs, fields.userId,
-      Math.round(fields.pCtr * 1e6) / 1e6, Math.round(fields.pCvr * 1e6) / 1e6, fields.placement, fields.modelVersion,
+      fields.requestId,
+      fields.adId,
+      fields.slot,
+      fields.bidType,
+      fields.priceMicros,
+      fields.issuedMs,
+      fields.expiresMs,
+      fields.userId,
+      Math.round(fields.pCtr * 1e6) / 1e6,
+      Math.round(fields.pCvr * 1e6) / 1e6,
+      fields.placement,
+      fields.modelVersion,
       // Only test traffic carries the flag, so other tokens keep the twelve fields tokens always had.
       ...(fields.test ? [1] : []),
     ]),
@@ -150,7 +160,21 @@ function fieldsOf(plaintext: Buffer): EventTokenFields {
     throw new EventTokenError('event token contents are not readable');
   }
   const [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion] = tuple as TokenTuple;
-  return { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion, ...(testFlagged ? { test: true } : {}) };
+  return {
+    requestId,
+    adId,
+    slot,
+    bidType,
+    priceMicros,
+    issuedMs,
+    expiresMs,
+    userId,
+    pCtr,
+    pCvr,
+    placement,
+    modelVersion,
+    ...(testFlagged ? { test: true } : {}),
+  };
 }
 
 /**

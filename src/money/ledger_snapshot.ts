@@ -54,7 +54,7 @@ export function captureSnapshot(memory: LedgerMemory, coversSegment: number): Sn
 }
 
 function* chunksOf<T>(values: Iterator<T>, count: number): Generator<T[]> {
-  for (let left = count; left > 0; ) {
+  for (let left = count; left > 0;) {
     const chunk: T[] = [];
     for (; chunk.length < chunkEntries && left > 0; left--) chunk.push(values.next().value as T);
     yield chunk;
@@ -158,9 +158,15 @@ export function readLegacySnapshot(file: string, memory: LedgerMemory): number {
   const lastMs = legacy.serves.reduce((newest, [, types]) => types.reduce((most, [, timeMs]) => Math.max(most, timeMs), newest), 0);
   memory.eventsRecorded = legacy.eventIds.length;
   memory.watermarkMs = lastMs;
-  memory.generations.push({ firstMs: lastMs, lastMs, eventIds: new Set(legacy.eventIds), serves: new Map(legacy.serves.map(([serve, types]) => [serve, new Map(types)])) });
+  memory.generations.push({
+    firstMs: lastMs,
+    lastMs,
+    eventIds: new Set(legacy.eventIds),
+    serves: new Map(legacy.serves.map(([serve, types]) => [serve, new Map(types)])),
+  });
   for (const [campaignId, nanos] of legacy.lifetimeNanos) memory.state.lifetimeNanos.set(campaignId, nanos);
   for (const [key, nanos] of legacy.dailyNanos) memory.addDaily(key, dayOfDailySpendKey(key), nanos);
-  for (const [user, campaigns] of legacy.impressions) for (const [campaignId, times] of campaigns) for (const timeMs of times) memory.addImpression(user, campaignId, timeMs);
+  for (const [user, campaigns] of legacy.impressions)
+    for (const [campaignId, times] of campaigns) for (const timeMs of times) memory.addImpression(user, campaignId, timeMs);
   return legacy.coversSegment;
 }

@@ -157,7 +157,11 @@ export class Money {
 
   private push(catalog: Catalog, engine: EligibilitySink, campaignId: string): void {
     const ads = catalog.campaignAds.get(campaignId);
-    if (ads) engine.setEligibility(ads, Uint8Array.from(ads, (ad) => this.eligible(catalog, ad)));
+    if (ads)
+      engine.setEligibility(
+        ads,
+        Uint8Array.from(ads, (ad) => this.eligible(catalog, ad)),
+      );
   }
 
   /** A paused ad stays out when its campaign's budget comes back. */

@@ -143,25 +143,28 @@ export class RedisSpendStore implements SpendStore {
 
   async record(charge: Charge): Promise<Nanos> {
     const { budgets } = charge;
-    const reply = await this.counted('record', this.redis.recordEvent(
-      eventKey(charge.id),
-      serveKey(charge.serve),
-      dailyKey(charge.day),
-      lifetimeKey,
-      impressionsKey(charge.user),
-      eventCountKey,
-      charge.type,
-      charge.priceNanos,
-      Number.isFinite(budgets.dailyNanos) ? budgets.dailyNanos : -1,
-      Number.isFinite(budgets.lifetimeNanos) ? budgets.lifetimeNanos : -1,
-      charge.campaignId,
-      charge.timeMs,
-      charge.id,
-      this.options.retentionSeconds,
-      charge.user === '' ? 0 : this.options.impressionRetentionMs(),
-      memberSeparator,
-      this.options.attributionWindowMs,
-    ));
+    const reply = await this.counted(
+      'record',
+      this.redis.recordEvent(
+        eventKey(charge.id),
+        serveKey(charge.serve),
+        dailyKey(charge.day),
+        lifetimeKey,
+        impressionsKey(charge.user),
+        eventCountKey,
+        charge.type,
+        charge.priceNanos,
+        Number.isFinite(budgets.dailyNanos) ? budgets.dailyNanos : -1,
+        Number.isFinite(budgets.lifetimeNanos) ? budgets.lifetimeNanos : -1,
+        charge.campaignId,
+        charge.timeMs,
+        charge.id,
+        this.options.retentionSeconds,
+        charge.user === '' ? 0 : this.options.impressionRetentionMs(),
+        memberSeparator,
+        this.options.attributionWindowMs,
+      ),
+    );
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
     const [, chargeNanos, daily, lifetime, events] = reply;
     // This replica sees its own charges at once; other replicas' arrive with the next sync.
@@ -175,7 +178,9 @@ export class RedisSpendStore implements SpendStore {
   async impressionsOf(user: string, sinceMs: number, timeoutMs: number): Promise<Map<string, number[]> | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('redis answered too late')), Math.max(0, timeoutMs))));
-    const read = Promise.race([this.redis.zrangebyscore(impressionsKey(user), `(${sinceMs}`, '+inf', 'WITHSCORES'), deadline]).finally(() => clearTimeout(timer));
+    const read = Promise.race([this.redis.zrangebyscore(impressionsKey(user), `(${sinceMs}`, '+inf', 'WITHSCORES'), deadline]).finally(() =>
+      clearTimeout(timer),
+    );
     const flat = await this.counted('impressions', read);
     if (flat.length === 0) return undefined;
     const byCampaign = new Map<string, number[]>();

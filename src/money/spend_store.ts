@@ -36,7 +36,12 @@ export function refusalError(refusal: Refusal, charge: Charge): RequestError {
  * The event-order rule of one served ad: impression, then click, then conversion, each at most
  * once, and a conversion only within the attribution window after its click.
  */
-export function refusalOf(seen: ReadonlyMap<LedgerEntry['type'], number> | undefined, type: LedgerEntry['type'], timeMs: number, attributionWindowMs: number): Refusal | undefined {
+export function refusalOf(
+  seen: ReadonlyMap<LedgerEntry['type'], number> | undefined,
+  type: LedgerEntry['type'],
+  timeMs: number,
+  attributionWindowMs: number,
+): Refusal | undefined {
   if (seen?.has(type)) return 'duplicate_type';
   if (type === 'click' && !seen?.has('impression')) return 'needs_impression';
   if (type === 'conversion') {

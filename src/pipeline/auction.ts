@@ -17,7 +17,13 @@ const mechanisms: Partial<Record<AuctionType, AuctionRules['mechanism']>> = {
  * Runs the auction over the first `count` candidates of scratch (adIndex, bidType, pCtr, pCvr and
  * quality filled by the stages before); fills scratch.bidMicros. `rules` is indexed by Placement.
  */
-export function auctionCandidates(parsed: ParsedAdRequest, rules: readonly AuctionRules[], catalog: Catalog, count: number, scratch: DecisionScratch): AuctionOutcome {
+export function auctionCandidates(
+  parsed: ParsedAdRequest,
+  rules: readonly AuctionRules[],
+  catalog: Catalog,
+  count: number,
+  scratch: DecisionScratch,
+): AuctionOutcome {
   const { adIndex, bidMicros } = scratch;
   const adBidMicros = catalog.bidMicros;
   for (let i = 0; i < count; i++) bidMicros[i] = adBidMicros[adIndex[i]!]!;

@@ -8,7 +8,12 @@ import type { DecisionScratch } from './scratch';
  * Fills scratch.adIndex, pCtr and pCvr for the result's candidates (scratch must hold them).
  * Degraded answers carry no model scores: each ad's historical rates stand in.
  */
-export function calibrateCandidates(result: ScoreResult, calibration: { ctr: CalibrationParams; cvr: CalibrationParams }, history: AdHistory, scratch: DecisionScratch): void {
+export function calibrateCandidates(
+  result: ScoreResult,
+  calibration: { ctr: CalibrationParams; cvr: CalibrationParams },
+  history: AdHistory,
+  scratch: DecisionScratch,
+): void {
   const count = result.adIndex.length;
   const { adIndex, pCtr, pCvr } = scratch;
   adIndex.set(result.adIndex);

@@ -36,46 +36,66 @@ export interface EncodeInput {
 const openingBrace = '{'.charCodeAt(0);
 const nanos = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
+/** One winner of the auction as it goes out, with its sealed event token; `times` are the tokens' issue and expiry. */
+function winningAd(
+  input: EncodeInput,
+  scratch: DecisionScratch,
+  slot: number,
+  times: { issuedMs: number; expiresMs: number },
+  query: string | undefined,
+): WinningAd {
+  const { parsed, catalog, outcome, modelVersion } = input;
+  const i = outcome.candidate[slot]!;
+  const ad = scratch.adIndex[i]!;
+  const title = catalog.title.utf8At(ad)!;
+  const priceMicros = outcome.priceMicros[slot]!;
+  const bidType = scratch.bidType[i]!;
+  const pCtr = scratch.pCtr[i]!;
+  const pCvr = scratch.pCvr[i]!;
+  const placement = Placement[parsed.placement] ?? 'unknown';
+  const token = {
+    requestId: parsed.requestId,
+    adId: catalog.adId.at(ad)!,
+    slot,
+    bidType,
+    priceMicros,
+    ...times,
+    userId: parsed.userId,
+    pCtr,
+    pCvr,
+    placement,
+    modelVersion,
+    test: parsed.test,
+  };
+  return {
+    slot,
+    adId: catalog.adId.utf8At(ad)!,
+    campaignId: catalog.campaignId[ad]!,
+    advertiserId: catalog.advertiserId[ad]!,
+    productId: catalog.productId.utf8At(ad)!,
+    // Only a title with a placeholder is read as text; the rest go out as the catalog's bytes.
+    title: title.includes(openingBrace) ? insertKeyword(catalog.title.at(ad)!, query) : title,
+    imageUrl: catalog.imageUrl.utf8At(ad)!,
+    landingUrl: catalog.landingUrl.utf8At(ad)!,
+    bidType,
+    bidMicros: scratch.bidMicros[i]!,
+    priceMicros,
+    pCtr,
+    pCvr,
+    ecpmMicros: outcome.adjEcpmMicros[slot]!,
+    quality: scratch.quality[i]!,
+    eventToken: signEventToken(token, input.signingKey),
+  };
+}
+
 /** Scratch holds the candidates' columns the auction ran on; clock.now() stamps the tokens. */
 export function encodeDecision(input: EncodeInput, clock: Clock, scratch: DecisionScratch): Uint8Array {
-  const { parsed, catalog, outcome, modelVersion } = input;
+  const { parsed, outcome, modelVersion } = input;
   const issuedMs = clock.now();
-  const expiresMs = issuedMs + input.tokenTtlMs;
-  const placement = Placement[parsed.placement] ?? 'unknown';
+  const times = { issuedMs, expiresMs: issuedMs + input.tokenTtlMs };
   const query = parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined;
   const ads: WinningAd[] = [];
-  for (let slot = 0; slot < outcome.winners; slot++) {
-    const i = outcome.candidate[slot]!;
-    const ad = scratch.adIndex[i]!;
-    const adId = catalog.adId.at(ad)!;
-    const title = catalog.title.utf8At(ad)!;
-    const priceMicros = outcome.priceMicros[slot]!;
-    const bidType = scratch.bidType[i]!;
-    const pCtr = scratch.pCtr[i]!;
-    const pCvr = scratch.pCvr[i]!;
-    ads.push({
-      slot,
-      adId: catalog.adId.utf8At(ad)!,
-      campaignId: catalog.campaignId[ad]!,
-      advertiserId: catalog.advertiserId[ad]!,
-      productId: catalog.productId.utf8At(ad)!,
-      // Only a title with a placeholder is read as text; the rest go out as the catalog's bytes.
-      title: title.includes(openingBrace) ? insertKeyword(catalog.title.at(ad)!, query) : title,
-      imageUrl: catalog.imageUrl.utf8At(ad)!,
-      landingUrl: catalog.landingUrl.utf8At(ad)!,
-      bidType,
-      bidMicros: scratch.bidMicros[i]!,
-      priceMicros,
-      pCtr,
-      pCvr,
-      ecpmMicros: outcome.adjEcpmMicros[slot]!,
-      quality: scratch.quality[i]!,
-      eventToken: signEventToken(
-        { requestId: parsed.requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId: parsed.userId, pCtr, pCvr, placement, modelVersion, test: parsed.test },
-        input.signingKey,
-      ),
-    });
-  }
+  for (let slot = 0; slot < outcome.winners; slot++) ads.push(winningAd(input, scratch, slot, times, query));
   return encodeAdResponse({
     requestId: parsed.requestId,
     status: outcome.winners > 0 ? ResponseStatus.Ok : ResponseStatus.NoFill,

@@ -94,7 +94,13 @@ export class ModelSwapper {
     // A random source of 0 lets every campaign pacing has not stopped outright take part, so the
     // comparison does not hang on the draws.
     const context: DecisionContext = {
-      config: this.config, serving, signingKey: this.context.signingKey, metrics: this.trialMetrics, clock: this.context.clock, random: () => 0, scratch: new DecisionScratch(),
+      config: this.config,
+      serving,
+      signingKey: this.context.signingKey,
+      metrics: this.trialMetrics,
+      clock: this.context.clock,
+      random: () => 0,
+      scratch: new DecisionScratch(),
     };
     let filled = 0;
     for (const request of warmUpRequests()) if ((await decideAds(request, context)).winners > 0) filled++;

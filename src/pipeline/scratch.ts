@@ -29,7 +29,15 @@ export class DecisionScratch {
     minQuality: 0,
   };
   /** The auction's view of the columns above (count set per request). */
-  readonly candidates: AuctionCandidates = { count: 0, bidType: this.bidType, bidMicros: this.bidMicros, pCtr: this.pCtr, pCvr: this.pCvr, quality: this.quality, tiebreak: this.adIndex };
+  readonly candidates: AuctionCandidates = {
+    count: 0,
+    bidType: this.bidType,
+    bidMicros: this.bidMicros,
+    pCtr: this.pCtr,
+    pCvr: this.pCvr,
+    quality: this.quality,
+    tiebreak: this.adIndex,
+  };
   readonly noExclusions = new Uint32Array(0);
 
   /** Prepared isotonic maps, by the model's map each was made from (a swapped-in model brings new ones). */
@@ -66,7 +74,14 @@ export class DecisionScratch {
       this.landing = new Float64Array(count);
       this.logLanding = new Float64Array(count);
       this.quality = new Float64Array(count);
-      Object.assign(this.candidates, { bidType: this.bidType, bidMicros: this.bidMicros, pCtr: this.pCtr, pCvr: this.pCvr, quality: this.quality, tiebreak: this.adIndex });
+      Object.assign(this.candidates, {
+        bidType: this.bidType,
+        bidMicros: this.bidMicros,
+        pCtr: this.pCtr,
+        pCvr: this.pCvr,
+        quality: this.quality,
+        tiebreak: this.adIndex,
+      });
     }
     if (this.outcome.candidate.length < slots) this.outcome = { ...auctionOutcome(slots), work: this.outcome.work };
   }

@@ -79,7 +79,12 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const id = builder.createString(spec.id ?? 'req-1');
   const optionalString = (value: string | undefined): number => (value === undefined ? 0 : builder.createString(value));
   const stringVector: StringVector = (values, create) =>
-    values === undefined ? 0 : create(builder, values.map((value) => builder.createString(value)));
+    values === undefined
+      ? 0
+      : create(
+          builder,
+          values.map((value) => builder.createString(value)),
+        );
   const query = optionalString(spec.query);
   const categoryId = optionalString(spec.categoryId);
   const productId = optionalString(spec.productId);

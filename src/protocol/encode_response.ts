@@ -91,12 +91,13 @@ export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
   const message = fields.message === undefined ? 0 : createText(fields.message);
   const modelVersion = fields.modelVersion === undefined ? 0 : createText(fields.modelVersion);
   const currency = createText(fields.currency);
-  const ads = AdResponse.createAdsVector(builder, (fields.ads ?? []).map((ad) => encodeAd(ad)));
+  const ads = AdResponse.createAdsVector(
+    builder,
+    (fields.ads ?? []).map((ad) => encodeAd(ad)),
+  );
   let timings = 0;
   if (fields.timings !== undefined) {
-    const offsets = fields.timings.map(({ stage, nanos }) =>
-      StageTiming.createStageTiming(builder, createText(stage), nanos),
-    );
+    const offsets = fields.timings.map(({ stage, nanos }) => StageTiming.createStageTiming(builder, createText(stage), nanos));
     timings = AdResponse.createTimingsVector(builder, offsets);
   }
   const response = AdResponse.createAdResponse(

@@ -50,19 +50,24 @@ const maxAdminBodyBytes = 64 * 1024;
 export function readJson({ exchange, res, req, deps }: AdminCall, handle: (json: unknown) => void): void {
   const length = declaredLength(req, maxAdminBodyBytes);
   if (length instanceof RequestError) return exchange.failAndCloseNow(length);
-  readBody(res, { declaredLength: length, maxBytes: maxAdminBodyBytes }, (body) => {
-    let json: unknown;
-    try {
-      json = JSON.parse(Buffer.from(body).toString('utf8'));
-    } catch {
-      return exchange.fail(new RequestError(400, 'bad_request', 'body is not valid JSON'));
-    }
-    try {
-      handle(json);
-    } catch (error) {
-      exchange.fail(toRefusal(error, 'the change was not recorded', deps.log));
-    }
-  }, () => exchange.fail(new RequestError(413, 'too_large', 'admin request body over 64 KiB'), {}, true));
+  readBody(
+    res,
+    { declaredLength: length, maxBytes: maxAdminBodyBytes },
+    (body) => {
+      let json: unknown;
+      try {
+        json = JSON.parse(Buffer.from(body).toString('utf8'));
+      } catch {
+        return exchange.fail(new RequestError(400, 'bad_request', 'body is not valid JSON'));
+      }
+      try {
+        handle(json);
+      } catch (error) {
+        exchange.fail(toRefusal(error, 'the change was not recorded', deps.log));
+      }
+    },
+    () => exchange.fail(new RequestError(413, 'too_large', 'admin request body over 64 KiB'), {}, true),
+  );
 }
 
 export function sendJson(exchange: Exchange, body: unknown): void {

@@ -37,12 +37,7 @@ export interface BodyLimits {
  * Calls `onBody` with the complete body, or `onTooLarge` as soon as it exceeds `maxBytes`
  * (further chunks are ignored). Neither is called after the request is aborted.
  */
-export function readBody(
-  res: HttpResponse,
-  limits: BodyLimits,
-  onBody: (body: Uint8Array) => void,
-  onTooLarge: () => void,
-): void {
+export function readBody(res: HttpResponse, limits: BodyLimits, onBody: (body: Uint8Array) => void, onTooLarge: () => void): void {
   // uWS delivers no data callback for an empty body, so none is awaited.
   if (limits.declaredLength === 0) return onBody(new Uint8Array(0));
   let buffer = new Uint8Array(Math.min(limits.declaredLength ?? 1024, limits.maxBytes));

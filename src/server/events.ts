@@ -19,14 +19,19 @@ export function registerEventRoutes(app: TemplatedApp, context: RouteContext, ev
       return exchange.fail(new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} or application/json`));
     }
     const refuse = (error: unknown): void => exchange.fail(toRefusal(error, 'the event was not recorded', log));
-    readBody(res, { declaredLength: post.declaredLength, maxBytes: config.maxBodyBytes }, (body) => {
-      let input: EventInput;
-      try {
-        input = parseEvent(body, binary);
-      } catch (error) {
-        return refuse(error);
-      }
-      recordEvent(input, events, Date.now()).then((recorded) => exchange.send(200, 'application/json', JSON.stringify(recorded)), refuse);
-    }, () => exchange.fail(tooLargeError(config.maxBodyBytes), {}, true));
+    readBody(
+      res,
+      { declaredLength: post.declaredLength, maxBytes: config.maxBodyBytes },
+      (body) => {
+        let input: EventInput;
+        try {
+          input = parseEvent(body, binary);
+        } catch (error) {
+          return refuse(error);
+        }
+        recordEvent(input, events, Date.now()).then((recorded) => exchange.send(200, 'application/json', JSON.stringify(recorded)), refuse);
+      },
+      () => exchange.fail(tooLargeError(config.maxBodyBytes), {}, true),
+    );
   });
 }

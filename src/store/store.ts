@@ -8,7 +8,15 @@ import Database from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction, sql } from 'kysely';
 import pg from 'pg';
 
-import { StoreArchivedError, type StoreEntity, StoreError, StoreIdempotencyConflictError, StoreNotFoundError, StoreValidationError, StoreVersionConflictError } from './errors';
+import {
+  StoreArchivedError,
+  type StoreEntity,
+  StoreError,
+  StoreIdempotencyConflictError,
+  StoreNotFoundError,
+  StoreValidationError,
+  StoreVersionConflictError,
+} from './errors';
 import { ChangeFollower, type ChangeSignal, type FollowOptions, LocalSignal, notifyChannel, PostgresSignal } from './follow';
 import { type DialectKind, migrationLockTable, migrations, migrationTable, type StoreDatabase } from './schema';
 import type { AdRow, AdvertiserRow, CampaignRow, Change, ChangeOp, EntityRows, Page, RowStatus } from './types';
@@ -55,7 +63,15 @@ export interface ListOptions {
 type Tables = 'advertisers' | 'campaigns' | 'ads';
 type Db = Kysely<StoreDatabase>;
 type Trx = Transaction<StoreDatabase>;
-type DbRow = Record<string, unknown> & { id: string; status: string; version: number; create_hash: string; created_at: number; updated_at: number; archived_at: number | null };
+type DbRow = Record<string, unknown> & {
+  id: string;
+  status: string;
+  version: number;
+  create_hash: string;
+  created_at: number;
+  updated_at: number;
+  archived_at: number | null;
+};
 type Fields = Record<string, unknown> & { id: string | undefined };
 /** A change a write collects; its seq is assigned when the transaction appends it. */
 type PendingChange = Omit<Change, 'seq' | 'at'> & { at: number };
@@ -169,8 +185,64 @@ function isUniqueViolation(error: unknown): boolean {
 
 // PostgreSQL returns int8 (bigint) as text by default; every bigint here (micros, ms, seq) stays below 2^53.
 const pgTypes = {
-  getTypeParser: ((oid: number, format?: string) => (oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
+
+/** The StoreError `check` throws, or undefined; any other error goes on up. */
+function refusal(check: () => void): StoreError | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (error) {
+    if (error instanceof StoreError) return error;
+    throw error;
+  }
+}
+
+/** The inputs that validate, with their create hashes; each refused one gets its error in `outcomes`. */
+function validInputs<Row>(
+  spec: EntitySpec,
+  entity: StoreEntity,
+  inputs: readonly unknown[],
+  limits: StoreLimits,
+  outcomes: Array<BatchOutcome<Row>>,
+): Array<{ index: number; fields: Fields; hash: string }> {
+  const valid: Array<{ index: number; fields: Fields; hash: string }> = [];
+  inputs.forEach((input, index) => {
+    let fields: Fields | undefined;
+    const refused = refusal(() => void (fields = spec.fields(input, limits)));
+    if (refused) outcomes[index] = { ok: false, error: refused };
+    else valid.push({ index, fields: fields!, hash: createBodyHash(entity, fields!) });
+  });
+  return valid;
+}
+
+/** The stored rows of the ids `inputs` name, read in batches of 10,000. */
+async function storedRows(trx: Trx, spec: EntitySpec, inputs: ReadonlyArray<{ fields: Fields }>): Promise<Map<string, DbRow>> {
+  const ids = [...new Set(inputs.flatMap(({ fields }) => (fields.id === undefined ? [] : [fields.id])))];
+  const known = new Map<string, DbRow>();
+  for (let start = 0; start < ids.length; start += 10_000) {
+    const rows = (await trx
+      .selectFrom(spec.table)
+      .selectAll()
+      .where('id', 'in', ids.slice(start, start + 10_000))
+      .execute()) as DbRow[];
+    for (const row of rows) known.set(row.id, row);
+  }
+  return known;
+}
+
+async function insertChunked(trx: Trx, spec: EntitySpec, rows: DbRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
+  const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
+  for (let start = 0; start < rows.length; start += chunk)
+    await trx
+      .insertInto(spec.table)
+      .values(rows.slice(start, start + chunk) as never)
+      .execute();
+}
 
 export class CatalogStore {
   private constructor(
@@ -313,7 +385,14 @@ export class CatalogStore {
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new StoreValidationError('seq', 'must be a non-negative integer');
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new StoreValidationError('limit', 'must be an integer in 1..10000');
     const rows = await this.db.selectFrom('changes').selectAll().where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
-    return rows.map((row) => ({ seq: Number(row.seq), entity: row.entity as StoreEntity, id: row.entity_id, version: row.version, op: row.op as ChangeOp, at: iso(row.at)! }));
+    return rows.map((row) => ({
+      seq: Number(row.seq),
+      entity: row.entity as StoreEntity,
+      id: row.entity_id,
+      version: row.version,
+      op: row.op as ChangeOp,
+      at: iso(row.at)!,
+    }));
   }
 
   /** The seq of the last committed change (0 before any). */
@@ -359,7 +438,14 @@ export class CatalogStore {
     return this.write(async (trx, changes) => {
       await this.attachBatch(trx, entity, fieldsList);
       const now = Date.now();
-      const rows = fieldsList.map((fields, index) => ({ ...toDb(spec, fields), version: 1, create_hash: hashes[index]!, created_at: now, updated_at: now, archived_at: null }));
+      const rows = fieldsList.map((fields, index) => ({
+        ...toDb(spec, fields),
+        version: 1,
+        create_hash: hashes[index]!,
+        created_at: now,
+        updated_at: now,
+        archived_at: null,
+      }));
       // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
       const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
       for (let start = 0; start < rows.length; start += chunk) {
@@ -394,7 +480,11 @@ export class CatalogStore {
     const parentField = entity === 'campaign' ? 'advertiser_id' : 'campaign_id';
     const ids = [...new Set(fieldsList.map((fields) => fields[parentField] as string))];
     for (let start = 0; start < ids.length; start += 10_000) {
-      const rows = await trx.selectFrom(entity === 'campaign' ? 'advertisers' : 'campaigns').selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute();
+      const rows = await trx
+        .selectFrom(entity === 'campaign' ? 'advertisers' : 'campaigns')
+        .selectAll()
+        .where('id', 'in', ids.slice(start, start + 10_000))
+        .execute();
       for (const row of rows) parents.set(row.id, row as { status: string; advertiser_id?: string });
     }
     return parents;
@@ -410,51 +500,41 @@ export class CatalogStore {
     const attempt = () =>
       this.write(async (trx, changes) => {
         const outcomes: Array<BatchOutcome<EntityRows[E]>> = new Array(inputs.length);
-        const valid: Array<{ index: number; fields: Fields; hash: string }> = [];
-        inputs.forEach((input, index) => {
-          try {
-            const fields = spec.fields(input, this.limits);
-            valid.push({ index, fields, hash: createBodyHash(entity, fields) });
-          } catch (error) {
-            if (!(error instanceof StoreError)) throw error;
-            outcomes[index] = { ok: false, error };
-          }
-        });
-        const ids = [...new Set(valid.flatMap(({ fields }) => (fields.id === undefined ? [] : [fields.id])))];
+        const valid = validInputs(spec, entity, inputs, this.limits, outcomes);
         // Rows already stored, then the ones this batch creates: a repeated id replays or conflicts either way.
-        const known = new Map<string, DbRow>();
-        for (let start = 0; start < ids.length; start += 10_000) {
-          const rows = (await trx.selectFrom(spec.table).selectAll().where('id', 'in', ids.slice(start, start + 10_000)).execute()) as DbRow[];
-          for (const row of rows) known.set(row.id, row);
-        }
-        const parents = await this.parentsOf(trx, entity, valid.map(({ fields }) => fields));
+        const known = await storedRows(trx, spec, valid);
+        const parents = await this.parentsOf(
+          trx,
+          entity,
+          valid.map(({ fields }) => fields),
+        );
         const now = Date.now();
         const rows: DbRow[] = [];
         for (const { index, fields, hash } of valid) {
           const earlier = fields.id === undefined ? undefined : known.get(fields.id);
-          try {
-            if (earlier) {
-              if (earlier.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
-              outcomes[index] = { ok: true, row: fromDb<E>(spec, earlier), created: false };
-              continue;
-            }
-            attachTo(entity, fields, parents);
-          } catch (error) {
-            if (!(error instanceof StoreError)) throw error;
-            outcomes[index] = { ok: false, error };
-            continue;
+          const refused = refusal(() => {
+            if (earlier && earlier.create_hash !== hash) throw new StoreIdempotencyConflictError(`${entity} ${fields.id} already exists with a different body`);
+            if (!earlier) attachTo(entity, fields, parents);
+          });
+          if (refused) outcomes[index] = { ok: false, error: refused };
+          else if (earlier) outcomes[index] = { ok: true, row: fromDb<E>(spec, earlier), created: false };
+          else {
+            const row = {
+              ...toDb(spec, fields),
+              id: fields.id ?? randomUUID(),
+              version: 1,
+              create_hash: hash,
+              created_at: now,
+              updated_at: now,
+              archived_at: null,
+            } as DbRow;
+            rows.push(row);
+            known.set(row.id, row);
+            changes.push({ entity, id: row.id, version: 1, op: 'create', at: now });
+            outcomes[index] = { ok: true, row: fromDb<E>(spec, row), created: true };
           }
-          const row = { ...toDb(spec, fields), id: fields.id ?? randomUUID(), version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null } as DbRow;
-          rows.push(row);
-          known.set(row.id, row);
-          changes.push({ entity, id: row.id, version: 1, op: 'create', at: now });
-          outcomes[index] = { ok: true, row: fromDb<E>(spec, row), created: true };
         }
-        if (rows.length > 0) {
-          // Kept under both dialects' bound-parameter limits (32766 for SQLite, 65535 for PostgreSQL).
-          const chunk = Math.max(1, Math.floor(30_000 / Object.keys(rows[0]!).length));
-          for (let start = 0; start < rows.length; start += chunk) await trx.insertInto(spec.table).values(rows.slice(start, start + chunk) as never).execute();
-        }
+        await insertChunked(trx, spec, rows);
         return outcomes;
       });
     try {
@@ -477,9 +557,15 @@ export class CatalogStore {
     const attempt = () =>
       this.write(async (trx, changes): Promise<CreateResult<EntityRows[E]>> => {
         if (idempotencyKey !== undefined) {
-          const earlier = await trx.selectFrom('idempotency_keys').selectAll().where('entity', '=', entity).where('key', '=', idempotencyKey).executeTakeFirst();
+          const earlier = await trx
+            .selectFrom('idempotency_keys')
+            .selectAll()
+            .where('entity', '=', entity)
+            .where('key', '=', idempotencyKey)
+            .executeTakeFirst();
           if (earlier) {
-            if (earlier.request_hash !== hash) throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
+            if (earlier.request_hash !== hash)
+              throw new StoreIdempotencyConflictError(`idempotency key ${JSON.stringify(idempotencyKey)} was used with a different ${entity} body`);
             const row = await trx.selectFrom(spec.table).selectAll().where('id', '=', earlier.entity_id).executeTakeFirstOrThrow();
             return { row: fromDb<E>(spec, row as DbRow), created: false };
           }
@@ -495,7 +581,10 @@ export class CatalogStore {
         const id = fields.id ?? randomUUID();
         const now = Date.now();
         const row = { ...toDb(spec, fields), id, version: 1, create_hash: hash, created_at: now, updated_at: now, archived_at: null };
-        await trx.insertInto(spec.table).values(row as never).execute();
+        await trx
+          .insertInto(spec.table)
+          .values(row as never)
+          .execute();
         if (idempotencyKey !== undefined) {
           await trx.insertInto('idempotency_keys').values({ entity, key: idempotencyKey, request_hash: hash, entity_id: id, created_at: now }).execute();
         }
@@ -515,12 +604,16 @@ export class CatalogStore {
     const spec = specs[entity];
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPage) throw new StoreValidationError('limit', `must be an integer in 1..${maxPage}`);
-    if (options.status !== undefined && !['active', 'paused', 'archived'].includes(options.status)) throw new StoreValidationError('status', 'must be one of active, paused, archived');
+    if (options.status !== undefined && !['active', 'paused', 'archived'].includes(options.status))
+      throw new StoreValidationError('status', 'must be one of active, paused, archived');
     let query = this.db.selectFrom(spec.table).selectAll();
     for (const [column, value] of Object.entries(filters)) if (value !== undefined) query = query.where(column as 'id', '=', value);
     if (options.status !== undefined) query = query.where('status', '=', options.status);
     if (options.cursor !== undefined) query = query.where('id', '>', decodeCursor(options.cursor));
-    const rows = (await query.orderBy('id').limit(limit + 1).execute()) as DbRow[];
+    const rows = (await query
+      .orderBy('id')
+      .limit(limit + 1)
+      .execute()) as DbRow[];
     const items = rows.slice(0, limit).map((row) => fromDb<E>(spec, row));
     return { items, next_cursor: rows.length > limit ? encodeCursor(rows[limit - 1]!.id) : null };
   }
@@ -564,8 +657,19 @@ export class CatalogStore {
         .returning('last_seq')
         .executeTakeFirstOrThrow();
       const first = Number(lastSeq) - changes.length + 1;
-      const rows = changes.map((change, index) => ({ seq: first + index, entity: change.entity, entity_id: change.id, version: change.version, op: change.op, at: change.at }));
-      for (let start = 0; start < rows.length; start += 5000) await trx.insertInto('changes').values(rows.slice(start, start + 5000)).execute();
+      const rows = changes.map((change, index) => ({
+        seq: first + index,
+        entity: change.entity,
+        entity_id: change.id,
+        version: change.version,
+        op: change.op,
+        at: change.at,
+      }));
+      for (let start = 0; start < rows.length; start += 5000)
+        await trx
+          .insertInto('changes')
+          .values(rows.slice(start, start + 5000))
+          .execute();
       // Delivered by PostgreSQL when (and only if) the transaction commits.
       if (this.dialect === 'postgres') await sql`select pg_notify(${notifyChannel}, ${String(lastSeq)})`.execute(trx);
       appended = true;

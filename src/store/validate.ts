@@ -18,7 +18,18 @@ export type CampaignFields = Fields<CampaignRow>;
 /** advertiser_id is the campaign's, filled in by the store. */
 export type AdFields = Omit<Fields<AdRow>, 'advertiser_id'> & { advertiser_id: string | undefined };
 
-const targetingTypes: ReadonlySet<TargetingCriterion['type']> = new Set(['exact', 'phrase', 'broad', 'negative', 'geo', 'device', 'audience', 'category', 'product', 'placement'] as const);
+const targetingTypes: ReadonlySet<TargetingCriterion['type']> = new Set([
+  'exact',
+  'phrase',
+  'broad',
+  'negative',
+  'geo',
+  'device',
+  'audience',
+  'category',
+  'product',
+  'placement',
+] as const);
 const maxRules = 256;
 const maxCriteria = 256;
 const maxText = 2048;
@@ -56,7 +67,8 @@ class Body {
   id(key: string): string | undefined {
     const value = this.value(key);
     if (value === undefined) return undefined;
-    if (typeof value !== 'string' || !idPattern.test(value)) fail(this.at(key), 'must be 1-128 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit');
+    if (typeof value !== 'string' || !idPattern.test(value))
+      fail(this.at(key), 'must be 1-128 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit');
     return value as string;
   }
 
@@ -86,7 +98,8 @@ class Body {
   integer(key: string, min: number, max: number, unit?: string): number {
     const value = this.value(key);
     if (value === undefined) fail(this.at(key), 'is required');
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) fail(this.at(key), `must be an integer in ${min}..${max}${unit ? ` (${unit})` : ''}`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+      fail(this.at(key), `must be an integer in ${min}..${max}${unit ? ` (${unit})` : ''}`);
     return value as number;
   }
 
@@ -97,7 +110,8 @@ class Body {
   real(key: string, min: number, max: number, fallback: number, minExclusive = false): number {
     const value = this.value(key);
     if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value > max || (minExclusive ? value <= min : value < min)) fail(this.at(key), `must be a number in ${minExclusive ? '(' : '['}${min}, ${max}]`);
+    if (typeof value !== 'number' || !Number.isFinite(value) || value > max || (minExclusive ? value <= min : value < min))
+      fail(this.at(key), `must be a number in ${minExclusive ? '(' : '['}${min}, ${max}]`);
     return value as number;
   }
 
@@ -125,16 +139,19 @@ class Body {
     if (!match) return fail(this.at(key), 'must be a wall-clock time "YYYY-MM-DDTHH:MM[:SS]" in the campaign\'s time_zone, without an offset');
     const [year, month, day, hour, minute, second] = match.slice(1).map((part) => Number(part ?? 0)) as [number, number, number, number, number, number];
     const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
-    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) fail(this.at(key), `${JSON.stringify(value)} is not a valid date and time`);
+    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59)
+      fail(this.at(key), `${JSON.stringify(value)} is not a valid date and time`);
     return date.toISOString().slice(0, 19);
   }
 
   targeting(key: string): TargetingRules | null {
     const value = this.value(key);
     if (value === undefined) return null;
-    if (!Array.isArray(value) || value.length > maxRules) return fail(this.at(key), `must be an array (rules, any of which matches) of at most ${maxRules} arrays of criteria`);
+    if (!Array.isArray(value) || value.length > maxRules)
+      return fail(this.at(key), `must be an array (rules, any of which matches) of at most ${maxRules} arrays of criteria`);
     const rules = (value as unknown[]).map((rule, r) => {
-      if (!Array.isArray(rule) || rule.length === 0 || rule.length > maxCriteria) fail(`${this.at(key)}[${r}]`, `must be a non-empty array (criteria, all of which must hold) of at most ${maxCriteria} criteria`);
+      if (!Array.isArray(rule) || rule.length === 0 || rule.length > maxCriteria)
+        fail(`${this.at(key)}[${r}]`, `must be a non-empty array (criteria, all of which must hold) of at most ${maxCriteria} criteria`);
       return (rule as unknown[]).map((criterion, c): TargetingCriterion => {
         const field = `${key}[${r}][${c}]`;
         if (typeof criterion !== 'object' || criterion === null || Array.isArray(criterion)) fail(field, 'must be an object {type, value, not?}');
@@ -142,7 +159,8 @@ class Body {
         const extra = Object.keys(rest)[0];
         if (extra !== undefined) fail(`${field}.${extra}`, 'unknown field; allowed: type, value, not');
         if (!targetingTypes.has(type as TargetingCriterion['type'])) fail(`${field}.type`, `must be one of ${[...targetingTypes].join(', ')}`);
-        if (typeof criterionValue !== 'string' || criterionValue.length === 0 || criterionValue.length > maxText) fail(`${field}.value`, 'must be a non-empty string');
+        if (typeof criterionValue !== 'string' || criterionValue.length === 0 || criterionValue.length > maxText)
+          fail(`${field}.value`, 'must be a non-empty string');
         if (not !== undefined && typeof not !== 'boolean') fail(`${field}.not`, 'must be a boolean');
         const checked: TargetingCriterion = { type: type as TargetingCriterion['type'], value: criterionValue as string };
         if (not === true) checked.not = true;
@@ -166,7 +184,23 @@ export function advertiserFields(input: unknown): AdvertiserFields {
 }
 
 export function campaignFields(input: unknown, limits: StoreLimits): CampaignFields {
-  const body = new Body(input, ['id', 'advertiser_id', 'name', 'bid_type', 'bid_micros', 'daily_budget_micros', 'lifetime_budget_micros', 'pacing', 'frequency_cap', 'time_zone', 'day_parting', 'flight_start', 'flight_end', 'targeting', 'status']);
+  const body = new Body(input, [
+    'id',
+    'advertiser_id',
+    'name',
+    'bid_type',
+    'bid_micros',
+    'daily_budget_micros',
+    'lifetime_budget_micros',
+    'pacing',
+    'frequency_cap',
+    'time_zone',
+    'day_parting',
+    'flight_start',
+    'flight_end',
+    'targeting',
+    'status',
+  ]);
   const fields: CampaignFields = {
     id: body.id('id'),
     advertiser_id: body.requiredId('advertiser_id'),
@@ -184,7 +218,8 @@ export function campaignFields(input: unknown, limits: StoreLimits): CampaignFie
     targeting: body.targeting('targeting'),
     status: status(body),
   };
-  if (fields.flight_start !== null && fields.flight_end !== null && fields.flight_end <= fields.flight_start) fail('flight_end', `must be after flight_start (${fields.flight_start})`);
+  if (fields.flight_start !== null && fields.flight_end !== null && fields.flight_end <= fields.flight_start)
+    fail('flight_end', `must be after flight_start (${fields.flight_start})`);
   return fields;
 }
 
@@ -196,14 +231,36 @@ function frequencyCap(value: unknown): CampaignFields['frequency_cap'] {
 
 function dayParting(value: unknown): number[] | null {
   if (value === undefined || value === null) return null;
-  if (!Array.isArray(value) || value.length !== 24 || value.some((w) => typeof w !== 'number' || !Number.isFinite(w) || w < 0) || !value.some((w: number) => w > 0)) {
+  if (
+    !Array.isArray(value) ||
+    value.length !== 24 ||
+    value.some((w) => typeof w !== 'number' || !Number.isFinite(w) || w < 0) ||
+    !value.some((w: number) => w > 0)
+  ) {
     fail('day_parting', '24 non-negative hourly weights, not all 0');
   }
   return [...(value as number[])];
 }
 
 export function adFields(input: unknown, limits: StoreLimits): AdFields {
-  const body = new Body(input, ['id', 'campaign_id', 'advertiser_id', 'product_id', 'category', 'format', 'title', 'keywords', 'landing_url', 'image_url', 'price_micros', 'landing_quality', 'rating', 'targeting', 'policy_flags', 'status']);
+  const body = new Body(input, [
+    'id',
+    'campaign_id',
+    'advertiser_id',
+    'product_id',
+    'category',
+    'format',
+    'title',
+    'keywords',
+    'landing_url',
+    'image_url',
+    'price_micros',
+    'landing_quality',
+    'rating',
+    'targeting',
+    'policy_flags',
+    'status',
+  ]);
   return {
     id: body.id('id'),
     campaign_id: body.requiredId('campaign_id'),
@@ -215,7 +272,10 @@ export function adFields(input: unknown, limits: StoreLimits): AdFields {
     keywords: body.strings('keywords'),
     landing_url: body.text('landing_url'),
     image_url: body.text('image_url', ''),
-    price_micros: body.record.price_micros === undefined || body.record.price_micros === null ? 0 : body.integer('price_micros', 0, limits.maxBudgetMicros, 'maxBudgetMicros'),
+    price_micros:
+      body.record.price_micros === undefined || body.record.price_micros === null
+        ? 0
+        : body.integer('price_micros', 0, limits.maxBudgetMicros, 'maxBudgetMicros'),
     // An ad new to the model has no measured landing quality yet: the middle of the scale.
     landing_quality: body.real('landing_quality', 0, 1, 0.5, true),
     rating: body.real('rating', 0, 5, 0),

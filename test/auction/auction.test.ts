@@ -42,15 +42,30 @@ function run(ads: Ad[], overrides: Partial<AuctionRules> = {}) {
 
 describe('docs/auction.md worked examples (GSP, CPC, ε = $0.01)', () => {
   it('ranks by adjusted eCPM, not bid', () => {
-    expect(run([{ bid: 2.0, pCtr: 0.03, quality: 0.8 }, { bid: 1.5, pCtr: 0.05, quality: 1.2 }]).winners).toEqual([1]);
+    expect(
+      run([
+        { bid: 2.0, pCtr: 0.03, quality: 0.8 },
+        { bid: 1.5, pCtr: 0.05, quality: 1.2 },
+      ]).winners,
+    ).toEqual([1]);
   });
 
   it('single slot: W pays 1,330,000', () => {
-    expect(run([{ bid: 2.0, pCtr: 0.05, quality: 1.2 }, { bid: 1.8, pCtr: 0.04, quality: 1.1 }]).prices).toEqual([1_330_000]);
+    expect(
+      run([
+        { bid: 2.0, pCtr: 0.05, quality: 1.2 },
+        { bid: 1.8, pCtr: 0.04, quality: 1.1 },
+      ]).prices,
+    ).toEqual([1_330_000]);
   });
 
   it('quality lowers the price: A pays 1,343,334', () => {
-    expect(run([{ bid: 2.0, pCtr: 0.05, quality: 1.5 }, { bid: 2.5, pCtr: 0.04, quality: 1.0 }])).toEqual({ winners: [0], prices: [1_343_334] });
+    expect(
+      run([
+        { bid: 2.0, pCtr: 0.05, quality: 1.5 },
+        { bid: 2.5, pCtr: 0.04, quality: 1.0 },
+      ]),
+    ).toEqual({ winners: [0], prices: [1_343_334] });
   });
 
   it('three slots: 2,176,667 / 1,856,154 / 1,843,334', () => {
@@ -64,7 +79,10 @@ describe('docs/auction.md worked examples (GSP, CPC, ε = $0.01)', () => {
   });
 
   it('reserve binds: W pays 250,000', () => {
-    const ads = [{ bid: 1.0, pCtr: 0.03, quality: 1.1 }, { bid: 0.2, pCtr: 0.02, quality: 1.0 }];
+    const ads = [
+      { bid: 1.0, pCtr: 0.03, quality: 1.1 },
+      { bid: 0.2, pCtr: 0.02, quality: 1.0 },
+    ];
     expect(run(ads, { reserveMicros: [250_000, 0, 0] })).toEqual({ winners: [0], prices: [250_000] });
     // Without the reserve the runner-up sets the price: 4,000,000 / 33 rounded up, plus ε.
     expect(run(ads).prices).toEqual([131_213]);
@@ -73,10 +91,16 @@ describe('docs/auction.md worked examples (GSP, CPC, ε = $0.01)', () => {
 
 describe('VCG with a reserve (docs/auction.md worked example)', () => {
   const theta = [1, 0.5];
-  const ads = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }];
+  const ads = [
+    { bid: 3.0, pCtr: 0.1, quality: 1 },
+    { bid: 2.0, pCtr: 0.1, quality: 1 },
+  ];
 
   it('treats the reserve as a phantom competitor: A pays 1,750,000, B pays 1,500,000', () => {
-    expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta, reserveMicros: [1_500_000, 0, 0] })).toEqual({ winners: [0, 1], prices: [1_750_000, 1_500_000] });
+    expect(run(ads, { mechanism: 'vcg', slots: 2, positionEffects: theta, reserveMicros: [1_500_000, 0, 0] })).toEqual({
+      winners: [0, 1],
+      prices: [1_750_000, 1_500_000],
+    });
   });
 
   it('adds no ε, and without a reserve charges the externality', () => {
@@ -93,7 +117,11 @@ describe('VCG with a reserve (docs/auction.md worked example)', () => {
 });
 
 describe('docs/auction.md worked examples: VCG against GSP, floors and reserves as gates', () => {
-  const three = [{ bid: 3.0, pCtr: 0.1, quality: 1 }, { bid: 2.0, pCtr: 0.1, quality: 1 }, { bid: 1.0, pCtr: 0.1, quality: 1 }];
+  const three = [
+    { bid: 3.0, pCtr: 0.1, quality: 1 },
+    { bid: 2.0, pCtr: 0.1, quality: 1 },
+    { bid: 1.0, pCtr: 0.1, quality: 1 },
+  ];
 
   it('two slots at the default position effects: VCG charges 1,250,000 and 1,000,000 where GSP charges 2,010,000 and 1,010,000', () => {
     const slots = { slots: 2, positionEffects: [1, 0.75] };
@@ -111,7 +139,10 @@ describe('docs/auction.md worked examples: VCG against GSP, floors and reserves 
 
   it('a bid under its reserve does not take part, whatever its adjusted eCPM', () => {
     // A: $0.04 × 0.5 × 1000 = $20 but under the $0.05 CPC reserve; B ($5) wins alone and pays the reserve.
-    const ads = [{ bid: 0.04, pCtr: 0.5, quality: 1 }, { bid: 0.1, pCtr: 0.05, quality: 1 }];
+    const ads = [
+      { bid: 0.04, pCtr: 0.5, quality: 1 },
+      { bid: 0.1, pCtr: 0.05, quality: 1 },
+    ];
     expect(run(ads, { reserveMicros: [50_000, 0, 0] })).toEqual({ winners: [1], prices: [50_000] });
     expect(run(ads).winners).toEqual([0]);
   });
@@ -124,24 +155,38 @@ describe('auction rules', () => {
       { bid: 0.2, pCtr: 0.04, quality: 1.0 }, // eCPM $8
     ];
     expect(run(ads)).toEqual({ winners: [0], prices: [8_010_000] });
-    const cpa = [{ bid: 20, pCtr: 0.05, pCvr: 0.1, quality: 1.0, type: BidType.Cpa }, { bid: 0.5, pCtr: 0.1, quality: 1.0 }];
+    const cpa = [
+      { bid: 20, pCtr: 0.05, pCvr: 0.1, quality: 1.0, type: BidType.Cpa },
+      { bid: 0.5, pCtr: 0.1, quality: 1.0 },
+    ];
     // CPA eCPM = 20 × 0.05 × 0.1 × 1000 = $100; runner-up $50 → 50 / 5 = $10 per conversion + ε.
     expect(run(cpa).prices).toEqual([10_010_000]);
   });
 
   it('drops ads under the floor or the reserve, and converts the floor into the winner unit', () => {
-    const ads = [{ bid: 1.0, pCtr: 0.05, quality: 1.0 }, { bid: 1.0, pCtr: 0.01, quality: 1.0 }];
+    const ads = [
+      { bid: 1.0, pCtr: 0.05, quality: 1.0 },
+      { bid: 1.0, pCtr: 0.01, quality: 1.0 },
+    ];
     // eCPMs $50 and $10; a $20 floor removes the second and sets the first's price at 20 / 50 = $0.40 + ε.
     expect(run(ads, { floorCpmMicros: 20_000_000 })).toEqual({ winners: [0], prices: [410_000] });
     expect(run(ads, { floorCpmMicros: 60_000_000 }).winners).toEqual([]);
   });
 
   it('breaks ties toward the lower ad index', () => {
-    expect(run([{ bid: 1, pCtr: 0.05, quality: 1 }, { bid: 1, pCtr: 0.05, quality: 1 }]).winners).toEqual([0]);
+    expect(
+      run([
+        { bid: 1, pCtr: 0.05, quality: 1 },
+        { bid: 1, pCtr: 0.05, quality: 1 },
+      ]).winners,
+    ).toEqual([0]);
   });
 
   it('first price charges the bid; second price is one-slot GSP', () => {
-    const ads = [{ bid: 2.0, pCtr: 0.05, quality: 1.2 }, { bid: 1.8, pCtr: 0.04, quality: 1.1 }];
+    const ads = [
+      { bid: 2.0, pCtr: 0.05, quality: 1.2 },
+      { bid: 1.8, pCtr: 0.04, quality: 1.1 },
+    ];
     expect(run(ads, { mechanism: 'first_price', slots: 3 })).toEqual({ winners: [0], prices: [2_000_000] });
     expect(run(ads, { mechanism: 'second_price', slots: 3 })).toEqual({ winners: [0], prices: [1_330_000] });
   });
@@ -159,7 +204,11 @@ describe('auction rules', () => {
         type: [BidType.Cpc, BidType.Cpm, BidType.Cpa][Math.floor(random() * 3)]!,
       }));
       const input = candidates(ads);
-      const shared = { slots: 1 + Math.floor(random() * 4), reserveMicros: [50_000, 500_000, 1_000_000] as const, floorCpmMicros: Math.floor(random() * 5_000_000) };
+      const shared = {
+        slots: 1 + Math.floor(random() * 4),
+        reserveMicros: [50_000, 500_000, 1_000_000] as const,
+        floorCpmMicros: Math.floor(random() * 5_000_000),
+      };
       const gsp = runAuction(input, rules({ ...shared, incrementMicros: 0 }), auctionOutcome(8));
       const ecpm = (i: number): number => gsp.adjEcpmMicros[gsp.candidate.indexOf(i)]!;
       let gspRevenue = 0;
@@ -221,7 +270,11 @@ describe('partial selection of the winners', () => {
     for (let round = 0; round < 300; round++) {
       const n = 1 + Math.floor(random() * 60);
       // Few distinct bids and rates, so that many candidates tie on adjusted eCPM.
-      const ads: Ad[] = Array.from({ length: n }, () => ({ bid: 1 + Math.floor(random() * 3), pCtr: [0.01, 0.02, 0.04][Math.floor(random() * 3)]!, quality: 1 }));
+      const ads: Ad[] = Array.from({ length: n }, () => ({
+        bid: 1 + Math.floor(random() * 3),
+        pCtr: [0.01, 0.02, 0.04][Math.floor(random() * 3)]!,
+        quality: 1,
+      }));
       const input = candidates(ads);
       // Ad indices out of position order, so the tiebreak is not the candidate order.
       input.tiebreak = Int32Array.from(ads, (_, i) => (i * 37) % 101);

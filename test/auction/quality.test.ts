@@ -42,10 +42,30 @@ describe('quality score', () => {
     const out = new Float64Array(2);
     const cpc = Uint8Array.of(BidType.Cpc, BidType.Cpc);
     // pCVR 0.02 and 0.08 (mean 0.05), relevance 0.9 and 0.3 (mean 0.6), equal landing quality.
-    qualityScores(2, cpc, Float64Array.of(0.04, 0.04), Float64Array.of(0.02, 0.08), Float32Array.of(0.9, 0.3), Float64Array.of(0.8, 0.8), Float64Array.of(Math.log(0.8), Math.log(0.8)), defaultQualityWeights, out);
+    qualityScores(
+      2,
+      cpc,
+      Float64Array.of(0.04, 0.04),
+      Float64Array.of(0.02, 0.08),
+      Float32Array.of(0.9, 0.3),
+      Float64Array.of(0.8, 0.8),
+      Float64Array.of(Math.log(0.8), Math.log(0.8)),
+      defaultQualityWeights,
+      out,
+    );
     expect(out[0]).toBeCloseTo(0.7143, 4);
     expect(out[1]).toBeCloseTo(1.0274, 4);
-    qualityScores(2, cpc, Float64Array.of(0.04, 0.04), Float64Array.of(0.001, 0.099), Float32Array.of(0.5, 0.5), Float64Array.of(0.8, 0.8), Float64Array.of(Math.log(0.8), Math.log(0.8)), defaultQualityWeights, out);
+    qualityScores(
+      2,
+      cpc,
+      Float64Array.of(0.04, 0.04),
+      Float64Array.of(0.001, 0.099),
+      Float32Array.of(0.5, 0.5),
+      Float64Array.of(0.8, 0.8),
+      Float64Array.of(Math.log(0.8), Math.log(0.8)),
+      defaultQualityWeights,
+      out,
+    );
     // sqrt(0.02) = 0.14 and sqrt(1.98) = 1.41: the first clamps, the second stays.
     expect(Array.from(out, (qs) => Math.round(qs * 1e4) / 1e4)).toEqual([0.5, 1.4071]);
   });

@@ -75,9 +75,21 @@ describe('open-loop schedule and statistics', () => {
 describe('open-loop driver', () => {
   it('sends at uniform intervals, not in bursts', async () => {
     const { port, arrivals } = await startServer(() => 0);
-    const result = await runOpenLoop({ host: '127.0.0.1', port, path: '/', bodies: body, rate: 100, durationSeconds: 1.5, initialConnections: 16, maxConnections: 64 });
+    const result = await runOpenLoop({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      bodies: body,
+      rate: 100,
+      durationSeconds: 1.5,
+      initialConnections: 16,
+      maxConnections: 64,
+    });
     expect(result.ok).toBe(150);
-    const gaps = arrivals.slice(1).map((arrival, i) => arrival.atMs - arrivals[i]!.atMs).sort((a, b) => a - b);
+    const gaps = arrivals
+      .slice(1)
+      .map((arrival, i) => arrival.atMs - arrivals[i]!.atMs)
+      .sort((a, b) => a - b);
     // 10 ms apart by the schedule; a burst per connection (16 at once) would put most gaps near 0.
     expect(gaps[Math.floor(gaps.length / 2)]).toBeGreaterThan(7);
     expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(13);
@@ -87,7 +99,16 @@ describe('open-loop driver', () => {
   it('keeps sending on schedule while the server stalls, on new connections, never two requests in flight on one', async () => {
     // Everything arriving between 300 and 600 ms is answered at 600 ms.
     const { port, arrivals, overlapped } = await startServer((at) => (at >= 300 && at < 600 ? 600 - at : 0));
-    const result = await runOpenLoop({ host: '127.0.0.1', port, path: '/', bodies: body, rate: 100, durationSeconds: 1, initialConnections: 2, maxConnections: 100 });
+    const result = await runOpenLoop({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      bodies: body,
+      rate: 100,
+      durationSeconds: 1,
+      initialConnections: 2,
+      maxConnections: 100,
+    });
     expect(result.ok).toBe(100);
     expect(overlapped()).toBe(0);
     expect(arrivals.filter((arrival) => arrival.atMs >= 300 && arrival.atMs < 600).length).toBeGreaterThanOrEqual(20);
@@ -104,7 +125,16 @@ describe('open-loop driver', () => {
       const until = performance.now() + 300;
       while (performance.now() < until);
     }, 200);
-    const result = await runOpenLoop({ host: '127.0.0.1', port, path: '/', bodies: body, rate: 100, durationSeconds: 1, initialConnections: 4, maxConnections: 100 });
+    const result = await runOpenLoop({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      bodies: body,
+      rate: 100,
+      durationSeconds: 1,
+      initialConnections: 4,
+      maxConnections: 100,
+    });
     clearTimeout(blocker);
     expect(result.ok).toBe(100);
     expect(result.sendLagMs.max).toBeGreaterThan(250);
@@ -113,7 +143,16 @@ describe('open-loop driver', () => {
 
   it('drops requests due while every connection is busy at the cap, and sends the rest', async () => {
     const { port, arrivals, overlapped } = await startServer(() => 50);
-    const result = await runOpenLoop({ host: '127.0.0.1', port, path: '/', bodies: body, rate: 100, durationSeconds: 1, initialConnections: 1, maxConnections: 3 });
+    const result = await runOpenLoop({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      bodies: body,
+      rate: 100,
+      durationSeconds: 1,
+      initialConnections: 1,
+      maxConnections: 3,
+    });
     // 50 ms answers at 10 ms intervals need 5 connections; 3 carry about 60 of the 100.
     expect(result.dropped).toBeGreaterThan(20);
     expect(result.ok + result.dropped).toBe(100);

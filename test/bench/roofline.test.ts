@@ -5,7 +5,14 @@ import { engineInfo, fusionFlopsPerCandidate, scanBytesPerQuery } from '../../be
 import { loadConfig } from '../../src/config';
 
 // The demo model's fusion: [E_user, E_ctx, E_ad, 3 dots, 5 pair features] -> 256 -> 128 -> 64, two heads.
-const demo = { layers: [[256, 392], [128, 256], [64, 128]] as Array<[number, number]>, heads: [2, 64] as [number, number] };
+const demo = {
+  layers: [
+    [256, 392],
+    [128, 256],
+    [64, 128],
+  ] as Array<[number, number]>,
+  heads: [2, 64] as [number, number],
+};
 
 describe('roofline work per request', () => {
   it('counts the multiply-adds left per candidate after the first-layer precompute, and all of them for the TorchScript score', () => {
@@ -17,7 +24,9 @@ describe('roofline work per request', () => {
 
   it('estimates the codes an IVF query reads from nprobe and the mean list length', () => {
     const config = loadConfig({});
-    const info = engineInfo('{"level":"info","msg":"loading"}\n{"time":"t","level":"info","msg":"engine ready","model":"m","ads":20000,"index":"IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)","seconds":1.9}\n');
+    const info = engineInfo(
+      '{"level":"info","msg":"loading"}\n{"time":"t","level":"info","msg":"engine ready","model":"m","ads":20000,"index":"IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)","seconds":1.9}\n',
+    );
     expect(info).toEqual({ ads: 20000, index: 'IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)' });
     // 1000 candidates: nprobe = max(ceil(8 x 1000 x 141 / 20000), ceil(141 / 24)) = 57 lists of 20000 / 141 ads, 1 byte per dimension.
     expect(config.annCandidates).toBe(1000);

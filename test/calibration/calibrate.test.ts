@@ -10,7 +10,8 @@ import { tinyModelDir } from '../setup/tiny_model';
 const logits = Array.from({ length: 10_000 }, (_, i) => -12 + (i * 16) / 9_999 + (i % 7) * 1e-4);
 
 function pythonApply(params: CalibrationParams): number[] {
-  const script = 'import json, sys\nimport numpy as np\nfrom train import calibration\nd = json.load(sys.stdin)\nprint(json.dumps(calibration.apply(d["p"], np.array(d["x"])).tolist()))';
+  const script =
+    'import json, sys\nimport numpy as np\nfrom train import calibration\nd = json.load(sys.stdin)\nprint(json.dumps(calibration.apply(d["p"], np.array(d["x"])).tolist()))';
   const output = execFileSync('/usr/bin/python3', ['-c', script], { cwd: projectRoot, input: JSON.stringify({ p: params, x: logits }), encoding: 'utf8' });
   return JSON.parse(output) as number[];
 }
@@ -36,12 +37,21 @@ describe('calibration', () => {
     y: [0, 0.001, 0.001, 0.002, 0.01, 0.02, 0.2, 0.21, 0.22, 0.5, 0.9, 1],
   };
 
-  it.each([...maps, ['a bunched isotonic map', bunched] as [string, CalibrationParams]])('calibrates a column of %s to exactly the single-value results', (_name, params) => {
-    const column = Float32Array.from([...logits, ...(params.kind === 'isotonic' ? params.x.flatMap((x) => [x, x - 1e-7, x + 1e-7]) : []), NaN, -Infinity, Infinity]);
-    const out = new Float64Array(column.length);
-    calibrateColumn(params, params.kind === 'isotonic' ? new IsotonicIndex(params) : undefined, column, column.length, out);
-    for (let i = 0; i < column.length; i++) expect(out[i]).toBe(calibrate(params, column[i]!));
-  });
+  it.each([...maps, ['a bunched isotonic map', bunched] as [string, CalibrationParams]])(
+    'calibrates a column of %s to exactly the single-value results',
+    (_name, params) => {
+      const column = Float32Array.from([
+        ...logits,
+        ...(params.kind === 'isotonic' ? params.x.flatMap((x) => [x, x - 1e-7, x + 1e-7]) : []),
+        NaN,
+        -Infinity,
+        Infinity,
+      ]);
+      const out = new Float64Array(column.length);
+      calibrateColumn(params, params.kind === 'isotonic' ? new IsotonicIndex(params) : undefined, column, column.length, out);
+      for (let i = 0; i < column.length; i++) expect(out[i]).toBe(calibrate(params, column[i]!));
+    },
+  );
 
   it('is monotone and bounded for every map', () => {
     for (const [, params] of maps) {

@@ -123,7 +123,10 @@ describe('example clients against the daemon', () => {
     const decision = adDecisionOf(decodeAdResponse(received));
     expectEveryFieldFill(decision, 'typescript-every-field');
     const python = await runPython(
-      ['-c', 'import base64, json, sys\nfrom adserve_client import decode_ad_response\nprint(json.dumps(decode_ad_response(base64.b64decode(sys.stdin.read())).to_dict()))'],
+      [
+        '-c',
+        'import base64, json, sys\nfrom adserve_client import decode_ad_response\nprint(json.dumps(decode_ad_response(base64.b64decode(sys.stdin.read())).to_dict()))',
+      ],
       Buffer.from(received).toString('base64'),
     );
     expect(python.stderr).toBe('');

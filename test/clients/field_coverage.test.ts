@@ -27,7 +27,10 @@ describe('client field coverage', () => {
   it('reads as many fields per table from schemas/*.fbs as flatc generated', () => {
     expect([...tables.keys()].sort()).toEqual(['Ad', 'AdRequest', 'AdResponse', 'Creative', 'Device', 'Event', 'Geo', 'StageTiming', 'User']);
     for (const [table, fields] of tables) {
-      const generated = readFileSync(path.join(projectRoot, 'build', 'gen', 'ts', 'adserve', 'fb', `${table.replace(/(?<=.)([A-Z])/g, '-$1').toLowerCase()}.ts`), 'utf8');
+      const generated = readFileSync(
+        path.join(projectRoot, 'build', 'gen', 'ts', 'adserve', 'fb', `${table.replace(/(?<=.)([A-Z])/g, '-$1').toLowerCase()}.ts`),
+        'utf8',
+      );
       expect(Number(/startObject\((\d+)\)/.exec(generated)![1]), table).toBe(fields.length);
     }
   });
@@ -71,14 +74,37 @@ describe('client field coverage', () => {
         encodeAdResponse({
           requestId: 'coverage',
           status: ResponseStatus.Ok,
-          ads: [{ slot: 0, adId: 'a', campaignId: 'c', advertiserId: 'v', productId: 'p', title: 't', imageUrl: 'i', landingUrl: 'l', bidType: BidType.Cpc, bidMicros: 1, priceMicros: 1, pCtr: 0.1, pCvr: 0.1, ecpmMicros: 1, quality: 1, eventToken: 'v2.k.token' }],
+          ads: [
+            {
+              slot: 0,
+              adId: 'a',
+              campaignId: 'c',
+              advertiserId: 'v',
+              productId: 'p',
+              title: 't',
+              imageUrl: 'i',
+              landingUrl: 'l',
+              bidType: BidType.Cpc,
+              bidMicros: 1,
+              priceMicros: 1,
+              pCtr: 0.1,
+              pCvr: 0.1,
+              ecpmMicros: 1,
+              quality: 1,
+              eventToken: 'v2.k.token',
+            },
+          ],
           timings: [{ stage: 'parse', nanos: 1n }],
           currency: 'EUR',
           noFillReason: NoFillReason.BelowFloor,
         }),
       ),
     );
-    const names = (table: string): string[] => tables.get(table)!.map((field) => camelCase(field.name)).sort();
+    const names = (table: string): string[] =>
+      tables
+        .get(table)!
+        .map((field) => camelCase(field.name))
+        .sort();
     expect(Object.keys(decision).sort()).toEqual(names('AdResponse'));
     expect(Object.keys(decision.ads[0]!).sort()).toEqual(names('Ad'));
     expect(Object.keys(decision.ads[0]!.creative!).sort()).toEqual(names('Creative'));

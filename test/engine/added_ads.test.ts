@@ -47,7 +47,16 @@ it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads
     model,
     model.catalog.ads.map((ad) => {
       const campaign = model.catalog.campaigns.find((c) => c.id === ad.campaign_id)!;
-      return { advertiserId: ad.advertiser_id, category: ad.category, format: ad.format, bidType: campaign.bid_type, title: ad.title, priceMicros: ad.price_micros, landingQuality: ad.landing_quality, rating: ad.rating };
+      return {
+        advertiserId: ad.advertiser_id,
+        category: ad.category,
+        format: ad.format,
+        bidType: campaign.bid_type,
+        title: ad.title,
+        priceMicros: ad.price_micros,
+        landingQuality: ad.landing_quality,
+        rating: ad.rating,
+      };
     }),
   );
   expect(Array.from(inputs.categorical)).toEqual(Array.from(storedCategorical));
@@ -57,7 +66,8 @@ it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads
   const std = model.manifest.features.ad.numeric.std;
   const rounding = [1e-6, 5e-5, 5e-3].map((halfUnit, j) => halfUnit / std[j]! + 1e-5);
   for (let ad = 0; ad < catalog.size; ad++) {
-    for (let j = 0; j < 3; j++) expect(Math.abs(inputs.numeric[ad * numericWidth + j]! - storedNumeric[ad * numericWidth + j]!)).toBeLessThanOrEqual(rounding[j]!);
+    for (let j = 0; j < 3; j++)
+      expect(Math.abs(inputs.numeric[ad * numericWidth + j]! - storedNumeric[ad * numericWidth + j]!)).toBeLessThanOrEqual(rounding[j]!);
   }
 });
 
@@ -125,7 +135,13 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
 it('refuses malformed additions and keeps serving', async () => {
   const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
   try {
-    const one = { categorical: storedCategorical.slice(0, 4), title: storedTitle.slice(0, titleWidth), numeric: storedNumeric.slice(0, numericWidth), prior: Float32Array.of(0.1), keys: keysOf(0, 1) };
+    const one = {
+      categorical: storedCategorical.slice(0, 4),
+      title: storedTitle.slice(0, titleWidth),
+      numeric: storedNumeric.slice(0, numericWidth),
+      prior: Float32Array.of(0.1),
+      keys: keysOf(0, 1),
+    };
     await expect(engine.addAds({ ...one, keys: keysOf(0, 2) })).rejects.toThrow(/keys need one entry per ad/);
     await expect(engine.addAds({ ...one, keys: { ...keysOf(0, 1), product: [] } })).rejects.toThrow(/ad keys need/);
     await expect(engine.addAds({ ...one, categorical: storedCategorical.slice(0, 3) })).rejects.toThrow(/4 values per ad/);

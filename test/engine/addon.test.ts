@@ -71,7 +71,7 @@ describe('VectorIndex', () => {
   });
 
   it('answers many concurrent searches correctly', async () => {
-    const queries = Array.from({ length: 1000 }, (_, i) => vectors.slice((i % 2000) * dim, (i % 2000 + 1) * dim));
+    const queries = Array.from({ length: 1000 }, (_, i) => vectors.slice((i % 2000) * dim, ((i % 2000) + 1) * dim));
     const results = await Promise.all(queries.map((query) => index.search(query, 3)));
     results.forEach((hits, i) => {
       expect(Array.from(hits.labels)).toEqual(bruteForceTopK(vectors, dim, queries[i]!, 3));
@@ -100,7 +100,10 @@ describe('VectorIndex', () => {
   it('rejects the promise when the engine thread fails', async () => {
     const query = new Float32Array(dim);
     query[3] = Number.POSITIVE_INFINITY;
-    await expect(index.search(query, 1)).rejects.toMatchObject({ code: 'E_INVALID_ARG', message: expect.stringMatching(/queries contain a non-finite value at 3/) });
+    await expect(index.search(query, 1)).rejects.toMatchObject({
+      code: 'E_INVALID_ARG',
+      message: expect.stringMatching(/queries contain a non-finite value at 3/),
+    });
   });
 });
 

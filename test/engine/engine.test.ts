@@ -102,14 +102,22 @@ describe('native engine over the tiny model', () => {
 
   it('matches placement and device criteria, spelled as the configuration spells them, against what requests carry', async () => {
     // Half the catalog targets product pages on tablets only, spelled in the catalog's one spelling (case aside).
-    const rules = [[{ type: 'placement' as const, value: 'Product_Page' }, { type: 'device' as const, value: 'tablet' }]];
+    const rules = [
+      [
+        { type: 'placement' as const, value: 'Product_Page' },
+        { type: 'device' as const, value: 'tablet' },
+      ],
+    ];
     const productPagesOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules }));
     const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: productPagesOnly });
     try {
       const request = (placement: Placement, deviceType: DeviceType) => encodeAdRequest({ placement, deviceType, productId: 'p-1', categoryId: 'shoes' });
       const productPage = await targeted.score(request(Placement.ProductPage, DeviceType.Tablet), 1000);
       expect(productPage.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
-      for (const [placement, deviceType] of [[Placement.Category, DeviceType.Tablet], [Placement.ProductPage, DeviceType.Mobile]] as const) {
+      for (const [placement, deviceType] of [
+        [Placement.Category, DeviceType.Tablet],
+        [Placement.ProductPage, DeviceType.Mobile],
+      ] as const) {
         const elsewhere = await targeted.score(request(placement, deviceType), 1000);
         expect(elsewhere.adIndex.length).toBe(50);
         expect(elsewhere.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
@@ -133,7 +141,9 @@ describe('native engine over the tiny model', () => {
       expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).toContain(keywordAd);
       expect(Array.from((await merged.score(encodeAdRequest({ query: 'zebra' }), 1000)).adIndex)).not.toContain(keywordAd);
       // A keyword match passes the request's exclusions like any other candidate.
-      expect(Array.from((await merged.score(encodeAdRequest({ query, blockedProducts: [catalog.productId.at(keywordAd)!] }), 1000)).adIndex)).not.toContain(keywordAd);
+      expect(Array.from((await merged.score(encodeAdRequest({ query, blockedProducts: [catalog.productId.at(keywordAd)!] }), 1000)).adIndex)).not.toContain(
+        keywordAd,
+      );
       const campaign = campaignCodes(catalog).get(catalog.campaignId[keywordAd]!)!;
       expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000, Uint32Array.of(campaign))).adIndex)).not.toContain(keywordAd);
       merged.setEligibility(Uint32Array.of(keywordAd), Uint8Array.of(0));
@@ -153,7 +163,10 @@ describe('native engine over the tiny model', () => {
   it('scores the same with the precomputed first fusion layer as with the TorchScript model', async () => {
     const reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
     try {
-      for (const spec of [{ query: 'running shoes', userId: model.userIds[3] }, { placement: Placement.Cart, productId: 'p00000007' }]) {
+      for (const spec of [
+        { query: 'running shoes', userId: model.userIds[3] },
+        { placement: Placement.Cart, productId: 'p00000007' },
+      ]) {
         const fast = await engine.score(encodeAdRequest(spec), 1000);
         const slow = await reference.score(encodeAdRequest(spec), 1000);
         expect(Array.from(fast.adIndex)).toEqual(Array.from(slow.adIndex));
@@ -233,7 +246,7 @@ describe('IVF retrieval against exact search', () => {
     // 40% of the ads target one country, 20% are ineligible; k = 30 of 400 ads makes the automatic
     // nprobe scan 12 of the 20 lists, so the IVF search is a real approximation here.
     let seed = 7;
-    const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const countries = ['US', 'JP', 'DE'];
     const targeting = Array.from({ length: catalog.size }, (_, ad) => ad)
       .filter(() => random() < 0.4)

@@ -58,7 +58,11 @@ describe.each<IndexSettings>([{ kind: 'flat' }, { kind: 'ivf' }, { kind: 'hnsw' 
 
   it('answers from the rest when every scored ad belongs to an excluded campaign', async () => {
     const excluded = [...new Set(scored.map(keyOf.campaign))];
-    const result = await engine.score(encodeAdRequest(request), 5000, Uint32Array.from(excluded, (campaign) => campaignCode.get(campaign)!));
+    const result = await engine.score(
+      encodeAdRequest(request),
+      5000,
+      Uint32Array.from(excluded, (campaign) => campaignCode.get(campaign)!),
+    );
     expect(result.adIndex.length).toBeGreaterThan(0);
     for (const ad of result.adIndex) expect(excluded).not.toContain(keyOf.campaign(ad));
   });

@@ -19,7 +19,18 @@ function randomRequests(count: number): AdRequestSpec[] {
     return seed / 2 ** 31;
   };
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
-  const queries = ['Running Shoes', 'usb-c CABLE 2m', 'café crème', '', '   ', 'a b c d e f g h i j k l', '4K TV!!!', 'Ünïcödé façade', 'dog_food&treats', '日本語 query'];
+  const queries = [
+    'Running Shoes',
+    'usb-c CABLE 2m',
+    'café crème',
+    '',
+    '   ',
+    'a b c d e f g h i j k l',
+    '4K TV!!!',
+    'Ünïcödé façade',
+    'dog_food&treats',
+    '日本語 query',
+  ];
   return Array.from({ length: count }, (_, i) => ({
     id: `p-${i}`,
     placement: pick([1, 2, 3, 4, 5]),
@@ -43,14 +54,28 @@ it('featurises requests exactly like train/ does', () => {
   const specs = randomRequests(300);
   const native = specs.map((spec) => addon.featurize(encodeAdRequest(spec), features));
   const input = specs
-    .map((spec) => JSON.stringify({
-      placement: spec.placement, query: spec.query, yob: spec.yob, gender: spec.gender, country: spec.country, device: spec.deviceType,
-      language: spec.language, category_id: spec.categoryId, product_id: spec.productId, timestamp_ms: Number(spec.timestampMs),
-      utc_offset_minutes: spec.utcOffsetMinutes, page: spec.page,
-    }))
+    .map((spec) =>
+      JSON.stringify({
+        placement: spec.placement,
+        query: spec.query,
+        yob: spec.yob,
+        gender: spec.gender,
+        country: spec.country,
+        device: spec.deviceType,
+        language: spec.language,
+        category_id: spec.categoryId,
+        product_id: spec.productId,
+        timestamp_ms: Number(spec.timestampMs),
+        utc_offset_minutes: spec.utcOffsetMinutes,
+        page: spec.page,
+      }),
+    )
     .join('\n');
   const output = execFileSync('/usr/bin/python3', ['-m', 'train.request_features', tinyModelDir], { cwd: projectRoot, input, encoding: 'utf8' });
-  const reference = output.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const reference = output
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   expect(reference.length).toBe(specs.length);
   native.forEach((got, i) => {
     const want = reference[i]!;

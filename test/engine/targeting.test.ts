@@ -17,13 +17,25 @@ const targeting = [
   {
     ad: 1,
     rules: [
-      [{ type: 'broad', value: 'athletic' }, { type: 'geo', value: 'US' }],
-      [{ type: 'broad', value: 'athletic' }, { type: 'geo', value: 'CA' }],
+      [
+        { type: 'broad', value: 'athletic' },
+        { type: 'geo', value: 'US' },
+      ],
+      [
+        { type: 'broad', value: 'athletic' },
+        { type: 'geo', value: 'CA' },
+      ],
     ] as TargetingCriterion[][],
   },
   {
     ad: 2,
-    rules: [[{ type: 'exact', value: 'marathon training' }, { type: 'geo', value: 'UK' }], [{ type: 'audience', value: 'fitness_enthusiasts' }]] as TargetingCriterion[][],
+    rules: [
+      [
+        { type: 'exact', value: 'marathon training' },
+        { type: 'geo', value: 'UK' },
+      ],
+      [{ type: 'audience', value: 'fitness_enthusiasts' }],
+    ] as TargetingCriterion[][],
   },
 ];
 const index = new addon.TargetingIndex(4, targeting);
@@ -74,16 +86,25 @@ function criterionMatches(criterion: TargetingCriterion, request: Fields): boole
   const value = criterion.value.split(' ');
   const contiguous = (): boolean => query.some((_, start) => value.every((w, i) => query[start + i] === w));
   switch (criterion.type) {
-    case 'exact': return query.length > 0 && query.join(' ') === value.join(' ');
+    case 'exact':
+      return query.length > 0 && query.join(' ') === value.join(' ');
     case 'phrase':
-    case 'negative': return contiguous();
-    case 'broad': return value.some((w) => query.includes(w));
-    case 'geo': return request.geo?.toUpperCase() === criterion.value.toUpperCase();
-    case 'device': return request.device?.toLowerCase() === criterion.value.toLowerCase();
-    case 'category': return request.category?.toLowerCase() === criterion.value.toLowerCase();
-    case 'placement': return request.placement?.toLowerCase() === criterion.value.toLowerCase();
-    case 'audience': return request.audiences?.includes(criterion.value) ?? false;
-    case 'product': return request.product === criterion.value;
+    case 'negative':
+      return contiguous();
+    case 'broad':
+      return value.some((w) => query.includes(w));
+    case 'geo':
+      return request.geo?.toUpperCase() === criterion.value.toUpperCase();
+    case 'device':
+      return request.device?.toLowerCase() === criterion.value.toLowerCase();
+    case 'category':
+      return request.category?.toLowerCase() === criterion.value.toLowerCase();
+    case 'placement':
+      return request.placement?.toLowerCase() === criterion.value.toLowerCase();
+    case 'audience':
+      return request.audiences?.includes(criterion.value) ?? false;
+    case 'product':
+      return request.product === criterion.value;
   }
 }
 
@@ -93,12 +114,20 @@ const referenceMatch = (rules: TargetingCriterion[][], request: Fields): boolean
 describe('Boolean targeting on random catalogs', () => {
   it('agrees with a direct evaluation of every rule, for every ad and request', () => {
     let seed = 7;
-    const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
     const phrase = (): string => Array.from({ length: 1 + Math.floor(random() * 2) }, () => pick(words)).join(' ');
     const criterion = (): TargetingCriterion => {
       const type = pick(['exact', 'phrase', 'broad', 'negative', 'geo', 'device', 'audience', 'category', 'product', 'placement'] as const);
-      const value = { geo: pick(['US', 'ca', 'UK']), device: pick(['mobile', 'Desktop']), audience: pick(['a1', 'a2', 'a3']), category: pick(['shoes', 'Books']), product: pick(['p1', 'p2']), placement: pick(['search', 'Product_Page']) }[type as string] ?? phrase();
+      const value =
+        {
+          geo: pick(['US', 'ca', 'UK']),
+          device: pick(['mobile', 'Desktop']),
+          audience: pick(['a1', 'a2', 'a3']),
+          category: pick(['shoes', 'Books']),
+          product: pick(['p1', 'p2']),
+          placement: pick(['search', 'Product_Page']),
+        }[type as string] ?? phrase();
       return { type, value, ...(type === 'negative' || random() < 0.15 ? { not: true } : {}) };
     };
     let checked = 0;

@@ -64,7 +64,13 @@ export const campaign = (id = 'c1', advertiserId = 'adv1') => ({
   time_zone: 'America/New_York',
   flight_start: '2026-12-01T00:00',
   flight_end: '2027-01-01T00:00:00',
-  targeting: [[{ type: 'geo', value: 'US' }], [{ type: 'device', value: 'mobile' }, { type: 'negative', value: 'refurbished', not: true }]],
+  targeting: [
+    [{ type: 'geo', value: 'US' }],
+    [
+      { type: 'device', value: 'mobile' },
+      { type: 'negative', value: 'refurbished', not: true },
+    ],
+  ],
 });
 
 export const ad = (id = 'ad1', campaignId = 'c1') => ({

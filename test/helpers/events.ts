@@ -27,12 +27,18 @@ export interface Served {
 export async function serve(url: string, count: number, tag: string, query = 'running shoes', test = false): Promise<Served[]> {
   const served: Served[] = [];
   for (let i = 0; served.length < count; i++) {
-    const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}`, test }))).arrayBuffer()));
+    const ad = decodeAdResponse(
+      new Uint8Array(await (await postAd(url, encodeAdRequest({ id: `${tag}-${i}`, query, slots: 10, userId: `u${i}`, test }))).arrayBuffer()),
+    );
     for (let s = 0; s < ad.adsLength(); s++) {
       const winner = ad.ads(s)!;
       served.push({
-        token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(),
-        priceMicros: Number(winner.priceMicros()), pCtr: winner.pctr(),
+        token: winner.eventToken()!,
+        adId: winner.adId()!,
+        campaignId: winner.campaignId()!,
+        bidType: winner.bidType(),
+        priceMicros: Number(winner.priceMicros()),
+        pCtr: winner.pctr(),
       });
     }
   }
@@ -42,7 +48,9 @@ export async function serve(url: string, count: number, tag: string, query = 'ru
 export const send = (url: string, event: object): Promise<Response> =>
   fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) });
 
-export async function spend(url: string): Promise<{ events: number; campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> }> {
+export async function spend(
+  url: string,
+): Promise<{ events: number; campaigns: Record<string, { lifetimeMicros: number; todayMicros: number; exhausted: boolean }> }> {
   return (await fetch(`${url}/v1/admin/spend`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never;
 }
 
@@ -72,7 +80,10 @@ export const expectedCharge = (s: Served): number => (s.bidType === BidType.Cpm 
 export async function checkAttributionWindow(url: string, tag: string): Promise<void> {
   const [early, late] = (await serve(url, 200, tag, 'yoga mat')).filter((s) => s.bidType === BidType.Cpa);
   expect(late).toBeDefined();
-  for (const [name, ad] of [['early', early!], ['late', late!]] as const) {
+  for (const [name, ad] of [
+    ['early', early!],
+    ['late', late!],
+  ] as const) {
     for (const type of ['impression', 'click']) expect((await send(url, { event_id: `${tag}-${name}-${type}`, type, token: ad.token })).status).toBe(200);
   }
   const onTime = await send(url, { event_id: `${tag}-early-conversion`, type: 'conversion', token: early!.token });

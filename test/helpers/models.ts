@@ -27,13 +27,17 @@ export function fillFloats(dir: string, name: string, value: number): void {
 export function nanHeadsModel(): string {
   const dir = copyOfTinyModel('nan-heads');
   const model = path.join(dir, 'model.pt');
-  execFileSync('/usr/bin/python3', ['-c', [
-    'import sys, torch',
-    'model = torch.jit.load(sys.argv[1])',
-    'with torch.no_grad():',
-    '    for head in (model.ctr_head, model.cvr_head): head.weight.fill_(float("nan"))',
-    'model.save(sys.argv[1])',
-  ].join('\n'), model]);
+  execFileSync('/usr/bin/python3', [
+    '-c',
+    [
+      'import sys, torch',
+      'model = torch.jit.load(sys.argv[1])',
+      'with torch.no_grad():',
+      '    for head in (model.ctr_head, model.cvr_head): head.weight.fill_(float("nan"))',
+      'model.save(sys.argv[1])',
+    ].join('\n'),
+    model,
+  ]);
   rehashManifestFile(dir, 'model.pt');
   return dir;
 }

@@ -41,10 +41,25 @@ export async function startPostgres(): Promise<PostgresServer> {
     if ((statSync(parent).mode & 0o001) === 0) chmodSync(parent, statSync(parent).mode | 0o711);
   }
   const asUser = user ? { uid: user.uid, gid: user.gid } : {};
-  execFileSync(path.join(binDir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--locale-provider=icu', '--icu-locale=en-US', '--no-sync'], { ...asUser, stdio: 'pipe' });
+  execFileSync(
+    path.join(binDir, 'initdb'),
+    ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--locale-provider=icu', '--icu-locale=en-US', '--no-sync'],
+    { ...asUser, stdio: 'pipe' },
+  );
   const port = await freePort();
-  const settings = ['listen_addresses=127.0.0.1', `port=${port}`, 'unix_socket_directories=', 'fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'max_connections=200'];
-  const child: ChildProcess = spawn(path.join(binDir, 'postgres'), ['-D', data, ...settings.flatMap((setting) => ['-c', setting])], { ...asUser, stdio: ['ignore', 'pipe', 'pipe'] });
+  const settings = [
+    'listen_addresses=127.0.0.1',
+    `port=${port}`,
+    'unix_socket_directories=',
+    'fsync=off',
+    'synchronous_commit=off',
+    'full_page_writes=off',
+    'max_connections=200',
+  ];
+  const child: ChildProcess = spawn(path.join(binDir, 'postgres'), ['-D', data, ...settings.flatMap((setting) => ['-c', setting])], {
+    ...asUser,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {

@@ -6,8 +6,18 @@ import { type EventTokenFields, servedAdKey, signEventToken, signingKeyOf, verif
 import { mutations } from '../helpers/tokens';
 
 const fields: EventTokenFields = {
-  requestId: 'req-42', adId: 'ad17', slot: 1, bidType: 1, priceMicros: 1_843_334, issuedMs: 1_000, expiresMs: 10_000_000,
-  userId: 'user-secret-9', pCtr: 0.0312, pCvr: 0.11, placement: 'Search', modelVersion: 'demo-abc',
+  requestId: 'req-42',
+  adId: 'ad17',
+  slot: 1,
+  bidType: 1,
+  priceMicros: 1_843_334,
+  issuedMs: 1_000,
+  expiresMs: 10_000_000,
+  userId: 'user-secret-9',
+  pCtr: 0.0312,
+  pCvr: 0.11,
+  placement: 'Search',
+  modelVersion: 'demo-abc',
 };
 const key = signingKeyOf(Buffer.from('event-token-test-key-0123456789abcdef'));
 /**
@@ -17,10 +27,27 @@ const key = signingKeyOf(Buffer.from('event-token-test-key-0123456789abcdef'));
  */
 function plainToken(tokenFields: EventTokenFields, secret: Buffer, salt: Buffer): string {
   const header = `v2.${createHash('sha256').update(secret).digest('hex').slice(0, 8)}`;
-  const cipher = createCipheriv('aes-256-gcm', createHmac('sha256', secret).update(salt.subarray(0, 8)).digest(), Buffer.concat([Buffer.alloc(4), salt.subarray(8)]));
+  const cipher = createCipheriv(
+    'aes-256-gcm',
+    createHmac('sha256', secret).update(salt.subarray(0, 8)).digest(),
+    Buffer.concat([Buffer.alloc(4), salt.subarray(8)]),
+  );
   cipher.setAAD(Buffer.from(header));
   const { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion } = tokenFields;
-  const tuple = [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, Math.round(pCtr * 1e6) / 1e6, Math.round(pCvr * 1e6) / 1e6, placement, modelVersion];
+  const tuple = [
+    requestId,
+    adId,
+    slot,
+    bidType,
+    priceMicros,
+    issuedMs,
+    expiresMs,
+    userId,
+    Math.round(pCtr * 1e6) / 1e6,
+    Math.round(pCvr * 1e6) / 1e6,
+    placement,
+    modelVersion,
+  ];
   const sealed = Buffer.concat([salt, cipher.update(Buffer.from(JSON.stringify(tuple))), cipher.final(), cipher.getAuthTag()]);
   return `${header}.${sealed.toString('base64url')}`;
 }

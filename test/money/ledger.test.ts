@@ -9,7 +9,15 @@ import { Ledger, type LedgerEntry, type LedgerOptions } from '../../src/money/le
 import { type Charge, LocalSpendStore } from '../../src/money/spend_store';
 
 const entry = (id: string, chargeNanos: number, timeMs = 1): LedgerEntry => ({
-  id, serve: `s-${id}`, type: 'click', campaignId: 'c1', adId: 'a1', chargeNanos, day: 20_000, timeMs, user: 'u',
+  id,
+  serve: `s-${id}`,
+  type: 'click',
+  campaignId: 'c1',
+  adId: 'a1',
+  chargeNanos,
+  day: 20_000,
+  timeMs,
+  user: 'u',
 });
 
 const dayMs = 86_400_000;
@@ -79,7 +87,16 @@ it('ignores a segment the snapshot already covers (a crash between snapshot and 
 
 const budgets = { dailyNanos: Infinity, lifetimeNanos: Infinity };
 const charge = (id: string, serve: string, type: LedgerEntry['type'], timeMs: number, user = ''): Charge => ({
-  id, serve, type, campaignId: 'c1', adId: 'a1', day: Math.floor(timeMs / dayMs), timeMs, user, priceNanos: type === 'click' ? 1_000 : 0, budgets,
+  id,
+  serve,
+  type,
+  campaignId: 'c1',
+  adId: 'a1',
+  day: Math.floor(timeMs / dayMs),
+  timeMs,
+  user,
+  priceNanos: type === 'click' ? 1_000 : 0,
+  budgets,
 });
 
 it('forgets event ids and served ads past the retention, and still refuses a replay of a recent one', async () => {
@@ -196,7 +213,9 @@ it('recovers exactly, with expiry, from a kill during a snapshot and from one af
   for (let i = 0; i < next; i += 101) expect(reopened.served(`s-t${i}`)).toEqual(ledger.served(`s-t${i}`));
   // What frequency caps can still see; replay at open forgets no impression (no catalog is loaded yet).
   const capWindow = (impressions: Map<string, Map<string, number[]>>): string[] =>
-    [...impressions].flatMap(([user, campaigns]) => [...campaigns].map(([campaign, times]) => `${user}/${campaign}: ${times.filter((t) => t > next - 5_000).join()}`)).sort();
+    [...impressions]
+      .flatMap(([user, campaigns]) => [...campaigns].map(([campaign, times]) => `${user}/${campaign}: ${times.filter((t) => t > next - 5_000).join()}`))
+      .sort();
   expect(capWindow(reopened.state.impressions)).toEqual(capWindow(ledger.state.impressions));
   const kept = [...ledger.state.impressions.values()].reduce((sum, campaigns) => sum + [...campaigns.values()].reduce((n, times) => n + times.length, 0), 0);
   expect(kept).toBeLessThan(10_000); // of 65,000
@@ -206,13 +225,28 @@ it('recovers exactly, with expiry, from a kill during a snapshot and from one af
 
 it('reads the snapshot.json of earlier versions on upgrade and replaces it with its first snapshot', async () => {
   const dir = newDir();
-  writeFileSync(path.join(dir, 'snapshot.json'), JSON.stringify({
-    coversSegment: 1, eventIds: ['old-1', 'old-2'], serves: [['s-old-1', [['click', 5]]], ['s-old-2', [['click', 6]]]],
-    lifetimeNanos: [['c1', 3_000]], dailyNanos: [['c1@20000', 3_000]], impressions: [['u', [['c1', [4]]]]],
-  }));
+  writeFileSync(
+    path.join(dir, 'snapshot.json'),
+    JSON.stringify({
+      coversSegment: 1,
+      eventIds: ['old-1', 'old-2'],
+      serves: [
+        ['s-old-1', [['click', 5]]],
+        ['s-old-2', [['click', 6]]],
+      ],
+      lifetimeNanos: [['c1', 3_000]],
+      dailyNanos: [['c1@20000', 3_000]],
+      impressions: [['u', [['c1', [4]]]]],
+    }),
+  );
   writeFileSync(path.join(dir, 'spend.2.log'), `${JSON.stringify(entry('new-1', 1_000, 7))}\n`);
   const ledger = await Ledger.open(dir, { ...options, snapshotEvents: 1 });
-  expect([ledger.eventsRecorded, ledger.knows('old-2'), ledger.served('s-old-1')?.get('click'), ledger.state.lifetimeNanos.get('c1')]).toEqual([3, true, 5, 4_000]);
+  expect([ledger.eventsRecorded, ledger.knows('old-2'), ledger.served('s-old-1')?.get('click'), ledger.state.lifetimeNanos.get('c1')]).toEqual([
+    3,
+    true,
+    5,
+    4_000,
+  ]);
   expect(ledger.state.dailyNanos.get('c1@20000')).toBe(4_000);
   expect(ledger.state.impressions.get('u')?.get('c1')).toEqual([4]);
   await ledger.append(entry('new-2', 1_000, 8));

@@ -41,8 +41,13 @@ beforeAll(async () => {
   const changes = CatalogChanges.open(dataDir);
   const serving = await openServing(readModelDir(tinyModelDir), config, money, changes);
   context = {
-    config, serving, signingKey: signingKeyOf(Buffer.from('money-test-key')), metrics: createMetrics(addon.buildInfo(), 'test'),
-    clock: { now: () => at(6, 0), monotonic: () => 0 }, random: () => 0.5, scratch: new DecisionScratch(),
+    config,
+    serving,
+    signingKey: signingKeyOf(Buffer.from('money-test-key')),
+    metrics: createMetrics(addon.buildInfo(), 'test'),
+    clock: { now: () => at(6, 0), monotonic: () => 0 },
+    random: () => 0.5,
+    scratch: new DecisionScratch(),
   };
   swapper = new ModelSwapper(context, config, projectRoot, money, changes);
 });

@@ -71,7 +71,9 @@ describe('shared state in Redis', () => {
     const [a, b] = await Promise.all([startDaemon(env), startDaemon(env)]);
     try {
       const winners = async (url: string, tag: string): Promise<Array<{ campaign: string; token: string }>> => {
-        const ad = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: tag, query: 'coffee beans', userId: 'fc-shared-user', slots: 3 }))).arrayBuffer()));
+        const ad = decodeAdResponse(
+          new Uint8Array(await (await postAd(url, encodeAdRequest({ id: tag, query: 'coffee beans', userId: 'fc-shared-user', slots: 3 }))).arrayBuffer()),
+        );
         return Array.from({ length: ad.adsLength() }, (_, i) => ({ campaign: ad.ads(i)!.campaignId()!, token: ad.ads(i)!.eventToken()! }));
       };
       const [shown] = await winners(a.url, 'fc-a');
@@ -123,11 +125,23 @@ describe('shared state in Redis', () => {
         Array.from({ length: 4 }, async (_, lane) => {
           for (let i = 0; i < 60; i++) {
             const tag = `three-${r}-${lane}-${i}`;
-            const ad = decodeAdResponse(new Uint8Array(await (await postAd(replica.url, encodeAdRequest({ id: tag, query: queries[i % queries.length], userId: `${tag}-u`, slots: 4 }))).arrayBuffer()));
+            const ad = decodeAdResponse(
+              new Uint8Array(
+                await (await postAd(replica.url, encodeAdRequest({ id: tag, query: queries[i % queries.length], userId: `${tag}-u`, slots: 4 }))).arrayBuffer(),
+              ),
+            );
             const servedAt = Date.now();
             for (let s = 0; s < ad.adsLength(); s++) {
               const winner = ad.ads(s)!;
-              const served = { token: winner.eventToken()!, adId: winner.adId()!, campaignId: winner.campaignId()!, bidType: winner.bidType(), priceMicros: Number(winner.priceMicros()), pCtr: winner.pctr(), servedAt };
+              const served = {
+                token: winner.eventToken()!,
+                adId: winner.adId()!,
+                campaignId: winner.campaignId()!,
+                bidType: winner.bidType(),
+                priceMicros: Number(winner.priceMicros()),
+                pCtr: winner.pctr(),
+                servedAt,
+              };
               await sendEvent(served, 'impression', `${tag}-${s}-i`);
               if (served.bidType === BidType.Cpm) continue;
               await sendEvent(served, 'click', `${tag}-${s}-c`);
@@ -151,7 +165,10 @@ describe('shared state in Redis', () => {
         for (const [campaign, nanos] of chargedNanos) expect(Math.round((totals.campaigns[campaign]?.todayMicros ?? 0) * 1000)).toBe(nanos);
         for (const campaign of exhausted) expect(totals.campaigns[campaign]!.exhausted).toBe(true);
       }
-      const metricSum = (await Promise.all(replicas.map((replica) => scrape(replica.url, 'adserve_budget_overdelivery_micros_total')))).reduce((a, b) => a + b, 0);
+      const metricSum = (await Promise.all(replicas.map((replica) => scrape(replica.url, 'adserve_budget_overdelivery_micros_total')))).reduce(
+        (a, b) => a + b,
+        0,
+      );
       expect(metricSum).toBeCloseTo(overdeliveredMicros, 3);
       console.log(
         `three replicas: ${acknowledged} events, ${exhausted.length} campaigns spent their daily budget of ${dailyBudgetMicros} micros; ` +
@@ -165,7 +182,13 @@ describe('shared state in Redis', () => {
       // One sync later no replica serves a spent campaign.
       for (const replica of replicas) {
         for (let i = 0; i < 30; i++) {
-          const ad = decodeAdResponse(new Uint8Array(await (await postAd(replica.url, encodeAdRequest({ id: `after-${replica.port}-${i}`, query: queries[i % queries.length], slots: 4 }))).arrayBuffer()));
+          const ad = decodeAdResponse(
+            new Uint8Array(
+              await (
+                await postAd(replica.url, encodeAdRequest({ id: `after-${replica.port}-${i}`, query: queries[i % queries.length], slots: 4 }))
+              ).arrayBuffer(),
+            ),
+          );
           for (let s = 0; s < ad.adsLength(); s++) expect(exhausted).not.toContain(ad.ads(s)!.campaignId());
         }
       }

@@ -34,7 +34,15 @@ beforeAll(async () => {
   // Every monotonic reading is 1 ms after the last, so each stage of ours takes exactly 1 ms.
   let tick = 0;
   const clock: Clock = { now: () => nowMs, monotonic: () => tick++ };
-  context = { config: defaults, serving, signingKey: key, metrics: createMetrics(addon.buildInfo(), 'test'), clock, random: () => 0.5, scratch: new DecisionScratch() };
+  context = {
+    config: defaults,
+    serving,
+    signingKey: key,
+    metrics: createMetrics(addon.buildInfo(), 'test'),
+    clock,
+    random: () => 0.5,
+    scratch: new DecisionScratch(),
+  };
 });
 afterAll(() => serving.engine.close());
 
@@ -48,9 +56,18 @@ describe('decideAds', () => {
       const fields = verifyEventToken(response.ads(slot)!.eventToken()!, [key], nowMs);
       expect(fields).toMatchObject({ requestId: 'd-1', slot, issuedMs: nowMs, expiresMs: nowMs + defaults.eventTokenTtlSeconds * 1000 });
     }
-    const timings = Object.fromEntries(Array.from({ length: response.timingsLength() }, (_, i) => [response.timings(i)!.stage(), response.timings(i)!.nanos()]));
+    const timings = Object.fromEntries(
+      Array.from({ length: response.timingsLength() }, (_, i) => [response.timings(i)!.stage(), response.timings(i)!.nanos()]),
+    );
     // Exclusions spans one more reading: the time budget left for the history read.
-    expect(timings).toMatchObject({ parse: 1_000_000n, exclusions: 2_000_000n, calibrate: 1_000_000n, quality: 1_000_000n, auction: 1_000_000n, encode: 1_000_000n });
+    expect(timings).toMatchObject({
+      parse: 1_000_000n,
+      exclusions: 2_000_000n,
+      calibrate: 1_000_000n,
+      quality: 1_000_000n,
+      auction: 1_000_000n,
+      encode: 1_000_000n,
+    });
     const scraped = await context.metrics.registry.metrics();
     for (const stage of ['score', 'exclusions', 'calibrate', 'quality', 'auction', 'encode']) {
       expect(scraped).toMatch(new RegExp(`adserve_stage_duration_seconds_count\\{stage="${stage}"\\} 1\\n`));

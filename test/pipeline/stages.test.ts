@@ -114,7 +114,15 @@ describe('auction stage', () => {
     const outcome = scratch.outcome;
     expect(outcome.winners).toBe(3);
     const expected = runAuction(
-      { count: result.adIndex.length, bidType: scratch.bidType, bidMicros: scratch.bidMicros, pCtr: scratch.pCtr, pCvr: scratch.pCvr, quality: scratch.quality, tiebreak: scratch.adIndex },
+      {
+        count: result.adIndex.length,
+        bidType: scratch.bidType,
+        bidMicros: scratch.bidMicros,
+        pCtr: scratch.pCtr,
+        pCvr: scratch.pCvr,
+        quality: scratch.quality,
+        tiebreak: scratch.adIndex,
+      },
       { ...rules[Placement.Search]!, slots: 3 },
       auctionOutcome(3),
     );
@@ -131,7 +139,20 @@ describe('encode stage', () => {
     const clock: Clock = { now: () => issuedMs, monotonic: () => 42 };
     const key = signingKeyOf(Buffer.from('stages-test-key'));
     const bytes = encodeDecision(
-      { parsed: parseAdRequest(body, defaults), catalog, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, noFillReason: NoFillReason.None, currency: 'USD', engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
+      {
+        parsed: parseAdRequest(body, defaults),
+        catalog,
+        modelVersion: 'm-1',
+        outcome: scratch.outcome,
+        degraded: false,
+        noFillReason: NoFillReason.None,
+        currency: 'USD',
+        engineStageNs: result.stageNs,
+        signingKey: key,
+        tokenTtlMs: 60_000,
+        stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 },
+        startedMs: 40,
+      },
       clock,
       scratch,
     );
@@ -148,9 +169,28 @@ describe('encode stage', () => {
       expect(() => verifyEventToken(ad.eventToken()!, [key], issuedMs + 60_001)).toThrow(/expired/);
     }
     const stages = Array.from({ length: response.timingsLength() }, (_, i) => response.timings(i)!);
-    expect(stages.map((timing) => timing.stage())).toEqual(['parse', 'exclusions', 'user', 'context', 'retrieve', 'light_score', 'score', 'calibrate', 'quality', 'auction', 'encode']);
+    expect(stages.map((timing) => timing.stage())).toEqual([
+      'parse',
+      'exclusions',
+      'user',
+      'context',
+      'retrieve',
+      'light_score',
+      'score',
+      'calibrate',
+      'quality',
+      'auction',
+      'encode',
+    ]);
     const nanos = Object.fromEntries(stages.map((timing) => [timing.stage(), timing.nanos()]));
-    expect(nanos).toMatchObject({ parse: 1_000_000n, exclusions: 2_000_000n, calibrate: 3_000_000n, quality: 4_000_000n, auction: 5_000_000n, score: BigInt(Math.round(result.stageNs[5]!)) });
+    expect(nanos).toMatchObject({
+      parse: 1_000_000n,
+      exclusions: 2_000_000n,
+      calibrate: 3_000_000n,
+      quality: 4_000_000n,
+      auction: 5_000_000n,
+      score: BigInt(Math.round(result.stageNs[5]!)),
+    });
     // The encode stage's own time comes from the monotonic clock given (42 - 40 ms).
     expect(nanos.encode).toBe(2_000_000n);
   });
@@ -172,8 +212,16 @@ function plainResponse(parsed: ParsedAdRequest, shown: Catalog, scratch: Decisio
   for (let slot = 0; slot < outcome.winners; slot++) {
     const i = outcome.candidate[slot]!;
     const ad = scratch.adIndex[i]!;
-    const creative = Creative.createCreative(builder, builder.createString(insertKeyword(shown.title.at(ad)!, query)), 0, builder.createString(shown.imageUrl.at(ad)!), builder.createString(shown.landingUrl.at(ad)!));
-    const strings = [shown.adId.at(ad)!, shown.campaignId[ad]!, shown.advertiserId[ad]!, shown.productId.at(ad)!, tokens[slot]!].map((text) => builder.createString(text));
+    const creative = Creative.createCreative(
+      builder,
+      builder.createString(insertKeyword(shown.title.at(ad)!, query)),
+      0,
+      builder.createString(shown.imageUrl.at(ad)!),
+      builder.createString(shown.landingUrl.at(ad)!),
+    );
+    const strings = [shown.adId.at(ad)!, shown.campaignId[ad]!, shown.advertiserId[ad]!, shown.productId.at(ad)!, tokens[slot]!].map((text) =>
+      builder.createString(text),
+    );
     Ad.startAd(builder);
     Ad.addSlot(builder, slot);
     Ad.addAdId(builder, strings[0]!);
@@ -192,8 +240,14 @@ function plainResponse(parsed: ParsedAdRequest, shown: Catalog, scratch: Decisio
     ads.push(Ad.endAd(builder));
   }
   const adsVector = AdResponse.createAdsVector(builder, ads);
-  const timingsVector = AdResponse.createTimingsVector(builder, timings.map(([stage, nanos]) => StageTiming.createStageTiming(builder, builder.createString(stage), nanos)));
-  AdResponse.finishAdResponseBuffer(builder, AdResponse.createAdResponse(builder, requestId, ResponseStatus.Ok, 0, adsVector, false, modelVersion, timingsVector, 0, currency, NoFillReason.None));
+  const timingsVector = AdResponse.createTimingsVector(
+    builder,
+    timings.map(([stage, nanos]) => StageTiming.createStageTiming(builder, builder.createString(stage), nanos)),
+  );
+  AdResponse.finishAdResponseBuffer(
+    builder,
+    AdResponse.createAdResponse(builder, requestId, ResponseStatus.Ok, 0, adsVector, false, modelVersion, timingsVector, 0, currency, NoFillReason.None),
+  );
   return builder.asUint8Array().slice();
 }
 
@@ -204,7 +258,15 @@ describe('encode stage bytes', () => {
     const key = signingKeyOf(Buffer.from('stages-test-key'));
     const texts = [
       (ad: CatalogAd) => ad,
-      (ad: CatalogAd) => ({ ...ad, id: `${ad.id}-é`, advertiser_id: `${ad.advertiser_id}-ü`, product_id: `${ad.product_id}-日本`, title: `Café ☕ ${ad.title}`, landing_url: `${ad.landing_url}?q=crème`, image_url: `${ad.image_url}#ß` }),
+      (ad: CatalogAd) => ({
+        ...ad,
+        id: `${ad.id}-é`,
+        advertiser_id: `${ad.advertiser_id}-ü`,
+        product_id: `${ad.product_id}-日本`,
+        title: `Café ☕ ${ad.title}`,
+        landing_url: `${ad.landing_url}?q=crème`,
+        image_url: `${ad.image_url}#ß`,
+      }),
       (ad: CatalogAd) => ({ ...ad, title: `{KeyWord:${ad.title}} on Sale` }),
       (ad: CatalogAd) => ({ ...ad, title: `{keyword:Schuhe} für {KEYWORD:dich}` }),
     ];
@@ -217,22 +279,48 @@ describe('encode stage bytes', () => {
       for (const request of requests) {
         const parsed = parseAdRequest(encodeAdRequest(request), defaults);
         const bytes = encodeDecision(
-          { parsed, catalog: shown, modelVersion: 'm-1', outcome: scratch.outcome, degraded: false, noFillReason: NoFillReason.None, currency: 'USD', engineStageNs: result.stageNs, signingKey: key, tokenTtlMs: 60_000, stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 }, startedMs: 40 },
+          {
+            parsed,
+            catalog: shown,
+            modelVersion: 'm-1',
+            outcome: scratch.outcome,
+            degraded: false,
+            noFillReason: NoFillReason.None,
+            currency: 'USD',
+            engineStageNs: result.stageNs,
+            signingKey: key,
+            tokenTtlMs: 60_000,
+            stageMs: { parse: 1, exclusions: 2, calibrate: 3, quality: 4, auction: 5 },
+            startedMs: 40,
+          },
           clock,
           scratch,
         );
         const response = decodeAdResponse(bytes);
         expect(response.adsLength()).toBe(3);
         const tokens = Array.from({ length: 3 }, (_, slot) => response.ads(slot)!.eventToken()!);
-        const timings = Array.from({ length: response.timingsLength() }, (_, i): [string, bigint] => [response.timings(i)!.stage()!, response.timings(i)!.nanos()]);
+        const timings = Array.from({ length: response.timingsLength() }, (_, i): [string, bigint] => [
+          response.timings(i)!.stage()!,
+          response.timings(i)!.nanos(),
+        ]);
         expect(timings[0]).toEqual(['parse', 1_000_000n]);
         expect(Buffer.from(bytes).equals(plainResponse(parsed, shown, scratch, tokens, timings))).toBe(true);
         for (let slot = 0; slot < 3; slot++) {
           const i = scratch.outcome.candidate[slot]!;
           const ad = scratch.adIndex[i]!;
           expect(verifyEventToken(tokens[slot]!, [key], clock.now())).toEqual({
-            requestId: request.id, adId: shown.adId.at(ad), slot, bidType: scratch.bidType[i], priceMicros: scratch.outcome.priceMicros[slot], issuedMs: clock.now(), expiresMs: clock.now() + 60_000,
-            userId: request.userId ?? '', pCtr: Math.round(scratch.pCtr[i]! * 1e6) / 1e6, pCvr: Math.round(scratch.pCvr[i]! * 1e6) / 1e6, placement: 'Search', modelVersion: 'm-1',
+            requestId: request.id,
+            adId: shown.adId.at(ad),
+            slot,
+            bidType: scratch.bidType[i],
+            priceMicros: scratch.outcome.priceMicros[slot],
+            issuedMs: clock.now(),
+            expiresMs: clock.now() + 60_000,
+            userId: request.userId ?? '',
+            pCtr: Math.round(scratch.pCtr[i]! * 1e6) / 1e6,
+            pCvr: Math.round(scratch.pCvr[i]! * 1e6) / 1e6,
+            placement: 'Search',
+            modelVersion: 'm-1',
           });
         }
       }

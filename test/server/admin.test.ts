@@ -23,7 +23,11 @@ afterAll(async () => {
 });
 
 const admin = (method: string, body?: unknown, auth = `Bearer ${token}`, suffix = ''): Promise<Response> =>
-  fetch(`${daemon.url}/v1/admin/models${suffix}`, { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  fetch(`${daemon.url}/v1/admin/models${suffix}`, {
+    method,
+    headers: { authorization: auth, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 
 async function status(): Promise<ResponseStatus> {
   return decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ query: 'dog food' }))).arrayBuffer())).status();

@@ -14,13 +14,18 @@ const token = 'admin-guard-token';
 const httpMethod: Record<AdminRoute['method'], string> = { get: 'GET', post: 'POST', patch: 'PATCH', del: 'DELETE' };
 
 /** One request to `route`, with its `:name` segments filled in and a JSON body where it takes one. */
-async function call(daemon: Daemon, route: AdminRoute, authorization?: string): Promise<{ status: number; error: { code: string; message: string } | undefined }> {
+async function call(
+  daemon: Daemon,
+  route: AdminRoute,
+  authorization?: string,
+): Promise<{ status: number; error: { code: string; message: string } | undefined }> {
   const url = `${daemon.url}${route.pattern.replace(/:[a-z]+/g, 'c1')}`;
   const headers: Record<string, string> = { 'content-type': 'application/json', ...(authorization === undefined ? {} : { authorization }) };
   const body = route.method === 'get' || route.method === 'del' ? undefined : JSON.stringify({ status: 'paused' });
   const response = await fetch(url, { method: httpMethod[route.method], headers, body });
   const text = await response.text();
-  const error = response.headers.get('content-type') === 'application/json' ? (JSON.parse(text) as { error?: { code: string; message: string } }).error : undefined;
+  const error =
+    response.headers.get('content-type') === 'application/json' ? (JSON.parse(text) as { error?: { code: string; message: string } }).error : undefined;
   return { status: response.status, error };
 }
 
@@ -28,7 +33,10 @@ describe('admin guard', () => {
   let daemon: Daemon;
   let disabled: Daemon;
   beforeAll(async () => {
-    [daemon, disabled] = await Promise.all([startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_ADMIN_TOKEN: token }), startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model' })]);
+    [daemon, disabled] = await Promise.all([
+      startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model', ADSERVE_ADMIN_TOKEN: token }),
+      startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model' }),
+    ]);
   });
   afterAll(async () => {
     expect(await Promise.all([daemon.stop(), disabled.stop()])).toEqual([0, 0]);
@@ -65,14 +73,25 @@ describe('admin guard', () => {
     ]);
     // No admin path is registered outside the table, where the guard would not see it.
     const serverDir = path.join(projectRoot, 'src', 'server');
-    const declared = readdirSync(serverDir).flatMap((file) => Array.from(readFileSync(path.join(serverDir, file), 'utf8').matchAll(/(\w+:\s*)?'\/v1\/admin[^']*'/g), (match) => match[0]));
+    const declared = readdirSync(serverDir).flatMap((file) =>
+      Array.from(readFileSync(path.join(serverDir, file), 'utf8').matchAll(/(\w+:\s*)?'\/v1\/admin[^']*'/g), (match) => match[0]),
+    );
     expect(declared.filter((literal) => !literal.startsWith('pattern:'))).toEqual([]);
     expect(declared.length).toBe(adminRoutes.length);
   });
 
   it('refuses every admin route 401 without the token or with a wrong one', async () => {
     for (const route of adminRoutes) {
-      for (const authorization of [undefined, '', 'Bearer', 'Bearer nope', `Bearer ${token}x`, `Bearer ${'x'.repeat(token.length)}`, `bearer ${token}`, token]) {
+      for (const authorization of [
+        undefined,
+        '',
+        'Bearer',
+        'Bearer nope',
+        `Bearer ${token}x`,
+        `Bearer ${'x'.repeat(token.length)}`,
+        `bearer ${token}`,
+        token,
+      ]) {
         expect({ route: route.pattern, authorization, ...(await call(daemon, route, authorization)) }).toEqual({
           route: route.pattern,
           authorization,

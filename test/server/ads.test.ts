@@ -153,9 +153,7 @@ describe('POST /v1/ads', () => {
   });
 
   it('answers many concurrent requests', async () => {
-    const responses = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `concurrent-${i}` }))),
-    );
+    const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `concurrent-${i}` }))));
     const ids = await Promise.all(responses.map(async (r) => decodeAdResponse(new Uint8Array(await r.arrayBuffer())).requestId()));
     expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => `concurrent-${i}`));
   });

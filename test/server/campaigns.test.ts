@@ -81,7 +81,9 @@ describe('admin campaign and ad edits', () => {
     // 1 micro is under every reserve price: the campaign can no longer win.
     expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${lowBid}`, { bid_micros: 1 })).json()).toMatchObject({ bid_micros: 1 });
     // Campaigns start the day with nothing spent; a lifetime budget of 0 is spent already.
-    expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${spentBudget}`, { lifetime_budget_micros: 0 })).json()).toMatchObject({ exhausted: true });
+    expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${spentBudget}`, { lifetime_budget_micros: 0 })).json()).toMatchObject({
+      exhausted: true,
+    });
     const after = (await winners(daemon.url, 'bid-after', 'running shoes')).campaigns;
     expect(after.has(lowBid!)).toBe(false);
     expect(after.has(spentBudget!)).toBe(false);
@@ -110,11 +112,17 @@ describe('admin campaign and ad edits', () => {
 
     await daemon.stop();
     daemon = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir });
-    expect(await (await admin(daemon.url, 'GET', `/v1/admin/campaigns/${campaign}`)).json()).toMatchObject({ status: 'paused', pacing: 'asap', time_zone: 'Europe/Berlin' });
+    expect(await (await admin(daemon.url, 'GET', `/v1/admin/campaigns/${campaign}`)).json()).toMatchObject({
+      status: 'paused',
+      pacing: 'asap',
+      time_zone: 'Europe/Berlin',
+    });
     const after = await winners(daemon.url, 'ad-after', 'coffee beans');
     expect(after.ads.has(ad!)).toBe(false);
     expect(after.campaigns.has(campaign!)).toBe(false);
     // Removing an optional setting goes back to the default.
-    expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${campaign}`, { time_zone: null, status: 'active' })).json()).not.toHaveProperty('time_zone');
+    expect(await (await admin(daemon.url, 'PATCH', `/v1/admin/campaigns/${campaign}`, { time_zone: null, status: 'active' })).json()).not.toHaveProperty(
+      'time_zone',
+    );
   });
 });

@@ -38,10 +38,12 @@ describe('event token spellings', () => {
     const count = (status: number): void => void statuses.set(status, (statuses.get(status) ?? 0) + 1);
     for (let i = 0; i < variants.length; i += 16) {
       await Promise.all(
-        variants.slice(i, i + 16).flatMap((variant, j) => [
-          send(daemon.url, { event_id: `${tag}-json-${i + j}`, type, token: variant }).then((response) => count(response.status)),
-          sendBinary(daemon.url, `${tag}-fb-${i + j}`, type, Buffer.from(variant, 'utf8')).then((response) => count(response.status)),
-        ]),
+        variants
+          .slice(i, i + 16)
+          .flatMap((variant, j) => [
+            send(daemon.url, { event_id: `${tag}-json-${i + j}`, type, token: variant }).then((response) => count(response.status)),
+            sendBinary(daemon.url, `${tag}-fb-${i + j}`, type, Buffer.from(variant, 'utf8')).then((response) => count(response.status)),
+          ]),
       );
     }
     return statuses;
@@ -82,11 +84,19 @@ describe('event token key rotation', () => {
     const first = await startDaemon({ ...baseEnv, ADSERVE_EVENT_TOKEN_KEY: oldKey });
     const [before] = await serve(first.url, 1, 'rotate-old');
     await first.stop();
-    const second = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: first.dataDir, ADSERVE_EVENT_TOKEN_KEY: newKey, ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS: oldKey });
+    const second = await startDaemon({
+      ...baseEnv,
+      ADSERVE_DATA_DIR: first.dataDir,
+      ADSERVE_EVENT_TOKEN_KEY: newKey,
+      ADSERVE_EVENT_TOKEN_PREVIOUS_KEYS: oldKey,
+    });
     try {
       const [after] = await serve(second.url, 1, 'rotate-new');
       expect(after!.token.split('.')[1]).not.toBe(before!.token.split('.')[1]);
-      for (const [name, served] of [['old', before!], ['new', after!]] as const) {
+      for (const [name, served] of [
+        ['old', before!],
+        ['new', after!],
+      ] as const) {
         expect((await send(second.url, { event_id: `rotate-${name}`, type: 'impression', token: served.token })).status).toBe(200);
       }
     } finally {

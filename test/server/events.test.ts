@@ -74,7 +74,20 @@ describe('POST /v1/events', () => {
     ];
     const key = signingKeyOf(Buffer.from(tokenKey));
     const expired = signEventToken(
-      { requestId: 'r', adId: ad!.adId, slot: 0, bidType: ad!.bidType, priceMicros: 1, issuedMs: 0, expiresMs: 1, userId: '', pCtr: 0.1, pCvr: 0.1, placement: 'Search', modelVersion: 'm' },
+      {
+        requestId: 'r',
+        adId: ad!.adId,
+        slot: 0,
+        bidType: ad!.bidType,
+        priceMicros: 1,
+        issuedMs: 0,
+        expiresMs: 1,
+        userId: '',
+        pCtr: 0.1,
+        pCvr: 0.1,
+        placement: 'Search',
+        modelVersion: 'm',
+      },
       key,
     );
     cases.push([{ event_id: 'e1', type: 'impression', token: expired }, 422, /expired/]);
@@ -100,9 +113,17 @@ describe('POST /v1/events', () => {
     Event.addType(builder, EventType.Impression);
     Event.addToken(builder, token);
     Event.finishEventBuffer(builder, Event.endEvent(builder));
-    const response = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: builder.asUint8Array() });
+    const response = await fetch(`${daemon.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-flatbuffers' },
+      body: builder.asUint8Array(),
+    });
     expect(response.status).toBe(200);
-    const garbage = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: new Uint8Array(12) });
+    const garbage = await fetch(`${daemon.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-flatbuffers' },
+      body: new Uint8Array(12),
+    });
     expect(garbage.status).toBe(400);
   });
 });
@@ -159,7 +180,9 @@ describe('durability', () => {
       expect(lifetime).toBeGreaterThanOrEqual(ackedCharge - 1e-6);
       expect(lifetime).toBeLessThanOrEqual(sentCharge + 1e-6);
       // The snapshot and the segments after it hold every event once, and exactly the recovered charges.
-      const records = readFileSync(path.join(dataDir, 'snapshot.jsonl'), 'utf8').split('\n').filter((line) => line !== '')
+      const records = readFileSync(path.join(dataDir, 'snapshot.jsonl'), 'utf8')
+        .split('\n')
+        .filter((line) => line !== '')
         .map((line) => JSON.parse(line) as { kind: string; ids?: string[]; entries?: Array<[string, number]> });
       const snapshot = {
         eventIds: records.flatMap((record) => (record.kind === 'ids' ? record.ids! : [])),
@@ -167,7 +190,11 @@ describe('durability', () => {
       };
       const logged = readdirSync(dataDir)
         .filter((name) => name.endsWith('.log'))
-        .flatMap((name) => readFileSync(path.join(dataDir, name), 'utf8').split('\n').filter((line) => line !== ''))
+        .flatMap((name) =>
+          readFileSync(path.join(dataDir, name), 'utf8')
+            .split('\n')
+            .filter((line) => line !== ''),
+        )
         .map((line) => JSON.parse(line) as { id: string; chargeNanos: number });
       const ids = [...snapshot.eventIds, ...logged.map((e) => e.id)];
       expect(new Set(ids).size).toBe(ids.length);
@@ -191,7 +218,9 @@ describe('frequency caps', () => {
     const daemon = await startDaemon({ ...baseEnv, ADSERVE_MODEL_DIR: dir });
     try {
       const winners = async (user: string): Promise<Array<{ campaign: string; token: string }>> => {
-        const ad = decodeAdResponse(new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ id: `fc-${user}`, query: 'coffee beans', userId: user, slots: 3 }))).arrayBuffer()));
+        const ad = decodeAdResponse(
+          new Uint8Array(await (await postAd(daemon.url, encodeAdRequest({ id: `fc-${user}`, query: 'coffee beans', userId: user, slots: 3 }))).arrayBuffer()),
+        );
         return Array.from({ length: ad.adsLength() }, (_, i) => ({ campaign: ad.ads(i)!.campaignId()!, token: ad.ads(i)!.eventToken()! }));
       };
       // A campaign the user is shown again and again while uncapped.
@@ -233,7 +262,7 @@ describe('budgets', () => {
     }
   });
 
-  it('counts daily spend against the day in the campaign\'s time zone', async () => {
+  it("counts daily spend against the day in the campaign's time zone", async () => {
     // A zone whose date differs from UTC's right now: a day ahead after 10:00 UTC, a day behind before.
     const ahead = new Date().getUTCHours() >= 10;
     const timeZone = ahead ? 'Pacific/Kiritimati' : 'Pacific/Pago_Pago';
@@ -246,7 +275,11 @@ describe('budgets', () => {
       const utcDay = Math.floor(Date.now() / 86_400_000);
       const logged = readdirSync(daemon.dataDir)
         .filter((name) => name.endsWith('.log'))
-        .flatMap((name) => readFileSync(path.join(daemon.dataDir, name), 'utf8').split('\n').filter((line) => line !== ''))
+        .flatMap((name) =>
+          readFileSync(path.join(daemon.dataDir, name), 'utf8')
+            .split('\n')
+            .filter((line) => line !== ''),
+        )
         .map((line) => JSON.parse(line) as { id: string; day: number });
       expect(logged.find((e) => e.id === 'z-c')!.day).toBe(utcDay + (ahead ? 1 : -1));
       expect((await spend(daemon.url)).campaigns[ad.campaignId]!.todayMicros).toBe(expectedCharge(ad));

@@ -83,7 +83,20 @@ describe('exclusions over HTTP', () => {
     for (const campaign of capped) {
       const ad = scored.get(capRequest)!.find((a) => catalog.campaignId[a] === campaign)!;
       const token = signEventToken(
-        { requestId: `cap-${campaign}`, adId: catalog.adId.at(ad)!, slot: 0, bidType: catalog.bidType[ad]!, priceMicros: 1000, issuedMs: now, expiresMs: now + 600_000, userId: capRequest.userId!, pCtr: 0.05, pCvr: 0.05, placement: Placement[Placement.Search], modelVersion },
+        {
+          requestId: `cap-${campaign}`,
+          adId: catalog.adId.at(ad)!,
+          slot: 0,
+          bidType: catalog.bidType[ad]!,
+          priceMicros: 1000,
+          issuedMs: now,
+          expiresMs: now + 600_000,
+          userId: capRequest.userId!,
+          pCtr: 0.05,
+          pCvr: 0.05,
+          placement: Placement[Placement.Search],
+          modelVersion,
+        },
         key,
       );
       expect((await send(daemon.url, { event_id: `cap-${campaign}`, type: 'impression', token })).status).toBe(200);

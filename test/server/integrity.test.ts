@@ -60,7 +60,9 @@ describe('integrity and creatives, end to end', () => {
   it('sheds ad requests beyond the concurrency limit with 503 and Retry-After, and logs sampled requests with their ids', async () => {
     const daemon = await startDaemon({ ...baseEnv, ADSERVE_MAX_CONCURRENT_DECISIONS: '2', ADSERVE_LOG_SAMPLE_RATE: '1', ADSERVE_MAX_DELAY_US: '20000' });
     try {
-      const responses = await Promise.all(Array.from({ length: 40 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `burst-${i}`, query: 'coffee beans' }))));
+      const responses = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => postAd(daemon.url, encodeAdRequest({ id: `burst-${i}`, query: 'coffee beans' }))),
+      );
       const shed = responses.filter((r) => r.status === 503);
       expect(shed.length).toBeGreaterThan(0);
       expect(responses.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(2);
@@ -71,7 +73,10 @@ describe('integrity and creatives, end to end', () => {
       expect((await answer(daemon.url, { id: 'after-burst', query: 'coffee beans' })).status()).toBe(ResponseStatus.Ok);
       const shedMetric = Number(/^adserve_requests_shed_total (\d+)/m.exec(await (await fetch(`${daemon.url}/metrics`)).text())![1]);
       expect(shedMetric).toBe(shed.length);
-      const logged = daemon.output().split('\n').filter((line) => line.includes('"msg":"ad request"'));
+      const logged = daemon
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('"msg":"ad request"'));
       expect(logged.some((line) => line.includes('"requestId":"after-burst"') && line.includes('"status":200'))).toBe(true);
       expect(logged.some((line) => line.includes('"status":503') && line.includes('"error":"overloaded"'))).toBe(true);
     } finally {

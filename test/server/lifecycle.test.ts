@@ -60,17 +60,30 @@ describe('start-up: the daemon listens before its model is loaded', () => {
       const ad = await postAd(daemon.url, encodeAdRequest({ id: 'during-load' }));
       expect(ad.status).toBe(503);
       expect(ad.headers.get('retry-after')).toBe('1');
-      expect(await ad.json()).toEqual({ error: { code: 'starting', message: expect.stringMatching(/^adserve is starting \(verifying files, [\d.]+ s so far\) and serves once \/readyz answers 200/) } });
+      expect(await ad.json()).toEqual({
+        error: {
+          code: 'starting',
+          message: expect.stringMatching(/^adserve is starting \(verifying files, [\d.]+ s so far\) and serves once \/readyz answers 200/),
+        },
+      });
 
       const ws = new WebSocket(`ws://127.0.0.1:${daemon.port}/v1/ws`);
       await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
       const frame = new Promise<Buffer>((resolve) => ws.once('message', resolve));
       ws.send(encodeAdRequest({ id: 'ws-during-load' }));
       const refused = decodeAdResponse(new Uint8Array(await frame));
-      expect({ status: refused.status(), code: refused.errorCode(), id: refused.requestId() }).toEqual({ status: ResponseStatus.Rejected, code: 503, id: 'ws-during-load' });
+      expect({ status: refused.status(), code: refused.errorCode(), id: refused.requestId() }).toEqual({
+        status: ResponseStatus.Rejected,
+        code: 503,
+        id: 'ws-during-load',
+      });
       expect(refused.message()).toMatch(/adserve is starting/);
 
-      const event = await fetch(`${daemon.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event_id: 'e1', type: 'impression', token: 'x' }) });
+      const event = await fetch(`${daemon.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ event_id: 'e1', type: 'impression', token: 'x' }),
+      });
       expect({ status: event.status, body: await event.json() }).toMatchObject({ status: 503, body: { error: { code: 'starting' } } });
       const admin = await fetch(`${daemon.url}/v1/admin/models`, { headers: { authorization: `Bearer ${adminToken}` } });
       expect({ status: admin.status, body: await admin.json() }).toMatchObject({ status: 503, body: { error: { code: 'starting' } } });
@@ -91,7 +104,14 @@ describe('start-up: the daemon listens before its model is loaded', () => {
       ws.close();
 
       const stages = [...daemon.output().matchAll(/"msg":"loading","stage":"([^"]+)"/g)].map((match) => match[1]);
-      expect([...new Set(stages)]).toEqual(['reading catalog', 'seeding catalog store', 'verifying files', 'building catalog', 'loading model and index', 'warming up']);
+      expect([...new Set(stages)]).toEqual([
+        'reading catalog',
+        'seeding catalog store',
+        'verifying files',
+        'building catalog',
+        'loading model and index',
+        'warming up',
+      ]);
       expect(daemon.output()).toMatch(/"msg":"started","ready":true/);
     } finally {
       // Until the pipe is written, a thread of the daemon waits in open(2) on it, and exiting waits for that thread.

@@ -43,11 +43,13 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
   async function expectStillServing(): Promise<void> {
     expect(await adStatus(daemon)).toBe(ResponseStatus.Ok);
     expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
-    const models = (await (await fetch(`${daemon.url}/v1/admin/models`, { headers: { authorization: `Bearer ${token}` } })).json()) as { serving: { dir: string } };
+    const models = (await (await fetch(`${daemon.url}/v1/admin/models`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+      serving: { dir: string };
+    };
     expect(models.serving.dir).toBe(tinyModelDir);
   }
 
-  it('refuses ad embeddings overwritten with NaN at the same size (SHA-256 no longer the manifest\'s)', async () => {
+  it("refuses ad embeddings overwritten with NaN at the same size (SHA-256 no longer the manifest's)", async () => {
     const dir = copyOfTinyModel('nan-embeddings');
     fillFloats(dir, 'ad_embeddings.f32', Number.NaN);
     const { status, message } = await load(dir);
@@ -57,7 +59,7 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
     await expectStillServing();
   });
 
-  it('refuses a file of finite values whose SHA-256 is not the manifest\'s', async () => {
+  it("refuses a file of finite values whose SHA-256 is not the manifest's", async () => {
     const dir = copyOfTinyModel('finite-garbage');
     fillFloats(dir, 'user_embeddings.f32', 0.25);
     const { status, message } = await load(dir);

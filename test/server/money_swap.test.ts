@@ -27,7 +27,11 @@ afterAll(async () => {
 });
 
 const adminFetch = (path: string, method: string, body?: unknown): Promise<Response> =>
-  fetch(`${daemon.url}${path}`, { method, headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  fetch(`${daemon.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 
 /** Sends the ad's events in order up to its billable one; resolves with that one's charge. */
 async function bill(ad: Served, tag: string): Promise<{ chargedMicros: number; capped: boolean }> {
@@ -72,7 +76,12 @@ describe('money through a model swap', () => {
     // A budget an event spends through the new model takes the campaign out of it at once.
     const budget = moved.campaigns[paid.campaignId]!.todayMicros + 1000;
     expect((await adminFetch(`/v1/admin/campaigns/${paid.campaignId}`, 'PATCH', { daily_budget_micros: budget })).status).toBe(200);
-    expect(await bill(after.find((s) => s.campaignId === paid.campaignId && s.token !== next.token)!, 'last')).toMatchObject({ chargedMicros: 1000, capped: true });
+    expect(
+      await bill(
+        after.find((s) => s.campaignId === paid.campaignId && s.token !== next.token)!,
+        'last',
+      ),
+    ).toMatchObject({ chargedMicros: 1000, capped: true });
     expect((await spend(daemon.url)).campaigns[paid.campaignId]).toMatchObject({ todayMicros: budget, exhausted: true });
     expect((await served('later')).some((s) => s.campaignId === paid.campaignId)).toBe(false);
   });

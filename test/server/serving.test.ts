@@ -14,7 +14,12 @@ const signingKey = signingKeyOf(Buffer.from(tokenKey));
 let daemon: Daemon;
 
 beforeAll(async () => {
-  daemon = await startDaemon({ ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_EVENT_TOKEN_KEY: tokenKey, ADSERVE_INDEX_KIND: 'ivf', ADSERVE_SCORE_CANDIDATES: '100' });
+  daemon = await startDaemon({
+    ADSERVE_MODEL_DIR: tinyModelDir,
+    ADSERVE_EVENT_TOKEN_KEY: tokenKey,
+    ADSERVE_INDEX_KIND: 'ivf',
+    ADSERVE_SCORE_CANDIDATES: '100',
+  });
 });
 
 afterAll(async () => {
@@ -31,7 +36,10 @@ function blockedRequest(advertisers: string[]): Uint8Array {
   const builder = new Builder(256);
   const id = builder.createString('blocked-1');
   const query = builder.createString('running shoes');
-  const blocked = AdRequest.createBlockedAdvertisersVector(builder, advertisers.map((a) => builder.createString(a)));
+  const blocked = AdRequest.createBlockedAdvertisersVector(
+    builder,
+    advertisers.map((a) => builder.createString(a)),
+  );
   AdRequest.startAdRequest(builder);
   AdRequest.addId(builder, id);
   AdRequest.addPlacement(builder, Placement.Search);
@@ -118,7 +126,8 @@ describe('serving the tiny model', () => {
 
   it('exports engine and auction metrics', async () => {
     const text = await (await fetch(`${daemon.url}/metrics`)).text();
-    for (const stage of ['retrieve', 'score', 'exclusions', 'calibrate', 'quality', 'auction', 'encode']) expect(text).toMatch(new RegExp(`adserve_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
+    for (const stage of ['retrieve', 'score', 'exclusions', 'calibrate', 'quality', 'auction', 'encode'])
+      expect(text).toMatch(new RegExp(`adserve_stage_duration_seconds_count\\{stage="${stage}"\\} [1-9]`));
     expect(text).toMatch(/adserve_batch_size_count [1-9]/);
     expect(text).toMatch(/adserve_auction_clearing_price_count\{bid_type="(cpc|cpm|cpa)"\} [1-9]/);
     expect(text).toMatch(/adserve_deadline_degraded_total [1-9]/);

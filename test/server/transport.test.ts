@@ -101,7 +101,15 @@ describe('HTTP/1.1 pipelining', () => {
     for (const behind of [livez, adPost('second')]) {
       // The first request must find no decision in flight (a dropped connection's decision runs on),
       // or it is shed at once with a 503 and nothing is pending when the second arrives.
-      while ((await fetch(`${daemon.url}/v1/ads`, { method: 'POST', headers: { 'content-type': 'application/x-flatbuffers' }, body: encodeAdRequest({ id: 'probe', query: 'yoga mat' }) })).status === 503) {
+      while (
+        (
+          await fetch(`${daemon.url}/v1/ads`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-flatbuffers' },
+            body: encodeAdRequest({ id: 'probe', query: 'yoga mat' }),
+          })
+        ).status === 503
+      ) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       const reply = await rawExchange([Buffer.concat([adPost('first'), Buffer.from(behind)])], responseCount(1));

@@ -12,7 +12,10 @@ export const tinyModelDir = path.join(projectRoot, 'build', 'test-models', 'tiny
 export default function setup(): void {
   const trainDir = path.join(projectRoot, 'train');
   const digest = createHash('sha256');
-  for (const name of readdirSync(trainDir).filter((file) => file.endsWith('.py')).sort()) digest.update(name).update(readFileSync(path.join(trainDir, name)));
+  for (const name of readdirSync(trainDir)
+    .filter((file) => file.endsWith('.py'))
+    .sort())
+    digest.update(name).update(readFileSync(path.join(trainDir, name)));
   const want = digest.digest('hex');
   const stamp = path.join(tinyModelDir, '.stamp');
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;

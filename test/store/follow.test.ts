@@ -52,7 +52,7 @@ describe.each(backends)('following changes on %s', (backend) => {
 });
 
 describe('following changes on postgres across replicas', () => {
-  test('a second store on the same database hears the first one\'s commits', async () => {
+  test("a second store on the same database hears the first one's commits", async () => {
     const location = await stores.freshLocation('postgres');
     const url = (location as { url: string }).url;
     const writer = await stores.open('postgres', location);
@@ -106,7 +106,12 @@ describe('following changes on postgres across replicas', () => {
 /** Backends LISTENing for catalog changes on the database at `url`. */
 async function listeners(url: string): Promise<number[]> {
   const database = new URL(url).pathname.slice(1);
-  const rows = await stores.postgres().query<{ pid: number }>("select pid from pg_stat_activity where application_name = $1 and datname = $2 and query like 'LISTEN%'", [listenerApplicationName, database]);
+  const rows = await stores
+    .postgres()
+    .query<{ pid: number }>("select pid from pg_stat_activity where application_name = $1 and datname = $2 and query like 'LISTEN%'", [
+      listenerApplicationName,
+      database,
+    ]);
   return rows.map((row) => row.pid);
 }
 

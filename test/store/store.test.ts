@@ -21,7 +21,9 @@ describe.each(backends)('catalog store on %s', (backend) => {
     await first.close();
     // Replicas opening one PostgreSQL database at once must not both migrate (a SQLite file has one owner).
     const [second, third] =
-      backend === 'postgres' ? await Promise.all([stores.open(backend, location), stores.open(backend, location)]) : [await stores.open(backend, location), await stores.open(backend, location)];
+      backend === 'postgres'
+        ? await Promise.all([stores.open(backend, location), stores.open(backend, location)])
+        : [await stores.open(backend, location), await stores.open(backend, location)];
     expect(await second.migrate()).toEqual([]);
     expect((await third.get('advertiser', 'adv1'))?.name).toBe('Advertiser adv1');
     expect(await third.currentSeq()).toBe(1);
@@ -135,7 +137,7 @@ describe.each(backends)('catalog store on %s', (backend) => {
       if (!page.next_cursor) break;
       cursor = page.next_cursor;
     }
-    const sorted = [...ids].sort((x, y) => (Buffer.compare(Buffer.from(x), Buffer.from(y))));
+    const sorted = [...ids].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     expect(seen).toEqual(sorted);
     const byCampaign = await store.listAds({ campaignId: 'c2', limit: 1000 });
     expect(byCampaign.items.map((row) => row.id)).toEqual(sorted.filter((id) => ids.indexOf(id) % 3 === 0));
@@ -191,7 +193,17 @@ describe.each(backends)('catalog store on %s', (backend) => {
       [{ frequency_cap: { impressions: 1 } }, 'frequency_cap.window_seconds'],
       [{ day_parting: [1, 2] }, 'day_parting'],
       [{ targeting: [[]] }, 'targeting[0]'],
-      [{ targeting: [[{ type: 'geo', value: 'US' }, { type: 'zip', value: '1' }]] }, 'targeting[0][1].type'],
+      [
+        {
+          targeting: [
+            [
+              { type: 'geo', value: 'US' },
+              { type: 'zip', value: '1' },
+            ],
+          ],
+        },
+        'targeting[0][1].type',
+      ],
       [{ targeting: [[{ type: 'geo', value: '' }]] }, 'targeting[0][0].value'],
       [{ targeting: [[{ type: 'geo', value: 'US', not: 'yes' }]] }, 'targeting[0][0].not'],
       [{ targeting: { geo: 'US' } }, 'targeting'],
@@ -239,7 +251,11 @@ describe.each(backends)('catalog store on %s', (backend) => {
       { ...ad('wrong-adv'), advertiser_id: 'adv9' },
       { ...ad(), id: undefined },
     ]);
-    const summary = outcomes.map((outcome) => (outcome.ok ? { id: outcome.row.id.length === 36 ? 'uuid' : outcome.row.id, created: outcome.created } : { code: outcome.error.code, field: (outcome.error as StoreValidationError).field }));
+    const summary = outcomes.map((outcome) =>
+      outcome.ok
+        ? { id: outcome.row.id.length === 36 ? 'uuid' : outcome.row.id, created: outcome.created }
+        : { code: outcome.error.code, field: (outcome.error as StoreValidationError).field },
+    );
     expect(summary).toEqual([
       { id: 'new-1', created: true },
       { code: 'E_INVALID', field: 'price_micros' },
