@@ -36,14 +36,16 @@ export interface EncodeInput {
 const openingBrace = '{'.charCodeAt(0);
 const nanos = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
-/** One winner of the auction as it goes out, with its sealed event token; `times` are the tokens' issue and expiry. */
-function winningAd(
-  input: EncodeInput,
-  scratch: DecisionScratch,
-  slot: number,
-  times: { issuedMs: number; expiresMs: number },
-  query: string | undefined,
-): WinningAd {
+/** What every winner of one decision shares: its tokens' issue and expiry, the placement's name, the query keyword insertion uses. */
+interface DecisionShared {
+  issuedMs: number;
+  expiresMs: number;
+  placement: string;
+  query: string | undefined;
+}
+
+/** One winner of the auction as it goes out, with its sealed event token. */
+function winningAd(input: EncodeInput, scratch: DecisionScratch, slot: number, shared: DecisionShared): WinningAd {
   const { parsed, catalog, outcome, modelVersion } = input;
   const i = outcome.candidate[slot]!;
   const ad = scratch.adIndex[i]!;
@@ -52,14 +54,15 @@ function winningAd(
   const bidType = scratch.bidType[i]!;
   const pCtr = scratch.pCtr[i]!;
   const pCvr = scratch.pCvr[i]!;
-  const placement = Placement[parsed.placement] ?? 'unknown';
+  const { issuedMs, expiresMs, placement, query } = shared;
   const token = {
     requestId: parsed.requestId,
     adId: catalog.adId.at(ad)!,
     slot,
     bidType,
     priceMicros,
-    ...times,
+    issuedMs,
+    expiresMs,
     userId: parsed.userId,
     pCtr,
     pCvr,
@@ -92,10 +95,14 @@ function winningAd(
 export function encodeDecision(input: EncodeInput, clock: Clock, scratch: DecisionScratch): Uint8Array {
   const { parsed, outcome, modelVersion } = input;
   const issuedMs = clock.now();
-  const times = { issuedMs, expiresMs: issuedMs + input.tokenTtlMs };
-  const query = parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined;
+  const shared: DecisionShared = {
+    issuedMs,
+    expiresMs: issuedMs + input.tokenTtlMs,
+    placement: Placement[parsed.placement] ?? 'unknown',
+    query: parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined,
+  };
   const ads: WinningAd[] = [];
-  for (let slot = 0; slot < outcome.winners; slot++) ads.push(winningAd(input, scratch, slot, times, query));
+  for (let slot = 0; slot < outcome.winners; slot++) ads.push(winningAd(input, scratch, slot, shared));
   return encodeAdResponse({
     requestId: parsed.requestId,
     status: outcome.winners > 0 ? ResponseStatus.Ok : ResponseStatus.NoFill,
