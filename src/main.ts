@@ -29,6 +29,7 @@ import { type Server, startServer } from './server/app';
 import type { Readiness } from './server/health';
 import { type SeedCatalog, seedFromCatalog } from './store/seed';
 import { CatalogStore } from './store/store';
+import { StoreSync } from './pipeline/store_sync';
 
 /** The key new tokens are sealed with, then the rotated-out keys that still open older ones. */
 function eventTokenKeys(config: Config): SigningKey[] {
@@ -55,12 +56,12 @@ async function openCatalogStore(config: Config, log: Logger): Promise<CatalogSto
  * A store created since its last seed gets the model directory's catalog. Serving does not read the
  * store yet, so a catalog the store refuses is logged and the daemon serves on; the next start tries again.
  */
-async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, log: Logger, progress: LoadProgress): Promise<void> {
+async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, catalogSha256: string, log: Logger, progress: LoadProgress): Promise<void> {
   if (!(await store.seedPending())) return;
   progress.enter('seeding catalog store');
   const started = Date.now();
   try {
-    const result = await seedFromCatalog(store, catalog);
+    const result = await seedFromCatalog(store, catalog, { catalogSha256 });
     log.info('catalog store seeded', { advertisers: result.advertisers, campaigns: result.campaigns, ads: result.ads, seconds: (Date.now() - started) / 1000 });
   } catch (error) {
     log.error('catalog store not seeded from the model directory', { error: (error as Error).message });
@@ -75,6 +76,7 @@ async function loadServing(
   canary: ServingCanary,
   progress: LoadProgress,
   store: CatalogStore,
+  sync: StoreSync,
 ): Promise<Serving | undefined> {
   const dir = startupModelDir(config);
   if (!existsSync(path.join(dir, 'manifest.json'))) {
@@ -84,8 +86,10 @@ async function loadServing(
   const started = Date.now();
   progress.enter('reading catalog');
   const model = readModelDir(dir);
-  await seedCatalogStore(store, model.catalog, log, progress);
+  await seedCatalogStore(store, model.catalog, model.manifest.files['catalog.json']!.sha256, log, progress);
   const serving = await openServing(model, config, money, changes, progress);
+  progress.enter('following the catalog store');
+  await sync.adopt(serving);
   // The engine's warm-up, then the decision path's (warmDecisionPath).
   progress.enter('warming up', 2 * warmUpRequests().length);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
@@ -178,7 +182,14 @@ function startTimers(config: Config, decision: DecisionContext, money: Money, ca
  * drainDelayMs more, then the listener closes and in-flight work finishes. A signal during the
  * delay ends it; one after it exits at once.
  */
-function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore, store: CatalogStore, startup: LoadProgress): void {
+function stopOnSignals(
+  config: Config,
+  log: Logger,
+  server: Server,
+  spend: SpendStore,
+  catalog: { store: CatalogStore; sync: StoreSync },
+  startup: LoadProgress,
+): void {
   let phase: 'serving' | 'delaying' | 'draining' = 'serving';
   let endDelay = (): void => undefined;
   const stop = (signal: NodeJS.Signals): void => {
@@ -209,7 +220,8 @@ function stopOnSignals(config: Config, log: Logger, server: Server, spend: Spend
       })
       .then(async ({ drained, abandoned }) => {
         await spend.close();
-        await store.close();
+        await catalog.sync.close();
+        await catalog.store.close();
         log.info('stopped', { drained, abandoned });
         process.exit(0);
       })
@@ -239,6 +251,7 @@ async function main(): Promise<void> {
   const money = new Money(spend);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const store = await openCatalogStore(config, log);
+  const sync = new StoreSync({ store, money, log });
   const canary = new ServingCanary(log);
   const startup = new LoadProgress(log);
   const decision: DecisionContext = {
@@ -258,7 +271,7 @@ async function main(): Promise<void> {
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, money, changes),
+    swapper: new ModelSwapper(decision, config, projectRoot, money, changes, sync),
     changes,
     events: { money, metrics, keys: tokenKeys, servings },
     readiness: () => readinessOf(config, decision, canary),
@@ -273,8 +286,8 @@ async function main(): Promise<void> {
     version,
     ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }),
   });
-  stopOnSignals(config, log, server, spend, store, startup);
-  decision.serving = await loadServing(config, log, money, changes, canary, startup, store);
+  stopOnSignals(config, log, server, spend, { store, sync }, startup);
+  decision.serving = await loadServing(config, log, money, changes, canary, startup, store, sync);
   await warmDecisionPath(decision, startup);
   startup.finish();
   log.info('started', { ready: readinessOf(config, decision, canary).ready, seconds: startup.state().seconds });

@@ -1,11 +1,14 @@
 // The ad catalog as columns indexed by the dense ad index shared with the engine. Campaign settings
 // (status, bid, budgets, pacing and day-parting, frequency cap, time zone) and ad status can change while serving
 // (the admin API): every such change goes through setCampaign / setAdStatus, the same path the
-// catalog file takes at load, and the columns and maps below follow.
+// catalog file takes at load, and the columns and maps below follow. Ads created while serving are
+// appended (appendAds) under the indices the engine gave them; an ad whose content changed is
+// appended again and its old row retired, so an index never changes meaning.
 import { defaults } from '../config';
-import type { CatalogCampaign, CatalogJson, PacingMode } from './catalog_json';
+import type { CatalogAd, CatalogCampaign, CatalogJson, PacingMode } from './catalog_json';
 import { isKnownTimeZone } from './time_zone';
 import { BidType } from '../protocol/schema';
+import { GrowingIndex, GrowingStrings, grownTo } from './growing_columns';
 import { interned, PackedIndex, PackedStrings, type StringColumn } from './packed_strings';
 
 export type Micros = number;
@@ -49,8 +52,14 @@ export interface Catalog {
   readonly adPaused: Uint8Array;
   /** Ads carrying a policy flag the daemon blocks (1): they never serve. */
   readonly adPolicyBlocked: Uint8Array;
+  /** Rows replaced by a newer row of the same ad, or archived (1): they never serve again, but events of ads they served still find their campaign. */
+  readonly adRetired: Uint8Array;
   /** Ads that may serve: active ads of active campaigns (1) or not (0). */
   readonly active: Uint8Array;
+  /** Active campaigns held out of serving all the same: outside their flight, or under a paused or archived advertiser. */
+  readonly campaignHeld: ReadonlySet<string>;
+  /** Ads with any of these among their policy_flags never serve. */
+  readonly blockedPolicyFlags: ReadonlySet<string>;
   readonly campaignPacing: ReadonlyMap<string, PacingMode>;
   readonly campaignFrequencyCap: ReadonlyMap<string, { impressions: number; windowSeconds: number }>;
   /** IANA time zone of each campaign that has one other than UTC. */
@@ -61,7 +70,9 @@ export interface Catalog {
   readonly campaignDayParting: ReadonlyMap<string, readonly number[]>;
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer K2, infer V> ? Map<K2, V> : T[K] };
+type Mutable<T> = {
+  -readonly [K in keyof T]: T[K] extends ReadonlyMap<infer K2, infer V> ? Map<K2, V> : T[K] extends ReadonlySet<infer V> ? Set<V> : T[K];
+};
 
 export class CatalogError extends Error {}
 
@@ -112,6 +123,7 @@ export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
   const c = catalog as Mutable<Catalog>;
   const { id } = campaign;
   c.campaigns.set(id, campaign);
+  if (!c.campaignAds.has(id)) c.campaignAds.set(id, new Uint32Array(0));
   c.campaignDailyBudgetMicros.set(id, campaign.daily_budget_micros);
   if (campaign.lifetime_budget_micros === undefined) c.campaignLifetimeBudgetMicros.delete(id);
   else c.campaignLifetimeBudgetMicros.set(id, campaign.lifetime_budget_micros);
@@ -131,8 +143,76 @@ export function setCampaign(catalog: Catalog, campaign: CatalogCampaign): void {
   }
 }
 
-const servable = (catalog: Catalog, ad: number, campaignStatus: string): number =>
-  campaignStatus === 'active' && catalog.adPaused[ad] === 0 && catalog.adPolicyBlocked[ad] === 0 ? 1 : 0;
+function servable(catalog: Catalog, ad: number, campaignStatus: string): number {
+  const campaignServes = campaignStatus === 'active' && !catalog.campaignHeld.has(catalog.campaignId[ad]!);
+  return campaignServes && catalog.adPaused[ad] === 0 && catalog.adPolicyBlocked[ad] === 0 && catalog.adRetired[ad] === 0 ? 1 : 0;
+}
+
+/** Holds an active campaign out of serving (held) or lets it serve again; its ads' `active` follow. */
+export function setCampaignHeld(catalog: Catalog, campaignId: string, held: boolean): void {
+  const c = catalog as Mutable<Catalog>;
+  if (held) c.campaignHeld.add(campaignId);
+  else c.campaignHeld.delete(campaignId);
+  const status = catalog.campaigns.get(campaignId)?.status ?? 'paused';
+  for (const ad of catalog.campaignAds.get(campaignId) ?? []) c.active[ad] = servable(catalog, ad, status);
+}
+
+/**
+ * Appends ads (already validated, of campaigns the catalog has) under indices size.. onwards, in
+ * order, and returns the first; each appended id now names its new row. The engine must have been
+ * given the same ads in the same order (its addAds), so the indices agree.
+ */
+export function appendAds(catalog: Catalog, ads: readonly CatalogAd[]): number {
+  const c = catalog as Mutable<Catalog>;
+  const first = catalog.size;
+  const size = first + ads.length;
+  for (const key of ['bidType', 'bidMicros', 'landingQuality', 'adPaused', 'adPolicyBlocked', 'adRetired', 'active'] as const) {
+    (c as Record<typeof key, Uint8Array | Float32Array | Float64Array>)[key] = grownTo(c[key], size);
+  }
+  const byCampaign = new Map<string, number[]>();
+  ads.forEach((ad, offset) => {
+    const index = first + offset;
+    const campaign = catalog.campaigns.get(ad.campaign_id);
+    if (!campaign) throw new CatalogError(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
+    for (const [column, value] of [
+      [c.adId, ad.id],
+      [c.productId, ad.product_id],
+      [c.title, ad.title],
+      [c.landingUrl, ad.landing_url],
+      [c.imageUrl, ad.image_url],
+    ] as const)
+      (column as GrowingStrings).push(value);
+    (c.campaignId as string[]).push(ad.campaign_id);
+    (c.advertiserId as string[]).push(ad.advertiser_id);
+    (c.category as string[]).push(ad.category);
+    c.landingQuality[index] = ad.landing_quality;
+    c.bidType[index] = bidTypes[campaign.bid_type]!;
+    c.bidMicros[index] = campaign.bid_micros;
+    c.adPaused[index] = ad.status === 'paused' ? 1 : 0;
+    c.adPolicyBlocked[index] = ad.policy_flags?.some((flag) => catalog.blockedPolicyFlags.has(flag)) ? 1 : 0;
+    c.adRetired[index] = 0;
+    (c.indexOf as GrowingIndex).set(ad.id, index);
+    byCampaign.set(ad.campaign_id, [...(byCampaign.get(ad.campaign_id) ?? []), index]);
+  });
+  c.size = size;
+  for (const [campaignId, added] of byCampaign) c.campaignAds.set(campaignId, Uint32Array.from([...catalog.campaignAds.get(campaignId)!, ...added]));
+  for (let index = first; index < size; index++) c.active[index] = servable(catalog, index, catalog.campaigns.get(catalog.campaignId[index]!)!.status);
+  return first;
+}
+
+/** Retires a row for good: it leaves its campaign's ads and never serves, but its id still finds it until a newer row takes the id. */
+export function retireAd(catalog: Catalog, ad: number): void {
+  const c = catalog as Mutable<Catalog>;
+  c.adRetired[ad] = 1;
+  c.active[ad] = 0;
+  const campaignId = catalog.campaignId[ad]!;
+  const ads = catalog.campaignAds.get(campaignId);
+  if (ads?.includes(ad))
+    c.campaignAds.set(
+      campaignId,
+      ads.filter((each) => each !== ad),
+    );
+}
 
 export function setAdStatus(catalog: Catalog, ad: number, status: 'active' | 'paused'): void {
   const c = catalog as Mutable<Catalog>;
@@ -171,24 +251,27 @@ export function catalogFromJson(json: CatalogJson, options: CatalogOptions = { b
     campaignLifetimeBudgetMicros: new Map(),
     adPaused: Uint8Array.from(json.ads, (ad) => (ad.status === 'paused' ? 1 : 0)),
     adPolicyBlocked: Uint8Array.from(json.ads, (ad) => (ad.policy_flags?.some((flag) => blocked.has(flag)) ? 1 : 0)),
+    adRetired: new Uint8Array(size),
     active: new Uint8Array(size),
+    campaignHeld: new Set(),
+    blockedPolicyFlags: blocked,
     campaignPacing: new Map(),
     campaignFrequencyCap: new Map(),
     campaignTimeZone: new Map(),
     campaignDayParting: new Map(),
     limits: options.limits,
-    adId,
+    adId: new GrowingStrings(adId),
     campaignId: interned(json.ads.map((ad) => ad.campaign_id)),
     advertiserId: interned(json.ads.map((ad) => ad.advertiser_id)),
-    productId: PackedStrings.from(json.ads.map((ad) => ad.product_id)),
+    productId: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.product_id))),
     category: interned(json.ads.map((ad) => ad.category)),
-    title: PackedStrings.from(json.ads.map((ad) => ad.title)),
-    landingUrl: PackedStrings.from(json.ads.map((ad) => ad.landing_url)),
-    imageUrl: PackedStrings.from(json.ads.map((ad) => ad.image_url)),
+    title: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.title))),
+    landingUrl: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.landing_url))),
+    imageUrl: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.image_url))),
     bidType: new Uint8Array(size),
     bidMicros: new Float64Array(size),
     landingQuality: Float32Array.from(json.ads, (ad) => ad.landing_quality),
-    indexOf,
+    indexOf: new GrowingIndex(indexOf),
   };
   for (const campaign of json.campaigns) setCampaign(catalog, { ...campaign });
   return catalog;

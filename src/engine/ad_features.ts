@@ -33,40 +33,47 @@ export function titleBuckets(title: string, buckets: number, maxTokens: number):
   return ids;
 }
 
-export function adTowerInputs(model: ModelDir, ads: readonly NewAdFields[]): AdTowerInputs {
+/**
+ * The ad tower's input rows for new ads, from what the model directory says about its features;
+ * keeps only the vocabularies, not the catalog, so a serving model can hold it.
+ */
+export function adTowerEncoder(model: ModelDir): (ads: readonly NewAdFields[]) => AdTowerInputs {
   const { ad, hashing, priors } = model.manifest.features;
   const advertiserIndex = new Map(model.catalog.advertisers.map((advertiser, index) => [advertiser.id, index + 1]));
   const vocabulary = (name: string): string[] | undefined => ad.categorical.find((column) => column.name === name)?.vocabulary;
   const [categories, formats, bidTypes] = [vocabulary('category'), vocabulary('format'), vocabulary('bid_type')];
   const { buckets, max_tokens: maxTokens } = hashing.title;
   const width = ad.numeric.names.length;
-  const categorical = new Int32Array(ads.length * 4);
-  const title = new Int32Array(ads.length * maxTokens);
-  const numeric = new Float32Array(ads.length * width);
-  ads.forEach((fields, i) => {
-    categorical.set(
-      [
-        advertiserIndex.get(fields.advertiserId) ?? 0,
-        vocabularyIndex(categories, fields.category),
-        vocabularyIndex(formats, fields.format),
-        vocabularyIndex(bidTypes, fields.bidType),
-      ],
-      i * 4,
-    );
-    title.set(titleBuckets(fields.title, buckets, maxTokens), i * maxTokens);
-    // No history yet: click and conversion rates at the global priors, zero impressions.
-    const raw: Record<string, number> = {
-      log_price: Math.log(fields.priceMicros / 1e6),
-      landing_quality: fields.landingQuality,
-      rating: fields.rating,
-      ctr_logit: logit(priors.global_ctr),
-      cvr_logit: logit(priors.global_cvr),
-      log_impressions: 0,
-    };
-    ad.numeric.names.forEach((name, j) => {
-      if (!(name in raw)) throw new Error(`the model's ad feature ${name} is unknown to adserve`);
-      numeric[i * width + j] = (raw[name]! - ad.numeric.mean[j]!) / ad.numeric.std[j]!;
+  const unknown = ad.numeric.names.find((name) => !['log_price', 'landing_quality', 'rating', 'ctr_logit', 'cvr_logit', 'log_impressions'].includes(name));
+  if (unknown !== undefined) throw new Error(`the model's ad feature ${unknown} is unknown to adserve`);
+  return (ads) => {
+    const categorical = new Int32Array(ads.length * 4);
+    const title = new Int32Array(ads.length * maxTokens);
+    const numeric = new Float32Array(ads.length * width);
+    ads.forEach((fields, i) => {
+      categorical.set(
+        [
+          advertiserIndex.get(fields.advertiserId) ?? 0,
+          vocabularyIndex(categories, fields.category),
+          vocabularyIndex(formats, fields.format),
+          vocabularyIndex(bidTypes, fields.bidType),
+        ],
+        i * 4,
+      );
+      title.set(titleBuckets(fields.title, buckets, maxTokens), i * maxTokens);
+      // No history yet: click and conversion rates at the global priors, zero impressions.
+      const raw: Record<string, number> = {
+        log_price: Math.log(fields.priceMicros / 1e6),
+        landing_quality: fields.landingQuality,
+        rating: fields.rating,
+        ctr_logit: logit(priors.global_ctr),
+        cvr_logit: logit(priors.global_cvr),
+        log_impressions: 0,
+      };
+      ad.numeric.names.forEach((name, j) => {
+        numeric[i * width + j] = (raw[name]! - ad.numeric.mean[j]!) / ad.numeric.std[j]!;
+      });
     });
-  });
-  return { categorical, title, numeric };
+    return { categorical, title, numeric };
+  };
 }

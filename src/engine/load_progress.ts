@@ -2,7 +2,14 @@
 // loads its model, and this is what it can say about the load meanwhile.
 import type { Logger } from '../log';
 
-export type LoadStage = 'reading catalog' | 'seeding catalog store' | 'verifying files' | 'building catalog' | 'loading model and index' | 'warming up';
+export type LoadStage =
+  | 'reading catalog'
+  | 'seeding catalog store'
+  | 'verifying files'
+  | 'building catalog'
+  | 'loading model and index'
+  | 'following the catalog store'
+  | 'warming up';
 
 /** What /readyz reports while the load runs; `done` and `total` only for stages that can count (bytes hashed, warm-up requests answered). */
 export interface LoadState {

@@ -6,13 +6,15 @@ import type { AuctionRules } from '../auction/auction';
 import { FrequencyCaps } from '../money/frequency_caps';
 import type { Money } from '../money/money';
 import type { Pacer } from '../money/pacing';
+import { adContentKey } from '../catalog/ad_content';
 import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
 import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
 import type { CatalogCampaign } from '../catalog/catalog_json';
 import { type CalibrationParams, validateCalibration } from '../calibration/calibrate';
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
 import { Placement } from '../protocol/schema';
-import type { NativeEngine } from './addon';
+import { adTowerEncoder, type NewAdFields } from './ad_features';
+import type { AdTowerInputs, NativeEngine } from './addon';
 import type { LoadProgress } from './load_progress';
 import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
 import { type ModelDir, verifyModelFiles } from './model_dir';
@@ -32,12 +34,20 @@ export interface Serving {
   /** money.pacer, which the exclusions stage reads. */
   pacer: Pacer;
   frequency: FrequencyCaps;
-  /** Each campaign's code in the engine's exclusions (AdKeys.campaign). */
-  campaignCode: ReadonlyMap<string, number>;
+  /** Each campaign's code in the engine's exclusions (AdKeys.campaign); campaigns created while serving take the next. */
+  campaignCode: Map<string, number>;
   /** Auction rules per Placement (enum value; Unknown has the global ones), before the request's own slots, floor and auction type apply. */
   rules: AuctionRules[];
   /** Weights of the engine's lightweight score, for recomputing ads' priors after an edit. */
   light: LightWeights;
+  /** The ad tower's inputs for ads this model was not trained on. */
+  encodeAds: (ads: readonly NewAdFields[]) => AdTowerInputs;
+  /** Click and conversion rates of an ad without history. */
+  globalRates: { ctr: number; cvr: number };
+  /** adContentKey of each catalog row as this model serves it. */
+  adContent: number[];
+  /** SHA-256 of the catalog.json this model was trained on. */
+  catalogSha256: string;
 }
 
 const placementOf: Record<PlacementName, Placement> = {
@@ -111,7 +121,12 @@ export async function openServing(model: ModelDir, config: Config, money: Money,
   progress?.enter('loading model and index');
   const engine = await openEngine(model, catalog, history, settings);
   money.attach(catalog, engine, Date.now());
+  const { priors } = model.manifest.features;
   return {
+    encodeAds: adTowerEncoder(model),
+    globalRates: { ctr: priors.global_ctr, cvr: priors.global_cvr },
+    adContent: model.catalog.ads.map((ad) => adContentKey(ad, catalog.campaigns.get(ad.campaign_id)!)),
+    catalogSha256: model.manifest.files['catalog.json']!.sha256,
     light: settings.light,
     money,
     pacer: money.pacer,
@@ -135,12 +150,12 @@ export function closeServing(serving: Serving): void {
 }
 
 /**
- * Puts an edited campaign into this model's service: catalog columns, lightweight-score priors and
+ * Puts a campaign, edited or new, into this model's service: catalog columns, lightweight-score priors and
  * frequency caps. Eligibility and pacing follow once every model has it (Money.campaignChanged).
  */
 export function applyCampaign(serving: Serving, campaign: CatalogCampaign): void {
   const { catalog } = serving;
-  if (!catalog.campaigns.has(campaign.id)) return;
+  if (!serving.campaignCode.has(campaign.id)) serving.campaignCode.set(campaign.id, serving.campaignCode.size);
   setCampaign(catalog, campaign);
   const ads = catalog.campaignAds.get(campaign.id)!;
   serving.engine.setPriors(

@@ -14,6 +14,7 @@ import type { Money } from '../money/money';
 import { type DecisionContext, decideAds } from './ad_decision';
 import { ModelHistory } from './model_history';
 import { DecisionScratch } from './scratch';
+import type { StoreSync } from './store_sync';
 
 export class SwapInProgressError extends Error {}
 
@@ -34,6 +35,7 @@ export class ModelSwapper {
     private readonly root: string,
     private readonly money: Money,
     private readonly changes: CatalogChanges,
+    private readonly sync: StoreSync,
   ) {
     this.trialMetrics = createMetrics(addon.buildInfo(), 'model-swap-trial');
     this.history = ModelHistory.open(path.resolve(root, config.dataDir));
@@ -72,21 +74,37 @@ export class ModelSwapper {
       const next = await openServing(readModelDir(resolved), this.config, this.money, this.changes);
       const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
+        // The store's ads this model was not trained on are embedded before it serves.
+        await this.sync.adopt(next);
         const problem = cannotFill(await warmUp(next));
         if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
         await this.fillsLike(next, previous ?? this.context.serving, resolved);
         record(previous);
       } catch (error) {
-        closeServing(next);
+        this.close(next);
         throw error;
       }
       if (arm === 'a') this.context.serving = next;
       else this.context.challenger = { serving: next, share };
-      if (previous) closeServing(previous);
+      if (previous) this.close(previous);
       return next;
     } finally {
       this.loading = undefined;
     }
+  }
+
+  /** Ends an A/B test: arm B's users go back to arm A, and its engine drains and closes. */
+  removeChallenger(): boolean {
+    const challenger = this.context.challenger;
+    if (!challenger) return false;
+    this.context.challenger = undefined;
+    this.close(challenger.serving);
+    return true;
+  }
+
+  private close(serving: Serving): void {
+    this.sync.release(serving);
+    closeServing(serving);
   }
 
   /** How many warm-up requests `serving` fills through the whole ad decision. */
@@ -118,13 +136,4 @@ export class ModelSwapper {
     const currentFills = await this.trialFills(current);
     if (currentFills > 0) throw new Error(`${dir} filled none of the ${warmUpRequests().length} warm-up requests; the serving model filled ${currentFills}`);
   }
-}
-
-/** Ends an A/B test: arm B's users go back to arm A, and its engine drains and closes. */
-export function removeChallenger(context: DecisionContext): boolean {
-  const challenger = context.challenger;
-  if (!challenger) return false;
-  context.challenger = undefined;
-  closeServing(challenger.serving);
-  return true;
 }

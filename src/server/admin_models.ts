@@ -2,7 +2,7 @@
 // hot swaps with warm-up, rollback to what served before, and the end of an A/B test.
 import { ModelDirError } from '../engine/model_dir';
 import { listRepository, repositoryOf, type RepositoryEntry, versionDir } from '../engine/model_repository';
-import { NothingToRollBackError, removeChallenger, SwapInProgressError } from '../pipeline/model_swap';
+import { NothingToRollBackError, SwapInProgressError } from '../pipeline/model_swap';
 import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
@@ -55,7 +55,7 @@ function describe(deps: AdminDeps) {
 }
 
 function endAbTest({ exchange, deps }: AdminCall): void {
-  if (!removeChallenger(deps.decision)) return exchange.fail(new RequestError(404, 'not_found', 'no A/B test is running'));
+  if (!deps.swapper.removeChallenger()) return exchange.fail(new RequestError(404, 'not_found', 'no A/B test is running'));
   deps.log.info('A/B test ended');
   sendJson(exchange, describe(deps));
 }

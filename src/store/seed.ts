@@ -20,10 +20,10 @@ export interface SeedResult {
 
 /**
  * Imports `catalog` into a store created since its last seed, in transactions of `batchSize`
- * rows, each row validated as a create. Safe to run again after an interruption, and from several
+ * rows, each row validated as a create; `catalogSha256` names the catalog for StoreSync. Safe to run again after an interruption, and from several
  * replicas at once: rows already present are skipped, and the store is marked seeded at the end.
  */
-export async function seedFromCatalog(store: CatalogStore, catalog: SeedCatalog, options: { batchSize?: number } = {}): Promise<SeedResult> {
+export async function seedFromCatalog(store: CatalogStore, catalog: SeedCatalog, options: { batchSize?: number; catalogSha256: string }): Promise<SeedResult> {
   const result: SeedResult = { seeded: false, advertisers: 0, campaigns: 0, ads: 0 };
   if (!(await store.seedPending())) return result;
   const batchSize = options.batchSize ?? 5000;
@@ -45,7 +45,7 @@ export async function seedFromCatalog(store: CatalogStore, catalog: SeedCatalog,
       }
     }
   }
-  await store.markSeeded();
+  await store.markSeeded({ catalogSha256: options.catalogSha256 });
   result.seeded = true;
   return result;
 }

@@ -412,8 +412,33 @@ export class CatalogStore {
     return row?.value === 'pending';
   }
 
-  async markSeeded(): Promise<void> {
-    await this.db.updateTable('store_meta').set({ value: 'done' }).where('key', '=', 'seed').execute();
+  /**
+   * Marks the seed done, noting which catalog it came from and the seq it ended at: a model trained
+   * on that catalog then differs from the store only by the changes after that seq.
+   */
+  async markSeeded(source: { catalogSha256: string }): Promise<void> {
+    const seq = String(await this.currentSeq());
+    await this.db.transaction().execute(async (trx) => {
+      await trx.updateTable('store_meta').set({ value: 'done' }).where('key', '=', 'seed').execute();
+      for (const [key, value] of [
+        ['seed_catalog_sha256', source.catalogSha256],
+        ['seed_seq', seq],
+      ])
+        await trx
+          .insertInto('store_meta')
+          .values({ key, value })
+          .onConflict((conflict) => conflict.column('key').doUpdateSet({ value }))
+          .execute();
+    });
+  }
+
+  /** The catalog the store was seeded from and the seq the seed ended at; undefined before the seed (or for a store seeded by an older version). */
+  async seedSource(): Promise<{ catalogSha256: string; seq: number } | undefined> {
+    const rows = await this.db.selectFrom('store_meta').select(['key', 'value']).where('key', 'in', ['seed_catalog_sha256', 'seed_seq']).execute();
+    const value = (key: string) => rows.find((row) => row.key === key)?.value;
+    const catalogSha256 = value('seed_catalog_sha256');
+    const seq = value('seed_seq');
+    return catalogSha256 === undefined || seq === undefined ? undefined : { catalogSha256, seq: Number(seq) };
   }
 
   /**

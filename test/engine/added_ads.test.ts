@@ -5,7 +5,7 @@ import { expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
-import { adTowerInputs } from '../../src/engine/ad_features';
+import { adTowerEncoder } from '../../src/engine/ad_features';
 import { addon } from '../../src/engine/addon';
 import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
@@ -43,8 +43,7 @@ const titleWidth = storedTitle.length / catalog.size;
 const numericWidth = storedNumeric.length / catalog.size;
 
 it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads", () => {
-  const inputs = adTowerInputs(
-    model,
+  const inputs = adTowerEncoder(model)(
     model.catalog.ads.map((ad) => {
       const campaign = model.catalog.campaigns.find((c) => c.id === ad.campaign_id)!;
       return {

@@ -11,6 +11,9 @@ import { defaults } from '../../src/config';
 import { addon } from '../../src/engine/addon';
 import { readModelDir } from '../../src/engine/model_dir';
 import { ModelSwapper } from '../../src/pipeline/model_swap';
+import { StoreSync } from '../../src/pipeline/store_sync';
+import { CatalogStore } from '../../src/store/store';
+import { createLogger } from '../../src/log';
 import { closeServing, openServing } from '../../src/engine/serving';
 import { createMetrics } from '../../src/metrics';
 import { signingKeyOf } from '../../src/money/event_token';
@@ -33,6 +36,8 @@ let money: Money;
 let context: DecisionContext;
 let swapper: ModelSwapper;
 let ledger: Ledger;
+let store: CatalogStore;
+let sync: StoreSync;
 
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-money-'));
@@ -49,10 +54,15 @@ beforeAll(async () => {
     random: () => 0.5,
     scratch: new DecisionScratch(),
   };
-  swapper = new ModelSwapper(context, config, projectRoot, money, changes);
+  // A store never seeded: the models serve their own catalog, as these tests expect.
+  store = await CatalogStore.open({ location: { kind: 'sqlite', file: path.join(dataDir, 'catalog.sqlite') }, limits: defaults });
+  sync = new StoreSync({ store, money, log: createLogger('error') });
+  swapper = new ModelSwapper(context, config, projectRoot, money, changes, sync);
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await sync.close();
+  await store.close();
   if (context.serving) closeServing(context.serving);
 });
 

@@ -32,7 +32,7 @@ describe.each(backends)('seeding on %s', (backend) => {
     const location = await stores.freshLocation(backend);
     const store = await stores.open(backend, location);
     expect(await store.seedPending()).toBe(true);
-    const result = await seedFromCatalog(store, catalog, { batchSize: 64 });
+    const result = await seedFromCatalog(store, catalog, { batchSize: 64, catalogSha256: 'test' });
     expect(result).toEqual({ seeded: true, advertisers: catalog.advertisers.length, campaigns: catalog.campaigns.length, ads: catalog.ads.length });
     const sample = catalog.ads[catalog.ads.length - 1]!;
     const { version, created_at, updated_at, archived_at, status, policy_flags, ...row } = (await store.get('ad', sample.id))!;
@@ -49,7 +49,7 @@ describe.each(backends)('seeding on %s', (backend) => {
     // A restart, or another replica, finds the store seeded and writes nothing.
     await store.close();
     const reopened = await stores.open(backend, location);
-    expect(await seedFromCatalog(reopened, catalog)).toMatchObject({ seeded: false });
+    expect(await seedFromCatalog(reopened, catalog, { catalogSha256: 'test' })).toMatchObject({ seeded: false });
     expect(await reopened.currentSeq()).toBe(total);
   });
 
@@ -58,7 +58,7 @@ describe.each(backends)('seeding on %s', (backend) => {
     const store = await stores.open(backend);
     await store.importBatch('advertiser', catalog.advertisers);
     await store.importBatch('campaign', catalog.campaigns.slice(0, 10));
-    const result = await seedFromCatalog(store, catalog, { batchSize: 50 });
+    const result = await seedFromCatalog(store, catalog, { batchSize: 50, catalogSha256: 'test' });
     expect(result).toMatchObject({ seeded: true, advertisers: 0, campaigns: catalog.campaigns.length - 10, ads: catalog.ads.length });
     const changes = await store.changesSince(0, 10_000);
     expect(new Set(changes.map((change) => `${change.entity}/${change.id}`)).size).toBe(changes.length);
@@ -69,9 +69,12 @@ describe.each(backends)('seeding on %s', (backend) => {
     const catalog = tiny();
     catalog.ads[123] = { ...catalog.ads[123]!, price_micros: -1 };
     const store = await stores.open(backend);
-    await expect(seedFromCatalog(store, catalog, { batchSize: 100 })).rejects.toMatchObject({ code: 'E_INVALID', field: 'ads[123].price_micros' });
+    await expect(seedFromCatalog(store, catalog, { batchSize: 100, catalogSha256: 'test' })).rejects.toMatchObject({
+      code: 'E_INVALID',
+      field: 'ads[123].price_micros',
+    });
     catalog.ads[123] = { ...catalog.ads[123]!, price_micros: 1, campaign_id: 'no-such-campaign' };
-    await expect(seedFromCatalog(store, catalog, { batchSize: 100 })).rejects.toMatchObject({ field: 'ads[123].campaign_id' });
+    await expect(seedFromCatalog(store, catalog, { batchSize: 100, catalogSha256: 'test' })).rejects.toMatchObject({ field: 'ads[123].campaign_id' });
     expect(await store.seedPending()).toBe(true);
   });
 
@@ -79,7 +82,7 @@ describe.each(backends)('seeding on %s', (backend) => {
     const catalog = grown(20_000);
     const store = await stores.open(backend);
     const started = performance.now();
-    const result = await seedFromCatalog(store, catalog);
+    const result = await seedFromCatalog(store, catalog, { catalogSha256: 'test' });
     const seconds = (performance.now() - started) / 1000;
     console.log(`seeding ${backend}: ${catalog.ads.length} ads in ${seconds.toFixed(2)} s`);
     expect(result.ads).toBe(20_000);

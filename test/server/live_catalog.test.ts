@@ -1,0 +1,176 @@
+// Serving follows the catalog store: an advertiser, campaign and ad created through the admin API
+// win an auction within a second, on one node (SQLite) and on three replicas sharing PostgreSQL;
+// pausing, archiving, re-titling, flights and the advertiser's status take effect as fast; the ad
+// bills, and it still serves after a restart and after a model swap.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type Daemon, startDaemon } from '../../bench/daemon';
+import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
+import { ad, advertiser, campaign } from '../helpers/catalog_store';
+import { adminToken, baseEnv, send, spend } from '../helpers/events';
+import { copyOfTinyModel } from '../helpers/models';
+import { type PostgresServer, startPostgres } from '../helpers/postgres';
+import { postAd } from '../helpers/requests';
+
+const query = 'zebra quartz sneakers';
+
+async function admin(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+interface Winner {
+  adId: string;
+  title: string;
+  token: string;
+}
+
+async function winners(url: string, tag: string): Promise<Winner[]> {
+  const response = decodeAdResponse(new Uint8Array(await (await postAd(url, encodeAdRequest({ id: tag, query, slots: 3, country: 'US' }))).arrayBuffer()));
+  return Array.from({ length: response.adsLength() }, (_, slot) => {
+    const winner = response.ads(slot)!;
+    return { adId: winner.adId()!, title: winner.creative()!.title()!, token: winner.eventToken()! };
+  });
+}
+
+/** Milliseconds until `check` holds for url's answers (polling), failing after `limitMs`. */
+async function within(url: string, limitMs: number, check: (answer: Winner[]) => boolean): Promise<number> {
+  const started = performance.now();
+  for (let i = 0; ; i++) {
+    if (check(await winners(url, `poll-${i}-${Math.random()}`))) return performance.now() - started;
+    if (performance.now() - started > limitMs) throw new Error(`not within ${limitMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const wins = (id: string) => (answer: Winner[]) => answer.some((winner) => winner.adId === id);
+const loses = (id: string) => (answer: Winner[]) => !answer.some((winner) => winner.adId === id);
+
+/** A campaign outbidding the whole tiny catalog, with an ad only `query` matches exactly. */
+const liveCampaign = (id: string, advertiserId: string, extra: Record<string, unknown> = {}) => ({
+  ...campaign(id, advertiserId),
+  bid_micros: 50_000_000,
+  frequency_cap: null,
+  time_zone: 'UTC',
+  flight_start: null,
+  flight_end: null,
+  targeting: null,
+  ...extra,
+});
+const liveAd = (id: string, campaignId: string, extra: Record<string, unknown> = {}) => ({
+  ...ad(id, campaignId),
+  title: `Zebra quartz sneakers ${id}`,
+  targeting: [[{ type: 'exact', value: query }]],
+  ...extra,
+});
+
+async function createLive(url: string, tag: string): Promise<void> {
+  expect((await admin(url, 'POST', '/v1/admin/catalog/advertisers', advertiser(`adv-${tag}`))).status).toBe(201);
+  expect((await admin(url, 'POST', '/v1/admin/catalog/campaigns', liveCampaign(`camp-${tag}`, `adv-${tag}`))).status).toBe(201);
+  expect((await admin(url, 'POST', '/v1/admin/catalog/ads', liveAd(`ad-${tag}`, `camp-${tag}`))).status).toBe(201);
+}
+
+describe('one node on SQLite', () => {
+  let daemon: Daemon;
+  beforeAll(async () => {
+    daemon = await startDaemon(baseEnv);
+  });
+  afterAll(async () => {
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('serves a created ad within a second, and bills its click', async () => {
+    expect(await winners(daemon.url, 'before')).not.toContainEqual(expect.objectContaining({ adId: 'ad-one' }));
+    await createLive(daemon.url, 'one');
+    expect(await within(daemon.url, 1000, wins('ad-one'))).toBeLessThan(1000);
+    const served = (await winners(daemon.url, 'bill')).find((winner) => winner.adId === 'ad-one')!;
+    expect((await send(daemon.url, { event_id: 'one-imp', type: 'impression', token: served.token })).status).toBe(200);
+    const click = await send(daemon.url, { event_id: 'one-click', type: 'click', token: served.token });
+    expect(click.status).toBe(200);
+    expect(((await click.json()) as { chargedMicros: number }).chargedMicros).toBeGreaterThan(0);
+    expect((await spend(daemon.url)).campaigns['camp-one']?.lifetimeMicros).toBeGreaterThan(0);
+  });
+
+  it('takes a paused or archived ad out at once, and re-embeds a changed one', async () => {
+    const base = '/v1/admin/catalog/ads/ad-one';
+    expect((await admin(daemon.url, 'PATCH', base, { status: 'paused' })).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-one'));
+    expect((await admin(daemon.url, 'PATCH', base, { status: 'active', title: 'Zebra quartz sneakers, new season' })).status).toBe(200);
+    await within(daemon.url, 1000, (answer) => answer.some((winner) => winner.adId === 'ad-one' && winner.title === 'Zebra quartz sneakers, new season'));
+    // Re-targeted away from the query: it stops winning it.
+    expect((await admin(daemon.url, 'PATCH', base, { targeting: [[{ type: 'exact', value: 'something else entirely' }]] })).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-one'));
+    expect((await admin(daemon.url, 'PATCH', base, { targeting: [[{ type: 'exact', value: query }]] })).status).toBe(200);
+    await within(daemon.url, 1000, wins('ad-one'));
+    expect((await admin(daemon.url, 'DELETE', base)).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-one'));
+  });
+
+  it('follows campaign flights, campaign targeting and the advertiser status', async () => {
+    await createLive(daemon.url, 'two');
+    await within(daemon.url, 1000, wins('ad-two'));
+    const campaignPath = '/v1/admin/catalog/campaigns/camp-two';
+    expect((await admin(daemon.url, 'PATCH', campaignPath, { flight_start: '2099-01-01T00:00' })).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-two'));
+    const startsSoon = new Date(Date.now() + 1500).toISOString().slice(0, 19);
+    expect((await admin(daemon.url, 'PATCH', campaignPath, { flight_start: startsSoon })).status).toBe(200);
+    expect(await winners(daemon.url, 'not-yet')).not.toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+    await within(daemon.url, 4000, wins('ad-two'));
+    // Campaign targeting applies on top of the ad's: a country the requests do not come from.
+    expect((await admin(daemon.url, 'PATCH', campaignPath, { targeting: [[{ type: 'geo', value: 'JP' }]] })).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-two'));
+    expect((await admin(daemon.url, 'PATCH', campaignPath, { targeting: [[{ type: 'geo', value: 'US' }]] })).status).toBe(200);
+    await within(daemon.url, 1000, wins('ad-two'));
+    expect((await admin(daemon.url, 'PATCH', '/v1/admin/catalog/advertisers/adv-two', { status: 'paused' })).status).toBe(200);
+    await within(daemon.url, 1000, loses('ad-two'));
+    expect((await admin(daemon.url, 'PATCH', '/v1/admin/catalog/advertisers/adv-two', { status: 'active' })).status).toBe(200);
+    await within(daemon.url, 1000, wins('ad-two'));
+  });
+
+  it('still serves created ads after a restart and after a model swap', async () => {
+    expect(await daemon.stop()).toBe(0);
+    daemon = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: daemon.dataDir });
+    expect(await winners(daemon.url, 'restarted')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+    expect(await winners(daemon.url, 'restarted-2')).not.toContainEqual(expect.objectContaining({ adId: 'ad-one' }));
+    const swap = await admin(daemon.url, 'POST', '/v1/admin/models', { dir: copyOfTinyModel('swap') });
+    expect(swap.status).toBe(200);
+    expect(await winners(daemon.url, 'swapped')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+  });
+});
+
+describe('three replicas sharing PostgreSQL', () => {
+  let postgres: PostgresServer;
+  const replicas: Daemon[] = [];
+  beforeAll(async () => {
+    postgres = await startPostgres();
+    const url = await postgres.createDatabase();
+    // The first seeds the store; the others find it seeded.
+    replicas.push(await startDaemon({ ...baseEnv, DATABASE_URL: url }));
+    replicas.push(...(await Promise.all([1, 2].map(() => startDaemon({ ...baseEnv, DATABASE_URL: url })))));
+  });
+  afterAll(async () => {
+    for (const replica of replicas) expect(await replica.stop()).toBe(0);
+    await postgres?.stop();
+  });
+
+  it('serves an ad created on one replica on every replica within a second', async () => {
+    const delays: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const tag = `fleet-${round}`;
+      const writer = replicas[round % 3]!;
+      await createLive(writer.url, tag);
+      const created = performance.now();
+      const ready = await Promise.all(replicas.map(async (replica) => (await within(replica.url, 1000, wins(`ad-${tag}`)), performance.now() - created)));
+      delays.push(...ready);
+      expect((await admin(writer.url, 'PATCH', `/v1/admin/catalog/ads/ad-${tag}`, { status: 'paused' })).status).toBe(200);
+      await Promise.all(replicas.map((replica) => within(replica.url, 1000, loses(`ad-${tag}`))));
+    }
+    delays.sort((a, b) => a - b);
+    console.log(`propagation across 3 replicas: p50 ${delays[Math.floor(delays.length / 2)]!.toFixed(0)} ms, max ${delays.at(-1)!.toFixed(0)} ms`);
+    expect(delays.at(-1)).toBeLessThan(1000);
+  });
+});
