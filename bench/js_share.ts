@@ -11,7 +11,6 @@ import { parseArgs } from 'node:util';
 
 import type { MetricValueWithName } from 'prom-client';
 
-import { CatalogChanges } from '../src/catalog/catalog_changes';
 import { loadConfig } from '../src/config';
 import { addon, type NativeEngine, type ScoreResult } from '../src/engine/addon';
 import { readModelDir } from '../src/engine/model_dir';
@@ -123,7 +122,7 @@ async function main(): Promise<void> {
     }),
     config.attributionWindowSeconds * 1000,
   );
-  const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, new Money(spend), CatalogChanges.open(dataDir));
+  const serving = await openServing(readModelDir(path.resolve(projectRoot, options.model!)), config, new Money(spend));
   const bodies = benchRequests(Number(options.requests));
   const recorded = new Map<Uint8Array, ScoreResult>();
   for (const body of bodies) recorded.set(body, await serving.engine.score(body, 1000, new Uint32Array(0)));

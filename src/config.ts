@@ -384,7 +384,7 @@ export const settings = {
     type: 'string',
     nonEmpty: true,
     default: 'data',
-    doc: 'Directory of the durable spend ledger (`snapshot.jsonl` and `spend.<n>.log` segments), the admin edits (`catalog-changes.json`) and, by default, the catalog store (`catalog.sqlite`).',
+    doc: 'Directory of the durable spend ledger (`snapshot.jsonl` and `spend.<n>.log` segments), the model history and, by default, the catalog store (`catalog.sqlite`).',
   },
   ledgerSnapshotEvents: {
     env: 'ADSERVE_LEDGER_SNAPSHOT_EVENTS',

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { CatalogChanges } from './catalog/catalog_changes';
+import { readLegacyChanges, retireLegacyChanges } from './catalog/catalog_changes';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { LoadProgress } from './engine/load_progress';
@@ -28,6 +28,7 @@ import { projectRoot } from './paths';
 import { type Server, startServer } from './server/app';
 import type { Readiness } from './server/health';
 import { type SeedCatalog, seedFromCatalog } from './store/seed';
+import { StoreError } from './store/errors';
 import { CatalogStore } from './store/store';
 import { StoreSync } from './pipeline/store_sync';
 
@@ -53,8 +54,9 @@ async function openCatalogStore(config: Config, log: Logger): Promise<CatalogSto
 }
 
 /**
- * A store created since its last seed gets the model directory's catalog. Serving does not read the
- * store yet, so a catalog the store refuses is logged and the daemon serves on; the next start tries again.
+ * A store created since its last seed gets the model directory's catalog. A catalog the store
+ * refuses is logged and the daemon serves the model's own catalog (StoreSync leaves an unseeded
+ * store's rows alone); the next start tries again.
  */
 async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, catalogSha256: string, log: Logger, progress: LoadProgress): Promise<void> {
   if (!(await store.seedPending())) return;
@@ -68,11 +70,35 @@ async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, catal
   }
 }
 
+/**
+ * Writes the edits an older daemon recorded in this data directory into the store, once the store
+ * holds the rows they edit; an edit of a row the store lacks is logged and dropped.
+ */
+async function moveLegacyChanges(store: CatalogStore, config: Config, log: Logger): Promise<void> {
+  const dataDir = path.resolve(projectRoot, config.dataDir);
+  const legacy = readLegacyChanges(dataDir);
+  if (!legacy || (await store.seedPending())) return;
+  const edits = [
+    ...Object.entries(legacy.campaigns).map(([id, patch]) => ['campaign', id, patch] as const),
+    ...Object.entries(legacy.ads).map(([id, status]) => ['ad', id, { status }] as const),
+  ];
+  for (const [entity, id, patch] of edits) {
+    try {
+      await store.update(entity, id, patch);
+    } catch (error) {
+      // A row gone from the catalog, or an edit its rules now refuse; anything else (the database) stops the start.
+      if (!(error instanceof StoreError) || error.code === 'E_MIGRATION') throw error;
+      log.warn('catalog-changes.json edit not moved to the store', { entity, id, error: error.message });
+    }
+  }
+  retireLegacyChanges(dataDir);
+  log.info('catalog-changes.json moved into the catalog store', { edits: edits.length });
+}
+
 async function loadServing(
   config: Config,
   log: Logger,
   money: Money,
-  changes: CatalogChanges,
   canary: ServingCanary,
   progress: LoadProgress,
   store: CatalogStore,
@@ -87,7 +113,8 @@ async function loadServing(
   progress.enter('reading catalog');
   const model = readModelDir(dir);
   await seedCatalogStore(store, model.catalog, model.manifest.files['catalog.json']!.sha256, log, progress);
-  const serving = await openServing(model, config, money, changes, progress);
+  await moveLegacyChanges(store, config, log);
+  const serving = await openServing(model, config, money, progress);
   progress.enter('following the catalog store');
   await sync.adopt(serving);
   // The engine's warm-up, then the decision path's (warmDecisionPath).
@@ -249,7 +276,6 @@ async function main(): Promise<void> {
   const spend = await openSpendStore(config, log, metrics, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
   // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
   const money = new Money(spend);
-  const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const store = await openCatalogStore(config, log);
   const sync = new StoreSync({ store, money, log });
   const canary = new ServingCanary(log);
@@ -271,8 +297,8 @@ async function main(): Promise<void> {
     metrics,
     log,
     decision,
-    swapper: new ModelSwapper(decision, config, projectRoot, money, changes, sync),
-    changes,
+    swapper: new ModelSwapper(decision, config, projectRoot, money, sync),
+    sync,
     events: { money, metrics, keys: tokenKeys, servings },
     readiness: () => readinessOf(config, decision, canary),
     startup,
@@ -287,7 +313,7 @@ async function main(): Promise<void> {
     ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }),
   });
   stopOnSignals(config, log, server, spend, { store, sync }, startup);
-  decision.serving = await loadServing(config, log, money, changes, canary, startup, store, sync);
+  decision.serving = await loadServing(config, log, money, canary, startup, store, sync);
   await warmDecisionPath(decision, startup);
   startup.finish();
   log.info('started', { ready: readinessOf(config, decision, canary).ready, seconds: startup.state().seconds });

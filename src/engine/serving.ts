@@ -7,8 +7,7 @@ import { FrequencyCaps } from '../money/frequency_caps';
 import type { Money } from '../money/money';
 import type { Pacer } from '../money/pacing';
 import { adContentKey } from '../catalog/ad_content';
-import { type Catalog, catalogFromJson, setAdStatus, setCampaign } from '../catalog/catalog';
-import type { AdStatus, CatalogChanges } from '../catalog/catalog_changes';
+import { type Catalog, catalogFromJson, setCampaign } from '../catalog/catalog';
 import type { CatalogCampaign } from '../catalog/catalog_json';
 import { type CalibrationParams, validateCalibration } from '../calibration/calibrate';
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
@@ -109,13 +108,12 @@ export function engineSettings(config: Config): EngineSettings {
 }
 
 /** Opens `model` for serving; `progress`, at start-up, hears of each stage. */
-export async function openServing(model: ModelDir, config: Config, money: Money, changes: CatalogChanges, progress?: LoadProgress): Promise<Serving> {
+export async function openServing(model: ModelDir, config: Config, money: Money, progress?: LoadProgress): Promise<Serving> {
   await verifyModelFiles(model, progress);
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   progress?.enter('building catalog');
   const catalog = catalogFromJson(model.catalog, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });
-  changes.applyTo(catalog);
   const history = adHistory(model);
   const settings = engineSettings(config);
   progress?.enter('loading model and index');
@@ -163,10 +161,4 @@ export function applyCampaign(serving: Serving, campaign: CatalogCampaign): void
     Float32Array.from(ads, (ad) => adPrior(ad, serving.history, catalog, serving.light)),
   );
   serving.frequency.refresh();
-}
-
-/** Puts an ad's own status into this model's catalog; its eligibility follows once every model has it (Money.adChanged). */
-export function applyAdStatus(serving: Serving, adId: string, status: AdStatus): void {
-  const ad = serving.catalog.indexOf.get(adId);
-  if (ad !== undefined) setAdStatus(serving.catalog, ad, status);
 }

@@ -3,7 +3,6 @@
 // queue of the old model is scored by it; closing the old engine drains that queue.
 import path from 'node:path';
 
-import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
 import { addon } from '../engine/addon';
 import { readModelDir } from '../engine/model_dir';
@@ -34,7 +33,6 @@ export class ModelSwapper {
     private readonly config: Config,
     private readonly root: string,
     private readonly money: Money,
-    private readonly changes: CatalogChanges,
     private readonly sync: StoreSync,
   ) {
     this.trialMetrics = createMetrics(addon.buildInfo(), 'model-swap-trial');
@@ -71,7 +69,7 @@ export class ModelSwapper {
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
     try {
-      const next = await openServing(readModelDir(resolved), this.config, this.money, this.changes);
+      const next = await openServing(readModelDir(resolved), this.config, this.money);
       const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
         // The store's ads this model was not trained on are embedded before it serves.

@@ -1,19 +1,22 @@
 // Admin campaign and ad routes: campaigns with their settings, ad count and spend; edits of
-// campaigns and ads, which take effect on the next request and outlive restarts and model swaps.
-import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
+// campaigns and ads. An edit is written to the catalog store like any other catalog change, and
+// answered once this replica serves by it (the others follow the store within a second).
+import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
+import { toRefusal } from './refusal';
+import type { EntityRows } from '../store/types';
+
+/** The campaign fields this older route edits; the catalog API (/v1/admin/catalog/campaigns) edits every field. */
+const editable = ['status', 'bid_micros', 'daily_budget_micros', 'lifetime_budget_micros', 'pacing', 'day_parting', 'frequency_cap', 'time_zone'];
+/** Optional fields null removes (no lifetime budget, no day-parting, no cap, UTC). */
+const removable = new Set(['lifetime_budget_micros', 'day_parting', 'frequency_cap', 'time_zone']);
 
 /** Runs `handle` with arm A's model, whose catalog the campaigns and ads are read from. */
 function withServing(call: AdminCall, handle: (serving: Serving) => void): void {
   const serving = call.deps.decision.serving;
   if (!serving) return call.exchange.fail(new RequestError(503, 'no_engine', 'no model is loaded, so there is no catalog'));
   handle(serving);
-}
-
-/** Every loaded model, so an edit reaches both arms of an A/B test. */
-function servings(deps: AdminDeps): Serving[] {
-  return [deps.decision.serving, deps.decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);
 }
 
 function campaignView(deps: AdminDeps, serving: Serving, id: string, now: number) {
@@ -39,17 +42,30 @@ function showCampaign(call: AdminCall): void {
   });
 }
 
+/** Writes `patch` to the store, waits until this replica serves by it, then answers `view()`. */
+function editThroughStore<E extends 'campaign' | 'ad'>(call: AdminCall, entity: E, id: string, patch: object, view: (row: EntityRows[E]) => unknown): void {
+  const { deps, exchange } = call;
+  deps.store
+    .update(entity, id, patch)
+    .then(async (row) => {
+      await deps.sync.caughtUp();
+      deps.log.info(`${entity} edited`, { [entity]: id, edit: patch });
+      sendJson(exchange, view(row));
+    })
+    .catch((error: unknown) => exchange.fail(toRefusal(error, 'the change was not recorded', deps.log)));
+}
+
 function editCampaign(call: AdminCall): void {
   const { deps } = call;
   const id = call.req.getParameter(0);
   withServing(call, (serving) =>
     readJson(call, (json) => {
-      const campaign = deps.changes.editCampaign(serving.catalog, id, json);
-      const now = Date.now();
-      for (const each of servings(deps)) applyCampaign(each, campaign);
-      deps.money.campaignChanged(id, now);
-      deps.log.info('campaign edited', { campaign: id, edit: json });
-      sendJson(call.exchange, campaignView(deps, serving, id, now));
+      if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new RequestError(422, 'invalid_request', 'body must be a JSON object');
+      const unknown = Object.keys(json).find((key) => !editable.includes(key));
+      if (unknown !== undefined) throw new RequestError(422, 'invalid_request', `"${unknown}" cannot be edited here; editable: ${editable.join(', ')}`);
+      const kept = Object.entries(json).find(([key, value]) => value === null && !removable.has(key));
+      if (kept) throw new RequestError(422, 'invalid_request', `"${kept[0]}" cannot be removed`);
+      editThroughStore(call, 'campaign', id, json, () => campaignView(deps, serving, id, Date.now()));
     }),
   );
 }
@@ -59,12 +75,20 @@ function editAd(call: AdminCall): void {
   const id = call.req.getParameter(0);
   withServing(call, (serving) =>
     readJson(call, (json) => {
-      const { ad, status } = deps.changes.editAd(serving.catalog, id, json);
-      for (const each of servings(deps)) applyAdStatus(each, id, status);
-      deps.money.adChanged(id);
-      deps.log.info('ad edited', { ad: id, status });
-      const campaign = serving.catalog.campaignId[ad]!;
-      sendJson(call.exchange, { id, campaign_id: campaign, status, serving: serving.catalog.active[ad] === 1 && !deps.money.isExhausted(campaign) });
+      const fields = json as { status?: unknown } | null;
+      if (
+        typeof fields !== 'object' ||
+        fields === null ||
+        Object.keys(fields).some((key) => key !== 'status') ||
+        (fields.status !== 'active' && fields.status !== 'paused')
+      ) {
+        throw new RequestError(422, 'invalid_request', 'body must be {"status": "active" | "paused"}');
+      }
+      editThroughStore(call, 'ad', id, fields, (row) => {
+        const ad = serving.catalog.indexOf.get(id);
+        const serves = ad !== undefined && serving.catalog.active[ad] === 1 && !deps.money.isExhausted(row.campaign_id);
+        return { id, campaign_id: row.campaign_id, status: row.status, serving: serves };
+      });
     }),
   );
 }

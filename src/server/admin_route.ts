@@ -2,8 +2,8 @@
 // behind the one admin guard, so a handler here never checks the token itself.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 
-import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { ModelSwapper } from '../pipeline/model_swap';
+import type { StoreSync } from '../pipeline/store_sync';
 import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Money } from '../money/money';
@@ -17,11 +17,10 @@ export interface AdminDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
-  /** Durable campaign and ad edits. */
-  changes: CatalogChanges;
   money: Money;
-  /** The catalog store the /v1/admin/catalog/ routes write (serving does not read it yet). */
+  /** The catalog store every catalog edit is written to; serving follows it (sync). */
   store: CatalogStore;
+  sync: StoreSync;
   /** Largest body of a catalog import, in bytes. */
   maxImportBytes: number;
 }

@@ -2,7 +2,6 @@
 // family. Request stages live in src/pipeline/.
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
 
-import type { CatalogChanges } from '../catalog/catalog_changes';
 import type { Config } from '../config';
 import type { LoadProgress } from '../engine/load_progress';
 import type { ModelSwapper } from '../pipeline/model_swap';
@@ -10,6 +9,7 @@ import { RequestError } from '../errors';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { CatalogStore } from '../store/store';
+import type { StoreSync } from '../pipeline/store_sync';
 import type { DecisionContext } from '../pipeline/ad_decision';
 import type { EventContext } from '../pipeline/record_event';
 import { registerAdminRoutes } from './admin';
@@ -26,15 +26,14 @@ export interface ServerDeps {
   log: Logger;
   decision: DecisionContext;
   swapper: ModelSwapper;
-  /** Durable campaign and ad edits of the admin API. */
-  changes: CatalogChanges;
   events: EventContext;
   /** Whether the engine can take traffic, and why not, once the start-up load has finished. */
   readiness: () => Readiness;
   /** The start-up load, which runs while the server already listens. */
   startup: LoadProgress;
-  /** Where the admin API's /v1/admin/catalog/ routes write advertisers, campaigns and ads. */
+  /** Where every admin catalog edit is written; `sync` puts it into service. */
   store: CatalogStore;
+  sync: StoreSync;
 }
 
 export interface Server {
@@ -71,7 +70,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     log: deps.log,
     decision: deps.decision,
     swapper: deps.swapper,
-    changes: deps.changes,
+    sync: deps.sync,
     money: deps.events.money,
     store: deps.store,
     maxImportBytes: deps.config.maxImportBytes,

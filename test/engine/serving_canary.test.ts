@@ -4,7 +4,6 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
-import { CatalogChanges } from '../../src/catalog/catalog_changes';
 import { loadConfig } from '../../src/config';
 import { readModelDir } from '../../src/engine/model_dir';
 import { openServing, type Serving } from '../../src/engine/serving';
@@ -24,7 +23,7 @@ const canary = new ServingCanary(createLogger('info', (line) => logged.push(line
 async function open(dir: string): Promise<Serving> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-canary-'));
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 86_400_000 }), 86_400_000);
-  return openServing(readModelDir(dir), loadConfig({ ADSERVE_INDEX_CACHE_DIR: '' }), new Money(spend), CatalogChanges.open(dataDir));
+  return openServing(readModelDir(dir), loadConfig({ ADSERVE_INDEX_CACHE_DIR: '' }), new Money(spend));
 }
 
 beforeAll(async () => {

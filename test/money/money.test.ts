@@ -6,7 +6,6 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { CatalogChanges } from '../../src/catalog/catalog_changes';
 import { defaults } from '../../src/config';
 import { addon } from '../../src/engine/addon';
 import { readModelDir } from '../../src/engine/model_dir';
@@ -43,8 +42,7 @@ beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-money-'));
   ledger = await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 });
   money = new Money(new LocalSpendStore(ledger, 3_600_000));
-  const changes = CatalogChanges.open(dataDir);
-  const serving = await openServing(readModelDir(tinyModelDir), config, money, changes);
+  const serving = await openServing(readModelDir(tinyModelDir), config, money);
   context = {
     config,
     serving,
@@ -57,7 +55,7 @@ beforeAll(async () => {
   // A store never seeded: the models serve their own catalog, as these tests expect.
   store = await CatalogStore.open({ location: { kind: 'sqlite', file: path.join(dataDir, 'catalog.sqlite') }, limits: defaults });
   sync = new StoreSync({ store, money, log: createLogger('error') });
-  swapper = new ModelSwapper(context, config, projectRoot, money, changes, sync);
+  swapper = new ModelSwapper(context, config, projectRoot, money, sync);
 });
 
 afterAll(async () => {

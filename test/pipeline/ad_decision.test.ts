@@ -5,7 +5,6 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { CatalogChanges } from '../../src/catalog/catalog_changes';
 import { defaults } from '../../src/config';
 import { addon } from '../../src/engine/addon';
 import { readModelDir } from '../../src/engine/model_dir';
@@ -30,7 +29,7 @@ let context: DecisionContext;
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-decision-'));
   const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 }), 3_600_000);
-  serving = await openServing(readModelDir(tinyModelDir), { ...defaults, indexKind: 'flat' }, new Money(spend), CatalogChanges.open(dataDir));
+  serving = await openServing(readModelDir(tinyModelDir), { ...defaults, indexKind: 'flat' }, new Money(spend));
   // Every monotonic reading is 1 ms after the last, so each stage of ours takes exactly 1 ms.
   let tick = 0;
   const clock: Clock = { now: () => nowMs, monotonic: () => tick++ };

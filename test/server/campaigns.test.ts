@@ -44,15 +44,15 @@ describe('admin campaign and ad edits', () => {
     const noToken = await fetch(`${daemon.url}${path}`, { method: 'PATCH', body: '{"status":"paused"}' });
     expect(noToken.status).toBe(401);
     const cases: Array<[unknown, number, RegExp]> = [
-      [{ status: 'sleeping' }, 422, /status must be active or paused/],
-      [{ bid_micros: -5 }, 422, /bid_micros must be an integer in 1\.\.1000000000000/],
+      [{ status: 'sleeping' }, 422, /status: must be one of active, paused/],
+      [{ bid_micros: -5 }, 422, /bid_micros: must be an integer in 1\.\.1000000000000/],
       // Bounds keep every amount and sum exact: a $1,000,000,000 bid or budget is refused, naming the field.
-      [{ bid_micros: 1e15 }, 422, /bid_micros must be an integer in 1\.\.1000000000000 \(maxBidMicros\)/],
-      [{ lifetime_budget_micros: 1e15 }, 422, /lifetime_budget_micros must be an integer in 0\.\.9000000000000 \(maxBudgetMicros\)/],
+      [{ bid_micros: 1e15 }, 422, /bid_micros: must be an integer in 1\.\.1000000000000 \(maxBidMicros\)/],
+      [{ lifetime_budget_micros: 1e15 }, 422, /lifetime_budget_micros: must be an integer in 0\.\.9000000000000 \(maxBudgetMicros\)/],
       [{ daily_budget_micros: 1.5 }, 422, /daily_budget_micros/],
       [{ frequency_cap: { impressions: 0, window_seconds: 60 } }, 422, /frequency_cap/],
       [{ time_zone: 'Nowhere/Land' }, 422, /unknown time zone/],
-      [{ day_parting: [1, 2, 3] }, 422, /day_parting must be 24/],
+      [{ day_parting: [1, 2, 3] }, 422, /day_parting: 24 non-negative hourly weights/],
       [{ bid_type: 'CPM' }, 422, /"bid_type" cannot be edited/],
       [{ status: null }, 422, /"status" cannot be removed/],
       [[1, 2], 422, /JSON object/],

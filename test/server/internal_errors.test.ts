@@ -1,9 +1,10 @@
-// Internal failures, caused for real (the data directory's next ledger segment and the catalog
-// changes' temporary file are /dev/full, so their writes fail with ENOSPC), answer the same class
-// everywhere: 503 with Retry-After and a body that says what did not happen.
+// Internal failures, caused for real (the data directory's next ledger segment is /dev/full, so its
+// writes fail with ENOSPC; the catalog store's SQLite file is locked by another process), answer
+// the same class everywhere: 503 with Retry-After and a body that says what did not happen.
 import { existsSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
@@ -48,18 +49,25 @@ describe('internal errors answer 503 internal with Retry-After on every route fa
     expect({ ...unavailable, error: unavailable.error?.code }).toEqual({ status: 503, retryAfter: '1', error: 'ledger_unavailable' });
   });
 
-  it('admin: a campaign edit whose durable write fails is answered 503 internal', async () => {
-    symlinkSync('/dev/full', path.join(daemon.dataDir, 'catalog-changes.json.tmp'));
+  it('admin: a campaign edit the catalog store cannot write is answered 503 internal', async () => {
     const [ad] = await serve(daemon.url, 1, 'internal-admin');
-    const response = await fetch(`${daemon.url}/v1/admin/campaigns/${ad!.campaignId}`, {
-      method: 'PATCH',
-      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ status: 'paused' }),
-    });
-    expect(await answer(response)).toEqual({
-      status: 503,
-      retryAfter: '1',
-      error: { code: 'internal', message: 'internal error: the change was not recorded; retry' },
-    });
+    // Another writer holds the database past the store's busy timeout.
+    const holder = new Database(path.join(daemon.dataDir, 'catalog.sqlite'));
+    holder.exec('BEGIN EXCLUSIVE');
+    try {
+      const response = await fetch(`${daemon.url}/v1/admin/campaigns/${ad!.campaignId}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ status: 'paused' }),
+      });
+      expect(await answer(response)).toEqual({
+        status: 503,
+        retryAfter: '1',
+        error: { code: 'internal', message: 'internal error: the change was not recorded; retry' },
+      });
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
   });
 });

@@ -2,6 +2,10 @@
 // win an auction within a second, on one node (SQLite) and on three replicas sharing PostgreSQL;
 // pausing, archiving, re-titling, flights and the advertiser's status take effect as fast; the ad
 // bills, and it still serves after a restart and after a model swap.
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
@@ -139,6 +143,27 @@ describe('one node on SQLite', () => {
     const swap = await admin(daemon.url, 'POST', '/v1/admin/models', { dir: copyOfTinyModel('swap') });
     expect(swap.status).toBe(200);
     expect(await winners(daemon.url, 'swapped')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+  });
+});
+
+describe('edits recorded by an older daemon in catalog-changes.json', () => {
+  it('are moved into the store at start, so every replica serves by them', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-legacy-'));
+    writeFileSync(
+      path.join(dataDir, 'catalog-changes.json'),
+      JSON.stringify({ campaigns: { c000001: { status: 'paused', bid_micros: 700_000 }, nope: { status: 'paused' } }, ads: { ad00000000: 'paused' } }),
+    );
+    const daemon = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: dataDir });
+    try {
+      expect((await admin(daemon.url, 'GET', '/v1/admin/catalog/campaigns/c000001')).json).toMatchObject({ status: 'paused', bid_micros: 700_000, version: 2 });
+      expect((await admin(daemon.url, 'GET', '/v1/admin/catalog/ads/ad00000000')).json).toMatchObject({ status: 'paused' });
+      expect((await admin(daemon.url, 'GET', '/v1/admin/campaigns/c000001')).json).toMatchObject({ status: 'paused', bid_micros: 700_000 });
+      expect(daemon.output()).toMatch(/"msg":"catalog-changes.json edit not moved to the store","entity":"campaign","id":"nope"/);
+      expect(existsSync(path.join(dataDir, 'catalog-changes.json'))).toBe(false);
+      expect(existsSync(path.join(dataDir, 'catalog-changes.json.moved-to-store'))).toBe(true);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
   });
 });
 
