@@ -28,13 +28,13 @@ export function adminRefusal(config: Config, header: string): RequestError | und
 export function registerAdminRoutes(app: TemplatedApp, context: RouteContext, deps: AdminDeps): void {
   for (const route of adminRoutes) {
     app[route.method](route.pattern, (res, req) => {
-      const exchange = context.begin(res, 'admin');
+      const exchange = context.begin(res, req, 'admin');
       const denied = adminRefusal(context.config, req.getHeader('authorization'));
       if (denied) return exchange.fail(denied);
       // Every admin route reads or edits the catalog, or loads a model, which the start-up load owns until it finishes.
       const starting = startingError(context.lifecycle);
       if (starting) return exchange.fail(starting);
-      route.handle({ exchange, res, req, deps });
+      route.handle({ exchange, res, req, deps: { ...deps, log: exchange.log } });
     });
   }
 }

@@ -80,7 +80,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
   for (const each of apps) {
     each.any('/*', (res, req) => {
       const target = `${req.getMethod().toUpperCase()} ${req.getUrl()}`;
-      context.begin(res, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));
+      context.begin(res, req, 'other').fail(new RequestError(404, 'not_found', `no route for ${target}`));
     });
   }
   return listen(apps, deps.config, context.lifecycle, endSockets);

@@ -1,5 +1,7 @@
 // What every route family receives from startServer: configuration, metrics, the logger, the
 // server's lifecycle (draining, requests in flight) and the one way to begin an HTTP exchange.
+import { randomUUID } from 'node:crypto';
+
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 
 import type { Config } from '../config';
@@ -11,6 +13,14 @@ import { declaredLength } from './body';
 import { Exchange, type InFlight } from './exchange';
 
 export const flatbuffersContentType = 'application/x-flatbuffers';
+
+/**
+ * A request id that may go back in a header and into a log line as it is: 1..128 printable ASCII
+ * characters, so no header splitting and no line a collector would misread.
+ */
+export function isSaneRequestId(id: string): boolean {
+  return /^[\x21-\x7e]{1,128}$/.test(id);
+}
 
 /**
  * Shared by every route. Shutdown turns `unready` first (/readyz answers 503, everything else is
@@ -37,8 +47,11 @@ export class RouteContext {
     this.lifecycle = { startup, unready: false, draining: false, inFlight: { count: 0 } };
   }
 
-  begin(res: HttpResponse, route: Route): Exchange {
-    return new Exchange(res, route, process.hrtime.bigint(), this.metrics, this.lifecycle.inFlight);
+  /** Reads the caller's X-Request-Id, so it must run before the request handler returns. */
+  begin(res: HttpResponse, req: HttpRequest, route: Route): Exchange {
+    const given = req.getHeader('x-request-id');
+    const requestId = isSaneRequestId(given) ? given : randomUUID();
+    return new Exchange(res, route, requestId, this.log, process.hrtime.bigint(), this.metrics, this.lifecycle.inFlight);
   }
 }
 
@@ -71,7 +84,7 @@ interface OpenedPost {
  * starting. Undefined once it has answered.
  */
 export function openPost(context: RouteContext, res: HttpResponse, req: HttpRequest, route: Route): OpenedPost | undefined {
-  const exchange = context.begin(res, route);
+  const exchange = context.begin(res, req, route);
   const contentType = req.getHeader('content-type');
   const length = declaredLength(req, context.config.maxBodyBytes);
   if (length instanceof RequestError) return void exchange.failAndCloseNow(length);

@@ -1,7 +1,9 @@
 // Ad decisions as both ad transports (HTTP and WebSocket) run them: admission, the mapping of a
-// failure to its refusal, shed counting and the sampled request log, written once.
+// failure to its refusal, shed counting and the sampled request log, written once. Every line
+// about a decision carries its AdRequest's id as `requestId`.
 import { RequestError } from '../errors';
 import { type AdDecision, type DecisionContext, decideAds } from '../pipeline/ad_decision';
+import { refusedRequestId } from '../pipeline/parse_request';
 import { NoFillReason } from '../protocol/schema';
 import type { RouteContext } from './context';
 import { toRefusal } from './refusal';
@@ -11,7 +13,17 @@ export type Transport = 'http' | 'ws';
 /** Where one decision's outcome goes: exactly one of the two is called, once. */
 export interface DecisionReply {
   answer(decision: AdDecision): void;
-  refuse(error: RequestError): void;
+  /** `requestId`: the AdRequest's id when its bytes pass the Verifier, else the transport's id for the request. */
+  refuse(error: RequestError, requestId: string): void;
+}
+
+/** The id of a refused request: its AdRequest's when the bytes verify, else `fallback`. */
+function refusalRequestId(body: Uint8Array, fallback: string): string {
+  try {
+    return refusedRequestId(body) || fallback;
+  } catch {
+    return fallback;
+  }
 }
 
 export class Decisions {
@@ -22,21 +34,26 @@ export class Decisions {
     private readonly decision: DecisionContext,
   ) {}
 
-  /** Decides `body` (bytes this process owns), hands the outcome to `reply`, then settles. */
-  run(body: Uint8Array, transport: Transport, started: bigint, reply: DecisionReply): Promise<void> {
+  /**
+   * Decides `body` (bytes this process owns), hands the outcome to `reply`, then settles.
+   * `transportRequestId` (HTTP's X-Request-Id; a WebSocket frame has none) names the request in
+   * the log when its bytes do not verify.
+   */
+  run(body: Uint8Array, transport: Transport, started: bigint, reply: DecisionReply, transportRequestId = ''): Promise<void> {
     return this.admit(body).then(
       (answer) => {
         reply.answer(answer);
-        this.logSample(transport, 200, started, answer);
+        this.logSample(transport, 200, started, answer.requestId, answer);
       },
       (error: unknown) => {
-        const refusal = toRefusal(error, 'the ad request was not answered', this.context.log);
+        const requestId = refusalRequestId(body, transportRequestId);
+        const refusal = toRefusal(error, 'the ad request was not answered', this.context.log.child({ requestId }));
         if (refusal.code === 'overloaded') {
           this.context.metrics.shed.inc();
           this.context.metrics.noFill(NoFillReason.Capacity);
         }
-        this.logSample(transport, refusal.status, started, undefined, refusal);
-        reply.refuse(refusal);
+        this.logSample(transport, refusal.status, started, requestId, undefined, refusal);
+        reply.refuse(refusal, requestId);
       },
     );
   }
@@ -52,10 +69,10 @@ export class Decisions {
   }
 
   /** One JSON line per sampled ad request; internal failures are always logged by toRefusal. */
-  private logSample(transport: Transport, status: number, started: bigint, answer?: AdDecision, error?: RequestError): void {
+  private logSample(transport: Transport, status: number, started: bigint, requestId: string, answer?: AdDecision, error?: RequestError): void {
     if (Math.random() >= this.context.config.logSampleRate) return;
     const ms = Math.round((Number(process.hrtime.bigint() - started) / 1e6) * 1000) / 1000;
-    const outcome = answer ? { requestId: answer.requestId, placement: answer.placement, winners: answer.winners } : { error: error?.code };
-    this.context.log.info('ad request', { transport, status, ms, ...outcome });
+    const outcome = answer ? { placement: answer.placement, winners: answer.winners } : { error: error?.code };
+    this.context.log.info('ad request', { requestId, transport, status, ms, ...outcome });
   }
 }

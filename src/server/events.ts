@@ -9,7 +9,7 @@ import { flatbuffersContentType, openPost, type RouteContext } from './context';
 import { toRefusal } from './refusal';
 
 export function registerEventRoutes(app: TemplatedApp, context: RouteContext, events: EventContext): void {
-  const { config, log } = context;
+  const { config } = context;
   app.post('/v1/events', (res, req) => {
     const post = openPost(context, res, req, 'events');
     if (!post) return;
@@ -18,7 +18,7 @@ export function registerEventRoutes(app: TemplatedApp, context: RouteContext, ev
     if (!binary && post.mediaType !== 'application/json') {
       return exchange.fail(new RequestError(415, 'unsupported_media_type', `Content-Type must be ${flatbuffersContentType} or application/json`));
     }
-    const refuse = (error: unknown): void => exchange.fail(toRefusal(error, 'the event was not recorded', log));
+    const refuse = (error: unknown): void => exchange.fail(toRefusal(error, 'the event was not recorded', exchange.log));
     readBody(
       res,
       { declaredLength: post.declaredLength, maxBytes: config.maxBodyBytes },

@@ -1,9 +1,11 @@
 // One HTTP request/response pair on uWebSockets.js, with the lifetime rules that library imposes:
 // an abort handler before any asynchronous step, no touching `res` after abort or end, and every
-// write corked. Counts itself in flight (for draining) and observes its duration once.
+// write corked. Counts itself in flight (for draining) and observes its duration once. Every
+// answer carries the request's id in X-Request-Id, the id its log lines carry.
 import type { HttpResponse } from 'uWebSockets.js';
 
 import type { ErrorStatus, RequestError } from '../errors';
+import type { Logger } from '../log';
 import type { Metrics, Route } from '../metrics';
 import { refusalHeaders } from './refusal';
 
@@ -53,10 +55,14 @@ export class Exchange {
   private onAbortedWhileWaiting: (() => void) | undefined;
   /** Placement label for the duration metric, once the request has been parsed. */
   placement = 'none';
+  private requestLog: Logger | undefined;
 
   constructor(
     readonly res: HttpResponse,
     readonly route: Route,
+    /** The caller's X-Request-Id when it is sane, else one made for this request; an ad answer swaps in its AdRequest's id. */
+    public requestId: string,
+    private readonly serverLog: Logger,
     private readonly startedNs: bigint,
     private readonly metrics: Metrics,
     private readonly inFlight: InFlight,
@@ -69,6 +75,12 @@ export class Exchange {
     });
   }
 
+  /** The logger for lines about this request: each carries its id. */
+  get log(): Logger {
+    this.requestLog ??= this.serverLog.child({ requestId: this.requestId });
+    return this.requestLog;
+  }
+
   get open(): boolean {
     return !this.aborted && !this.finished;
   }
@@ -76,7 +88,7 @@ export class Exchange {
   send(status: Status, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}, closeConnection = false): void {
     if (!this.open) return;
     this.res.cork(() => {
-      this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType);
+      this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType).writeHeader('X-Request-Id', this.requestId);
       for (const [name, value] of Object.entries(headers)) this.res.writeHeader(name, value);
       this.res.end(body, closeConnection);
     });
@@ -87,7 +99,7 @@ export class Exchange {
   stream(status: Status, contentType: string, headers: Record<string, string> = {}): ResponseStream {
     if (this.open) {
       this.res.cork(() => {
-        this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType);
+        this.res.writeStatus(`${status} ${reasons[status]}`).writeHeader('Content-Type', contentType).writeHeader('X-Request-Id', this.requestId);
         for (const [name, value] of Object.entries(headers)) this.res.writeHeader(name, value);
       });
     }

@@ -1,6 +1,6 @@
 // Operations routes: liveness, readiness and Prometheus metrics. They answer from the moment the
 // daemon listens, before its model is loaded.
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
 import type { LoadProgress } from '../engine/load_progress';
 import type { RouteContext } from './context';
@@ -17,20 +17,20 @@ function readinessBody(state: Readiness, startup: LoadProgress): string {
 }
 
 export function registerHealthRoutes(app: TemplatedApp, context: RouteContext, readiness: () => Readiness): void {
-  const { metrics, log, lifecycle } = context;
-  app.get('/metrics', (res) => {
-    const exchange = context.begin(res, 'metrics');
+  const { metrics, lifecycle } = context;
+  app.get('/metrics', (res, req) => {
+    const exchange = context.begin(res, req, 'metrics');
     metrics.registry.metrics().then(
       (text) => exchange.send(200, metrics.registry.contentType, text),
-      (error: unknown) => exchange.fail(toRefusal(error, 'the metrics were not rendered', log)),
+      (error: unknown) => exchange.fail(toRefusal(error, 'the metrics were not rendered', exchange.log)),
     );
   });
 
-  const live = (res: HttpResponse) => context.begin(res, 'health').send(200, 'text/plain', 'ok\n');
+  const live = (res: HttpResponse, req: HttpRequest) => context.begin(res, req, 'health').send(200, 'text/plain', 'ok\n');
   app.get('/livez', live);
   app.get('/healthz', live);
-  app.get('/readyz', (res) => {
-    const exchange = context.begin(res, 'health');
+  app.get('/readyz', (res, req) => {
+    const exchange = context.begin(res, req, 'health');
     const state = lifecycle.unready ? { ready: false, reason: 'draining' } : lifecycle.startup.loading ? { ready: false, reason: 'starting' } : readiness();
     const body = readinessBody(state, lifecycle.startup);
     if (state.ready) return exchange.send(200, 'application/json', body);

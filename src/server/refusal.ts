@@ -5,7 +5,7 @@
 // ledger not writable) and answers with its own status, code and message. Anything else is an
 // internal failure: 503 `internal` with `Retry-After`, like load shedding, not 500, because a
 // retry is always safe (an ad request has no side effect; an event is idempotent by its id) and
-// may reach a healthy replica. Its detail goes to the log, not to the client. The catalog store's
+// may reach a healthy replica. Its detail and stack go to the log, not to the client. The catalog store's
 // typed refusals are the caller's fault or a conflict with another writer, and answer as such.
 import { type ErrorStatus, RequestError } from '../errors';
 import type { Logger } from '../log';
@@ -30,8 +30,8 @@ export function toRefusal(error: unknown, undone: string, log: Logger): RequestE
     const [status, code] = storeRefusals[error.code]!;
     return new RequestError(status, code, error.message, error instanceof StoreValidationError ? error.field : undefined);
   }
-  const code: unknown = (error as { code?: unknown } | undefined)?.code;
-  log.error(undone, { error: error instanceof Error ? error.message : String(error), ...(typeof code === 'string' ? { code } : {}) });
+  // An Error goes in as `err`, which the logger writes with its code and stack: an unexpected failure needs both.
+  log.error(undone, { err: error instanceof Error ? error : String(error) });
   return new RequestError(503, 'internal', `internal error: ${undone}; retry`);
 }
 

@@ -44,7 +44,7 @@ describe('internal errors answer 503 internal with Retry-After on every route fa
       retryAfter: '1',
       error: { code: 'internal', message: 'internal error: the event was not recorded; retry' },
     });
-    expect(daemon.output()).toMatch(/"msg":"the event was not recorded","error":"ENOSPC[^"]*","code":"ENOSPC"/);
+    expect(daemon.output()).toMatch(/"msg":"the event was not recorded","err":\{"type":"Error","message":"ENOSPC[^"]*","stack":"Error: ENOSPC[^"]*\\n {4}at /);
     const unavailable = await answer(await send(daemon.url, { event_id: 'full-2', type: 'impression', token: third!.token }));
     expect({ ...unavailable, error: unavailable.error?.code }).toEqual({ status: 503, retryAfter: '1', error: 'ledger_unavailable' });
   });

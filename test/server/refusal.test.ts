@@ -22,7 +22,7 @@ describe('toRefusal: the one mapping from a failure to its answer', () => {
     expect(lines).toEqual([]);
   });
 
-  it('answers any other failure 503 internal, saying what did not happen, and logs the detail only', () => {
+  it('answers any other failure 503 internal, saying what did not happen, and logs the detail with its stack only', () => {
     const { lines, log } = capturingLog();
     const disk = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     const refusal = toRefusal(disk, 'the event was not recorded', log);
@@ -33,7 +33,11 @@ describe('toRefusal: the one mapping from a failure to its answer', () => {
       message: 'internal error: the event was not recorded; retry',
     });
     expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
-      expect.objectContaining({ level: 'error', msg: 'the event was not recorded', error: disk.message, code: 'ENOSPC' }),
+      expect.objectContaining({
+        level: 'error',
+        msg: 'the event was not recorded',
+        err: { type: 'Error', message: disk.message, stack: disk.stack, code: 'ENOSPC' },
+      }),
     ]);
   });
 
