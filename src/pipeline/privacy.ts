@@ -29,7 +29,7 @@ const base64UrlValue = (() => {
 const [equals, dot, tilde] = ['=', '.', '~'].map((c) => c.charCodeAt(0)) as [number, number, number];
 
 /** A base64url string's bits, most significant first (the bit order of the IAB strings). */
-export class Bits {
+class Bits {
   private constructor(private readonly sextets: Uint8Array) {}
 
   /** Undefined when a byte is outside the base64url alphabet; trailing '=' padding is tolerated. */

@@ -114,7 +114,10 @@ describe('native engine over the tiny model', () => {
   });
 
   it('matches no audience criterion for a request that may not be personalised', async () => {
-    const runnersOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules: [[{ type: 'audience' as const, value: 'runners' }]] }));
+    const runnersOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({
+      ad: i * 2,
+      rules: [[{ type: 'audience' as const, value: 'runners' }]],
+    }));
     const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: runnersOnly });
     try {
       const request = encodeAdRequest({ query: 'running shoes', userId: 'a-runner', segments: ['runners'] });

@@ -9,6 +9,7 @@ import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { type AdRequestSpec, decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { Gender, ResponseStatus } from '../../src/protocol/schema';
 import { baseEnv, send, tinyModelWithCampaigns, tokenKey } from '../helpers/events';
+import { gppHeader, tcfString, usNational } from '../helpers/privacy';
 import { postAd } from '../helpers/requests';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -16,43 +17,8 @@ const model = readModelDir(tinyModelDir);
 const knownUser = model.userIds[0]!;
 const signingKey = signingKeyOf(Buffer.from(tokenKey));
 
-/** Base64url of bits given as [value, width] fields, zero-padded to whole characters. */
-function base64UrlOfFields(fields: Array<[number, number]>): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-  let bits = fields.map(([value, width]) => value.toString(2).padStart(width, '0')).join('');
-  bits = bits.padEnd(Math.ceil(bits.length / 6) * 6, '0');
-  let out = '';
-  for (let i = 0; i < bits.length; i += 6) out += alphabet[parseInt(bits.slice(i, i + 6), 2)];
-  return out;
-}
-
-/** A TCF v2 core segment (test/pipeline/privacy.test.ts lists its fields) consenting to `purposes`, with empty vendor sections. */
-const tcfString = (purposes: number[]): string =>
-  base64UrlOfFields([
-    [2, 6],
-    [17_684_000_000, 36],
-    [17_684_000_000, 36],
-    [7, 12],
-    [1, 12],
-    [1, 6],
-    [260, 12],
-    [120, 12],
-    [4, 6],
-    [1, 1],
-    [0, 1],
-    [0, 12],
-    [purposes.reduce((sum, n) => sum + 2 ** (24 - n), 0), 24],
-    [0, 24],
-    [0, 1],
-    [195, 12],
-    [0, 17],
-    [0, 17],
-    [0, 12],
-  ]);
-
 const consentToAll = tcfString([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-/** GPP header naming section 7 (usnat), then a US National core segment opting out of targeted advertising. */
-const gppTargetedOptOut = `DBABL~${base64UrlOfFields([[1, 6], [0x555, 12], [2, 2], [2, 2], [1, 2], [0, 36]])}`;
+const gppTargetedOptOut = `${gppHeader([7])}~${usNational({ targeted: 1 })}`;
 
 const context: AdRequestSpec = { query: 'running shoes', slots: 3, timestampMs: BigInt(Date.now()), country: 'US', language: 'en' };
 const user: AdRequestSpec = { userId: knownUser, yob: 1985, gender: Gender.Female, segments: ['runners'] };
