@@ -171,6 +171,10 @@ Napi::Value EngineJs::Score(const Napi::CallbackInfo& info) {
       Napi::Uint32Array campaigns = typedArrayArgument<uint32_t>(info, 2, "excludedCampaigns");
       request.excludedCampaigns.assign(campaigns.Data(), campaigns.Data() + campaigns.ElementLength());
     }
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      if (!info[3].IsBoolean()) throwInvalidArgument(env, "personalised must be a boolean");
+      request.personalised = info[3].As<Napi::Boolean>().Value();
+    }
     // Copied: the caller's buffer may be reused or detached while the request waits.
     request.bytes.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
     request.enqueued = Clock::now();

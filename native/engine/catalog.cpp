@@ -13,7 +13,8 @@ namespace adserve {
 
 namespace {
 
-TargetingRequest targetingRequest(const fb::AdRequest& request) {
+// A non-personalised request matches no audience criterion: its segments are data about the user.
+TargetingRequest targetingRequest(const fb::AdRequest& request, bool personalised) {
   auto text = [](const flatbuffers::String* value) { return value == nullptr ? std::string() : value->str(); };
   TargetingRequest out;
   out.query = text(request.query());
@@ -22,7 +23,7 @@ TargetingRequest targetingRequest(const fb::AdRequest& request) {
     const auto type = static_cast<size_t>(device->type());
     out.device = type < std::size(kDeviceNames) ? kDeviceNames[type] : "";
   }
-  if (const auto* user = request.user(); user != nullptr && user->segments() != nullptr) {
+  if (const auto* user = request.user(); personalised && user != nullptr && user->segments() != nullptr) {
     for (const auto* segment : *user->segments()) out.audiences.push_back(text(segment));
   }
   out.category = text(request.category_id());
@@ -40,9 +41,11 @@ const float* CatalogSnapshot::embedding(size_t ad) const {
   return rows.data_ptr<float>() + (ad < loaded ? ad : ad - loaded) * static_cast<size_t>(rows.size(1));
 }
 
-CatalogFilter CatalogSnapshot::filter(const fb::AdRequest& request, const std::vector<uint32_t>& excludedCampaigns) const {
+CatalogFilter CatalogSnapshot::filter(const fb::AdRequest& request, const std::vector<uint32_t>& excludedCampaigns,
+                                      bool personalised) const {
   const bool targeted = ads_->targeting || (added_ && added_->targetingIndex);
-  return CatalogFilter(*this, targeted ? targetingRequest(request) : TargetingRequest{}, Exclusions(request, excludedCampaigns));
+  return CatalogFilter(*this, targeted ? targetingRequest(request, personalised) : TargetingRequest{},
+                       Exclusions(request, excludedCampaigns));
 }
 
 CatalogFilter::CatalogFilter(const CatalogSnapshot& snapshot, const TargetingRequest& request, Exclusions exclusions)

@@ -73,9 +73,10 @@ class CatalogSnapshot {
   int32_t advertiser(size_t ad) const { return ad < ads_->size() ? ads_->advertiser[ad] : added_->advertiser[ad - ads_->size()]; }
   float prior(size_t ad) const { return (*prior_)[ad]; }
 
-  // The request's filter over every ad of this snapshot (eligibility, targeting, exclusions); it
-  // points into the snapshot, so it must not outlive it.
-  CatalogFilter filter(const fb::AdRequest& request, const std::vector<uint32_t>& excludedCampaigns) const;
+  // The request's filter over every ad of this snapshot (eligibility, targeting, exclusions); a
+  // request that is not `personalised` matches no audience criterion. It points into the snapshot,
+  // so it must not outlive it.
+  CatalogFilter filter(const fb::AdRequest& request, const std::vector<uint32_t>& excludedCampaigns, bool personalised) const;
 
  private:
   friend class Catalog;

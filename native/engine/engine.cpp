@@ -43,14 +43,18 @@ std::vector<RequestFeatures> featurizeBatch(const std::vector<const ScoreRequest
   const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<RequestFeatures> features;
   features.reserve(batch.size());
-  for (const ScoreRequest* request : batch) features.push_back(featurize(adRequest(*request), spec, nowMs));
+  for (const ScoreRequest* request : batch) {
+    features.push_back(featurize(adRequest(*request), spec, nowMs));
+    if (!request->personalised) forgetUser(features.back());
+  }
   return features;
 }
 
 std::vector<CatalogFilter> requestFilters(const CatalogSnapshot& catalog, const std::vector<const ScoreRequest*>& batch) {
   std::vector<CatalogFilter> filters;
   filters.reserve(batch.size());
-  for (const ScoreRequest* request : batch) filters.push_back(catalog.filter(adRequest(*request), request->excludedCampaigns));
+  for (const ScoreRequest* request : batch)
+    filters.push_back(catalog.filter(adRequest(*request), request->excludedCampaigns, request->personalised));
   return filters;
 }
 

@@ -68,4 +68,10 @@ RequestFeatures featurize(const fb::AdRequest& request, const FeatureSpec& spec,
   return out;
 }
 
+void forgetUser(RequestFeatures& features) {
+  features.userId.clear();
+  features.userCategorical[0] = 0;
+  features.userCategorical[1] = 0;
+}
+
 }  // namespace adserve

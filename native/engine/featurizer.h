@@ -44,4 +44,9 @@ struct RequestFeatures {
 // for a missing timestamp_ms.
 RequestFeatures featurize(const fb::AdRequest& request, const FeatureSpec& spec, int64_t nowMs);
 
+// Turns one request's features into an anonymous user's: no id (so no known-user row or pair
+// features) and no age or gender. Country and language stay: they describe the context (geo,
+// device), which a non-personalised decision may use.
+void forgetUser(RequestFeatures& features);
+
 }  // namespace adserve

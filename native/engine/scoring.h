@@ -17,6 +17,9 @@ struct ScoreRequest {
   std::vector<uint8_t> bytes;  // a verified AdRequest
   // Campaign codes (AdKeys::campaign) kept out of this request on top of its own block lists.
   std::vector<uint32_t> excludedCampaigns;
+  // False when the control plane's privacy policy (src/pipeline/privacy.ts) forbids personalising this
+  // request: it is then scored as an anonymous user (see forgetUser) with no audience targeting.
+  bool personalised = true;
   Clock::time_point deadline;
   Clock::time_point enqueued;
 };

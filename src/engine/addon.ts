@@ -173,8 +173,10 @@ export interface NativeEngine {
    * Queues a verified-on-entry AdRequest for the micro-batcher; `budgetMs` is the time left before its
    * deadline. Retrieval admits no ad that the request's block lists name (advertiser, category,
    * product) or whose campaign code is in `excludedCampaigns`, so exclusions never take a candidate slot.
+   * With `personalised` false (default true) the request is scored as an anonymous user: no known-user
+   * embedding or (user, ad) pair features, no age or gender, and no audience targeting match.
    */
-  score(bytes: Uint8Array, budgetMs: number, excludedCampaigns?: Uint32Array): Promise<ScoreResult>;
+  score(bytes: Uint8Array, budgetMs: number, excludedCampaigns?: Uint32Array, personalised?: boolean): Promise<ScoreResult>;
   /** Marks ads eligible (1) or not (0) for retrieval, effective for batches that start afterwards. */
   setEligibility(adIndex: Uint32Array, eligible: Uint8Array): void;
   /** Replaces the listed ads' static lightweight-score part (see adPrior in engine.ts), effective for batches that start afterwards. */

@@ -4,6 +4,7 @@ import { ByteBuffer } from 'flatbuffers';
 import { addon, isNativeError } from '../engine/addon';
 import { RequestError } from '../errors';
 import { AdRequest, Placement } from '../protocol/schema';
+import { mayPersonalise } from './privacy';
 
 export type Micros = number;
 
@@ -11,8 +12,13 @@ export interface ParsedAdRequest {
   /** Zero-copy view over the verified bytes. */
   request: AdRequest;
   requestId: string;
-  /** '' for anonymous traffic. */
+  /**
+   * '' for anonymous traffic and for requests that may not be personalised: no frequency history is
+   * read or written for them and no event token or log line carries their user.
+   */
   userId: string;
+  /** The privacy signals allow personalisation (privacy.ts); when false the engine scores an anonymous user. */
+  personalised: boolean;
   placement: Placement;
   slots: number;
   floorCpmMicros: Micros;
@@ -82,10 +88,12 @@ export function parseAdRequest(bytes: Uint8Array, limits: ParseLimits): ParsedAd
   }
   requireAcceptedCurrency(request, limits.currency);
   const tmax = request.tmaxMs();
+  const personalised = mayPersonalise(request);
   return {
     request,
     requestId,
-    userId: request.user()?.id() ?? '',
+    userId: personalised ? (request.user()?.id() ?? '') : '',
+    personalised,
     placement,
     slots,
     floorCpmMicros: Number(floor),

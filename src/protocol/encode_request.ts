@@ -2,7 +2,7 @@
 // calling adserve would. Used by the tests and the benchmarks.
 import { Builder, ByteBuffer } from 'flatbuffers';
 
-import { AdRequest, AdResponse, AuctionType, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
+import { AdRequest, AdResponse, AuctionType, Device, DeviceType, Gender, Geo, Placement, Regs, User } from './schema';
 
 export interface AdRequestSpec {
   id?: string;
@@ -36,20 +36,44 @@ export interface AdRequestSpec {
   sessionId?: string;
   /** ISO 4217 currencies accepted (OpenRTB cur). */
   cur?: string[];
+  /** TCF v2 consent string (OpenRTB user.consent). */
+  consent?: string;
+  /** Privacy regulation signals (OpenRTB regs); docs/privacy.md. */
+  coppa?: boolean;
+  gdpr?: boolean;
+  usPrivacy?: string;
+  gpp?: string;
+  gppSid?: number[];
 }
 
 type StringVector = (values: string[] | undefined, create: (builder: Builder, offsets: number[]) => number) => number;
 
 function encodeUser(builder: Builder, spec: AdRequestSpec, stringVector: StringVector): number {
-  if (spec.userId === undefined && spec.yob === undefined && spec.gender === undefined && spec.segments === undefined) return 0;
+  if (spec.userId === undefined && spec.yob === undefined && spec.gender === undefined && spec.segments === undefined && spec.consent === undefined) return 0;
   const userId = spec.userId === undefined ? 0 : builder.createString(spec.userId);
   const segments = stringVector(spec.segments, User.createSegmentsVector);
+  const consent = spec.consent === undefined ? 0 : builder.createString(spec.consent);
   User.startUser(builder);
   if (userId !== 0) User.addId(builder, userId);
   if (spec.yob !== undefined) User.addYob(builder, spec.yob);
   if (spec.gender !== undefined) User.addGender(builder, spec.gender);
   if (segments !== 0) User.addSegments(builder, segments);
+  if (consent !== 0) User.addConsent(builder, consent);
   return User.endUser(builder);
+}
+
+function encodeRegs(builder: Builder, spec: AdRequestSpec, optionalString: (value: string | undefined) => number): number {
+  if (spec.coppa === undefined && spec.gdpr === undefined && spec.usPrivacy === undefined && spec.gpp === undefined && spec.gppSid === undefined) return 0;
+  const usPrivacy = optionalString(spec.usPrivacy);
+  const gpp = optionalString(spec.gpp);
+  const gppSid = spec.gppSid === undefined ? 0 : Regs.createGppSidVector(builder, spec.gppSid);
+  Regs.startRegs(builder);
+  if (spec.coppa !== undefined) Regs.addCoppa(builder, spec.coppa);
+  if (spec.gdpr !== undefined) Regs.addGdpr(builder, spec.gdpr);
+  if (usPrivacy !== 0) Regs.addUsPrivacy(builder, usPrivacy);
+  if (gpp !== 0) Regs.addGpp(builder, gpp);
+  if (gppSid !== 0) Regs.addGppSid(builder, gppSid);
+  return Regs.endRegs(builder);
 }
 
 function encodeGeo(builder: Builder, spec: AdRequestSpec, optionalString: (value: string | undefined) => number): number {
@@ -92,6 +116,7 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   const user = encodeUser(builder, spec, stringVector);
   const geo = encodeGeo(builder, spec, optionalString);
   const device = encodeDevice(builder, spec, optionalString);
+  const regs = encodeRegs(builder, spec, optionalString);
   const blockedAdvertisers = stringVector(spec.blockedAdvertisers, AdRequest.createBlockedAdvertisersVector);
   const blockedCategories = stringVector(spec.blockedCategories, AdRequest.createBlockedCategoriesVector);
   const blockedProducts = stringVector(spec.blockedProducts, AdRequest.createBlockedProductsVector);
@@ -119,6 +144,7 @@ export function encodeAdRequest(spec: AdRequestSpec = {}): Uint8Array {
   if (spec.auctionType !== undefined) AdRequest.addAuctionType(builder, spec.auctionType);
   if (sessionId !== 0) AdRequest.addSessionId(builder, sessionId);
   if (cur !== 0) AdRequest.addCur(builder, cur);
+  if (regs !== 0) AdRequest.addRegs(builder, regs);
   AdRequest.finishAdRequestBuffer(builder, AdRequest.endAdRequest(builder));
   return builder.asUint8Array().slice();
 }

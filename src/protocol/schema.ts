@@ -13,6 +13,7 @@ export { Gender } from '../../build/gen/ts/adserve/fb/gender';
 export { Geo } from '../../build/gen/ts/adserve/fb/geo';
 export { Device } from '../../build/gen/ts/adserve/fb/device';
 export { User } from '../../build/gen/ts/adserve/fb/user';
+export { Regs } from '../../build/gen/ts/adserve/fb/regs';
 export { ResponseStatus } from '../../build/gen/ts/adserve/fb/response-status';
 export { StageTiming } from '../../build/gen/ts/adserve/fb/stage-timing';
 export { NoFillReason } from '../../build/gen/ts/adserve/fb/no-fill-reason';

@@ -18,11 +18,18 @@ function requestFieldsOf(bytes: Uint8Array): unknown {
   const user = request.user()!;
   const device = request.device()!;
   const geo = request.geo()!;
+  const regs = request.regs()!;
   return {
     id: request.id(),
     placement: Placement[request.placement()],
     tmax_ms: request.tmaxMs(),
-    user: { id: user.id(), yob: user.yob(), gender: Gender[user.gender()], segments: strings(user.segmentsLength(), (i) => user.segments(i)) },
+    user: {
+      id: user.id(),
+      yob: user.yob(),
+      gender: Gender[user.gender()],
+      segments: strings(user.segmentsLength(), (i) => user.segments(i)),
+      consent: user.consent(),
+    },
     device: { type: DeviceType[device.type()], os: device.os(), language: device.language() },
     geo: { country: geo.country(), region: geo.region(), city: geo.city(), zip: geo.zip() },
     query: request.query(),
@@ -41,6 +48,7 @@ function requestFieldsOf(bytes: Uint8Array): unknown {
     session_id: request.sessionId(),
     page: request.page(),
     cur: strings(request.curLength(), (i) => request.cur(i)),
+    regs: { coppa: regs.coppa(), gdpr: regs.gdpr(), us_privacy: regs.usPrivacy(), gpp: regs.gpp(), gpp_sid: Array.from(regs.gppSidArray()!) },
   };
 }
 

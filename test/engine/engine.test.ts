@@ -12,7 +12,7 @@ import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings, 
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
-import { DeviceType, Placement } from '../../src/protocol/schema';
+import { DeviceType, Gender, Placement } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const settings: EngineSettings = {
@@ -95,6 +95,36 @@ describe('native engine over the tiny model', () => {
       expect(us.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
       const japan = await targeted.score(encodeAdRequest({ query: 'running shoes', country: 'JP' }), 1000);
       expect(japan.adIndex.some((ad) => ad % 2 === 0)).toBe(true);
+    } finally {
+      targeted.close();
+    }
+  });
+
+  it('scores a request that may not be personalised as the same request without a user', async () => {
+    const context = { query: 'running shoes', country: 'US', language: 'en', timestampMs: 1_764_590_400_000n };
+    const knownUser = encodeAdRequest({ ...context, userId: model.userIds[0], yob: 1985, gender: Gender.Female });
+    const anonymous = await engine.score(encodeAdRequest(context), 1000);
+    const notPersonalised = await engine.score(knownUser, 1000, undefined, false);
+    expect(Array.from(notPersonalised.adIndex)).toEqual(Array.from(anonymous.adIndex));
+    expect(Array.from(notPersonalised.ctrLogit)).toEqual(Array.from(anonymous.ctrLogit));
+    expect(Array.from(notPersonalised.cvrLogit)).toEqual(Array.from(anonymous.cvrLogit));
+    const personalised = await engine.score(knownUser, 1000, undefined, true);
+    expect(Array.from(personalised.ctrLogit)).not.toEqual(Array.from(anonymous.ctrLogit));
+    expect(() => engine.score(knownUser, 1000, undefined, 'no' as unknown as boolean)).toThrow(/personalised must be a boolean/);
+  });
+
+  it('matches no audience criterion for a request that may not be personalised', async () => {
+    const runnersOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({
+      ad: i * 2,
+      rules: [[{ type: 'audience' as const, value: 'runners' }]],
+    }));
+    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: runnersOnly });
+    try {
+      const request = encodeAdRequest({ query: 'running shoes', userId: 'a-runner', segments: ['runners'] });
+      expect((await targeted.score(request, 1000)).adIndex.some((ad) => ad % 2 === 0)).toBe(true);
+      const notPersonalised = await targeted.score(request, 1000, undefined, false);
+      expect(notPersonalised.adIndex.length).toBe(50);
+      expect(notPersonalised.adIndex.every((ad) => ad % 2 === 1)).toBe(true);
     } finally {
       targeted.close();
     }

@@ -15,7 +15,7 @@ export const everyFieldRequest = {
   id: 'clients-every-field',
   placement: 'Search',
   tmax_ms: 5000,
-  user: { id: 'u0000001', yob: 1990, gender: 'Female', segments: ['runners', 'outdoor'] },
+  user: { id: 'u0000001', yob: 1990, gender: 'Female', segments: ['runners', 'outdoor'], consent: 'CQcoverageAAAA' },
   device: { type: 'Mobile', os: 'Android', language: 'en-US' },
   geo: { country: 'US', region: 'CA', city: 'San Francisco', zip: '94103' },
   query: 'running shoes',
@@ -34,6 +34,7 @@ export const everyFieldRequest = {
   session_id: 'clients-session',
   page: 1,
   cur: ['EUR', 'USD'],
+  regs: { coppa: true, gdpr: true, us_privacy: '1YYN', gpp: 'DBABMA~CQcoverageAAAA', gpp_sid: [2] },
 } as const;
 
 /** The same request for the TypeScript client; `Required` makes a new spec field fail to compile until it is set here. */
@@ -70,6 +71,12 @@ export function everyFieldSpec(id: string): Required<AdRequestSpec> {
     sessionId: r.session_id,
     page: r.page,
     cur: [...r.cur],
+    consent: r.user.consent,
+    coppa: r.regs.coppa,
+    gdpr: r.regs.gdpr,
+    usPrivacy: r.regs.us_privacy,
+    gpp: r.regs.gpp,
+    gppSid: [...r.regs.gpp_sid],
   };
 }
 

@@ -18,6 +18,7 @@ from .protocol import (
     Device,
     Event,
     Geo,
+    Regs,
     StageTiming,
     User,
     decode_ad_response,
@@ -27,5 +28,5 @@ from .protocol import (
 
 __all__ = [
     "Ad", "AdRequest", "AdResponse", "AdserveError", "Client", "Creative", "Device", "Event", "Geo", "RecordedEvent",
-    "StageTiming", "User", "decode_ad_response", "encode_ad_request", "encode_event",
+    "Regs", "StageTiming", "User", "decode_ad_response", "encode_ad_request", "encode_event",
 ]

@@ -22,6 +22,7 @@ try:
     from adserve.fb import Device as fb_device
     from adserve.fb import Event as fb_event
     from adserve.fb import Geo as fb_geo
+    from adserve.fb import Regs as fb_regs
     from adserve.fb import StageTiming as fb_stage_timing
     from adserve.fb import User as fb_user
     from adserve.fb.AuctionType import AuctionType
@@ -49,6 +50,7 @@ class User:
     yob: Optional[int] = None
     gender: Optional[str] = None
     segments: Optional[List[str]] = None
+    consent: Optional[str] = None
 
 
 @dataclass
@@ -64,6 +66,17 @@ class Geo:
     region: Optional[str] = None
     city: Optional[str] = None
     zip: Optional[str] = None
+
+
+@dataclass
+class Regs:
+    """Privacy regulation signals (OpenRTB regs); the daemon's docs/privacy.md says what each one does."""
+
+    coppa: Optional[bool] = None
+    gdpr: Optional[bool] = None
+    us_privacy: Optional[str] = None
+    gpp: Optional[str] = None
+    gpp_sid: Optional[List[int]] = None
 
 
 @dataclass
@@ -92,11 +105,12 @@ class AdRequest:
     session_id: Optional[str] = None
     page: Optional[int] = None
     cur: Optional[List[str]] = None
+    regs: Optional[Regs] = None
 
     @classmethod
     def from_dict(cls, fields: dict) -> "AdRequest":
         """The request from its JSON form (the schema's field names); an unknown name is a TypeError."""
-        nested = {"user": User, "device": Device, "geo": Geo}
+        nested = {"user": User, "device": Device, "geo": Geo, "regs": Regs}
         return cls(**{name: nested[name](**value) if name in nested and value is not None else value for name, value in fields.items()})
 
 
@@ -198,6 +212,7 @@ def _optional_vector(builder: flatbuffers.Builder, values: Optional[List[str]]) 
 def _encode_user(builder: flatbuffers.Builder, user: User) -> int:
     user_id = _optional_string(builder, user.id)
     segments = _optional_vector(builder, user.segments)
+    consent = _optional_string(builder, user.consent)
     fb_user.UserStart(builder)
     if user_id:
         fb_user.UserAddId(builder, user_id)
@@ -207,6 +222,8 @@ def _encode_user(builder: flatbuffers.Builder, user: User) -> int:
         fb_user.UserAddGender(builder, _enum_value(Gender, user.gender))
     if segments:
         fb_user.UserAddSegments(builder, segments)
+    if consent:
+        fb_user.UserAddConsent(builder, consent)
     return fb_user.UserEnd(builder)
 
 
@@ -240,6 +257,29 @@ def _encode_geo(builder: flatbuffers.Builder, geo: Geo) -> int:
     return fb_geo.GeoEnd(builder)
 
 
+def _encode_regs(builder: flatbuffers.Builder, regs: Regs) -> int:
+    us_privacy = _optional_string(builder, regs.us_privacy)
+    gpp = _optional_string(builder, regs.gpp)
+    gpp_sid = 0
+    if regs.gpp_sid is not None:
+        builder.StartVector(2, len(regs.gpp_sid), 2)
+        for section in reversed(regs.gpp_sid):
+            builder.PrependUint16(section)
+        gpp_sid = builder.EndVector()
+    fb_regs.RegsStart(builder)
+    if regs.coppa is not None:
+        fb_regs.RegsAddCoppa(builder, regs.coppa)
+    if regs.gdpr is not None:
+        fb_regs.RegsAddGdpr(builder, regs.gdpr)
+    if us_privacy:
+        fb_regs.RegsAddUsPrivacy(builder, us_privacy)
+    if gpp:
+        fb_regs.RegsAddGpp(builder, gpp)
+    if gpp_sid:
+        fb_regs.RegsAddGppSid(builder, gpp_sid)
+    return fb_regs.RegsEnd(builder)
+
+
 def encode_ad_request(request: AdRequest) -> bytes:
     """The AdRequest FlatBuffer (file identifier ADRQ) for POST /v1/ads or one WebSocket frame."""
     builder = flatbuffers.Builder(256)
@@ -248,6 +288,7 @@ def encode_ad_request(request: AdRequest) -> bytes:
     user = 0 if request.user is None else _encode_user(builder, request.user)
     device = 0 if request.device is None else _encode_device(builder, request.device)
     geo = 0 if request.geo is None else _encode_geo(builder, request.geo)
+    regs = 0 if request.regs is None else _encode_regs(builder, request.regs)
     query = _optional_string(builder, request.query)
     product_id = _optional_string(builder, request.product_id)
     category_id = _optional_string(builder, request.category_id)
@@ -302,6 +343,8 @@ def encode_ad_request(request: AdRequest) -> bytes:
         r.AdRequestAddPage(builder, request.page)
     if cur:
         r.AdRequestAddCur(builder, cur)
+    if regs:
+        r.AdRequestAddRegs(builder, regs)
     builder.Finish(r.AdRequestEnd(builder), file_identifier=_REQUEST_IDENTIFIER)
     return bytes(builder.Output())
 
