@@ -200,6 +200,27 @@ export function appendAds(catalog: Catalog, ads: readonly CatalogAd[]): number {
   return first;
 }
 
+/**
+ * Undoes the last appendAds (rows `first` onwards) when the engine refused those ads, so catalog
+ * and engine indices stay the same; `previous` gives each dropped id's row before the append.
+ */
+export function dropAppendedAds(catalog: Catalog, first: number, previous: ReadonlyMap<string, number | undefined>): void {
+  const c = catalog as Mutable<Catalog>;
+  const campaigns = new Set(c.campaignId.slice(first));
+  for (const key of ['bidType', 'bidMicros', 'landingQuality', 'adPaused', 'adPolicyBlocked', 'adRetired', 'active'] as const) {
+    (c as Record<typeof key, Uint8Array | Float32Array | Float64Array>)[key] = grownTo(c[key], first);
+  }
+  for (const column of [c.adId, c.productId, c.title, c.landingUrl, c.imageUrl]) (column as GrowingStrings).truncate(first);
+  for (const column of [c.campaignId, c.advertiserId, c.category]) (column as string[]).length = first;
+  for (const [id, row] of previous) (c.indexOf as GrowingIndex).restore(id, row);
+  for (const campaignId of campaigns)
+    c.campaignAds.set(
+      campaignId,
+      catalog.campaignAds.get(campaignId)!.filter((ad) => ad < first),
+    );
+  c.size = first;
+}
+
 /** Retires a row for good: it leaves its campaign's ads and never serves, but its id still finds it until a newer row takes the id. */
 export function retireAd(catalog: Catalog, ad: number): void {
   const c = catalog as Mutable<Catalog>;

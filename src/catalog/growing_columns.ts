@@ -21,6 +21,13 @@ export class GrowingStrings implements StringColumn {
     this.appendedUtf8.push(Buffer.from(value, 'utf8'));
   }
 
+  /** Drops appended rows from `length` on (never loaded ones). */
+  truncate(length: number): void {
+    const keep = Math.max(0, length - this.base.length);
+    this.appended.length = keep;
+    this.appendedUtf8.length = keep;
+  }
+
   at(index: number): string | undefined {
     return index < this.base.length ? this.base.at(index) : this.appended[index - this.base.length];
   }
@@ -42,6 +49,12 @@ export class GrowingIndex {
 
   set(id: string, row: number): void {
     this.appended.set(id, row);
+  }
+
+  /** Points `id` back at an earlier row, or at the loaded catalog's when `row` is undefined. */
+  restore(id: string, row: number | undefined): void {
+    if (row === undefined || row === this.base.get(id)) this.appended.delete(id);
+    else this.appended.set(id, row);
   }
 }
 

@@ -5,7 +5,7 @@
 // applied one page at a time, in order, to every model; each applies the row as it is now, so a
 // change heard twice, or a row newer than its change, does no harm.
 import { adContentKey, effectiveTargeting } from '../catalog/ad_content';
-import { appendAds, type Catalog, retireAd, setAdStatus, setCampaignHeld } from '../catalog/catalog';
+import { appendAds, type Catalog, dropAppendedAds, retireAd, setAdStatus, setCampaignHeld } from '../catalog/catalog';
 import type { CatalogAd, CatalogCampaign } from '../catalog/catalog_json';
 import { grownTo } from '../catalog/growing_columns';
 import type { AdTargeting } from '../engine/addon';
@@ -335,7 +335,24 @@ export class StoreSync {
         embed.push({ row, key, targeting });
       }
     }
-    for (let start = 0; start < embed.length; start += embedBatch) await this.embed(serving, embed.slice(start, start + embedBatch));
+    for (let start = 0; start < embed.length; start += embedBatch) {
+      const batch = embed.slice(start, start + embedBatch);
+      try {
+        await this.embed(serving, batch);
+      } catch {
+        // One ad the engine refuses (a targeting value it does not know) must not hold back the
+        // rest, nor every later change: embed them one by one and leave the refused ones out.
+        for (const one of batch) {
+          try {
+            await this.embed(serving, [one]);
+          } catch (error) {
+            this.options.log.warn('ad not served: the engine refused it', { ad: one.row.id, error: (error as Error).message });
+            const current = catalog.indexOf.get(one.row.id);
+            if (current !== undefined && catalog.adRetired[current] === 0) this.retire(serving, current);
+          }
+        }
+      }
+    }
   }
 
   /**
@@ -356,28 +373,37 @@ export class StoreSync {
     for (const { key } of batch) serving.adContent.push(key);
     const indices = Array.from({ length: batch.length }, (_, offset) => first + offset);
     const targeting: AdTargeting[] = batch.flatMap(({ targeting: rules }, offset) => (rules?.length ? [{ ad: offset, rules }] : []));
-    const added = await engine.addAds({
-      ...serving.encodeAds(
-        batch.map(({ row }) => ({
-          advertiserId: row.advertiser_id,
-          category: row.category,
-          format: row.format,
-          bidType: catalog.campaigns.get(row.campaign_id)!.bid_type,
-          title: row.title,
-          priceMicros: row.price_micros,
-          landingQuality: row.landing_quality,
-          rating: row.rating,
-        })),
-      ),
-      prior: Float32Array.from(indices, (ad) => adPrior(ad, history, catalog, serving.light)),
-      keys: {
-        campaign: Uint32Array.from(indices, (ad) => serving.campaignCode.get(catalog.campaignId[ad]!)!),
-        advertiser: indices.map((ad) => catalog.advertiserId[ad]!),
-        category: indices.map((ad) => catalog.category[ad]!),
-        product: indices.map((ad) => catalog.productId.at(ad)!),
-      },
-      targeting,
-    });
+    let added: number;
+    try {
+      added = await engine.addAds({
+        ...serving.encodeAds(
+          batch.map(({ row }) => ({
+            advertiserId: row.advertiser_id,
+            category: row.category,
+            format: row.format,
+            bidType: catalog.campaigns.get(row.campaign_id)!.bid_type,
+            title: row.title,
+            priceMicros: row.price_micros,
+            landingQuality: row.landing_quality,
+            rating: row.rating,
+          })),
+        ),
+        prior: Float32Array.from(indices, (ad) => adPrior(ad, history, catalog, serving.light)),
+        keys: {
+          campaign: Uint32Array.from(indices, (ad) => serving.campaignCode.get(catalog.campaignId[ad]!)!),
+          advertiser: indices.map((ad) => catalog.advertiserId[ad]!),
+          category: indices.map((ad) => catalog.category[ad]!),
+          product: indices.map((ad) => catalog.productId.at(ad)!),
+        },
+        targeting,
+      });
+    } catch (error) {
+      dropAppendedAds(catalog, first, new Map(batch.map(({ row }, offset) => [row.id, replaced[offset]])));
+      serving.adContent.length = first;
+      history.ctr = grownTo(history.ctr, first);
+      history.cvr = grownTo(history.cvr, first);
+      throw error;
+    }
     if (added !== first) throw new Error(`engine and catalog disagree on ad indices (engine ${added}, catalog ${first}); restart to realign`);
     for (const index of replaced) if (index !== undefined && catalog.adRetired[index] === 0) this.retire(serving, index);
     this.options.log.info('ads embedded', { model: serving.modelVersion, ads: batch.length, first });

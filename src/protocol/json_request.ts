@@ -5,7 +5,7 @@
 // test/protocol/json_mapping.test.ts.
 import { Builder } from 'flatbuffers';
 
-import { AdRequest, AuctionType, Device, DeviceType, Gender, Geo, Placement, User } from './schema';
+import { AdRequest, AuctionType, Device, DeviceType, Gender, Geo, Placement, Regs, User } from './schema';
 
 /**
  * Longest string and longest list a JSON request may hold. The binary path is bounded by
@@ -14,6 +14,8 @@ import { AdRequest, AuctionType, Device, DeviceType, Gender, Geo, Placement, Use
  */
 export const maxJsonStringLength = 1024;
 export const maxJsonListLength = 1024;
+/** Consent and GPP strings carry vendor sections and run to kilobytes; the privacy decoder reads at most 16 KiB. */
+const maxPrivacyStringLength = 16 * 1024;
 
 /** A JSON body this form cannot take: 400 when it is not JSON, 422 with the field at fault otherwise. */
 export class JsonRequestError extends Error {
@@ -30,9 +32,10 @@ export class JsonRequestError extends Error {
 type Add<T> = (builder: Builder, value: T) => void;
 
 type FieldMapping =
-  | { kind: 'string'; add: Add<number> }
+  | { kind: 'string'; maxLength: number; add: Add<number> }
   | { kind: 'strings'; create: (builder: Builder, offsets: number[]) => number; add: Add<number> }
   | { kind: 'table'; table: TableMapping; add: Add<number> }
+  | { kind: 'ushorts'; create: (builder: Builder, values: number[]) => number; add: Add<number> }
   | { kind: 'bool'; add: Add<boolean> }
   | { kind: 'integer'; min: number; max: number; add: Add<number> }
   /** A 64-bit field: JSON numbers are doubles, so only safe integers are exact. */
@@ -50,7 +53,8 @@ export interface TableMapping {
   required: readonly string[];
 }
 
-const text = (add: Add<number>): FieldMapping => ({ kind: 'string', add });
+const text = (add: Add<number>, maxLength = maxJsonStringLength): FieldMapping => ({ kind: 'string', maxLength, add });
+const ushorts = (create: (builder: Builder, values: number[]) => number, add: Add<number>): FieldMapping => ({ kind: 'ushorts', create, add });
 const texts = (create: (builder: Builder, offsets: number[]) => number, add: Add<number>): FieldMapping => ({ kind: 'strings', create, add });
 const flag = (add: Add<boolean>): FieldMapping => ({ kind: 'bool', add });
 const ushort = (add: Add<number>): FieldMapping => ({ kind: 'integer', min: 0, max: 0xffff, add });
@@ -71,6 +75,21 @@ const userMapping: TableMapping = {
     yob: ushort(User.addYob),
     gender: named(Gender, User.addGender),
     segments: texts(User.createSegmentsVector, User.addSegments),
+    consent: text(User.addConsent, maxPrivacyStringLength),
+  },
+};
+
+const regsMapping: TableMapping = {
+  name: 'Regs',
+  start: Regs.startRegs,
+  end: Regs.endRegs,
+  required: [],
+  fields: {
+    coppa: flag(Regs.addCoppa),
+    gdpr: flag(Regs.addGdpr),
+    us_privacy: text(Regs.addUsPrivacy),
+    gpp: text(Regs.addGpp, maxPrivacyStringLength),
+    gpp_sid: ushorts(Regs.createGppSidVector, Regs.addGppSid),
   },
 };
 
@@ -118,11 +137,12 @@ export const adRequestMapping: TableMapping = {
     session_id: text(AdRequest.addSessionId),
     page: ushort(AdRequest.addPage),
     cur: texts(AdRequest.createCurVector, AdRequest.addCur),
+    regs: table(regsMapping, AdRequest.addRegs),
   },
 };
 
 /** Every request table the JSON form maps, by schema name. */
-export const requestMappings: readonly TableMapping[] = [adRequestMapping, userMapping, deviceMapping, geoMapping];
+export const requestMappings: readonly TableMapping[] = [adRequestMapping, userMapping, deviceMapping, geoMapping, regsMapping];
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -134,9 +154,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function createText(builder: Builder, value: unknown, field: string): number {
+function createText(builder: Builder, value: unknown, field: string, maxLength = maxJsonStringLength): number {
   if (typeof value !== 'string') throw invalid(field, 'must be a string');
-  if (value.length > maxJsonStringLength) throw invalid(field, `must be at most ${maxJsonStringLength} characters (got ${value.length})`);
+  if (value.length > maxLength) throw invalid(field, `must be at most ${maxLength} characters (got ${value.length})`);
   return builder.createString(value);
 }
 
@@ -144,8 +164,16 @@ function createText(builder: Builder, value: unknown, field: string): number {
 function prepareField(builder: Builder, mapping: FieldMapping, value: unknown, field: string): (builder: Builder) => void {
   switch (mapping.kind) {
     case 'string': {
-      const offset = createText(builder, value, field);
+      const offset = createText(builder, value, field, mapping.maxLength);
       return (b) => mapping.add(b, offset);
+    }
+    case 'ushorts': {
+      if (!Array.isArray(value) || value.length > maxJsonListLength) throw invalid(field, `must be a list of at most ${maxJsonListLength} integers`);
+      value.forEach((each, i) => {
+        if (typeof each !== 'number' || !Number.isInteger(each) || each < 0 || each > 0xffff) throw invalid(`${field}[${i}]`, 'must be an integer in 0..65535');
+      });
+      const vector = mapping.create(builder, value as number[]);
+      return (b) => mapping.add(b, vector);
     }
     case 'strings': {
       if (!Array.isArray(value)) throw invalid(field, 'must be a list of strings');

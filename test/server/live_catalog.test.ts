@@ -114,6 +114,15 @@ describe('one node on SQLite', () => {
     await within(daemon.url, 1000, loses('ad-one'));
   });
 
+  it('leaves out an ad the engine refuses without holding back the changes after it', async () => {
+    // Stored (the store checks criterion types, not placement names), but no engine can index it.
+    const refused = liveAd('ad-refused', 'camp-one', { targeting: [[{ type: 'placement', value: 'billboard' }]] });
+    expect((await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', refused)).status).toBe(201);
+    expect((await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', liveAd('ad-after', 'camp-one'))).status).toBe(201);
+    await within(daemon.url, 1000, wins('ad-after'));
+    expect(daemon.output()).toMatch(/"msg":"ad not served: the engine refused it","ad":"ad-refused"/);
+  });
+
   it('follows campaign flights, campaign targeting and the advertiser status', async () => {
     await createLive(daemon.url, 'two');
     await within(daemon.url, 1000, wins('ad-two'));
