@@ -28,8 +28,10 @@ class Preset:
     # Auxiliary CVR BCE on clicked rows: 1.0 lifts CVR AUC most but costs CTR AUC (demo: gap 0.0200).
     cvr_loss_weight: float = 0.3
     retrieval_temperature: float = 0.1
-    # Ads drawn uniformly from the catalog per step as extra retrieval-loss negatives (0: in-batch only).
-    retrieval_catalog_negatives: int = 0
+    # Ads drawn uniformly from the catalog per step as extra retrieval-loss negatives (mixed negative
+    # sampling; 0: in-batch only). On the demo world at a third of its impressions, 2048 lifted the
+    # served slate's revenue share from 0.73 to 0.81 (1 slot) for about 10 % more training time.
+    retrieval_catalog_negatives: int = 2048
     embedding_dim: int = 128
     query_buckets: int = 4096
     product_buckets: int = 8192

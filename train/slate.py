@@ -214,7 +214,7 @@ def slate_quality(model: AdModel, featurizer: Featurizer, rows: np.ndarray, cali
                 winners, prices = run_auction(everything_head, exhaustive_ctr, exhaustive_cvr, relevance[:subset], catalog, slots, setup)
                 totals[slots]["exhaustive_subset_model"] += slate_value(head, catalog, winners, prices)
     return {"requests": int(len(rows)), "exhaustive_requests": int(min(exhaustive_requests, len(rows))),
-            "ann_candidates": setup.ann_candidates, "score_candidates": setup.score_candidates,
+            "ann_candidates": min(setup.ann_candidates, ad_count), "score_candidates": min(setup.score_candidates, setup.ann_candidates, ad_count),
             "slots": {str(slots): summarise(totals[slots], len(rows)) for slots in slot_counts}}
 
 
