@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .slate import PIPELINES
+
 
 def _row(name: str, metrics: dict) -> str:
     return f"| {name} | {metrics['auc']:.4f} | {metrics['log_loss']:.4f} | {metrics['ece']:.4f} | {metrics['mean_predicted']:.4f} | {metrics['observed_rate']:.4f} | {metrics['rows']} |"
@@ -40,7 +42,7 @@ def slate_lines(slate: dict) -> list[str]:
              "| slots | pipeline | clicks / request | share | revenue / request ($) | share |", "|---|---|---|---|---|---|"]
     for slots, result in slate["slots"].items():
         clicks, revenue = result["clicks"], result["revenue_micros"]
-        for name in ["oracle", "truth_on_retrieved", "truth_on_candidates", "served"]:
+        for name in PIPELINES:
             share = lambda metric: 1.0 if name == "oracle" else metric["share_of_oracle"][name]  # noqa: E731
             lines.append(f"| {slots} | {name.replace('_', ' ')} | {clicks['per_request'][name]:.4f} | {share(clicks):.3f} | "
                          f"{revenue['per_request'][name] / 1e6:.4f} | {share(revenue):.3f} |")

@@ -37,6 +37,7 @@ from .model import AdModel
 from .world import BID_TYPES, POSITION_BIAS, sigmoid, true_ctr_logit, true_cvr_logit
 
 CPC, CPM, CPA = (BID_TYPES.index(name) for name in ("CPC", "CPM", "CPA"))
+PIPELINES = ["oracle", "truth_on_retrieved", "truth_on_candidates", "served"]
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,7 @@ def slate_quality(model: AdModel, featurizer: Featurizer, rows: np.ndarray, cali
     whose context becomes a request); the first `exhaustive_requests` of them are also scored over the whole catalog."""
     catalog = catalog_columns(featurizer, setup)
     ad_count = len(catalog.bid_type)
-    pipelines = ["oracle", "truth_on_retrieved", "truth_on_candidates", "served"]
-    totals = {slots: {name: np.zeros(2) for name in [*pipelines, "exhaustive_subset_served", "exhaustive_subset_model"]} for slots in slot_counts}
+    totals = {slots: {name: np.zeros(2) for name in [*PIPELINES, "exhaustive_subset_served", "exhaustive_subset_model"]} for slots in slot_counts}
     for start in range(0, len(rows), chunk):
         requests = sample_requests(model, featurizer, rows[start:start + chunk])
         similarity = requests.query @ ad_embeddings.T
@@ -233,8 +233,8 @@ def summarise(totals: dict, requests: int) -> dict:
         oracle = value["oracle"]
         share = lambda x: x / oracle if oracle > 0 else float("nan")  # noqa: E731
         out[metric] = {
-            "per_request": {name: value[name] / requests for name in ["oracle", "truth_on_retrieved", "truth_on_candidates", "served"]},
-            "share_of_oracle": {name: share(value[name]) for name in ["truth_on_retrieved", "truth_on_candidates", "served"]},
+            "per_request": {name: value[name] / requests for name in PIPELINES},
+            "share_of_oracle": {name: share(value[name]) for name in PIPELINES[1:]},
             "loss": {"retrieval": share(oracle - value["truth_on_retrieved"]),
                      "lightweight_cut": share(value["truth_on_retrieved"] - value["truth_on_candidates"]),
                      "ranking": share(value["truth_on_candidates"] - value["served"]), "total": share(oracle - value["served"])},
