@@ -10,6 +10,7 @@ from .features import Featurizer
 from .fit import embed, predict
 from .metrics import binary_report, ece, reliability
 from .model import AdModel
+from .slate import slate_quality
 from .world import sigmoid, true_ctr_logit
 
 
@@ -35,6 +36,9 @@ def evaluate(model: AdModel, featurizer: Featurizer, test_rows: np.ndarray, cali
         "cvr_ece": {"before": ece(conversion[clicked], raw_cvr[clicked]), "after": ece(conversion[clicked], cvr[clicked])},
     }
     report["retrieval"] = retrieval_recall(model, featurizer, test_rows, ad_embeddings, recall_requests, seed)
+    preset = featurizer.preset
+    requests = np.random.default_rng(seed + 2).choice(test_rows, size=min(preset.slate_requests, len(test_rows)), replace=False)
+    report["slate"] = slate_quality(model, featurizer, requests, calibrators, ad_embeddings, exhaustive_requests=preset.slate_exhaustive_requests)
     return report
 
 

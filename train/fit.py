@@ -83,6 +83,8 @@ def train(preset: Preset, featurizer: Featurizer, train_rows: np.ndarray, log=pr
     # Featurised once: per-batch featurisation would cost more than the forward pass.
     features = featurizer.rows(train_rows)
     positions = torch.from_numpy(impressions.position[train_rows])
+    store = featurizer.store
+    ad_categorical, ad_title, ad_numeric = (torch.from_numpy(x) for x in (store.ad_categorical, store.ad_title, store.ad_numeric))
     steps = 0
     for epoch in range(preset.epochs):
         model.train()
@@ -103,7 +105,11 @@ def train(preset: Preset, featurizer: Featurizer, train_rows: np.ndarray, log=pr
             log_ctcvr = F.logsigmoid(ctr) + F.logsigmoid(cvr)
             log_not_ctcvr = torch.log1p(-log_ctcvr.exp().clamp(max=1 - 1e-6))
             ctcvr_loss = -(weight * (ctcvr * log_ctcvr + (1 - ctcvr) * log_not_ctcvr)).mean()
-            retrieval_loss = in_batch_retrieval_loss(embedded, click > 0, preset.retrieval_temperature)
+            catalog_negatives = None
+            if preset.retrieval_catalog_negatives:
+                sampled = torch.from_numpy(rng.integers(0, len(store.ad_categorical), preset.retrieval_catalog_negatives))
+                catalog_negatives = model.ad_embed(ad_categorical[sampled], ad_title[sampled], ad_numeric[sampled])
+            retrieval_loss = in_batch_retrieval_loss(embedded, click > 0, preset.retrieval_temperature, catalog_negatives)
             # CTCVR alone teaches the CVR head little (conversions are ~0.4 % of rows); clicked rows
             # give it a direct signal. ESMM's CTCVR term keeps it anchored on the whole space.
             clicked = click > 0
@@ -122,11 +128,17 @@ def train(preset: Preset, featurizer: Featurizer, train_rows: np.ndarray, log=pr
     return model, {"seconds": time.time() - started, "steps": steps, "epochs": preset.epochs}
 
 
-def in_batch_retrieval_loss(embedded: Embedded, positive: Tensor, temperature: float) -> Tensor:
-    """Sampled softmax over the batch's clicked ads: each clicked request should rank its own ad first."""
+def in_batch_retrieval_loss(embedded: Embedded, positive: Tensor, temperature: float, catalog_negatives: Tensor | None = None) -> Tensor:
+    """Sampled softmax over the batch's clicked ads: each clicked request should rank its own ad first.
+
+    In-batch negatives are other requests' clicked ads, so mostly ads of other categories; uniform
+    draws from the catalog (`catalog_negatives`, mixed negative sampling) add the ads retrieval must
+    also rank below, including unpopular and same-category ones."""
     if int(positive.sum()) < 2:
         return torch.zeros(())
     query = (embedded.user + embedded.context)[positive]
     ads = embedded.ad[positive]
+    if catalog_negatives is not None:
+        ads = torch.cat([ads, catalog_negatives])
     logits = query @ ads.T / temperature
     return F.cross_entropy(logits, torch.arange(len(query)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .slate import PIPELINES
+
 
 def _row(name: str, metrics: dict) -> str:
     return f"| {name} | {metrics['auc']:.4f} | {metrics['log_loss']:.4f} | {metrics['ece']:.4f} | {metrics['mean_predicted']:.4f} | {metrics['observed_rate']:.4f} | {metrics['rows']} |"
@@ -31,4 +33,25 @@ def markdown(report: dict) -> str:
             k = key.split("@")[1]
             lines.append(f"| {k} | {value:.4f} | {retrieval[f'random@{k}']:.4f} |")
     lines += ["", f"Mean true CTR of the top 10 retrieved: {retrieval['true_ctr_of_top_10']['retrieved']:.4f} (best possible {retrieval['true_ctr_of_top_10']['best']:.4f}).", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + slate_lines(report["slate"]))
+
+
+def slate_lines(slate: dict) -> list[str]:
+    lines = [f"## Served slate ({slate['requests']} test requests; exact retrieval of {slate['ann_candidates']}, "
+             f"{slate['score_candidates']} scored; GSP with the daemon's quality score and reserves; true expected clicks and revenue)", "",
+             "| slots | pipeline | clicks / request | share | revenue / request ($) | share |", "|---|---|---|---|---|---|"]
+    for slots, result in slate["slots"].items():
+        clicks, revenue = result["clicks"], result["revenue_micros"]
+        for name in PIPELINES:
+            share = lambda metric: 1.0 if name == "oracle" else metric["share_of_oracle"][name]  # noqa: E731
+            lines.append(f"| {slots} | {name.replace('_', ' ')} | {clicks['per_request'][name]:.4f} | {share(clicks):.3f} | "
+                         f"{revenue['per_request'][name] / 1e6:.4f} | {share(revenue):.3f} |")
+    lines += ["", "Loss as a share of the oracle (retrieval + lightweight cut + ranking = total); exhaustive: the gain of a slate "
+              f"from model scores over the whole catalog on {slate['exhaustive_requests']} of the requests:", "",
+              "| slots | metric | retrieval | lightweight cut | ranking | total | exhaustive gain |", "|---|---|---|---|---|---|---|"]
+    for slots, result in slate["slots"].items():
+        for metric in ["clicks", "revenue_micros"]:
+            loss, gain = result[metric]["loss"], result[metric]["exhaustive_gain"]
+            lines.append(f"| {slots} | {metric.split('_')[0]} | {loss['retrieval']:.3f} | {loss['lightweight_cut']:.3f} | {loss['ranking']:.3f} | "
+                         f"{loss['total']:.3f} | {'n/a' if gain is None else f'{gain:+.3f}'} |")
+    return lines + [""]
