@@ -116,7 +116,7 @@ async function loadServing(
   await moveLegacyChanges(store, config, log);
   const serving = await openServing(model, config, money, progress);
   progress.enter('following the catalog store');
-  await sync.adopt(serving);
+  await sync.adopt(serving, model.catalog);
   // The engine's warm-up, then the decision path's (warmDecisionPath).
   progress.enter('warming up', 2 * warmUpRequests().length);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may

@@ -1,11 +1,20 @@
-// What an ad serves with, as one number: the fields its embedding, targeting and display depend
-// on, with its campaign's bid type and targeting. Two rows with the same key serve alike, so a
-// change that keeps the key (status, keywords) needs no new embedding, and one that moves it does.
-import { createHash } from 'node:crypto';
-
-import type { TargetingCriterion } from './catalog_json';
+// What an ad serves with: the fields its embedding, targeting and display depend on. A change of
+// only its status (or its keywords, which serving does not read) keeps the ad as it is served; any
+// other change, or one of its campaign's bid type or targeting, needs it embedded again.
+import type { CatalogAd, TargetingCriterion } from './catalog_json';
 
 type Rules = readonly (readonly TargetingCriterion[])[];
+
+/** Fields of an ad that change nothing it is served with. */
+const servingNeutralAdFields: ReadonlySet<string> = new Set(['status', 'keywords']);
+/** Fields of a campaign its ads are embedded and targeted with. */
+const campaignContentFields: ReadonlySet<string> = new Set(['bid_type', 'targeting']);
+
+/** Whether an ad change of these fields needs the ad embedded again ('*': fields unknown). */
+export const adContentChanged = (fields: readonly string[]): boolean => fields.some((field) => !servingNeutralAdFields.has(field));
+
+/** Whether a campaign change of these fields needs every ad of it embedded again. */
+export const campaignContentChanged = (fields: readonly string[]): boolean => fields.some((field) => field === '*' || campaignContentFields.has(field));
 
 export interface AdContent {
   campaign_id: string;
@@ -23,31 +32,25 @@ export interface AdContent {
   policy_flags?: readonly string[] | null;
 }
 
-export interface CampaignContent {
-  bid_type: string;
-  targeting?: Rules | null;
-}
-
-/** 48 bits of SHA-1 over the content: exact in a double, and a collision between an ad's successive versions is negligible. */
-export function adContentKey(ad: AdContent, campaign: CampaignContent): number {
-  const content = [
-    ad.campaign_id,
-    ad.advertiser_id,
-    ad.product_id,
-    ad.category,
-    ad.format,
-    ad.title,
-    ad.landing_url,
-    ad.image_url,
-    ad.price_micros,
-    ad.landing_quality,
-    ad.rating,
-    ad.targeting ?? [],
-    ad.policy_flags ?? [],
-    campaign.bid_type,
-    campaign.targeting ?? [],
-  ];
-  return createHash('sha1').update(JSON.stringify(content)).digest().readUIntBE(0, 6);
+/** Whether two versions of an ad are served alike (for a store row against a model's catalog.json entry). */
+export function sameAdContent(a: AdContent, b: CatalogAd): boolean {
+  const rules = (targeting: Rules | null | undefined) => JSON.stringify(targeting ?? []);
+  const flags = (policy: readonly string[] | null | undefined) => JSON.stringify(policy ?? []);
+  return (
+    a.campaign_id === b.campaign_id &&
+    a.advertiser_id === b.advertiser_id &&
+    a.product_id === b.product_id &&
+    a.category === b.category &&
+    a.format === b.format &&
+    a.title === b.title &&
+    a.landing_url === b.landing_url &&
+    a.image_url === b.image_url &&
+    a.price_micros === b.price_micros &&
+    a.landing_quality === b.landing_quality &&
+    a.rating === b.rating &&
+    rules(a.targeting) === rules(b.targeting) &&
+    flags(a.policy_flags) === flags(b.policy_flags)
+  );
 }
 
 /**

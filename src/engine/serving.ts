@@ -6,7 +6,6 @@ import type { AuctionRules } from '../auction/auction';
 import { FrequencyCaps } from '../money/frequency_caps';
 import type { Money } from '../money/money';
 import type { Pacer } from '../money/pacing';
-import { adContentKey } from '../catalog/ad_content';
 import { type Catalog, catalogFromJson, setCampaign } from '../catalog/catalog';
 import type { CatalogCampaign } from '../catalog/catalog_json';
 import { type CalibrationParams, validateCalibration } from '../calibration/calibrate';
@@ -43,8 +42,6 @@ export interface Serving {
   encodeAds: (ads: readonly NewAdFields[]) => AdTowerInputs;
   /** Click and conversion rates of an ad without history. */
   globalRates: { ctr: number; cvr: number };
-  /** adContentKey of each catalog row as this model serves it. */
-  adContent: number[];
   /** SHA-256 of the catalog.json this model was trained on. */
   catalogSha256: string;
 }
@@ -123,7 +120,6 @@ export async function openServing(model: ModelDir, config: Config, money: Money,
   return {
     encodeAds: adTowerEncoder(model),
     globalRates: { ctr: priors.global_ctr, cvr: priors.global_cvr },
-    adContent: model.catalog.ads.map((ad) => adContentKey(ad, catalog.campaigns.get(ad.campaign_id)!)),
     catalogSha256: model.manifest.files['catalog.json']!.sha256,
     light: settings.light,
     money,

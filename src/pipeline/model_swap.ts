@@ -69,11 +69,12 @@ export class ModelSwapper {
     const resolved = path.resolve(this.root, dir);
     this.loading = resolved;
     try {
-      const next = await openServing(readModelDir(resolved), this.config, this.money);
+      const model = readModelDir(resolved);
+      const next = await openServing(model, this.config, this.money);
       const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
         // The store's ads this model was not trained on are embedded before it serves.
-        await this.sync.adopt(next);
+        await this.sync.adopt(next, model.catalog);
         const problem = cannotFill(await warmUp(next));
         if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
         await this.fillsLike(next, previous ?? this.context.serving, resolved);

@@ -4,9 +4,9 @@
 // archived one leaves at once, a campaign's settings, flight and advertiser take effect. Changes are
 // applied one page at a time, in order, to every model; each applies the row as it is now, so a
 // change heard twice, or a row newer than its change, does no harm.
-import { adContentKey, effectiveTargeting } from '../catalog/ad_content';
+import { adContentChanged, campaignContentChanged, effectiveTargeting, sameAdContent } from '../catalog/ad_content';
 import { appendAds, type Catalog, dropAppendedAds, retireAd, setAdStatus, setCampaignHeld } from '../catalog/catalog';
-import type { CatalogAd, CatalogCampaign } from '../catalog/catalog_json';
+import type { CatalogAd, CatalogCampaign, CatalogJson } from '../catalog/catalog_json';
 import { grownTo } from '../catalog/growing_columns';
 import type { AdTargeting } from '../engine/addon';
 import { adPrior } from '../engine/engine';
@@ -28,6 +28,23 @@ interface Rows {
   advertisers: AdvertiserRow[];
   campaigns: CampaignRow[];
   ads: AdRow[];
+  /** Ads whose content changed since the model last saw them (created, or any field but status and keywords). */
+  newContent: Set<string>;
+  /** Campaigns whose bid type or targeting changed: each of their ads is new content. */
+  rekeyed: Set<string>;
+}
+
+type Ids = Record<StoreEntity, Set<string>> & { newContent: Set<string>; rekeyed: Set<string> };
+
+const noIds = (): Ids => ({ advertiser: new Set(), campaign: new Set(), ad: new Set(), newContent: new Set(), rekeyed: new Set() });
+
+/** Adds the changes to `ids`: what to read, and what each change says about content. */
+function collect(ids: Ids, changes: readonly Change[]): void {
+  for (const change of changes) {
+    ids[change.entity].add(change.id);
+    if (change.entity === 'ad' && (change.op === 'create' || adContentChanged(change.fields))) ids.newContent.add(change.id);
+    if (change.entity === 'campaign' && change.op === 'update' && campaignContentChanged(change.fields)) ids.rekeyed.add(change.id);
+  }
 }
 
 function catalogCampaign(row: CampaignRow): CatalogCampaign {
@@ -96,8 +113,6 @@ export class StoreSync {
   /** The latest row seen of each advertiser and campaign the store changed since its seed; absent: as seeded. */
   private readonly advertisers = new Map<string, AdvertiserRow>();
   private readonly campaigns = new Map<string, CampaignRow>();
-  /** Per model, the campaign content its ads of each changed campaign were keyed with; absent: as the model's catalog had it. */
-  private readonly keyedCampaigns = new WeakMap<Serving, Map<string, string>>();
   private readonly flightTimer: NodeJS.Timeout;
   private readonly now: () => number;
 
@@ -111,7 +126,7 @@ export class StoreSync {
    * Brings a newly opened model to the store's state and keeps it there until release(); resolves
    * once it is, before the model takes traffic. The first call starts following the store.
    */
-  adopt(serving: Serving): Promise<void> {
+  adopt(serving: Serving, modelCatalog: CatalogJson): Promise<void> {
     return this.enqueue(async () => {
       const { store } = this.options;
       const seq = await store.currentSeq();
@@ -121,7 +136,7 @@ export class StoreSync {
         this.options.log.warn("catalog store not seeded: serving the model directory's catalog and following only new changes", { seq });
       } else {
         const source = await store.seedSource();
-        const rows = source?.catalogSha256 === serving.catalogSha256 ? await this.changedSince(source.seq, seq) : await this.everyRow(serving);
+        const rows = source?.catalogSha256 === serving.catalogSha256 ? await this.changedSince(source.seq, seq) : await this.everyRow(serving, modelCatalog);
         await this.applyRows([serving], rows);
       }
       this.targets.add(serving);
@@ -171,8 +186,8 @@ export class StoreSync {
   }
 
   private async applyChanges(changes: Change[]): Promise<void> {
-    const ids: Record<StoreEntity, Set<string>> = { advertiser: new Set(), campaign: new Set(), ad: new Set() };
-    for (const change of changes) ids[change.entity].add(change.id);
+    const ids = noIds();
+    collect(ids, changes);
     await this.applyRows([...this.targets], await this.read(ids));
     this.appliedSeq = changes[changes.length - 1]!.seq;
     const ready = this.seqWaiters.filter((waiter) => waiter.seq <= this.appliedSeq);
@@ -182,28 +197,37 @@ export class StoreSync {
 
   /** The current rows of everything changed in (afterSeq, upToSeq]. */
   private async changedSince(afterSeq: number, upToSeq: number): Promise<Rows> {
-    const ids: Record<StoreEntity, Set<string>> = { advertiser: new Set(), campaign: new Set(), ad: new Set() };
+    const ids = noIds();
     for (let seq = afterSeq; seq < upToSeq;) {
       const changes = await this.options.store.changesSince(seq, 10_000);
       if (changes.length === 0) break;
-      for (const change of changes) if (change.seq <= upToSeq) ids[change.entity].add(change.id);
+      collect(
+        ids,
+        changes.filter((change) => change.seq <= upToSeq),
+      );
       seq = changes[changes.length - 1]!.seq;
     }
     return this.read(ids);
   }
 
-  private async read(ids: Record<StoreEntity, Set<string>>): Promise<Rows> {
+  private async read(ids: Ids): Promise<Rows> {
     const { store } = this.options;
     const rows = async <E extends StoreEntity>(entity: E) =>
       (await Promise.all([...ids[entity]].map((id) => store.get(entity, id)))).filter((row) => row !== undefined);
-    return { advertisers: await rows('advertiser'), campaigns: await rows('campaign'), ads: await rows('ad') };
+    return {
+      advertisers: await rows('advertiser'),
+      campaigns: await rows('campaign'),
+      ads: await rows('ad'),
+      newContent: ids.newContent,
+      rekeyed: ids.rekeyed,
+    };
   }
 
   /**
    * Every row of the store, for a model trained on another catalog than the store's seed: its ads
    * the store lacks are retired, and the store's ads it lacks are embedded.
    */
-  private async everyRow(serving: Serving): Promise<Rows> {
+  private async everyRow(serving: Serving, modelCatalog: CatalogJson): Promise<Rows> {
     const { store } = this.options;
     const all = async <Row>(list: (cursor: string | undefined) => Promise<{ items: Row[]; next_cursor: string | null }>): Promise<Row[]> => {
       const items: Row[] = [];
@@ -216,13 +240,25 @@ export class StoreSync {
       return items;
     };
     const page = (cursor: string | undefined) => ({ limit: 1000, ...(cursor ? { cursor } : {}) });
+    const { catalog } = serving;
+    const ads = await all((cursor) => store.listAds(page(cursor)));
+    const campaigns = await all((cursor) => store.listCampaigns(page(cursor)));
     const rows: Rows = {
       advertisers: await all((cursor) => store.listAdvertisers(page(cursor))),
-      campaigns: await all((cursor) => store.listCampaigns(page(cursor))),
-      ads: await all((cursor) => store.listAds(page(cursor))),
+      campaigns,
+      ads,
+      // The model's own catalog.json says what its ads were embedded and targeted with.
+      newContent: new Set(
+        ads
+          .filter((row) => {
+            const index = catalog.indexOf.get(row.id);
+            return index === undefined || index >= modelCatalog.ads.length || !sameAdContent(row, modelCatalog.ads[index]!);
+          })
+          .map((row) => row.id),
+      ),
+      rekeyed: new Set(campaigns.filter((row) => row.targeting?.length || catalog.campaigns.get(row.id)?.bid_type !== row.bid_type).map((row) => row.id)),
     };
-    const stored = new Set(rows.ads.map((ad) => ad.id));
-    const { catalog } = serving;
+    const stored = new Set(ads.map((ad) => ad.id));
     for (let ad = 0; ad < catalog.size; ad++) if (!stored.has(catalog.adId.at(ad)!) && catalog.adRetired[ad] === 0) this.retire(serving, ad);
     return rows;
   }
@@ -232,8 +268,6 @@ export class StoreSync {
     for (const row of rows.advertisers) this.advertisers.set(row.id, row);
     for (const row of rows.campaigns) this.campaigns.set(row.id, row);
     const touched = new Set([...rows.campaigns.map((row) => row.id), ...this.campaignsOf(rows.advertisers, servings)]);
-    // Decided before the rows apply, while each model's catalog still has the content its ads were keyed with.
-    const rekeyed = rows.campaigns.filter((row) => servings.map((serving) => this.campaignRekeyed(serving, row)).some(Boolean));
     for (const serving of servings) {
       for (const row of rows.campaigns) applyCampaign(serving, catalogCampaign(row));
       for (const campaignId of touched) this.hold(serving.catalog, campaignId, nowMs);
@@ -241,8 +275,14 @@ export class StoreSync {
     for (const campaignId of touched) this.options.money.campaignChanged(campaignId, nowMs);
     // A campaign whose bid type or targeting changed serves every one of its ads differently.
     const ads = [...rows.ads];
-    for (const campaign of rekeyed) ads.push(...(await this.adsOf(campaign.id)));
-    for (const serving of servings) await this.applyAds(serving, ads);
+    const newContent = new Set(rows.newContent);
+    for (const campaignId of rows.rekeyed) {
+      for (const ad of await this.adsOf(campaignId)) {
+        newContent.add(ad.id);
+        if (!rows.newContent.has(ad.id)) ads.push(ad);
+      }
+    }
+    for (const serving of servings) await this.applyAds(serving, ads, newContent);
     for (const ad of rows.ads) this.options.money.adChanged(ad.id);
   }
 
@@ -262,20 +302,6 @@ export class StoreSync {
       cursor = page.next_cursor ?? undefined;
     } while (cursor !== undefined);
     return ads;
-  }
-
-  /**
-   * Notes the campaign content (bid type, targeting) each campaign's ads are now keyed with in
-   * `serving`, and says whether it moved: then every ad of the campaign serves differently.
-   */
-  private campaignRekeyed(serving: Serving, row: CampaignRow): boolean {
-    let keyed = this.keyedCampaigns.get(serving);
-    if (!keyed) this.keyedCampaigns.set(serving, (keyed = new Map()));
-    const seeded = serving.catalog.campaigns.get(row.id);
-    const before = keyed.get(row.id) ?? (seeded ? JSON.stringify([seeded.bid_type, []]) : undefined);
-    const now = JSON.stringify([row.bid_type, row.targeting ?? []]);
-    keyed.set(row.id, now);
-    return before !== undefined && before !== now;
   }
 
   private hold(catalog: Catalog, campaignId: string, nowMs: number): void {
@@ -307,20 +333,17 @@ export class StoreSync {
   }
 
   /** Puts each ad row into one model: a status change in place, new content embedded under a new index (the old one retired). */
-  private async applyAds(serving: Serving, rows: AdRow[]): Promise<void> {
+  private async applyAds(serving: Serving, rows: AdRow[], newContent: ReadonlySet<string>): Promise<void> {
     const { catalog } = serving;
-    const embed: Array<{ row: AdRow; key: number; targeting: CatalogAd['targeting'] }> = [];
+    const embed: Array<{ row: AdRow; targeting: CatalogAd['targeting'] }> = [];
     for (const row of rows) {
       const index = catalog.indexOf.get(row.id);
       const campaign = this.campaigns.get(row.campaign_id);
-      const served = catalog.campaigns.get(row.campaign_id);
-      if (!served) continue;
-      const campaignContent = { bid_type: served.bid_type, targeting: campaign?.targeting ?? null };
-      const key = adContentKey(row, campaignContent);
+      if (!catalog.campaigns.has(row.campaign_id)) continue;
       const current = index !== undefined && catalog.adRetired[index] === 0 ? index : undefined;
       if (row.status === 'archived') {
         if (current !== undefined) this.retire(serving, current);
-      } else if (current !== undefined && serving.adContent[current] === key) {
+      } else if (current !== undefined && !newContent.has(row.id)) {
         setAdStatus(catalog, current, row.status);
       } else if (row.status === 'paused') {
         // Embedded when it is resumed: until then nothing may serve it, not even for a moment.
@@ -332,7 +355,7 @@ export class StoreSync {
           if (current !== undefined) this.retire(serving, current);
           continue;
         }
-        embed.push({ row, key, targeting });
+        embed.push({ row, targeting });
       }
     }
     for (let start = 0; start < embed.length; start += embedBatch) {
@@ -360,7 +383,7 @@ export class StoreSync {
    * enter its index), then retires the rows they replace. The catalog goes first: from the moment the
    * engine publishes an ad, a decision may name its index.
    */
-  private async embed(serving: Serving, batch: Array<{ row: AdRow; key: number; targeting: CatalogAd['targeting'] }>): Promise<void> {
+  private async embed(serving: Serving, batch: Array<{ row: AdRow; targeting: CatalogAd['targeting'] }>): Promise<void> {
     const { catalog, history, engine } = serving;
     const replaced = batch.map(({ row }) => catalog.indexOf.get(row.id));
     const first = appendAds(
@@ -370,7 +393,6 @@ export class StoreSync {
     const size = catalog.size;
     history.ctr = grownTo(history.ctr, size).fill(serving.globalRates.ctr, first);
     history.cvr = grownTo(history.cvr, size).fill(serving.globalRates.cvr, first);
-    for (const { key } of batch) serving.adContent.push(key);
     const indices = Array.from({ length: batch.length }, (_, offset) => first + offset);
     const targeting: AdTargeting[] = batch.flatMap(({ targeting: rules }, offset) => (rules?.length ? [{ ad: offset, rules }] : []));
     let added: number;
@@ -399,7 +421,6 @@ export class StoreSync {
       });
     } catch (error) {
       dropAppendedAds(catalog, first, new Map(batch.map(({ row }, offset) => [row.id, replaced[offset]])));
-      serving.adContent.length = first;
       history.ctr = grownTo(history.ctr, first);
       history.cvr = grownTo(history.cvr, first);
       throw error;

@@ -62,6 +62,8 @@ export interface ChangeTable {
   version: number;
   op: string;
   at: number;
+  /** Comma-separated fields an update changed; '' for a create or an archive; '*' for changes written before 0002. */
+  fields: string;
 }
 
 export interface StoreDatabase {
@@ -194,6 +196,14 @@ export function migrations(dialect: DialectKind): Record<string, Migration> {
         await createCampaigns(db, idType);
         await createAds(db, idType);
         await createBookkeeping(db);
+      },
+    },
+    '0002_change_fields': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .alterTable('changes')
+          .addColumn('fields', 'text', (c) => c.notNull().defaultTo('*'))
+          .execute();
       },
     },
   };

@@ -86,6 +86,8 @@ export interface Change {
   version: number;
   op: ChangeOp;
   at: string;
+  /** The fields an update changed, so a follower can tell a pause from new content; [] for a create or an archive; ['*'] when unknown (written by an older version). */
+  fields: string[];
 }
 
 export interface Page<T> {

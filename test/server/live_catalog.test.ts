@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Daemon, startDaemon } from '../../bench/daemon';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { ad, advertiser, campaign } from '../helpers/catalog_store';
-import { adminToken, baseEnv, send, spend } from '../helpers/events';
+import { adminToken, baseEnv, send, spend, tinyModelWithCatalog } from '../helpers/events';
 import { copyOfTinyModel } from '../helpers/models';
 import { type PostgresServer, startPostgres } from '../helpers/postgres';
 import { postAd } from '../helpers/requests';
@@ -152,6 +152,22 @@ describe('one node on SQLite', () => {
     const swap = await admin(daemon.url, 'POST', '/v1/admin/models', { dir: copyOfTinyModel('swap') });
     expect(swap.status).toBe(200);
     expect(await winners(daemon.url, 'swapped')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+    // A model trained on another catalog (one ad retitled there) is reconciled row by row: the
+    // store's ads it lacks are embedded, and the ad it has differently is embedded as the store has it.
+    const other = tinyModelWithCatalog((catalog) => {
+      catalog.ads[0]!.title = 'Retitled in the model only';
+    });
+    const before = daemon.output().length;
+    expect((await admin(daemon.url, 'POST', '/v1/admin/models', { dir: other })).status).toBe(200);
+    expect(await winners(daemon.url, 'other-catalog')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
+    const embedded = [
+      ...daemon
+        .output()
+        .slice(before)
+        .matchAll(/"msg":"ads embedded","model":"[^"]+","ads":(\d+)/g),
+    ].map((match) => Number(match[1]));
+    // ad-two and ad-after (the store's own) and ad00000000 (retitled there); ad-refused stays out.
+    expect(embedded.reduce((sum, ads) => sum + ads, 0)).toBe(3);
   });
 });
 

@@ -111,11 +111,12 @@ describe.each(backends)('catalog store on %s', (backend) => {
     expect((await store.listCampaigns({ status: 'active' })).items).toEqual([]);
     // The ad and its billing identity stay readable.
     expect(await store.get('ad', 'ad1')).toMatchObject({ campaign_id: 'c1', advertiser_id: 'adv1' });
-    const history = (await store.changesSince(0)).filter((change) => change.id === 'c1').map(({ op, version }) => [op, version]);
+    // Each change names the fields it moved, so a follower tells a pause from new content.
+    const history = (await store.changesSince(0)).filter((change) => change.id === 'c1').map(({ op, version, fields }) => [op, version, fields]);
     expect(history).toEqual([
-      ['create', 1],
-      ['update', 2],
-      ['archive', 3],
+      ['create', 1, []],
+      ['update', 2, ['daily_budget_micros']],
+      ['archive', 3, []],
     ]);
   });
 
