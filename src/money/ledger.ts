@@ -181,7 +181,10 @@ export class Ledger {
     await previous.close();
     this.snapshotting = this.writeSnapshot(capture, started, captureMs)
       .catch((error: Error) => void (this.failure = error))
-      .finally(() => (this.snapshotting = undefined));
+      .finally(() => {
+        capture.report.cells.thaw();
+        this.snapshotting = undefined;
+      });
   }
 
   private async writeSnapshot(capture: SnapshotCapture, started: number, captureMs: number): Promise<void> {

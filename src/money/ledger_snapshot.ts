@@ -14,7 +14,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import type { Nanos } from './amounts';
 import type { EventType, Generation, LedgerMemory } from './ledger_memory';
-import type { Counters } from './report_cells';
+import type { Counters, ReportCapture } from './report_cells';
 import { dayOfDailySpendKey } from './spend_totals';
 
 type SnapshotRecord =
@@ -36,8 +36,8 @@ export interface SnapshotCapture {
   daily: Array<[string, number, Nanos]>;
   generations: Array<{ generation: Generation; ids: number; serves: number }>;
   impressions: Array<{ users: string[]; campaigns: string[]; times: number[]; count: number }>;
-  /** Copied at the cut: the live counters go on growing with later events. */
-  report: Array<[string, number, Counters]>;
+  /** Frozen at the cut (ReportCells.freeze); thawed once written. */
+  report: ReportCapture;
 }
 
 /** Entries per line: each line costs one short turn of the event loop (well under a millisecond). */
@@ -54,7 +54,7 @@ export function captureSnapshot(memory: LedgerMemory, coversSegment: number): Sn
     daily: memory.dailyEntries(),
     generations: memory.generations.map((generation) => ({ generation, ids: generation.eventIds.size, serves: generation.serves.size })),
     impressions: memory.impressionBatches.map((batch) => ({ ...batch, count: batch.times.length })),
-    report: memory.report.entries(),
+    report: memory.report.freeze(),
   };
 }
 
@@ -103,7 +103,10 @@ export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture):
       await put({ kind: 'impressions', users: batch.users.slice(from, to), campaigns: batch.campaigns.slice(from, to), times: batch.times.slice(from, to) });
     }
   }
-  for (const cells of chunksOf(capture.report.values(), capture.report.length)) await put({ kind: 'report', cells });
+  const { report } = capture;
+  for (const { hour, keys, count } of report.hours) {
+    for (const chunk of chunksOf(keys.values(), count)) await put({ kind: 'report', cells: chunk.map((key) => [key, hour, report.cells.frozenCounters(key)]) });
+  }
   await put({ kind: 'end' });
   await file.write(buffered.join(''));
   return longestTurnMs;

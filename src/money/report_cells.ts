@@ -74,11 +74,18 @@ export function localHour(timeMs: number, timeZone = 'UTC'): number {
 
 export type Counters = number[];
 
+export interface ReportCapture {
+  cells: ReportCells;
+  hours: Array<{ hour: number; keys: string[]; count: number }>;
+}
+
 /** A bounded map of cells: cells of hours older than the retention are dropped whole. */
 export class ReportCells {
   readonly cells = new Map<string, Counters>();
   /** Cell keys by local hour, so old hours are dropped without scanning every cell. */
   private readonly keysByHour = new Map<number, string[]>();
+  /** While a snapshot is written: the counters, as of its cut, of every cell changed or dropped since. */
+  private frozen: Map<string, Counters> | undefined;
 
   constructor(private readonly retentionHours: number) {}
 
@@ -86,8 +93,10 @@ export class ReportCells {
     this.counters(key, hour)[counter]! += amount;
   }
 
+  /** The cell's counters, to be added to. */
   counters(key: string, hour: number): Counters {
     let counters = this.cells.get(key);
+    if (counters && this.frozen && !this.frozen.has(key)) this.frozen.set(key, counters.slice());
     if (!counters) {
       counters = new Array<number>(counterNames.length).fill(0);
       this.cells.set(key, counters);
@@ -111,11 +120,30 @@ export class ReportCells {
     }
   }
 
-  /** Every cell with its hour, its counters copied (a snapshot's capture). */
+  /** Every cell with its hour, its counters copied. */
   entries(): Array<[string, number, Counters]> {
     const entries: Array<[string, number, Counters]> = [];
     for (const [hour, keys] of this.keysByHour) for (const key of keys) entries.push([key, hour, this.cells.get(key)!.slice()]);
     return entries;
+  }
+
+  /**
+   * A snapshot's capture in O(hours), not O(cells): each hour's key list only grows at its end, so
+   * its first `count` keys are the cells at the cut, and a cell changed or dropped later keeps its
+   * counters at the cut in `frozen` until `thaw`. At most one capture at a time (the ledger's rule).
+   */
+  freeze(): ReportCapture {
+    this.frozen = new Map();
+    return { cells: this, hours: [...this.keysByHour].map(([hour, keys]) => ({ hour, keys, count: keys.length })) };
+  }
+
+  /** A cell's counters as of the last freeze. */
+  frozenCounters(key: string): Counters {
+    return this.frozen?.get(key) ?? this.cells.get(key)!;
+  }
+
+  thaw(): void {
+    this.frozen = undefined;
   }
 
   /** Puts back a cell read from a snapshot or a flush file. */
@@ -129,7 +157,10 @@ export class ReportCells {
     const oldestKept = Math.floor(nowMs / 3_600_000) - this.retentionHours - 14;
     for (const [hour, keys] of this.keysByHour) {
       if (hour >= oldestKept) continue;
-      for (const key of keys) this.cells.delete(key);
+      for (const key of keys) {
+        if (this.frozen && !this.frozen.has(key)) this.frozen.set(key, this.cells.get(key)!);
+        this.cells.delete(key);
+      }
       this.keysByHour.delete(hour);
     }
   }

@@ -139,7 +139,19 @@ it('forgets daily spend of past days and impressions past the longest cap window
 });
 
 /** Entries at one a millisecond from 0, so a 10 s retention expires most of them; every third charges. */
-const timedEntry = (i: number): LedgerEntry => ({ ...entry(`t${i}`, i % 3 === 0 ? 1_000 + i : 0, i), type: 'impression', user: `u${i % 500}` });
+const timedEntry = (i: number): LedgerEntry => {
+  const chargeNanos = i % 3 === 0 ? 1_000 + i : 0;
+  // 2,002 report cells, so they too take several snapshot chunks, each changed again while it is written.
+  const report = {
+    advertiserId: 'adv1',
+    placement: i % 2 ? 'search' : 'homepage',
+    timeZone: 'UTC',
+    hour: i % 1001,
+    servedHour: i % 1001,
+    billedValueNanos: chargeNanos,
+  };
+  return { ...entry(`t${i}`, chargeNanos, i), type: 'impression', user: `u${i % 500}`, report };
+};
 const chargeUpTo = (count: number): number => Array.from({ length: count }, (_, i) => timedEntry(i).chargeNanos).reduce((a, b) => a + b, 0);
 
 it('writes a snapshot across many turns of the event loop, acknowledging events meanwhile into the next segment', async () => {
@@ -184,6 +196,10 @@ it('writes a snapshot across many turns of the event loop, acknowledging events 
   expect(reopened.eventsRecorded).toBe(next);
   expect(reopened.state.lifetimeNanos.get('c1')).toBe(chargeUpTo(next));
   expect(reopened.knows(`t${next - 1}`) && reopened.knows('t60000') && reopened.knows('t0')).toBe(true);
+  // Report cells as billed: the snapshot's, as of its cut, plus the segment after it, each event once.
+  const sorted = (cells: Array<[string, number, number[]]>): Array<[string, number, number[]]> => cells.sort(([a], [b]) => (a < b ? -1 : 1));
+  expect(reopened.report.entries().length).toBe(2_002);
+  expect(sorted(reopened.report.entries())).toEqual(sorted(ledger.report.entries()));
   await reopened.close();
 });
 
