@@ -29,6 +29,8 @@ export class DecisionCounters {
   private readonly entered = new Map<Catalog, Map<string, { counts: Uint32Array; touched: number[] }>>();
   /** Local minus UTC time (ms) per zone, within the current quarter. */
   private readonly offsets = new Map<string, number>();
+  /** Whether anything was counted since the last flush began (an idle replica rewrites nothing). */
+  private dirty = false;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -42,6 +44,8 @@ export class DecisionCounters {
     if (sink.kind === 'file' && existsSync(path.join(sink.dir, fileName))) {
       const saved = JSON.parse(readFileSync(path.join(sink.dir, fileName), 'utf8')) as { cells: Array<[string, number, Counters]> };
       for (const [key, hour, counters] of saved.cells) this.cells.restore(key, hour, counters);
+      // The first flush rewrites the file without the cells that expired meanwhile.
+      this.dirty = true;
     }
   }
 
@@ -54,6 +58,7 @@ export class DecisionCounters {
   /** Counts the `count` candidates of one auction (ads indexed in `catalog`). */
   enter(catalog: Catalog, placement: string, ads: Int32Array, count: number, nowMs: number): void {
     this.turnQuarter(nowMs);
+    this.dirty = true;
     let byPlacement = this.entered.get(catalog);
     if (!byPlacement) this.entered.set(catalog, (byPlacement = new Map()));
     let entered = byPlacement.get(placement);
@@ -68,6 +73,7 @@ export class DecisionCounters {
   /** Counts one winner served at `issuedMs` (its token's issue time) at its clearing price. */
   won(catalog: Catalog, placement: string, ad: number, bidType: number, priceMicros: number, issuedMs: number): void {
     this.turnQuarter(issuedMs);
+    this.dirty = true;
     const campaignId = catalog.campaignId[ad]!;
     const timeZone = this.timeZoneOf(campaignId);
     const hour = this.hourOf(timeZone, issuedMs);
@@ -102,6 +108,8 @@ export class DecisionCounters {
   }
 
   private async write(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
     this.fold();
     const { sink } = this;
     try {
@@ -121,6 +129,7 @@ export class DecisionCounters {
         }
       }
     } catch (error) {
+      this.dirty = true;
       this.log.warn('report decision counters not flushed', { error: (error as Error).message });
     }
   }
