@@ -21,7 +21,7 @@ const entry = (id: string, chargeNanos: number, timeMs = 1): LedgerEntry => ({
 });
 
 const dayMs = 86_400_000;
-const options: LedgerOptions = { snapshotEvents: 100_000, eventRetentionMs: 2 * dayMs };
+const options: LedgerOptions = { snapshotEvents: 100_000, eventRetentionMs: 2 * dayMs, reportRetentionHours: 24 };
 
 const newDir = (): string => mkdtempSync(path.join(tmpdir(), 'adserve-ledger-unit-'));
 
@@ -97,6 +97,14 @@ const charge = (id: string, serve: string, type: LedgerEntry['type'], timeMs: nu
   user,
   priceNanos: type === 'click' ? 1_000 : 0,
   budgets,
+  report: {
+    advertiserId: 'adv1',
+    placement: 'search',
+    timeZone: 'UTC',
+    hour: Math.floor(timeMs / 3_600_000),
+    servedHour: Math.floor(timeMs / 3_600_000),
+    billedValueNanos: type === 'click' ? 1_000 : 0,
+  },
 });
 
 it('forgets event ids and served ads past the retention, and still refuses a replay of a recent one', async () => {
@@ -131,7 +139,19 @@ it('forgets daily spend of past days and impressions past the longest cap window
 });
 
 /** Entries at one a millisecond from 0, so a 10 s retention expires most of them; every third charges. */
-const timedEntry = (i: number): LedgerEntry => ({ ...entry(`t${i}`, i % 3 === 0 ? 1_000 + i : 0, i), type: 'impression', user: `u${i % 500}` });
+const timedEntry = (i: number): LedgerEntry => {
+  const chargeNanos = i % 3 === 0 ? 1_000 + i : 0;
+  // 2,002 report cells, so they too take several snapshot chunks, each changed again while it is written.
+  const report = {
+    advertiserId: 'adv1',
+    placement: i % 2 ? 'search' : 'homepage',
+    timeZone: 'UTC',
+    hour: i % 1001,
+    servedHour: i % 1001,
+    billedValueNanos: chargeNanos,
+  };
+  return { ...entry(`t${i}`, chargeNanos, i), type: 'impression', user: `u${i % 500}`, report };
+};
 const chargeUpTo = (count: number): number => Array.from({ length: count }, (_, i) => timedEntry(i).chargeNanos).reduce((a, b) => a + b, 0);
 
 it('writes a snapshot across many turns of the event loop, acknowledging events meanwhile into the next segment', async () => {
@@ -176,12 +196,16 @@ it('writes a snapshot across many turns of the event loop, acknowledging events 
   expect(reopened.eventsRecorded).toBe(next);
   expect(reopened.state.lifetimeNanos.get('c1')).toBe(chargeUpTo(next));
   expect(reopened.knows(`t${next - 1}`) && reopened.knows('t60000') && reopened.knows('t0')).toBe(true);
+  // Report cells as billed: the snapshot's, as of its cut, plus the segment after it, each event once.
+  const sorted = (cells: Array<[string, number, number[]]>): Array<[string, number, number[]]> => cells.sort(([a], [b]) => (a < b ? -1 : 1));
+  expect(reopened.report.entries().length).toBe(2_002);
+  expect(sorted(reopened.report.entries())).toEqual(sorted(ledger.report.entries()));
   await reopened.close();
 });
 
 it('recovers exactly, with expiry, from a kill during a snapshot and from one after it', async () => {
   const dir = newDir();
-  const retention: LedgerOptions = { snapshotEvents: 30_000, eventRetentionMs: 10_000, impressionRetentionMs: () => 5_000 };
+  const retention: LedgerOptions = { snapshotEvents: 30_000, eventRetentionMs: 10_000, impressionRetentionMs: () => 5_000, reportRetentionHours: 24 };
   const ledger = await Ledger.open(dir, retention);
   for (let from = 0; from < 60_000; from += 10_000) await Promise.all(Array.from({ length: 10_000 }, (_, i) => ledger.append(timedEntry(from + i))));
   let next = 60_000;

@@ -40,7 +40,7 @@ let sync: StoreSync;
 
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-money-'));
-  ledger = await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 });
+  ledger = await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000, reportRetentionHours: 24 });
   money = new Money(new LocalSpendStore(ledger, 3_600_000));
   const serving = await openServing(readModelDir(tinyModelDir), config, money);
   context = {

@@ -1,0 +1,71 @@
+// The decision path's report counters: entries and wins land in the local hour of their campaign's
+// zone, also for zones 30 and 45 minutes off UTC whose hours start at a UTC quarter past or half
+// past; a flushed file gives the same cells back after a restart, and cells past the retention go.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { expect, it } from 'vitest';
+
+import { catalogFromJson } from '../../src/catalog/catalog';
+import { readModelDir } from '../../src/engine/model_dir';
+import { createLogger } from '../../src/log';
+import { DecisionCounters } from '../../src/money/decision_counters';
+import { cellKeyOf, counterIndex, counterNames } from '../../src/money/report_cells';
+import { BidType } from '../../src/protocol/schema';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const catalog = catalogFromJson(readModelDir(tinyModelDir).catalog);
+const kolkataAd = 0;
+const kathmanduAd = catalog.campaignId.findIndex((campaign) => campaign !== catalog.campaignId[kolkataAd]);
+const zoneOf = (campaignId: string): string =>
+  campaignId === catalog.campaignId[kolkataAd] ? 'Asia/Kolkata' : campaignId === catalog.campaignId[kathmanduAd] ? 'Asia/Kathmandu' : 'UTC';
+/** Local hours of 2026-01-15, numbered as report cells number them. */
+const localHour = (hour: number): number => (Date.UTC(2026, 0, 15) / 86_400_000) * 24 + hour;
+const log = createLogger('error');
+/** Far past 2026-01-15: the flush drops cells older than the retention on the wall clock. */
+const retentionHours = 24 * 3660;
+
+function expectedCell(ad: number, hour: number, counts: Partial<Record<(typeof counterNames)[number], number>>): [string, number[]] {
+  const key = cellKeyOf({
+    campaignId: catalog.campaignId[ad]!,
+    adId: catalog.adId.at(ad)!,
+    advertiserId: catalog.advertiserId[ad]!,
+    placement: 'Search',
+    timeZone: zoneOf(catalog.campaignId[ad]!),
+    hour: localHour(hour),
+  });
+  const counters = new Array<number>(counterNames.length).fill(0);
+  for (const [name, count] of Object.entries(counts)) counters[counterIndex[name as (typeof counterNames)[number]]] = count;
+  return [key, counters];
+}
+
+it('counts entries and wins in the local hour of zones 30 and 45 minutes off UTC, and keeps them across a restart', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-decisions-'));
+  const counters = new DecisionCounters({ kind: 'file', dir }, retentionHours, zoneOf, log);
+  const ads = (...indices: number[]): Int32Array => Int32Array.from(indices);
+  // 04:29:59.999 UTC: 09:59 in Kolkata (+5:30), 10:14 in Kathmandu (+5:45).
+  counters.enter(catalog, 'Search', ads(kolkataAd, kathmanduAd, kolkataAd), 3, Date.UTC(2026, 0, 15, 4, 29, 59, 999));
+  // 04:30: 10:00 in Kolkata, still 10:15 in Kathmandu.
+  counters.enter(catalog, 'Search', ads(kolkataAd, kathmanduAd), 2, Date.UTC(2026, 0, 15, 4, 30));
+  // 05:15: still 10:45 in Kolkata, 11:00 in Kathmandu. A CPM win's served value is its price per mille: 2,000 micros, 2e6 nanos.
+  counters.enter(catalog, 'Search', ads(kathmanduAd, kolkataAd, kathmanduAd), 3, Date.UTC(2026, 0, 15, 5, 15));
+  counters.won(catalog, 'Search', kolkataAd, BidType.Cpm, 2_000_000, Date.UTC(2026, 0, 15, 5, 15));
+  counters.won(catalog, 'Search', kathmanduAd, BidType.Cpc, 300_000, Date.UTC(2026, 0, 15, 5, 15));
+  const expected = new Map([
+    expectedCell(kolkataAd, 9, { entered: 2 }),
+    expectedCell(kolkataAd, 10, { entered: 2, wonCpm: 1, clearingCpmMicros: 2_000_000, servedValueNanos: 2_000_000 }),
+    expectedCell(kathmanduAd, 10, { entered: 2 }),
+    expectedCell(kathmanduAd, 11, { entered: 2, wonCpc: 1, clearingCpcMicros: 300_000, servedValueNanos: 300_000_000 }),
+  ]);
+  const day = Date.UTC(2026, 0, 15) / 86_400_000;
+  expect(new Map(await counters.reportCells(day, day))).toEqual(expected);
+  expect(await counters.reportCells(day + 1, day + 1)).toEqual([]);
+  await counters.close();
+  const restarted = new DecisionCounters({ kind: 'file', dir }, retentionHours, zoneOf, log);
+  expect(new Map(await restarted.reportCells(day, day))).toEqual(expected);
+  // With a day of retention they are months old on the wall clock: the next flush drops them.
+  const shortLived = new DecisionCounters({ kind: 'file', dir }, 24, zoneOf, log);
+  await shortLived.flush();
+  expect(await shortLived.reportCells(day, day)).toEqual([]);
+});
