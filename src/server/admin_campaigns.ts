@@ -1,5 +1,6 @@
-// Admin campaign and ad routes: campaigns with their settings, ad count and spend; edits of
-// campaigns and ads, which take effect on the next request and outlive restarts and model swaps.
+// Admin campaign and ad routes: campaigns with their settings, ad count and spend, and where each
+// stands on its pacing curve; edits of campaigns and ads, which take effect on the next request and
+// outlive restarts and model swaps.
 import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
 import { RequestError } from '../errors';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
@@ -28,6 +29,14 @@ function listCampaigns(call: AdminCall): void {
   withServing(call, (serving) => {
     const now = Date.now();
     sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => campaignView(call.deps, serving, id, now)) });
+  });
+}
+
+/** Each campaign's daily budget, spend today and target curve by local hour. */
+function listPacing(call: AdminCall): void {
+  withServing(call, (serving) => {
+    const now = Date.now();
+    sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => ({ id, ...call.deps.money.pacingOf(id, now) })) });
   });
 }
 
@@ -74,4 +83,5 @@ export const campaignRoutes: readonly AdminRoute[] = [
   { method: 'get', pattern: '/v1/admin/campaigns/:id', handle: showCampaign },
   { method: 'patch', pattern: '/v1/admin/campaigns/:id', handle: editCampaign },
   { method: 'patch', pattern: '/v1/admin/ads/:id', handle: editAd },
+  { method: 'get', pattern: '/v1/admin/pacing', handle: listPacing },
 ];
