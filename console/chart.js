@@ -5,7 +5,7 @@ const svgNs = 'http://www.w3.org/2000/svg';
 // Drawing units of the viewBox; the SVG scales to its container's width.
 const width = 400;
 const height = 220;
-const margin = { top: 12, right: 12, bottom: 30, left: 58 };
+const margin = { top: 12, right: 14, bottom: 30, left: 64 };
 const plotWidth = width - margin.left - margin.right;
 const plotHeight = height - margin.top - margin.bottom;
 
@@ -28,10 +28,11 @@ function frame({ title, summary, xMax, yMax, xTicks, formatX, formatY }) {
   const svg = element('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'chart', 'aria-label': `${title}. ${summary}` });
   svg.append(element('title', {}, `${title}. ${summary}`));
   const x = (value) => margin.left + (value / xMax) * plotWidth;
-  const top = yMax > 0 ? yMax : 1;
+  const step = niceStep(yMax > 0 ? yMax : 1, 4);
+  // The axis ends on the first tick at or above the largest value, so every value sits under a grid line.
+  const top = Math.max(1, Math.ceil(yMax / step)) * step;
   const y = (value) => margin.top + plotHeight - (value / top) * plotHeight;
   const axes = element('g', { class: 'axes', 'aria-hidden': 'true' });
-  const step = niceStep(top, 4);
   for (let value = 0; value <= top + step / 2; value += step) {
     axes.append(element('line', { x1: margin.left, x2: width - margin.right, y1: y(value), y2: y(value), class: 'grid' }));
     axes.append(element('text', { x: margin.left - 6, y: y(value) + 4, 'text-anchor': 'end' }, formatY(value)));

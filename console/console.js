@@ -5,7 +5,9 @@ import { barChart, lineChart } from './chart.js';
 
 const tokenKey = 'adserve.adminToken';
 const byId = (id) => document.getElementById(id);
-const state = { campaigns: [], pacing: new Map(), selected: undefined };
+// The table lists the top spenders until the operator asks for every campaign.
+const shortList = 15;
+const state = { campaigns: [], pacing: new Map(), selected: undefined, showAll: false };
 
 class AdminError extends Error {
   constructor(status, code, message) {
@@ -97,7 +99,11 @@ function campaignRow(campaign) {
 }
 
 function renderCampaigns() {
-  byId('campaigns').tBodies[0].replaceChildren(...state.campaigns.map(campaignRow));
+  const shown = state.showAll ? state.campaigns : state.campaigns.slice(0, shortList);
+  byId('campaigns').tBodies[0].replaceChildren(...shown.map(campaignRow));
+  const more = byId('show-all');
+  more.hidden = state.campaigns.length <= shortList;
+  more.textContent = state.showAll ? `Show the ${shortList} top spenders` : `Show all ${state.campaigns.length} campaigns`;
   const select = byId('campaign-select');
   select.replaceChildren(
     ...state.campaigns.map((campaign) => {
@@ -120,13 +126,10 @@ function tableRows(tableId, rows) {
   );
 }
 
-/** Today's UTC date, the day the reports views cover. */
-const utcToday = () => new Date().toISOString().slice(0, 10);
-
-/** Hourly report rows of `campaignId` today (UTC), as 24 buckets. */
-async function hourlyDelivery(campaignId) {
-  const day = utcToday();
-  const query = new URLSearchParams({ by: 'campaign', granularity: 'hour', from: day, to: day, campaign_id: campaignId });
+/** Hourly report rows of the campaign today, in its local hours (as reports count them), as 24 buckets. */
+async function hourlyDelivery(pacing) {
+  const day = pacing.today;
+  const query = new URLSearchParams({ by: 'campaign', granularity: 'hour', from: day, to: day, campaign_id: pacing.id });
   const { rows } = await api(`/v1/admin/reports?${query}`);
   const hours = Array.from({ length: 24 }, () => ({ impressions: 0, clicks: 0, conversions: 0, spend_micros: 0 }));
   for (const row of rows) {
@@ -141,8 +144,7 @@ function renderPacing(pacing, hours) {
   const budget = pacing.dailyBudgetMicros;
   const now = Math.min(24, pacing.hoursIntoDay);
   const spentByHour = [];
-  // The hourly report is in UTC hours, so its running total lines up with the curve only for a UTC campaign.
-  if (hours && pacing.timeZone === 'UTC') {
+  if (hours) {
     let total = 0;
     spentByHour.push([0, 0]);
     for (let hour = 0; hour < Math.floor(now); hour++) spentByHour.push([hour + 1, (total += hours[hour].spend_micros)]);
@@ -178,7 +180,7 @@ function renderDelivery(campaignId, hours) {
   const busiest = impressions.indexOf(Math.max(...impressions));
   const chart = barChart({
     title: `Impressions by hour, ${campaignId}`,
-    summary: total > 0 ? `${count(total)} impressions today, most at ${busiest}:00 UTC (${count(impressions[busiest])}).` : 'No impressions today.',
+    summary: total > 0 ? `${count(total)} impressions today, most at ${busiest}:00 local time (${count(impressions[busiest])}).` : 'No impressions today.',
     values: impressions,
     formatY: count,
   });
@@ -199,18 +201,20 @@ async function showSelected() {
   if (!pacing) return;
   let hours;
   try {
-    hours = await hourlyDelivery(id);
+    hours = await hourlyDelivery(pacing);
     byId('delivery-note').textContent = '';
   } catch (error) {
     byId('delivery-note').textContent = `Delivery by hour is unavailable: ${explain(error)}`;
   }
   renderPacing(pacing, hours);
+  byId('delivery-details').hidden = !hours;
   if (hours) renderDelivery(id, hours);
   else byId('delivery-chart').replaceChildren();
 }
 
 async function showTopAds() {
-  const day = utcToday();
+  // Reports count each campaign's own local days; the UTC date is the one day all share for the most part.
+  const day = new Date().toISOString().slice(0, 10);
   try {
     const { rows } = await api(`/v1/admin/reports?${new URLSearchParams({ by: 'ad', granularity: 'day', from: day, to: day })}`);
     const top = rows.sort((a, b) => b.spend_micros - a.spend_micros || b.impressions - a.impressions).slice(0, 10);
@@ -286,6 +290,10 @@ byId('sign-out').addEventListener('click', () => {
   say('Signed out.');
 });
 byId('refresh').addEventListener('click', () => void load());
+byId('show-all').addEventListener('click', () => {
+  state.showAll = !state.showAll;
+  renderCampaigns();
+});
 byId('campaign-select').addEventListener('change', (event) => {
   state.selected = event.target.value;
   void showSelected();

@@ -38,6 +38,8 @@ export interface CampaignPacing {
   /** 0 for a campaign without a daily budget (it has no curve to follow). */
   dailyBudgetMicros: Micros;
   todayMicros: Micros;
+  /** The campaign's local date, YYYY-MM-DD. */
+  today: string;
   /** Local hours since the campaign's midnight, fractional. */
   hoursIntoDay: number;
   participation: number;
@@ -132,6 +134,7 @@ export class Money {
       timeZone,
       dailyBudgetMicros: budget,
       todayMicros: microsOfNanos(spentTodayNanos(this.store.state, campaignId, day)),
+      today: new Date(day * 86_400_000).toISOString().slice(0, 10),
       hoursIntoDay: msIntoDay / 3_600_000,
       participation: this.pacer.participationOf(campaignId),
       targetMicrosByHour: Array.from({ length: 25 }, (_, hour) => Math.round(budget * targetFraction(hour * 3_600_000, hours))),
