@@ -220,7 +220,13 @@ async function showTopAds() {
     const top = rows.sort((a, b) => b.spend_micros - a.spend_micros || b.impressions - a.impressions).slice(0, 10);
     tableRows(
       'top-ads',
-      top.map((row) => [row.ad_id, row.campaign_id ?? '', count(row.impressions), count(row.clicks), money(row.spend_micros)]),
+      top.map((row) => [
+        row.ad_id,
+        count(row.impressions),
+        count(row.clicks),
+        row.ctr === null ? '' : `${(row.ctr * 100).toFixed(1)}%`,
+        money(row.spend_micros),
+      ]),
     );
     byId('top-ads-note').textContent = top.length === 0 ? 'No ad has delivered today.' : '';
   } catch (error) {
