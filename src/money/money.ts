@@ -4,11 +4,10 @@
 // it opens and detaches it when it closes, so a swap neither restarts pacing nor forgets a cap, and
 // each event is charged and re-checked here once, whatever the number of models serving.
 import type { Catalog } from '../catalog/catalog';
-import type { PacingMode } from '../catalog/catalog_json';
 import { type Micros, microsOfNanos, type Nanos } from './amounts';
 import { type CampaignBudgets, campaignBudgets, remainingNanos } from './budgets';
 import { localDay } from './local_day';
-import { Pacer, targetFraction } from './pacing';
+import { Pacer } from './pacing';
 import type { Charge, SpendStore } from './spend_store';
 import { spentLifetimeNanos, spentTodayNanos } from './spend_totals';
 
@@ -28,23 +27,6 @@ export interface CampaignSpend {
   /** Today in the campaign's time zone. */
   todayMicros: Micros;
   exhausted: boolean;
-}
-
-/** Where a campaign stands against its pacing curve today, for the admin console. */
-export interface CampaignPacing {
-  pacing: PacingMode | undefined;
-  /** IANA time zone the campaign's day runs in. */
-  timeZone: string;
-  /** 0 for a campaign without a daily budget (it has no curve to follow). */
-  dailyBudgetMicros: Micros;
-  todayMicros: Micros;
-  /** The campaign's local date, YYYY-MM-DD. */
-  today: string;
-  /** Local hours since the campaign's midnight, fractional. */
-  hoursIntoDay: number;
-  participation: number;
-  /** The spend the curve aims at by the start of each local hour 0..24 (25 points, the last the whole budget). */
-  targetMicrosByHour: Micros[];
 }
 
 export class Money {
@@ -121,24 +103,6 @@ export class Money {
   spendReport(nowMs: number): { events: number; campaigns: Record<string, CampaignSpend> } {
     const campaigns = Object.fromEntries(Array.from(this.store.state.lifetimeNanos.keys(), (campaignId) => [campaignId, this.spendOf(campaignId, nowMs)]));
     return { events: this.store.eventCount(), campaigns };
-  }
-
-  pacingOf(campaignId: string, nowMs: number): CampaignPacing {
-    const catalog = this.settingsOf(campaignId);
-    const timeZone = catalog?.campaignTimeZone.get(campaignId) ?? 'UTC';
-    const { day, msIntoDay } = localDay(nowMs, timeZone);
-    const budget = Math.max(0, catalog?.campaignDailyBudgetMicros.get(campaignId) ?? 0);
-    const hours = catalog?.campaignDayParting.get(campaignId);
-    return {
-      pacing: catalog?.campaignPacing.get(campaignId),
-      timeZone,
-      dailyBudgetMicros: budget,
-      todayMicros: microsOfNanos(spentTodayNanos(this.store.state, campaignId, day)),
-      today: new Date(day * 86_400_000).toISOString().slice(0, 10),
-      hoursIntoDay: msIntoDay / 3_600_000,
-      participation: this.pacer.participationOf(campaignId),
-      targetMicrosByHour: Array.from({ length: 25 }, (_, hour) => Math.round(budget * targetFraction(hour * 3_600_000, hours))),
-    };
   }
 
   /**

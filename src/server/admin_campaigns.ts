@@ -3,6 +3,7 @@
 // outlive restarts and model swaps.
 import { applyAdStatus, applyCampaign, type Serving } from '../engine/serving';
 import { RequestError } from '../errors';
+import { campaignPacing } from '../money/pacing_view';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
 
 /** Runs `handle` with arm A's model, whose catalog the campaigns and ads are read from. */
@@ -36,7 +37,7 @@ function listCampaigns(call: AdminCall): void {
 function listPacing(call: AdminCall): void {
   withServing(call, (serving) => {
     const now = Date.now();
-    sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => ({ id, ...call.deps.money.pacingOf(id, now) })) });
+    sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => ({ id, ...campaignPacing(call.deps.money, id, now) })) });
   });
 }
 
