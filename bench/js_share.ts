@@ -120,6 +120,7 @@ async function main(): Promise<void> {
     await Ledger.open(dataDir, {
       snapshotEvents: config.ledgerSnapshotEvents,
       eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
+      reportRetentionHours: config.reportRetentionDays * 24,
     }),
     config.attributionWindowSeconds * 1000,
   );

@@ -394,6 +394,22 @@ export const settings = {
     default: 100_000,
     doc: 'Events between ledger snapshots (each one bounds the log a restart replays).',
   },
+  reportRetentionDays: {
+    env: 'ADSERVE_REPORT_RETENTION_DAYS',
+    type: 'integer',
+    min: 1,
+    max: 3660,
+    default: 90,
+    doc: 'How many days of report cells (GET /v1/admin/reports) are kept; a report may span at most this many days.',
+  },
+  reportFlushMs: {
+    env: 'ADSERVE_REPORT_FLUSH_MS',
+    type: 'integer',
+    min: 10,
+    max: 3_600_000,
+    default: 10_000,
+    doc: "How often the decision path's report counters (auctions entered and won, served value) are persisted, in milliseconds: a kill -9 loses at most this long of them.",
+  },
   redisUrl: {
     env: 'REDIS_URL',
     type: 'string',

@@ -20,6 +20,7 @@ import { systemClock } from './pipeline/clock';
 import { DecisionScratch } from './pipeline/scratch';
 import { type SigningKey, signingKeyOf } from './money/event_token';
 import { Ledger } from './money/ledger';
+import { DecisionCounters, type DecisionSink } from './money/decision_counters';
 import { Money } from './money/money';
 import { RedisSpendStore } from './money/redis_spend';
 import { LocalSpendStore, type SpendStore } from './money/spend_store';
@@ -106,6 +107,7 @@ async function openSpendStore(
   if (config.redisUrl === '') {
     const ledger = await Ledger.open(path.resolve(projectRoot, config.dataDir), {
       snapshotEvents: config.ledgerSnapshotEvents,
+      reportRetentionHours: config.reportRetentionDays * 24,
       // An event whose token is older is refused as expired, so its id and its ad's record no longer matter.
       eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
       impressionRetentionMs: () => (servings().length === 0 ? undefined : Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs))),
@@ -121,6 +123,8 @@ async function openSpendStore(
     // Event ids must outlive every token that could carry them.
     retentionSeconds: config.eventTokenTtlSeconds + 86_400,
     attributionWindowMs: config.attributionWindowSeconds * 1000,
+    // Two days past the retention: cells are kept by local day, up to a day off the UTC one.
+    reportRetentionSeconds: (config.reportRetentionDays + 2) * 86_400,
     impressionRetentionMs: () => Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs)),
     onSpendChange: spendChanged,
     onCommandError: (operation) => metrics.redisErrors.inc({ operation }),
@@ -128,6 +132,15 @@ async function openSpendStore(
   });
   log.info('shared spend state in redis', { events: store.eventCount(), syncMs: config.redisSyncMs });
   return store;
+}
+
+/** The decision path's report counters, persisted beside the spend store's own cells. */
+function openReportCounters(config: Config, log: Logger, spend: SpendStore, money: Money): DecisionCounters {
+  const sink: DecisionSink =
+    spend instanceof RedisSpendStore
+      ? { kind: 'redis', add: (cells) => spend.addReportCounters(cells) }
+      : { kind: 'file', dir: path.resolve(projectRoot, config.dataDir) };
+  return new DecisionCounters(sink, config.reportRetentionDays * 24, (campaignId) => money.timeZoneOf(campaignId), log);
 }
 
 function loadConfigOrExit(): Config {
@@ -150,7 +163,7 @@ function readinessOf(config: Config, decision: DecisionContext, canary: ServingC
 }
 
 /** Readies the process for its first requests, while none is admitted. */
-async function warmDecisionPath(decision: DecisionContext, progress: LoadProgress): Promise<void> {
+async function warmDecisionPath(decision: DecisionContext, progress: LoadProgress, reportCounters: DecisionCounters): Promise<void> {
   // The engine is warm; run the whole decision path a few times too, so the first real requests do
   // not pay V8's first compilations of the pipeline against their deadline.
   if (decision.serving) {
@@ -159,6 +172,8 @@ async function warmDecisionPath(decision: DecisionContext, progress: LoadProgres
       progress.advance();
     }
   }
+  // Only now: no report shows the warm-up's decisions.
+  decision.reportCounters = reportCounters;
   // Loading a catalog leaves its parsed JSON (about 1 GB for a million ads) as garbage. Collect it
   // now, while no request waits; V8 would otherwise do it in one long pause under traffic.
   (globalThis as { gc?: () => void }).gc?.();
@@ -171,6 +186,7 @@ function startTimers(config: Config, decision: DecisionContext, money: Money, ca
   pacingTick();
   setInterval(pacingTick, 10_000).unref();
   setInterval(() => void canary.check(decision.serving), config.canaryIntervalMs).unref();
+  decision.reportCounters?.start(config.reportFlushMs);
 }
 
 /**
@@ -178,7 +194,15 @@ function startTimers(config: Config, decision: DecisionContext, money: Money, ca
  * drainDelayMs more, then the listener closes and in-flight work finishes. A signal during the
  * delay ends it; one after it exits at once.
  */
-function stopOnSignals(config: Config, log: Logger, server: Server, spend: SpendStore, store: CatalogStore, startup: LoadProgress): void {
+function stopOnSignals(
+  config: Config,
+  log: Logger,
+  server: Server,
+  spend: SpendStore,
+  store: CatalogStore,
+  startup: LoadProgress,
+  reportCounters: DecisionCounters,
+): void {
   let phase: 'serving' | 'delaying' | 'draining' = 'serving';
   let endDelay = (): void => undefined;
   const stop = (signal: NodeJS.Signals): void => {
@@ -208,6 +232,8 @@ function stopOnSignals(config: Config, log: Logger, server: Server, spend: Spend
         return server.drain(config.shutdownGraceMs);
       })
       .then(async ({ drained, abandoned }) => {
+        // Before the spend store: in fleet mode the counters flush into its Redis.
+        await reportCounters.close();
         await spend.close();
         await store.close();
         log.info('stopped', { drained, abandoned });
@@ -237,6 +263,7 @@ async function main(): Promise<void> {
   const spend = await openSpendStore(config, log, metrics, servings, (campaigns) => money.spendChanged(campaigns, Date.now()));
   // Created once: every model that serves attaches to it, so spend, caps and pacing outlive swaps.
   const money = new Money(spend);
+  const reportCounters = openReportCounters(config, log, spend, money);
   const changes = CatalogChanges.open(path.resolve(projectRoot, config.dataDir));
   const store = await openCatalogStore(config, log);
   const canary = new ServingCanary(log);
@@ -273,9 +300,9 @@ async function main(): Promise<void> {
     version,
     ...(server.adminPort === undefined ? {} : { adminHost: config.adminHost === '' ? config.host : config.adminHost, adminPort: server.adminPort }),
   });
-  stopOnSignals(config, log, server, spend, store, startup);
+  stopOnSignals(config, log, server, spend, store, startup, reportCounters);
   decision.serving = await loadServing(config, log, money, changes, canary, startup, store);
-  await warmDecisionPath(decision, startup);
+  await warmDecisionPath(decision, startup, reportCounters);
   startup.finish();
   log.info('started', { ready: readinessOf(config, decision, canary).ready, seconds: startup.state().seconds });
   startTimers(config, decision, money, canary);

@@ -102,7 +102,7 @@ export type EventOutcome = (typeof eventOutcomes)[number];
 /** Values of adserve_no_fill_total's `reason` label, indexed by NoFillReason (None, 0, has no series). */
 export const noFillReasonLabels = ['', 'no_eligible_ads', 'below_floor', 'blocked', 'deadline', 'capacity'] as const;
 const eventTypes = ['impression', 'click', 'conversion'] as const;
-const redisOperations = ['record', 'impressions', 'sync'] as const;
+const redisOperations = ['record', 'impressions', 'sync', 'report'] as const;
 
 /** The histograms a decision observes through DecisionObservations. */
 const decisionHistograms = {

@@ -20,6 +20,7 @@ import { replaceDurably } from '../durable_file';
 import { LedgerMemory, type RetentionOptions } from './ledger_memory';
 import { captureSnapshot, readLegacySnapshot, readSnapshot, type SnapshotCapture, writeSnapshot } from './ledger_snapshot';
 import type { LedgerEntry, LedgerState } from './ledger_state';
+import type { ReportCells } from './report_cells';
 
 // The ledger's public face: its callers import the entry and state types from here.
 export { emptyState, type LedgerEntry, type LedgerState } from './ledger_state';
@@ -90,7 +91,7 @@ export class Ledger {
 
   static async open(dataDir: string, options: LedgerOptions): Promise<Ledger> {
     mkdirSync(dataDir, { recursive: true });
-    const memory = new LedgerMemory(options.eventRetentionMs);
+    const memory = new LedgerMemory(options.eventRetentionMs, options.reportRetentionHours);
     const snapshotPath = path.join(dataDir, snapshotName);
     const legacyPath = path.join(dataDir, legacySnapshotName);
     let covered = 0;
@@ -113,6 +114,11 @@ export class Ledger {
 
   get state(): LedgerState {
     return this.memory.state;
+  }
+
+  /** Billing counters per report cell, as of the last event applied. */
+  get report(): ReportCells {
+    return this.memory.report;
   }
 
   /** Events ever recorded (at open: those recovered), including those whose ids have expired since. */

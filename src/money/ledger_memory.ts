@@ -10,6 +10,7 @@
 // replaying the same entries forgets the same things.
 import type { Nanos } from './amounts';
 import type { LedgerEntry, LedgerState } from './ledger_state';
+import { ReportCells } from './report_cells';
 import { dailySpendKey } from './spend_totals';
 
 export type EventType = LedgerEntry['type'];
@@ -37,6 +38,8 @@ export interface RetentionOptions {
   eventRetentionMs: number;
   /** The longest frequency-cap window, or undefined while unknown (no catalog loaded): no impression is forgotten then. */
   impressionRetentionMs?: () => number | undefined;
+  /** How long report cells are kept, in hours of event time. */
+  reportRetentionHours: number;
 }
 
 /** A generation or batch spans at most this share of its retention, so at most 17 or so are live. */
@@ -61,10 +64,16 @@ export class LedgerMemory {
   /** dailyNanos keys by their campaign day, so a past day is dropped without scanning the map. */
   private readonly dailyKeys = new Map<number, string[]>();
   private readonly generationSpanMs: number;
+  /** Billing counters per report cell, added with each accepted event's charge. */
+  readonly report: ReportCells;
   /** Unset while replaying at open: the catalog, and so the longest cap window, is not loaded yet. */
   impressionRetentionMs: (() => number | undefined) | undefined;
 
-  constructor(private readonly eventRetentionMs: number) {
+  constructor(
+    private readonly eventRetentionMs: number,
+    reportRetentionHours: number,
+  ) {
+    this.report = new ReportCells(reportRetentionHours);
     this.generationSpanMs = Math.max(1, Math.ceil(eventRetentionMs / generationsPerRetention));
   }
 
@@ -97,6 +106,7 @@ export class LedgerMemory {
       lifetimeNanos.set(entry.campaignId, (lifetimeNanos.get(entry.campaignId) ?? 0) + entry.chargeNanos);
       this.addDaily(dailySpendKey(entry.campaignId, entry.day), entry.day, entry.chargeNanos);
     }
+    this.report.addBilling(entry.campaignId, entry.adId, entry.type, entry.chargeNanos, entry.report);
   }
 
   /** Adds to a campaign day's spend: a charge, or a total restored from a snapshot. */
@@ -148,6 +158,7 @@ export class LedgerMemory {
     const next: Generation = { firstMs: timeMs, lastMs: timeMs, eventIds: new Set(), serves: new Map() };
     this.generations.push(next);
     this.forgetEvents();
+    this.report.forgetBefore(this.watermarkMs);
     return next;
   }
 

@@ -14,6 +14,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import type { Nanos } from './amounts';
 import type { EventType, Generation, LedgerMemory } from './ledger_memory';
+import type { Counters } from './report_cells';
 import { dayOfDailySpendKey } from './spend_totals';
 
 type SnapshotRecord =
@@ -24,6 +25,7 @@ type SnapshotRecord =
   | { kind: 'ids'; ids: string[] }
   | { kind: 'serves'; serves: Array<[serve: string, types: Array<[EventType, number]>]> }
   | { kind: 'impressions'; users: string[]; campaigns: string[]; times: number[] }
+  | { kind: 'report'; cells: Array<[key: string, hour: number, counters: Counters]> }
   | { kind: 'end' };
 
 export interface SnapshotCapture {
@@ -34,6 +36,8 @@ export interface SnapshotCapture {
   daily: Array<[string, number, Nanos]>;
   generations: Array<{ generation: Generation; ids: number; serves: number }>;
   impressions: Array<{ users: string[]; campaigns: string[]; times: number[]; count: number }>;
+  /** Copied at the cut: the live counters go on growing with later events. */
+  report: Array<[string, number, Counters]>;
 }
 
 /** Entries per line: each line costs one short turn of the event loop (well under a millisecond). */
@@ -50,6 +54,7 @@ export function captureSnapshot(memory: LedgerMemory, coversSegment: number): Sn
     daily: memory.dailyEntries(),
     generations: memory.generations.map((generation) => ({ generation, ids: generation.eventIds.size, serves: generation.serves.size })),
     impressions: memory.impressionBatches.map((batch) => ({ ...batch, count: batch.times.length })),
+    report: memory.report.entries(),
   };
 }
 
@@ -98,6 +103,7 @@ export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture):
       await put({ kind: 'impressions', users: batch.users.slice(from, to), campaigns: batch.campaigns.slice(from, to), times: batch.times.slice(from, to) });
     }
   }
+  for (const cells of chunksOf(capture.report.values(), capture.report.length)) await put({ kind: 'report', cells });
   await put({ kind: 'end' });
   await file.write(buffered.join(''));
   return longestTurnMs;
@@ -134,6 +140,9 @@ export async function readSnapshot(file: string, memory: LedgerMemory): Promise<
         break;
       case 'impressions':
         for (let i = 0; i < record.times.length; i++) memory.addImpression(record.users[i]!, record.campaigns[i]!, record.times[i]!);
+        break;
+      case 'report':
+        for (const [key, hour, counters] of record.cells) memory.report.restore(key, hour, counters);
         break;
       case 'end':
         complete = true;

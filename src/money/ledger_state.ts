@@ -1,6 +1,7 @@
 // What the ledger records (one entry per accepted event) and what it holds in memory; apart from
 // ledger.ts so that its in-memory state and its snapshots use them without importing the ledger back.
 import type { Nanos } from './amounts';
+import type { ReportFields } from './report_cells';
 
 export interface LedgerEntry {
   /** Event id (idempotency key). */
@@ -16,6 +17,8 @@ export interface LedgerEntry {
   timeMs: number;
   /** The served request's user ('' when anonymous); impressions feed frequency caps. */
   user: string;
+  /** Where the event counts in reports (absent from entries written before reports existed). */
+  report?: ReportFields;
 }
 
 /** Spend totals and impression history: what budgets, pacing, reports and frequency caps read. */

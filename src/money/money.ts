@@ -8,6 +8,7 @@ import { type Micros, microsOfNanos, type Nanos } from './amounts';
 import { type CampaignBudgets, campaignBudgets, remainingNanos } from './budgets';
 import { localDay } from './local_day';
 import { Pacer } from './pacing';
+import { localHour } from './report_cells';
 import type { Charge, SpendStore } from './spend_store';
 import { spentLifetimeNanos, spentTodayNanos } from './spend_totals';
 
@@ -19,8 +20,11 @@ export interface EligibilitySink {
   setEligibility(ads: Uint32Array, eligible: Uint8Array): void;
 }
 
-/** An event to charge: the spend store's Charge without what Money fills in (the campaign's day and budgets). */
-export type Billable = Omit<Charge, 'day' | 'budgets'>;
+/** An event to charge: the spend store's Charge without what Money fills in (the campaign's day, budgets and report cell). */
+export type Billable = Omit<Charge, 'day' | 'budgets' | 'report'> & {
+  /** What places the event in report cells besides its campaign's zone and day. */
+  served: { advertiserId: string; placement: string; issuedMs: number };
+};
 
 export interface CampaignSpend {
   lifetimeMicros: Micros;
@@ -70,9 +74,14 @@ export class Money {
     return campaignBudgets(this.settingsOf(campaignId), campaignId);
   }
 
+  /** The campaign's time zone, from the catalog it follows. */
+  timeZoneOf(campaignId: string): string {
+    return this.settingsOf(campaignId)?.campaignTimeZone.get(campaignId) ?? 'UTC';
+  }
+
   /** The campaign's day (in its time zone) at `nowMs`. */
   dayOf(campaignId: string, nowMs: number): number {
-    return localDay(nowMs, this.settingsOf(campaignId)?.campaignTimeZone.get(campaignId)).day;
+    return localDay(nowMs, this.timeZoneOf(campaignId)).day;
   }
 
   /** Nanos the campaign may still spend on `day` under both caps (Infinity without either). */
@@ -111,8 +120,20 @@ export class Money {
    * budget takes the campaign out of every attached engine.
    */
   async charge(billable: Billable): Promise<Nanos> {
-    const { campaignId, timeMs } = billable;
-    const chargeNanos = await this.store.record({ ...billable, day: this.dayOf(campaignId, timeMs), budgets: this.budgetsOf(campaignId) });
+    const { served, ...event } = billable;
+    const { campaignId, timeMs } = event;
+    const timeZone = this.timeZoneOf(campaignId);
+    // The event's cell is picked from the same local clock as the day its charge counts against.
+    const { day, msIntoDay } = localDay(timeMs, timeZone);
+    const report = {
+      advertiserId: served.advertiserId,
+      placement: served.placement,
+      timeZone,
+      hour: day * 24 + Math.floor(msIntoDay / 3_600_000),
+      servedHour: localHour(served.issuedMs, timeZone),
+      billedValueNanos: event.priceNanos,
+    };
+    const chargeNanos = await this.store.record({ ...event, day, report, budgets: this.budgetsOf(campaignId) });
     this.check(campaignId, timeMs);
     return chargeNanos;
   }

@@ -10,6 +10,7 @@ import type { Logger } from '../log';
 import type { Nanos } from './amounts';
 import { emptyState, type LedgerState } from './ledger';
 import { type Charge, type Refusal, refusalError, type SpendStore } from './spend_store';
+import { cellKeyOf, type CounterName, counterIndex, counterNames, type Counters, parseCellKey } from './report_cells';
 import { dailySpendKey } from './spend_totals';
 
 const prefix = 'adserve:';
@@ -19,11 +20,18 @@ const dailyKey = (day: number): string => `${prefix}spend:day:${day}`;
 const lifetimeKey = `${prefix}spend:lifetime`;
 const impressionsKey = (user: string): string => `${prefix}impressions:${user}`;
 const eventCountKey = `${prefix}events`;
+/** Report cells of one local day: field `<cell key>\u0001<counter name>`, its count. */
+export const reportDayKey = (day: number): string => `${prefix}report:${day}`;
+export const reportFieldSeparator = '\u0001';
+const typeCounters = { impression: 'impressions', click: 'clicks', conversion: 'conversions' } as const;
 
-// KEYS: event id, serve, today's spend, lifetime spend, the user's impressions, the event counter.
+// KEYS: event id, serve, today's spend, lifetime spend, the user's impressions, the event counter,
+// the report day of the event's cell, the report day of its served cell.
 // ARGV: type, price, daily budget, lifetime budget (-1: none), campaign, time ms, event id,
 // retention s (event ids and serves), impression retention ms (0: keep none), member separator,
-// attribution window ms.
+// attribution window ms, the event cell's field prefix, the served cell's field prefix, the
+// counter of the type, report retention s.
+// The report counters move in the same script as the charge, so they are exactly what was billed.
 // Mirrors refusalOf and remainingNanos in spend_store.ts and budgets.ts.
 const recordScript = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate_event'} end
@@ -59,6 +67,13 @@ if kind == 'impression' and keepMs > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - keepMs)
   redis.call('PEXPIRE', KEYS[5], keepMs)
 end
+redis.call('HINCRBY', KEYS[7], ARGV[12] .. ARGV[14], 1)
+if charge > 0 then redis.call('HINCRBY', KEYS[7], ARGV[12] .. 'spendNanos', string.format('%d', charge)) end
+redis.call('EXPIRE', KEYS[7], ARGV[15])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HINCRBY', KEYS[8], ARGV[13] .. 'billedValueNanos', ARGV[2])
+  redis.call('EXPIRE', KEYS[8], ARGV[15])
+end
 local events = redis.call('INCR', KEYS[6])
 return {'ok', string.format('%d', charge), string.format('%d', daily), string.format('%d', lifetime), events}
 `;
@@ -73,7 +88,7 @@ interface ScriptedRedis extends Redis {
 }
 
 /** What a failed Redis command was for, as adserve_redis_command_errors_total labels it. */
-export type RedisOperation = 'record' | 'impressions' | 'sync';
+export type RedisOperation = 'record' | 'impressions' | 'sync' | 'report';
 
 export interface RedisStoreOptions {
   url: string;
@@ -81,6 +96,8 @@ export interface RedisStoreOptions {
   syncMs: number;
   /** How long event ids and served-ad event records are kept, in seconds (past any token's expiry). */
   retentionSeconds: number;
+  /** How long report cells are kept, in seconds. */
+  reportRetentionSeconds: number;
   /** How long after its click a conversion still counts, in milliseconds. */
   attributionWindowMs: number;
   /** How long impressions are kept for frequency caps (the longest cap window), in milliseconds. */
@@ -115,7 +132,7 @@ export class RedisSpendStore implements SpendStore {
       lastError = error.message;
     });
     redis.on('ready', () => (lastError = ''));
-    redis.defineCommand('recordEvent', { numberOfKeys: 6, lua: recordScript });
+    redis.defineCommand('recordEvent', { numberOfKeys: 8, lua: recordScript });
     try {
       await redis.connect();
     } catch (error) {
@@ -142,7 +159,8 @@ export class RedisSpendStore implements SpendStore {
   }
 
   async record(charge: Charge): Promise<Nanos> {
-    const { budgets } = charge;
+    const { budgets, report, campaignId, adId } = charge;
+    const { advertiserId, placement, timeZone } = report;
     const reply = await this.counted(
       'record',
       this.redis.recordEvent(
@@ -152,6 +170,8 @@ export class RedisSpendStore implements SpendStore {
         lifetimeKey,
         impressionsKey(charge.user),
         eventCountKey,
+        reportDayKey(Math.floor(report.hour / 24)),
+        reportDayKey(Math.floor(report.servedHour / 24)),
         charge.type,
         charge.priceNanos,
         Number.isFinite(budgets.dailyNanos) ? budgets.dailyNanos : -1,
@@ -163,6 +183,10 @@ export class RedisSpendStore implements SpendStore {
         charge.user === '' ? 0 : this.options.impressionRetentionMs(),
         memberSeparator,
         this.options.attributionWindowMs,
+        cellKeyOf({ campaignId, adId, advertiserId, placement, timeZone, hour: report.hour }) + reportFieldSeparator,
+        cellKeyOf({ campaignId, adId, advertiserId, placement, timeZone, hour: report.servedHour }) + reportFieldSeparator,
+        typeCounters[charge.type],
+        this.options.reportRetentionSeconds,
       ),
     );
     if (reply[0] !== 'ok') throw refusalError(reply[0], charge);
@@ -173,6 +197,39 @@ export class RedisSpendStore implements SpendStore {
     this.events = Math.max(this.events, events);
     if (Number(chargeNanos) > 0) this.options.onSpendChange([charge.campaignId]);
     return Number(chargeNanos);
+  }
+
+  async reportCells(fromDay: number, toDay: number): Promise<Iterable<[string, Counters]>> {
+    const days = Array.from({ length: toDay - fromDay + 1 }, (_, i) => fromDay + i);
+    const hashes = await this.counted('report', Promise.all(days.map((day) => this.redis.hgetall(reportDayKey(day)))));
+    const cells = new Map<string, Counters>();
+    for (const hash of hashes) {
+      for (const [field, count] of Object.entries(hash)) {
+        const split = field.lastIndexOf(reportFieldSeparator);
+        const key = field.slice(0, split);
+        const counter = counterIndex[field.slice(split + 1) as CounterName];
+        if (counter === undefined) continue;
+        let counters = cells.get(key);
+        if (!counters) cells.set(key, (counters = new Array<number>(counterNames.length).fill(0)));
+        counters[counter] = Number(count);
+      }
+    }
+    return cells;
+  }
+
+  /** Adds decision counters to report cells (one transaction per flush). */
+  async addReportCounters(cells: Iterable<[string, Counters]>): Promise<void> {
+    const transaction = this.redis.multi();
+    const touched = new Set<string>();
+    for (const [key, counters] of cells) {
+      const day = reportDayKey(Math.floor(parseCellKey(key).hour / 24));
+      touched.add(day);
+      counters.forEach((amount, i) => {
+        if (amount !== 0) transaction.hincrby(day, key + reportFieldSeparator + counterNames[i]!, amount);
+      });
+    }
+    for (const day of touched) transaction.expire(day, this.options.reportRetentionSeconds);
+    await this.counted('report', transaction.exec());
   }
 
   async impressionsOf(user: string, sinceMs: number, timeoutMs: number): Promise<Map<string, number[]> | undefined> {

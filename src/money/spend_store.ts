@@ -7,9 +7,11 @@ import { RequestError } from '../errors';
 import { type CampaignBudgets, remainingNanos } from './budgets';
 import type { Nanos } from './amounts';
 import type { Ledger, LedgerEntry, LedgerState } from './ledger';
+import type { Counters, ReportFields } from './report_cells';
 import { spentLifetimeNanos, spentTodayNanos } from './spend_totals';
 
-export interface Charge extends Omit<LedgerEntry, 'chargeNanos'> {
+export interface Charge extends Omit<LedgerEntry, 'chargeNanos' | 'report'> {
+  report: ReportFields;
   /** The auction price when this is the bid type's billable event, else 0. */
   priceNanos: Nanos;
   budgets: CampaignBudgets;
@@ -59,6 +61,8 @@ export interface SpendStore {
   readonly failure: Error | undefined;
   /** Events recorded so far (by every replica, when shared). */
   eventCount(): number;
+  /** The billing counters of the report cells whose local day lies in [fromDay, toDay], as billed. */
+  reportCells(fromDay: number, toDay: number): Promise<Iterable<[string, Counters]>>;
   /** Records the event durably and resolves with its charge; rejects with a RequestError when refused. */
   record(charge: Charge): Promise<Nanos>;
   /** A user's impression times per campaign, ascending, from `sinceMs` on (possibly earlier); rejects after `timeoutMs`. */
@@ -96,6 +100,10 @@ export class LocalSpendStore implements SpendStore {
     const chargeNanos = Math.min(priceNanos, left);
     await ledger.append({ ...entry, chargeNanos });
     return chargeNanos;
+  }
+
+  reportCells(fromDay: number, toDay: number): Promise<Iterable<[string, Counters]>> {
+    return Promise.resolve(Array.from(this.ledger.report.between(fromDay, toDay), ([key, counters]) => [key, counters.slice()]));
   }
 
   impressionsOf(user: string): Promise<Map<string, number[]> | undefined> {

@@ -4,11 +4,13 @@
 //   (quality.ts) -> auction (auction.ts) -> no-fill reason (no_fill.ts) -> encode (encode.ts).
 // Without a loaded model the decision stops after parsing and says so (status NoEngine); no ads
 // are invented. Time, chance and working space come in through the DecisionContext.
+import type { AuctionOutcome } from '../auction/auction';
 import { fnv1a } from '../catalog/packed_strings';
 import type { Config } from '../config';
 import { engineStages } from '../engine/addon';
 import type { Serving } from '../engine/serving';
 import { type Metrics, stageLabel } from '../metrics';
+import type { DecisionCounters } from '../money/decision_counters';
 import type { SigningKey } from '../money/event_token';
 import { encodeAdResponse } from '../protocol/encode_response';
 import { NoFillReason, Placement, ResponseStatus } from '../protocol/schema';
@@ -36,6 +38,8 @@ export interface DecisionContext {
   random: RandomSource;
   /** The process's one working space for decisions. */
   scratch: DecisionScratch;
+  /** Report counters of auctions entered and won; unset for warm-up and trial decisions, which no report shows. */
+  reportCounters?: DecisionCounters;
 }
 
 /** Which arm a user belongs to: a stable hash of the user id (the request id for anonymous traffic). */
@@ -85,6 +89,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const outcome = auctionCandidates(parsed, serving.rules, serving.catalog, count, scratch);
   const auctionMs = observe(metrics, 'auction', mark, (mark = clock.monotonic()));
   const reason = noFillReason(parsed, serving.catalog, count, outcome.winners, result.degraded);
+  const issuedMs = clock.now();
   if (reason !== NoFillReason.None) metrics.noFill(reason);
   const response = encodeDecision(
     {
@@ -100,6 +105,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
       tokenTtlMs: context.config.eventTokenTtlSeconds * 1000,
       stageMs: { parse: parseMs, exclusions: exclusionsMs, calibrate: calibrateMs, quality: qualityMs, auction: auctionMs },
       startedMs: mark,
+      issuedMs,
     },
     clock,
     scratch,
@@ -107,7 +113,26 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   observe(metrics, 'encode', mark, clock.monotonic());
   for (let slot = 0; slot < outcome.winners; slot++) decisions.clearingPrice(scratch.bidType[outcome.candidate[slot]!]!, outcome.priceMicros[slot]! / 1e6);
   decisions.fill(outcome.winners / parsed.slots);
+  // Test traffic is never billed, so reports leave its auctions out too.
+  if (context.reportCounters && !parsed.test) countForReport(context.reportCounters, serving, placement, count, outcome, scratch, issuedMs);
   return { placement, requestId: parsed.requestId, winners: outcome.winners, response };
+}
+
+/** The auction's `count` candidates entered it; its winners won at their clearing prices. */
+function countForReport(
+  counters: DecisionCounters,
+  serving: Serving,
+  placement: string,
+  count: number,
+  outcome: AuctionOutcome,
+  scratch: DecisionScratch,
+  issuedMs: number,
+): void {
+  counters.enter(serving.catalog, placement, scratch.adIndex, count, issuedMs);
+  for (let slot = 0; slot < outcome.winners; slot++) {
+    const candidate = outcome.candidate[slot]!;
+    counters.won(serving.catalog, placement, scratch.adIndex[candidate]!, scratch.bidType[candidate]!, outcome.priceMicros[slot]!, issuedMs);
+  }
 }
 
 /** Records a stage that ran from `fromMs` to `toMs` (monotonic) and returns its duration in ms. */

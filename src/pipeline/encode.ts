@@ -25,7 +25,8 @@ export interface EncodeInput {
   /** The engine's stage durations for this request's batch (ns, in engineStages order). */
   engineStageNs: Float64Array;
   signingKey: SigningKey;
-  /** Tokens expire this long after the clock's now(). */
+  /** The tokens' issue time (the clock's now() when the decision was made); they expire tokenTtlMs later. */
+  issuedMs: number;
   tokenTtlMs: number;
   /** Milliseconds the decision's own earlier stages took, for debug answers. */
   stageMs: { parse: number; exclusions: number; calibrate: number; quality: number; auction: number };
@@ -91,10 +92,9 @@ function winningAd(input: EncodeInput, scratch: DecisionScratch, slot: number, s
   };
 }
 
-/** Scratch holds the candidates' columns the auction ran on; clock.now() stamps the tokens. */
+/** Scratch holds the candidates' columns the auction ran on. */
 export function encodeDecision(input: EncodeInput, clock: Clock, scratch: DecisionScratch): Uint8Array {
-  const { parsed, outcome, modelVersion } = input;
-  const issuedMs = clock.now();
+  const { parsed, outcome, modelVersion, issuedMs } = input;
   const shared: DecisionShared = {
     issuedMs,
     expiresMs: issuedMs + input.tokenTtlMs,

@@ -130,6 +130,7 @@ async function chargeEvent(input: EventInput, context: EventContext, nowMs: numb
     timeMs: nowMs,
     user: token.userId ?? '',
     priceNanos,
+    served: { advertiserId: serving.catalog.advertiserId[adIndex]!, placement: token.placement, issuedMs: token.issuedMs },
   });
   const labels = { placement: token.placement, model: token.modelVersion };
   const { metrics } = context;

@@ -11,10 +11,11 @@ import { campaignRoutes } from './admin_campaigns';
 import { importRoutes } from './admin_import';
 import { modelRoutes } from './admin_models';
 import type { AdminDeps, AdminRoute } from './admin_route';
+import { reportRoutes } from './admin_reports';
 import { spendRoutes } from './admin_spend';
 import { type RouteContext, startingError } from './context';
 
-export const adminRoutes: readonly AdminRoute[] = [...spendRoutes, ...campaignRoutes, ...modelRoutes, ...catalogRoutes, ...importRoutes];
+export const adminRoutes: readonly AdminRoute[] = [...spendRoutes, ...reportRoutes, ...campaignRoutes, ...modelRoutes, ...catalogRoutes, ...importRoutes];
 
 /** The admin guard: why a request with this Authorization header is refused, or undefined. */
 export function adminRefusal(config: Config, header: string): RequestError | undefined {

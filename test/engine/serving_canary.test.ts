@@ -23,7 +23,10 @@ const canary = new ServingCanary(createLogger('info', (line) => logged.push(line
 
 async function open(dir: string): Promise<Serving> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-canary-'));
-  const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 86_400_000 }), 86_400_000);
+  const spend = new LocalSpendStore(
+    await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 86_400_000, reportRetentionHours: 24 }),
+    86_400_000,
+  );
   return openServing(readModelDir(dir), loadConfig({ ADSERVE_INDEX_CACHE_DIR: '' }), new Money(spend), CatalogChanges.open(dataDir));
 }
 

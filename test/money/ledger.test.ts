@@ -21,7 +21,7 @@ const entry = (id: string, chargeNanos: number, timeMs = 1): LedgerEntry => ({
 });
 
 const dayMs = 86_400_000;
-const options: LedgerOptions = { snapshotEvents: 100_000, eventRetentionMs: 2 * dayMs };
+const options: LedgerOptions = { snapshotEvents: 100_000, eventRetentionMs: 2 * dayMs, reportRetentionHours: 24 };
 
 const newDir = (): string => mkdtempSync(path.join(tmpdir(), 'adserve-ledger-unit-'));
 
@@ -97,6 +97,14 @@ const charge = (id: string, serve: string, type: LedgerEntry['type'], timeMs: nu
   user,
   priceNanos: type === 'click' ? 1_000 : 0,
   budgets,
+  report: {
+    advertiserId: 'adv1',
+    placement: 'search',
+    timeZone: 'UTC',
+    hour: Math.floor(timeMs / 3_600_000),
+    servedHour: Math.floor(timeMs / 3_600_000),
+    billedValueNanos: type === 'click' ? 1_000 : 0,
+  },
 });
 
 it('forgets event ids and served ads past the retention, and still refuses a replay of a recent one', async () => {
@@ -181,7 +189,7 @@ it('writes a snapshot across many turns of the event loop, acknowledging events 
 
 it('recovers exactly, with expiry, from a kill during a snapshot and from one after it', async () => {
   const dir = newDir();
-  const retention: LedgerOptions = { snapshotEvents: 30_000, eventRetentionMs: 10_000, impressionRetentionMs: () => 5_000 };
+  const retention: LedgerOptions = { snapshotEvents: 30_000, eventRetentionMs: 10_000, impressionRetentionMs: () => 5_000, reportRetentionHours: 24 };
   const ledger = await Ledger.open(dir, retention);
   for (let from = 0; from < 60_000; from += 10_000) await Promise.all(Array.from({ length: 10_000 }, (_, i) => ledger.append(timedEntry(from + i))));
   let next = 60_000;

@@ -36,7 +36,7 @@ let ledger: Ledger;
 
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-money-'));
-  ledger = await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 });
+  ledger = await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000, reportRetentionHours: 24 });
   money = new Money(new LocalSpendStore(ledger, 3_600_000));
   const changes = CatalogChanges.open(dataDir);
   const serving = await openServing(readModelDir(tinyModelDir), config, money, changes);

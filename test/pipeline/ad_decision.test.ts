@@ -29,7 +29,10 @@ let context: DecisionContext;
 
 beforeAll(async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'adserve-decision-'));
-  const spend = new LocalSpendStore(await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000 }), 3_600_000);
+  const spend = new LocalSpendStore(
+    await Ledger.open(dataDir, { snapshotEvents: 100_000, eventRetentionMs: 2 * 3_600_000, reportRetentionHours: 24 }),
+    3_600_000,
+  );
   serving = await openServing(readModelDir(tinyModelDir), { ...defaults, indexKind: 'flat' }, new Money(spend), CatalogChanges.open(dataDir));
   // Every monotonic reading is 1 ms after the last, so each stage of ours takes exactly 1 ms.
   let tick = 0;

@@ -32,7 +32,11 @@ const codes = campaignCodes(catalog);
 let sources: ExclusionSources;
 
 beforeAll(async () => {
-  const ledger = await Ledger.open(mkdtempSync(path.join(tmpdir(), 'adserve-exclusions-')), { snapshotEvents: 100_000, eventRetentionMs: 86_400_000 });
+  const ledger = await Ledger.open(mkdtempSync(path.join(tmpdir(), 'adserve-exclusions-')), {
+    snapshotEvents: 100_000,
+    eventRetentionMs: 86_400_000,
+    reportRetentionHours: 24,
+  });
   // The whole day's budget spent by 06:00: far ahead of the even curve, so pacing throttles it.
   ledger.state.dailyNanos.set(`${paced.id}@${localDay(nowMs).day}`, 1_000_000 * 1000);
   ledger.state.impressions.set('u-capped', new Map([[capped.id, [nowMs - 60_000]]]));

@@ -1,0 +1,162 @@
+// The decision path's report counters (docs/reports.md): auctions entered and won, clearing prices
+// and the value served, per report cell. They are not billing, so they are counted in memory on
+// each replica and persisted every `flushMs`: locally into <dataDir>/report-decisions.json (a kill -9
+// loses at most the last interval), in fleet mode added to the shared Redis cells with HINCRBY.
+//
+// Entering the auction is counted per candidate, hundreds per request, so it goes into a typed array
+// per catalog and placement, indexed by ad, and is folded into cells once per UTC quarter hour: every
+// time zone's hour (and DST change) starts on a quarter hour, so a quarter lies within one local hour.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import type { Catalog } from '../catalog/catalog';
+import { replaceDurably } from '../durable_file';
+import type { Logger } from '../log';
+import { BidType } from '../protocol/schema';
+import { localDay } from './local_day';
+import { cellKeyOf, clearingCounter, counterIndex, type Counters, ReportCells, wonCounter } from './report_cells';
+
+const quarterMs = 900_000;
+const fileName = 'report-decisions.json';
+
+/** Where flushed counters go: a durable file of the cumulative cells, or the shared Redis cells. */
+export type DecisionSink = { kind: 'file'; dir: string } | { kind: 'redis'; add(cells: Array<[string, Counters]>): Promise<void> };
+
+export class DecisionCounters {
+  /** Local sink: every cell within the retention. Redis sink: only what is not flushed yet. */
+  private cells: ReportCells;
+  private quarter = -1;
+  private readonly entered = new Map<Catalog, Map<string, { counts: Uint32Array; touched: number[] }>>();
+  /** Local minus UTC time (ms) per zone, within the current quarter. */
+  private readonly offsets = new Map<string, number>();
+  private flushing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly sink: DecisionSink,
+    private readonly retentionHours: number,
+    private readonly timeZoneOf: (campaignId: string) => string,
+    private readonly log: Logger,
+  ) {
+    this.cells = new ReportCells(retentionHours);
+    if (sink.kind === 'file' && existsSync(path.join(sink.dir, fileName))) {
+      const saved = JSON.parse(readFileSync(path.join(sink.dir, fileName), 'utf8')) as { cells: Array<[string, number, Counters]> };
+      for (const [key, hour, counters] of saved.cells) this.cells.restore(key, hour, counters);
+    }
+  }
+
+  /** Flushes every `flushMs`; the timer does not keep the process alive. */
+  start(flushMs: number): void {
+    this.timer = setInterval(() => void this.flush(), flushMs);
+    this.timer.unref();
+  }
+
+  /** Counts the `count` candidates of one auction (ads indexed in `catalog`). */
+  enter(catalog: Catalog, placement: string, ads: Int32Array, count: number, nowMs: number): void {
+    this.turnQuarter(nowMs);
+    let byPlacement = this.entered.get(catalog);
+    if (!byPlacement) this.entered.set(catalog, (byPlacement = new Map()));
+    let entered = byPlacement.get(placement);
+    if (!entered) byPlacement.set(placement, (entered = { counts: new Uint32Array(catalog.size), touched: [] }));
+    const { counts, touched } = entered;
+    for (let i = 0; i < count; i++) {
+      const ad = ads[i]!;
+      if (counts[ad]++ === 0) touched.push(ad);
+    }
+  }
+
+  /** Counts one winner served at `issuedMs` (its token's issue time) at its clearing price. */
+  won(catalog: Catalog, placement: string, ad: number, bidType: number, priceMicros: number, issuedMs: number): void {
+    this.turnQuarter(issuedMs);
+    const campaignId = catalog.campaignId[ad]!;
+    const timeZone = this.timeZoneOf(campaignId);
+    const hour = this.hourOf(timeZone, issuedMs);
+    const key = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
+    const counters = this.cells.counters(key, hour);
+    counters[wonCounter[bidType]!]! += 1;
+    counters[clearingCounter[bidType]!]! += priceMicros;
+    // What record_event would charge for this ad's billable event: CPM prices are per thousand.
+    counters[counterIndex.servedValueNanos]! += bidType === BidType.Cpm ? priceMicros : priceMicros * 1000;
+  }
+
+  /**
+   * The cells whose local day lies in [fromDay, toDay] that a report must add to the spend store's:
+   * locally all of them; in fleet mode, after a flush into the shared cells, only what that flush
+   * could not write.
+   */
+  async reportCells(fromDay: number, toDay: number): Promise<Array<[string, Counters]>> {
+    if (this.sink.kind === 'redis') await this.flush();
+    else this.fold();
+    return Array.from(this.cells.between(fromDay, toDay), ([key, counters]) => [key, counters.slice()]);
+  }
+
+  /** Persists the counters; concurrent calls share one flush. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+
+  private async write(): Promise<void> {
+    this.fold();
+    const { sink } = this;
+    try {
+      if (sink.kind === 'file') {
+        this.cells.forgetBefore(Date.now());
+        const text = JSON.stringify({ cells: this.cells.entries() });
+        await replaceDurably(sink.dir, fileName, async (file) => void (await file.write(text)));
+      } else {
+        const pending = this.cells;
+        this.cells = new ReportCells(this.retentionHours);
+        try {
+          await sink.add([...pending.cells]);
+        } catch (error) {
+          // Kept for the next flush, so a Redis outage delays the counts but loses none.
+          for (const [key, hour, counters] of pending.entries()) this.cells.restore(key, hour, counters);
+          throw error;
+        }
+      }
+    } catch (error) {
+      this.log.warn('report decision counters not flushed', { error: (error as Error).message });
+    }
+  }
+
+  private turnQuarter(nowMs: number): void {
+    const quarter = Math.floor(nowMs / quarterMs);
+    if (quarter === this.quarter) return;
+    this.fold();
+    this.quarter = quarter;
+    this.offsets.clear();
+  }
+
+  private hourOf(timeZone: string, timeMs: number): number {
+    let offset = this.offsets.get(timeZone);
+    if (offset === undefined) {
+      const { day, msIntoDay } = localDay(timeMs, timeZone);
+      offset = day * 86_400_000 + msIntoDay - timeMs;
+      this.offsets.set(timeZone, offset);
+    }
+    return Math.floor((timeMs + offset) / 3_600_000);
+  }
+
+  /** Moves the current quarter's entries into cells. */
+  private fold(): void {
+    const startMs = this.quarter * quarterMs;
+    for (const [catalog, byPlacement] of this.entered) {
+      for (const [placement, { counts, touched }] of byPlacement) {
+        for (const ad of touched) {
+          const campaignId = catalog.campaignId[ad]!;
+          const timeZone = this.timeZoneOf(campaignId);
+          const hour = this.hourOf(timeZone, startMs);
+          const key = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
+          this.cells.add(key, hour, counterIndex.entered, counts[ad]!);
+        }
+      }
+    }
+    this.entered.clear();
+  }
+}
