@@ -60,6 +60,7 @@ describe('admin guard', () => {
       'GET /v1/admin/catalog/export',
       'GET /v1/admin/models',
       'GET /v1/admin/pacing',
+      'GET /v1/admin/reports',
       'GET /v1/admin/spend',
       'PATCH /v1/admin/ads/:id',
       'PATCH /v1/admin/campaigns/:id',
