@@ -47,6 +47,8 @@ function showError(message) {
 const say = (message) => (byId('status').textContent = message);
 
 const money = (micros) => (micros / 1e6).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+/** Axis ticks: round amounts need no cents. */
+const moneyTick = (micros) => (micros / 1e6).toLocaleString('en-US', { maximumFractionDigits: 2 });
 const count = (n) => n.toLocaleString('en-US');
 
 /** The curve's target at a fractional local hour, between its hourly points. */
@@ -162,7 +164,7 @@ function renderPacing(pacing, hours) {
       { className: 'spent', points: spentByHour },
     ],
     marker: [now, pacing.todayMicros],
-    formatY: money,
+    formatY: moneyTick,
   });
   const legend = document.createElement('figcaption');
   legend.innerHTML = '<span class="key target">curve target</span> <span class="key spent">spent so far</span>';
@@ -188,9 +190,7 @@ function renderDelivery(campaignId, hours) {
   tableRows(
     'delivery-table',
     hours.flatMap((hour, index) =>
-      hour.impressions + hour.clicks + hour.conversions > 0
-        ? [[`${index}:00`, count(hour.impressions), count(hour.clicks), count(hour.conversions), money(hour.spend_micros)]]
-        : [],
+      hour.impressions + hour.clicks + hour.conversions > 0 ? [[`${index}:00`, count(hour.impressions), count(hour.clicks), money(hour.spend_micros)]] : [],
     ),
   );
 }
