@@ -127,6 +127,20 @@ describe('admin console', () => {
     expect(await page.evaluate("sessionStorage.getItem('adserve.adminToken')")).toBeNull();
   });
 
+  it('says so when the daemon has the admin API disabled (403)', async () => {
+    const disabled = await startDaemon({ ADSERVE_MODEL_DIR: '/nonexistent/model' });
+    try {
+      const other = await browser.newPage();
+      await other.goto(`${disabled.url}${consolePath}`);
+      await other.fill('#token', 'anything');
+      await other.keyboard.press('Enter');
+      await expect.poll(() => other.textContent('#error')).toMatch(/^The admin API is disabled on this daemon \(403 admin_disabled\)/);
+      await other.close();
+    } finally {
+      expect(await disabled.stop()).toBe(0);
+    }
+  });
+
   it('shows campaigns with budget and spend, the pacing curve and delivery by hour', async () => {
     await page.fill('#token', adminToken);
     await page.keyboard.press('Enter');
