@@ -185,6 +185,8 @@ describe('admin console', () => {
     await page.evaluate('document.activeElement?.blur()');
     await tabTo(page, button);
     expect(await page.getAttribute(button, 'aria-label')).toBe(`Pause campaign ${campaign}`);
+    // The keyboard focus is visible: the focus ring the style sheet draws.
+    expect(await page.evaluate('getComputedStyle(document.activeElement).outlineStyle')).toBe('solid');
     await page.keyboard.press('Enter');
     await expect.poll(() => page.textContent('#status')).toBe(`Campaign ${campaign} paused.`);
     expect(await campaignStatus(daemon.url, campaign)).toBe('paused');
