@@ -14,8 +14,9 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 # redis-server for the shared-state (REDIS_URL) mode and its tests, clang-format for `npm run lint`,
 # the FlatBuffers runtime of the Python client (clients/python), postgresql (15) for the catalog
 # store's shared mode and its tests (they start their own cluster; the service is not used), and
-# prometheus (with promtool) for the tests of the alerting rules in ops/prometheus.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql prometheus)
+# prometheus (with promtool) for the tests of the alerting rules in ops/prometheus, and chromium,
+# the headless browser the admin console's test drives through playwright-core.
+packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql prometheus chromium)
 
 install_packages() {
   local missing=()

@@ -99,6 +99,11 @@ export class Pacer {
     return out;
   }
 
+  /** The participation probability the campaign's controller last set; 1 for a campaign it does not follow. */
+  participationOf(campaignId: string): number {
+    return this.controllers.get(campaignId)?.participation ?? 1;
+  }
+
   tick(nowMs: number): void {
     this.throttled = [];
     for (const [campaign, controller] of this.controllers) {

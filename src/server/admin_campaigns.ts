@@ -1,8 +1,10 @@
-// Admin campaign and ad routes: campaigns with their settings, ad count and spend; edits of
-// campaigns and ads. An edit is written to the catalog store like any other catalog change, and
-// answered once this replica serves by it (the others follow the store within a second).
+// Admin campaign and ad routes: campaigns with their settings, ad count and spend, and where each
+// stands on its pacing curve; edits of campaigns and ads. An edit is written to the catalog store
+// like any other catalog change, and answered once this replica serves by it (the others follow the
+// store within a second).
 import type { Serving } from '../engine/serving';
 import { RequestError } from '../errors';
+import { campaignPacing } from '../money/pacing_view';
 import { type AdminCall, type AdminDeps, type AdminRoute, readJson, sendJson } from './admin_route';
 import { toRefusal } from './refusal';
 import type { EntityRows } from '../store/types';
@@ -31,6 +33,14 @@ function listCampaigns(call: AdminCall): void {
   withServing(call, (serving) => {
     const now = Date.now();
     sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => campaignView(call.deps, serving, id, now)) });
+  });
+}
+
+/** Each campaign's daily budget, spend today and target curve by local hour. */
+function listPacing(call: AdminCall): void {
+  withServing(call, (serving) => {
+    const now = Date.now();
+    sendJson(call.exchange, { campaigns: Array.from(serving.catalog.campaigns.keys(), (id) => ({ id, ...campaignPacing(call.deps.money, id, now) })) });
   });
 }
 
@@ -98,4 +108,5 @@ export const campaignRoutes: readonly AdminRoute[] = [
   { method: 'get', pattern: '/v1/admin/campaigns/:id', handle: showCampaign },
   { method: 'patch', pattern: '/v1/admin/campaigns/:id', handle: editCampaign },
   { method: 'patch', pattern: '/v1/admin/ads/:id', handle: editAd },
+  { method: 'get', pattern: '/v1/admin/pacing', handle: listPacing },
 ];

@@ -15,6 +15,7 @@ import type { EventContext } from '../pipeline/record_event';
 import { registerAdminRoutes } from './admin';
 import { registerAdsHttpRoutes } from './ads_http';
 import { type EndSockets, registerAdsWebSocket } from './ads_ws';
+import { registerConsoleRoutes } from './console';
 import { type Lifecycle, RouteContext } from './context';
 import { Decisions } from './decisions';
 import { registerEventRoutes } from './events';
@@ -76,6 +77,7 @@ export function startServer(deps: ServerDeps): Promise<Server> {
     maxImportBytes: deps.config.maxImportBytes,
   };
   registerAdminRoutes(adminApp, context, adminDeps);
+  registerConsoleRoutes(adminApp, context);
   const apps = adminApp === app ? [app] : [app, adminApp];
   for (const each of apps) {
     each.any('/*', (res, req) => {

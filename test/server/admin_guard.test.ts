@@ -9,6 +9,7 @@ import { type Daemon, startDaemon } from '../../bench/daemon';
 import { projectRoot } from '../../src/paths';
 import { adminRoutes } from '../../src/server/admin';
 import type { AdminRoute } from '../../src/server/admin_route';
+import { consoleFiles, consolePath } from '../../src/server/console';
 
 const token = 'admin-guard-token';
 const httpMethod: Record<AdminRoute['method'], string> = { get: 'GET', post: 'POST', patch: 'PATCH', del: 'DELETE' };
@@ -58,6 +59,7 @@ describe('admin guard', () => {
       'GET /v1/admin/catalog/campaigns/:id',
       'GET /v1/admin/catalog/export',
       'GET /v1/admin/models',
+      'GET /v1/admin/pacing',
       'GET /v1/admin/reports',
       'GET /v1/admin/spend',
       'PATCH /v1/admin/ads/:id',
@@ -77,8 +79,24 @@ describe('admin guard', () => {
     const declared = readdirSync(serverDir).flatMap((file) =>
       Array.from(readFileSync(path.join(serverDir, file), 'utf8').matchAll(/(\w+:\s*)?'\/v1\/admin[^']*'/g), (match) => match[0]),
     );
-    expect(declared.filter((literal) => !literal.startsWith('pattern:'))).toEqual([]);
-    expect(declared.length).toBe(adminRoutes.length);
+    // The one exception is the console's static page, which holds no data (see the next test).
+    expect(declared.filter((literal) => !literal.startsWith('pattern:'))).toEqual([`'${consolePath}'`]);
+    expect(declared.length).toBe(adminRoutes.length + 1);
+  });
+
+  it('serves the console page and its files without the token, the same bytes as in the repository, and nothing else', async () => {
+    for (const [url, file] of [[consolePath, 'index.html'], ...consoleFiles.map((name) => [`${consolePath}/${name}`, name])] as const) {
+      for (const server of [daemon, disabled]) {
+        const response = await fetch(`${server.url}${url}`);
+        expect({ url, status: response.status }).toEqual({ url, status: 200 });
+        expect(response.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
+        expect(Buffer.from(await response.arrayBuffer()).equals(readFileSync(path.join(projectRoot, 'console', file)))).toBe(true);
+      }
+    }
+    for (const name of ['index.html', 'nope.js', '..%2Fpackage.json', '%2E%2E']) {
+      expect((await fetch(`${daemon.url}${consolePath}/${name}`)).status).toBe(404);
+    }
+    expect((await fetch(`${daemon.url}${consolePath}/../../../package.json`)).status).toBe(404);
   });
 
   it('refuses every admin route 401 without the token or with a wrong one', async () => {
