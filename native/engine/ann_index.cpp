@@ -218,12 +218,54 @@ void AnnIndex::applySearchOptions() {
 
 AnnIndex::~AnnIndex() = default;
 
-void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
-                      int64_t* labels) const {
+std::shared_ptr<const IndexAdditions> AnnIndex::withAdded(const IndexAdditions* before, const float* rows, size_t total) const {
+  if (!takesAdditions()) throw EngineError(ErrorCode::Index, "this index kind takes no added ads");
+  const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
+  auto next = std::make_shared<IndexAdditions>();
+  next->rows = rows;
+  next->count = total;
+  next->lists = before != nullptr ? before->lists : std::vector<std::shared_ptr<const IndexAdditions::List>>(ivf->nlist);
+  const size_t first = before != nullptr ? before->count : 0;
+  if (total <= first) return next;
+  // The list a loaded ad would have gone to: the coarse quantizer's best inner product.
+  std::vector<faiss::Index::idx_t> assigned(total - first);
+  ivf->quantizer->assign(static_cast<faiss::Index::idx_t>(total - first), rows + first * dim_, assigned.data());
+  std::vector<std::shared_ptr<IndexAdditions::List>> touched(ivf->nlist);
+  for (size_t j = first; j < total; ++j) {
+    const auto list = static_cast<size_t>(assigned[j - first]);
+    if (!touched[list]) {
+      touched[list] =
+          next->lists[list] ? std::make_shared<IndexAdditions::List>(*next->lists[list]) : std::make_shared<IndexAdditions::List>();
+    }
+    touched[list]->ids.push_back(static_cast<int64_t>(count_ + j));
+  }
+  std::vector<float> listRows;
+  for (size_t list = 0; list < ivf->nlist; ++list) {
+    if (!touched[list]) continue;
+    IndexAdditions::List& grown = *touched[list];
+    if (quantizer_) {
+      // Re-encoded whole: the codes' blocks interleave 16 ads, so an appended ad shares a block with
+      // earlier ones. The learned range stays the loaded ads'; values outside it are clamped.
+      listRows.resize(grown.ids.size() * dim_);
+      for (size_t i = 0; i < grown.ids.size(); ++i) {
+        std::copy_n(rows + (static_cast<size_t>(grown.ids[i]) - count_) * dim_, dim_,
+                    listRows.begin() + static_cast<std::ptrdiff_t>(i * dim_));
+      }
+      grown.codes.resize(quantizer_->codeBytes(grown.ids.size()));
+      quantizer_->encode(listRows.data(), grown.ids.size(), grown.codes.data());
+    }
+    next->lists[list] = std::move(touched[list]);
+  }
+  return next;
+}
+
+void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
+                      const IndexAdditions* additions, float* scores, int64_t* labels) const {
   if (!filters.empty() && filters.size() != nq) throw EngineError(ErrorCode::InvalidArgument, "one filter per query is needed");
+  if (additions != nullptr && !takesAdditions()) throw EngineError(ErrorCode::Index, "this index kind takes no added ads");
   if (options_.kind == "ivf") {
     const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
-    scanIvfFlat(queries, nq, k, ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k), filters, scores, labels);
+    scanIvfFlat(queries, nq, k, ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k), filters, additions, scores, labels);
     return;
   }
   const bool filtered = std::any_of(filters.begin(), filters.end(), [](const AdFilter* filter) { return filter != nullptr; });
@@ -280,7 +322,7 @@ size_t AnnIndex::autoNprobe(size_t nlist, size_t k) const {
 }
 
 void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters,
-                           float* scores, int64_t* labels) const {
+                           const IndexAdditions* additions, float* scores, int64_t* labels) const {
   const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
   std::vector<float> coarseScores(nq * nprobe);
   std::vector<faiss::Index::idx_t> lists(nq * nprobe);
@@ -322,13 +364,30 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
       probedScores.resize(at + length);  // drops the 8-bit scan's block padding
       probedIds.insert(probedIds.end(), ids.get(), ids.get() + length);
     }
+    if (additions != nullptr) {
+      for (size_t probe = 0; probe < nprobe; ++probe) {
+        const faiss::Index::idx_t list = lists[q * nprobe + probe];
+        const IndexAdditions::List* added = list < 0 ? nullptr : additions->lists[static_cast<size_t>(list)].get();
+        if (added == nullptr) continue;
+        const size_t length = added->ids.size();
+        const size_t at = probedScores.size();
+        if (quantizer_) {
+          probedScores.resize(at + (length + ScalarQuantizer::kBlock - 1) / ScalarQuantizer::kBlock * ScalarQuantizer::kBlock);
+          quantizer_->score(folded, added->codes.data(), length, probedScores.data() + at);
+          probedScores.resize(at + length);
+        } else {
+          for (const int64_t ad : added->ids) probedScores.push_back(cblas_sdot(d, query, 1, rowOf(ad, additions), 1));
+        }
+        probedIds.insert(probedIds.end(), added->ids.begin(), added->ids.end());
+      }
+    }
     TopK best = filteredTop(probedScores, probedIds, fetch, filterOf(filters, q));
     if (!quantizer_) {
       best.write(scores + q * k, labels + q * k);
     } else {
       TopK exact(k);
       best.keepBest();
-      best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, vectors_ + ad * dim_, 1), ad, nullptr); });
+      best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, rowOf(ad, additions), 1), ad, nullptr); });
       exact.write(scores + q * k, labels + q * k);
     }
   }
