@@ -380,6 +380,7 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         // A chunk of blocks stays in L1 while every probing query scores it, kGroup queries per read.
         constexpr size_t kChunk = 8 * ScalarQuantizer::kBlock;
         constexpr size_t kGroup = ScalarQuantizer::kGroup;
+        static_assert(kGroup == 4, "one score buffer per query of a group");
         float chunkScores[kGroup][kChunk];
         float* const into[kGroup] = {chunkScores[0], chunkScores[1], chunkScores[2], chunkScores[3]};
         const ScalarQuantizer::Query* group[kGroup];

@@ -245,3 +245,18 @@ describe.each(['sq8', 'float'] as const)('added ads in the IVF lists (%s scan)',
     }
   });
 });
+
+it.each(['flat', 'hnsw'] as const)('serves added ads through the exact scan beside a %s index, which takes none into itself', async (kind) => {
+  const engine = await addon.openEngine(engineOptions(model, catalog, history, { ...settings, index: { kind }, keywordCandidates: 0 }));
+  try {
+    const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
+    const best = (await engine.score(request, 5000)).adIndex[0]!;
+    const first = await engine.addAds({ ...copiesOf([best, best]), targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }] });
+    expect(engine.stats().addedInIndex).toBe(0);
+    const after = Array.from((await engine.score(request, 5000)).adIndex);
+    expect(after).toContain(first);
+    expect(after).not.toContain(first + 1);
+  } finally {
+    engine.close();
+  }
+});
