@@ -261,6 +261,7 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
     out.Set("rejected", static_cast<double>(stats.rejected));
     out.Set("queued", static_cast<double>(stats.queued));
     out.Set("ads", static_cast<double>(engine.totalAds()));
+    out.Set("addedInIndex", static_cast<double>(engine.addedInIndex()));
     out.Set("dim", static_cast<double>(engine.dim()));
     out.Set("index", engine.indexDescription());
     const Engine::CacheStats caches = engine.cacheStats();

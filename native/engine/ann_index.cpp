@@ -88,22 +88,23 @@ class TopK {
 // reads two random cache lines), so a floor is set first from a sample of the scores, at about the
 // 2k-th best: only candidates above it are filtered. Should fewer than k of those pass, the rest
 // are offered too, so the result is exactly the best k admitted.
-TopK filteredTop(const std::vector<float>& scores, const std::vector<int64_t>& ids, size_t k, const AdFilter* filter) {
+// `scores` holds one score per id.
+TopK filteredTop(const float* scores, const std::vector<int64_t>& ids, size_t k, const AdFilter* filter) {
   constexpr size_t kSampleStride = 8;
   float floor = -std::numeric_limits<float>::infinity();
-  if (filter != nullptr && scores.size() >= 4 * k) {
+  if (filter != nullptr && ids.size() >= 4 * k) {
     std::vector<float> sample;
-    sample.reserve(scores.size() / kSampleStride + 1);
-    for (size_t i = 0; i < scores.size(); i += kSampleStride) sample.push_back(scores[i]);
+    sample.reserve(ids.size() / kSampleStride + 1);
+    for (size_t i = 0; i < ids.size(); i += kSampleStride) sample.push_back(scores[i]);
     const size_t rank = std::min(sample.size() - 1, 2 * k / kSampleStride);
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<float>());
     floor = sample[rank];
   }
   TopK best(k, floor);
-  for (size_t i = 0; i < scores.size(); ++i) best.offer(scores[i], ids[i], filter);
+  for (size_t i = 0; i < ids.size(); ++i) best.offer(scores[i], ids[i], filter);
   if (best.size() < k && floor > -std::numeric_limits<float>::infinity()) {
     best = TopK(k);
-    for (size_t i = 0; i < scores.size(); ++i) best.offer(scores[i], ids[i], filter);
+    for (size_t i = 0; i < ids.size(); ++i) best.offer(scores[i], ids[i], filter);
   }
   return best;
 }
@@ -218,12 +219,54 @@ void AnnIndex::applySearchOptions() {
 
 AnnIndex::~AnnIndex() = default;
 
-void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores,
-                      int64_t* labels) const {
+std::shared_ptr<const IndexAdditions> AnnIndex::withAdded(const IndexAdditions* before, const float* rows, size_t total) const {
+  if (!takesAdditions()) throw EngineError(ErrorCode::Index, "this index kind takes no added ads");
+  const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
+  auto next = std::make_shared<IndexAdditions>();
+  next->rows = rows;
+  next->count = total;
+  next->lists = before != nullptr ? before->lists : std::vector<std::shared_ptr<const IndexAdditions::List>>(ivf->nlist);
+  const size_t first = before != nullptr ? before->count : 0;
+  if (total <= first) return next;
+  // The list a loaded ad would have gone to: the coarse quantizer's best inner product.
+  std::vector<faiss::Index::idx_t> assigned(total - first);
+  ivf->quantizer->assign(static_cast<faiss::Index::idx_t>(total - first), rows + first * dim_, assigned.data());
+  std::vector<std::shared_ptr<IndexAdditions::List>> touched(ivf->nlist);
+  for (size_t j = first; j < total; ++j) {
+    const auto list = static_cast<size_t>(assigned[j - first]);
+    if (!touched[list]) {
+      touched[list] =
+          next->lists[list] ? std::make_shared<IndexAdditions::List>(*next->lists[list]) : std::make_shared<IndexAdditions::List>();
+    }
+    touched[list]->ids.push_back(static_cast<int64_t>(count_ + j));
+  }
+  std::vector<float> listRows;
+  for (size_t list = 0; list < ivf->nlist; ++list) {
+    if (!touched[list]) continue;
+    IndexAdditions::List& grown = *touched[list];
+    if (quantizer_) {
+      // Re-encoded whole: the codes' blocks interleave 16 ads, so an appended ad shares a block with
+      // earlier ones. The learned range stays the loaded ads'; values outside it are clamped.
+      listRows.resize(grown.ids.size() * dim_);
+      for (size_t i = 0; i < grown.ids.size(); ++i) {
+        std::copy_n(rows + (static_cast<size_t>(grown.ids[i]) - count_) * dim_, dim_,
+                    listRows.begin() + static_cast<std::ptrdiff_t>(i * dim_));
+      }
+      grown.codes.resize(quantizer_->codeBytes(grown.ids.size()));
+      quantizer_->encode(listRows.data(), grown.ids.size(), grown.codes.data());
+    }
+    next->lists[list] = std::move(touched[list]);
+  }
+  return next;
+}
+
+void AnnIndex::search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
+                      const IndexAdditions* additions, float* scores, int64_t* labels) const {
   if (!filters.empty() && filters.size() != nq) throw EngineError(ErrorCode::InvalidArgument, "one filter per query is needed");
+  if (additions != nullptr && !takesAdditions()) throw EngineError(ErrorCode::Index, "this index kind takes no added ads");
   if (options_.kind == "ivf") {
     const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
-    scanIvfFlat(queries, nq, k, ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k), filters, scores, labels);
+    scanIvfFlat(queries, nq, k, ivf->nprobe != 0 ? ivf->nprobe : autoNprobe(ivf->nlist, k), filters, additions, scores, labels);
     return;
   }
   const bool filtered = std::any_of(filters.begin(), filters.end(), [](const AdFilter* filter) { return filter != nullptr; });
@@ -280,56 +323,123 @@ size_t AnnIndex::autoNprobe(size_t nlist, size_t k) const {
 }
 
 void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters,
-                           float* scores, int64_t* labels) const {
+                           const IndexAdditions* additions, float* scores, int64_t* labels) const {
   const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
   std::vector<float> coarseScores(nq * nprobe);
   std::vector<faiss::Index::idx_t> lists(nq * nprobe);
   ivf->quantizer->search(static_cast<faiss::Index::idx_t>(nq), queries, static_cast<faiss::Index::idx_t>(nprobe), coarseScores.data(),
                          lists.data());
-  // The 8-bit scan keeps a margin of candidates for the exact re-rank, so its rounding seldom
-  // pushes an ad out of the top k.
-  const size_t fetch = quantizer_ ? k + k / 4 : k;
-  const int d = static_cast<int>(dim_);
-  // Queries are independent, so a batch spreads over the compute threads.
-  const int threads = static_cast<int>(std::min<size_t>(nq, static_cast<size_t>(computeThreads())));
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+  const auto addedTo = [&](size_t list) { return additions != nullptr ? additions->lists[list].get() : nullptr; };
+  const auto listLength = [&](size_t list) {
+    const IndexAdditions::List* added = addedTo(list);
+    return ivf->invlists->list_size(list) + (added != nullptr ? added->ids.size() : 0);
+  };
+
+  // List-major: each probed list is read once for every query of the batch that probes it, its
+  // scores landing in that query's own run of the batch's scores (the query's lists in probe order, as
+  // if it searched alone), so a request's candidates never depend on its batch neighbours.
+  struct Probe {
+    size_t query;
+    size_t at;  // where its scores start in the batch's scores
+  };
+  std::vector<std::vector<Probe>> probesOf(ivf->nlist);
+  std::vector<size_t> queryStart(nq + 1, 0);
   for (size_t q = 0; q < nq; ++q) {
-    const float* query = queries + q * dim_;
-    const ScalarQuantizer::Query folded = quantizer_ ? quantizer_->fold(query) : ScalarQuantizer::Query{};
-    // Kept per thread: about 0.5 MB per query at 1M ads, which malloc would otherwise map afresh.
-    thread_local std::vector<float> probedScores;
-    thread_local std::vector<int64_t> probedIds;
-    probedScores.clear();
-    probedIds.clear();
+    size_t at = queryStart[q];
     for (size_t probe = 0; probe < nprobe; ++probe) {
       const faiss::Index::idx_t list = lists[q * nprobe + probe];
       if (list < 0) continue;
+      probesOf[static_cast<size_t>(list)].push_back({q, at});
+      at += listLength(static_cast<size_t>(list));
+    }
+    queryStart[q + 1] = at;
+  }
+  std::vector<size_t> probed;
+  for (size_t list = 0; list < ivf->nlist; ++list) {
+    if (!probesOf[list].empty() && listLength(list) != 0) probed.push_back(list);
+  }
+  std::vector<ScalarQuantizer::Query> folded(quantizer_ ? nq : 0);
+  for (size_t q = 0; q < folded.size(); ++q) folded[q] = quantizer_->fold(queries + q * dim_);
+  // Kept on the calling (batcher) thread: about 0.5 MB per query at 1M ads, which malloc would
+  // otherwise map afresh for every batch.
+  thread_local std::vector<float> batchScores;
+  batchScores.resize(queryStart[nq]);
+  float* const probedScores = batchScores.data();  // the compute threads share the batcher thread's buffer
+
+  const int d = static_cast<int>(dim_);
+  const int threads = static_cast<int>(std::min<size_t>(std::max(probed.size(), nq), static_cast<size_t>(computeThreads())));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (size_t i = 0; i < probed.size(); ++i) {
+      const size_t list = probed[i];
+      const std::vector<Probe>& probes = probesOf[list];
       const size_t length = ivf->invlists->list_size(list);
-      if (length == 0) continue;
-      faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
-      const size_t at = probedScores.size();
+      const IndexAdditions::List* added = addedTo(list);
       if (quantizer_) {
-        probedScores.resize(at + (length + ScalarQuantizer::kBlock - 1) / ScalarQuantizer::kBlock * ScalarQuantizer::kBlock);
-        quantizer_->score(folded, listCodes_[list].data(), length, probedScores.data() + at);
+        // A chunk of blocks stays in L1 while every probing query scores it, kGroup queries per read.
+        constexpr size_t kChunk = 8 * ScalarQuantizer::kBlock;
+        constexpr size_t kGroup = ScalarQuantizer::kGroup;
+        static_assert(kGroup == 4, "one score buffer per query of a group");
+        float chunkScores[kGroup][kChunk];
+        float* const into[kGroup] = {chunkScores[0], chunkScores[1], chunkScores[2], chunkScores[3]};
+        const ScalarQuantizer::Query* group[kGroup];
+        const auto scanCodes = [&](const uint8_t* codes, size_t count, size_t offset) {
+          for (size_t first = 0; first < count; first += kChunk) {
+            const size_t rows = std::min(kChunk, count - first);
+            for (size_t from = 0; from < probes.size(); from += kGroup) {
+              const size_t n = std::min(kGroup, probes.size() - from);
+              for (size_t j = 0; j < n; ++j) group[j] = &folded[probes[from + j].query];
+              quantizer_->score(group, n, codes + first * dim_, rows, into);
+              for (size_t j = 0; j < n; ++j) std::copy_n(chunkScores[j], rows, probedScores + probes[from + j].at + offset + first);
+            }
+          }
+        };
+        scanCodes(listCodes_[list].data(), length, 0);
+        if (added != nullptr) scanCodes(added->codes.data(), added->ids.size(), length);
       } else {
         // IVF-Flat keeps each list's vectors contiguous, so scoring them is one matrix-vector
-        // product, which BLAS runs with the CPU's widest vector unit.
+        // product, which BLAS runs with the CPU's widest vector unit; one per query (not one matrix
+        // product for all) keeps each query's scores bit-identical whatever its batch.
         faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
-        probedScores.resize(at + length);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d, query,
-                    1, 0.0f, probedScores.data() + at, 1);
+        for (const Probe& probe : probes) {
+          const float* query = queries + probe.query * dim_;
+          float* out = probedScores + probe.at;
+          if (length != 0) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(length), d, 1.0f, reinterpret_cast<const float*>(codes.get()), d,
+                        query, 1, 0.0f, out, 1);
+          }
+          if (added != nullptr) {
+            for (size_t j = 0; j < added->ids.size(); ++j) out[length + j] = cblas_sdot(d, query, 1, rowOf(added->ids[j], additions), 1);
+          }
+        }
       }
-      probedScores.resize(at + length);  // drops the 8-bit scan's block padding
-      probedIds.insert(probedIds.end(), ids.get(), ids.get() + length);
     }
-    TopK best = filteredTop(probedScores, probedIds, fetch, filterOf(filters, q));
-    if (!quantizer_) {
-      best.write(scores + q * k, labels + q * k);
-    } else {
-      TopK exact(k);
-      best.keepBest();
-      best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, vectors_ + ad * dim_, 1), ad, nullptr); });
-      exact.write(scores + q * k, labels + q * k);
+    // The 8-bit scan keeps a margin of candidates for the exact re-rank, so its rounding seldom
+    // pushes an ad out of the top k.
+    const size_t fetch = quantizer_ ? k + k / 4 : k;
+    thread_local std::vector<int64_t> probedIds;
+#pragma omp for schedule(dynamic, 1)
+    for (size_t q = 0; q < nq; ++q) {
+      probedIds.clear();
+      for (size_t probe = 0; probe < nprobe; ++probe) {
+        const faiss::Index::idx_t list = lists[q * nprobe + probe];
+        if (list < 0) continue;
+        faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
+        probedIds.insert(probedIds.end(), ids.get(), ids.get() + ivf->invlists->list_size(list));
+        if (const IndexAdditions::List* added = addedTo(static_cast<size_t>(list)))
+          probedIds.insert(probedIds.end(), added->ids.begin(), added->ids.end());
+      }
+      TopK best = filteredTop(probedScores + queryStart[q], probedIds, fetch, filterOf(filters, q));
+      if (!quantizer_) {
+        best.write(scores + q * k, labels + q * k);
+      } else {
+        const float* query = queries + q * dim_;
+        TopK exact(k);
+        best.keepBest();
+        best.forEach([&](float, int64_t ad) { exact.offer(cblas_sdot(d, query, 1, rowOf(ad, additions), 1), ad, nullptr); });
+        exact.write(scores + q * k, labels + q * k);
+      }
     }
   }
 }

@@ -40,6 +40,22 @@ class AdFilter {
   virtual bool admits(int64_t ad) const = 0;
 };
 
+// Ads added after the index was built, each in the IVF list of its nearest coarse centroid, where
+// the list scan reads them next to the list's own ads (same filter, same re-rank). Immutable once
+// published with the catalog snapshot that holds the ads: an addition copies only the lists it
+// touches and shares the others with the version before, so a batch in flight keeps its lists.
+struct IndexAdditions {
+  struct List {
+    std::vector<int64_t> ids;    // ad indices, ascending
+    std::vector<uint8_t> codes;  // the 8-bit scan's codes of those ads, in ids' order; empty for the float scan
+  };
+  // Every added ad's embedding, [count x dim], ad index AnnIndex::size() first; owned by the
+  // catalog's AddedAds that holds these additions.
+  const float* rows = nullptr;
+  size_t count = 0;
+  std::vector<std::shared_ptr<const List>> lists;  // one per IVF list; null where no ad was added
+};
+
 // Approximate maximum-inner-product search over ad embeddings whose labels are dense ad indices.
 // Immutable after construction: any number of threads may search at once.
 class AnnIndex {
@@ -50,8 +66,17 @@ class AnnIndex {
 
   // queries [nq x dim] -> scores/labels [nq x k], best first, -1 labels where fewer ads qualify.
   // `filters` holds one filter per query (null: every ad) or none at all. Filtered-out ads are
-  // excluded inside the search (IVF, flat), so they never take an admitted ad's place.
-  void search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, float* scores, int64_t* labels) const;
+  // excluded inside the search (IVF, flat), so they never take an admitted ad's place. `additions`
+  // (null: none) are searched with the lists they sit in; only an index that takesAdditions() has any.
+  void search(const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters, const IndexAdditions* additions,
+              float* scores, int64_t* labels) const;
+
+  // IVF-Flat places added ads in its lists. FAISS's own indexes (flat, HNSW, IVF-PQ) are not searched
+  // while they grow, so their added ads are scanned exactly beside them (Retriever).
+  bool takesAdditions() const { return options_.kind == "ivf"; }
+  // `before` (null: none yet) grown by the added ads after its own: `rows` holds all of them,
+  // [total x dim], those of `before` first, and must outlive the result. Thread-safe (const).
+  std::shared_ptr<const IndexAdditions> withAdded(const IndexAdditions* before, const float* rows, size_t total) const;
 
   size_t size() const { return count_; }
   const std::string& description() const { return description_; }
@@ -61,8 +86,13 @@ class AnnIndex {
   std::unique_ptr<faiss::Index> build(const float* vectors) const;
   size_t autoNprobe(size_t nlist, size_t k) const;
   // IVF-Flat search with our own list scan (8-bit codes or BLAS over the float vectors).
-  void scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters, float* scores,
-                   int64_t* labels) const;
+  void scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters,
+                   const IndexAdditions* additions, float* scores, int64_t* labels) const;
+  // The float embedding of a loaded or added ad.
+  const float* rowOf(int64_t ad, const IndexAdditions* additions) const {
+    const auto index = static_cast<size_t>(ad);
+    return index < count_ ? vectors_ + index * dim_ : additions->rows + (index - count_) * dim_;
+  }
   std::unique_ptr<faiss::Index> readCache() const;
   void writeCache() const;
   void applySearchOptions();

@@ -123,7 +123,7 @@ void Catalog::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<
   std::atomic_store(&current_, std::shared_ptr<const CatalogSnapshot>(std::move(next)));
 }
 
-uint32_t Catalog::add(const NewAds& ads, const torch::Tensor& embeddings, const torch::Tensor& projection) {
+uint32_t Catalog::add(const NewAds& ads, const torch::Tensor& embeddings, const torch::Tensor& projection, const AnnIndex& index) {
   const size_t n = ads.prior.size();
   std::lock_guard<std::mutex> lock(writeMutex_);
   auto next = std::make_shared<CatalogSnapshot>(*std::atomic_load(&current_));
@@ -134,7 +134,9 @@ uint32_t Catalog::add(const NewAds& ads, const torch::Tensor& embeddings, const 
     throw EngineError(ErrorCode::InvalidArgument, "too many ads");
   auto added = std::make_shared<AddedAds>();
   added->count = before + n;
-  added->embeddings = current ? torch::cat({current->embeddings, embeddings}) : embeddings;
+  added->embeddings = (current ? torch::cat({current->embeddings, embeddings}) : embeddings).contiguous();
+  if (index.takesAdditions())
+    added->indexed = index.withAdded(current ? current->indexed.get() : nullptr, added->embeddings.data_ptr<float>(), added->count);
   if (projection.defined()) added->projection = current ? torch::cat({current->projection, projection}) : projection;
   if (current) {
     added->category = current->category;

@@ -53,6 +53,9 @@ struct AddedAds {
   std::vector<AdTargeting> targeting;              // local indices
   AdKeyTable keys;                                 // local indices
   std::unique_ptr<TargetingIndex> targetingIndex;  // null when none is targeted
+  // Every added ad in the ANN index's lists, rows pointing into `embeddings`; null when the index
+  // kind takes no additions and the retriever scans them exactly instead.
+  std::shared_ptr<const IndexAdditions> indexed;
 };
 
 class CatalogFilter;
@@ -140,8 +143,9 @@ class Catalog {
   // Replaces the static part of the listed ads' lightweight score; batches in flight keep theirs.
   void setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior);
   // Publishes the ads (embedded by the ad tower: embeddings [n, D], projection as AddedAds says)
-  // under indices totalAds() onwards, eligible and with their priors; returns the first index.
-  uint32_t add(const NewAds& ads, const torch::Tensor& embeddings, const torch::Tensor& projection);
+  // under indices totalAds() onwards, eligible and with their priors, and in `index`'s lists when it
+  // takes additions; returns the first index.
+  uint32_t add(const NewAds& ads, const torch::Tensor& embeddings, const torch::Tensor& projection, const AnnIndex& index);
 
  private:
   std::shared_ptr<const CatalogSnapshot> current_;

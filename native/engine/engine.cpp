@@ -122,6 +122,11 @@ void Engine::setPriors(const std::vector<uint32_t>& adIndex, const std::vector<f
 
 size_t Engine::totalAds() const { return catalog_.snapshot()->totalAds(); }
 
+size_t Engine::addedInIndex() const {
+  const std::shared_ptr<const CatalogSnapshot> catalog = catalog_.snapshot();
+  return catalog->added() != nullptr && catalog->added()->indexed ? catalog->added()->indexed->count : 0;
+}
+
 uint32_t Engine::addAds(const NewAds& ads) {
   const size_t n = ads.prior.size();
   if (n == 0) throw EngineError(ErrorCode::InvalidArgument, "no ads to add");
@@ -156,7 +161,7 @@ uint32_t Engine::addAds(const NewAds& ads) {
     }
     projection = fusion_.projectAds(embeddings);
   }
-  return catalog_.add(ads, embeddings, projection);
+  return catalog_.add(ads, embeddings, projection, retriever_.index());
 }
 
 Engine::CacheStats Engine::cacheStats() const {

@@ -64,12 +64,14 @@ class Engine {
   // copy-on-write swap like eligibility, so batches in flight keep the values they started with.
   void setPriors(const std::vector<uint32_t>& adIndex, const std::vector<float>& prior);
   // Embeds the ads with the model's ad tower and makes them servable from the next batch on, under
-  // indices totalAds() onwards (returns the first). They are searched exactly next to the ANN index:
-  // run-time additions are few next to the catalog, and a restart with a retrained model folds
-  // them in. Removing an ad is setEligibility(ad, 0).
+  // indices totalAds() onwards (returns the first). The IVF-Flat index takes them into the lists of
+  // their nearest centroids; the other kinds search them exactly beside the index. Removing an ad
+  // is setEligibility(ad, 0).
   uint32_t addAds(const NewAds& ads);
   // The catalog's ads plus those added since.
   size_t totalAds() const;
+  // Added ads that sit in the ANN index's lists (all of them for IVF-Flat, none for the other kinds).
+  size_t addedInIndex() const;
 
   struct CacheStats {
     uint64_t userHits, userMisses, contextHits, contextMisses;

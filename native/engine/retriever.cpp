@@ -33,8 +33,10 @@ Retrieval Retriever::retrieve(const CatalogSnapshot& catalog, const torch::Tenso
   if (std::any_of(requestFilters.begin(), requestFilters.end(), [](const CatalogFilter& f) { return !f.admitsEverything(); })) {
     for (const CatalogFilter& filter : requestFilters) filters.push_back(&filter);
   }
-  index_->search(query.data_ptr<float>(), b, k, filters, out.scores.data(), out.labels.data());
-  if (catalog.added() != nullptr) searchAdded(catalog, query.data_ptr<float>(), b, k, filters, out.scores.data(), out.labels.data());
+  const IndexAdditions* indexed = catalog.added() != nullptr ? catalog.added()->indexed.get() : nullptr;
+  index_->search(query.data_ptr<float>(), b, k, filters, indexed, out.scores.data(), out.labels.data());
+  if (catalog.added() != nullptr && indexed == nullptr)
+    searchAdded(catalog, query.data_ptr<float>(), b, k, filters, out.scores.data(), out.labels.data());
   // Ads whose keywords a search query matches join the candidates even where the ANN search did not
   // reach them (synonyms help the embedding; advertisers' exact keywords must not be missed). They
   // pass the same eligibility and targeting test, and get their exact Q·E_ad.

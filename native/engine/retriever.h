@@ -34,9 +34,10 @@ struct Retrieval {
   std::vector<std::vector<std::pair<float, int64_t>>> keywordMatched;
 };
 
-// Candidate generation and the light-score cut. Every source (the ANN index over the loaded ads,
-// an exact scan of the added ads, the keyword matches) admits only what the request's filter
-// admits, so exclusions never use up candidate slots. Immutable after open; the batcher thread
+// Candidate generation and the light-score cut. Every source (the ANN index over the loaded ads
+// and, for IVF-Flat, the added ones; an exact scan of the added ads for the other index kinds; the
+// keyword matches) admits only what the request's filter admits, so exclusions never use up
+// candidate slots. Immutable after open; the batcher thread
 // calls it, and its searches spread over the compute threads.
 class Retriever {
  public:
@@ -52,9 +53,12 @@ class Retriever {
   void shortlist(const CatalogSnapshot& catalog, const Retrieval& retrieval, std::vector<ScoreResult>& results) const;
 
   const std::string& indexDescription() const { return index_->description(); }
+  // Where Catalog::add places added ads.
+  const AnnIndex& index() const { return *index_; }
 
  private:
-  // Merges each query's best added ads into its ANN results (scores/labels [queries x k]).
+  // Merges each query's best added ads into its ANN results (scores/labels [queries x k]), for index
+  // kinds whose lists take no additions.
   void searchAdded(const CatalogSnapshot& catalog, const float* queries, size_t nq, size_t k, const std::vector<const AdFilter*>& filters,
                    float* scores, int64_t* labels) const;
 

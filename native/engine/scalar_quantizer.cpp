@@ -28,19 +28,34 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const uint8_t* bytes) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes))));
 }
 
-__attribute__((target("avx512f"))) void scoreBlocksAvx512(const float* weights, float bias, const uint8_t* codes, size_t blocks, size_t dim,
-                                                          float* out) {
+// Up to kGroup queries over the same blocks: each dimension's codes are widened once for all of them.
+// Each query has its own two accumulators (even and odd dimensions) and order of additions, so its
+// scores do not depend on the queries grouped with it.
+template <size_t N>
+__attribute__((target("avx512f"))) void scoreGroupAvx512(const float* const* weights, const float* bias, const uint8_t* codes,
+                                                         size_t blocks, size_t dim, float* const* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const uint8_t* block = codes + b * dim * kLanes;
-    __m512 even = _mm512_set1_ps(bias);
-    __m512 odd = _mm512_setzero_ps();
+    __m512 even[N];
+    __m512 odd[N];
+    for (size_t j = 0; j < N; ++j) {
+      even[j] = _mm512_set1_ps(bias[j]);
+      odd[j] = _mm512_setzero_ps();
+    }
     size_t i = 0;
     for (; i + 1 < dim; i += 2) {
-      even = _mm512_fmadd_ps(_mm512_set1_ps(weights[i]), load16(block + i * kLanes), even);
-      odd = _mm512_fmadd_ps(_mm512_set1_ps(weights[i + 1]), load16(block + (i + 1) * kLanes), odd);
+      const __m512 first = load16(block + i * kLanes);
+      const __m512 second = load16(block + (i + 1) * kLanes);
+      for (size_t j = 0; j < N; ++j) {
+        even[j] = _mm512_fmadd_ps(_mm512_set1_ps(weights[j][i]), first, even[j]);
+        odd[j] = _mm512_fmadd_ps(_mm512_set1_ps(weights[j][i + 1]), second, odd[j]);
+      }
     }
-    if (i < dim) even = _mm512_fmadd_ps(_mm512_set1_ps(weights[i]), load16(block + i * kLanes), even);
-    _mm512_storeu_ps(out + b * kLanes, _mm512_add_ps(even, odd));
+    if (i < dim) {
+      const __m512 last = load16(block + i * kLanes);
+      for (size_t j = 0; j < N; ++j) even[j] = _mm512_fmadd_ps(_mm512_set1_ps(weights[j][i]), last, even[j]);
+    }
+    for (size_t j = 0; j < N; ++j) _mm512_storeu_ps(out[j] + b * kLanes, _mm512_add_ps(even[j], odd[j]));
   }
 }
 
@@ -77,13 +92,16 @@ using ScoreBlocks = void (*)(const float*, float, const uint8_t*, size_t, size_t
 
 ScoreBlocks bestScoreBlocks() {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) return scoreBlocksAvx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return scoreBlocksAvx2;
 #endif
   return scoreBlocksPortable;
 }
 
 const ScoreBlocks scoreBlocks = bestScoreBlocks();
+
+#if defined(__x86_64__)
+const bool groupedAvx512 = __builtin_cpu_supports("avx512f");
+#endif
 
 }  // namespace
 
@@ -126,8 +144,38 @@ ScalarQuantizer::Query ScalarQuantizer::fold(const float* query) const {
   return folded;
 }
 
-void ScalarQuantizer::score(const Query& query, const uint8_t* codes, size_t count, float* out) const {
-  scoreBlocks(query.weights.data(), query.bias, codes, (count + kBlock - 1) / kBlock, dim_, out);
+void ScalarQuantizer::score(const Query* const* queries, size_t nq, const uint8_t* codes, size_t count, float* const* out) const {
+  const size_t blocks = (count + kBlock - 1) / kBlock;
+#if defined(__x86_64__)
+  if (groupedAvx512) {
+    for (size_t first = 0; first < nq; first += kGroup) {
+      const size_t n = std::min(kGroup, nq - first);
+      const float* weights[kGroup];
+      float bias[kGroup];
+      for (size_t j = 0; j < n; ++j) {
+        weights[j] = queries[first + j]->weights.data();
+        bias[j] = queries[first + j]->bias;
+      }
+      float* const* into = out + first;
+      switch (n) {
+        case 1:
+          scoreGroupAvx512<1>(weights, bias, codes, blocks, dim_, into);
+          break;
+        case 2:
+          scoreGroupAvx512<2>(weights, bias, codes, blocks, dim_, into);
+          break;
+        case 3:
+          scoreGroupAvx512<3>(weights, bias, codes, blocks, dim_, into);
+          break;
+        default:
+          scoreGroupAvx512<4>(weights, bias, codes, blocks, dim_, into);
+          break;
+      }
+    }
+    return;
+  }
+#endif
+  for (size_t j = 0; j < nq; ++j) scoreBlocks(queries[j]->weights.data(), queries[j]->bias, codes, blocks, dim_, out[j]);
 }
 
 }  // namespace adserve

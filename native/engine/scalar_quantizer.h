@@ -30,9 +30,11 @@ class ScalarQuantizer {
   };
   Query fold(const float* query) const;
 
-  // out[r] = approximate inner product of the query with vector r of the codes, for `count` vectors
-  // rounded up to a whole block (out must have room for them).
-  void score(const Query& query, const uint8_t* codes, size_t count, float* out) const;
+  // out[j][r] = approximate inner product of queries[j] with vector r of the codes, for `count`
+  // vectors rounded up to a whole block (each out[j] must have room for them). Each block is read
+  // once for up to kGroup queries; a query's scores do not depend on the others.
+  static constexpr size_t kGroup = 4;
+  void score(const Query* const* queries, size_t nq, const uint8_t* codes, size_t count, float* const* out) const;
 
   size_t dim() const { return dim_; }
 

@@ -150,6 +150,8 @@ export interface EngineStats {
   rejected: number;
   queued: number;
   ads: number;
+  /** Ads added by addAds that sit in the ANN index's lists (IVF-Flat); the other index kinds scan added ads exactly beside the index. */
+  addedInIndex: number;
   dim: number;
   index: string;
   userCacheHits: number;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
@@ -41,6 +41,27 @@ const keysOf = (ad: number, count: number) => ({
 });
 const titleWidth = storedTitle.length / catalog.size;
 const numericWidth = storedNumeric.length / catalog.size;
+// addAds' fields for copies of catalog ads (tower inputs, prior and keys all the original's).
+function copiesOf(ads: number[]) {
+  const rows = <T extends Int32Array | Float32Array>(from: T, width: number): T => {
+    const out = new (from.constructor as new (length: number) => T)(width * ads.length);
+    ads.forEach((ad, i) => out.set(from.subarray(ad * width, (ad + 1) * width), i * width));
+    return out;
+  };
+  const keys = ads.map((ad) => keysOf(ad, 1));
+  return {
+    categorical: rows(storedCategorical, 4),
+    title: rows(storedTitle, titleWidth),
+    numeric: rows(storedNumeric, numericWidth),
+    prior: Float32Array.from(ads, (ad) => adPrior(ad, history, catalog, settings.light)),
+    keys: {
+      campaign: Uint32Array.from(keys.flatMap((k) => Array.from(k.campaign))),
+      advertiser: keys.flatMap((k) => k.advertiser),
+      category: keys.flatMap((k) => k.category),
+      product: keys.flatMap((k) => k.product),
+    },
+  };
+}
 
 it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads", () => {
   const inputs = adTowerEncoder(model)(
@@ -92,6 +113,7 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
     });
     expect(first).toBe(catalog.size);
     expect(engine.stats().ads).toBe(catalog.size + 2);
+    expect(engine.stats().addedInIndex).toBe(2);
 
     const after = await engine.score(request, 5000);
     const original = after.adIndex.indexOf(copied);
@@ -150,6 +172,89 @@ it('refuses malformed additions and keeps serving', async () => {
     expect(() => engine.addAds({ ...one, title: new Float32Array(titleWidth) as unknown as Int32Array })).toThrow(/Int32Array/);
     expect(engine.stats().ads).toBe(catalog.size);
     expect((await engine.score(encodeAdRequest({ query: 'dog food' }), 5000)).adIndex.length).toBeGreaterThan(0);
+  } finally {
+    engine.close();
+  }
+});
+
+describe.each(['sq8', 'float'] as const)('added ads in the IVF lists (%s scan)', (ivfScan) => {
+  // One list probed per query, k above the catalog: a query returns exactly the probed list's ads,
+  // so an added ad is returned exactly when it sits in that list. An exact scan of the added ads
+  // beside the index would return every copy.
+  const oneList: EngineSettings = { ...settings, index: { kind: 'ivf', nprobe: 1, ivfScan }, keywordCandidates: 0 };
+  const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
+
+  it('puts a copy in the list of its original: found where the original is, not where it is not', async () => {
+    const engine = await addon.openEngine(engineOptions(model, catalog, history, oneList));
+    try {
+      const before = Array.from((await engine.score(request, 5000)).adIndex);
+      expect(before.length).toBeGreaterThan(0);
+      expect(before.length).toBeLessThan(catalog.size / 2);
+      const inside = before[0]!;
+      const outside = Array.from({ length: catalog.size }, (_, ad) => ad)
+        .filter((ad) => !before.includes(ad))
+        .slice(0, 8);
+      const first = await engine.addAds(copiesOf([inside, ...outside]));
+      expect(first).toBe(catalog.size);
+      expect(engine.stats().addedInIndex).toBe(1 + outside.length);
+
+      const after = await engine.score(request, 5000);
+      const returned = Array.from(after.adIndex);
+      expect(returned).toContain(first);
+      for (let i = 0; i < outside.length; i++) expect(returned).not.toContain(first + 1 + i);
+      expect(returned.length).toBe(before.length + 1);
+      // Scored like its original: same exact re-ranked similarity and prior, hence the same light score.
+      expect(after.light[returned.indexOf(first)]).toBeCloseTo(after.light[returned.indexOf(inside)]!, 5);
+
+      // Retired like any ad; eligibility is the same filter inside the list scan.
+      engine.setEligibility(Uint32Array.of(first), Uint8Array.of(0));
+      expect(Array.from((await engine.score(request, 5000)).adIndex)).not.toContain(first);
+    } finally {
+      engine.close();
+    }
+  });
+
+  it('admits an added ad by its targeting inside the list scan, and shows it only to batches after the add', async () => {
+    const engine = await addon.openEngine(engineOptions(model, catalog, history, oneList));
+    try {
+      const before = await engine.score(request, 5000);
+      const inside = before.adIndex[0]!;
+      const copies = copiesOf([inside, inside]);
+      const pending = Array.from({ length: 16 }, () => engine.score(request, 5000));
+      const first = await engine.addAds({ ...copies, targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }] });
+      const during = await Promise.all(pending);
+      // Each batch reads one snapshot: with the copy (added with its eligibility and priors) or without.
+      for (const result of during) {
+        const returned = Array.from(result.adIndex);
+        expect(returned.every((ad) => ad < catalog.size + 2)).toBe(true);
+        expect(returned).not.toContain(first + 1);
+        if (returned.includes(first)) expect(result.light[returned.indexOf(first)]).toBeCloseTo(result.light[returned.indexOf(inside)]!, 5);
+      }
+      expect(Array.from(before.adIndex)).not.toContain(first);
+      const us = Array.from((await engine.score(request, 5000)).adIndex);
+      expect(us).toContain(first);
+      expect(us).not.toContain(first + 1);
+      const japanRequest = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'JP' });
+      const japan = Array.from((await engine.score(japanRequest, 5000)).adIndex);
+      expect(japan).toContain(inside);
+      expect(japan).toContain(first + 1);
+      expect(japan).toContain(first);
+    } finally {
+      engine.close();
+    }
+  });
+});
+
+it.each(['flat', 'hnsw'] as const)('serves added ads through the exact scan beside a %s index, which takes none into itself', async (kind) => {
+  const engine = await addon.openEngine(engineOptions(model, catalog, history, { ...settings, index: { kind }, keywordCandidates: 0 }));
+  try {
+    const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
+    const best = (await engine.score(request, 5000)).adIndex[0]!;
+    const first = await engine.addAds({ ...copiesOf([best, best]), targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }] });
+    expect(engine.stats().addedInIndex).toBe(0);
+    const after = Array.from((await engine.score(request, 5000)).adIndex);
+    expect(after).toContain(first);
+    expect(after).not.toContain(first + 1);
   } finally {
     engine.close();
   }

@@ -1,0 +1,55 @@
+import { expect, it } from 'vitest';
+
+import { defaults } from '../../src/config';
+import { catalogFromJson } from '../../src/catalog/catalog';
+import { addon, type ScoreResult } from '../../src/engine/addon';
+import { adHistory, engineOptions, type EngineSettings } from '../../src/engine/engine';
+import { readModelDir } from '../../src/engine/model_dir';
+import { lightWeights } from '../../src/engine/serving';
+import { encodeAdRequest } from '../../src/protocol/encode_request';
+import { tinyModelDir } from '../setup/tiny_model';
+
+const model = readModelDir(tinyModelDir);
+const catalog = catalogFromJson(model.catalog);
+
+// The IVF scan reads each probed list once for all the batch's queries that probe it; what a
+// request gets must still be what it gets alone, whichever requests share its batch.
+it.each(['sq8', 'float'] as const)('answers a request in a batch exactly as alone (%s scan), each with its own filter', async (ivfScan) => {
+  // k = 30 of 400 ads: the automatic nprobe scans 12 of the 20 lists, so batch neighbours probe
+  // overlapping but different lists.
+  const settings: EngineSettings = {
+    index: { kind: 'ivf', ivfScan },
+    fusion: 'precomputed',
+    annCandidates: 30,
+    scoreCandidates: 30,
+    batching: { maxBatch: 16, maxDelayUs: 2000, queueCapacity: 256 },
+    light: lightWeights(defaults),
+  };
+  const targeting = Array.from({ length: catalog.size }, (_, ad) => ad)
+    .filter((ad) => ad % 5 === 0)
+    .map((ad) => ({ ad, rules: [[{ type: 'geo' as const, value: ad % 10 === 0 ? 'JP' : 'US' }]] }));
+  const engine = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting });
+  try {
+    const queries = ['running shoes', 'dog food', 'usb cable', 'yoga mat', 'coffee beans', 'gift', 'shoes dog', 'cable mat'];
+    const requests = queries.flatMap((query, i) => [
+      encodeAdRequest({ query, userId: model.userIds[i], country: i % 2 === 0 ? 'US' : 'JP' }),
+      encodeAdRequest({ query, country: 'DE', blockedCategories: [catalog.category[i]!] }),
+    ]);
+    const alone: ScoreResult[] = [];
+    for (const request of requests) alone.push(await engine.score(request, 5000));
+    expect(alone.every((result) => result.batchSize === 1)).toBe(true);
+    for (const order of [requests.map((_, i) => i), requests.map((_, i) => requests.length - 1 - i)]) {
+      const together = await Promise.all(order.map((i) => engine.score(requests[i]!, 5000)));
+      expect(Math.max(...together.map((result) => result.batchSize))).toBeGreaterThan(4);
+      together.forEach((result, j) => {
+        const i = order[j]!;
+        expect(Array.from(result.adIndex), `request ${i}`).toEqual(Array.from(alone[i]!.adIndex));
+        expect(Array.from(result.light), `request ${i}`).toEqual(Array.from(alone[i]!.light));
+      });
+    }
+    // Requests differ, so a scan that mixed up whose scores are whose would show.
+    expect(new Set(alone.map((result) => Array.from(result.adIndex).join())).size).toBeGreaterThan(requests.length / 2);
+  } finally {
+    engine.close();
+  }
+});
