@@ -61,7 +61,17 @@ CatalogFilter::CatalogFilter(const CatalogSnapshot& snapshot, const TargetingReq
 }
 
 std::vector<uint32_t> CatalogFilter::keywordAds(size_t limit) const {
-  return targeting_ == nullptr ? std::vector<uint32_t>{} : targeting_->keywordAds(matched_, limit);
+  std::vector<uint32_t> ads;
+  std::vector<uint32_t> added;  // local indices of the added ads, each once across the kinds
+  for (const CriterionType type : {CriterionType::ExactKeyword, CriterionType::PhraseKeyword, CriterionType::BroadKeyword}) {
+    if (targeting_ != nullptr) targeting_->keywordAds(matched_, type, limit, ads);
+    if (addedTargeting_ == nullptr || ads.size() >= limit) continue;
+    const size_t before = added.size();
+    addedTargeting_->keywordAds(addedMatched_, type, before + limit - ads.size(), added);
+    // Added ads count from 0 in their own index: shift them to catalog indices.
+    for (size_t i = before; i < added.size(); ++i) ads.push_back(catalogAds_ + added[i]);
+  }
+  return ads;
 }
 
 Catalog::Catalog(const TensorFile& embeddings, const TensorFile& categorical, const std::vector<float>& prior, const AdKeys& keys,

@@ -112,8 +112,8 @@ class CatalogFilter final : public AdFilter {
   bool admitsEverything() const {
     return eligible_ == nullptr && targeting_ == nullptr && addedTargeting_ == nullptr && exclusions_.empty();
   }
-  // Loaded ads with a rule using a keyword the request matched (TargetingIndex::keywordAds); whether
-  // they pass is still admits()'s question.
+  // Ads, loaded or added, with a rule using a keyword the request matched (TargetingIndex::keywordAds),
+  // exact matches first, then phrase, then broad; whether they pass is still admits()'s question.
   std::vector<uint32_t> keywordAds(size_t limit) const;
 
  private:

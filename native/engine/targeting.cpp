@@ -171,17 +171,21 @@ bool TargetingIndex::admits(uint32_t ad, const MatchedCriteria& matched) const {
 
 std::vector<uint32_t> TargetingIndex::keywordAds(const MatchedCriteria& matched, size_t limit) const {
   std::vector<uint32_t> ads;
-  std::unordered_set<uint32_t> seen;
   for (const CriterionType type : {CriterionType::ExactKeyword, CriterionType::PhraseKeyword, CriterionType::BroadKeyword}) {
-    for (const uint32_t id : matched.ids) {
-      if (criterionType_[id] != type) continue;
-      for (const uint32_t ad : keywordAds_[id]) {
-        if (ads.size() == limit) return ads;
-        if (seen.insert(ad).second) ads.push_back(ad);
-      }
-    }
+    keywordAds(matched, type, limit, ads);
   }
   return ads;
+}
+
+void TargetingIndex::keywordAds(const MatchedCriteria& matched, CriterionType type, size_t limit, std::vector<uint32_t>& ads) const {
+  std::unordered_set<uint32_t> seen(ads.begin(), ads.end());
+  for (const uint32_t id : matched.ids) {
+    if (criterionType_[id] != type) continue;
+    for (const uint32_t ad : keywordAds_[id]) {
+      if (ads.size() >= limit) return;
+      if (seen.insert(ad).second) ads.push_back(ad);
+    }
+  }
 }
 
 std::vector<uint32_t> TargetingIndex::match(const TargetingRequest& request) const {

@@ -79,6 +79,8 @@ class TargetingIndex {
   // matches first, then phrase, then broad; at most `limit`, each once. Whether they pass their
   // whole rules is admits()'s question.
   std::vector<uint32_t> keywordAds(const MatchedCriteria& matched, size_t limit) const;
+  // The same for one kind of keyword (exact, phrase or broad), appended to `ads` until it holds `limit`.
+  void keywordAds(const MatchedCriteria& matched, CriterionType type, size_t limit, std::vector<uint32_t>& ads) const;
   // Ads (targeted or not) that the request satisfies, ascending.
   std::vector<uint32_t> match(const TargetingRequest& request) const;
 

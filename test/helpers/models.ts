@@ -25,7 +25,21 @@ export function fillFloats(dir: string, name: string, value: number): void {
 
 /** A model whose click and conversion heads were trained into NaN: it loads and retrieves, and scores nothing. */
 export function nanHeadsModel(): string {
-  const dir = copyOfTinyModel('nan-heads');
+  return withHeads(copyOfTinyModel('nan-heads'), ['head.weight.fill_(float("nan"))']);
+}
+
+/**
+ * A copy of the model at `base` whose click and conversion heads predict about 1e-13 for
+ * everything: finite scores, but no CPC or CPA ad clears its reserve.
+ */
+export function hopelessHeadsModel(base: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-hopeless-heads-'));
+  cpSync(base, dir, { recursive: true });
+  return withHeads(dir, ['head.weight.fill_(0.0)', 'head.bias.fill_(-30.0)']);
+}
+
+/** The model directory `dir` with `statements` run on each of its two heads (`head`) in TorchScript. */
+function withHeads(dir: string, statements: string[]): string {
   const model = path.join(dir, 'model.pt');
   execFileSync('/usr/bin/python3', [
     '-c',
@@ -33,7 +47,8 @@ export function nanHeadsModel(): string {
       'import sys, torch',
       'model = torch.jit.load(sys.argv[1])',
       'with torch.no_grad():',
-      '    for head in (model.ctr_head, model.cvr_head): head.weight.fill_(float("nan"))',
+      '    for head in (model.ctr_head, model.cvr_head):',
+      ...statements.map((statement) => `        ${statement}`),
       'model.save(sys.argv[1])',
     ].join('\n'),
     model,

@@ -27,6 +27,8 @@ const capRequest: AdRequestSpec = { id: 'cap', query: 'coffee beans', userId: 'c
 const pacedRequest: AdRequestSpec = { id: 'paced', query: 'yoga mat', userId: 'paced-user', slots: 5, timestampMs };
 
 let daemon: Daemon;
+/** Its own daemon: the tiny model's requests share candidates, so pacing there would keep the capped campaigns out for every user. */
+let pacedDaemon: Daemon;
 // The ads the daemon would score for each request were nothing excluded.
 const scored = new Map<AdRequestSpec, number[]>();
 let pacedOut: Set<string>;
@@ -38,25 +40,28 @@ beforeAll(async () => {
   } finally {
     engine.close();
   }
-  // Every campaign is capped at one impression an hour; the paced request's campaigns are
-  // day-parted off for this hour and the next (participation 0).
+  // Every campaign is capped at one impression an hour (one daemon); the paced request's campaigns
+  // are day-parted off for this hour and the next (participation 0; the other daemon).
   pacedOut = new Set(scored.get(pacedRequest)!.map((ad) => catalog.campaignId[ad]!));
   const hour = new Date().getUTCHours();
-  const dir = tinyModelWithCatalog((json) => {
+  const capped = tinyModelWithCatalog((json) => {
+    for (const campaign of json.campaigns) campaign.frequency_cap = { impressions: 1, window_seconds: 3600 };
+  });
+  const paced = tinyModelWithCatalog((json) => {
     for (const campaign of json.campaigns) {
-      campaign.frequency_cap = { impressions: 1, window_seconds: 3600 };
       if (pacedOut.has(campaign.id as string)) campaign.day_parting = Array.from({ length: 24 }, (_, h) => (h === hour || h === (hour + 1) % 24 ? 0 : 1));
     }
   });
-  daemon = await startDaemon({ ...env, ADSERVE_MODEL_DIR: dir });
+  [daemon, pacedDaemon] = await Promise.all([startDaemon({ ...env, ADSERVE_MODEL_DIR: capped }), startDaemon({ ...env, ADSERVE_MODEL_DIR: paced })]);
 });
 
 afterAll(async () => {
   expect(await daemon.stop()).toBe(0);
+  expect(await pacedDaemon.stop()).toBe(0);
 });
 
-async function decide(spec: AdRequestSpec) {
-  const response = await postAd(daemon.url, encodeAdRequest(spec));
+async function decide(spec: AdRequestSpec, url = daemon.url) {
+  const response = await postAd(url, encodeAdRequest(spec));
   expect(response.status).toBe(200);
   const answer = decodeAdResponse(new Uint8Array(await response.arrayBuffer()));
   const ads = Array.from({ length: answer.adsLength() }, (_, i) => catalog.indexOf.get(answer.ads(i)!.adId()!)!);
@@ -110,7 +115,7 @@ describe('exclusions over HTTP', () => {
   });
 
   it('fills a request whose every scored campaign pacing sits out, with none of them', async () => {
-    const answer = await decide(pacedRequest);
+    const answer = await decide(pacedRequest, pacedDaemon.url);
     expect(answer.status).toBe(ResponseStatus.Ok);
     for (const ad of answer.ads) expect(pacedOut.has(catalog.campaignId[ad]!)).toBe(false);
   });

@@ -110,6 +110,7 @@ describe('start-up: the daemon listens before its model is loaded', () => {
         'verifying files',
         'building catalog',
         'loading model and index',
+        'following the catalog store',
         'warming up',
       ]);
       expect(daemon.output()).toMatch(/"msg":"started","ready":true/);

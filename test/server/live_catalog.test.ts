@@ -81,7 +81,9 @@ async function createLive(url: string, tag: string): Promise<void> {
 describe('one node on SQLite', () => {
   let daemon: Daemon;
   beforeAll(async () => {
-    daemon = await startDaemon(baseEnv);
+    // Few ANN candidates, so a created ad reaches the auction by its exact keyword, as in a large
+    // catalog, not because retrieval returns the whole tiny one.
+    daemon = await startDaemon({ ...baseEnv, ADSERVE_ANN_CANDIDATES: '16', ADSERVE_SCORE_CANDIDATES: '16' });
   });
   afterAll(async () => {
     expect(await daemon.stop()).toBe(0);
@@ -146,7 +148,7 @@ describe('one node on SQLite', () => {
 
   it('still serves created ads after a restart and after a model swap', async () => {
     expect(await daemon.stop()).toBe(0);
-    daemon = await startDaemon({ ...baseEnv, ADSERVE_DATA_DIR: daemon.dataDir });
+    daemon = await startDaemon({ ...baseEnv, ADSERVE_ANN_CANDIDATES: '16', ADSERVE_SCORE_CANDIDATES: '16', ADSERVE_DATA_DIR: daemon.dataDir });
     expect(await winners(daemon.url, 'restarted')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
     expect(await winners(daemon.url, 'restarted-2')).not.toContainEqual(expect.objectContaining({ adId: 'ad-one' }));
     const swap = await admin(daemon.url, 'POST', '/v1/admin/models', { dir: copyOfTinyModel('swap') });

@@ -7,9 +7,9 @@ import { type Daemon, startDaemon } from '../../bench/daemon';
 import type { Manifest } from '../../src/engine/model_dir';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { ResponseStatus } from '../../src/protocol/schema';
-import { tinyModelWithCatalog } from '../helpers/events';
 import { rehashManifestFile } from '../../src/engine/model_dir';
-import { copyOfTinyModel, fillFloats, nanHeadsModel } from '../helpers/models';
+import { copyOfTinyModel, fillFloats, hopelessHeadsModel, nanHeadsModel } from '../helpers/models';
+import { tinyModelWithCampaigns } from '../helpers/events';
 import { postAd } from '../helpers/requests';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -100,11 +100,25 @@ describe('model integrity: a damaged model is refused and the serving one keeps 
   });
 
   it('refuses a model that fills none of the warm-up requests while the serving one fills them', async () => {
-    const dir = tinyModelWithCatalog((catalog) => catalog.ads.forEach((ad) => (ad.status = 'paused')));
-    const { status, message } = await load(dir);
-    expect(status).toBe(422);
-    expect(message).toMatch(/filled none of the 12 warm-up requests; the serving model filled \d+/);
-    await expectStillServing();
+    // The catalog that serves is the store's, so what cannot fill must be the model itself: heads
+    // predicting about 0 leave every campaign of a CPC-only catalog below its reserve.
+    const cpcOnly = tinyModelWithCampaigns((campaign) => (campaign.bid_type = 'CPC'));
+    const own = await startDaemon({ ADSERVE_MODEL_DIR: cpcOnly, ADSERVE_ADMIN_TOKEN: token });
+    try {
+      expect(await adStatus(own)).toBe(ResponseStatus.Ok);
+      const response = await fetch(`${own.url}/v1/admin/models`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ dir: hopelessHeadsModel(cpcOnly) }),
+      });
+      expect(response.status).toBe(422);
+      expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(
+        /filled none of the 12 warm-up requests; the serving model filled \d+/,
+      );
+      expect(await adStatus(own)).toBe(ResponseStatus.Ok);
+    } finally {
+      expect(await own.stop()).toBe(0);
+    }
   });
 
   it('refuses a model whose scores are NaN', async () => {
