@@ -1,6 +1,6 @@
 // Admin catalog routes over the catalog store: create, read, list, edit and archive advertisers,
-// campaigns and ads, and export the whole catalog as JSON lines. They write the store only; the
-// catalog that serves still comes from the model directory (see docs/catalog_store.md).
+// campaigns and ads, and export the whole catalog as JSON lines. Serving follows the store
+// (src/pipeline/store_sync.ts); a write is answered once this replica serves by it.
 import { RequestError } from '../errors';
 import type { StoreEntity } from '../store/errors';
 import type { ListOptions } from '../store/store';
@@ -21,13 +21,21 @@ export const entityKinds: readonly StoreEntity[] = ['advertiser', 'campaign', 'a
 
 const etag = (row: RowMeta): string => `"${row.version}"`;
 
-/** Answers `work`'s row with its ETag, or the store's refusal through the one mapping. */
+/**
+ * Answers `work`'s row with its ETag once this replica serves by it (StoreSync.caughtUp), or the
+ * store's refusal through the one mapping.
+ */
 function answerRow(call: AdminCall, undone: string, work: () => Promise<{ status: Status; row: RowMeta }>): void {
   const { exchange, deps } = call;
-  work().then(
-    ({ status, row }) => exchange.send(status, 'application/json', JSON.stringify(row), { ETag: etag(row) }),
-    (error: unknown) => exchange.fail(toRefusal(error, undone, deps.log)),
-  );
+  work()
+    .then(async (written) => {
+      await deps.sync.caughtUp();
+      return written;
+    })
+    .then(
+      ({ status, row }) => exchange.send(status, 'application/json', JSON.stringify(row), { ETag: etag(row) }),
+      (error: unknown) => exchange.fail(toRefusal(error, undone, deps.log)),
+    );
 }
 
 /**
