@@ -2,6 +2,7 @@
 //   http (default)  HTTP ad path vs /livez and batching off: closed loop, open loop at fixed rates,
 //                   CPU per request, time per stage, roofline (bench/run.ts)
 //   engine          the engine without HTTP: index kinds, fusion modes, recall vs exact (bench/engine.ts)
+//   precision       fusionPrecision fp32 vs bf16: CTR AUC on the model's test rows, |ΔpCTR|, fusion speed (bench/precision.ts)
 //   saturation      fixed-rate steps to the knee, unloaded and WebSocket runs, SVG plot (bench/saturation.ts)
 //   soak            millions of events through the local ledger while ads are served, then kill -9 and recovery (bench/soak.ts)
 import { existsSync } from 'node:fs';
@@ -9,7 +10,7 @@ import path from 'node:path';
 
 import { projectRoot } from '../src/paths';
 
-const scenarios: Record<string, string> = { http: './run', engine: './engine', saturation: './saturation', soak: './soak' };
+const scenarios: Record<string, string> = { http: './run', engine: './engine', precision: './precision', saturation: './saturation', soak: './soak' };
 
 const requested = process.argv[2] && !process.argv[2].startsWith('-') ? process.argv.splice(2, 1)[0]! : 'http';
 const target = scenarios[requested];

@@ -379,6 +379,13 @@ export const settings = {
     default: 'precomputed',
     doc: 'Fusion scoring: `precomputed` (first fusion layer split, W_ad·E_ad cached per ad) or `model` (the TorchScript `score` method).',
   },
+  fusionPrecision: {
+    env: 'ADSERVE_FUSION_PRECISION',
+    type: 'choice',
+    values: ['fp32', 'bf16'],
+    default: 'fp32',
+    doc: "Precision of the precomputed fusion's hidden layers: `fp32`, or `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere). The first layer and the heads stay fp32; see docs/engine.md for its measured quality and speed.",
+  },
   dataDir: {
     env: 'ADSERVE_DATA_DIR',
     type: 'string',

@@ -93,6 +93,8 @@ EngineOptions engineOptions(Napi::Object options) {
   if (!options.Get("targeting").IsUndefined()) out.targeting = targetingList(options.Env(), options.Get("targeting"));
   out.adKeys = adKeysField(options, "adKeys");
   if (!options.Get("fusion").IsUndefined()) out.fusion = stringField(options, "fusion");
+  if (!options.Get("fusionPrecision").IsUndefined()) out.fusionPrecision = stringField(options, "fusionPrecision");
+  if (!options.Get("fusionKernel").IsUndefined()) out.fusionKernel = stringField(options, "fusionKernel");
   if (auto weight = optionalNumber(options, "similarityWeight")) out.retrieval.similarityWeight = static_cast<float>(*weight);
   if (auto k = optionalCount(options, "annCandidates", 100'000)) out.retrieval.annCandidates = *k;
   if (auto size = optionalCount(options, "contextCacheSize", 1u << 24)) out.contextCacheSize = *size;
@@ -264,6 +266,7 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
     out.Set("addedInIndex", static_cast<double>(engine.addedInIndex()));
     out.Set("dim", static_cast<double>(engine.dim()));
     out.Set("index", engine.indexDescription());
+    out.Set("fusionKernel", engine.fusionKernel());
     const Engine::CacheStats caches = engine.cacheStats();
     out.Set("userCacheHits", static_cast<double>(caches.userHits));
     out.Set("userCacheMisses", static_cast<double>(caches.userMisses));

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
+
+#include "engine/errors.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -14,18 +17,41 @@ namespace {
 constexpr size_t kPanel = DenseKernel::kPanel;
 
 // A tile: up to `rows` rows by the outputs of `panels` consecutive panels, every output column
-// valid (the caller routes a partial last panel through a padded buffer).
-struct Tile {
-  const float* x;
+// valid (the caller routes a partial last panel through a padded buffer). Element is a float, or
+// for bf16 a pair of inputs (2m in the low half, 2m+1 in the high), `inputs` then counting pairs.
+template <typename Element>
+struct TileOf {
+  const Element* x;
   size_t xStride;
   size_t inputs;
-  const float* panel;  // the tile's first panel
-  const float* bias;   // the tile's first output
+  const Element* panel;  // the tile's first panel
+  const float* bias;     // the tile's first output
   float* y;
   size_t yStride;
   bool accumulate;
   bool relu;
 };
+using Tile = TileOf<float>;
+using Bf16Tile = TileOf<uint32_t>;
+
+float bits(uint32_t value) {
+  float out;
+  std::memcpy(&out, &value, sizeof out);
+  return out;
+}
+
+// vcvtneps2bf16's rounding: zero and denormals to signed zero, NaN kept quiet, the rest to nearest even.
+uint16_t toBf16(float value) {
+  uint32_t u;
+  std::memcpy(&u, &value, sizeof u);
+  if ((u & 0x7F800000u) == 0) return static_cast<uint16_t>((u >> 16) & 0x8000u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// The two inputs of a pair as floats: exact, a bf16 being the top half of an fp32.
+float evenOf(uint32_t pair) { return bits(pair << 16); }
+float oddOf(uint32_t pair) { return bits(pair & 0xFFFF0000u); }
 
 #if defined(__x86_64__)
 // Rows x panels accumulators in registers (12 x 2 of the 32 zmm); per input, one load per panel
@@ -80,6 +106,66 @@ __attribute__((target("avx2,fma"))) void tileAvx2(const Tile& t) {
     for (int h = 0; h < 2; ++h) _mm256_storeu_ps(t.y + r * t.yStride + h * kHalf, t.relu ? _mm256_max_ps(acc[r][h], zero) : acc[r][h]);
   }
 }
+
+// vdpbf16ps on a pair panel: lane j holds output j's weights for inputs 2m and 2m+1, the broadcast
+// holds the row's two inputs.
+template <int kRows, int kPanels>
+__attribute__((target("avx512f,avx512bf16"))) void tileAvx512Bf16(const Bf16Tile& t) {
+  __m512 acc[kRows][kPanels];
+  for (int p = 0; p < kPanels; ++p) {
+    const __m512 bias = _mm512_loadu_ps(t.bias + p * kPanel);
+    for (int r = 0; r < kRows; ++r)
+      acc[r][p] = t.accumulate ? _mm512_add_ps(_mm512_loadu_ps(t.y + r * t.yStride + p * kPanel), bias) : bias;
+  }
+  const size_t panelStride = t.inputs * kPanel;
+  for (size_t k = 0; k < t.inputs; ++k) {
+    __m512bh w[kPanels];
+    for (int p = 0; p < kPanels; ++p) w[p] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(t.panel + p * panelStride + k * kPanel));
+    for (int r = 0; r < kRows; ++r) {
+      const __m512bh x = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(t.x[r * t.xStride + k])));
+      for (int p = 0; p < kPanels; ++p) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], w[p], x);
+    }
+  }
+  constexpr __mmask16 all = 0xFFFF;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int r = 0; r < kRows; ++r) {
+    for (int p = 0; p < kPanels; ++p)
+      _mm512_storeu_ps(t.y + r * t.yStride + p * kPanel, t.relu ? _mm512_maskz_max_ps(all, acc[r][p], zero) : acc[r][p]);
+  }
+}
+
+// vdpbf16ps's arithmetic with FMA: the bf16 halves widen exactly to fp32, and a product of two is
+// exact in fp32, so one FMA per input rounds as vdpbf16ps does. 4 rows x 2 halves of accumulators
+// and 4 weight registers (odd and even inputs of both halves) fit the 16 ymm.
+template <int kRows>
+__attribute__((target("avx2,fma"))) void tileAvx2Bf16(const Bf16Tile& t) {
+  constexpr size_t kHalf = kPanel / 2;
+  __m256 acc[kRows][2];
+  for (int h = 0; h < 2; ++h) {
+    const __m256 bias = _mm256_loadu_ps(t.bias + h * kHalf);
+    for (int r = 0; r < kRows; ++r) acc[r][h] = t.accumulate ? _mm256_add_ps(_mm256_loadu_ps(t.y + r * t.yStride + h * kHalf), bias) : bias;
+  }
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (size_t k = 0; k < t.inputs; ++k) {
+    __m256 odd[2];
+    __m256 even[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.panel + k * kPanel + h * kHalf));
+      odd[h] = _mm256_castsi256_ps(_mm256_and_si256(pairs, high));
+      even[h] = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const uint32_t pair = t.x[r * t.xStride + k];
+      const __m256 xOdd = _mm256_set1_ps(oddOf(pair));
+      const __m256 xEven = _mm256_set1_ps(evenOf(pair));
+      for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_fmadd_ps(xEven, even[h], _mm256_fmadd_ps(xOdd, odd[h], acc[r][h]));
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int r = 0; r < kRows; ++r) {
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(t.y + r * t.yStride + h * kHalf, t.relu ? _mm256_max_ps(acc[r][h], zero) : acc[r][h]);
+  }
+}
 #endif
 
 // Product and sum round separately here (std::fma is a library call without hardware FMA, a
@@ -104,90 +190,226 @@ void tilePortable(const Tile& t) {
   }
 }
 
-using TileFunction = void (*)(const Tile&);
+// vdpbf16ps's order without it; the products are exact, so whether the compiler fuses them into
+// the sums changes no bit.
+template <int kRows>
+void tilePortableBf16(const Bf16Tile& t) {
+  float acc[kRows][kPanel];
+  for (int r = 0; r < kRows; ++r) {
+    for (size_t j = 0; j < kPanel; ++j) acc[r][j] = t.accumulate ? t.y[r * t.yStride + j] + t.bias[j] : t.bias[j];
+  }
+  for (size_t k = 0; k < t.inputs; ++k) {
+    const uint32_t* w = t.panel + k * kPanel;
+    for (int r = 0; r < kRows; ++r) {
+      const float xOdd = oddOf(t.x[r * t.xStride + k]);
+      const float xEven = evenOf(t.x[r * t.xStride + k]);
+      for (size_t j = 0; j < kPanel; ++j) {
+        acc[r][j] += xOdd * oddOf(w[j]);
+        acc[r][j] += xEven * evenOf(w[j]);
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (size_t j = 0; j < kPanel; ++j) t.y[r * t.yStride + j] = t.relu ? (acc[r][j] > 0.0f ? acc[r][j] : 0.0f) : acc[r][j];
+  }
+}
+
+// Rounds a row's inputs into pairs, the last one's high half zero when `inputs` is odd.
+void pairsPortable(const float* x, size_t inputs, uint32_t* pairs) {
+  for (size_t m = 0; m < inputs / 2; ++m) pairs[m] = toBf16(x[2 * m]) | static_cast<uint32_t>(toBf16(x[2 * m + 1])) << 16;
+  if (inputs % 2 != 0) pairs[inputs / 2] = toBf16(x[inputs - 1]);
+}
+
+#if defined(__x86_64__)
+// Little-endian, 16 consecutive bf16 are 8 pairs in order; vcvtneps2bf16 rounds as toBf16 does.
+__attribute__((target("avx512f,avx512bf16,avx512vl"))) void pairsAvx512Bf16(const float* x, size_t inputs, uint32_t* pairs) {
+  size_t i = 0;
+  for (; i + 16 <= inputs; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + i / 2), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i))));
+  pairsPortable(x + i, inputs - i, pairs + i / 2);
+}
+#endif
+
+}  // namespace
 
 // tiles[rows - 1][panels - 1] covers a tile of that shape; the full shape is the last entry.
-struct Variant {
+template <typename Element>
+struct DenseKernel::Variant {
   const char* name;
   size_t rows;
   size_t panels;
-  TileFunction tiles[12][2];
+  void (*tiles[12][2])(const TileOf<Element>&);
+  void (*pairs)(const float* x, size_t inputs, uint32_t* pairs);  // bf16 only
 };
 
-template <template <int, int> class Table, int... R>
-Variant variantOf(const char* name, size_t panels, std::integer_sequence<int, R...>) {
-  return Variant{name, sizeof...(R), panels, {{Table<R + 1, 1>::function, Table<R + 1, 2>::function}...}};
+namespace {
+
+template <typename Element>
+using Variant = DenseKernel::Variant<Element>;
+
+template <typename Element, template <int, int> class Table, int... R>
+Variant<Element> variantOf(const char* name, size_t panels, std::integer_sequence<int, R...>,
+                           void (*pairs)(const float*, size_t, uint32_t*) = nullptr) {
+  return Variant<Element>{name, sizeof...(R), panels, {{Table<R + 1, 1>::function, Table<R + 1, 2>::function}...}, pairs};
 }
 
 #if defined(__x86_64__)
 template <int kRows, int kPanels>
 struct Avx512Tiles {
-  static constexpr TileFunction function = tileAvx512<kRows, kPanels>;
+  static constexpr void (*function)(const Tile&) = tileAvx512<kRows, kPanels>;
 };
 template <int kRows, int kPanels>
 struct Avx2Tiles {
-  static constexpr TileFunction function = kPanels == 1 ? tileAvx2<kRows> : nullptr;
+  static constexpr void (*function)(const Tile&) = kPanels == 1 ? tileAvx2<kRows> : nullptr;
+};
+template <int kRows, int kPanels>
+struct Avx512Bf16Tiles {
+  static constexpr void (*function)(const Bf16Tile&) = tileAvx512Bf16<kRows, kPanels>;
+};
+template <int kRows, int kPanels>
+struct Avx2Bf16Tiles {
+  static constexpr void (*function)(const Bf16Tile&) = kPanels == 1 ? tileAvx2Bf16<kRows> : nullptr;
 };
 #endif
 template <int kRows, int kPanels>
 struct PortableTiles {
-  static constexpr TileFunction function = kPanels == 1 ? tilePortable<kRows> : nullptr;
+  static constexpr void (*function)(const Tile&) = kPanels == 1 ? tilePortable<kRows> : nullptr;
+};
+template <int kRows, int kPanels>
+struct PortableBf16Tiles {
+  static constexpr void (*function)(const Bf16Tile&) = kPanels == 1 ? tilePortableBf16<kRows> : nullptr;
 };
 
-Variant bestVariant() {
+// Best first; the portable one is always there.
+std::vector<Variant<float>> fp32Variants() {
+  std::vector<Variant<float>> out;
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) return variantOf<Avx512Tiles>("avx512", 2, std::make_integer_sequence<int, 12>());
+  if (__builtin_cpu_supports("avx512f")) out.push_back(variantOf<float, Avx512Tiles>("avx512", 2, std::make_integer_sequence<int, 12>()));
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return variantOf<Avx2Tiles>("avx2", 1, std::make_integer_sequence<int, 6>());
+    out.push_back(variantOf<float, Avx2Tiles>("avx2", 1, std::make_integer_sequence<int, 6>()));
 #endif
-  return variantOf<PortableTiles>("portable", 1, std::make_integer_sequence<int, 4>());
+  out.push_back(variantOf<float, PortableTiles>("portable", 1, std::make_integer_sequence<int, 4>()));
+  return out;
 }
 
-const Variant kernelVariant = bestVariant();
+std::vector<Variant<uint32_t>> bf16Variants() {
+  std::vector<Variant<uint32_t>> out;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl"))
+    out.push_back(variantOf<uint32_t, Avx512Bf16Tiles>("avx512bf16", 2, std::make_integer_sequence<int, 12>(), pairsAvx512Bf16));
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    out.push_back(variantOf<uint32_t, Avx2Bf16Tiles>("avx2", 1, std::make_integer_sequence<int, 4>(), pairsPortable));
+#endif
+  out.push_back(variantOf<uint32_t, PortableBf16Tiles>("portable", 1, std::make_integer_sequence<int, 4>(), pairsPortable));
+  return out;
+}
+
+const std::vector<Variant<float>> kFp32Variants = fp32Variants();
+const std::vector<Variant<uint32_t>> kBf16Variants = bf16Variants();
+
+template <typename Element>
+const Variant<Element>& pick(const std::vector<Variant<Element>>& variants, const std::string& name) {
+  if (name.empty()) return variants.front();
+  for (const Variant<Element>& variant : variants) {
+    if (name == variant.name) return variant;
+  }
+  throw EngineError(ErrorCode::InvalidArgument, "dense kernel variant '" + name + "' is not available on this machine");
+}
+
+// One tile row of `tileRows` rows through every panel; `tile` has x, xStride, inputs, yStride,
+// accumulate and relu set, y pointing at the rows' first output.
+template <typename Element>
+void applyRowTile(const Variant<Element>& variant, TileOf<Element> tile, size_t tileRows, const Element* panels, const float* bias,
+                  size_t outputs) {
+  const size_t fullPanels = outputs / kPanel;
+  const size_t panelElements = tile.inputs * kPanel;
+  float* const y = tile.y;
+  const size_t yStride = tile.yStride;
+  for (size_t p = 0; p < fullPanels; p += variant.panels) {
+    const size_t tilePanels = std::min(variant.panels, fullPanels - p);
+    tile.panel = panels + p * panelElements;
+    tile.bias = bias + p * kPanel;
+    tile.y = y + p * kPanel;
+    variant.tiles[tileRows - 1][tilePanels - 1](tile);
+  }
+  if (fullPanels * kPanel == outputs) return;
+  // The last panel is partly padding: it runs into a panel-wide buffer, and only the real
+  // outputs are copied in and out.
+  const size_t columns = outputs - fullPanels * kPanel;
+  float padded[12 * kPanel] = {};
+  float* out = y + fullPanels * kPanel;
+  for (size_t r = 0; r < tileRows && tile.accumulate; ++r) std::copy_n(out + r * yStride, columns, padded + r * kPanel);
+  tile.panel = panels + fullPanels * panelElements;
+  tile.bias = bias + fullPanels * kPanel;
+  tile.y = padded;
+  tile.yStride = kPanel;
+  variant.tiles[tileRows - 1][0](tile);
+  for (size_t r = 0; r < tileRows; ++r) std::copy_n(padded + r * kPanel, columns, out + r * yStride);
+}
 
 }  // namespace
 
-DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, size_t outputs, Activation activation)
+DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, size_t outputs, Activation activation, Precision precision,
+                         const std::string& variant)
     : inputs_(inputs), outputs_(outputs), activation_(activation) {
   const size_t panels = (outputs + kPanel - 1) / kPanel;
-  panels_.assign(panels * inputs * kPanel, 0.0f);
   bias_.assign(panels * kPanel, 0.0f);
+  for (size_t n = 0; n < outputs && bias != nullptr; ++n) bias_[n] = bias[n];
+  if (precision == Precision::kFp32) {
+    fp32_ = &pick(kFp32Variants, variant);
+    panels_.assign(panels * inputs * kPanel, 0.0f);
+    for (size_t n = 0; n < outputs; ++n) {
+      for (size_t k = 0; k < inputs; ++k) panels_[(n / kPanel * inputs + k) * kPanel + n % kPanel] = weight[n * inputs + k];
+    }
+    return;
+  }
+  if (inputs > kMaxBf16Inputs) throw EngineError(ErrorCode::InvalidArgument, "a bf16 dense layer takes at most 1024 inputs");
+  bf16_ = &pick(kBf16Variants, variant);
+  const size_t pairs = (inputs + 1) / 2;
+  pairPanels_.assign(panels * pairs * kPanel, 0);
+  std::vector<uint32_t> row(pairs);
   for (size_t n = 0; n < outputs; ++n) {
-    for (size_t k = 0; k < inputs; ++k) panels_[(n / kPanel * inputs + k) * kPanel + n % kPanel] = weight[n * inputs + k];
-    if (bias != nullptr) bias_[n] = bias[n];
+    pairsPortable(weight + n * inputs, inputs, row.data());
+    for (size_t m = 0; m < pairs; ++m) pairPanels_[(n / kPanel * pairs + m) * kPanel + n % kPanel] = row[m];
   }
 }
 
 void DenseKernel::apply(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
-  const size_t panels = bias_.size() / kPanel;
-  const size_t fullPanels = outputs_ / kPanel;
+  if (bf16_ != nullptr) {
+    applyBf16(x, xStride, rows, y, yStride, accumulate);
+    return;
+  }
   const bool relu = activation_ == Activation::kRelu;
-  for (size_t row = 0; row < rows; row += kernelVariant.rows) {
-    const size_t tileRows = std::min(kernelVariant.rows, rows - row);
-    Tile tile{x + row * xStride, xStride, inputs_, nullptr, nullptr, nullptr, yStride, accumulate, relu};
-    for (size_t p = 0; p < fullPanels; p += kernelVariant.panels) {
-      const size_t tilePanels = std::min(kernelVariant.panels, fullPanels - p);
-      tile.panel = panels_.data() + p * inputs_ * kPanel;
-      tile.bias = bias_.data() + p * kPanel;
-      tile.y = y + row * yStride + p * kPanel;
-      kernelVariant.tiles[tileRows - 1][tilePanels - 1](tile);
-    }
-    if (fullPanels == panels) continue;
-    // The last panel is partly padding: it runs into a panel-wide buffer, and only the real
-    // outputs are copied in and out.
-    const size_t columns = outputs_ - fullPanels * kPanel;
-    float padded[12 * kPanel] = {};
-    float* out = y + row * yStride + fullPanels * kPanel;
-    for (size_t r = 0; r < tileRows && accumulate; ++r) std::copy_n(out + r * yStride, columns, padded + r * kPanel);
-    tile.panel = panels_.data() + fullPanels * inputs_ * kPanel;
-    tile.bias = bias_.data() + fullPanels * kPanel;
-    tile.y = padded;
-    tile.yStride = kPanel;
-    kernelVariant.tiles[tileRows - 1][0](tile);
-    for (size_t r = 0; r < tileRows; ++r) std::copy_n(padded + r * kPanel, columns, out + r * yStride);
+  for (size_t row = 0; row < rows; row += fp32_->rows) {
+    const size_t tileRows = std::min(fp32_->rows, rows - row);
+    const Tile tile{x + row * xStride, xStride, inputs_, nullptr, nullptr, y + row * yStride, yStride, accumulate, relu};
+    applyRowTile(*fp32_, tile, tileRows, panels_.data(), bias_.data(), outputs_);
   }
 }
 
-const char* DenseKernel::variant() { return kernelVariant.name; }
+void DenseKernel::applyBf16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
+  const bool relu = activation_ == Activation::kRelu;
+  const size_t pairs = (inputs_ + 1) / 2;
+  // A row tile's inputs, rounded once and read by every panel.
+  uint32_t rowPairs[12 * kMaxBf16Inputs / 2];
+  for (size_t row = 0; row < rows; row += bf16_->rows) {
+    const size_t tileRows = std::min(bf16_->rows, rows - row);
+    for (size_t r = 0; r < tileRows; ++r) bf16_->pairs(x + (row + r) * xStride, inputs_, rowPairs + r * pairs);
+    const Bf16Tile tile{rowPairs, pairs, pairs, nullptr, nullptr, y + row * yStride, yStride, accumulate, relu};
+    applyRowTile(*bf16_, tile, tileRows, pairPanels_.data(), bias_.data(), outputs_);
+  }
+}
+
+const char* DenseKernel::variant() const { return fp32_ != nullptr ? fp32_->name : bf16_->name; }
+
+std::vector<std::string> DenseKernel::variants(Precision precision) {
+  std::vector<std::string> out;
+  if (precision == Precision::kFp32) {
+    for (const Variant<float>& variant : kFp32Variants) out.emplace_back(variant.name);
+  } else {
+    for (const Variant<uint32_t>& variant : kBf16Variants) out.emplace_back(variant.name);
+  }
+  return out;
+}
 
 }  // namespace adserve

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace adserve {
@@ -12,16 +14,28 @@ namespace adserve {
 // Every output element is one fused multiply-add chain over the inputs in index order, started
 // from its initial value; tiling only decides which elements run side by side, never how one is
 // summed. So a row's outputs do not depend on the other rows of the call or on the row's position
-// in them. The variant is picked once at load: AVX-512 and AVX2 give the same bits (one rounding
-// per multiply-add), the portable one may differ from them in the last bits.
+// in them. The variant is the machine's best unless the constructor names one (the machine's list is
+// read once at load): AVX-512 and AVX2 give the same bits (one rounding per multiply-add), the
+// portable one may differ from them in the last bits.
 // BLAS gives no such promise: its blocking, and so its rounding, follows the matrix shape.
+//
+// kBf16 rounds the weights (at construction) and each row's inputs (per call) to bfloat16, nearest
+// even, values below fp32's smallest normal to zero, and accumulates in fp32 as AVX512_BF16's
+// vdpbf16ps does: per pair of inputs (2m, 2m+1), input 2m+1 is added first, then 2m, each product
+// exact and each sum rounded once. Every bf16 variant follows that order, so they give the same
+// bits, unless a product or partial sum falls below 2^-126, which vdpbf16ps flushes to zero.
 class DenseKernel {
  public:
   static constexpr size_t kPanel = 16;
+  // The widest input a kBf16 kernel takes: a row tile's bf16 inputs live on the stack.
+  static constexpr size_t kMaxBf16Inputs = 1024;
   enum class Activation { kNone, kRelu };
+  enum class Precision { kFp32, kBf16 };
 
   // weight: [outputs x inputs] row-major (torch's Linear layout); bias: [outputs], or null for none.
-  DenseKernel(const float* weight, const float* bias, size_t inputs, size_t outputs, Activation activation);
+  // `variant` names one of variants(precision), or is empty for the best one (variants' first).
+  DenseKernel(const float* weight, const float* bias, size_t inputs, size_t outputs, Activation activation,
+              Precision precision = Precision::kFp32, const std::string& variant = "");
 
   // x: [rows x inputs] with row stride xStride; y: [rows x outputs] with row stride yStride. Each
   // element starts from y's own value plus the bias when `accumulate`, from the bias otherwise.
@@ -29,15 +43,25 @@ class DenseKernel {
 
   size_t inputs() const { return inputs_; }
   size_t outputs() const { return outputs_; }
-  // The instruction set apply uses on this machine ("avx512", "avx2" or "portable").
-  static const char* variant();
+  // The instruction set this kernel's apply uses ("avx512bf16", "avx512", "avx2" or "portable").
+  const char* variant() const;
+  // The variants this machine can run for `precision`, best first.
+  static std::vector<std::string> variants(Precision precision);
+
+  template <typename Element>
+  struct Variant;
 
  private:
+  void applyBf16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
+
   size_t inputs_;
   size_t outputs_;
   Activation activation_;
-  std::vector<float> panels_;  // [panels][inputs][kPanel], outputs past `outputs` zero
-  std::vector<float> bias_;    // [panels * kPanel], zero past `outputs`
+  const Variant<float>* fp32_ = nullptr;  // exactly one of the two is set, by the precision
+  const Variant<uint32_t>* bf16_ = nullptr;
+  std::vector<float> panels_;         // fp32: [panels][inputs][kPanel], outputs past `outputs` zero
+  std::vector<uint32_t> pairPanels_;  // bf16: [panels][inputs / 2, rounded up][kPanel] pairs (2m low, 2m+1 high)
+  std::vector<float> bias_;           // [panels * kPanel], zero past `outputs`
 };
 
 }  // namespace adserve

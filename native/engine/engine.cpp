@@ -84,7 +84,8 @@ Engine::Engine(const EngineOptions& options)
       dim_(static_cast<size_t>(catalog_.snapshot()->catalog().embeddings.size(1))),
       users_(*model_, options.users, options.features.userNumeric),
       contexts_(*model_, dim_, options.features.maxQueryTokens, options.contextCacheSize, options.contextTtl),
-      fusion_(*model_, catalog_.snapshot()->catalog().embeddings, users_.pairWidth(), options.fusion),
+      fusion_(*model_, catalog_.snapshot()->catalog().embeddings, users_.pairWidth(), options.fusion, options.fusionPrecision,
+              options.fusionKernel),
       retriever_(catalog_.snapshot()->catalog(), options.retrieval) {}
 
 std::vector<ScoreResult> Engine::scoreBatch(const std::vector<const ScoreRequest*>& batch) const {

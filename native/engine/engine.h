@@ -36,6 +36,10 @@ struct EngineOptions {
   RetrieverOptions retrieval;
   // "precomputed" or "model": how the fusion stage runs (see Fusion).
   std::string fusion = "precomputed";
+  // "fp32" or "bf16": the precision of the precomputed fusion's hidden layers (see Fusion); and
+  // their DenseKernel variant, empty for the machine's best.
+  std::string fusionPrecision = "fp32";
+  std::string fusionKernel;
   // Context embeddings are cached per feature tuple for contextTtl (pagination, repeats).
   size_t contextCacheSize = 65536;
   std::chrono::seconds contextTtl{60};
@@ -80,6 +84,8 @@ class Engine {
 
   size_t dim() const { return dim_; }
   const std::string& indexDescription() const { return retriever_.indexDescription(); }
+  // The fusion's hidden-layer DenseKernel variant ("avx512bf16", "avx2", ...), empty for "model".
+  std::string fusionKernel() const { return fusion_.kernel(); }
 
  private:
   FeatureSpec features_;

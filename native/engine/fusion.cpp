@@ -29,8 +29,11 @@ constexpr size_t kFusionBlockRows = 96;
 
 }  // namespace
 
-Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode)
+Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode,
+               const std::string& precision, const std::string& kernel)
     : model_(model), dim_(static_cast<size_t>(adEmbeddings.size(1))) {
+  if (precision != "fp32" && precision != "bf16")
+    throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32' or 'bf16'");
   if (mode == "precomputed") {
     c10::InferenceMode inference;
     const torch::Tensor w0 = model.parameter("fusion.0.weight");
@@ -39,20 +42,23 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
       throw EngineError(ErrorCode::Model, "fusion.0.weight does not match [E_user, E_ctx, E_ad, dots, pair]");
     using Activation = DenseKernel::Activation;
     // Linear layers in torch's [outputs x inputs] layout; the kernels copy what they keep.
-    const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation) {
+    using Precision = DenseKernel::Precision;
+    const Precision hiddenPrecision = precision == "bf16" ? Precision::kBf16 : Precision::kFp32;
+    const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation,
+                          Precision precision = Precision::kFp32, const std::string& variant = "") {
       const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
       const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
       return DenseKernel(w.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, static_cast<size_t>(w.size(1)),
-                         static_cast<size_t>(w.size(0)), activation);
+                         static_cast<size_t>(w.size(0)), activation, precision, variant);
     };
-    const auto layer = [&](const std::string& name, Activation activation) {
-      return dense(model.parameter(name + ".weight"), model.parameter(name + ".bias"), activation);
+    const auto hiddenLayer = [&](const std::string& name) {
+      return dense(model.parameter(name + ".weight"), model.parameter(name + ".bias"), Activation::kRelu, hiddenPrecision, kernel);
     };
     torch::Tensor wAd = w0.slice(1, 2 * d, 3 * d).t().contiguous();
     torch::Tensor adProjection = adEmbeddings.matmul(wAd).contiguous();
     std::vector<DenseKernel> layers;
-    layers.push_back(layer("fusion.2", Activation::kRelu));
-    layers.push_back(layer("fusion.4", Activation::kRelu));
+    layers.push_back(hiddenLayer("fusion.2"));
+    layers.push_back(hiddenLayer("fusion.4"));
     layers.push_back(dense(torch::cat({model.parameter("ctr_head.weight"), model.parameter("cvr_head.weight")}, 0),
                            torch::cat({model.parameter("ctr_head.bias"), model.parameter("cvr_head.bias")}, 0), Activation::kNone));
     precomputed_ = std::make_unique<Precomputed>(Precomputed{
@@ -62,6 +68,8 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     throw EngineError(ErrorCode::InvalidArgument, "fusion must be 'precomputed' or 'model'");
   }
 }
+
+std::string Fusion::kernel() const { return precomputed_ ? precomputed_->layers.front().variant() : ""; }
 
 torch::Tensor Fusion::projectAds(const torch::Tensor& embeddings) const {
   return precomputed_ ? embeddings.matmul(precomputed_->wAd).contiguous() : torch::Tensor();

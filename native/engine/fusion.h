@@ -24,12 +24,19 @@ namespace adserve {
 // "model": the TorchScript score method, one request per pass: a pass of several requests lets
 // BLAS round a request's scores differently depending on its neighbours (the shape picks its
 // blocking).
-// Either way a request's logits do not depend on the rest of its batch. Immutable after open; the
+// "precomputed" runs the hidden layers after the first (the bulk of its FLOPs) in `precision`:
+// "fp32", or "bf16" (DenseKernel::Precision::kBf16); the first layer's parts and the heads stay
+// fp32. Either way a request's logits do not depend on the rest of its batch. Immutable after open; the
 // batcher thread calls score(), a worker thread projectAds().
 class Fusion {
  public:
-  // `model` must outlive the stage; adEmbeddings are the catalog's loaded ads [ads, D].
-  Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode);
+  // `model` must outlive the stage; adEmbeddings are the catalog's loaded ads [ads, D]. `kernel`
+  // names the hidden layers' DenseKernel variant, empty for the machine's best (tests pin one).
+  Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode,
+         const std::string& precision = "fp32", const std::string& kernel = "");
+
+  // The hidden layers' DenseKernel variant, empty when the mode is "model".
+  std::string kernel() const;
 
   // The per-ad rows the stage keeps for ads (embeddings [n, D]) added at run time; undefined when
   // it keeps none ("model").

@@ -107,6 +107,10 @@ export interface NativeEngineOptions {
   adKeys: AdKeys;
   /** 'precomputed' (default): W_ad·E_ad cached per ad, first fusion layer split; 'model': TorchScript score. */
   fusion?: 'precomputed' | 'model';
+  /** 'fp32' (default) or 'bf16': the precomputed fusion's hidden layers (native/engine/dense_kernel.h). */
+  fusionPrecision?: 'fp32' | 'bf16';
+  /** The hidden layers' DenseKernel variant; default the machine's best, unknown or unsupported ones fail the open. */
+  fusionKernel?: string;
   similarityWeight?: number;
   annCandidates?: number;
   scoreCandidates?: number;
@@ -154,6 +158,8 @@ export interface EngineStats {
   addedInIndex: number;
   dim: number;
   index: string;
+  /** The fusion hidden layers' DenseKernel variant, '' for TorchScript fusion. */
+  fusionKernel: string;
   userCacheHits: number;
   userCacheMisses: number;
   contextCacheHits: number;

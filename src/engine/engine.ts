@@ -36,6 +36,10 @@ export interface EngineSettings {
   /** Directory where built FAISS indexes are kept between starts; absent: always build. */
   indexCacheDir?: string;
   fusion: 'precomputed' | 'model';
+  /** Precision of the precomputed fusion's hidden layers (default fp32). */
+  fusionPrecision?: 'fp32' | 'bf16';
+  /** Pins the hidden layers' dense-kernel variant ('avx512bf16', 'avx512', 'avx2', 'portable'); tests compare them. Default: the machine's best. */
+  fusionKernel?: string;
   annCandidates: number;
   /** Search placements: keyword-matched ads merged into the ANN candidates (engine default 100). */
   keywordCandidates?: number;
@@ -150,6 +154,8 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
     adKeys: adKeys(catalog),
     fusion: settings.fusion,
+    ...(settings.fusionPrecision !== undefined ? { fusionPrecision: settings.fusionPrecision } : {}),
+    ...(settings.fusionKernel !== undefined ? { fusionKernel: settings.fusionKernel } : {}),
     similarityWeight: settings.light.similarity,
     annCandidates: settings.annCandidates,
     ...(settings.keywordCandidates !== undefined ? { keywordCandidates: settings.keywordCandidates } : {}),

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { defaults } from '../../src/config';
+import { defaults, loadConfig } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
-import { lightWeights } from '../../src/engine/serving';
+import { engineSettings, lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
 import { DeviceType, Placement } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -25,6 +25,9 @@ const model = readModelDir(tinyModelDir);
 const catalog = catalogFromJson(model.catalog);
 let fused: NativeEngine;
 let reference: NativeEngine;
+let bf16: NativeEngine;
+// bf16 engines pinned to each other dense-kernel variant this machine runs, by name.
+const pinnedBf16 = new Map<string, NativeEngine>();
 
 const words = ['running shoes', 'dog food', 'usb cable', 'yoga mat', 'coffee beans', 'desk lamp', 'gift', 'tv', 'garden hose', 'lego'];
 const placements = [Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage, Placement.Cart];
@@ -44,11 +47,24 @@ const bits = (values: Float32Array): number[] => Array.from(new Uint32Array(valu
 beforeAll(async () => {
   fused = await openEngine(model, catalog, adHistory(model), settings);
   reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
+  bf16 = await openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16' });
+  for (const kernel of ['avx2', 'portable']) {
+    if (kernel === bf16.stats().fusionKernel) continue;
+    try {
+      pinnedBf16.set(kernel, await openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: kernel }));
+    } catch (error) {
+      // Only an instruction set this CPU lacks may be missing; the portable variant never is.
+      expect(kernel).not.toBe('portable');
+      expect(String(error)).toMatch(/not available on this machine/);
+    }
+  }
 });
 
 afterAll(() => {
   fused.close();
   reference.close();
+  bf16.close();
+  for (const engine of pinnedBf16.values()) engine.close();
 });
 
 describe('precomputed fusion over the whole batch', () => {
@@ -84,5 +100,67 @@ describe('precomputed fusion over the whole batch', () => {
       expect(bits(inBatch.ctrLogit)).toEqual(bits(alone.ctrLogit));
       expect(bits(inBatch.cvrLogit)).toEqual(bits(alone.cvrLogit));
     }
+  });
+});
+
+describe('bf16 fusion (fusionPrecision)', () => {
+  const bodies = requests.map((spec) => encodeAdRequest(spec));
+
+  it('is honoured: the hidden layers run a bf16 kernel, fp32 stays the default', () => {
+    expect(['avx512bf16', 'avx2', 'portable']).toContain(bf16.stats().fusionKernel);
+    expect(['avx512', 'avx2', 'portable']).toContain(fused.stats().fusionKernel);
+    expect(engineSettings(loadConfig({})).fusionPrecision).toBe('fp32');
+    expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: 'bf16' })).fusionPrecision).toBe('bf16');
+    expect(() => loadConfig({ ADSERVE_FUSION_PRECISION: 'fp8' })).toThrow(/ADSERVE_FUSION_PRECISION/);
+  });
+
+  it('rejects a precision or kernel variant it does not know at open', async () => {
+    await expect(openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'fp8' as 'bf16' })).rejects.toThrow(/precision/);
+    await expect(openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: 'avx9' })).rejects.toThrow(/not available/);
+  });
+
+  it('stays within 0.01 of the fp32 logits and differs from them, on every candidate of distinct requests', async () => {
+    const exact = await Promise.all(bodies.map((body) => fused.score(body, 5000)));
+    const reduced = await Promise.all(bodies.map((body) => bf16.score(body, 5000)));
+    let worst = 0;
+    let differing = 0;
+    for (let i = 0; i < bodies.length; i++) {
+      expect(Array.from(reduced[i]!.adIndex)).toEqual(Array.from(exact[i]!.adIndex));
+      for (let j = 0; j < exact[i]!.adIndex.length; j++) {
+        for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
+          const difference = Math.abs(reduced[i]![logits][j]! - exact[i]![logits][j]!);
+          worst = Math.max(worst, difference);
+          if (difference > 0) differing++;
+        }
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(0.01);
+    expect(differing).toBeGreaterThan(requests.length * 37);
+  });
+
+  it('gives the same bits on the portable variant (and AVX2 where present) as on the selected one', async () => {
+    expect(pinnedBf16.has('portable') || bf16.stats().fusionKernel === 'portable').toBe(true);
+    const selected = await Promise.all(bodies.map((body) => bf16.score(body, 5000)));
+    for (const [kernel, engine] of pinnedBf16) {
+      expect(engine.stats().fusionKernel).toBe(kernel);
+      const pinned = await Promise.all(bodies.map((body) => engine.score(body, 5000)));
+      for (let i = 0; i < bodies.length; i++) {
+        expect(Array.from(pinned[i]!.adIndex)).toEqual(Array.from(selected[i]!.adIndex));
+        expect(bits(pinned[i]!.ctrLogit)).toEqual(bits(selected[i]!.ctrLogit));
+        expect(bits(pinned[i]!.cvrLogit)).toEqual(bits(selected[i]!.cvrLogit));
+      }
+    }
+  });
+
+  it('gives a request the same bits alone as inside a batch of 32 different requests', async () => {
+    const target = bodies[4]!;
+    const alone = await bf16.score(target, 5000);
+    expect(alone.batchSize).toBe(1);
+    const batch = bodies.filter((_, i) => i !== 4).slice(0, 31);
+    batch.splice(13, 0, target);
+    const inBatch = (await Promise.all(batch.map((body) => bf16.score(body, 5000))))[13]!;
+    expect(inBatch.batchSize).toBe(32);
+    expect(bits(inBatch.ctrLogit)).toEqual(bits(alone.ctrLogit));
+    expect(bits(inBatch.cvrLogit)).toEqual(bits(alone.cvrLogit));
   });
 });
