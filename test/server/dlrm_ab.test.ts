@@ -16,8 +16,14 @@ let daemon: Daemon;
 const versionOf = (dir: string): string => (JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest).version;
 
 beforeAll(async () => {
-  // Configured 'precomputed' (the default): the DLRM arm must be served by its TorchScript score regardless.
-  daemon = await startDaemon({ ADSERVE_MODEL_DIR: tinyModelDir, ADSERVE_ADMIN_TOKEN: token, ADSERVE_FUSION: 'precomputed' });
+  // Configured 'precomputed' (the default): the DLRM arm must be served by its TorchScript score
+  // regardless. A hundred requests at once: this is about the arms, not admission control.
+  daemon = await startDaemon({
+    ADSERVE_MODEL_DIR: tinyModelDir,
+    ADSERVE_ADMIN_TOKEN: token,
+    ADSERVE_FUSION: 'precomputed',
+    ADSERVE_MAX_CONCURRENT_DECISIONS: '1000',
+  });
 });
 
 afterAll(async () => {
