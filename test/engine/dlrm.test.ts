@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults } from '../../src/config';
 import { catalogFromJson } from '../../src/catalog/catalog';
 import { addon, type NativeEngine, type ScoreResult } from '../../src/engine/addon';
-import { adHistory, campaignCodes, type EngineSettings, engineOptions, openEngine } from '../../src/engine/engine';
+import { adTowerEncoder } from '../../src/engine/ad_features';
+import { adHistory, adPrior, campaignCodes, type EngineSettings, engineOptions, openEngine } from '../../src/engine/engine';
 import { readModelDir, rehashManifestFile } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
@@ -58,19 +59,20 @@ afterAll(() => {
 });
 
 /**
- * Copies of the tiny DLRM, each with one row of one id table moved, so only the ads reading that
- * row score differently (one Python run for all of them: starting torch is the slow part).
+ * Copies of the tiny DLRM, each with one row of one id table moved (label -> [table, row]), so only
+ * the ads reading that row score differently (one Python run for all of them: starting torch is the
+ * slow part).
  */
-function withIdRowsMoved(rows: Record<string, number>): Record<string, string> {
-  const dirs = Object.fromEntries(Object.keys(rows).map((table) => [table, copyOfModel(tinyDlrmModelDir, `dlrm-${table}`)]));
+function withIdRowsMoved(rows: Record<string, [string, number]>): Record<string, string> {
+  const dirs = Object.fromEntries(Object.keys(rows).map((label) => [label, copyOfModel(tinyDlrmModelDir, `dlrm-${label}`)]));
   const script = [
     'import json, sys, torch',
-    'for table, (path, row) in json.loads(sys.argv[1]).items():',
+    'for path, table, row in json.loads(sys.argv[1]):',
     '    model = torch.jit.load(path)',
     '    with torch.no_grad(): getattr(model, table).weight[row] += 1.0',
     '    model.save(path)',
   ].join('\n');
-  const jobs = Object.fromEntries(Object.entries(rows).map(([table, row]) => [table, [path.join(dirs[table]!, 'model.pt'), row]]));
+  const jobs = Object.entries(rows).map(([label, [table, row]]) => [path.join(dirs[label]!, 'model.pt'), table, row]);
   execFileSync('/usr/bin/python3', ['-c', script, JSON.stringify(jobs)]);
   for (const dir of Object.values(dirs)) rehashManifestFile(dir, 'model.pt');
   return dirs;
@@ -106,7 +108,7 @@ describe('the DLRM scorer in the engine', () => {
       category: dlrm.manifest.categories.indexOf(catalog.category[target]!),
     };
     for (const row of Object.values(rowOf)) expect(row).toBeGreaterThanOrEqual(0);
-    const dirs = withIdRowsMoved(rowOf);
+    const dirs = withIdRowsMoved(Object.fromEntries(Object.entries(rowOf).map(([table, row]) => [table, [table, row]])));
     for (const [table, key] of Object.entries(keyOf)) {
       const moved = await scoreAll(await open(dirs[table]!));
       let changed = 0;
@@ -119,6 +121,52 @@ describe('the DLRM scorer in the engine', () => {
         });
       }
       expect(changed, table).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
+  it('scores an ad added while serving on the unknown ad row and its own campaign row', async () => {
+    const source = ranked[0]!.adIndex[0]!;
+    const ad = dlrm.catalog.ads[source]!;
+    const campaign = campaignCodes(catalog).get(ad.campaign_id)!;
+    const bidType = dlrm.catalog.campaigns.find((c) => c.id === ad.campaign_id)!.bid_type;
+    // A new ad of the source ad's campaign: its tower inputs as the daemon computes them (no history yet).
+    const inputs = adTowerEncoder(dlrm)([
+      {
+        advertiserId: ad.advertiser_id,
+        category: ad.category,
+        format: ad.format,
+        bidType,
+        title: ad.title,
+        priceMicros: ad.price_micros,
+        landingQuality: ad.landing_quality,
+        rating: ad.rating,
+      },
+    ]);
+    const newAd = {
+      ...inputs,
+      prior: Float32Array.of(adPrior(source, adHistory(dlrm), catalog, settings.light) + 10),
+      keys: { campaign: Uint32Array.of(campaign), advertiser: [ad.advertiser_id], category: [ad.category], product: ['p-new'] },
+    };
+    const dirs = withIdRowsMoved({ unknownAd: ['ad', catalog.size], campaign: ['campaign', campaign] });
+    const scoreWithNewAd = async (dir: string): Promise<{ added: number; results: ScoreResult[] }> => {
+      const engine = await open(dir);
+      const added = await engine.addAds(newAd);
+      return { added, results: await scoreAll(engine) };
+    };
+    const base = await scoreWithNewAd(tinyDlrmModelDir);
+    expect(base.added).toBe(catalog.size);
+    for (const [label, dir] of Object.entries(dirs)) {
+      const moved = await scoreWithNewAd(dir);
+      let newAdScored = 0;
+      for (let i = 0; i < bodies.length; i++) {
+        expect(Array.from(moved.results[i]!.adIndex)).toEqual(Array.from(base.results[i]!.adIndex));
+        base.results[i]!.adIndex.forEach((candidate, j) => {
+          const reads = candidate === base.added || (label === 'campaign' && campaignCodes(catalog).get(catalog.campaignId[candidate]!) === campaign);
+          expect(moved.results[i]!.ctrLogit[j] !== base.results[i]!.ctrLogit[j], `${label}: ad ${candidate}`).toBe(reads);
+          if (candidate === base.added) newAdScored++;
+        });
+      }
+      expect(newAdScored, label).toBeGreaterThan(0);
     }
   }, 120_000);
 
