@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from train.dlrm import DLRM, DLRMShape, focal_loss
 from train.model import AdModel, ModelShape
 
+ROOT = Path(__file__).resolve().parents[2]
 D, P = 16, 5
 SHAPE = DLRMShape(embedding_dim=D, pair_features=P, ads=30, campaigns=12, advertisers=6, categories=4, field_dim=8, segment_bits=4)
 
@@ -88,6 +92,50 @@ class DLRMScorer(unittest.TestCase):
             torch.testing.assert_close(loaded.user_embed(categorical, numeric), self.model.towers.user_embed(categorical, numeric))
         # The engine tells the scorers apart by score's arity: self plus five inputs.
         self.assertEqual(len(loaded.score.schema.arguments), 6)
+
+
+class ExportedDLRM(unittest.TestCase):
+    """The tiny pipeline with --scorer dlrm on the towers of a tiny multi-tower run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.towers, cls.dlrm = Path(cls.tmp.name) / "towers", Path(cls.tmp.name) / "dlrm"
+        train = [sys.executable, "-m", "train", "--preset", "tiny", "--threads", "1"]
+        subprocess.run([*train, "--out", str(cls.towers)], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*train, "--out", str(cls.dlrm), "--scorer", "dlrm", "--towers", str(cls.towers), "--loss", "focal", "--focal-gamma", "1.5"],
+                       cwd=ROOT, check=True, capture_output=True)
+        cls.manifest = json.loads((cls.dlrm / "manifest.json").read_text())
+        cls.report = json.loads((cls.dlrm / "report.json").read_text())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_manifest_names_the_scorer_and_its_id_input(self):
+        self.assertEqual(self.manifest["scorer"], "dlrm")
+        self.assertEqual(self.manifest["methods"]["score"]["inputs"][4], ["ad_ids", "int64", ["B", "N", 4], ["ad", "campaign", "advertiser", "category"]])
+        self.assertEqual(json.loads((self.towers / "manifest.json").read_text())["scorer"], "multitower")
+        self.assertLessEqual(self.manifest["torchscript_parity_max_abs_diff"], 1e-5)
+
+    def test_retrieval_parts_are_the_towers(self):
+        for name in ["ad_embeddings.f32", "user_embeddings.f32", "catalog.json"]:
+            self.assertEqual((self.dlrm / name).read_bytes(), (self.towers / name).read_bytes(), name)
+
+    def test_report_compares_both_scorers_on_the_same_rows(self):
+        towers_report = json.loads((self.towers / "report.json").read_text())
+        self.assertEqual(self.report["comparison"]["multitower"]["ctr"]["model_calibrated"], towers_report["ctr"]["model_calibrated"])
+        self.assertEqual(self.report["comparison"]["multitower"]["ctr"]["ground_truth"], self.report["ctr"]["ground_truth"])
+        self.assertEqual(self.report["training"]["click_loss"], {"name": "focal", "gamma": 1.5})
+        markdown = (self.dlrm / "report.md").read_text()
+        self.assertIn("DLRM click loss focal, gamma 1.5", markdown)
+        self.assertRegex(markdown, r"\| multi-tower \| 0\.\d{4} .*\n\| DLRM \| 0\.\d{4} .*\n\| ground truth \| 0\.\d{4}")
+
+    def test_towers_of_another_world_are_refused(self):
+        result = subprocess.run([sys.executable, "-m", "train", "--preset", "tiny", "--seed", "7", "--scorer", "dlrm", "--towers", str(self.towers),
+                                 "--out", str(Path(self.tmp.name) / "other")], cwd=ROOT, capture_output=True, text=True)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("is not a multi-tower model of preset tiny seed 7", result.stderr)
 
 
 class FocalLoss(unittest.TestCase):
