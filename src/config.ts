@@ -377,7 +377,7 @@ export const settings = {
     type: 'choice',
     values: ['precomputed', 'model'],
     default: 'precomputed',
-    doc: 'Fusion scoring: `precomputed` (first fusion layer split, W_ad·E_ad cached per ad) or `model` (the TorchScript `score` method).',
+    doc: 'Fusion scoring: `precomputed` (first fusion layer split, W_ad·E_ad cached per ad) or `model` (the TorchScript `score` method); a DLRM model directory (manifest `scorer` dlrm) always uses `model`.',
   },
   fusionPrecision: {
     env: 'ADSERVE_FUSION_PRECISION',

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from . import calibration
+from .dlrm import DLRM
 from .features import Featurizer
 from .fit import embed, predict
 from .metrics import binary_report, ece, reliability
@@ -14,8 +15,18 @@ from .slate import slate_quality
 from .world import sigmoid, true_ctr_logit
 
 
-def evaluate(model: AdModel, featurizer: Featurizer, test_rows: np.ndarray, calibrators: dict, ad_embeddings: np.ndarray,
+def evaluate(model: AdModel | DLRM, featurizer: Featurizer, test_rows: np.ndarray, calibrators: dict, ad_embeddings: np.ndarray,
              recall_requests: int, seed: int) -> dict:
+    report = ranking_report(model, featurizer, test_rows, calibrators)
+    report["retrieval"] = retrieval_recall(model, featurizer, test_rows, ad_embeddings, recall_requests, seed)
+    preset = featurizer.preset
+    requests = np.random.default_rng(seed + 2).choice(test_rows, size=min(preset.slate_requests, len(test_rows)), replace=False)
+    report["slate"] = slate_quality(model, featurizer, requests, calibrators, ad_embeddings, exhaustive_requests=preset.slate_exhaustive_requests)
+    return report
+
+
+def ranking_report(model: AdModel | DLRM, featurizer: Featurizer, test_rows: np.ndarray, calibrators: dict) -> dict:
+    """The scorer's CTR, CVR and CTCVR against the labels, beside the true probabilities' (the ceiling)."""
     log = featurizer.world.impressions
     click, conversion = log.click[test_rows], log.conversion[test_rows]
     ctr_logit, cvr_logit = predict(model, featurizer, test_rows)
@@ -35,10 +46,6 @@ def evaluate(model: AdModel, featurizer: Featurizer, test_rows: np.ndarray, cali
         "ctr_ece": {"before": ece(click, raw_ctr), "after": ece(click, ctr)},
         "cvr_ece": {"before": ece(conversion[clicked], raw_cvr[clicked]), "after": ece(conversion[clicked], cvr[clicked])},
     }
-    report["retrieval"] = retrieval_recall(model, featurizer, test_rows, ad_embeddings, recall_requests, seed)
-    preset = featurizer.preset
-    requests = np.random.default_rng(seed + 2).choice(test_rows, size=min(preset.slate_requests, len(test_rows)), replace=False)
-    report["slate"] = slate_quality(model, featurizer, requests, calibrators, ad_embeddings, exhaustive_requests=preset.slate_exhaustive_requests)
     return report
 
 

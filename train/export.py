@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from . import text
-from .features import (AD_NUMERIC, CONTEXT_NUMERIC, CTR_PRIOR_STRENGTH, CVR_PRIOR_STRENGTH, PAIR_FEATURES, USER_NUMERIC,
+from .dlrm import DLRM
+from .features import (AD_ID_COLUMNS, AD_NUMERIC, CONTEXT_NUMERIC, CTR_PRIOR_STRENGTH, CVR_PRIOR_STRENGTH, PAIR_FEATURES, USER_NUMERIC,
                        FeatureStore, Featurizer, ad_categorical, ad_numeric_raw, smoothed_logit)
 from .fit import embed
 from .model import AdModel
@@ -116,7 +117,7 @@ def feature_spec(preset: Preset, store: FeatureStore) -> dict:
     }
 
 
-def method_contracts(preset: Preset) -> dict:
+def method_contracts(preset: Preset, scorer: str) -> dict:
     d, tq, tt = preset.embedding_dim, preset.max_query_tokens, preset.max_title_tokens
     nu, na, nc, p = len(USER_NUMERIC) + 1, len(AD_NUMERIC), len(CONTEXT_NUMERIC), len(PAIR_FEATURES)
     return {
@@ -128,11 +129,13 @@ def method_contracts(preset: Preset) -> dict:
         "ad_embed": {"inputs": [["categorical", "int64", ["N", 4]], ["title", "int64", ["N", tt]], ["numeric", "float32", ["N", na]]],
                      "outputs": [["embedding", "float32", ["N", d]]]},
         "score": {"inputs": [["user", "float32", ["B", d]], ["context", "float32", ["B", d]], ["ads", "float32", ["B", "N", d]],
-                             ["pair", "float32", ["B", "N", p]]], "outputs": [["ctr_logit", "float32", ["B", "N"]], ["cvr_logit", "float32", ["B", "N"]]]},
+                             ["pair", "float32", ["B", "N", p]],
+                             *([["ad_ids", "int64", ["B", "N", len(AD_ID_COLUMNS)], AD_ID_COLUMNS]] if scorer == "dlrm" else [])],
+                  "outputs": [["ctr_logit", "float32", ["B", "N"]], ["cvr_logit", "float32", ["B", "N"]]]},
     }
 
 
-def check_torchscript(model: AdModel, path: Path, featurizer: Featurizer, rows: np.ndarray) -> float:
+def check_torchscript(model: AdModel | DLRM, path: Path, featurizer: Featurizer, rows: np.ndarray) -> float:
     """Loads model.pt back and returns the largest difference from the eager model over every method."""
     loaded = torch.jit.load(str(path))
     batch = featurizer.rows(rows)
@@ -151,9 +154,9 @@ def check_torchscript(model: AdModel, path: Path, featurizer: Featurizer, rows: 
             args = (t(batch.page_category[~search]), t(batch.page_product[~search]), t(batch.context_categorical[~search]), t(batch.context_numeric[~search]))
             pairs.append((model.context_embed_browse(*args), loaded.context_embed_browse(*args)))
         e = embed(model, batch)
-        ads = e.ad.unsqueeze(0).expand(len(rows), -1, -1)
-        pair = e.pair.unsqueeze(0).expand(len(rows), -1, -1)
-        eager, scripted = model.score(e.user, e.context, ads, pair), loaded.score(e.user, e.context, ads, pair)
+        candidates = [x.unsqueeze(0).expand(len(rows), *x.shape) for x in (e.ad, e.pair, e.ad_ids)]
+        arguments = (e.user, e.context, *candidates) if isinstance(model, DLRM) else (e.user, e.context, *candidates[:2])
+        eager, scripted = model.score(*arguments), loaded.score(*arguments)
         pairs += [(eager[0], scripted[0]), (eager[1], scripted[1])]
         for a, b in pairs:
             worst = max(worst, float((a - b).abs().max()))
@@ -210,7 +213,7 @@ def ad_records(ads: Ads, offset: int, campaigns: list[dict], rng: np.random.Gene
             for index in range(len(ads))]
 
 
-def export(directory: Path, model: AdModel, world: World, store: FeatureStore, featurizer: Featurizer, preset: Preset,
+def export(directory: Path, model: AdModel | DLRM, world: World, store: FeatureStore, featurizer: Featurizer, preset: Preset,
            calibrators: dict, report: dict, log=print) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     writer = TensorWriter(directory)
@@ -245,6 +248,7 @@ def export(directory: Path, model: AdModel, world: World, store: FeatureStore, f
     log(f"TorchScript round trip: max |eager - loaded| = {parity:.2e}")
 
     files = writer.finish()
+    scorer = "dlrm" if isinstance(model, DLRM) else "multitower"
     for name in ["catalog.json", "users.json", "model.pt"]:
         files[name] = {"sha256": sha256(directory / name)}
     manifest = {
@@ -252,11 +256,12 @@ def export(directory: Path, model: AdModel, world: World, store: FeatureStore, f
         "version": f"{preset.name}-{files['model.pt']['sha256'][:12]}",
         "preset": preset.name,
         "seed": preset.seed,
+        "scorer": scorer,
         "embedding_dim": preset.embedding_dim,
         "placements": PLACEMENTS,
         "categories": CATEGORIES,
         "features": feature_spec(preset, store),
-        "methods": method_contracts(preset),
+        "methods": method_contracts(preset, scorer),
         "calibration": calibrators,
         "torchscript_parity_max_abs_diff": parity,
         "metrics": summary_metrics(report),

@@ -145,6 +145,16 @@ def ad_categorical(advertiser, category, format_, bid_type) -> np.ndarray:
     return np.column_stack([advertiser + 1, category + 1, format_ + 1, bid_type + 1]).astype(np.int64)
 
 
+# Columns of a row's ad ids, the order the engine fills them in for a scorer that reads them (the DLRM).
+AD_ID_COLUMNS = ["ad", "campaign", "advertiser", "category"]
+
+
+def ad_ids(world: World, ad: np.ndarray) -> np.ndarray:
+    """[...] dense ad indexes -> [..., 4] int64 (ad, campaign code, advertiser, category), all 0-based."""
+    ads = world.ads
+    return np.stack([ad, ads.campaign[ad], ads.advertiser[ad], ads.category[ad]], axis=-1).astype(np.int64)
+
+
 def age_bucket_of_yob(yob: int) -> int:
     """Age bucket index + 1 from a year of birth (0 when unknown), against REFERENCE_YEAR."""
     if yob <= 0:
@@ -172,6 +182,7 @@ class Batch:
     ad_title: np.ndarray
     ad_numeric: np.ndarray
     pair: np.ndarray                 # [n, len(PAIR_FEATURES)]
+    ad_ids: np.ndarray               # [n, len(AD_ID_COLUMNS)]
 
     def take(self, index: np.ndarray) -> "Batch":
         return Batch(**{name: value[index] for name, value in vars(self).items()})
@@ -218,5 +229,5 @@ class Featurizer:
             query_tokens=tokens.astype(np.int64), page_category=(log.page_category[rows] + 1).astype(np.int64),
             page_product=np.where(product_ad >= 0, self.product_bucket[np.maximum(product_ad, 0)], 0).astype(np.int64),
             is_search=query >= 0, ad_categorical=store.ad_categorical[ad], ad_title=store.ad_title[ad], ad_numeric=store.ad_numeric[ad],
-            pair=self.pair_features(user, ad),
+            pair=self.pair_features(user, ad), ad_ids=ad_ids(self.world, ad),
         )

@@ -20,6 +20,7 @@ def markdown(report: dict) -> str:
     for head, label in [("ctr", "CTR"), ("cvr_on_clicks", "CVR (clicked rows)"), ("ctcvr", "CTCVR")]:
         for variant, metrics in report[head].items():
             lines.append(_row(f"{label}, {variant.replace('_', ' ')}", metrics))
+    lines += comparison_lines(report)
     lines += ["", f"CTR AUC gap to ground truth: {report['targets']['ctr_auc_gap']:.4f} (target ≤ 0.02, {'met' if report['targets']['ctr_auc_gap_met'] else 'NOT met'}); "
               f"CTR ECE after calibration: {report['ctr_ece']['after']:.4f} (target ≤ 0.01, {'met' if report['targets']['ctr_ece_met'] else 'NOT met'}).",
               "", "## CTR reliability (equal-mass bins)", "", "| bin | rows | predicted before | predicted after | observed |", "|---|---|---|---|---|"]
@@ -34,6 +35,22 @@ def markdown(report: dict) -> str:
             lines.append(f"| {k} | {value:.4f} | {retrieval[f'random@{k}']:.4f} |")
     lines += ["", f"Mean true CTR of the top 10 retrieved: {retrieval['true_ctr_of_top_10']['retrieved']:.4f} (best possible {retrieval['true_ctr_of_top_10']['best']:.4f}).", ""]
     return "\n".join(lines + slate_lines(report["slate"]))
+
+
+def comparison_lines(report: dict) -> list[str]:
+    """--scorer dlrm: the DLRM beside the multi-tower scorer it shares towers with, on the same test rows."""
+    if "comparison" not in report:
+        return []
+    loss = report["training"]["click_loss"]
+    loss_name = f"focal, gamma {loss['gamma']}" if loss["name"] == "focal" else loss["name"]
+    towers = report["comparison"]["multitower_training"].get("from", "trained in this run")
+    lines = ["", f"## Scorers on the same test rows (calibrated; DLRM click loss {loss_name}; towers: {towers})", "",
+             "| scorer | CTR AUC | CTR log loss | CTR ECE | CVR AUC (clicked) | CTCVR AUC | CTCVR log loss |", "|---|---|---|---|---|---|---|"]
+    for name, scored, variant in [("multi-tower", report["comparison"]["multitower"], "model_calibrated"), ("DLRM", report, "model_calibrated"),
+                                  ("ground truth", report, "ground_truth")]:
+        ctr, cvr, ctcvr = scored["ctr"][variant], scored["cvr_on_clicks"][variant], scored["ctcvr"][variant]
+        lines.append(f"| {name} | {ctr['auc']:.4f} | {ctr['log_loss']:.4f} | {ctr['ece']:.4f} | {cvr['auc']:.4f} | {ctcvr['auc']:.4f} | {ctcvr['log_loss']:.4f} |")
+    return lines + ["", "Cost per request of either scorer in the engine: `node dist/bench/engine.js` over each model directory (docs/dlrm.md)."]
 
 
 def slate_lines(slate: dict) -> list[str]:

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from . import calibration
-from .features import AD_NUMERIC, Featurizer
-from .fit import embed
+from .features import AD_NUMERIC, Featurizer, ad_ids
+from .fit import embed, score
 from .model import AdModel
 from .world import BID_TYPES, POSITION_BIAS, sigmoid, true_ctr_logit, true_cvr_logit
 
@@ -154,8 +154,8 @@ def model_probabilities(model: AdModel, featurizer: Featurizer, requests: Reques
     users = np.repeat(requests.user, ads.shape[1])
     pair = featurizer.pair_features(users, ads.reshape(-1)).reshape(*ads.shape, -1)
     with torch.no_grad():
-        ctr, cvr = model.score(requests.user_embedding, requests.context_embedding, torch.from_numpy(ad_embeddings[ads]),
-                               torch.from_numpy(pair))
+        ctr, cvr = score(model, requests.user_embedding, requests.context_embedding, torch.from_numpy(ad_embeddings[ads]),
+                         torch.from_numpy(pair), torch.from_numpy(ad_ids(featurizer.world, ads)))
     return calibration.apply(calibrators["ctr"], ctr.numpy()), calibration.apply(calibrators["cvr"], cvr.numpy())
 
 

@@ -74,6 +74,7 @@ class CatalogSnapshot {
   const float* embedding(size_t ad) const;
   int32_t category(size_t ad) const { return ad < ads_->size() ? ads_->category[ad] : added_->category[ad - ads_->size()]; }
   int32_t advertiser(size_t ad) const { return ad < ads_->size() ? ads_->advertiser[ad] : added_->advertiser[ad - ads_->size()]; }
+  uint32_t campaign(size_t ad) const { return ad < ads_->size() ? ads_->keys.campaign(ad) : added_->keys.campaign(ad - ads_->size()); }
   float prior(size_t ad) const { return (*prior_)[ad]; }
 
   // The request's filter over every ad of this snapshot (eligibility, targeting, exclusions); a

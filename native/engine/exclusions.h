@@ -31,6 +31,7 @@ class AdKeyTable {
   // Throws EngineError(InvalidArgument) unless every column holds keys.size() entries.
   void append(const AdKeys& keys);
   size_t size() const { return campaign_.size(); }
+  uint32_t campaign(size_t row) const { return campaign_[row]; }
 
  private:
   friend class Exclusions;

@@ -35,6 +35,7 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
   if (precision != "fp32" && precision != "bf16")
     throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32' or 'bf16'");
   if (mode == "precomputed") {
+    if (model.scoresIds()) throw EngineError(ErrorCode::InvalidArgument, "a scorer that takes ad ids needs fusion 'model'");
     c10::InferenceMode inference;
     const torch::Tensor w0 = model.parameter("fusion.0.weight");
     const auto d = static_cast<int64_t>(dim_);
@@ -103,9 +104,21 @@ void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& cont
     const torch::Tensor ads = torch::empty({1, width, d});
     for (int64_t j = 0; j < width; ++j)
       std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
+    torch::Tensor adIds;
+    if (model_.scoresIds()) {
+      adIds = torch::empty({1, width, 4}, torch::kInt64);
+      int64_t* ids = adIds.data_ptr<int64_t>();
+      for (int64_t j = 0; j < width; ++j) {
+        const auto ad = static_cast<size_t>(result.adIndex[j]);
+        ids[j * 4] = static_cast<int64_t>(ad);
+        ids[j * 4 + 1] = catalog.campaign(ad);
+        ids[j * 4 + 2] = catalog.advertiser(ad);
+        ids[j * 4 + 3] = catalog.category(ad);
+      }
+    }
     const auto row = static_cast<int64_t>(i);
     auto [ctr, cvr] = model_.score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads,
-                                   floats(pair, {1, width, static_cast<int64_t>(pairWidth)}));
+                                   floats(pair, {1, width, static_cast<int64_t>(pairWidth)}), adIds);
     ctr = ctr.contiguous();
     cvr = cvr.contiguous();
     result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);

@@ -23,7 +23,7 @@ namespace adserve {
 // DenseKernel, over all the batch's (request, candidate) rows in one pass.
 // "model": the TorchScript score method, one request per pass: a pass of several requests lets
 // BLAS round a request's scores differently depending on its neighbours (the shape picks its
-// blocking).
+// blocking). The only mode for a scorer that takes ad ids (the DLRM): it has no first layer to split.
 // "precomputed" runs the hidden layers after the first (the bulk of its FLOPs) in `precision`:
 // "fp32", or "bf16" (DenseKernel::Precision::kBf16); the first layer's parts and the heads stay
 // fp32. Either way a request's logits do not depend on the rest of its batch. Immutable after open; the

@@ -16,6 +16,11 @@ Model::Model(const std::string& path) {
   for (const char* method : {"user_embed", "context_embed_search", "context_embed_browse", "ad_embed", "score"}) {
     if (!module_.find_method(method)) throw EngineError(ErrorCode::Model, path + " has no method " + method);
   }
+  // The schema counts `self`: five arguments for the towers' scorer, six for one that takes ad ids.
+  const size_t scoreArguments = module_.get_method("score").function().getSchema().arguments().size();
+  if (scoreArguments != 5 && scoreArguments != 6)
+    throw EngineError(ErrorCode::Model, path + ": score takes " + std::to_string(scoreArguments - 1) + " inputs, not 4 or 5");
+  scoresIds_ = scoreArguments == 6;
 }
 
 torch::Tensor Model::call(const char* method, std::vector<torch::jit::IValue> inputs) const {
@@ -41,9 +46,12 @@ torch::Tensor Model::adEmbed(const torch::Tensor& categorical, const torch::Tens
 }
 
 std::tuple<torch::Tensor, torch::Tensor> Model::score(const torch::Tensor& user, const torch::Tensor& context, const torch::Tensor& ads,
-                                                      const torch::Tensor& pair) const {
+                                                      const torch::Tensor& pair, const torch::Tensor& adIds) const {
+  if (scoresIds_ != adIds.defined()) throw EngineError(ErrorCode::Model, scoresIds_ ? "score needs ad ids" : "score takes no ad ids");
   c10::InferenceMode inference;
-  auto output = module_.get_method("score")({user, context, ads, pair}).toTuple();
+  std::vector<torch::jit::IValue> inputs{user, context, ads, pair};
+  if (scoresIds_) inputs.emplace_back(adIds);
+  auto output = module_.get_method("score")(std::move(inputs)).toTuple();
   return {output->elements()[0].toTensor(), output->elements()[1].toTensor()};
 }
 

@@ -153,7 +153,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     adPrior: Float32Array.from({ length: catalog.size }, (_, ad) => adPrior(ad, history, catalog, settings.light)),
     targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
     adKeys: adKeys(catalog),
-    fusion: settings.fusion,
+    fusion: fusionFor(model, settings.fusion),
     ...(settings.fusionPrecision !== undefined ? { fusionPrecision: settings.fusionPrecision } : {}),
     ...(settings.fusionKernel !== undefined ? { fusionKernel: settings.fusionKernel } : {}),
     similarityWeight: settings.light.similarity,
@@ -164,6 +164,14 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     index: settings.indexCacheDir ? { ...settings.index, cacheFile: indexCacheFile(settings.indexCacheDir, model, settings.index) } : settings.index,
     batching: settings.batching,
   };
+}
+
+/**
+ * The configured fusion, except for a DLRM: it has no first fusion layer to split per ad, so it
+ * always runs its TorchScript `score` ('model').
+ */
+export function fusionFor(model: ModelDir, configured: EngineSettings['fusion']): EngineSettings['fusion'] {
+  return model.manifest.scorer === 'dlrm' ? 'model' : configured;
 }
 
 /** A cached index is named after everything that shapes it; search-time settings (nprobe, efSearch) are not among them. */

@@ -15,9 +15,14 @@ export interface TensorEntry {
   sha256: string;
 }
 
+/** The ranking score a model directory's model.pt carries (docs/dlrm.md); a manifest that names none has the multi-tower's. */
+export const scorers = ['multitower', 'dlrm'] as const;
+export type Scorer = (typeof scorers)[number];
+
 export interface Manifest {
   manifest_version: number;
   version: string;
+  scorer?: Scorer;
   embedding_dim: number;
   placements: string[];
   categories: string[];
@@ -70,6 +75,9 @@ const servedFiles = [
 export function readModelDir(dir: string): ModelDir {
   const manifest = readJson<Manifest>(path.join(dir, 'manifest.json'));
   if (manifest.manifest_version !== 1) throw new ModelDirError(`${dir}: unsupported manifest_version ${manifest.manifest_version}`);
+  const scorer: unknown = manifest.scorer ?? 'multitower';
+  if (!scorers.includes(scorer as Scorer))
+    throw new ModelDirError(`${dir}: manifest names scorer ${JSON.stringify(scorer)}; this engine serves ${scorers.join(', ')}`);
   for (const name of servedFiles) {
     if (!manifest.files[name]) throw new ModelDirError(`${dir}: manifest lists no ${name}`);
   }

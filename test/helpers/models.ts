@@ -10,11 +10,16 @@ import path from 'node:path';
 import { type Manifest, rehashManifestFile } from '../../src/engine/model_dir';
 import { tinyModelDir } from '../setup/tiny_model';
 
+/** A copy of a model directory that a test may damage. */
+export function copyOfModel(source: string, label: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), `adserve-${label}-`));
+  cpSync(source, dir, { recursive: true });
+  return dir;
+}
+
 /** A copy of the tiny model directory that a test may damage. */
 export function copyOfTinyModel(label: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), `adserve-${label}-`));
-  cpSync(tinyModelDir, dir, { recursive: true });
-  return dir;
+  return copyOfModel(tinyModelDir, label);
 }
 
 /** Overwrites a float32 file with `value` everywhere, keeping its size. */

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { projectRoot } from '../../src/paths';
 
 export const tinyModelDir = path.join(projectRoot, 'build', 'test-models', 'tiny');
+/** The DLRM scorer over the tiny model's towers (a second or two more). */
+export const tinyDlrmModelDir = path.join(projectRoot, 'build', 'test-models', 'tiny-dlrm');
 
 export default function setup(): void {
   const trainDir = path.join(projectRoot, 'train');
@@ -17,9 +19,14 @@ export default function setup(): void {
     .sort())
     digest.update(name).update(readFileSync(path.join(trainDir, name)));
   const want = digest.digest('hex');
-  const stamp = path.join(tinyModelDir, '.stamp');
+  trainOnce(tinyModelDir, want, []);
+  trainOnce(tinyDlrmModelDir, want, ['--scorer', 'dlrm', '--towers', tinyModelDir]);
+}
+
+function trainOnce(dir: string, want: string, extraArguments: string[]): void {
+  const stamp = path.join(dir, '.stamp');
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
-  rmSync(tinyModelDir, { recursive: true, force: true });
-  execFileSync('/usr/bin/python3', ['-m', 'train', '--preset', 'tiny', '--out', tinyModelDir, '--threads', '1'], { cwd: projectRoot, stdio: 'pipe' });
+  rmSync(dir, { recursive: true, force: true });
+  execFileSync('/usr/bin/python3', ['-m', 'train', '--preset', 'tiny', '--out', dir, '--threads', '1', ...extraArguments], { cwd: projectRoot, stdio: 'pipe' });
   writeFileSync(stamp, want);
 }
