@@ -79,6 +79,8 @@ const env = {
   ADSERVE_EVENT_TOKEN_TTL_SECONDS: String(tokenTtlSeconds),
   ADSERVE_ATTRIBUTION_WINDOW_SECONDS: '20',
   ADSERVE_LEDGER_SNAPSHOT_EVENTS: options['snapshot-events'],
+  // The per-second stall maximum must see stalls of a few milliseconds, which the default sampling interval misses most of.
+  ADSERVE_EVENT_LOOP_LAG_RESOLUTION_MS: '1',
 };
 
 // Idle sockets are closed well before the daemon's 10 s idle timeout, which would otherwise reset one just as it is reused.

@@ -287,7 +287,7 @@ async function main(): Promise<void> {
   addon.configure({ workerThreads: config.workerThreads, computeThreads: config.computeThreads, queueCapacity: config.queueCapacity });
   const build = addon.buildInfo();
   log.info('native engine', { ...build });
-  const metrics = createMetrics(build, version);
+  const metrics = createMetrics(build, version, config.eventLoopLagResolutionMs);
   const tokenKeys = eventTokenKeys(config);
   if (config.eventTokenKey === '') log.warn('no eventTokenKey configured: event tokens are signed with a random key and stop verifying after a restart');
   const servings = (): Serving[] => [decision.serving, decision.challenger?.serving].filter((serving): serving is Serving => serving !== undefined);

@@ -218,10 +218,15 @@ function registerDecisionObservations(registry: Registry): DecisionObservations 
   return new DecisionObservations(series, stageLabels.length);
 }
 
-export function createMetrics(build: BuildInfo, version: string): Metrics {
+/**
+ * With `eventLoopLagResolutionMs` the registry also exports Node's process metrics (prom-client's
+ * defaults: CPU, memory, GC, event-loop lag). Only the registry /metrics serves needs them: their
+ * lag monitor is a timer that wakes the JS thread every `eventLoopLagResolutionMs` even when no
+ * request arrives, so a registry nobody scrapes must not start one.
+ */
+export function createMetrics(build: BuildInfo, version: string, eventLoopLagResolutionMs?: number): Metrics {
   const registry = new Registry();
-  // 1 ms: at the default 10 ms the event-loop lag metrics cannot see the few-millisecond stalls that matter here.
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1 });
+  if (eventLoopLagResolutionMs !== undefined) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: eventLoopLagResolutionMs });
   const info = new Gauge({
     name: 'adserve_build_info',
     help: 'Versions of adserve and of the native libraries it runs on (always 1).',
