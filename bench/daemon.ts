@@ -26,11 +26,15 @@ export function daemonEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 /**
  * Starts a daemon; unless `env` names one, it gets a fresh data directory (its own spend ledger).
  * Resolves once its start-up load has finished (the "started" line), or with `until: 'listening'`
- * as soon as it listens, while the load still runs.
+ * as soon as it listens, while the load still runs. `root` is the checkout whose dist/ and build/
+ * run (another build's, to compare two builds in one run).
  */
-export async function startDaemon(env: Record<string, string> = {}, { until = 'started' }: { until?: 'listening' | 'started' } = {}): Promise<Daemon> {
+export async function startDaemon(
+  env: Record<string, string> = {},
+  { until = 'started', root = projectRoot }: { until?: 'listening' | 'started'; root?: string } = {},
+): Promise<Daemon> {
   const dataDir = env.ADSERVE_DATA_DIR ?? benchTempDir('data-');
-  const child = spawn(process.execPath, ['--expose-gc', path.join(projectRoot, 'dist', 'src', 'main.js')], {
+  const child = spawn(process.execPath, ['--expose-gc', path.join(root, 'dist', 'src', 'main.js')], {
     env: daemonEnv({ ADSERVE_DATA_DIR: dataDir, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,13 +4,21 @@
 //   engine          the engine without HTTP: index kinds, fusion modes, recall vs exact (bench/engine.ts)
 //   precision       fusionPrecision fp32 vs bf16: CTR AUC on the model's test rows, |ΔpCTR|, fusion speed (bench/precision.ts)
 //   saturation      fixed-rate steps to the knee, unloaded and WebSocket runs, SVG plot (bench/saturation.ts)
+//   idle            CPU per request at a fixed rate vs at saturation, idle CPU, cores per thread group (bench/idle.ts)
 //   soak            millions of events through the local ledger while ads are served, then kill -9 and recovery (bench/soak.ts)
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import { projectRoot } from '../src/paths';
 
-const scenarios: Record<string, string> = { http: './run', engine: './engine', precision: './precision', saturation: './saturation', soak: './soak' };
+const scenarios: Record<string, string> = {
+  http: './run',
+  engine: './engine',
+  precision: './precision',
+  saturation: './saturation',
+  idle: './idle',
+  soak: './soak',
+};
 
 const requested = process.argv[2] && !process.argv[2].startsWith('-') ? process.argv.splice(2, 1)[0]! : 'http';
 const target = scenarios[requested];
