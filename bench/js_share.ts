@@ -129,7 +129,8 @@ async function main(): Promise<void> {
   for (const body of bodies) recorded.set(body, await serving.engine.score(body, 1000, new Uint32Array(0)));
   const replay = replaying(serving, recorded);
   const build = addon.buildInfo();
-  const signingKey = signingKeyOf(Buffer.from('js-share-bench-key'));
+  const signingSecret = Buffer.from('js-share-bench-key');
+  const signingKey = signingKeyOf(signingSecret);
 
   // Pacing draws from a seeded sequence, so both builds see the same exclusions.
   const context: DecisionContext = {
@@ -148,8 +149,16 @@ async function main(): Promise<void> {
     const baseline = require(path.join(root, 'src', 'pipeline', 'ad_decision.js')) as { decideAds: Decide };
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const baselineMetrics = require(path.join(root, 'src', 'metrics.js')) as { createMetrics: typeof createMetrics };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const baselineTokens = require(path.join(root, 'src', 'money', 'event_token.js')) as { signingKeyOf: typeof signingKeyOf };
     // Builds before the stage split read only the fields they know and take Math.random for pacing.
-    const baselineContext = { ...context, metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics, scratch: new DecisionScratch() };
+    // Each build seals with its own key object: how a key hands out salts is the build's own.
+    const baselineContext = {
+      ...context,
+      metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics,
+      signingKey: baselineTokens.signingKeyOf(signingSecret) as unknown as SigningKey,
+      scratch: new DecisionScratch(),
+    };
     pipelines.push({
       name: `baseline (${path.relative(projectRoot, root)})`,
       decide: baseline.decideAds,
