@@ -199,7 +199,10 @@ async function main(): Promise<void> {
     minCpuMicros: Math.min(...cpuMicros),
     medianWallMicros: median(roundMicros),
     minWallMicros: Math.min(...roundMicros),
+    cpuMicrosPerRound: cpuMicros,
   }));
+  // Round r of the two builds ran back to back, so their ratio shows how far the load moved between builds.
+  const pairedRatios = pipelines.length === 2 ? pipelines[0]!.cpuMicros.map((micros, round) => micros / pipelines[1]!.cpuMicros[round]!) : [];
   const stages = await stageMeans(context.metrics);
   const sealing = sealingMicros(signingKey, rounds);
   const date = new Date().toISOString();
@@ -211,6 +214,7 @@ async function main(): Promise<void> {
     requests: bodies.length,
     rounds,
     rows,
+    pairedRatios,
     stageMeanMicros: stages,
     sealing,
   };
@@ -228,7 +232,14 @@ async function main(): Promise<void> {
     ),
     '',
   ];
-  if (rows.length === 2) lines.push(`This build / baseline, median CPU: ${(rows[0]!.medianCpuMicros / rows[1]!.medianCpuMicros).toFixed(3)}×`, '');
+  if (rows.length === 2) {
+    const sorted = [...pairedRatios].sort((a, b) => a - b);
+    const quartile = (q: number): string => sorted[Math.floor(q * (sorted.length - 1))]!.toFixed(3);
+    lines.push(
+      `This build / baseline, median CPU: ${(rows[0]!.medianCpuMicros / rows[1]!.medianCpuMicros).toFixed(3)}×; per round (the two builds back to back): median ${median(pairedRatios).toFixed(3)}×, quartiles ${quartile(0.25)}–${quartile(0.75)}×, ${pairedRatios.filter((ratio) => ratio < 1).length} of ${pairedRatios.length} rounds under 1.`,
+      '',
+    );
+  }
   lines.push(
     "This build's own stages, mean wall µs per request over every round (adserve_stage_duration_seconds; encode includes event-token sealing):",
     '',
