@@ -129,7 +129,8 @@ async function main(): Promise<void> {
   for (const body of bodies) recorded.set(body, await serving.engine.score(body, 1000, new Uint32Array(0)));
   const replay = replaying(serving, recorded);
   const build = addon.buildInfo();
-  const signingKey = signingKeyOf(Buffer.from('js-share-bench-key'));
+  const signingSecret = Buffer.from('js-share-bench-key');
+  const signingKey = signingKeyOf(signingSecret);
 
   // Pacing draws from a seeded sequence, so both builds see the same exclusions.
   const context: DecisionContext = {
@@ -148,8 +149,16 @@ async function main(): Promise<void> {
     const baseline = require(path.join(root, 'src', 'pipeline', 'ad_decision.js')) as { decideAds: Decide };
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const baselineMetrics = require(path.join(root, 'src', 'metrics.js')) as { createMetrics: typeof createMetrics };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const baselineTokens = require(path.join(root, 'src', 'money', 'event_token.js')) as { signingKeyOf: typeof signingKeyOf };
     // Builds before the stage split read only the fields they know and take Math.random for pacing.
-    const baselineContext = { ...context, metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics, scratch: new DecisionScratch() };
+    // Each build seals with its own key object: how a key hands out salts is the build's own.
+    const baselineContext = {
+      ...context,
+      metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics,
+      signingKey: baselineTokens.signingKeyOf(signingSecret) as unknown as SigningKey,
+      scratch: new DecisionScratch(),
+    };
     pipelines.push({
       name: `baseline (${path.relative(projectRoot, root)})`,
       decide: baseline.decideAds,
@@ -190,7 +199,10 @@ async function main(): Promise<void> {
     minCpuMicros: Math.min(...cpuMicros),
     medianWallMicros: median(roundMicros),
     minWallMicros: Math.min(...roundMicros),
+    cpuMicrosPerRound: cpuMicros,
   }));
+  // Round r of the two builds ran back to back, so their ratio shows how far the load moved between builds.
+  const pairedRatios = pipelines.length === 2 ? pipelines[0]!.cpuMicros.map((micros, round) => micros / pipelines[1]!.cpuMicros[round]!) : [];
   const stages = await stageMeans(context.metrics);
   const sealing = sealingMicros(signingKey, rounds);
   const date = new Date().toISOString();
@@ -202,6 +214,7 @@ async function main(): Promise<void> {
     requests: bodies.length,
     rounds,
     rows,
+    pairedRatios,
     stageMeanMicros: stages,
     sealing,
   };
@@ -219,7 +232,14 @@ async function main(): Promise<void> {
     ),
     '',
   ];
-  if (rows.length === 2) lines.push(`This build / baseline, median CPU: ${(rows[0]!.medianCpuMicros / rows[1]!.medianCpuMicros).toFixed(3)}×`, '');
+  if (rows.length === 2) {
+    const sorted = [...pairedRatios].sort((a, b) => a - b);
+    const quartile = (q: number): string => sorted[Math.floor(q * (sorted.length - 1))]!.toFixed(3);
+    lines.push(
+      `This build / baseline, median CPU: ${(rows[0]!.medianCpuMicros / rows[1]!.medianCpuMicros).toFixed(3)}×; per round (the two builds back to back): median ${median(pairedRatios).toFixed(3)}×, quartiles ${quartile(0.25)}–${quartile(0.75)}×, ${pairedRatios.filter((ratio) => ratio < 1).length} of ${pairedRatios.length} rounds under 1.`,
+      '',
+    );
+  }
   lines.push(
     "This build's own stages, mean wall µs per request over every round (adserve_stage_duration_seconds; encode includes event-token sealing):",
     '',

@@ -68,6 +68,8 @@ export interface Metrics {
   shed: Counter;
   overdelivery: Counter;
   armRequests: Counter<'arm' | 'model'>;
+  /** Counts one decision of an arm's model in adserve_arm_requests_total, added to the counter at the next read. */
+  armRequest(arm: 'a' | 'b', model: string): void;
   calibration: Record<'impressions' | 'predictedClicks' | 'clicks' | 'predictedConversions' | 'conversions', Counter<'placement' | 'model'>>;
   spend: Counter<'bid_type'>;
   events: Counter<'type' | 'outcome'>;
@@ -248,6 +250,22 @@ export function createMetrics(build: BuildInfo, version: string, eventLoopLagRes
   // Bound once, indexed by NoFillReason, so a no-fill pays no label lookup; None has no series.
   const noFillSeries = noFillReasonLabels.map((reason) => (reason === '' ? undefined : noFillCounts.labels({ reason })));
   for (const series of noFillSeries) series?.inc(0);
+  // Decisions per arm and model since the last read: a Map lookup per decision instead of
+  // prom-client's label hashing; a model without decisions over a whole read interval is dropped.
+  const armCounts = { a: new Map<string, number>(), b: new Map<string, number>() };
+  const armRequestCounts = new Counter<'arm' | 'model'>({
+    ...armRequests,
+    registers: [registry],
+    collect() {
+      for (const arm of ['a', 'b'] as const) {
+        for (const [model, count] of armCounts[arm]) {
+          if (count === 0) armCounts[arm].delete(model);
+          else this.inc({ arm, model }, count);
+        }
+        for (const model of armCounts[arm].keys()) armCounts[arm].set(model, 0);
+      }
+    },
+  });
   return {
     registry,
     requestDuration: new Histogram({ ...requestDuration, registers: [registry] }),
@@ -255,7 +273,8 @@ export function createMetrics(build: BuildInfo, version: string, eventLoopLagRes
     degraded: counter(counters.degraded),
     shed: counter(counters.shed),
     overdelivery: counter(counters.overdelivery),
-    armRequests: counter(armRequests),
+    armRequests: armRequestCounts,
+    armRequest: (arm, model) => armCounts[arm].set(model, (armCounts[arm].get(model) ?? 0) + 1),
     calibration,
     spend: moneySpend,
     events: eventCounts,

@@ -63,13 +63,16 @@ export class SigningKey {
     return this.header;
   }
 
-  /** The next salt (epoch | counter) and the key to seal with. */
-  nextSeal(): { salt: Buffer; key: Buffer } {
-    const salt = Buffer.allocUnsafe(saltBytes);
-    this.epoch.copy(salt, 0);
-    salt.writeBigUInt64BE(this.counter, epochBytes);
+  /**
+   * Writes the next salt (epoch | counter) at the start of `sealed` and its GCM nonce into `nonce`;
+   * returns the key to seal with.
+   */
+  nextSeal(sealed: Buffer, nonce: Buffer): Buffer {
+    this.epoch.copy(sealed, 0);
+    sealed.writeBigUInt64BE(this.counter, epochBytes);
+    sealed.copy(nonce, 4, epochBytes, saltBytes);
     this.counter = (this.counter + 1n) & 0xffff_ffff_ffff_ffffn;
-    return { salt, key: this.epochKey };
+    return this.epochKey;
   }
 
   /** The key a salt names; `remember` once a token under it opened, so forged salts fill nothing. */
@@ -105,41 +108,36 @@ function nonceOf(salt: Buffer): Buffer {
   return nonce;
 }
 
-/** The sealing nonce, rewritten per token: createCipheriv copies it, and the JS thread seals one token at a time. */
+// Sealing's working buffers, rewritten per token: createCipheriv copies the nonce, the cipher
+// copies its input, and the JS thread seals one token at a time.
 const sealingNonce = Buffer.alloc(12);
+/** Room for the contents of any token whose fields fit maxEventTokenLength; longer ones get their own buffer. */
+const plaintextScratch = Buffer.allocUnsafe(3 * maxEventTokenLength);
+const sealedScratch = Buffer.allocUnsafe(saltBytes + plaintextScratch.length + tagBytes);
 
 export function signEventToken(fields: EventTokenFields, key: SigningKey): string {
-  const plaintext = Buffer.from(
-    JSON.stringify([
-      fields.requestId,
-      fields.adId,
-      fields.slot,
-      fields.bidType,
-      fields.priceMicros,
-      fields.issuedMs,
-      fields.expiresMs,
-      fields.userId,
-      Math.round(fields.pCtr * 1e6) / 1e6,
-      Math.round(fields.pCvr * 1e6) / 1e6,
-      fields.placement,
-      fields.modelVersion,
-      // Only test traffic carries the flag, so other tokens keep the twelve fields tokens always had.
-      ...(fields.test ? [1] : []),
-    ]),
+  const pCtr = Math.round(fields.pCtr * 1e6) / 1e6;
+  const pCvr = Math.round(fields.pCvr * 1e6) / 1e6;
+  const { requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, placement, modelVersion } = fields;
+  const contents = JSON.stringify(
+    // Only test traffic carries the flag, so other tokens keep the twelve fields tokens always had.
+    fields.test
+      ? [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion, 1]
+      : [requestId, adId, slot, bidType, priceMicros, issuedMs, expiresMs, userId, pCtr, pCvr, placement, modelVersion],
   );
-  const { salt, key: sealingKey } = key.nextSeal();
-  salt.copy(sealingNonce, 4, epochBytes, saltBytes);
+  // UTF-8 takes at most three bytes per UTF-16 unit, so a string this short always fits the scratch.
+  const plaintext =
+    contents.length <= maxEventTokenLength ? plaintextScratch.subarray(0, plaintextScratch.write(contents, 'utf8')) : Buffer.from(contents, 'utf8');
+  const sealed = saltBytes + plaintext.length + tagBytes <= sealedScratch.length ? sealedScratch : Buffer.allocUnsafe(saltBytes + plaintext.length + tagBytes);
+  const sealingKey = key.nextSeal(sealed, sealingNonce);
   const cipher = createCipheriv('aes-256-gcm', sealingKey, sealingNonce, { authTagLength: tagBytes });
   const header = key.sealingHeader();
   cipher.setAAD(header.bytes);
-  const body = cipher.update(plaintext);
-  const tail = cipher.final();
-  const sealed = Buffer.allocUnsafe(saltBytes + body.length + tail.length + tagBytes);
-  salt.copy(sealed, 0);
-  body.copy(sealed, saltBytes);
-  tail.copy(sealed, saltBytes + body.length);
-  cipher.getAuthTag().copy(sealed, saltBytes + body.length + tail.length);
-  return `${header.text}.${sealed.toString('base64url')}`;
+  let length = saltBytes;
+  length += cipher.update(plaintext).copy(sealed, length);
+  length += cipher.final().copy(sealed, length);
+  length += cipher.getAuthTag().copy(sealed, length);
+  return `${header.text}.${sealed.toString('base64url', 0, length)}`;
 }
 
 export class EventTokenError extends Error {}

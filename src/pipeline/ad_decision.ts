@@ -72,7 +72,7 @@ export async function decideAds(body: Uint8Array, context: DecisionContext): Pro
   const excluded = await excludedCampaigns(serving, parsed.userId, parsed.tmaxMs - (clock.monotonic() - started), clock, context.random, scratch);
   const exclusionsMs = observe(metrics, 'exclusions', mark, clock.monotonic());
   const result = await scoreCandidates(serving.engine, body, parsed.tmaxMs - (clock.monotonic() - started), excluded, parsed.personalised);
-  metrics.armRequests.inc({ arm, model: serving.modelVersion });
+  metrics.armRequest(arm, serving.modelVersion);
   if (result.degraded) metrics.degraded.inc();
   const { decisions } = metrics;
   decisions.batch(result.batchSize, result.queueWaitNs / 1e9);

@@ -73,6 +73,22 @@ describe('event tokens', () => {
     }
   });
 
+  it('seal contents of any length and width byte for byte, each token its own text once the next is sealed', () => {
+    const secret = Buffer.from('event-token-long-key');
+    const sealer = signingKeyOf(secret);
+    // Three bytes per character, up to the longest contents sealed in place and past it (such
+    // tokens are too long to be accepted back, but sealing them must stay exact).
+    const texts = [1900, 2100, 5].map((length) => ({ ...fields, requestId: '\u2615'.repeat(length) }));
+    const tokens = texts.map((tokenFields) => signEventToken(tokenFields, sealer));
+    const flagged = { ...fields, test: true };
+    const testToken = signEventToken(flagged, sealer);
+    for (let i = 0; i < texts.length; i++) {
+      expect(tokens[i]).toBe(plainToken(texts[i]!, secret, Buffer.from(tokens[i]!.split('.')[2]!, 'base64url').subarray(0, 16)));
+    }
+    expect(verifyEventToken(tokens[2]!, [sealer], 5_000)).toEqual(texts[2]);
+    expect(verifyEventToken(testToken, [sealer], 5_000)).toEqual(flagged);
+  });
+
   it('round-trips the frozen auction fields', () => {
     const token = signEventToken(fields, key);
     expect(token).toMatch(/^v2\.[0-9a-f]{8}\.[A-Za-z0-9_-]+$/);
