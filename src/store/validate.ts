@@ -3,7 +3,8 @@
 // keys in a fixed order), so that equal requests hash equally for idempotency.
 import { createHash } from 'node:crypto';
 
-import type { Config } from '../config';
+import { type Config, placementNames } from '../config';
+import { DeviceType } from '../protocol/schema';
 import type { TargetingCriterion } from '../catalog/catalog_json';
 import { isKnownTimeZone } from '../catalog/time_zone';
 import { StoreValidationError } from './errors';
@@ -39,6 +40,23 @@ const localTimePattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$
 const fail = (field: string, message: string): never => {
   throw new StoreValidationError(field, message);
 };
+
+/** The names the engine's placement and device criteria match (case aside); any other would never match, and the engine refuses it. */
+const criterionNames: Partial<Record<TargetingCriterion['type'], readonly string[]>> = {
+  placement: placementNames,
+  device: Object.keys(DeviceType)
+    .filter((name) => Number.isNaN(Number(name)) && name !== 'Unknown')
+    .map((name) => name.toLowerCase()),
+};
+const keywordTypes: ReadonlySet<TargetingCriterion['type']> = new Set(['exact', 'phrase', 'broad', 'negative']);
+
+/** Refuses here what the engine would refuse when the ad is embedded, so the caller hears of it. */
+function checkCriterionValue(type: TargetingCriterion['type'], value: string, field: string): void {
+  const names = criterionNames[type];
+  if (names && !names.includes(value.toLowerCase())) fail(field, `must be one of ${names.join(', ')} for a ${type} criterion`);
+  // Keywords match by their ASCII letters and digits; one without any would match nothing.
+  if (keywordTypes.has(type) && !/[A-Za-z0-9]/.test(value)) fail(field, 'a keyword needs at least one letter or digit');
+}
 
 class Body {
   readonly record: Record<string, unknown>;
@@ -162,6 +180,7 @@ class Body {
         if (typeof criterionValue !== 'string' || criterionValue.length === 0 || criterionValue.length > maxText)
           fail(`${field}.value`, 'must be a non-empty string');
         if (not !== undefined && typeof not !== 'boolean') fail(`${field}.not`, 'must be a boolean');
+        checkCriterionValue(type as TargetingCriterion['type'], criterionValue as string, `${field}.value`);
         const checked: TargetingCriterion = { type: type as TargetingCriterion['type'], value: criterionValue as string };
         if (not === true) checked.not = true;
         return checked;

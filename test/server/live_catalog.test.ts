@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
@@ -117,9 +118,25 @@ describe('one node on SQLite', () => {
   });
 
   it('leaves out an ad the engine refuses without holding back the changes after it', async () => {
-    // Stored (the store checks criterion types, not placement names), but no engine can index it.
-    const refused = liveAd('ad-refused', 'camp-one', { targeting: [[{ type: 'placement', value: 'billboard' }]] });
-    expect((await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', refused)).status).toBe(201);
+    const billboard = [[{ type: 'placement', value: 'billboard' }]];
+    // The API refuses a placement no engine knows...
+    const refusedByApi = await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', liveAd('ad-refused', 'camp-one', { targeting: billboard }));
+    expect(refusedByApi).toMatchObject({ status: 422, json: { error: { field: 'targeting[0][0].value' } } });
+    // ...but a row an older version wrote (here: straight into the database, with its change) still reaches the engine, which refuses it.
+    expect((await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', liveAd('ad-refused', 'camp-one'))).status).toBe(201);
+    const database = new Database(path.join(daemon.dataDir, 'catalog.sqlite'));
+    try {
+      database.transaction(() => {
+        const seq = (database.prepare('update change_sequence set last_seq = last_seq + 1 where id = 1 returning last_seq').get() as { last_seq: number })
+          .last_seq;
+        database.prepare('update ads set targeting = ?, version = version + 1 where id = ?').run(JSON.stringify(billboard), 'ad-refused');
+        database
+          .prepare("insert into changes (seq, entity, entity_id, version, op, at, fields) values (?, 'ad', 'ad-refused', 2, 'update', ?, 'targeting')")
+          .run(seq, Date.now());
+      })();
+    } finally {
+      database.close();
+    }
     expect((await admin(daemon.url, 'POST', '/v1/admin/catalog/ads', liveAd('ad-after', 'camp-one'))).status).toBe(201);
     await within(daemon.url, 1000, wins('ad-after'));
     expect(daemon.output()).toMatch(/"msg":"ad not served: the engine refused it","ad":"ad-refused"/);

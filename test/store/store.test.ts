@@ -207,6 +207,20 @@ describe.each(backends)('catalog store on %s', (backend) => {
       ],
       [{ targeting: [[{ type: 'geo', value: '' }]] }, 'targeting[0][0].value'],
       [{ targeting: [[{ type: 'geo', value: 'US', not: 'yes' }]] }, 'targeting[0][0].not'],
+      // Names and keywords the engine could never match are refused here, not when the ad is embedded.
+      [{ targeting: [[{ type: 'placement', value: 'billboard' }]] }, 'targeting[0][0].value'],
+      [
+        {
+          targeting: [
+            [
+              { type: 'device', value: 'Mobile' },
+              { type: 'device', value: 'watch' },
+            ],
+          ],
+        },
+        'targeting[0][1].value',
+      ],
+      [{ targeting: [[{ type: 'exact', value: '!!!' }]] }, 'targeting[0][0].value'],
       [{ targeting: { geo: 'US' } }, 'targeting'],
       [{ status: 'archived' }, 'status'],
       [{ advertiser_id: 'adv-missing' }, 'advertiser_id'],
