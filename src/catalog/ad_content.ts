@@ -16,21 +16,11 @@ export const adContentChanged = (fields: readonly string[]): boolean => fields.s
 /** Whether a campaign change of these fields needs every ad of it embedded again. */
 export const campaignContentChanged = (fields: readonly string[]): boolean => fields.some((field) => field === '*' || campaignContentFields.has(field));
 
-export interface AdContent {
-  campaign_id: string;
-  advertiser_id: string;
-  product_id: string;
-  category: string;
-  format: string;
-  title: string;
-  landing_url: string;
-  image_url: string;
-  price_micros: number;
-  landing_quality: number;
-  rating: number;
-  targeting?: Rules | null;
-  policy_flags?: readonly string[] | null;
-}
+/** The fields of an ad row (catalog.json's or the store's) it is served with. */
+export type AdContent = Pick<
+  CatalogAd,
+  'campaign_id' | 'advertiser_id' | 'product_id' | 'category' | 'format' | 'title' | 'landing_url' | 'image_url' | 'price_micros' | 'landing_quality' | 'rating'
+> & { targeting?: Rules | null; policy_flags?: readonly string[] | null };
 
 /** Whether two versions of an ad are served alike (for a store row against a model's catalog.json entry). */
 export function sameAdContent(a: AdContent, b: CatalogAd): boolean {
