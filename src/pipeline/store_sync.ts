@@ -17,7 +17,7 @@ import type { Money } from '../money/money';
 import type { StoreEntity } from '../store/errors';
 import type { ChangeFollower } from '../store/follow';
 import type { CatalogStore } from '../store/store';
-import type { AdRow, AdvertiserRow, CampaignRow, Change } from '../store/types';
+import type { AdRow, AdvertiserRow, CampaignRow, Change, Page } from '../store/types';
 
 /** Ads embedded per addAds call: one ad-tower pass and one published snapshot each. */
 const embedBatch = 1000;
@@ -91,6 +91,18 @@ function inFlight(row: CampaignRow, nowMs: number): boolean {
   const { day, msIntoDay } = localDay(nowMs, row.time_zone);
   const wallClock = new Date(day * 86_400_000 + msIntoDay).toISOString().slice(0, 19);
   return (row.flight_start === null || wallClock >= row.flight_start) && (row.flight_end === null || wallClock < row.flight_end);
+}
+
+/** Every row of a list, read a page of 1,000 at a time by its cursor. */
+async function everyPage<Row>(list: (page: { limit: number; cursor?: string }) => Promise<Page<Row>>): Promise<Row[]> {
+  const rows: Row[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+    rows.push(...page.items);
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor !== undefined);
+  return rows;
 }
 
 export interface StoreSyncOptions {
@@ -229,22 +241,11 @@ export class StoreSync {
    */
   private async everyRow(serving: Serving, modelCatalog: CatalogJson): Promise<Rows> {
     const { store } = this.options;
-    const all = async <Row>(list: (cursor: string | undefined) => Promise<{ items: Row[]; next_cursor: string | null }>): Promise<Row[]> => {
-      const items: Row[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await list(cursor);
-        items.push(...page.items);
-        cursor = page.next_cursor ?? undefined;
-      } while (cursor !== undefined);
-      return items;
-    };
-    const page = (cursor: string | undefined) => ({ limit: 1000, ...(cursor ? { cursor } : {}) });
     const { catalog } = serving;
-    const ads = await all((cursor) => store.listAds(page(cursor)));
-    const campaigns = await all((cursor) => store.listCampaigns(page(cursor)));
+    const ads = await everyPage((page) => store.listAds(page));
+    const campaigns = await everyPage((page) => store.listCampaigns(page));
     const rows: Rows = {
-      advertisers: await all((cursor) => store.listAdvertisers(page(cursor))),
+      advertisers: await everyPage((page) => store.listAdvertisers(page)),
       campaigns,
       ads,
       // The model's own catalog.json says what its ads were embedded and targeted with.
@@ -293,15 +294,8 @@ export class StoreSync {
     return [...new Set(campaigns)];
   }
 
-  private async adsOf(campaignId: string): Promise<AdRow[]> {
-    const ads: AdRow[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.options.store.listAds({ campaignId, limit: 1000, ...(cursor ? { cursor } : {}) });
-      ads.push(...page.items);
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor !== undefined);
-    return ads;
+  private adsOf(campaignId: string): Promise<AdRow[]> {
+    return everyPage((page) => this.options.store.listAds({ campaignId, ...page }));
   }
 
   private hold(catalog: Catalog, campaignId: string, nowMs: number): void {
