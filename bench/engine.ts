@@ -8,9 +8,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { defaults } from '../src/config';
-import { catalogFromJson } from '../src/catalog/catalog';
 import { addon, engineStages } from '../src/engine/addon';
 import { adHistory, type EngineSettings, type IndexSettings, openEngine } from '../src/engine/engine';
+import { catalogFromFile } from '../src/engine/model_catalog';
 import { readModelDir } from '../src/engine/model_dir';
 import { lightWeights } from '../src/engine/serving';
 import { projectRoot } from '../src/paths';
@@ -46,7 +46,7 @@ const variants: Array<{ name: string; index: IndexSettings; fusion: EngineSettin
 async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: Number(options.threads), queueCapacity: 100_000 });
   const model = readModelDir(path.resolve(projectRoot, options.model!));
-  const catalog = catalogFromJson(model.catalog);
+  const catalog = catalogFromFile(model);
   const history = adHistory(model);
   const bodies = benchRequests(Number(options.requests));
   const concurrency = Number(options.concurrency);
@@ -118,11 +118,11 @@ async function main(): Promise<void> {
   }
   const baseline = rows[0]!.requestsPerSecond;
   const date = new Date().toISOString();
-  const report = { date, commit: gitCommit(), machine: machineInfo(), options, ads: catalog.size, rows };
+  const report = { date, commit: gitCommit(), machine: machineInfo(), options, ads: catalog.catalog.size, rows };
   const markdown = [
     `# Engine benchmark (no HTTP), ${date}`,
     '',
-    `commit ${report.commit}; model ${options.model} (${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32 unless named; 1000 candidates retrieved and 300 scored per request. Recall is the share of the exact (flat) pipeline's scored candidates (its top 100 by lightweight score; all 300) that the variant also scores, on the same requests.`,
+    `commit ${report.commit}; model ${options.model} (${catalog.catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32 unless named; 1000 candidates retrieved and 300 scored per request. Recall is the share of the exact (flat) pipeline's scored candidates (its top 100 by lightweight score; all 300) that the variant also scores, on the same requests.`,
     '',
     '| variant | FAISS | req/s | vs baseline | CPU µs/req | mean batch | build s | recall of exact top-100 | recall of exact 300 |',
     '|---|---|---|---|---|---|---|---|---|',

@@ -12,9 +12,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { defaults } from '../src/config';
-import { catalogFromJson } from '../src/catalog/catalog';
 import { addon, engineStages, type NativeEngine } from '../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../src/engine/engine';
+import { catalogFromFile } from '../src/engine/model_catalog';
 import { readModelDir } from '../src/engine/model_dir';
 import { lightWeights } from '../src/engine/serving';
 import { projectRoot } from '../src/paths';
@@ -81,7 +81,8 @@ async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: Number(options.threads), queueCapacity: 100_000 });
   const modelDir = path.resolve(projectRoot, options.model!);
   const model = readModelDir(modelDir);
-  const catalog = catalogFromJson(model.catalog);
+  const loaded = catalogFromFile(model);
+  const { catalog } = loaded;
   const history = adHistory(model);
   const base: Omit<EngineSettings, 'annCandidates' | 'scoreCandidates'> = {
     index: { kind: 'flat' },
@@ -96,8 +97,8 @@ async function main(): Promise<void> {
   const rows = testRows(modelDir, model.manifest.version).filter((_, i) => i % every === 0);
   const blockAds = 64;
   const quality: Record<Precision, NativeEngine> = {
-    fp32: await openEngine(model, catalog, history, { ...base, fusionPrecision: 'fp32', annCandidates: blockAds, scoreCandidates: blockAds }),
-    bf16: await openEngine(model, catalog, history, { ...base, fusionPrecision: 'bf16', annCandidates: blockAds, scoreCandidates: blockAds }),
+    fp32: await openEngine(model, loaded, history, { ...base, fusionPrecision: 'fp32', annCandidates: blockAds, scoreCandidates: blockAds }),
+    bf16: await openEngine(model, loaded, history, { ...base, fusionPrecision: 'bf16', annCandidates: blockAds, scoreCandidates: blockAds }),
   };
   const kernels = Object.fromEntries(precisions.map((p) => [p, quality[p].stats().fusionKernel])) as Record<Precision, string>;
   const everyAd = Uint32Array.from({ length: catalog.size }, (_, i) => i);
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
   const rounds: Record<Precision, Array<{ fusionUs: number; gflops: number; cpuUs: number }>> = { fp32: [], bf16: [] };
   for (let round = 0; round < Number(options.rounds); round++) {
     for (const p of precisions) {
-      const engine = await openEngine(model, catalog, history, { ...base, fusionPrecision: p, annCandidates: 1000, scoreCandidates: 300 });
+      const engine = await openEngine(model, loaded, history, { ...base, fusionPrecision: p, annCandidates: 1000, scoreCandidates: 300 });
       let fusionNs = 0;
       let candidates = 0;
       let next = 0;

@@ -16,11 +16,12 @@
 // second from any cause (nodejs_eventloop_lag_max_seconds), the probe's ad latency per kind of
 // second, and after kill -9 and a restart, the recovered spend against what was acknowledged and
 // how long recovery took.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { readCatalogFile, writeCatalogFile } from '../src/catalog/catalog_file';
 import { rehashManifestFile } from '../src/engine/model_dir';
 import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
@@ -57,18 +58,16 @@ const adminToken = 'soak-admin';
 function modelDir(): string {
   const copy = benchTempDir('model-');
   cpSync(path.resolve(projectRoot, options.model), copy, { recursive: true });
-  const catalogPath = path.join(copy, 'catalog.json');
-  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as {
-    campaigns: Array<{ daily_budget_micros: number; lifetime_budget_micros?: number; pacing: string; frequency_cap?: { window_seconds: number } }>;
-  };
+  const catalogPath = path.join(copy, 'catalog.jsonl');
+  const catalog = readCatalogFile(catalogPath);
   for (const campaign of catalog.campaigns) {
     campaign.daily_budget_micros = 0;
     delete campaign.lifetime_budget_micros;
     campaign.pacing = 'asap';
     if (campaign.frequency_cap && options['cap-window-seconds'] !== undefined) campaign.frequency_cap.window_seconds = Number(options['cap-window-seconds']);
   }
-  writeFileSync(catalogPath, JSON.stringify(catalog));
-  rehashManifestFile(copy, 'catalog.json');
+  writeCatalogFile(catalogPath, catalog);
+  rehashManifestFile(copy, 'catalog.jsonl');
   return copy;
 }
 

@@ -445,7 +445,7 @@ export const settings = {
     type: 'string',
     nonEmpty: false,
     default: '',
-    doc: "SQLite file of the catalog store (advertisers, campaigns, ads), created on first start and seeded from the model directory's catalog.json; empty: `<dataDir>/catalog.sqlite`. Ignored when `databaseUrl` is set.",
+    doc: "SQLite file of the catalog store (advertisers, campaigns, ads), created on first start and seeded from the model directory's catalog.jsonl; empty: `<dataDir>/catalog.sqlite`. Ignored when `databaseUrl` is set.",
   },
   databaseUrl: {
     env: 'DATABASE_URL',

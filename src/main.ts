@@ -4,10 +4,11 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { readLegacyChanges, retireLegacyChanges } from './catalog/catalog_changes';
+import { catalogFileLines } from './catalog/catalog_file';
 import { type Config, ConfigError, loadConfig } from './config';
 import { addon } from './engine/addon';
 import { LoadProgress } from './engine/load_progress';
-import { ModelDirError, readModelDir } from './engine/model_dir';
+import { type ModelDir, ModelDirError, readModelDir, verifySeedCatalog } from './engine/model_dir';
 import { startupModelDir } from './engine/model_repository';
 import { cannotFill, warmUp, warmUpRequests } from './engine/warm_up';
 import { ModelSwapper } from './pipeline/model_swap';
@@ -28,7 +29,7 @@ import { createMetrics, type Metrics, registerEngineMetrics, registerMoneyMetric
 import { projectRoot } from './paths';
 import { type Server, startServer } from './server/app';
 import type { Readiness } from './server/health';
-import { type SeedCatalog, seedFromCatalog } from './store/seed';
+import { seedFromCatalog } from './store/seed';
 import { StoreError } from './store/errors';
 import { CatalogStore } from './store/store';
 import { StoreSync } from './pipeline/store_sync';
@@ -55,16 +56,19 @@ async function openCatalogStore(config: Config, log: Logger): Promise<CatalogSto
 }
 
 /**
- * A store created since its last seed gets the model directory's catalog. A catalog the store
- * refuses is logged and the daemon serves the model's own catalog (StoreSync leaves an unseeded
- * store's rows alone); the next start tries again.
+ * A store created since its last seed gets the model directory's catalog.jsonl, streamed (a model
+ * directory without one leaves it empty). A catalog the store refuses is logged and the daemon
+ * serves the model's own catalog (StoreSync leaves an unseeded store's rows alone); the next start
+ * tries again.
  */
-async function seedCatalogStore(store: CatalogStore, catalog: SeedCatalog, catalogSha256: string, log: Logger, progress: LoadProgress): Promise<void> {
+async function seedCatalogStore(store: CatalogStore, model: ModelDir, log: Logger, progress: LoadProgress): Promise<void> {
   if (!(await store.seedPending())) return;
   progress.enter('seeding catalog store');
   const started = Date.now();
   try {
-    const result = await seedFromCatalog(store, catalog, { catalogSha256 });
+    const { seedCatalog } = model;
+    await verifySeedCatalog(model);
+    const result = await seedFromCatalog(store, seedCatalog ? catalogFileLines(seedCatalog.file) : [], { catalogSha256: seedCatalog?.sha256 ?? '' });
     log.info('catalog store seeded', { advertisers: result.advertisers, campaigns: result.campaigns, ads: result.ads, seconds: (Date.now() - started) / 1000 });
   } catch (error) {
     log.error('catalog store not seeded from the model directory', { error: (error as Error).message });
@@ -111,13 +115,13 @@ async function loadServing(
     return undefined;
   }
   const started = Date.now();
-  progress.enter('reading catalog');
+  progress.enter('reading model directory');
   const model = readModelDir(dir);
-  await seedCatalogStore(store, model.catalog, model.manifest.files['catalog.json']!.sha256, log, progress);
+  await seedCatalogStore(store, model, log, progress);
   await moveLegacyChanges(store, config, log);
-  const serving = await openServing(model, config, money, progress);
+  const serving = await openServing(model, config, money, { progress, catalog: (opened, options) => sync.load(opened, options) });
   progress.enter('following the catalog store');
-  await sync.adopt(serving, model.catalog);
+  await sync.adopt(serving);
   // The engine's warm-up, then the decision path's (warmDecisionPath).
   progress.enter('warming up', 2 * warmUpRequests().length);
   // A model that loads but cannot fill still starts the daemon, unready, so that one that can may
@@ -205,8 +209,8 @@ async function warmDecisionPath(decision: DecisionContext, progress: LoadProgres
   }
   // Only now: no report shows the warm-up's decisions.
   decision.reportCounters = reportCounters;
-  // Loading a catalog leaves its parsed JSON (about 1 GB for a million ads) as garbage. Collect it
-  // now, while no request waits; V8 would otherwise do it in one long pause under traffic.
+  // Loading a catalog leaves its rows, read from the store a page at a time, as garbage. Collect
+  // it now, while no request waits; V8 would otherwise do it in one long pause under traffic.
   (globalThis as { gc?: () => void }).gc?.();
 }
 
@@ -297,7 +301,7 @@ async function main(): Promise<void> {
   const money = new Money(spend);
   const reportCounters = openReportCounters(config, log, spend, money);
   const store = await openCatalogStore(config, log);
-  const sync = new StoreSync({ store, money, log });
+  const sync = new StoreSync({ store, money, log, dataDir: path.resolve(projectRoot, config.dataDir) });
   const canary = new ServingCanary(log);
   const startup = new LoadProgress(log);
   const decision: DecisionContext = {

@@ -27,7 +27,7 @@ from .world import build_world
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="npm run train --", description=__doc__)
-    parser.add_argument("--preset", default="demo", help="tiny | demo | large")
+    parser.add_argument("--preset", default="demo", help="tiny | demo | medium | large | huge")
     parser.add_argument("--out", help="model directory (default models/<preset>)")
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")

@@ -1,6 +1,9 @@
-"""Writes the model directory adserve serves: manifest.json, model.pt, catalog and tensor files.
+"""Writes the model directory adserve serves: manifest.json, model.pt, the trained ads' tensor files
+keyed by ad_ids.txt, and catalog.jsonl, the demo catalog a new catalog store is seeded from.
 
 Tensor files are raw little-endian arrays; the manifest gives each one's dtype, shape and SHA-256.
+Row i of every ad tensor is the ad on line i of ad_ids.txt; the ids ascend (bytewise), so serving
+joins them with the store's ads, read in id order, in one pass.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ def feature_spec(preset: Preset, store: FeatureStore) -> dict:
         },
         "ad": {
             "categorical": [
-                {"name": "advertiser", "doc": "advertiser index in catalog.json + 1"},
+                {"name": "advertiser", "vocabulary": [f"adv{index:05d}" for index in range(preset.advertisers)],
+                 "doc": "index + 1 of the ad's advertiser id, 0 for one the model was not trained with"},
                 {"name": "category", "vocabulary": CATEGORIES},
                 {"name": "format", "vocabulary": FORMATS},
                 {"name": "bid_type", "vocabulary": BID_TYPES},
@@ -200,7 +204,7 @@ def demo_targeting(rng: np.random.Generator, ads: Ads, index: int) -> list[list[
 
 
 def ad_records(ads: Ads, offset: int, campaigns: list[dict], rng: np.random.Generator) -> list[dict]:
-    """catalog.json entries for ads whose dense ad index starts at offset."""
+    """Catalog entries for ads whose dense ad index starts at offset."""
     ids, products = ads.ids(offset), ads.product_ids(offset)
     return [{"id": ids[index], "campaign_id": campaigns[int(ads.campaign[index])]["id"],
              "advertiser_id": f"adv{int(ads.advertiser[index]):05d}", "product_id": products[index],
@@ -231,10 +235,11 @@ def export(directory: Path, model: AdModel | DLRM, world: World, store: FeatureS
                               np.log1p(store.user_category_impressions[known]), store.user_category_log_view_share[known]], axis=2).astype(np.float32)
     writer.write("user_category.f32", user_category)
     write_user_advertiser_csr(writer, store, known, preset)
-    catalog = catalog_json(world, preset)
-    if preset.extra_catalog_ads:
-        extend_catalog(writer, catalog, model, world, store, preset, log)
-    (directory / "catalog.json").write_text(json.dumps(catalog))
+    with CatalogWriter(directory) as catalog_writer:
+        catalog = catalog_json(world, preset)
+        catalog_writer.write(catalog)
+        if preset.extra_catalog_ads:
+            extend_catalog(writer, catalog_writer, catalog["campaigns"], model, world, store, preset, log)
     user_ids = world.users.ids
     (directory / "users.json").write_text(json.dumps({"ids": [user_ids[i] for i in known]}))
 
@@ -249,7 +254,7 @@ def export(directory: Path, model: AdModel | DLRM, world: World, store: FeatureS
 
     files = writer.finish()
     scorer = "dlrm" if isinstance(model, DLRM) else "multitower"
-    for name in ["catalog.json", "users.json", "model.pt"]:
+    for name in ["ad_ids.txt", "catalog.jsonl", "users.json", "model.pt"]:
         files[name] = {"sha256": sha256(directory / name)}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -271,6 +276,35 @@ def export(directory: Path, model: AdModel | DLRM, world: World, store: FeatureS
     return manifest
 
 
+class CatalogWriter:
+    """ad_ids.txt (one id a line, in row order) and catalog.jsonl: one advertiser, campaign or ad a line
+    with its `kind`, the catalog import format (docs/catalog_store.md), advertisers and campaigns first.
+    Written as it comes, so a catalog of millions of ads is never held whole."""
+
+    def __init__(self, directory: Path):
+        self.ids = open(directory / "ad_ids.txt", "w")
+        self.lines = open(directory / "catalog.jsonl", "w")
+        self.last_id = ""
+
+    def __enter__(self) -> "CatalogWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ids.close()
+        self.lines.close()
+
+    def write(self, catalog: dict) -> None:
+        for kind, section in [("advertiser", "advertisers"), ("campaign", "campaigns")]:
+            for row in catalog.get(section, []):
+                self.lines.write(json.dumps({"kind": kind, **row}) + "\n")
+        for row in catalog.get("ads", []):
+            if row["id"] <= self.last_id:
+                raise SystemExit("ad ids must ascend in row order")
+            self.last_id = row["id"]
+            self.ids.write(f"{row['id']}\n")
+            self.lines.write(json.dumps({"kind": "ad", **row}) + "\n")
+
+
 def write_user_advertiser_csr(writer: TensorWriter, store: FeatureStore, known: np.ndarray, preset: Preset) -> None:
     users = store.user_advertiser_keys // preset.advertisers
     row_of_user = np.full(len(store.user_known), -1, dtype=np.int64)
@@ -285,7 +319,8 @@ def write_user_advertiser_csr(writer: TensorWriter, store: FeatureStore, known: 
     writer.write("user_advertiser_values.f32", values.reshape(-1, 2))
 
 
-def extend_catalog(writer: TensorWriter, catalog: dict, model: AdModel, world: World, store: FeatureStore, preset: Preset, log) -> None:
+def extend_catalog(writer: TensorWriter, catalog_writer: CatalogWriter, campaigns: list[dict], model: AdModel, world: World, store: FeatureStore,
+                   preset: Preset, log) -> None:
     """Adds preset.extra_catalog_ads new ads (no history) in chunks, for large-catalog benchmarks."""
     rng = np.random.default_rng(preset.seed + 7)
     chunk = 100_000
@@ -295,13 +330,14 @@ def extend_catalog(writer: TensorWriter, catalog: dict, model: AdModel, world: W
         ads = make_ads(rng, count, preset.advertisers, world.category_log_price, world.ads.advertiser_category, world.ads.brands)
         zeros = np.zeros(count)
         numeric = store.ad_standardizer.apply(ad_numeric_raw(ads.log_price, ads.landing_quality, ads.rating, zeros, zeros, zeros, store.global_ctr, store.global_cvr))
-        categorical = ad_categorical(ads.advertiser, ads.category, ads.format, ads.bid_type)
+        # Their campaigns are the world's (ad_records names them), so is the bid type the ad tower sees.
+        categorical = ad_categorical(ads.advertiser, ads.category, ads.format, world.ads.campaign_bid_type[ads.campaign])
         title = np.array([text.token_buckets(t, preset.title_buckets, preset.max_title_tokens) for t in ads.title], dtype=np.int64)
         with torch.no_grad():
             embeddings = model.ad_embed(torch.from_numpy(categorical), torch.from_numpy(title), torch.from_numpy(numeric)).numpy()
         for name, array in [("ad_embeddings.f32", embeddings), ("ad_categorical.i64", categorical), ("ad_title.i64", title), ("ad_numeric.f32", numeric)]:
             writer.append(name, array)
-        catalog["ads"].extend(ad_records(ads, offset + start, catalog["campaigns"], rng))
+        catalog_writer.write({"ads": ad_records(ads, offset + start, campaigns, rng)})
         log(f"catalog: {offset + start + count} ads")
 
 

@@ -59,6 +59,9 @@ PRESETS = {
                      extra_catalog_ads=80_000),
     "large": Preset(name="large", users=50_000, advertisers=4_000, ads=50_000, impressions_per_day=60_000,
                     extra_catalog_ads=1_000_000),
+    # 10M ads: the large world and model, its catalog extended to ten million (docs/catalog_store.md, "Scale").
+    "huge": Preset(name="huge", users=50_000, advertisers=4_000, ads=50_000, impressions_per_day=60_000,
+                   extra_catalog_ads=9_950_000),
 }
 
 

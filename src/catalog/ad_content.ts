@@ -16,32 +16,14 @@ export const adContentChanged = (fields: readonly string[]): boolean => fields.s
 /** Whether a campaign change of these fields needs every ad of it embedded again. */
 export const campaignContentChanged = (fields: readonly string[]): boolean => fields.some((field) => field === '*' || campaignContentFields.has(field));
 
-/** The fields of an ad row (catalog.json's or the store's) it is served with. */
+/** The fields of an ad row (catalog.jsonl's or the store's) it is served with. */
 export type AdContent = Pick<
   CatalogAd,
   'campaign_id' | 'advertiser_id' | 'product_id' | 'category' | 'format' | 'title' | 'landing_url' | 'image_url' | 'price_micros' | 'landing_quality' | 'rating'
 > & { targeting?: Rules | null; policy_flags?: readonly string[] | null };
 
-/** Whether two versions of an ad are served alike (for a store row against a model's catalog.json entry). */
-export function sameAdContent(a: AdContent, b: CatalogAd): boolean {
-  const rules = (targeting: Rules | null | undefined) => JSON.stringify(targeting ?? []);
-  const flags = (policy: readonly string[] | null | undefined) => JSON.stringify(policy ?? []);
-  return (
-    a.campaign_id === b.campaign_id &&
-    a.advertiser_id === b.advertiser_id &&
-    a.product_id === b.product_id &&
-    a.category === b.category &&
-    a.format === b.format &&
-    a.title === b.title &&
-    a.landing_url === b.landing_url &&
-    a.image_url === b.image_url &&
-    a.price_micros === b.price_micros &&
-    a.landing_quality === b.landing_quality &&
-    a.rating === b.rating &&
-    rules(a.targeting) === rules(b.targeting) &&
-    flags(a.policy_flags) === flags(b.policy_flags)
-  );
-}
+/** An ad row as a catalog is built from it (catalog.jsonl's or the store's); status 'archived' keeps it retired. */
+export type ServedAd = AdContent & { id: string; status?: string };
 
 /**
  * The rules an ad serves under: its own and its campaign's must both hold. Both are in DNF (any

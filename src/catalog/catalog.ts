@@ -5,11 +5,13 @@
 // appended (appendAds) under the indices the engine gave them; an ad whose content changed is
 // appended again and its old row retired, so an index never changes meaning.
 import { defaults } from '../config';
-import type { CatalogAd, CatalogCampaign, CatalogJson, PacingMode } from './catalog_json';
+import type { ServedAd } from './ad_content';
+import { type AdColumns, statuses } from './ad_columns';
+import type { CatalogCampaign, CatalogJson, PacingMode } from './catalog_json';
 import { isKnownTimeZone } from './time_zone';
 import { BidType } from '../protocol/schema';
 import { GrowingIndex, GrowingStrings, grownTo } from './growing_columns';
-import { interned, PackedIndex, PackedStrings, type StringColumn } from './packed_strings';
+import { PackedIndex, PackedStringsBuilder, type StringColumn } from './packed_strings';
 
 export type Micros = number;
 
@@ -162,7 +164,7 @@ export function setCampaignHeld(catalog: Catalog, campaignId: string, held: bool
  * order, and returns the first; each appended id now names its new row. The engine must have been
  * given the same ads in the same order (its addAds), so the indices agree.
  */
-export function appendAds(catalog: Catalog, ads: readonly CatalogAd[]): number {
+export function appendAds(catalog: Catalog, ads: readonly ServedAd[]): number {
   const c = catalog as Mutable<Catalog>;
   const first = catalog.size;
   const size = first + ads.length;
@@ -247,53 +249,170 @@ export interface CatalogOptions {
   limits: MoneyLimits;
 }
 
+/**
+ * Builds a catalog one ad row at a time, in index order: from a catalog file, or from the store's
+ * ads joined with a model's rows. Text goes straight into packed columns, so a catalog of millions
+ * of ads never exists as millions of row objects at once.
+ */
+export class CatalogBuilder {
+  private size = 0;
+  private readonly adId = new PackedStringsBuilder();
+  private readonly productId = new PackedStringsBuilder();
+  private readonly title = new PackedStringsBuilder();
+  private readonly landingUrl = new PackedStringsBuilder();
+  private readonly imageUrl = new PackedStringsBuilder();
+  private readonly campaignId: string[] = [];
+  private readonly advertiserId: string[] = [];
+  private readonly category: string[] = [];
+  /** The same string object for equal values, so a column of few distinct values costs few heap objects. */
+  private readonly canonical = new Map<string, string>();
+  // Grown by doubling as rows arrive; build() takes their first `size` elements.
+  private adPaused = new Uint8Array(1024);
+  private adPolicyBlocked = new Uint8Array(1024);
+  private adRetired = new Uint8Array(1024);
+  private landingQuality = new Float32Array(1024);
+  private readonly adsOf: Map<string, number[]>;
+  private readonly blocked: Set<string>;
+
+  constructor(
+    private readonly campaigns: readonly CatalogCampaign[],
+    private readonly options: CatalogOptions = { blockedPolicyFlags: [], limits: defaults },
+  ) {
+    this.adsOf = new Map(campaigns.map((campaign) => [campaign.id, []]));
+    this.blocked = new Set(options.blockedPolicyFlags);
+  }
+
+  /** Adds the next row; an ad with status 'archived' is kept retired (its id still finds its campaign). Returns its index. */
+  add(ad: ServedAd): number {
+    this.checkCampaign(ad.id, ad.campaign_id);
+    const index = this.row(ad.id, ad.product_id, ad.title, ad.landing_url, ad.image_url, ad.campaign_id, ad.advertiser_id, ad.category);
+    this.fill(index, ad.campaign_id, ad.status ?? 'active', ad.landing_quality, ad.policy_flags?.some((flag) => this.blocked.has(flag)) ?? false);
+    return index;
+  }
+
+  /** Adds ad `i` of `columns` as the next row, copying its text as bytes. */
+  addFrom(columns: AdColumns, i: number): number {
+    const { text } = columns;
+    const campaignId = columns.coded('campaign_id', i);
+    if (!this.adsOf.has(campaignId)) this.checkCampaign(text.id.at(i)!, campaignId);
+    const index = this.row(
+      text.id.utf8At(i)!,
+      text.product_id.utf8At(i)!,
+      text.title.utf8At(i)!,
+      text.landing_url.utf8At(i)!,
+      text.image_url.utf8At(i)!,
+      campaignId,
+      columns.coded('advertiser_id', i),
+      columns.coded('category', i),
+    );
+    const blocked = this.blocked.size > 0 && columns.policyFlags(i).some((flag) => this.blocked.has(flag));
+    this.fill(index, campaignId, statuses[columns.status[i]!]!, columns.numbers.landing_quality[i]!, blocked);
+    return index;
+  }
+
+  private checkCampaign(adId: string, campaignId: string): void {
+    if (!this.adsOf.has(campaignId)) throw new CatalogError(`ad ${adId} names unknown campaign ${campaignId}`);
+  }
+
+  private fill(index: number, campaignId: string, status: string, landingQuality: number, policyBlocked: boolean): void {
+    const list = this.adsOf.get(campaignId)!;
+    this.landingQuality[index] = landingQuality;
+    this.adPaused[index] = status === 'paused' ? 1 : 0;
+    this.adPolicyBlocked[index] = policyBlocked ? 1 : 0;
+    if (status === 'archived') this.adRetired[index] = 1;
+    else list.push(index);
+  }
+
+  /** Adds a row for an ad the catalog does not have (a model's ad its store lacks): retired, of no campaign. */
+  addAbsent(id: string): number {
+    const index = this.row(id, '', '', '', '', '', '', '');
+    this.adRetired[index] = 1;
+    return index;
+  }
+
+  build(): Catalog {
+    const adId = this.adId.finish();
+    let indexOf: PackedIndex;
+    try {
+      indexOf = new PackedIndex(adId);
+    } catch (error) {
+      throw new CatalogError((error as Error).message);
+    }
+    const { size } = this;
+    const catalog: Mutable<Catalog> = {
+      size,
+      campaigns: new Map(),
+      campaignAds: new Map([...this.adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
+      campaignDailyBudgetMicros: new Map(),
+      campaignLifetimeBudgetMicros: new Map(),
+      adPaused: this.adPaused.subarray(0, size),
+      adPolicyBlocked: this.adPolicyBlocked.subarray(0, size),
+      adRetired: this.adRetired.subarray(0, size),
+      active: new Uint8Array(size),
+      campaignHeld: new Set(),
+      blockedPolicyFlags: this.blocked,
+      campaignPacing: new Map(),
+      campaignFrequencyCap: new Map(),
+      campaignTimeZone: new Map(),
+      campaignDayParting: new Map(),
+      limits: this.options.limits,
+      adId: new GrowingStrings(adId),
+      campaignId: this.campaignId,
+      advertiserId: this.advertiserId,
+      productId: new GrowingStrings(this.productId.finish()),
+      category: this.category,
+      title: new GrowingStrings(this.title.finish()),
+      landingUrl: new GrowingStrings(this.landingUrl.finish()),
+      imageUrl: new GrowingStrings(this.imageUrl.finish()),
+      bidType: new Uint8Array(size),
+      bidMicros: new Float64Array(size),
+      landingQuality: this.landingQuality.subarray(0, size),
+      indexOf: new GrowingIndex(indexOf),
+    };
+    for (const campaign of this.campaigns) setCampaign(catalog, { ...campaign });
+    return catalog;
+  }
+
+  private row(
+    id: string | Uint8Array,
+    productId: string | Uint8Array,
+    title: string | Uint8Array,
+    landingUrl: string | Uint8Array,
+    imageUrl: string | Uint8Array,
+    campaignId: string,
+    advertiserId: string,
+    category: string,
+  ): number {
+    const index = this.size++;
+    this.adId.push(id);
+    this.productId.push(productId);
+    this.title.push(title);
+    this.landingUrl.push(landingUrl);
+    this.imageUrl.push(imageUrl);
+    this.campaignId.push(this.interned(campaignId));
+    this.advertiserId.push(this.interned(advertiserId));
+    this.category.push(this.interned(category));
+    if (this.size > this.adRetired.length) {
+      const capacity = 2 * this.adRetired.length;
+      this.adPaused = grownTo(this.adPaused, capacity);
+      this.adPolicyBlocked = grownTo(this.adPolicyBlocked, capacity);
+      this.adRetired = grownTo(this.adRetired, capacity);
+      this.landingQuality = grownTo(this.landingQuality, capacity);
+    }
+    return index;
+  }
+
+  private interned(value: string): string {
+    const known = this.canonical.get(value);
+    if (known !== undefined) return known;
+    this.canonical.set(value, value);
+    return value;
+  }
+}
+
 /** Builds the catalog; tools and tests that load a model directory as it is take the default settings. */
 export function catalogFromJson(json: CatalogJson, options: CatalogOptions = { blockedPolicyFlags: [], limits: defaults }): Catalog {
-  const blocked = new Set(options.blockedPolicyFlags);
-  const size = json.ads.length;
-  const adsOf = new Map<string, number[]>(json.campaigns.map((campaign) => [campaign.id, []]));
-  json.ads.forEach((ad, index) => {
-    const list = adsOf.get(ad.campaign_id);
-    if (!list) throw new CatalogError(`ad ${ad.id} names unknown campaign ${ad.campaign_id}`);
-    list.push(index);
-  });
-  const adId = PackedStrings.from(json.ads.map((ad) => ad.id));
-  let indexOf: PackedIndex;
-  try {
-    indexOf = new PackedIndex(adId);
-  } catch (error) {
-    throw new CatalogError((error as Error).message);
-  }
-  const catalog: Mutable<Catalog> = {
-    size,
-    campaigns: new Map(),
-    campaignAds: new Map([...adsOf].map(([campaign, ads]) => [campaign, Uint32Array.from(ads)])),
-    campaignDailyBudgetMicros: new Map(),
-    campaignLifetimeBudgetMicros: new Map(),
-    adPaused: Uint8Array.from(json.ads, (ad) => (ad.status === 'paused' ? 1 : 0)),
-    adPolicyBlocked: Uint8Array.from(json.ads, (ad) => (ad.policy_flags?.some((flag) => blocked.has(flag)) ? 1 : 0)),
-    adRetired: new Uint8Array(size),
-    active: new Uint8Array(size),
-    campaignHeld: new Set(),
-    blockedPolicyFlags: blocked,
-    campaignPacing: new Map(),
-    campaignFrequencyCap: new Map(),
-    campaignTimeZone: new Map(),
-    campaignDayParting: new Map(),
-    limits: options.limits,
-    adId: new GrowingStrings(adId),
-    campaignId: interned(json.ads.map((ad) => ad.campaign_id)),
-    advertiserId: interned(json.ads.map((ad) => ad.advertiser_id)),
-    productId: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.product_id))),
-    category: interned(json.ads.map((ad) => ad.category)),
-    title: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.title))),
-    landingUrl: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.landing_url))),
-    imageUrl: new GrowingStrings(PackedStrings.from(json.ads.map((ad) => ad.image_url))),
-    bidType: new Uint8Array(size),
-    bidMicros: new Float64Array(size),
-    landingQuality: Float32Array.from(json.ads, (ad) => ad.landing_quality),
-    indexOf: new GrowingIndex(indexOf),
-  };
-  for (const campaign of json.campaigns) setCampaign(catalog, { ...campaign });
-  return catalog;
+  const builder = new CatalogBuilder(json.campaigns, options);
+  for (const ad of json.ads) builder.add(ad);
+  return builder.build();
 }

@@ -1,5 +1,5 @@
-// The shapes of catalog.json as train/ writes it; catalog.ts checks them before anything serves
-// from them.
+// The shapes of catalog rows as train/ writes them (catalog.jsonl) and the catalog store keeps
+// them; catalog.ts checks them before anything serves from them.
 
 export interface TargetingCriterion {
   type: 'exact' | 'phrase' | 'broad' | 'negative' | 'geo' | 'device' | 'audience' | 'category' | 'product' | 'placement';

@@ -16,7 +16,7 @@ export class PackedStrings implements StringColumn {
   /** The same bytes as a plain Uint8Array, whose views are cheaper to make than a Buffer's. */
   private readonly utf8: Uint8Array;
 
-  private constructor(
+  constructor(
     private readonly bytes: Buffer,
     /** Row i spans bytes[offsets[i], offsets[i + 1]). */
     private readonly offsets: Uint32Array,
@@ -24,16 +24,36 @@ export class PackedStrings implements StringColumn {
     this.utf8 = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
-  static from(values: readonly string[]): PackedStrings {
-    const offsets = new Uint32Array(values.length + 1);
-    for (let i = 0; i < values.length; i++) offsets[i + 1] = offsets[i]! + Buffer.byteLength(values[i]!);
-    const bytes = Buffer.allocUnsafeSlow(offsets[values.length]!);
-    for (let i = 0; i < values.length; i++) bytes.write(values[i]!, offsets[i]!, 'utf8');
-    return new PackedStrings(bytes, offsets);
+  /**
+   * The lines of a file read whole (each ending in a newline), without a string for any of them;
+   * throws on an empty line or a last line without its newline.
+   */
+  static fromLines(bytes: Buffer, what: string): PackedStrings {
+    const newline = 0x0a;
+    if (bytes.length > 0 && bytes[bytes.length - 1] !== newline) throw new Error(`${what} does not end with a newline`);
+    let count = 0;
+    for (let at = bytes.indexOf(newline); at !== -1; at = bytes.indexOf(newline, at + 1)) count++;
+    // The same bytes without the newlines: line i, at [start, end) in the file, is at [start - i, end - i).
+    const offsets = new Uint32Array(count + 1);
+    const packed = Buffer.allocUnsafeSlow(bytes.length - count);
+    let start = 0;
+    for (let line = 0; line < count; line++) {
+      const end = bytes.indexOf(newline, start);
+      if (end === start) throw new Error(`${what} has an empty line ${line + 1}`);
+      bytes.copy(packed, start - line, start, end);
+      offsets[line + 1] = end - line;
+      start = end + 1;
+    }
+    return new PackedStrings(packed, offsets);
   }
 
   get length(): number {
     return this.offsets.length - 1;
+  }
+
+  /** The column's bytes and row offsets, to write it to a file. */
+  parts(): { bytes: Buffer; offsets: Uint32Array } {
+    return { bytes: this.bytes, offsets: this.offsets };
   }
 
   at(index: number): string | undefined {
@@ -44,6 +64,42 @@ export class PackedStrings implements StringColumn {
   utf8At(index: number): Uint8Array | undefined {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
     return this.utf8.subarray(this.offsets[index], this.offsets[index + 1]);
+  }
+}
+
+/** Builds a packed column one row at a time (a catalog read from its store page by page). */
+export class PackedStringsBuilder {
+  private bytes = Buffer.allocUnsafeSlow(1 << 16);
+  private offsets = new Uint32Array(1 << 10);
+  private count = 0;
+
+  /** Appends a row: a string, or UTF-8 bytes (another column's, copied). */
+  push(value: string | Uint8Array): void {
+    const at = this.offsets[this.count]!;
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    const most = typeof value === 'string' ? value.length * 3 : value.length;
+    if (at + most > this.bytes.length) {
+      const next = Buffer.allocUnsafeSlow(Math.max(2 * this.bytes.length, at + most));
+      this.bytes.copy(next, 0, 0, at);
+      this.bytes = next;
+    }
+    if (this.count + 2 > this.offsets.length) {
+      const next = new Uint32Array(2 * this.offsets.length);
+      next.set(this.offsets);
+      this.offsets = next;
+    }
+    if (typeof value === 'string') this.offsets[++this.count] = at + this.bytes.write(value, at, 'utf8');
+    else {
+      this.bytes.set(value, at);
+      this.offsets[++this.count] = at + value.length;
+    }
+  }
+
+  finish(): PackedStrings {
+    const used = this.offsets[this.count]!;
+    const bytes = Buffer.allocUnsafeSlow(used);
+    this.bytes.copy(bytes, 0, 0, used);
+    return new PackedStrings(bytes, this.offsets.slice(0, this.count + 1));
   }
 }
 
@@ -85,15 +141,4 @@ export function fnv1a(text: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return h >>> 0;
-}
-
-/** The same string object for equal values, so a column of few distinct values costs few heap objects. */
-export function interned(values: readonly string[]): string[] {
-  const canonical = new Map<string, string>();
-  return values.map((value) => {
-    const known = canonical.get(value);
-    if (known !== undefined) return known;
-    canonical.set(value, value);
-    return value;
-  });
 }

@@ -1,5 +1,5 @@
 // Whether this runtime knows an IANA time zone: campaign time zones are checked with it wherever a
-// campaign is written (catalog.json, the catalog store), so a day boundary is never computed in a zone
+// campaign is written (catalog.jsonl, the catalog store), so a day boundary is never computed in a zone
 // the clock code cannot resolve.
 export function isKnownTimeZone(timeZone: string): boolean {
   try {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Catalog } from '../catalog/catalog';
 import type { IvfScan } from '../config';
 import { BidType } from '../protocol/schema';
-import { addon, type AdKeys, type NativeEngine, type NativeEngineOptions } from './addon';
+import { addon, type AdKeys, type AdTargeting, type NativeEngine, type NativeEngineOptions } from './addon';
 import type { ModelDir, TensorEntry } from './model_dir';
 
 export interface IndexSettings {
@@ -50,7 +50,7 @@ export interface EngineSettings {
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
-function readFloats(file: string, entry: TensorEntry): Float32Array {
+export function readFloats(file: string, entry: TensorEntry): Float32Array {
   const bytes = readFileSync(file);
   const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   if (values.length !== entry.shape.reduce((a, b) => a * b, 1)) throw new Error(`${file} does not match its manifest shape`);
@@ -136,7 +136,13 @@ function adKeys(catalog: Catalog): AdKeys {
   };
 }
 
-export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): NativeEngineOptions {
+/** A catalog laid out in the model's rows, with the targeting of its ads (model_catalog.ts). */
+export interface EngineCatalog {
+  catalog: Catalog;
+  targeting: AdTargeting[];
+}
+
+export function engineOptions(model: ModelDir, { catalog, targeting }: EngineCatalog, history: AdHistory, settings: EngineSettings): NativeEngineOptions {
   const { manifest, dir } = model;
   const tensor = (name: string) => ({ path: path.join(dir, name), ...manifest.files[name]! });
   return {
@@ -151,7 +157,7 @@ export function engineOptions(model: ModelDir, catalog: Catalog, history: AdHist
     userIds: model.userIds,
     pairUnknown: manifest.features.pair.unknown,
     adPrior: Float32Array.from({ length: catalog.size }, (_, ad) => adPrior(ad, history, catalog, settings.light)),
-    targeting: model.catalog.ads.flatMap((ad, index) => (ad.targeting?.length ? [{ ad: index, rules: ad.targeting }] : [])),
+    targeting,
     adKeys: adKeys(catalog),
     fusion: fusionFor(model, settings.fusion),
     ...(settings.fusionPrecision !== undefined ? { fusionPrecision: settings.fusionPrecision } : {}),
@@ -181,6 +187,6 @@ function indexCacheFile(cacheDir: string, model: ModelDir, index: IndexSettings)
   return path.join(cacheDir, `${kind}-${createHash('sha256').update(key).digest('hex').slice(0, 24)}.faiss`);
 }
 
-export async function openEngine(model: ModelDir, catalog: Catalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
+export async function openEngine(model: ModelDir, catalog: EngineCatalog, history: AdHistory, settings: EngineSettings): Promise<NativeEngine> {
   return addon.openEngine(engineOptions(model, catalog, history, settings));
 }

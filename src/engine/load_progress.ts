@@ -3,7 +3,7 @@
 import type { Logger } from '../log';
 
 export type LoadStage =
-  | 'reading catalog'
+  | 'reading model directory'
   | 'seeding catalog store'
   | 'verifying files'
   | 'building catalog'
@@ -24,7 +24,7 @@ export interface LoadState {
 const progressLogMs = 5_000;
 
 export class LoadProgress {
-  private stage: LoadStage = 'reading catalog';
+  private stage: LoadStage = 'reading model directory';
   private done: number | undefined;
   private total: number | undefined;
   private finished = false;

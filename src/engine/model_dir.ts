@@ -1,12 +1,14 @@
-// Reads a model directory written by train/ (manifest.json, catalog.json, users.json) and checks
-// the parts serving relies on.
+// Reads a model directory written by train/ (manifest.json, ad_ids.txt, users.json) and checks
+// the parts serving relies on. The directory holds the model and, keyed by ad id, the embeddings and
+// features of the ads it was trained on; the catalog that serves comes from the catalog store
+// (catalog.jsonl, when present, is only what a new store is seeded with).
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
 import type { CalibrationParams } from '../calibration/calibrate';
-import type { CatalogJson } from '../catalog/catalog_json';
+import { PackedStrings } from '../catalog/packed_strings';
 import type { LoadProgress } from './load_progress';
 
 export interface TensorEntry {
@@ -43,8 +45,11 @@ export interface Manifest {
 export interface ModelDir {
   dir: string;
   manifest: Manifest;
-  catalog: CatalogJson;
+  /** Id of the ad in each row of the ad tensors; they ascend bytewise. */
+  adIds: PackedStrings;
   userIds: string[];
+  /** The catalog.jsonl a new catalog store is seeded with, when the directory has one. */
+  seedCatalog?: { file: string; sha256: string };
 }
 
 export class ModelDirError extends Error {}
@@ -57,6 +62,9 @@ function readJson<T>(file: string): T {
   }
 }
 
+/** The catalog a new store is seeded with, when a model directory has one. */
+const seedCatalogFile = 'catalog.jsonl';
+
 /** The files serving reads; each must be listed in the manifest. */
 const servedFiles = [
   'model.pt',
@@ -68,9 +76,17 @@ const servedFiles = [
   'user_advertiser_indptr.i32',
   'user_advertiser_index.i32',
   'user_advertiser_values.f32',
-  'catalog.json',
+  'ad_ids.txt',
   'users.json',
 ];
+
+/** Throws unless the ids ascend bytewise (so they are unique, and join with the store's id order). */
+function checkAscending(ids: PackedStrings, file: string): void {
+  for (let row = 1; row < ids.length; row++) {
+    if (Buffer.compare(ids.utf8At(row - 1)!, ids.utf8At(row)!) >= 0)
+      throw new ModelDirError(`${file}: ad ids must ascend, but line ${row + 1} (${ids.at(row)}) does not come after ${ids.at(row - 1)}`);
+  }
+}
 
 export function readModelDir(dir: string): ModelDir {
   const manifest = readJson<Manifest>(path.join(dir, 'manifest.json'));
@@ -87,10 +103,24 @@ export function readModelDir(dir: string): ModelDir {
     const sha256: unknown = entry.sha256;
     if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) throw new ModelDirError(`${dir}: manifest has no SHA-256 for ${name}`);
   }
-  const catalog = readJson<CatalogJson>(path.join(dir, 'catalog.json'));
+  const idsFile = path.join(dir, 'ad_ids.txt');
+  let adIds: PackedStrings;
+  try {
+    adIds = PackedStrings.fromLines(readFileSync(idsFile), idsFile);
+  } catch (error) {
+    throw new ModelDirError(`cannot read ${idsFile}: ${(error as Error).message}`);
+  }
   const ads = manifest.files['ad_embeddings.f32']!.shape[0];
-  if (catalog.ads.length !== ads) throw new ModelDirError(`${dir}: catalog.json has ${catalog.ads.length} ads, ad_embeddings.f32 has ${ads}`);
-  return { dir, manifest, catalog, userIds: readJson<{ ids: string[] }>(path.join(dir, 'users.json')).ids };
+  if (adIds.length !== ads) throw new ModelDirError(`${dir}: ad_ids.txt has ${adIds.length} ads, ad_embeddings.f32 has ${ads}`);
+  checkAscending(adIds, idsFile);
+  const seed = manifest.files[seedCatalogFile];
+  return {
+    dir,
+    manifest,
+    adIds,
+    userIds: readJson<{ ids: string[] }>(path.join(dir, 'users.json')).ids,
+    ...(seed ? { seedCatalog: { file: path.join(dir, seedCatalogFile), sha256: seed.sha256 } } : {}),
+  };
 }
 
 async function sha256Of(file: string, onBytes?: (bytes: number) => void): Promise<string> {
@@ -109,22 +139,29 @@ async function sha256Of(file: string, onBytes?: (bytes: number) => void): Promis
  * (truncated, overwritten, half-copied) is refused before the engine loads it.
  */
 export async function verifyModelFiles(model: ModelDir, progress?: LoadProgress): Promise<void> {
-  const files = Object.entries(model.manifest.files);
+  // The seed catalog is not served from: it is checked when a store is seeded with it (verifySeedCatalog).
+  const files = Object.entries(model.manifest.files).filter(([name]) => name !== seedCatalogFile);
   // A missing file counts as empty here; hashing it below names it.
   progress?.enter(
     'verifying files',
     files.reduce((bytes, [name]) => bytes + (statSync(path.join(model.dir, name), { throwIfNoEntry: false })?.size ?? 0), 0),
   );
-  for (const [name, entry] of files) {
-    let actual: string;
-    try {
-      actual = await sha256Of(path.join(model.dir, name), progress && ((bytes) => progress.advance(bytes)));
-    } catch (error) {
-      throw new ModelDirError(`cannot read ${path.join(model.dir, name)}: ${(error as Error).message}`);
-    }
-    if (actual !== entry.sha256)
-      throw new ModelDirError(`${path.join(model.dir, name)} does not match its manifest: SHA-256 ${actual}, manifest ${entry.sha256}`);
+  for (const [name, entry] of files) await verifyFile(path.join(model.dir, name), entry.sha256, progress && ((bytes) => progress.advance(bytes)));
+}
+
+async function verifyFile(file: string, sha256: string, onBytes?: (bytes: number) => void): Promise<void> {
+  let actual: string;
+  try {
+    actual = await sha256Of(file, onBytes);
+  } catch (error) {
+    throw new ModelDirError(`cannot read ${file}: ${(error as Error).message}`);
   }
+  if (actual !== sha256) throw new ModelDirError(`${file} does not match its manifest: SHA-256 ${actual}, manifest ${sha256}`);
+}
+
+/** Checks the model's catalog.jsonl against its manifest before a store is seeded with it. */
+export async function verifySeedCatalog(model: ModelDir): Promise<void> {
+  if (model.seedCatalog) await verifyFile(model.seedCatalog.file, model.seedCatalog.sha256);
 }
 
 /**

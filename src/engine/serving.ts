@@ -6,7 +6,7 @@ import type { AuctionRules } from '../auction/auction';
 import { FrequencyCaps } from '../money/frequency_caps';
 import type { Money } from '../money/money';
 import type { Pacer } from '../money/pacing';
-import { type Catalog, catalogFromJson, setCampaign } from '../catalog/catalog';
+import { type Catalog, type CatalogOptions, setCampaign } from '../catalog/catalog';
 import type { CatalogCampaign } from '../catalog/catalog_json';
 import { type CalibrationParams, validateCalibration } from '../calibration/calibrate';
 import { type Config, placementNames, type PlacementName, type PlacementRules } from '../config';
@@ -15,6 +15,7 @@ import { adTowerEncoder, type NewAdFields } from './ad_features';
 import type { AdTowerInputs, NativeEngine } from './addon';
 import type { LoadProgress } from './load_progress';
 import { type AdHistory, adHistory, adPrior, campaignCodes, type EngineSettings, type LightWeights, openEngine } from './engine';
+import { catalogFromFile, type ServingCatalog } from './model_catalog';
 import { type ModelDir, verifyModelFiles } from './model_dir';
 import { projectRoot } from '../paths';
 
@@ -42,8 +43,8 @@ export interface Serving {
   encodeAds: (ads: readonly NewAdFields[]) => AdTowerInputs;
   /** Click and conversion rates of an ad without history. */
   globalRates: { ctr: number; cvr: number };
-  /** SHA-256 of the catalog.json this model was trained on. */
-  catalogSha256: string;
+  /** SHA-256 of the catalog.jsonl in this model's directory (the catalog it was trained on), if it has one. */
+  catalogSha256: string | undefined;
 }
 
 const placementOf: Record<PlacementName, Placement> = {
@@ -105,23 +106,32 @@ export function engineSettings(config: Config): EngineSettings {
   };
 }
 
-/** Opens `model` for serving; `progress`, at start-up, hears of each stage. */
-export async function openServing(model: ModelDir, config: Config, money: Money, progress?: LoadProgress): Promise<Serving> {
+export interface OpenServingOptions {
+  /** At start-up, hears of each stage. */
+  progress?: LoadProgress;
+  /** The catalog in the model's rows, once its files are verified; default: the model's own catalog.jsonl. */
+  catalog?: (model: ModelDir, options: CatalogOptions) => Promise<ServingCatalog> | ServingCatalog;
+}
+
+/** Opens `model` for serving. */
+export async function openServing(model: ModelDir, config: Config, money: Money, options: OpenServingOptions = {}): Promise<Serving> {
+  const { progress } = options;
   await verifyModelFiles(model, progress);
   validateCalibration(model.manifest.calibration.ctr);
   validateCalibration(model.manifest.calibration.cvr);
   progress?.enter('building catalog');
-  const catalog = catalogFromJson(model.catalog, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });
+  const loaded = await (options.catalog ?? catalogFromFile)(model, { blockedPolicyFlags: config.blockedPolicyFlags, limits: config });
+  const { catalog } = loaded;
   const history = adHistory(model);
   const settings = engineSettings(config);
   progress?.enter('loading model and index');
-  const engine = await openEngine(model, catalog, history, settings);
+  const engine = await openEngine(model, loaded, history, settings);
   money.attach(catalog, engine, Date.now());
   const { priors } = model.manifest.features;
   return {
     encodeAds: adTowerEncoder(model),
     globalRates: { ctr: priors.global_ctr, cvr: priors.global_cvr },
-    catalogSha256: model.manifest.files['catalog.json']!.sha256,
+    catalogSha256: model.seedCatalog?.sha256,
     light: settings.light,
     money,
     pacer: money.pacer,

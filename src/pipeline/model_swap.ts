@@ -70,11 +70,11 @@ export class ModelSwapper {
     this.loading = resolved;
     try {
       const model = readModelDir(resolved);
-      const next = await openServing(model, this.config, this.money);
+      const next = await openServing(model, this.config, this.money, { catalog: (opened, options) => this.sync.load(opened, options) });
       const previous = arm === 'a' ? this.context.serving : this.context.challenger?.serving;
       try {
         // The store's ads this model was not trained on are embedded before it serves.
-        await this.sync.adopt(next, model.catalog);
+        await this.sync.adopt(next);
         const problem = cannotFill(await warmUp(next));
         if (problem) throw new Error(`${resolved} cannot fill: ${problem}`);
         await this.fillsLike(next, previous ?? this.context.serving, resolved);

@@ -4,12 +4,15 @@
 // archived one leaves at once, a campaign's settings, flight and advertiser take effect. Changes are
 // applied one page at a time, in order, to every model; each applies the row as it is now, so a
 // change heard twice, or a row newer than its change, does no harm.
-import { adContentChanged, campaignContentChanged, effectiveTargeting, sameAdContent } from '../catalog/ad_content';
-import { appendAds, type Catalog, dropAppendedAds, retireAd, setAdStatus, setCampaignHeld } from '../catalog/catalog';
-import type { CatalogAd, CatalogCampaign, CatalogJson } from '../catalog/catalog_json';
+import { adContentChanged, campaignContentChanged, effectiveTargeting } from '../catalog/ad_content';
+import type { ServedAdRow } from '../catalog/ad_columns';
+import { appendAds, type Catalog, type CatalogOptions, dropAppendedAds, retireAd, setAdStatus, setCampaignHeld } from '../catalog/catalog';
+import type { CatalogAd } from '../catalog/catalog_json';
 import { grownTo } from '../catalog/growing_columns';
 import type { AdTargeting } from '../engine/addon';
 import { adPrior } from '../engine/engine';
+import { catalogFromFile, maxRulesPerAd, type ServingCatalog } from '../engine/model_catalog';
+import type { ModelDir } from '../engine/model_dir';
 import { applyCampaign, type Serving } from '../engine/serving';
 import type { Logger } from '../log';
 import { localDay } from '../money/local_day';
@@ -18,16 +21,15 @@ import type { StoreEntity } from '../store/errors';
 import type { ChangeFollower } from '../store/follow';
 import type { CatalogStore } from '../store/store';
 import type { AdRow, AdvertiserRow, CampaignRow, Change, Page } from '../store/types';
+import { catalogAd, catalogCampaign, newAdFields, readStoreCatalog, type StoreCatalogRead } from './store_catalog';
 
 /** Ads embedded per addAds call: one ad-tower pass and one published snapshot each. */
 const embedBatch = 1000;
-/** The engine's bound on an ad's targeting rules (TargetingIndex::kMaxRulesPerAd). */
-const maxRulesPerAd = 20;
 
 interface Rows {
   advertisers: AdvertiserRow[];
   campaigns: CampaignRow[];
-  ads: AdRow[];
+  ads: ServedAdRow[];
   /** Ads whose content changed since the model last saw them (created, or any field but status and keywords). */
   newContent: Set<string>;
   /** Campaigns whose bid type or targeting changed: each of their ads is new content. */
@@ -38,51 +40,18 @@ type Ids = Record<StoreEntity, Set<string>> & { newContent: Set<string>; rekeyed
 
 const noIds = (): Ids => ({ advertiser: new Set(), campaign: new Set(), ad: new Set(), newContent: new Set(), rekeyed: new Set() });
 
+const isNewAdContent = (change: Change): boolean => change.entity === 'ad' && (change.op === 'create' || adContentChanged(change.fields));
+const isRekey = (change: Change): boolean => change.entity === 'campaign' && change.op === 'update' && campaignContentChanged(change.fields);
+/** Whether a change leaves an ad, or every ad of a campaign, to be embedded again. */
+const isNewContent = (change: Change): boolean => isNewAdContent(change) || isRekey(change);
+
 /** Adds the changes to `ids`: what to read, and what each change says about content. */
 function collect(ids: Ids, changes: readonly Change[]): void {
   for (const change of changes) {
     ids[change.entity].add(change.id);
-    if (change.entity === 'ad' && (change.op === 'create' || adContentChanged(change.fields))) ids.newContent.add(change.id);
-    if (change.entity === 'campaign' && change.op === 'update' && campaignContentChanged(change.fields)) ids.rekeyed.add(change.id);
+    if (isNewAdContent(change)) ids.newContent.add(change.id);
+    if (isRekey(change)) ids.rekeyed.add(change.id);
   }
-}
-
-function catalogCampaign(row: CampaignRow): CatalogCampaign {
-  return {
-    id: row.id,
-    advertiser_id: row.advertiser_id,
-    bid_type: row.bid_type,
-    bid_micros: row.bid_micros,
-    daily_budget_micros: row.daily_budget_micros,
-    pacing: row.pacing,
-    // Archived campaigns keep their row (events of ads they served still bill) but never serve.
-    status: row.status === 'active' ? 'active' : 'paused',
-    ...(row.frequency_cap ? { frequency_cap: row.frequency_cap } : {}),
-    ...(row.lifetime_budget_micros !== null ? { lifetime_budget_micros: row.lifetime_budget_micros } : {}),
-    ...(row.time_zone !== 'UTC' ? { time_zone: row.time_zone } : {}),
-    ...(row.day_parting ? { day_parting: row.day_parting } : {}),
-  };
-}
-
-function catalogAd(row: AdRow, targeting: CatalogAd['targeting']): CatalogAd {
-  return {
-    id: row.id,
-    campaign_id: row.campaign_id,
-    advertiser_id: row.advertiser_id,
-    product_id: row.product_id,
-    category: row.category,
-    format: row.format,
-    title: row.title,
-    keywords: row.keywords,
-    landing_url: row.landing_url,
-    image_url: row.image_url,
-    price_micros: row.price_micros,
-    landing_quality: row.landing_quality,
-    rating: row.rating,
-    ...(targeting?.length ? { targeting } : {}),
-    status: row.status === 'paused' ? 'paused' : 'active',
-    policy_flags: row.policy_flags,
-  };
 }
 
 /** Whether `nowMs` falls in the campaign's flight [start, end), both wall-clock times in its zone. */
@@ -107,6 +76,8 @@ async function everyPage<Row>(list: (page: { limit: number; cursor?: string }) =
 
 export interface StoreSyncOptions {
   store: CatalogStore;
+  /** Where this replica keeps its catalog snapshot (catalog_snapshot.ts); absent: every load reads the store whole. */
+  dataDir?: string;
   money: Money;
   log: Logger;
   /** Milliseconds between checks of flight bounds (a flight starts and ends within this). */
@@ -126,6 +97,10 @@ export class StoreSync {
   private readonly advertisers = new Map<string, AdvertiserRow>();
   private readonly campaigns = new Map<string, CampaignRow>();
   private readonly flightTimer: NodeJS.Timeout;
+  /** What load() read for each catalog it built, until adopt() takes it. */
+  private readonly reads = new WeakMap<Catalog, StoreCatalogRead & { writeSnapshot?: () => Promise<void> }>();
+  /** Snapshot writes in flight, one after another; close() waits for them. */
+  private snapshotWrites: Promise<void> = Promise.resolve();
   private readonly now: () => number;
 
   constructor(private readonly options: StoreSyncOptions) {
@@ -135,21 +110,52 @@ export class StoreSync {
   }
 
   /**
-   * Brings a newly opened model to the store's state and keeps it there until release(); resolves
-   * once it is, before the model takes traffic. The first call starts following the store.
+   * The catalog a model opens with (openServing's `catalog`): the store's, joined with the model's
+   * rows; what the model has no embedding for is embedded at adopt(). A store not yet seeded is not
+   * the whole catalog, so the model then opens with its own catalog.jsonl.
    */
-  adopt(serving: Serving, modelCatalog: CatalogJson): Promise<void> {
-    return this.enqueue(async () => {
+  async load(model: ModelDir, options: CatalogOptions): Promise<ServingCatalog> {
+    const { store, log } = this.options;
+    if (await store.seedPending()) return catalogFromFile(model, options);
+    const started = Date.now();
+    const { serving, read, writeSnapshot } = await readStoreCatalog(store, model, options, this.options.dataDir);
+    this.reads.set(serving.catalog, { ...read, ...(writeSnapshot ? { writeSnapshot } : {}) });
+    for (const ad of serving.tooManyRules) log.warn('ad not served: too many targeting rules with its campaign', { ad, max: maxRulesPerAd });
+    log.info('catalog read from the store', { ads: serving.catalog.size, toEmbed: read.toEmbed.length, seq: read.seq, seconds: (Date.now() - started) / 1000 });
+    return serving;
+  }
+
+  /**
+   * Brings a model opened with load()'s catalog to the store's state and keeps it there until
+   * release(): embeds what it has no embedding for, applies what changed since the read; resolves
+   * once done, before the model takes traffic. The first call starts following the store.
+   */
+  async adopt(serving: Serving): Promise<void> {
+    const read = this.reads.get(serving.catalog);
+    this.reads.delete(serving.catalog);
+    await this.enqueue(async () => {
       const { store } = this.options;
       const seq = await store.currentSeq();
-      if (await store.seedPending()) {
-        // The model's catalog never made it into the store (refused, or no seed yet): the store is
-        // not the whole catalog, so the model serves its own and takes only the changes from now on.
+      if (!read) {
         this.options.log.warn("catalog store not seeded: serving the model directory's catalog and following only new changes", { seq });
       } else {
-        const source = await store.seedSource();
-        const rows = source?.catalogSha256 === serving.catalogSha256 ? await this.changedSince(source.seq, seq) : await this.everyRow(serving, modelCatalog);
-        await this.applyRows([serving], rows);
+        const ids = noIds();
+        // Rows unchanged since the seed are as the model was trained; the read took the rest as they are now, but not their embeddings.
+        if (read.seededFromModelAt !== undefined) await this.collectChanges(ids, read.seededFromModelAt, read.seq, isNewContent);
+        await this.collectChanges(ids, read.seq, seq);
+        const changed = await this.read(ids);
+        // The catalog was built with every campaign's settings; what it cannot know is which are held.
+        const nowMs = this.now();
+        for (const row of read.advertisers) if (!this.advertisers.has(row.id)) this.advertisers.set(row.id, row);
+        for (const row of read.campaigns) if (!this.campaigns.has(row.id)) this.campaigns.set(row.id, row);
+        for (const row of read.campaigns) if (this.hold(serving.catalog, row.id, nowMs)) this.options.money.campaignChanged(row.id, nowMs);
+        await this.applyRows([serving], {
+          advertisers: changed.advertisers,
+          campaigns: changed.campaigns,
+          ads: [...read.toEmbed.filter((row) => !ids.ad.has(row.id)), ...changed.ads],
+          newContent: new Set([...read.toEmbed.map((row) => row.id), ...changed.newContent]),
+          rekeyed: changed.rekeyed,
+        });
       }
       this.targets.add(serving);
       if (!this.follower) {
@@ -161,6 +167,18 @@ export class StoreSync {
         });
       }
     });
+    // Written while the model warms up and serves: it only saves the next start a whole read.
+    if (read?.writeSnapshot) this.snapshotWrites = this.snapshotWrites.then(() => this.persist(read.writeSnapshot!, serving.catalog.size, read.seq));
+  }
+
+  private async persist(write: () => Promise<void>, ads: number, seq: number): Promise<void> {
+    const started = Date.now();
+    try {
+      await write();
+      this.options.log.info('catalog snapshot written', { ads, seq, seconds: (Date.now() - started) / 1000 });
+    } catch (error) {
+      this.options.log.warn('catalog snapshot not written', { error: (error as Error).message });
+    }
   }
 
   /** Stops applying changes to a model that no longer serves. */
@@ -188,6 +206,7 @@ export class StoreSync {
     clearInterval(this.flightTimer);
     await this.follower?.close();
     await this.queue;
+    await this.snapshotWrites;
   }
 
   private enqueue(work: () => Promise<void> | void): Promise<void> {
@@ -207,19 +226,17 @@ export class StoreSync {
     for (const waiter of ready) waiter.resolve();
   }
 
-  /** The current rows of everything changed in (afterSeq, upToSeq]. */
-  private async changedSince(afterSeq: number, upToSeq: number): Promise<Rows> {
-    const ids = noIds();
+  /** Adds the changes in (afterSeq, upToSeq] that `keep` takes to `ids`. */
+  private async collectChanges(ids: Ids, afterSeq: number, upToSeq: number, keep: (change: Change) => boolean = () => true): Promise<void> {
     for (let seq = afterSeq; seq < upToSeq;) {
       const changes = await this.options.store.changesSince(seq, 10_000);
       if (changes.length === 0) break;
       collect(
         ids,
-        changes.filter((change) => change.seq <= upToSeq),
+        changes.filter((change) => change.seq <= upToSeq && keep(change)),
       );
       seq = changes[changes.length - 1]!.seq;
     }
-    return this.read(ids);
   }
 
   private async read(ids: Ids): Promise<Rows> {
@@ -233,35 +250,6 @@ export class StoreSync {
       newContent: ids.newContent,
       rekeyed: ids.rekeyed,
     };
-  }
-
-  /**
-   * Every row of the store, for a model trained on another catalog than the store's seed: its ads
-   * the store lacks are retired, and the store's ads it lacks are embedded.
-   */
-  private async everyRow(serving: Serving, modelCatalog: CatalogJson): Promise<Rows> {
-    const { store } = this.options;
-    const { catalog } = serving;
-    const ads = await everyPage((page) => store.listAds(page));
-    const campaigns = await everyPage((page) => store.listCampaigns(page));
-    const rows: Rows = {
-      advertisers: await everyPage((page) => store.listAdvertisers(page)),
-      campaigns,
-      ads,
-      // The model's own catalog.json says what its ads were embedded and targeted with.
-      newContent: new Set(
-        ads
-          .filter((row) => {
-            const index = catalog.indexOf.get(row.id);
-            return index === undefined || index >= modelCatalog.ads.length || !sameAdContent(row, modelCatalog.ads[index]!);
-          })
-          .map((row) => row.id),
-      ),
-      rekeyed: new Set(campaigns.filter((row) => row.targeting?.length || catalog.campaigns.get(row.id)?.bid_type !== row.bid_type).map((row) => row.id)),
-    };
-    const stored = new Set(ads.map((ad) => ad.id));
-    for (let ad = 0; ad < catalog.size; ad++) if (!stored.has(catalog.adId.at(ad)!) && catalog.adRetired[ad] === 0) this.retire(serving, ad);
-    return rows;
   }
 
   private async applyRows(servings: Serving[], rows: Rows): Promise<void> {
@@ -298,13 +286,16 @@ export class StoreSync {
     return everyPage((page) => this.options.store.listAds({ campaignId, ...page }));
   }
 
-  private hold(catalog: Catalog, campaignId: string, nowMs: number): void {
+  /** Holds the campaign out of serving, or lets it serve, as its flight and advertiser say; returns whether that changed. */
+  private hold(catalog: Catalog, campaignId: string, nowMs: number): boolean {
     const campaign = catalog.campaigns.get(campaignId);
-    if (!campaign) return;
+    if (!campaign) return false;
     const advertiser = this.advertisers.get(campaign.advertiser_id);
     const row = this.campaigns.get(campaignId);
     const held = (advertiser !== undefined && advertiser.status !== 'active') || (row !== undefined && !inFlight(row, nowMs));
-    if (held !== catalog.campaignHeld.has(campaignId)) setCampaignHeld(catalog, campaignId, held);
+    if (held === catalog.campaignHeld.has(campaignId)) return false;
+    setCampaignHeld(catalog, campaignId, held);
+    return true;
   }
 
   private checkFlights(): void {
@@ -327,9 +318,9 @@ export class StoreSync {
   }
 
   /** Puts each ad row into one model: a status change in place, new content embedded under a new index (the old one retired). */
-  private async applyAds(serving: Serving, rows: AdRow[], newContent: ReadonlySet<string>): Promise<void> {
+  private async applyAds(serving: Serving, rows: readonly ServedAdRow[], newContent: ReadonlySet<string>): Promise<void> {
     const { catalog } = serving;
-    const embed: Array<{ row: AdRow; targeting: CatalogAd['targeting'] }> = [];
+    const embed: Array<{ row: ServedAdRow; targeting: CatalogAd['targeting'] }> = [];
     for (const row of rows) {
       const index = catalog.indexOf.get(row.id);
       const campaign = this.campaigns.get(row.campaign_id);
@@ -377,7 +368,7 @@ export class StoreSync {
    * enter its index), then retires the rows they replace. The catalog goes first: from the moment the
    * engine publishes an ad, a decision may name its index.
    */
-  private async embed(serving: Serving, batch: Array<{ row: AdRow; targeting: CatalogAd['targeting'] }>): Promise<void> {
+  private async embed(serving: Serving, batch: Array<{ row: ServedAdRow; targeting: CatalogAd['targeting'] }>): Promise<void> {
     const { catalog, history, engine } = serving;
     const replaced = batch.map(({ row }) => catalog.indexOf.get(row.id));
     const first = appendAds(
@@ -392,18 +383,7 @@ export class StoreSync {
     let added: number;
     try {
       added = await engine.addAds({
-        ...serving.encodeAds(
-          batch.map(({ row }) => ({
-            advertiserId: row.advertiser_id,
-            category: row.category,
-            format: row.format,
-            bidType: catalog.campaigns.get(row.campaign_id)!.bid_type,
-            title: row.title,
-            priceMicros: row.price_micros,
-            landingQuality: row.landing_quality,
-            rating: row.rating,
-          })),
-        ),
+        ...serving.encodeAds(batch.map(({ row }) => newAdFields(row, catalog.campaigns.get(row.campaign_id)!.bid_type))),
         prior: Float32Array.from(indices, (ad) => adPrior(ad, history, catalog, serving.light)),
         keys: {
           campaign: Uint32Array.from(indices, (ad) => serving.campaignCode.get(catalog.campaignId[ad]!)!),

@@ -1,6 +1,8 @@
 // The catalog database: its tables as Kysely sees them and the migrations that create them. One
 // schema serves SQLite and PostgreSQL; the only dialect difference is that PostgreSQL ids use the
 // "C" collation, so that ids sort bytewise there as in SQLite and cursor pages agree across both.
+import { randomUUID } from 'node:crypto';
+
 import { type CreateTableBuilder, type Kysely, type Migration, sql } from 'kysely';
 
 export type DialectKind = 'sqlite' | 'postgres';
@@ -204,6 +206,13 @@ export function migrations(dialect: DialectKind): Record<string, Migration> {
           .alterTable('changes')
           .addColumn('fields', 'text', (c) => c.notNull().defaultTo('*'))
           .execute();
+      },
+    },
+    // Names this database for the copies of it a replica keeps (the catalog snapshot in its dataDir),
+    // so that a copy of another database, or of this one restored from an older backup, is not taken for it.
+    '0003_store_id': {
+      async up(db: Kysely<unknown>) {
+        await (db as unknown as Kysely<StoreDatabase>).insertInto('store_meta').values({ key: 'store_id', value: randomUUID() }).execute();
       },
     },
   };

@@ -434,6 +434,12 @@ export class CatalogStore {
     });
   }
 
+  /** This database's name (migration 0003): the same for every replica sharing it, different for any other or a restored copy of an older one's. */
+  async storeId(): Promise<string> {
+    const row = await this.db.selectFrom('store_meta').select('value').where('key', '=', 'store_id').executeTakeFirstOrThrow();
+    return row.value;
+  }
+
   /** The catalog the store was seeded from and the seq the seed ended at; undefined before the seed (or for a store seeded by an older version). */
   async seedSource(): Promise<{ catalogSha256: string; seq: number } | undefined> {
     const rows = await this.db.selectFrom('store_meta').select(['key', 'value']).where('key', 'in', ['seed_catalog_sha256', 'seed_seq']).execute();
@@ -633,16 +639,37 @@ export class CatalogStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPage) throw new StoreValidationError('limit', `must be an integer in 1..${maxPage}`);
     if (options.status !== undefined && !['active', 'paused', 'archived'].includes(options.status))
       throw new StoreValidationError('status', 'must be one of active, paused, archived');
-    let query = this.db.selectFrom(spec.table).selectAll();
-    for (const [column, value] of Object.entries(filters)) if (value !== undefined) query = query.where(column as 'id', '=', value);
-    if (options.status !== undefined) query = query.where('status', '=', options.status);
-    if (options.cursor !== undefined) query = query.where('id', '>', decodeCursor(options.cursor));
-    const rows = (await query
-      .orderBy('id')
-      .limit(limit + 1)
-      .execute()) as DbRow[];
+    const rows = await this.rowsAfter(
+      entity,
+      { ...filters, status: options.status },
+      options.cursor === undefined ? undefined : decodeCursor(options.cursor),
+      limit + 1,
+    );
     const items = rows.slice(0, limit).map((row) => fromDb<E>(spec, row));
     return { items, next_cursor: rows.length > limit ? encodeCursor(rows[limit - 1]!.id) : null };
+  }
+
+  /**
+   * Every row of an entity in id order, a page of `pageSize` at a time (pages larger than a list's,
+   * for a serving model reading the whole catalog at load).
+   */
+  async *scan<E extends StoreEntity>(entity: E, pageSize = 5000): AsyncGenerator<Array<EntityRows[E]>> {
+    const spec = specs[entity];
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.rowsAfter(entity, {}, after, pageSize);
+      if (rows.length === 0) return;
+      after = rows[rows.length - 1]!.id;
+      yield rows.map((row) => fromDb<E>(spec, row));
+      if (rows.length < pageSize) return;
+    }
+  }
+
+  private async rowsAfter(entity: StoreEntity, filters: Record<string, string | undefined>, afterId: string | undefined, limit: number): Promise<DbRow[]> {
+    let query = this.db.selectFrom(specs[entity].table).selectAll();
+    for (const [column, value] of Object.entries(filters)) if (value !== undefined) query = query.where(column as 'id', '=', value);
+    if (afterId !== undefined) query = query.where('id', '>', afterId);
+    return (await query.orderBy('id').limit(limit).execute()) as DbRow[];
   }
 
   private async currentRow(trx: Trx, entity: StoreEntity, id: string, options: WriteOptions): Promise<DbRow> {

@@ -1,4 +1,4 @@
-// The catalog store's rows as callers see them: JSON-ready, snake_case like catalog.json, absent
+// The catalog store's rows as callers see them: JSON-ready, snake_case like catalog.jsonl, absent
 // optional values as null. Money is integer micros; times are ISO-8601 UTC instants except flight
 // bounds, which are wall-clock times in the campaign's time zone.
 import type { TargetingCriterion } from '../catalog/catalog_json';

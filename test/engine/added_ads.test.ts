@@ -3,18 +3,21 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { defaults } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { adTowerEncoder } from '../../src/engine/ad_features';
 import { addon } from '../../src/engine/addon';
 import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
+const seed = readCatalogFile(model.seedCatalog!.file);
 const history = adHistory(model);
 const settings: EngineSettings = {
   index: { kind: 'ivf' },
@@ -65,8 +68,8 @@ function copiesOf(ads: number[]) {
 
 it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads", () => {
   const inputs = adTowerEncoder(model)(
-    model.catalog.ads.map((ad) => {
-      const campaign = model.catalog.campaigns.find((c) => c.id === ad.campaign_id)!;
+    seed.ads.map((ad) => {
+      const campaign = seed.campaigns.find((c) => c.id === ad.campaign_id)!;
       return {
         advertiserId: ad.advertiser_id,
         category: ad.category,
@@ -82,7 +85,7 @@ it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads
   expect(Array.from(inputs.categorical)).toEqual(Array.from(storedCategorical));
   expect(Array.from(inputs.title)).toEqual(Array.from(storedTitle));
   // Price, landing quality and rating (the catalog's ads have click history; new ads start at the
-  // priors). catalog.json rounds prices to micros, landing quality to 4 decimals, ratings to 2.
+  // priors). the catalog rounds prices to micros, landing quality to 4 decimals, ratings to 2.
   const std = model.manifest.features.ad.numeric.std;
   const rounding = [1e-6, 5e-5, 5e-3].map((halfUnit, j) => halfUnit / std[j]! + 1e-5);
   for (let ad = 0; ad < catalog.size; ad++) {
@@ -92,7 +95,7 @@ it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads
 });
 
 it('serves ads added at run time like the catalog ads they copy, with their own eligibility and targeting', async () => {
-  const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
+  const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, settings));
   try {
     const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
     const before = await engine.score(request, 5000);
@@ -154,7 +157,7 @@ it('serves ads added at run time like the catalog ads they copy, with their own 
 });
 
 it('refuses malformed additions and keeps serving', async () => {
-  const engine = await addon.openEngine(engineOptions(model, catalog, history, settings));
+  const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, settings));
   try {
     const one = {
       categorical: storedCategorical.slice(0, 4),
@@ -185,7 +188,7 @@ describe.each(['sq8', 'float'] as const)('added ads in the IVF lists (%s scan)',
   const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
 
   it('puts a copy in the list of its original: found where the original is, not where it is not', async () => {
-    const engine = await addon.openEngine(engineOptions(model, catalog, history, oneList));
+    const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, oneList));
     try {
       const before = Array.from((await engine.score(request, 5000)).adIndex);
       expect(before.length).toBeGreaterThan(0);
@@ -215,7 +218,7 @@ describe.each(['sq8', 'float'] as const)('added ads in the IVF lists (%s scan)',
   });
 
   it('admits an added ad by its targeting inside the list scan, and shows it only to batches after the add', async () => {
-    const engine = await addon.openEngine(engineOptions(model, catalog, history, oneList));
+    const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, oneList));
     try {
       const before = await engine.score(request, 5000);
       const inside = before.adIndex[0]!;
@@ -246,7 +249,7 @@ describe.each(['sq8', 'float'] as const)('added ads in the IVF lists (%s scan)',
 });
 
 it.each(['flat', 'hnsw'] as const)('serves added ads through the exact scan beside a %s index, which takes none into itself', async (kind) => {
-  const engine = await addon.openEngine(engineOptions(model, catalog, history, { ...settings, index: { kind }, keywordCandidates: 0 }));
+  const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, { ...settings, index: { kind }, keywordCandidates: 0 }));
   try {
     const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
     const best = (await engine.score(request, 5000)).adIndex[0]!;

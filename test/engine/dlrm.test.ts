@@ -4,11 +4,12 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { defaults } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { addon, type NativeEngine, type ScoreResult } from '../../src/engine/addon';
 import { adTowerEncoder } from '../../src/engine/ad_features';
 import { adHistory, adPrior, campaignCodes, type EngineSettings, engineOptions, openEngine } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir, rehashManifestFile } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
@@ -27,7 +28,9 @@ const settings: EngineSettings = {
 };
 
 const dlrm = readModelDir(tinyDlrmModelDir);
-const catalog = catalogFromJson(dlrm.catalog);
+const dlrmSeed = readCatalogFile(dlrm.seedCatalog!.file);
+const modelCatalog = catalogFromFile(dlrm);
+const { catalog } = modelCatalog;
 const placements = [Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage];
 const requests: AdRequestSpec[] = Array.from({ length: 8 }, (_, i) => ({
   placement: placements[i % placements.length],
@@ -40,7 +43,7 @@ const bodies = requests.map((spec) => encodeAdRequest(spec));
 const engines: NativeEngine[] = [];
 async function open(dir: string): Promise<NativeEngine> {
   const model = readModelDir(dir);
-  const engine = await openEngine(model, catalogFromJson(model.catalog), adHistory(model), settings);
+  const engine = await openEngine(model, catalogFromFile(model), adHistory(model), settings);
   engines.push(engine);
   return engine;
 }
@@ -104,7 +107,7 @@ describe('the DLRM scorer in the engine', () => {
     const rowOf: Record<string, number> = {
       ad: target,
       campaign: campaign.get(catalog.campaignId[target]!)!,
-      advertiser: dlrm.catalog.advertisers.findIndex((advertiser) => advertiser.id === catalog.advertiserId[target]),
+      advertiser: dlrmSeed.advertisers.findIndex((advertiser) => advertiser.id === catalog.advertiserId[target]),
       category: dlrm.manifest.categories.indexOf(catalog.category[target]!),
     };
     for (const row of Object.values(rowOf)) expect(row).toBeGreaterThanOrEqual(0);
@@ -126,9 +129,9 @@ describe('the DLRM scorer in the engine', () => {
 
   it('scores an ad added while serving on the unknown ad row and its own campaign row', async () => {
     const source = ranked[0]!.adIndex[0]!;
-    const ad = dlrm.catalog.ads[source]!;
+    const ad = dlrmSeed.ads[source]!;
     const campaign = campaignCodes(catalog).get(ad.campaign_id)!;
-    const bidType = dlrm.catalog.campaigns.find((c) => c.id === ad.campaign_id)!.bid_type;
+    const bidType = dlrmSeed.campaigns.find((c) => c.id === ad.campaign_id)!.bid_type;
     // A new ad of the source ad's campaign: its tower inputs as the daemon computes them (no history yet).
     const inputs = adTowerEncoder(dlrm)([
       {
@@ -171,7 +174,7 @@ describe('the DLRM scorer in the engine', () => {
   }, 120_000);
 
   it('refuses the precomputed fusion natively, and a manifest naming an unknown scorer', async () => {
-    const options = engineOptions(dlrm, catalog, adHistory(dlrm), settings);
+    const options = engineOptions(dlrm, modelCatalog, adHistory(dlrm), settings);
     expect(options.fusion).toBe('model');
     await expect(addon.openEngine({ ...options, fusion: 'precomputed' })).rejects.toThrow(/takes ad ids needs fusion 'model'/);
     const dir = copyOfModel(tinyDlrmModelDir, 'unknown-scorer');

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine } from '../../src/engine/addon';
 import { addon } from '../../src/engine/addon';
 import { adHistory, adPrior, campaignCodes, engineOptions, type EngineSettings, openEngine } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
@@ -26,10 +26,11 @@ const settings: EngineSettings = {
 
 let engine: NativeEngine;
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
 
 beforeAll(async () => {
-  engine = await openEngine(model, catalog, adHistory(model), settings);
+  engine = await openEngine(model, modelCatalog, adHistory(model), settings);
 });
 
 afterAll(() => engine.close());
@@ -88,7 +89,7 @@ describe('native engine over the tiny model', () => {
   it('applies Boolean targeting inside retrieval, without crowding out eligible ads', async () => {
     // Half the catalog targets Japan only; a US request must never see those ads and still get a full list.
     const japanOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules: [[{ type: 'geo' as const, value: 'JP' }]] }));
-    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: japanOnly });
+    const targeted = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), settings), targeting: japanOnly });
     try {
       const us = await targeted.score(encodeAdRequest({ query: 'running shoes', country: 'US' }), 1000);
       expect(us.adIndex.length).toBe(50);
@@ -118,7 +119,7 @@ describe('native engine over the tiny model', () => {
       ad: i * 2,
       rules: [[{ type: 'audience' as const, value: 'runners' }]],
     }));
-    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: runnersOnly });
+    const targeted = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), settings), targeting: runnersOnly });
     try {
       const request = encodeAdRequest({ query: 'running shoes', userId: 'a-runner', segments: ['runners'] });
       expect((await targeted.score(request, 1000)).adIndex.some((ad) => ad % 2 === 0)).toBe(true);
@@ -139,7 +140,7 @@ describe('native engine over the tiny model', () => {
       ],
     ];
     const productPagesOnly = Array.from({ length: Math.floor(catalog.size / 2) }, (_, i) => ({ ad: i * 2, rules }));
-    const targeted = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting: productPagesOnly });
+    const targeted = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), settings), targeting: productPagesOnly });
     try {
       const request = (placement: Placement, deviceType: DeviceType) => encodeAdRequest({ placement, deviceType, productId: 'p-1', categoryId: 'shoes' });
       const productPage = await targeted.score(request(Placement.ProductPage, DeviceType.Tablet), 1000);
@@ -165,7 +166,7 @@ describe('native engine over the tiny model', () => {
     // prior so that it survives the lightweight cut once it is a candidate.
     const keywordAd = Array.from({ length: catalog.size }, (_, ad) => ad).find((ad) => !untargeted.adIndex.includes(ad))!;
     const targeting = [{ ad: keywordAd, rules: [[{ type: 'exact' as const, value: 'Quantum Zebra' }]] }];
-    const merged = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), narrow), targeting });
+    const merged = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), narrow), targeting });
     try {
       merged.setPriors(Uint32Array.of(keywordAd), Float32Array.of(10));
       expect(Array.from((await merged.score(encodeAdRequest({ query }), 1000)).adIndex)).toContain(keywordAd);
@@ -181,7 +182,7 @@ describe('native engine over the tiny model', () => {
     } finally {
       merged.close();
     }
-    const withoutMerge = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), narrow), targeting, keywordCandidates: 0 });
+    const withoutMerge = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), narrow), targeting, keywordCandidates: 0 });
     try {
       withoutMerge.setPriors(Uint32Array.of(keywordAd), Float32Array.of(10));
       expect(Array.from((await withoutMerge.score(encodeAdRequest({ query }), 1000)).adIndex)).not.toContain(keywordAd);
@@ -191,7 +192,7 @@ describe('native engine over the tiny model', () => {
   });
 
   it('scores the same with the precomputed first fusion layer as with the TorchScript model', async () => {
-    const reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
+    const reference = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusion: 'model' });
     try {
       for (const spec of [
         { query: 'running shoes', userId: model.userIds[3] },
@@ -245,7 +246,7 @@ describe('FAISS index cache', () => {
     const cached: EngineSettings = { ...settings, index: { kind: 'ivf', nlist: 8, nprobe: 3 }, indexCacheDir: cacheDir };
     const requests = ['running shoes', 'coffee beans', ''].map((query) => encodeAdRequest({ query, userId: model.userIds[1] }));
     const retrieve = async (): Promise<{ description: string; results: number[][] }> => {
-      const opened = await openEngine(model, catalog, adHistory(model), cached);
+      const opened = await openEngine(model, modelCatalog, adHistory(model), cached);
       try {
         const results = [];
         for (const request of requests) results.push(Array.from((await opened.score(request, 1000)).adIndex));
@@ -266,7 +267,7 @@ describe('FAISS index cache', () => {
     expect(rebuilt.description).toBe('IVF8,Flat,nprobe=3,scan=sq8+rerank');
     expect(rebuilt.results).toEqual(built.results);
     // A different build option is a different file.
-    await openEngine(model, catalog, adHistory(model), { ...cached, index: { kind: 'ivf', nlist: 4 } }).then((other) => other.close());
+    await openEngine(model, modelCatalog, adHistory(model), { ...cached, index: { kind: 'ivf', nlist: 4 } }).then((other) => other.close());
     expect(readdirSync(cacheDir).length).toBe(2);
   });
 });
@@ -291,7 +292,7 @@ describe('IVF retrieval against exact search', () => {
       userId: random() < 0.5 ? model.userIds[Math.floor(random() * model.userIds.length)] : 'someone-new',
     }));
     const retrieve = async (index: EngineSettings['index']): Promise<Int32Array[]> => {
-      const opened = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), { ...narrow, index }), targeting });
+      const opened = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), { ...narrow, index }), targeting });
       try {
         opened.setEligibility(ineligible, new Uint8Array(ineligible.length));
         return await Promise.all(requests.map((request) => opened.score(encodeAdRequest(request), 5000).then((r) => r.adIndex)));

@@ -4,16 +4,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { addon, type NativeEngine } from '../../src/engine/addon';
 import { adHistory, campaignCodes, engineOptions, type EngineSettings, type IndexSettings } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
 const campaignCode = campaignCodes(catalog);
 const keyOf = {
   advertiser: (ad: number) => catalog.advertiserId[ad]!,
@@ -37,7 +38,7 @@ describe.each<IndexSettings>([{ kind: 'flat' }, { kind: 'ivf' }, { kind: 'hnsw' 
   let engine: NativeEngine;
   let scored: number[];
   beforeAll(async () => {
-    engine = await addon.openEngine(engineOptions(model, catalog, adHistory(model), settings(index)));
+    engine = await addon.openEngine(engineOptions(model, modelCatalog, adHistory(model), settings(index)));
     scored = Array.from((await engine.score(encodeAdRequest(request), 5000)).adIndex);
     expect(scored.length).toBe(20);
   });

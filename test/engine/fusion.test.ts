@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { defaults, loadConfig } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { engineSettings, lightWeights } from '../../src/engine/serving';
 import { type AdRequestSpec, encodeAdRequest } from '../../src/protocol/encode_request';
@@ -22,7 +22,8 @@ const settings: EngineSettings = {
 };
 
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
 let fused: NativeEngine;
 let reference: NativeEngine;
 let bf16: NativeEngine;
@@ -45,13 +46,13 @@ const requests: AdRequestSpec[] = Array.from({ length: 40 }, (_, i) => ({
 const bits = (values: Float32Array): number[] => Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
 
 beforeAll(async () => {
-  fused = await openEngine(model, catalog, adHistory(model), settings);
-  reference = await openEngine(model, catalog, adHistory(model), { ...settings, fusion: 'model' });
-  bf16 = await openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16' });
+  fused = await openEngine(model, modelCatalog, adHistory(model), settings);
+  reference = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusion: 'model' });
+  bf16 = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16' });
   for (const kernel of ['avx2', 'portable']) {
     if (kernel === bf16.stats().fusionKernel) continue;
     try {
-      pinnedBf16.set(kernel, await openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: kernel }));
+      pinnedBf16.set(kernel, await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: kernel }));
     } catch (error) {
       // Only an instruction set this CPU lacks may be missing; the portable variant never is.
       expect(kernel).not.toBe('portable');
@@ -115,8 +116,10 @@ describe('bf16 fusion (fusionPrecision)', () => {
   });
 
   it('rejects a precision or kernel variant it does not know at open', async () => {
-    await expect(openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'fp8' as 'bf16' })).rejects.toThrow(/precision/);
-    await expect(openEngine(model, catalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: 'avx9' })).rejects.toThrow(/not available/);
+    await expect(openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'fp8' as 'bf16' })).rejects.toThrow(/precision/);
+    await expect(openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: 'avx9' })).rejects.toThrow(
+      /not available/,
+    );
   });
 
   it('stays within 0.01 of the fp32 logits and differs from them, on every candidate of distinct requests', async () => {

@@ -1,16 +1,17 @@
 import { expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { addon, type ScoreResult } from '../../src/engine/addon';
 import { adHistory, engineOptions, type EngineSettings } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { lightWeights } from '../../src/engine/serving';
 import { encodeAdRequest } from '../../src/protocol/encode_request';
 import { tinyModelDir } from '../setup/tiny_model';
 
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
 
 // The IVF scan reads each probed list once for all the batch's queries that probe it; what a
 // request gets must still be what it gets alone, whichever requests share its batch.
@@ -28,7 +29,7 @@ it.each(['sq8', 'float'] as const)('answers a request in a batch exactly as alon
   const targeting = Array.from({ length: catalog.size }, (_, ad) => ad)
     .filter((ad) => ad % 5 === 0)
     .map((ad) => ({ ad, rules: [[{ type: 'geo' as const, value: ad % 10 === 0 ? 'JP' : 'US' }]] }));
-  const engine = await addon.openEngine({ ...engineOptions(model, catalog, adHistory(model), settings), targeting });
+  const engine = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), settings), targeting });
   try {
     const queries = ['running shoes', 'dog food', 'usb cable', 'yoga mat', 'coffee beans', 'gift', 'shoes dog', 'cable mat'];
     const requests = queries.flatMap((query, i) => [

@@ -1,9 +1,9 @@
 // Serving ads and sending their events to a running daemon, for the money tests.
-import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { expect } from 'vitest';
 
+import { readCatalogFile, writeCatalogFile } from '../../src/catalog/catalog_file';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -62,11 +62,11 @@ export function tinyModelWithCampaigns(edit: (campaign: Record<string, unknown>)
 /** A copy of the tiny model directory with its catalog edited. */
 export function tinyModelWithCatalog(edit: (catalog: { campaigns: Array<Record<string, unknown>>; ads: Array<Record<string, unknown>> }) => void): string {
   const dir = copyOfTinyModel('model');
-  const catalogPath = path.join(dir, 'catalog.json');
-  const catalog = JSON.parse(readFileSync(catalogPath, 'utf8')) as Parameters<typeof edit>[0];
-  edit(catalog);
-  writeFileSync(catalogPath, JSON.stringify(catalog));
-  rehashManifestFile(dir, 'catalog.json');
+  const catalogPath = path.join(dir, 'catalog.jsonl');
+  const catalog = readCatalogFile(catalogPath);
+  edit(catalog as unknown as Parameters<typeof edit>[0]);
+  writeCatalogFile(catalogPath, catalog);
+  rehashManifestFile(dir, 'catalog.jsonl');
   return dir;
 }
 

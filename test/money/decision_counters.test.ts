@@ -1,13 +1,13 @@
 // The decision path's report counters: entries and wins land in the local hour of their campaign's
 // zone, also for zones 30 and 45 minutes off UTC whose hours start at a UTC quarter past or half
 // past; a flushed file gives the same cells back after a restart, and cells past the retention go.
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { expect, it } from 'vitest';
 
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { createLogger } from '../../src/log';
 import { DecisionCounters } from '../../src/money/decision_counters';
@@ -15,7 +15,7 @@ import { cellKeyOf, counterIndex, counterNames } from '../../src/money/report_ce
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
 
-const catalog = catalogFromJson(readModelDir(tinyModelDir).catalog);
+const catalog = catalogFromFile(readModelDir(tinyModelDir)).catalog;
 const kolkataAd = 0;
 const kathmanduAd = catalog.campaignId.findIndex((campaign) => campaign !== catalog.campaignId[kolkataAd]);
 const zoneOf = (campaignId: string): string =>

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { catalogFromJson } from '../../src/catalog/catalog';
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { campaignCodes } from '../../src/engine/engine';
 import { readModelDir } from '../../src/engine/model_dir';
 import { FrequencyCaps } from '../../src/money/frequency_caps';
@@ -21,7 +22,7 @@ import { tinyModelDir } from '../setup/tiny_model';
 
 const nowMs = Date.UTC(2026, 0, 15, 6); // 06:00 UTC: a quarter of an even day's budget is due
 const fixedClock = (ms: number): Clock => ({ now: () => ms, monotonic: () => 0 });
-const json = structuredClone(readModelDir(tinyModelDir).catalog);
+const json = readCatalogFile(readModelDir(tinyModelDir).seedCatalog!.file);
 const paced = json.campaigns[0]!;
 const capped = json.campaigns[1]!;
 Object.assign(paced, { pacing: 'even', daily_budget_micros: 1_000_000 });

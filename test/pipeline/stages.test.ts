@@ -8,10 +8,12 @@ import { insertKeyword } from '../../src/auction/keyword_insertion';
 import { defaultQualityWeights } from '../../src/auction/quality';
 import { calibrate } from '../../src/calibration/calibrate';
 import { type Catalog, catalogFromJson } from '../../src/catalog/catalog';
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import type { CatalogJson } from '../../src/catalog/catalog_json';
 import { defaults } from '../../src/config';
 import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
 import { type AdHistory, adHistory, openEngine } from '../../src/engine/engine';
+import { catalogFromFile, type ServingCatalog } from '../../src/engine/model_catalog';
 import { type ModelDir, readModelDir } from '../../src/engine/model_dir';
 import { engineSettings, placementRules } from '../../src/engine/serving';
 import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
@@ -28,6 +30,7 @@ import { tinyModelDir } from '../setup/tiny_model';
 
 let model: ModelDir;
 let catalog: Catalog;
+let modelCatalog: ServingCatalog;
 let history: AdHistory;
 let engine: NativeEngine;
 let result: ScoreResult;
@@ -37,9 +40,10 @@ type CatalogAd = CatalogJson['ads'][number];
 
 beforeAll(async () => {
   model = readModelDir(tinyModelDir);
-  catalog = catalogFromJson(model.catalog);
+  modelCatalog = catalogFromFile(model);
+  catalog = modelCatalog.catalog;
   history = adHistory(model);
-  engine = await openEngine(model, catalog, history, { ...engineSettings(defaults), index: { kind: 'flat' } });
+  engine = await openEngine(model, modelCatalog, history, { ...engineSettings(defaults), index: { kind: 'flat' } });
   result = await engine.score(body, 5000);
   expect(result.adIndex.length).toBeGreaterThan(3);
 });
@@ -276,7 +280,8 @@ describe('encode stage bytes', () => {
       { id: 'stages-ü-☕', query: 'laufschuhe größe 44', userId: 'nutzer-ö', slots: 3, debug: true },
     ];
     for (const text of texts) {
-      const shown = catalogFromJson({ ...model.catalog, ads: model.catalog.ads.map(text) });
+      const seed = readCatalogFile(model.seedCatalog!.file);
+      const shown = catalogFromJson({ ...seed, ads: seed.ads.map(text) });
       for (const request of requests) {
         const parsed = parseAdRequest(encodeAdRequest(request), defaults);
         const bytes = encodeDecision(

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
-import { catalogFromJson } from '../../src/catalog/catalog';
 import { loadConfig } from '../../src/config';
 import { adHistory, openEngine } from '../../src/engine/engine';
+import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { engineSettings } from '../../src/engine/serving';
 import { signEventToken, signingKeyOf } from '../../src/money/event_token';
@@ -20,7 +20,8 @@ import { tinyModelDir } from '../setup/tiny_model';
 
 const env = { ...baseEnv, ADSERVE_INDEX_KIND: 'flat', ADSERVE_ANN_CANDIDATES: '20', ADSERVE_SCORE_CANDIDATES: '20' };
 const model = readModelDir(tinyModelDir);
-const catalog = catalogFromJson(model.catalog);
+const modelCatalog = catalogFromFile(model);
+const { catalog } = modelCatalog;
 const timestampMs = BigInt(Date.now());
 const blockRequest: AdRequestSpec = { id: 'block', query: 'running shoes', userId: 'block-user', slots: 5, timestampMs };
 const capRequest: AdRequestSpec = { id: 'cap', query: 'coffee beans', userId: 'cap-user', slots: 5, timestampMs };
@@ -34,7 +35,7 @@ const scored = new Map<AdRequestSpec, number[]>();
 let pacedOut: Set<string>;
 
 beforeAll(async () => {
-  const engine = await openEngine(model, catalog, adHistory(model), engineSettings(loadConfig(env)));
+  const engine = await openEngine(model, modelCatalog, adHistory(model), engineSettings(loadConfig(env)));
   try {
     for (const spec of [blockRequest, capRequest, pacedRequest]) scored.set(spec, Array.from((await engine.score(encodeAdRequest(spec), 5000)).adIndex));
   } finally {

@@ -105,7 +105,7 @@ describe('start-up: the daemon listens before its model is loaded', () => {
 
       const stages = [...daemon.output().matchAll(/"msg":"loading","stage":"([^"]+)"/g)].map((match) => match[1]);
       expect([...new Set(stages)]).toEqual([
-        'reading catalog',
+        'reading model directory',
         'seeding catalog store',
         'verifying files',
         'building catalog',

@@ -2,7 +2,7 @@
 // win an auction within a second, on one node (SQLite) and on three replicas sharing PostgreSQL;
 // pausing, archiving, re-titling, flights and the advertiser's status take effect as fast; the ad
 // bills, and it still serves after a restart and after a model swap.
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -10,6 +10,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
+import { titleBuckets } from '../../src/engine/ad_features';
+import { type Manifest, rehashManifestFile } from '../../src/engine/model_dir';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { ad, advertiser, campaign } from '../helpers/catalog_store';
 import { adminToken, baseEnv, send, spend, tinyModelWithCatalog } from '../helpers/events';
@@ -171,11 +173,14 @@ describe('one node on SQLite', () => {
     const swap = await admin(daemon.url, 'POST', '/v1/admin/models', { dir: copyOfTinyModel('swap') });
     expect(swap.status).toBe(200);
     expect(await winners(daemon.url, 'swapped')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
-    // A model trained on another catalog (one ad retitled there) is reconciled row by row: the
-    // store's ads it lacks are embedded, and the ad it has differently is embedded as the store has it.
+    // A model trained on another catalog (one ad retitled there, in its catalog and in the title
+    // features it was trained with) is reconciled row by row: the store's ads it lacks are
+    // embedded, and the ad it was trained on differently is embedded as the store has it.
+    const retitled = 'Retitled in the model only';
     const other = tinyModelWithCatalog((catalog) => {
-      catalog.ads[0]!.title = 'Retitled in the model only';
+      catalog.ads[0]!.title = retitled;
     });
+    retrainedTitle(other, 0, retitled);
     const before = daemon.output().length;
     expect((await admin(daemon.url, 'POST', '/v1/admin/models', { dir: other })).status).toBe(200);
     expect(await winners(daemon.url, 'other-catalog')).toContainEqual(expect.objectContaining({ adId: 'ad-two' }));
@@ -189,6 +194,17 @@ describe('one node on SQLite', () => {
     expect(embedded.reduce((sum, ads) => sum + ads, 0)).toBe(3);
   });
 });
+
+/** Rewrites row `row` of a model directory's title features as if it had been trained with `title`. */
+function retrainedTitle(dir: string, row: number, title: string): void {
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  const { buckets, max_tokens: maxTokens } = manifest.features.hashing.title;
+  const file = path.join(dir, 'ad_title.i64');
+  const titles = readFileSync(file);
+  titleBuckets(title, buckets, maxTokens).forEach((bucket, token) => titles.writeBigInt64LE(BigInt(bucket), (row * maxTokens + token) * 8));
+  writeFileSync(file, titles);
+  rehashManifestFile(dir, 'ad_title.i64');
+}
 
 describe('edits recorded by an older daemon in catalog-changes.json', () => {
   it('are moved into the store at start, so every replica serves by them', async () => {

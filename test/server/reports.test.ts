@@ -3,12 +3,12 @@
 // (Kolkata, 10.5 hours ahead, is at half past ten then: one local hour, two UTC hours), and every
 // cell of the JSON and CSV answers checked against what the stream should have billed. The
 // daemon's clock is shifted (test/helpers/shifted_clock.cjs) to just before that midnight.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { projectRoot } from '../../src/paths';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { BidType, Placement } from '../../src/protocol/schema';
@@ -355,7 +355,7 @@ async function checkReports(url: string, expected: Expected): Promise<void> {
   const filtered = await report(url, `by=ad&granularity=day&from=2026-01-14&to=2026-01-15&campaign_id=${someCampaign}`);
   expect(filtered.rows.length).toBeGreaterThan(0);
   // Ads that only entered auctions have rows too: the filter must keep exactly the campaign's ads.
-  const catalog = JSON.parse(readFileSync(path.join(tinyModelDir, 'catalog.json'), 'utf8')) as { ads: Array<{ id: string; campaign_id: string }> };
+  const catalog = readCatalogFile(path.join(tinyModelDir, 'catalog.jsonl'));
   const ownAds = new Set(catalog.ads.filter((ad) => ad.campaign_id === someCampaign).map((ad) => ad.id));
   expect(filtered.rows.filter((row) => !ownAds.has(row.ad_id as string))).toEqual([]);
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { type Daemon, startDaemon } from '../../bench/daemon';
+import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { signingKeyOf, verifyEventToken } from '../../src/money/event_token';
 import { decodeAdResponse, encodeAdRequest } from '../../src/protocol/encode_request';
 import { Builder } from 'flatbuffers';
@@ -96,8 +97,8 @@ describe('serving the tiny model', () => {
     // untargeted ads (or ads with nothing but negative keywords) may win; about 30 % of the
     // catalog is targeted, so ignoring targeting would show here.
     const targeted = new Set(
-      readModelDir(tinyModelDir)
-        .catalog.ads.filter((ad) => (ad.targeting ?? []).some((rule) => rule.some((c) => !c.not)))
+      readCatalogFile(readModelDir(tinyModelDir).seedCatalog!.file)
+        .ads.filter((ad) => (ad.targeting ?? []).some((rule) => rule.some((c) => !c.not)))
         .map((ad) => ad.id),
     );
     expect(targeted.size).toBeGreaterThan(50);

@@ -119,7 +119,7 @@ class ExportedDLRM(unittest.TestCase):
         self.assertLessEqual(self.manifest["torchscript_parity_max_abs_diff"], 1e-5)
 
     def test_retrieval_parts_are_the_towers(self):
-        for name in ["ad_embeddings.f32", "user_embeddings.f32", "catalog.json"]:
+        for name in ["ad_embeddings.f32", "user_embeddings.f32", "catalog.jsonl"]:
             self.assertEqual((self.dlrm / name).read_bytes(), (self.towers / name).read_bytes(), name)
 
     def test_report_compares_both_scorers_on_the_same_rows(self):

@@ -155,14 +155,20 @@ class ExportedModel(unittest.TestCase):
             self.assertEqual(hashlib.sha256(path.read_bytes()).hexdigest(), entry["sha256"], name)
             if "shape" in entry:
                 self.assertEqual(path.stat().st_size, int(np.prod(entry["shape"])) * sizes[entry["dtype"]], name)
-        catalog = json.loads((self.dirs[0] / "catalog.json").read_text())
-        self.assertEqual(len(catalog["ads"]), self.manifest["files"]["ad_embeddings.f32"]["shape"][0])
+        ids = (self.dirs[0] / "ad_ids.txt").read_text().splitlines()
+        self.assertEqual(len(ids), self.manifest["files"]["ad_embeddings.f32"]["shape"][0])
+        self.assertEqual(ids, sorted(ids))
+        lines = [json.loads(line) for line in (self.dirs[0] / "catalog.jsonl").read_text().splitlines()]
+        self.assertEqual([line["id"] for line in lines if line["kind"] == "ad"], ids)
+        advertisers = [line["id"] for line in lines if line["kind"] == "advertiser"]
+        vocabulary = next(column for column in self.manifest["features"]["ad"]["categorical"] if column["name"] == "advertiser")["vocabulary"]
+        self.assertEqual(vocabulary, advertisers)
 
     def test_torchscript_round_trip_within_tolerance(self):
         self.assertLessEqual(self.manifest["torchscript_parity_max_abs_diff"], 1e-5)
 
     def test_training_is_deterministic(self):
-        for name in ["ad_embeddings.f32", "user_embeddings.f32", "catalog.json"]:
+        for name in ["ad_embeddings.f32", "user_embeddings.f32", "ad_ids.txt", "catalog.jsonl"]:
             self.assertEqual((self.dirs[0] / name).read_bytes(), (self.dirs[1] / name).read_bytes(), name)
 
 
