@@ -5,6 +5,7 @@
 //   precision       fusionPrecision fp32 vs bf16: CTR AUC on the model's test rows, |ΔpCTR|, fusion speed (bench/precision.ts)
 //   saturation      fixed-rate steps to the knee, unloaded and WebSocket runs, SVG plot (bench/saturation.ts)
 //   idle            CPU per request at a fixed rate vs at saturation, idle CPU, cores per thread group (bench/idle.ts)
+//   catalog-scale   first start (seed, whole read) and restart (snapshot) of a catalog, then req/s (bench/catalog_scale.ts)
 //   soak            millions of events through the local ledger while ads are served, then kill -9 and recovery (bench/soak.ts)
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -18,6 +19,7 @@ const scenarios: Record<string, string> = {
   saturation: './saturation',
   idle: './idle',
   soak: './soak',
+  'catalog-scale': './catalog_scale',
 };
 
 const requested = process.argv[2] && !process.argv[2].startsWith('-') ? process.argv.splice(2, 1)[0]! : 'http';

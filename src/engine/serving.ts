@@ -43,8 +43,6 @@ export interface Serving {
   encodeAds: (ads: readonly NewAdFields[]) => AdTowerInputs;
   /** Click and conversion rates of an ad without history. */
   globalRates: { ctr: number; cvr: number };
-  /** SHA-256 of the catalog.jsonl in this model's directory (the catalog it was trained on), if it has one. */
-  catalogSha256: string | undefined;
 }
 
 const placementOf: Record<PlacementName, Placement> = {
@@ -131,7 +129,6 @@ export async function openServing(model: ModelDir, config: Config, money: Money,
   return {
     encodeAds: adTowerEncoder(model),
     globalRates: { ctr: priors.global_ctr, cvr: priors.global_cvr },
-    catalogSha256: model.seedCatalog?.sha256,
     light: settings.light,
     money,
     pacer: money.pacer,

@@ -130,7 +130,7 @@ async function catalogRows(store: CatalogStore, seq: number, storeId: string, da
   const usable = snapshot !== undefined && snapshot.header.storeId === storeId && snapshot.header.seq <= seq && (await sameChangeAt(store, snapshot.header));
   if (!usable) {
     const scanned = async function* (): AsyncGenerator<ServedAdRow> {
-      for await (const page of store.scan('ad', scanPage)) yield* page;
+      for await (const page of store.scanServedAds(scanPage)) yield* page;
     };
     return {
       advertisers: await allRows(store.scan('advertiser', scanPage)),

@@ -19,6 +19,7 @@ import {
 } from './errors';
 import { ChangeFollower, type ChangeSignal, type FollowOptions, LocalSignal, notifyChannel, PostgresSignal } from './follow';
 import { type DialectKind, migrationLockTable, migrations, migrationTable, type StoreDatabase } from './schema';
+import type { ServedAdRow } from '../catalog/ad_columns';
 import type { AdRow, AdvertiserRow, CampaignRow, Change, ChangeOp, EntityRows, Page, RowStatus } from './types';
 import { adFields, advertiserFields, campaignFields, requestHash, type StoreLimits } from './validate';
 
@@ -97,6 +98,25 @@ async function activeParent(trx: Trx, table: 'advertisers' | 'campaigns', field:
   if (parent.status === 'archived') throw new StoreValidationError(field, `${entity} ${id} is archived`);
   return parent as { advertiser_id?: string };
 }
+
+/** The ad columns serving reads (ServedAdRow). */
+const servedAdColumns = [
+  'id',
+  'campaign_id',
+  'advertiser_id',
+  'product_id',
+  'category',
+  'format',
+  'title',
+  'landing_url',
+  'image_url',
+  'price_micros',
+  'landing_quality',
+  'rating',
+  'targeting',
+  'policy_flags',
+  'status',
+] as const;
 
 const specs: Record<StoreEntity, EntitySpec> = {
   advertiser: {
@@ -661,6 +681,30 @@ export class CatalogStore {
       if (rows.length === 0) return;
       after = rows[rows.length - 1]!.id;
       yield rows.map((row) => fromDb<E>(spec, row));
+      if (rows.length < pageSize) return;
+    }
+  }
+
+  /**
+   * Every ad in id order, a page at a time, with only the columns serving reads (not keywords or
+   * bookkeeping): a whole read of a large catalog costs per value made (better-sqlite3, pg).
+   */
+  async *scanServedAds(pageSize = 5000): AsyncGenerator<ServedAdRow[]> {
+    let after: string | undefined;
+    for (;;) {
+      let query = this.db.selectFrom('ads').select(servedAdColumns);
+      if (after !== undefined) query = query.where('id', '>', after);
+      const rows = (await query.orderBy('id').limit(pageSize).execute()) as unknown as Array<Record<(typeof servedAdColumns)[number], unknown>>;
+      if (rows.length === 0) return;
+      after = rows[rows.length - 1]!.id as string;
+      yield rows.map(
+        (row) =>
+          ({
+            ...row,
+            targeting: row.targeting === null ? null : JSON.parse(row.targeting as string),
+            policy_flags: row.policy_flags === '[]' ? [] : JSON.parse(row.policy_flags as string),
+          }) as ServedAdRow,
+      );
       if (rows.length < pageSize) return;
     }
   }
