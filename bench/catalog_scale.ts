@@ -1,8 +1,9 @@
-// `npm run bench -- catalog-scale [--model dir] [--env K=V,...] [--duration s] [--connections n]`:
+// `npm run bench -- catalog-scale [--model dir] [--env K=V,...] [--restarts n] [--duration s] [--connections n]`:
 // how a catalog's size shows at start and under load. One daemon data directory: the first start
-// seeds a new catalog store from the model's catalog.jsonl and reads it whole; the restart reads
-// the replica's catalog snapshot; then a closed loop of `duration` seconds (autocannon,
-// `connections`) on the restarted daemon. Reports each start's seconds to ready and its stages
+// seeds a new catalog store from the model's catalog.jsonl and reads it whole; each restart reads
+// the replica's catalog snapshot (the first may find the model's files no longer in the page
+// cache, the later ones find them there); then a closed loop of `duration` seconds (autocannon,
+// `connections`) on the last restarted daemon. Reports each start's seconds to ready and its stages
 // (from the daemon's own log), the RSS after each start and after the load, and req/s with the
 // daemon's CPU per request.
 import { readFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ const { values: options } = parseArgs({
     env: { type: 'string', default: '' },
     duration: { type: 'string', default: '30' },
     connections: { type: 'string', default: '16' },
+    restarts: { type: 'string', default: '2' },
   },
 });
 
@@ -77,7 +79,14 @@ async function main(): Promise<void> {
   // The snapshot is written once the model serves; a restart before it is done would read the store whole again.
   while (!first.daemon.output().includes('"msg":"catalog snapshot written"')) await new Promise((resolve) => setTimeout(resolve, 200));
   await first.daemon.stop();
-  const second = await timedStart(env);
+  const restarts: Start[] = [];
+  let second = await timedStart(env);
+  restarts.push(second.start);
+  while (restarts.length < Number(options.restarts)) {
+    await second.daemon.stop();
+    second = await timedStart(env);
+    restarts.push(second.start);
+  }
   const bodies = benchRequests(2000);
   const pid = second.daemon.child.pid!;
   const cpuBefore = daemonCpu(pid);
@@ -101,7 +110,7 @@ async function main(): Promise<void> {
     rssMiB: rssMiB(pid),
   };
   await second.daemon.stop();
-  const report = { date, commit: gitCommit(), machine: machineInfo(), options, ads, first: first.start, restart: second.start, load };
+  const report = { date, commit: gitCommit(), machine: machineInfo(), options, ads, first: first.start, restarts, load };
   const row = (name: string, start: Start) =>
     `| ${name} | ${start.seconds.toFixed(1)} | ${Object.entries(start.logged)
       .map(([step, seconds]) => `${step} ${seconds.toFixed(1)} s`)
@@ -114,7 +123,7 @@ async function main(): Promise<void> {
     '| start | seconds to ready | logged by the daemon | RSS GiB |',
     '|---|---|---|---|',
     row('first (new store: seed, whole read)', first.start),
-    row('restart (catalog snapshot)', second.start),
+    ...restarts.map((start, i) => row(`restart ${i + 1} (catalog snapshot)`, start)),
     '',
     `Closed loop after the restart, ${options.connections} connections for ${options.duration} s over 2000 distinct requests: ${load.requestsPerSecond.toFixed(0)} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.non2xx} non-2xx, ${load.errors} errors; daemon CPU ${load.cpuMicrosPerRequest.toFixed(0)} µs per request; RSS after the load ${(load.rssMiB / 1024).toFixed(2)} GiB.`,
     '',

@@ -95,11 +95,9 @@ export class PackedStringsBuilder {
     }
   }
 
+  /** The column; its bytes are the builder's own buffer, whose unused tail was never written (so never touched). */
   finish(): PackedStrings {
-    const used = this.offsets[this.count]!;
-    const bytes = Buffer.allocUnsafeSlow(used);
-    this.bytes.copy(bytes, 0, 0, used);
-    return new PackedStrings(bytes, this.offsets.slice(0, this.count + 1));
+    return new PackedStrings(this.bytes.subarray(0, this.offsets[this.count]!), this.offsets.subarray(0, this.count + 1));
   }
 }
 

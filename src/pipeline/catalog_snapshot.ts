@@ -24,25 +24,37 @@ export interface SnapshotHeader {
   campaigns: CampaignRow[];
 }
 
-export const snapshotVersion = 1;
+export const snapshotVersion = 2;
 const fileName = 'catalog-snapshot.bin';
 
-/** The file: [u32 header bytes][header JSON][column blocks][32-byte SHA-256 of everything before it]. */
+/**
+ * The file: [u32 header bytes][header JSON][column blocks][32-byte SHA-256 of everything before it],
+ * each block starting at a multiple of 8 bytes, so that the reader's typed arrays are views of the
+ * file's bytes rather than copies.
+ */
 function encode(header: SnapshotHeader, columns: AdColumns): Buffer[] {
   const raw = (array: Uint32Array | Float64Array | Uint8Array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+  const blocks: Buffer[] = [];
+  let length = 0;
+  const push = (block: Buffer) => {
+    const padding = (8 - (length % 8)) % 8;
+    if (padding > 0) blocks.push(Buffer.alloc(padding));
+    blocks.push(block);
+    length += padding + block.length;
+  };
   const headerBytes = Buffer.from(JSON.stringify({ ...header, ads: columns.length, dictionaries: columns.dictionaries }));
-  const length = Buffer.alloc(4);
-  length.writeUInt32LE(headerBytes.length);
-  const blocks: Buffer[] = [length, headerBytes];
+  const headerLength = Buffer.alloc(4);
+  headerLength.writeUInt32LE(headerBytes.length);
+  push(headerLength);
+  push(headerBytes);
   for (const column of textColumns) {
     const { bytes, offsets } = columns.text[column].parts();
-    const size = Buffer.alloc(4);
-    size.writeUInt32LE(bytes.length);
-    blocks.push(raw(offsets), size, bytes);
+    push(raw(offsets));
+    push(bytes);
   }
-  for (const column of codedColumns) blocks.push(raw(columns.codes[column]));
-  for (const column of numberColumns) blocks.push(raw(columns.numbers[column]));
-  blocks.push(raw(columns.status));
+  for (const column of codedColumns) push(raw(columns.codes[column]));
+  for (const column of numberColumns) push(raw(columns.numbers[column]));
+  push(raw(columns.status));
   const hash = createHash('sha256');
   for (const block of blocks) hash.update(block);
   blocks.push(hash.digest());
@@ -74,30 +86,50 @@ export function readSnapshot(dataDir: string): { header: SnapshotHeader; columns
       .equals(file.subarray(file.length - 32))
   )
     return undefined;
-  let at = 4 + file.readUInt32LE(0);
-  const header = JSON.parse(file.toString('utf8', 4, at)) as SnapshotHeader & { ads: number; dictionaries: AdColumns['dictionaries'] };
-  if (header.version !== snapshotVersion) return undefined;
+  // Views need the bytes to start at a multiple of 8: a file read into a buffer of its own does (a
+  // small one may sit in Node's shared pool, and is copied into a buffer of its own).
+  const bytes = file.byteOffset % 8 === 0 ? body : Buffer.alloc(body.length, body);
+  // The header JSON, after its length and the padding to 8 bytes.
+  const headerEnd = 8 + bytes.readUInt32LE(0);
+  if (headerEnd > bytes.length) return undefined;
+  let header: SnapshotHeader & { ads: number; dictionaries: AdColumns['dictionaries'] };
+  try {
+    header = JSON.parse(bytes.toString('utf8', 8, headerEnd)) as typeof header;
+  } catch {
+    return undefined;
+  }
+  if (header.version !== snapshotVersion || !Number.isInteger(header.ads) || header.ads < 0) return undefined;
   const count = header.ads;
-  // Copied out of the file's buffer into buffers of their own: typed arrays need aligned offsets.
-  const take = (bytes: number): ArrayBuffer => {
-    const part = new ArrayBuffer(bytes);
-    new Uint8Array(part).set(body.subarray(at, at + bytes));
-    at += bytes;
-    return part;
+  let at = headerEnd;
+  const take = <T>(bytesPerElement: number, elements: number, view: (buffer: ArrayBufferLike, offset: number, length: number) => T): T | undefined => {
+    at += (8 - (at % 8)) % 8;
+    if (at + bytesPerElement * elements > bytes.length) return undefined;
+    const taken = view(bytes.buffer, bytes.byteOffset + at, elements);
+    at += bytesPerElement * elements;
+    return taken;
   };
   const text = {} as AdColumns['text'];
   for (const column of textColumns) {
-    const offsets = new Uint32Array(take(4 * (count + 1)));
-    const size = new DataView(take(4)).getUint32(0, true);
-    if (offsets[count] !== size) return undefined;
-    text[column] = new PackedStrings(Buffer.from(take(size)), offsets);
+    const offsets = take(4, count + 1, (buffer, offset, length) => new Uint32Array(buffer, offset, length));
+    if (!offsets) return undefined;
+    const utf8 = take(1, offsets[count]!, (buffer, offset, length) => Buffer.from(buffer, offset, length));
+    if (!utf8) return undefined;
+    text[column] = new PackedStrings(utf8, offsets);
   }
   const codes = {} as AdColumns['codes'];
-  for (const column of codedColumns) codes[column] = new Uint32Array(take(4 * count));
+  for (const column of codedColumns) {
+    const values = take(4, count, (buffer, offset, length) => new Uint32Array(buffer, offset, length));
+    if (!values) return undefined;
+    codes[column] = values;
+  }
   const numbers = {} as AdColumns['numbers'];
-  for (const column of numberColumns) numbers[column] = new Float64Array(take(8 * count));
-  const status = new Uint8Array(take(count));
-  if (at !== body.length) return undefined;
+  for (const column of numberColumns) {
+    const values = take(8, count, (buffer, offset, length) => new Float64Array(buffer, offset, length));
+    if (!values) return undefined;
+    numbers[column] = values;
+  }
+  const status = take(1, count, (buffer, offset, length) => new Uint8Array(buffer, offset, length));
+  if (!status || at !== bytes.length) return undefined;
   const { ads: _ads, dictionaries, ...rest } = header;
   return { header: rest, columns: new AdColumns(text, codes, dictionaries, numbers, status) };
 }
