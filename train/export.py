@@ -265,6 +265,8 @@ def export(directory: Path, model: AdModel | DLRM, world: World, store: FeatureS
         "embedding_dim": preset.embedding_dim,
         "placements": PLACEMENTS,
         "categories": CATEGORIES,
+        # The campaign codes the model was trained with (a DLRM's campaign id rows): serving numbers them so.
+        "campaigns": [campaign["id"] for campaign in catalog["campaigns"]],
         "features": feature_spec(preset, store),
         "methods": method_contracts(preset, scorer),
         "calibration": calibrators,

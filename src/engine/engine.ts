@@ -121,13 +121,19 @@ export function featureOptions(model: ModelDir): NativeEngineOptions['features']
   };
 }
 
-/** Dense campaign codes (AdKeys.campaign), in the catalog's campaign order; campaigns are never added while serving. */
-export function campaignCodes(catalog: Catalog): Map<string, number> {
-  return new Map(Array.from(catalog.campaigns.keys(), (campaign, code) => [campaign, code]));
+/**
+ * Campaign codes (AdKeys.campaign): a campaign the model was trained with keeps the code it was
+ * trained under (`trained`, the manifest's campaigns: a DLRM reads it as an id row), whatever order
+ * the store lists campaigns in; any other takes the next free code, in catalog order.
+ */
+export function campaignCodes(catalog: Catalog, trained: readonly string[] = []): Map<string, number> {
+  const codes = new Map(trained.map((campaign, code) => [campaign, code]));
+  for (const campaign of catalog.campaigns.keys()) if (!codes.has(campaign)) codes.set(campaign, codes.size);
+  return codes;
 }
 
-function adKeys(catalog: Catalog): AdKeys {
-  const code = campaignCodes(catalog);
+function adKeys(catalog: Catalog, trained: readonly string[] | undefined): AdKeys {
+  const code = campaignCodes(catalog, trained);
   return {
     campaign: Uint32Array.from(catalog.campaignId, (campaign) => code.get(campaign)!),
     advertiser: catalog.advertiserId,
@@ -158,7 +164,7 @@ export function engineOptions(model: ModelDir, { catalog, targeting }: EngineCat
     pairUnknown: manifest.features.pair.unknown,
     adPrior: Float32Array.from({ length: catalog.size }, (_, ad) => adPrior(ad, history, catalog, settings.light)),
     targeting,
-    adKeys: adKeys(catalog),
+    adKeys: adKeys(catalog, manifest.campaigns),
     fusion: fusionFor(model, settings.fusion),
     ...(settings.fusionPrecision !== undefined ? { fusionPrecision: settings.fusionPrecision } : {}),
     ...(settings.fusionKernel !== undefined ? { fusionKernel: settings.fusionKernel } : {}),

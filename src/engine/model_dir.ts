@@ -28,6 +28,8 @@ export interface Manifest {
   embedding_dim: number;
   placements: string[];
   categories: string[];
+  /** Campaign ids in the order of the campaign codes the model was trained with (a DLRM reads them as id rows); absent in older directories. */
+  campaigns?: string[];
   features: {
     hashing: { query: { buckets: number; max_tokens: number }; title: { buckets: number; max_tokens: number }; product: { buckets: number } };
     user: {

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { readCatalogFile } from '../../src/catalog/catalog_file';
 import { trainedFeaturesMatcher } from '../../src/engine/ad_features';
+import { campaignCodes } from '../../src/engine/engine';
 import { catalogFromFile, ModelCatalogJoin } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
 import { tinyModelDir } from '../setup/tiny_model';
@@ -27,6 +28,16 @@ describe('joining a catalog with the model rows', () => {
     expect(catalog.indexOf.get('zzz-not-in-the-model')).toBeUndefined();
     expect(targeting.every(({ ad }) => ad % 7 !== 3)).toBe(true);
     expect(targeting.length).toBeGreaterThan(0);
+  });
+
+  it('keeps each trained campaign on its trained code, whatever order the catalog lists campaigns in', () => {
+    const trained = model.manifest.campaigns!;
+    expect(trained).toHaveLength(seed.campaigns.length);
+    const join = new ModelCatalogJoin(model, [{ ...seed.campaigns[0]!, id: 'aaa-created-later' }, ...[...seed.campaigns].reverse()]);
+    for (const ad of seed.ads) join.add(ad);
+    const codes = campaignCodes(join.finish().catalog, trained);
+    trained.forEach((id, code) => expect(codes.get(id)).toBe(code));
+    expect(codes.get('aaa-created-later')).toBe(trained.length);
   });
 
   it('refuses ads out of id order', () => {
