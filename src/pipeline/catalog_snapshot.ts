@@ -99,8 +99,13 @@ export function readSnapshot(dataDir: string): { header: SnapshotHeader; columns
     return undefined;
   }
   if (header.version !== snapshotVersion || !Number.isInteger(header.ads) || header.ads < 0) return undefined;
-  const count = header.ads;
-  let at = headerEnd;
+  const { ads, dictionaries, ...rest } = header;
+  const columns = readColumns(bytes, headerEnd, ads, dictionaries);
+  return columns && { header: rest, columns };
+}
+
+/** The column blocks from `at` on, as views of `bytes`; undefined unless they fill the rest exactly. */
+function readColumns(bytes: Buffer, at: number, count: number, dictionaries: AdColumns['dictionaries']): AdColumns | undefined {
   const take = <T>(bytesPerElement: number, elements: number, view: (buffer: ArrayBufferLike, offset: number, length: number) => T): T | undefined => {
     at += (8 - (at % 8)) % 8;
     if (at + bytesPerElement * elements > bytes.length) return undefined;
@@ -108,17 +113,17 @@ export function readSnapshot(dataDir: string): { header: SnapshotHeader; columns
     at += bytesPerElement * elements;
     return taken;
   };
+  const u32 = (elements: number) => take(4, elements, (buffer, offset, length) => new Uint32Array(buffer, offset, length));
   const text = {} as AdColumns['text'];
   for (const column of textColumns) {
-    const offsets = take(4, count + 1, (buffer, offset, length) => new Uint32Array(buffer, offset, length));
-    if (!offsets) return undefined;
-    const utf8 = take(1, offsets[count]!, (buffer, offset, length) => Buffer.from(buffer, offset, length));
-    if (!utf8) return undefined;
+    const offsets = u32(count + 1);
+    const utf8 = offsets && take(1, offsets[count]!, (buffer, offset, length) => Buffer.from(buffer, offset, length));
+    if (!offsets || !utf8) return undefined;
     text[column] = new PackedStrings(utf8, offsets);
   }
   const codes = {} as AdColumns['codes'];
   for (const column of codedColumns) {
-    const values = take(4, count, (buffer, offset, length) => new Uint32Array(buffer, offset, length));
+    const values = u32(count);
     if (!values) return undefined;
     codes[column] = values;
   }
@@ -130,6 +135,5 @@ export function readSnapshot(dataDir: string): { header: SnapshotHeader; columns
   }
   const status = take(1, count, (buffer, offset, length) => new Uint8Array(buffer, offset, length));
   if (!status || at !== bytes.length) return undefined;
-  const { ads: _ads, dictionaries, ...rest } = header;
-  return { header: rest, columns: new AdColumns(text, codes, dictionaries, numbers, status) };
+  return new AdColumns(text, codes, dictionaries, numbers, status);
 }
