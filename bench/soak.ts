@@ -11,8 +11,8 @@
 // windows with events at a fixed rate (default 1,000/s, arrivals spread evenly) and windows without
 // any, with the same ad traffic in both, so the ad latency of event windows, of the seconds a
 // snapshot is being written, and of two interleaved halves of the quiet windows (the noise pair)
-// compare like with like. Reported: RSS after warm-up and at the end, each snapshot's longest
-// single turn on the event loop (from its log line) per phase, the longest event-loop stall per
+// compare like with like. Reported: RSS after warm-up and at the end, each snapshot's turns on the
+// event loop (from its log line: the longest, and those over 5 ms, in wall time and on a CPU) per phase, the longest event-loop stall per
 // second from any cause (nodejs_eventloop_lag_max_seconds), the probe's ad latency per kind of
 // second, and after kill -9 and a restart, the recovered spend against what was acknowledged and
 // how long recovery took.
@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 
 import { readCatalogFile, writeCatalogFile } from '../src/catalog/catalog_file';
 import { rehashManifestFile } from '../src/engine/model_dir';
+import type { TurnTimes } from '../src/money/ledger_snapshot';
 import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
 import { type Daemon, startDaemon } from './daemon';
@@ -181,13 +182,13 @@ interface Snapshot {
   events: number;
   ids: number;
   seconds: number;
-  longestTurnMs: number;
+  turns: TurnTimes;
 }
 
 /** The snapshots the daemon logged, with the wall-clock span each was being written. */
 function snapshotsOf(daemon: Daemon): Snapshot[] {
   return [...daemon.output().matchAll(/^.*"msg":"spend ledger snapshot".*$/gm)].map((line) => {
-    const logged = JSON.parse(line[0]) as { time: string; events: number; ids: number; seconds: number; longestTurnMs: number };
+    const logged = JSON.parse(line[0]) as { time: string; events: number; ids: number; seconds: number; turns: TurnTimes };
     const endMs = Date.parse(logged.time);
     return {
       startMs: endMs - logged.seconds * 1000,
@@ -195,7 +196,7 @@ function snapshotsOf(daemon: Daemon): Snapshot[] {
       events: logged.events,
       ids: logged.ids,
       seconds: logged.seconds,
-      longestTurnMs: logged.longestTurnMs,
+      turns: logged.turns,
     };
   });
 }
@@ -459,6 +460,21 @@ interface Run {
   seconds: Second[];
 }
 
+/** The snapshots' sizes and turns: wall time, and time on a CPU where the daemon could tell. */
+function snapshotSummary(picked: Snapshot[]) {
+  const onCpu = picked.every((s) => s.turns.longestOnCpuMs !== undefined);
+  return {
+    count: picked.length,
+    longestSeconds: maxOf(picked.map((s) => s.seconds)),
+    largestIds: maxOf(picked.map((s) => s.ids)),
+    longestTurnMs: maxOf(picked.map((s) => s.turns.longestMs)),
+    slowTurns: picked.reduce((sum, s) => sum + s.turns.slowTurns, 0),
+    snapshotsWithSlowTurns: picked.filter((s) => s.turns.slowTurns > 0).length,
+    longestTurnOnCpuMs: onCpu ? maxOf(picked.map((s) => s.turns.longestOnCpuMs!)) : undefined,
+    slowTurnsOnCpu: onCpu ? picked.reduce((sum, s) => sum + s.turns.slowTurnsOnCpu!, 0) : undefined,
+  };
+}
+
 function reportOf({
   date,
   baseline,
@@ -504,19 +520,8 @@ function reportOf({
     },
     snapshots: {
       count: snapshots.length,
-      flood: {
-        count: floodSnapshots.length,
-        longestTurnMs: maxOf(floodSnapshots.map((s) => s.longestTurnMs)),
-        longestSeconds: maxOf(floodSnapshots.map((s) => s.seconds)),
-        largestIds: maxOf(floodSnapshots.map((s) => s.ids)),
-      },
-      paced: {
-        count: pacedSnapshots.length,
-        longestTurnMs: maxOf(pacedSnapshots.map((s) => s.longestTurnMs)),
-        longestSeconds: maxOf(pacedSnapshots.map((s) => s.seconds)),
-        largestIds: maxOf(pacedSnapshots.map((s) => s.ids)),
-      },
-      floodTurnsOver5Ms: floodSnapshots.filter((s) => s.longestTurnMs > 5).length,
+      flood: snapshotSummary(floodSnapshots),
+      paced: snapshotSummary(pacedSnapshots),
       each: snapshots,
     },
     adLatency: {
@@ -541,6 +546,9 @@ function reportOf({
 
 function markdownOf(report: ReturnType<typeof reportOf>): string {
   const ms = (value: number): string => `${value.toFixed(2)} ms`;
+  const turnsOf = (phase: string, picked: ReturnType<typeof snapshotSummary>): string =>
+    `${phase}: longest ${ms(picked.longestTurnMs)} wall time, ${picked.slowTurns} turns over 5 ms in ${picked.snapshotsWithSlowTurns} snapshots` +
+    (picked.longestTurnOnCpuMs === undefined ? '' : `; longest on a CPU ${ms(picked.longestTurnOnCpuMs)}, ${picked.slowTurnsOnCpu} turns over 5 ms`);
   const latency = (name: string, row: ReturnType<typeof summary>): string =>
     `| ${name} | ${row.count} | ${ms(row.p50Ms)} | ${ms(row.p99Ms)} | ${ms(row.maxMs)} |`;
   const { events, snapshots, eventLoopLagMaxMs: lag, adLatency, recovery } = report;
@@ -553,7 +561,8 @@ function markdownOf(report: ReturnType<typeof reportOf>): string {
     '',
     `- Events acknowledged: ${events.acknowledged} in all; the flood ${events.flood.acknowledged} in ${events.flood.seconds.toFixed(0)} s (${events.flood.perSecond.toFixed(0)}/s); the paced phase ${pacedRate.toFixed(0)}/s in ${pacedWindows.length} windows of ${options['window-seconds']} s between as many without events. Refused by status: ${JSON.stringify(events.refusedByStatus)}, transport errors retried: ${events.transportErrors} (${events.ambiguous} ambiguous), probe errors: ${events.probeErrors}`,
     `- Daemon RSS: ${report.rssMiB.afterWarmUp.toFixed(0)} MiB a minute into the flood, ${report.rssMiB.endOfFlood.toFixed(0)} MiB at its end, ${report.rssMiB.end.toFixed(0)} MiB after the paced phase`,
-    `- Snapshots: ${snapshots.count}. During the flood ${snapshots.flood.count}, each of at most ${snapshots.flood.largestIds} event ids, written in at most ${snapshots.flood.longestSeconds.toFixed(2)} s, the longest turn any held the event loop (capture or one chunk, wall time measured in the daemon, so a collection or the box's scheduling landing inside a turn counts) ${ms(snapshots.flood.longestTurnMs)}, ${snapshots.floodTurnsOver5Ms} over 5 ms; during the paced phase ${snapshots.paced.count}, longest turn ${ms(snapshots.paced.longestTurnMs)}`,
+    `- Snapshots: ${snapshots.count}. During the flood ${snapshots.flood.count}, each of at most ${snapshots.flood.largestIds} event ids, written in at most ${snapshots.flood.longestSeconds.toFixed(2)} s; during the paced phase ${snapshots.paced.count}`,
+    `- Turns of the event loop a snapshot held (its capture, or one chunk), measured in the daemon: ${turnsOf('flood', snapshots.flood)}; ${turnsOf('paced phase', snapshots.paced)}. Wall time counts whatever lands inside a turn (a collection, the scheduler running another thread of this saturated 2-core box); time on a CPU (Linux schedstat of the JS thread) is the snapshot's own work, collections included`,
     `- Longest event-loop stall in any second (nodejs_eventloop_lag_max_seconds, all causes): before any event ${ms(lag.baseline)}; flood ${ms(lag.flood)} (${ms(lag.floodWhileSnapshotting)} in seconds with a snapshot being written, ${ms(lag.floodOtherwise)} in the others); paced phase ${ms(lag.pacedQuiet)} in quiet windows, ${ms(lag.pacedWhileSnapshotting)} in seconds with a snapshot`,
     `- kill -9 and restart: ${recovery.recovered.events} events and ${recovery.recovered.lifetimeNanos} nanos recovered vs ${events.acknowledged} and ${recovery.acknowledgedNanos} acknowledged (${recovery.exact ? 'exact' : 'NOT EXACT'}; ${recovery.matchesStateBeforeKill ? 'equal to' : 'DIFFERENT FROM'} the state just before the kill: ${recovery.beforeKill.events} events, ${recovery.beforeKill.lifetimeNanos} nanos); listening again after ${recovery.restartToListeningSeconds.toFixed(1)} s`,
     '',

@@ -147,6 +147,7 @@ async function openSpendStore(
       eventRetentionMs: (config.eventTokenTtlSeconds + config.attributionWindowSeconds) * 1000,
       impressionRetentionMs: () => (servings().length === 0 ? undefined : Math.max(0, ...servings().map((serving) => serving.frequency.longestWindowMs))),
       onSnapshot: (stats) => log.info('spend ledger snapshot', { ...stats }),
+      threadCpuNanos: () => addon.threadCpuNanos(),
       onCommit: (seconds) => metrics.ledgerFsync.observe(seconds),
     });
     log.info('spend ledger', { dataDir: config.dataDir, recoveredEvents: ledger.eventsRecorded });

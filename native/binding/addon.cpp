@@ -1,6 +1,8 @@
 // The Node-API surface of adserve: converts JS values to engine calls and back, decides nothing.
 #include <napi.h>
 
+#include <time.h>
+
 #include <memory>
 
 #include "ad_request_generated.h"
@@ -51,6 +53,15 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
     result.Set("workerThreads", static_cast<double>(addon.runner ? addon.runner->threadCount() : addon.poolOptions.threads));
     return result;
   });
+}
+
+// threadCpuNanos(): CPU time of the calling thread. Node reports CPU time only per process, which
+// here includes the engine's threads; the ledger needs the JS thread's own, to tell the work of
+// a turn of the event loop from the time the scheduler gave other threads during it.
+Napi::Value ThreadCpuNanosJs(const Napi::CallbackInfo& info) {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return Napi::Number::New(info.Env(), static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec));
 }
 
 // configure({ workerThreads, computeThreads, queueCapacity }): the thread budget, set once before
@@ -168,6 +179,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonState>(std::make_unique<AddonState>().release());  // the env deletes it
   exports.Set("buildInfo", Napi::Function::New<BuildInfoJs>(env, "buildInfo"));
   exports.Set("configure", Napi::Function::New<ConfigureJs>(env, "configure"));
+  exports.Set("threadCpuNanos", Napi::Function::New<ThreadCpuNanosJs>(env, "threadCpuNanos"));
   exports.Set("verifyAdRequest", Napi::Function::New<VerifyJs<verifyAdRequest>>(env, "verifyAdRequest"));
   exports.Set("verifyEvent", Napi::Function::New<VerifyJs<verifyEvent>>(env, "verifyEvent"));
   exports.Set("VectorIndex", VectorIndexJs::Define(env));

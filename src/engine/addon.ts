@@ -215,6 +215,8 @@ export interface NativeAddon {
   buildInfo(): BuildInfo;
   /** Sets the thread budget; only before the first asynchronous call. */
   configure(budget: ThreadBudget): void;
+  /** CPU time (ns) the calling thread has run: CLOCK_THREAD_CPUTIME_ID. */
+  threadCpuNanos(): number;
   /** Throws E_BAD_REQUEST with the reason unless `bytes` is a well-formed AdRequest buffer. */
   verifyAdRequest(bytes: Uint8Array): void;
   /** Throws E_BAD_REQUEST with the reason unless `bytes` is a well-formed Event buffer. */

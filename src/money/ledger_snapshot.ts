@@ -66,25 +66,69 @@ function* chunksOf<T>(values: Iterator<T>, count: number): Generator<T[]> {
   }
 }
 
-/** Writes the capture; resolves with the longest time (ms) it held the event loop in one turn. */
-export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture): Promise<number> {
+/** A turn longer than this is counted: the bound a snapshot may hold the event loop for. */
+const slowTurnMs = 5;
+
+/** How long the snapshot's turns of the event loop took (its capture, and the writing of each chunk). */
+export interface TurnTimes {
+  longestMs: number;
+  /** Turns of more than 5 ms wall time. */
+  slowTurns: number;
+  /**
+   * The most CPU time the JS thread ran in one turn, and the turns that ran more than 5 ms: the
+   * snapshot's own work (a collection inside the turn included), without the time the scheduler
+   * gave other threads meanwhile. Undefined without a thread CPU clock.
+   */
+  longestOnCpuMs?: number;
+  slowTurnsOnCpu?: number;
+}
+
+/** Times the turns of one snapshot, on the JS thread that writes it; `threadCpuNanos` is that thread's CPU clock. */
+export class TurnMeter {
+  private wallStarted = 0;
+  private cpuStarted = 0;
+  readonly times: TurnTimes;
+
+  constructor(private readonly threadCpuNanos?: () => number) {
+    this.times = threadCpuNanos ? { longestMs: 0, slowTurns: 0, longestOnCpuMs: 0, slowTurnsOnCpu: 0 } : { longestMs: 0, slowTurns: 0 };
+  }
+
+  begin(): void {
+    this.wallStarted = performance.now();
+    if (this.threadCpuNanos) this.cpuStarted = this.threadCpuNanos();
+  }
+
+  end(): void {
+    const wallMs = performance.now() - this.wallStarted;
+    const { times } = this;
+    times.longestMs = Math.max(times.longestMs, wallMs);
+    if (wallMs > slowTurnMs) times.slowTurns++;
+    if (!this.threadCpuNanos) return;
+    const onCpuMs = (this.threadCpuNanos() - this.cpuStarted) / 1e6;
+    times.longestOnCpuMs = Math.max(times.longestOnCpuMs!, onCpuMs);
+    if (onCpuMs > slowTurnMs) times.slowTurnsOnCpu!++;
+  }
+}
+
+/** Writes the capture, timing each turn it takes with `meter` (begun by the caller). */
+export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture, meter: TurnMeter): Promise<void> {
   let buffered: string[] = [];
   let chars = 0;
-  let longestTurnMs = 0;
-  let turnStarted = performance.now();
   const put = async (record: SnapshotRecord): Promise<void> => {
     const line = `${JSON.stringify(record)}\n`;
     buffered.push(line);
     chars += line.length;
-    longestTurnMs = Math.max(longestTurnMs, performance.now() - turnStarted);
-    if (chars < writeBufferChars) await nextTurn();
-    else {
+    if (chars < writeBufferChars) {
+      meter.end();
+      await nextTurn();
+    } else {
       const text = buffered.join('');
       buffered = [];
       chars = 0;
+      meter.end();
       await file.write(text);
     }
-    turnStarted = performance.now();
+    meter.begin();
   };
   const { coversSegment, eventsRecorded, watermarkMs } = capture;
   await put({ kind: 'head', coversSegment, eventsRecorded, watermarkMs });
@@ -108,8 +152,9 @@ export async function writeSnapshot(file: FileHandle, capture: SnapshotCapture):
     for (const chunk of chunksOf(keys.values(), count)) await put({ kind: 'report', cells: chunk.map((key) => [key, hour, report.cells.frozenCounters(key)]) });
   }
   await put({ kind: 'end' });
-  await file.write(buffered.join(''));
-  return longestTurnMs;
+  const rest = buffered.join('');
+  meter.end();
+  await file.write(rest);
 }
 
 /** Loads a snapshot into empty memory; returns the last segment it covers. */

@@ -5,7 +5,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import { expect, it } from 'vitest';
 
-import { Ledger, type LedgerEntry, type LedgerOptions } from '../../src/money/ledger';
+import { addon } from '../../src/engine/addon';
+import { Ledger, type LedgerEntry, type LedgerOptions, type SnapshotStats } from '../../src/money/ledger';
 import { type Charge, LocalSpendStore } from '../../src/money/spend_store';
 
 const entry = (id: string, chargeNanos: number, timeMs = 1): LedgerEntry => ({
@@ -201,6 +202,39 @@ it('writes a snapshot across many turns of the event loop, acknowledging events 
   expect(reopened.report.entries().length).toBe(2_002);
   expect(sorted(reopened.report.entries())).toEqual(sorted(ledger.report.entries()));
   await reopened.close();
+});
+
+it('times each snapshot turn in wall time and on the CPU: a turn the thread spent off a CPU is slow only in wall time', async () => {
+  const dir = newDir();
+  const stats: SnapshotStats[] = [];
+  const ledger = await Ledger.open(dir, { ...options, snapshotEvents: 20_000, threadCpuNanos: () => addon.threadCpuNanos(), onSnapshot: (s) => stats.push(s) });
+  // Inside the third chunk's turn the thread sleeps 8 ms (as when the scheduler runs another thread
+  // meanwhile); inside the sixth it works 8 ms of CPU time.
+  const stringify = JSON.stringify;
+  let chunks = 0;
+  JSON.stringify = ((...args: Parameters<typeof stringify>) => {
+    const text = stringify(...args);
+    if (text.length > 2_000 && ++chunks === 3) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 8);
+    if (text.length > 2_000 && chunks === 6) {
+      const from = addon.threadCpuNanos();
+      while (addon.threadCpuNanos() - from < 8e6);
+    }
+    return text;
+  }) as typeof stringify;
+  try {
+    for (let from = 0; from < 20_000; from += 10_000) await Promise.all(Array.from({ length: 10_000 }, (_, i) => ledger.append(timedEntry(from + i))));
+    for (let waited = 0; stats.length === 0 && waited < 10_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
+  } finally {
+    JSON.stringify = stringify;
+  }
+  expect(chunks).toBeGreaterThan(6);
+  const { turns } = stats[0]!;
+  expect(turns.slowTurns).toBeGreaterThanOrEqual(2);
+  expect(turns.longestMs).toBeGreaterThanOrEqual(8);
+  expect(turns.slowTurnsOnCpu).toBe(1);
+  expect(turns.longestOnCpuMs).toBeGreaterThanOrEqual(8);
+  expect(turns.longestOnCpuMs).toBeLessThan(turns.longestMs + 0.5);
+  await ledger.close();
 });
 
 it('recovers exactly, with expiry, from a kill during a snapshot and from one after it', async () => {
