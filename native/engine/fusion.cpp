@@ -1,6 +1,7 @@
 #include "engine/fusion.h"
 
 #include <algorithm>
+#include <exception>
 
 #include <omp.h>
 
@@ -82,7 +83,6 @@ void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, cons
   if (precomputed_) {
     scorePrecomputed(user, context, live, userRows, catalog, users, results);
   } else {
-    c10::InferenceMode inference;
     scoreWithModel(user, context, live, userRows, catalog, users, results);
   }
 }
@@ -90,40 +90,57 @@ void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, cons
 void Fusion::scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
                             const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
                             std::vector<ScoreResult>& results) const {
-  const auto d = static_cast<int64_t>(dim_);
-  std::vector<float> pair;
-  for (const size_t i : live) {
-    ScoreResult& result = results[i];
-    const auto width = static_cast<int64_t>(result.adIndex.size());
-    const size_t pairWidth = users.pairWidth();
-    pair.resize(result.adIndex.size() * pairWidth);
-    for (size_t j = 0; j < result.adIndex.size(); ++j) {
-      const auto ad = static_cast<size_t>(result.adIndex[j]);
-      users.pairFeatures(userRows[i], catalog.category(ad), catalog.advertiser(ad), pair.data() + j * pairWidth);
+  // One request's candidates per pass, the batch's requests spread over the compute threads: each
+  // pass's matrix products are too small for OpenBLAS to split well (it runs one thread here).
+  std::vector<std::exception_ptr> failures(live.size());
+  const int threads = static_cast<int>(std::min<size_t>(live.size(), static_cast<size_t>(computeThreads())));
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+  for (size_t n = 0; n < live.size(); ++n) {
+    // Nothing may leave a parallel region by throwing: failures are rethrown on the calling thread.
+    try {
+      scoreRequestWithModel(user, context, live[n], userRows, catalog, users, results[live[n]]);
+    } catch (...) {
+      failures[n] = std::current_exception();
     }
-    const torch::Tensor ads = torch::empty({1, width, d});
-    for (int64_t j = 0; j < width; ++j)
-      std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
-    torch::Tensor adIds;
-    if (model_.scoresIds()) {
-      adIds = torch::empty({1, width, 4}, torch::kInt64);
-      int64_t* ids = adIds.data_ptr<int64_t>();
-      for (int64_t j = 0; j < width; ++j) {
-        const auto ad = static_cast<size_t>(result.adIndex[j]);
-        ids[j * 4] = static_cast<int64_t>(ad);
-        ids[j * 4 + 1] = catalog.campaign(ad);
-        ids[j * 4 + 2] = catalog.advertiser(ad);
-        ids[j * 4 + 3] = catalog.category(ad);
-      }
-    }
-    const auto row = static_cast<int64_t>(i);
-    auto [ctr, cvr] = model_.score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads,
-                                   floats(pair, {1, width, static_cast<int64_t>(pairWidth)}), adIds);
-    ctr = ctr.contiguous();
-    cvr = cvr.contiguous();
-    result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);
-    result.cvrLogit.assign(cvr.data_ptr<float>(), cvr.data_ptr<float>() + width);
   }
+  for (const std::exception_ptr& failure : failures) {
+    if (failure) std::rethrow_exception(failure);
+  }
+}
+
+void Fusion::scoreRequestWithModel(const torch::Tensor& user, const torch::Tensor& context, size_t i, const std::vector<int64_t>& userRows,
+                                   const CatalogSnapshot& catalog, const UserStore& users, ScoreResult& result) const {
+  c10::InferenceMode inference;  // per thread: this runs on the compute threads
+  const auto d = static_cast<int64_t>(dim_);
+  const auto width = static_cast<int64_t>(result.adIndex.size());
+  const size_t pairWidth = users.pairWidth();
+  std::vector<float> pair(result.adIndex.size() * pairWidth);
+  for (size_t j = 0; j < result.adIndex.size(); ++j) {
+    const auto ad = static_cast<size_t>(result.adIndex[j]);
+    users.pairFeatures(userRows[i], catalog.category(ad), catalog.advertiser(ad), pair.data() + j * pairWidth);
+  }
+  const torch::Tensor ads = torch::empty({1, width, d});
+  for (int64_t j = 0; j < width; ++j)
+    std::copy_n(catalog.embedding(static_cast<size_t>(result.adIndex[j])), dim_, ads.data_ptr<float>() + j * d);
+  torch::Tensor adIds;
+  if (model_.scoresIds()) {
+    adIds = torch::empty({1, width, 4}, torch::kInt64);
+    int64_t* ids = adIds.data_ptr<int64_t>();
+    for (int64_t j = 0; j < width; ++j) {
+      const auto ad = static_cast<size_t>(result.adIndex[j]);
+      ids[j * 4] = static_cast<int64_t>(ad);
+      ids[j * 4 + 1] = catalog.campaign(ad);
+      ids[j * 4 + 2] = catalog.advertiser(ad);
+      ids[j * 4 + 3] = catalog.category(ad);
+    }
+  }
+  const auto row = static_cast<int64_t>(i);
+  auto [ctr, cvr] = model_.score(user.slice(0, row, row + 1), context.slice(0, row, row + 1), ads,
+                                 floats(pair, {1, width, static_cast<int64_t>(pairWidth)}), adIds);
+  ctr = ctr.contiguous();
+  cvr = cvr.contiguous();
+  result.ctrLogit.assign(ctr.data_ptr<float>(), ctr.data_ptr<float>() + width);
+  result.cvrLogit.assign(cvr.data_ptr<float>(), cvr.data_ptr<float>() + width);
 }
 
 void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,

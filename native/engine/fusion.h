@@ -51,6 +51,9 @@ class Fusion {
   void scoreWithModel(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
                       const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
                       std::vector<ScoreResult>& results) const;
+  // One live request i's candidates in one pass of the model's score method.
+  void scoreRequestWithModel(const torch::Tensor& user, const torch::Tensor& context, size_t i, const std::vector<int64_t>& userRows,
+                             const CatalogSnapshot& catalog, const UserStore& users, ScoreResult& result) const;
   void scorePrecomputed(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
                         const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
                         std::vector<ScoreResult>& results) const;
