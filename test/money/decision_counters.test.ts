@@ -69,3 +69,57 @@ it('counts entries and wins in the local hour of zones 30 and 45 minutes off UTC
   await shortLived.flush();
   expect(await shortLived.reportCells(day, day)).toEqual([]);
 });
+
+it('folds and writes a catalog of entries a slice per turn of the event loop, and the file gives every cell back', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-decisions-'));
+  // Reads of an ad's campaign, one per ad folded: counted per turn.
+  let readsThisTurn = 0;
+  const campaignId = new Proxy(catalog.campaignId, {
+    get(target, property, receiver) {
+      if (typeof property === 'string' && /^\d+$/.test(property)) readsThisTurn++;
+      return Reflect.get(target, property, receiver) as unknown;
+    },
+  });
+  const counted = Object.create(catalog, { campaignId: { value: campaignId } }) as typeof catalog;
+  const counters = new DecisionCounters({ kind: 'file', dir }, retentionHours, zoneOf, log);
+  const every = Int32Array.from({ length: catalog.size }, (_, ad) => ad);
+  const placements = Array.from({ length: 25 }, (_, i) => `placement-${i}`);
+  const at = Date.UTC(2026, 0, 15, 5, 15);
+  for (const placement of placements) counters.enter(counted, placement, every, every.length, at);
+  // JSON.stringify of a slice of cells (the only long ones here): counted per turn too.
+  const stringify = JSON.stringify;
+  let cellsThisTurn = 0;
+  JSON.stringify = ((...args: Parameters<typeof stringify>) => {
+    if (Array.isArray(args[0])) cellsThisTurn += (args[0] as unknown[]).length;
+    return stringify(...args);
+  }) as typeof stringify;
+  let turns = 0;
+  let mostReads = 0;
+  let mostCells = 0;
+  let flushed = false;
+  try {
+    readsThisTurn = 0;
+    const flush = counters.flush().then(() => (flushed = true));
+    while (!flushed) {
+      mostReads = Math.max(mostReads, readsThisTurn);
+      mostCells = Math.max(mostCells, cellsThisTurn);
+      readsThisTurn = cellsThisTurn = 0;
+      turns++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await flush;
+  } finally {
+    JSON.stringify = stringify;
+  }
+  const cells = placements.length * catalog.size;
+  expect(turns).toBeGreaterThan(cells / 500 + cells / 1_000);
+  expect(mostReads).toBeGreaterThan(0);
+  expect(mostReads).toBeLessThanOrEqual(500);
+  expect(mostCells).toBeLessThanOrEqual(1_000);
+  const day = Date.UTC(2026, 0, 15) / 86_400_000;
+  const restarted = new DecisionCounters({ kind: 'file', dir }, retentionHours, zoneOf, log);
+  const restored = await restarted.reportCells(day, day);
+  expect(restored).toHaveLength(cells);
+  expect(new Map(restored)).toEqual(new Map(await counters.reportCells(day, day)));
+  expect(restored.every(([, values]) => values[counterIndex.entered] === 1)).toBe(true);
+});
