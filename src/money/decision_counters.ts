@@ -47,6 +47,11 @@ export class DecisionCounters {
   private readonly entered = new Map<Catalog, Map<string, { counts: Uint32Array; touched: number[] }>>();
   /** Entries closed by a flush and not yet folded into cells (oldest first). */
   private readonly closed: ClosedEntries[] = [];
+  /**
+   * Each ad's entered-cell key per catalog and placement, with the zone and hour it was made for:
+   * an ad enters auctions every flush, and its key only changes with the hour or its campaign's zone.
+   */
+  private readonly enteredKeys = new WeakMap<Catalog, Map<string, { keys: string[]; zones: string[]; hours: Float64Array }>>();
   /** Local minus UTC time (ms) per zone, within the current quarter. */
   private readonly offsets = new Map<string, number>();
   /** Whether anything was counted since the last flush began (an idle replica rewrites nothing). */
@@ -207,6 +212,7 @@ export class DecisionCounters {
     while (this.closed.length > 0 && budget > 0) {
       const entries = this.closed[0]!;
       const { catalog, placement, counts, touched, startMs } = entries;
+      const { keys, zones, hours } = this.keysOf(catalog, placement);
       const end = Math.min(touched.length, entries.next + budget);
       budget -= end - entries.next;
       for (; entries.next < end; entries.next++) {
@@ -214,12 +220,28 @@ export class DecisionCounters {
         const campaignId = catalog.campaignId[ad]!;
         const timeZone = this.timeZoneOf(campaignId);
         const hour = this.hourOf(timeZone, startMs);
-        const key = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
-        this.cells.add(key, hour, counterIndex.entered, counts[ad]!);
+        if (hours[ad] !== hour || zones[ad] !== timeZone) {
+          keys[ad] = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
+          zones[ad] = timeZone;
+          hours[ad] = hour;
+        }
+        this.cells.add(keys[ad]!, hour, counterIndex.entered, counts[ad]!);
       }
       if (entries.next === touched.length) this.closed.shift();
     }
     return this.closed.length === 0;
+  }
+
+  private keysOf(catalog: Catalog, placement: string): { keys: string[]; zones: string[]; hours: Float64Array } {
+    let byPlacement = this.enteredKeys.get(catalog);
+    if (!byPlacement) this.enteredKeys.set(catalog, (byPlacement = new Map()));
+    let cached = byPlacement.get(placement);
+    if (!cached)
+      byPlacement.set(
+        placement,
+        (cached = { keys: new Array<string>(catalog.size), zones: new Array<string>(catalog.size), hours: new Float64Array(catalog.size).fill(NaN) }),
+      );
+    return cached;
   }
 
   /** Moves every entry counted so far into cells, at once: before the quarter (and so the zones' offsets) changes, and for a report. */

@@ -123,3 +123,22 @@ it('folds and writes a catalog of entries a slice per turn of the event loop, an
   expect(new Map(restored)).toEqual(new Map(await counters.reportCells(day, day)));
   expect(restored.every(([, values]) => values[counterIndex.entered] === 1)).toBe(true);
 });
+
+it("puts an ad's entries in its campaign's new zone once the zone changes", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-decisions-'));
+  let zone = 'UTC';
+  const counters = new DecisionCounters({ kind: 'file', dir }, retentionHours, () => zone, log);
+  const at = Date.UTC(2026, 0, 15, 5, 15);
+  counters.enter(catalog, 'Search', Int32Array.of(kolkataAd), 1, at);
+  await counters.flush();
+  // London keeps UTC's hour in January: only the zone tells the two cells apart.
+  zone = 'Europe/London';
+  counters.enter(catalog, 'Search', Int32Array.of(kolkataAd), 1, at + 1);
+  await counters.flush();
+  const day = Date.UTC(2026, 0, 15) / 86_400_000;
+  const zones = (await counters.reportCells(day, day)).map(([key, values]) => [key.split('\u0000')[4], values[counterIndex.entered]]);
+  expect(zones.sort()).toEqual([
+    ['Europe/London', 1],
+    ['UTC', 1],
+  ]);
+});
