@@ -18,6 +18,7 @@
 
 #include "engine/build_info.h"
 #include "engine/errors.h"
+#include "engine/sort_best.h"
 
 namespace adserve {
 namespace {
@@ -68,7 +69,7 @@ class TopK {
   // Best first; -1 labels after the last ad found.
   void write(float* scores, int64_t* labels) {
     const size_t found = std::min(k_, entries_.size());
-    std::partial_sort(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(found), entries_.end(), better);
+    sortBest(entries_.begin(), entries_.end(), found, better);
     for (size_t i = 0; i < k_; ++i) {
       scores[i] = i < found ? entries_[i].first : 0.0f;
       labels[i] = i < found ? entries_[i].second : -1;

@@ -4,6 +4,8 @@
 #include <numeric>
 #include <unordered_set>
 
+#include "engine/sort_best.h"
+
 namespace adserve {
 
 namespace {
@@ -75,7 +77,7 @@ void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries
       if (filter == nullptr || filter->admits(ad)) merged.emplace_back(row[j], ad);
     }
     const size_t found = std::min(k, merged.size());
-    std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(found), merged.end(), bestFirst);
+    sortBest(merged.begin(), merged.end(), found, bestFirst);
     for (size_t j = 0; j < k; ++j) {
       scores[q * k + j] = j < found ? merged[j].first : 0.0f;
       labels[q * k + j] = j < found ? merged[j].second : -1;
@@ -99,7 +101,7 @@ void Retriever::shortlist(const CatalogSnapshot& catalog, const Retrieval& retri
     }
     for (const auto& [dot, ad] : retrieval.keywordMatched[i]) light(dot, ad);
     const size_t n = std::min(keep, scored.size());
-    std::partial_sort(scored.begin(), scored.begin() + n, scored.end(), bestFirst);
+    sortBest(scored.begin(), scored.end(), n, bestFirst);
     results[i].adIndex.resize(n);
     results[i].light.resize(n);
     for (size_t j = 0; j < n; ++j) {
