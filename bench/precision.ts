@@ -34,7 +34,7 @@ const { values: options } = parseArgs({
   },
 });
 
-type Precision = NonNullable<EngineSettings['fusionPrecision']>;
+type Precision = Exclude<NonNullable<EngineSettings['fusionPrecision']>, 'auto'>;
 const precisions: Precision[] = ['fp32', 'bf16'];
 
 interface TestRow extends Omit<AdRequestSpec, 'timestampMs'> {

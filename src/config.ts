@@ -390,9 +390,9 @@ export const settings = {
   fusionPrecision: {
     env: 'ADSERVE_FUSION_PRECISION',
     type: 'choice',
-    values: ['fp32', 'bf16'],
-    default: 'fp32',
-    doc: "Precision of the precomputed fusion's hidden layers: `fp32`, or `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere). The first layer and the heads stay fp32; see docs/engine.md for its measured quality and speed.",
+    values: ['auto', 'fp32', 'bf16'],
+    default: 'auto',
+    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `auto`: bf16 where the CPU has AVX512_BF16, fp32 elsewhere (a fleet of mixed CPUs that must score alike pins one). The first layer and the heads stay fp32; see docs/engine.md for its measured quality and speed.",
   },
   dataDir: {
     env: 'ADSERVE_DATA_DIR',

@@ -267,6 +267,7 @@ Napi::Value EngineJs::Stats(const Napi::CallbackInfo& info) {
     out.Set("dim", static_cast<double>(engine.dim()));
     out.Set("index", engine.indexDescription());
     out.Set("fusionKernel", engine.fusionKernel());
+    out.Set("fusionPrecision", engine.fusionPrecision());
     const Engine::CacheStats caches = engine.cacheStats();
     out.Set("userCacheHits", static_cast<double>(caches.userHits));
     out.Set("userCacheMisses", static_cast<double>(caches.userMisses));

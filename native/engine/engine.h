@@ -36,7 +36,7 @@ struct EngineOptions {
   RetrieverOptions retrieval;
   // "precomputed" or "model": how the fusion stage runs (see Fusion).
   std::string fusion = "precomputed";
-  // "fp32" or "bf16": the precision of the precomputed fusion's hidden layers (see Fusion); and
+  // "fp32", "bf16" or "auto": the precision of the precomputed fusion's hidden layers (see Fusion); and
   // their DenseKernel variant, empty for the machine's best.
   std::string fusionPrecision = "fp32";
   std::string fusionKernel;
@@ -86,6 +86,7 @@ class Engine {
   const std::string& indexDescription() const { return retriever_.indexDescription(); }
   // The fusion's hidden-layer DenseKernel variant ("avx512bf16", "avx2", ...), empty for "model".
   std::string fusionKernel() const { return fusion_.kernel(); }
+  const std::string& fusionPrecision() const { return fusion_.precision(); }
 
  private:
   FeatureSpec features_;

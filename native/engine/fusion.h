@@ -25,9 +25,9 @@ namespace adserve {
 // BLAS round a request's scores differently depending on its neighbours (the shape picks its
 // blocking). The only mode for a scorer that takes ad ids (the DLRM): it has no first layer to split.
 // "precomputed" runs the hidden layers after the first (the bulk of its FLOPs) in `precision`:
-// "fp32", or "bf16" (DenseKernel::Precision::kBf16); the first layer's parts and the heads stay
-// fp32. Either way a request's logits do not depend on the rest of its batch. Immutable after open; the
-// batcher thread calls score(), a worker thread projectAds().
+// "fp32", "bf16" (DenseKernel::Precision::kBf16), or "auto" (bf16 where the CPU has AVX512_BF16,
+// fp32 elsewhere); the first layer's parts and the heads stay fp32. Either way a request's logits do not depend on the rest of its batch.
+// Immutable after open; the batcher thread calls score(), a worker thread projectAds().
 class Fusion {
  public:
   // `model` must outlive the stage; adEmbeddings are the catalog's loaded ads [ads, D]. `kernel`
@@ -37,6 +37,8 @@ class Fusion {
 
   // The hidden layers' DenseKernel variant, empty when the mode is "model".
   std::string kernel() const;
+  // The hidden layers' precision ("fp32" or "bf16", "auto" resolved), empty when the mode is "model".
+  const std::string& precision() const { return precision_; }
 
   // The per-ad rows the stage keeps for ads (embeddings [n, D]) added at run time; undefined when
   // it keeps none ("model").
@@ -72,6 +74,7 @@ class Fusion {
   const Model& model_;
   size_t dim_;
   std::unique_ptr<Precomputed> precomputed_;  // null when the mode is "model"
+  std::string precision_;
 };
 
 }  // namespace adserve

@@ -4,6 +4,9 @@ import { prepareNativeLoad } from '../config';
 import type { TargetingCriterion } from '../catalog/catalog_json';
 import { addonPath } from '../paths';
 
+/** The precomputed fusion's hidden-layer precision: 'auto' is bf16 where the CPU has AVX512_BF16, fp32 elsewhere. */
+export type FusionPrecision = 'fp32' | 'bf16' | 'auto';
+
 export type NativeErrorCode = 'E_BAD_REQUEST' | 'E_INVALID_ARG' | 'E_QUEUE_FULL' | 'E_SHUTTING_DOWN' | 'E_MODEL' | 'E_INDEX' | 'E_NOMEM' | 'E_NATIVE';
 
 export interface NativeError extends Error {
@@ -107,8 +110,8 @@ export interface NativeEngineOptions {
   adKeys: AdKeys;
   /** 'precomputed' (default): W_ad·E_ad cached per ad, first fusion layer split; 'model': TorchScript score. */
   fusion?: 'precomputed' | 'model';
-  /** 'fp32' (default) or 'bf16': the precomputed fusion's hidden layers (native/engine/dense_kernel.h). */
-  fusionPrecision?: 'fp32' | 'bf16';
+  /** 'fp32' (default), 'bf16', or 'auto' (bf16 where the CPU has AVX512_BF16): the precomputed fusion's hidden layers (native/engine/dense_kernel.h). */
+  fusionPrecision?: FusionPrecision;
   /** The hidden layers' DenseKernel variant; default the machine's best, unknown or unsupported ones fail the open. */
   fusionKernel?: string;
   similarityWeight?: number;
@@ -160,6 +163,8 @@ export interface EngineStats {
   index: string;
   /** The fusion hidden layers' DenseKernel variant, '' for TorchScript fusion. */
   fusionKernel: string;
+  /** The precision the fusion's hidden layers run in ('fp32' or 'bf16', 'auto' resolved), '' for TorchScript fusion. */
+  fusionPrecision: string;
   userCacheHits: number;
   userCacheMisses: number;
   contextCacheHits: number;

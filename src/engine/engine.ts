@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Catalog } from '../catalog/catalog';
 import type { IvfScan } from '../config';
 import { BidType } from '../protocol/schema';
-import { addon, type AdKeys, type AdTargeting, type NativeEngine, type NativeEngineOptions } from './addon';
+import { addon, type AdKeys, type AdTargeting, type FusionPrecision, type NativeEngine, type NativeEngineOptions } from './addon';
 import type { ModelDir, TensorEntry } from './model_dir';
 
 export interface IndexSettings {
@@ -37,7 +37,7 @@ export interface EngineSettings {
   indexCacheDir?: string;
   fusion: 'precomputed' | 'model';
   /** Precision of the precomputed fusion's hidden layers (default fp32). */
-  fusionPrecision?: 'fp32' | 'bf16';
+  fusionPrecision?: FusionPrecision;
   /** Pins the hidden layers' dense-kernel variant ('avx512bf16', 'avx512', 'avx2', 'portable'); tests compare them. Default: the machine's best. */
   fusionKernel?: string;
   annCandidates: number;

@@ -107,12 +107,28 @@ describe('precomputed fusion over the whole batch', () => {
 describe('bf16 fusion (fusionPrecision)', () => {
   const bodies = requests.map((spec) => encodeAdRequest(spec));
 
-  it('is honoured: the hidden layers run a bf16 kernel, fp32 stays the default', () => {
+  it('is honoured: the hidden layers run a bf16 kernel, fp32 stays the engine default', () => {
     expect(['avx512bf16', 'avx2', 'portable']).toContain(bf16.stats().fusionKernel);
+    expect(bf16.stats().fusionPrecision).toBe('bf16');
     expect(['avx512', 'avx2', 'portable']).toContain(fused.stats().fusionKernel);
-    expect(engineSettings(loadConfig({})).fusionPrecision).toBe('fp32');
+    expect(fused.stats().fusionPrecision).toBe('fp32');
     expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: 'bf16' })).fusionPrecision).toBe('bf16');
     expect(() => loadConfig({ ADSERVE_FUSION_PRECISION: 'fp8' })).toThrow(/ADSERVE_FUSION_PRECISION/);
+  });
+
+  it("is the daemon's default as 'auto': bf16 where the CPU runs it natively, fp32 elsewhere", async () => {
+    expect(engineSettings(loadConfig({})).fusionPrecision).toBe('auto');
+    const automatic = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'auto' });
+    try {
+      const native = bf16.stats().fusionKernel === 'avx512bf16';
+      expect(automatic.stats().fusionPrecision).toBe(native ? 'bf16' : 'fp32');
+      expect(automatic.stats().fusionKernel).toBe(native ? 'avx512bf16' : fused.stats().fusionKernel);
+      const body = bodies[3]!;
+      const [mine, expected] = await Promise.all([automatic.score(body, 5000), (native ? bf16 : fused).score(body, 5000)]);
+      expect(bits(mine.ctrLogit)).toEqual(bits(expected.ctrLogit));
+    } finally {
+      automatic.close();
+    }
   });
 
   it('rejects a precision or kernel variant it does not know at open', async () => {
