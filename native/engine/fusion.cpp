@@ -1,6 +1,7 @@
 #include "engine/fusion.h"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 
 #include <omp.h>
@@ -23,6 +24,22 @@ float dot(const float* a, const float* b, size_t n) {
   }
   for (; i < n; ++i) partial[i % 8] += a[i] * b[i];
   return ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+}
+
+// W_ad · E_ad of one ad (a row of fp32, or of bf16, which widens to fp32 exactly) plus its request's term.
+void addProjection(const void* row, bool bf16, const float* requestTerm, size_t hidden, float* out) {
+  if (!bf16) {
+    const auto* projection = static_cast<const float*>(row);
+    for (size_t h = 0; h < hidden; ++h) out[h] = projection[h] + requestTerm[h];
+    return;
+  }
+  const auto* projection = static_cast<const uint16_t*>(row);
+  for (size_t h = 0; h < hidden; ++h) {
+    const uint32_t bits = static_cast<uint32_t>(projection[h]) << 16;
+    float widened;
+    std::memcpy(&widened, &bits, sizeof widened);
+    out[h] = widened + requestTerm[h];
+  }
 }
 
 // Rows of one fusion block: a multiple of every kernel variant's row tile.
@@ -60,7 +77,11 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
       return dense(model.parameter(name + ".weight"), model.parameter(name + ".bias"), Activation::kRelu, hiddenPrecision, kernel);
     };
     torch::Tensor wAd = w0.slice(1, 2 * d, 3 * d).t().contiguous();
-    torch::Tensor adProjection = adEmbeddings.matmul(wAd).contiguous();
+    // In bf16 the per-ad rows are stored in bf16 too: they are the largest read per candidate
+    // (a random row of an ads x 256 table), and the sum they enter is rounded to bf16 at the next
+    // layer anyway.
+    projectionType_ = hiddenPrecision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32;
+    torch::Tensor adProjection = adEmbeddings.matmul(wAd).to(projectionType_).contiguous();
     std::vector<DenseKernel> layers;
     layers.push_back(hiddenLayer("fusion.2"));
     layers.push_back(hiddenLayer("fusion.4"));
@@ -77,7 +98,7 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
 std::string Fusion::kernel() const { return precomputed_ ? precomputed_->layers.front().variant() : ""; }
 
 torch::Tensor Fusion::projectAds(const torch::Tensor& embeddings) const {
-  return precomputed_ ? embeddings.matmul(precomputed_->wAd).contiguous() : torch::Tensor();
+  return precomputed_ ? embeddings.matmul(precomputed_->wAd).to(projectionType_).contiguous() : torch::Tensor();
 }
 
 void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
@@ -180,9 +201,11 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
   const size_t catalogAds = catalog.catalogAds();
   const AddedAds* added = catalog.added();
   const float* catalogEmbeddings = catalog.catalog().embeddings.data_ptr<float>();
-  const float* catalogProjection = f.adProjection.data_ptr<float>();
+  const bool bf16Projection = projectionType_ == torch::kBFloat16;
+  const size_t projectionRowBytes = hidden * f.adProjection.element_size();
+  const auto* catalogProjection = static_cast<const std::byte*>(f.adProjection.data_ptr());
   const float* addedEmbeddings = added ? added->embeddings.data_ptr<float>() : nullptr;
-  const float* addedProjection = added ? added->projection.data_ptr<float>() : nullptr;
+  const auto* addedProjection = added ? static_cast<const std::byte*>(added->projection.data_ptr()) : nullptr;
   const size_t blocks = (rows + kFusionBlockRows - 1) / kFusionBlockRows;
   const int threads = static_cast<int>(std::min<size_t>(blocks, static_cast<size_t>(computeThreads())));
   // A block's activations and the layers' weights stay in the core's cache; a whole batch's first
@@ -205,7 +228,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     // projection is 1 KB at a random place in an ads x 256 table) are fetched during this one.
     size_t slot[kFusionBlockRows];
     const float* embedding[kFusionBlockRows];
-    const float* projection[kFusionBlockRows];
+    const std::byte* projection[kFusionBlockRows];
     size_t r = static_cast<size_t>(std::upper_bound(firstRow.begin(), firstRow.end(), begin) - firstRow.begin()) - 1;
     for (size_t n = 0; n < count; ++n) {
       while (begin + n >= firstRow[r + 1]) ++r;
@@ -213,13 +236,14 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       const bool isAdded = ad >= catalogAds;
       slot[n] = r;
       embedding[n] = isAdded ? addedEmbeddings + (ad - catalogAds) * dim_ : catalogEmbeddings + ad * dim_;
-      projection[n] = isAdded ? addedProjection + (ad - catalogAds) * hidden : catalogProjection + ad * hidden;
+      projection[n] = isAdded ? addedProjection + (ad - catalogAds) * projectionRowBytes : catalogProjection + ad * projectionRowBytes;
     }
     // Without it the gather took about as long as the layers (20K ads, 300 candidates: 240 vs 135 us).
     constexpr size_t kAhead = 4;
     const auto prefetch = [&](size_t n) {
       constexpr size_t kLineFloats = 16;
-      for (size_t h = 0; h < hidden; h += kLineFloats) __builtin_prefetch(projection[n] + h);
+      constexpr size_t kLineBytes = 64;
+      for (size_t b = 0; b < projectionRowBytes; b += kLineBytes) __builtin_prefetch(projection[n] + b);
       for (size_t i = 0; i < dim_; i += kLineFloats) __builtin_prefetch(embedding[n] + i);
     };
     for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
@@ -227,8 +251,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       if (n + kAhead < count) prefetch(n + kAhead);
       const size_t request = live[slot[n]];
       const float* requestTerm = perRequest.data() + slot[n] * hidden;
-      float* firstRowOut = first + n * hidden;
-      for (size_t h = 0; h < hidden; ++h) firstRowOut[h] = projection[n][h] + requestTerm[h];
+      addProjection(projection[n], bf16Projection, requestTerm, hidden, first + n * hidden);
       float* extraRow = extra + n * extraWidth;
       extraRow[0] = dot(userEmbeddings + request * dim_, embedding[n], dim_);
       extraRow[1] = userContext[slot[n]];

@@ -26,7 +26,8 @@ namespace adserve {
 // blocking). The only mode for a scorer that takes ad ids (the DLRM): it has no first layer to split.
 // "precomputed" runs the hidden layers after the first (the bulk of its FLOPs) in `precision`:
 // "fp32", "bf16" (DenseKernel::Precision::kBf16), or "auto" (bf16 where the CPU has AVX512_BF16,
-// fp32 elsewhere); the first layer's parts and the heads stay fp32. Either way a request's logits do not depend on the rest of its batch.
+// fp32 elsewhere); in bf16 the cached per-ad rows W_ad · E_ad are stored in bf16 as well, the rest
+// of the first layer and the heads stay fp32. Either way a request's logits do not depend on the rest of its batch.
 // Immutable after open; the batcher thread calls score(), a worker thread projectAds().
 class Fusion {
  public:
@@ -65,7 +66,7 @@ class Fusion {
   // other, so a whole batch's rows can share one pass.
   struct Precomputed {
     torch::Tensor wAd;                // [D, H]
-    torch::Tensor adProjection;       // [ads, H]: W_ad · E_ad
+    torch::Tensor adProjection;       // [ads, H]: W_ad · E_ad, in projectionType_
     DenseKernel perRequest;           // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
     DenseKernel perCandidate;         // [dots, pair], added onto the two above, then ReLU
     std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
@@ -75,6 +76,8 @@ class Fusion {
   size_t dim_;
   std::unique_ptr<Precomputed> precomputed_;  // null when the mode is "model"
   std::string precision_;
+  // The per-ad rows' type: bf16 when the hidden layers are, else fp32.
+  torch::ScalarType projectionType_ = torch::kFloat32;
 };
 
 }  // namespace adserve

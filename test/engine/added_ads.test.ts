@@ -94,67 +94,70 @@ it("computes a new ad's tower inputs exactly as train/ did for the catalog's ads
   }
 });
 
-it('serves ads added at run time like the catalog ads they copy, with their own eligibility and targeting', async () => {
-  const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, settings));
-  try {
-    const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
-    const before = await engine.score(request, 5000);
-    const copied = before.adIndex[0]!;
-    const rows = (from: Int32Array | Float32Array, width: number, count: number): Int32Array | Float32Array => {
-      const out = new (from.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(width * count);
-      for (let i = 0; i < count; i++) out.set(from.subarray(copied * width, (copied + 1) * width), i * width);
-      return out;
-    };
-    // Two copies of the best candidate: the second targets Japan only.
-    const first = await engine.addAds({
-      categorical: rows(storedCategorical, 4, 2) as Int32Array,
-      title: rows(storedTitle, titleWidth, 2) as Int32Array,
-      numeric: rows(storedNumeric, numericWidth, 2) as Float32Array,
-      prior: Float32Array.of(adPrior(copied, history, catalog, settings.light), adPrior(copied, history, catalog, settings.light)),
-      keys: keysOf(copied, 2),
-      targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }],
-    });
-    expect(first).toBe(catalog.size);
-    expect(engine.stats().ads).toBe(catalog.size + 2);
-    expect(engine.stats().addedInIndex).toBe(2);
+it.each(['fp32', 'bf16'] as const)(
+  'serves ads added at run time like the catalog ads they copy, with their own eligibility and targeting (%s fusion)',
+  async (fusionPrecision) => {
+    const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, { ...settings, fusionPrecision }));
+    try {
+      const request = encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US' });
+      const before = await engine.score(request, 5000);
+      const copied = before.adIndex[0]!;
+      const rows = (from: Int32Array | Float32Array, width: number, count: number): Int32Array | Float32Array => {
+        const out = new (from.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(width * count);
+        for (let i = 0; i < count; i++) out.set(from.subarray(copied * width, (copied + 1) * width), i * width);
+        return out;
+      };
+      // Two copies of the best candidate: the second targets Japan only.
+      const first = await engine.addAds({
+        categorical: rows(storedCategorical, 4, 2) as Int32Array,
+        title: rows(storedTitle, titleWidth, 2) as Int32Array,
+        numeric: rows(storedNumeric, numericWidth, 2) as Float32Array,
+        prior: Float32Array.of(adPrior(copied, history, catalog, settings.light), adPrior(copied, history, catalog, settings.light)),
+        keys: keysOf(copied, 2),
+        targeting: [{ ad: 1, rules: [[{ type: 'geo', value: 'JP' }]] }],
+      });
+      expect(first).toBe(catalog.size);
+      expect(engine.stats().ads).toBe(catalog.size + 2);
+      expect(engine.stats().addedInIndex).toBe(2);
 
-    const after = await engine.score(request, 5000);
-    const original = after.adIndex.indexOf(copied);
-    const copy = after.adIndex.indexOf(first);
-    expect(original).toBeGreaterThanOrEqual(0);
-    expect(copy).toBeGreaterThanOrEqual(0);
-    expect(after.adIndex.includes(first + 1)).toBe(false);
-    expect(after.light[copy]).toBeCloseTo(after.light[original]!, 5);
-    expect(after.ctrLogit[copy]).toBeCloseTo(after.ctrLogit[original]!, 4);
-    expect(after.cvrLogit[copy]).toBeCloseTo(after.cvrLogit[original]!, 4);
+      const after = await engine.score(request, 5000);
+      const original = after.adIndex.indexOf(copied);
+      const copy = after.adIndex.indexOf(first);
+      expect(original).toBeGreaterThanOrEqual(0);
+      expect(copy).toBeGreaterThanOrEqual(0);
+      expect(after.adIndex.includes(first + 1)).toBe(false);
+      expect(after.light[copy]).toBeCloseTo(after.light[original]!, 5);
+      expect(after.ctrLogit[copy]).toBeCloseTo(after.ctrLogit[original]!, 4);
+      expect(after.cvrLogit[copy]).toBeCloseTo(after.cvrLogit[original]!, 4);
 
-    // The copies share the original's keys, so the request's exclusions keep all three out.
-    const exclusions = [
-      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedAdvertisers: [catalog.advertiserId[copied]!] }),
-      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedCategories: [catalog.category[copied]!] }),
-      encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedProducts: [catalog.productId.at(copied)!] }),
-    ];
-    for (const blocked of exclusions) {
-      const result = Array.from((await engine.score(blocked, 5000)).adIndex);
-      expect(result.length).toBeGreaterThan(0);
-      expect(result).not.toContain(copied);
-      expect(result).not.toContain(first);
+      // The copies share the original's keys, so the request's exclusions keep all three out.
+      const exclusions = [
+        encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedAdvertisers: [catalog.advertiserId[copied]!] }),
+        encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedCategories: [catalog.category[copied]!] }),
+        encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'US', blockedProducts: [catalog.productId.at(copied)!] }),
+      ];
+      for (const blocked of exclusions) {
+        const result = Array.from((await engine.score(blocked, 5000)).adIndex);
+        expect(result.length).toBeGreaterThan(0);
+        expect(result).not.toContain(copied);
+        expect(result).not.toContain(first);
+      }
+      const capped = Array.from((await engine.score(request, 5000, keysOf(copied, 1).campaign)).adIndex);
+      expect(capped.length).toBeGreaterThan(0);
+      expect(capped).not.toContain(copied);
+      expect(capped).not.toContain(first);
+
+      const japan = await engine.score(encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'JP' }), 5000);
+      expect(japan.adIndex.includes(first + 1)).toBe(true);
+
+      engine.setEligibility(Uint32Array.of(first), Uint8Array.of(0));
+      expect((await engine.score(request, 5000)).adIndex.includes(first)).toBe(false);
+      engine.setPriors(Uint32Array.of(first + 1), Float32Array.of(0.5));
+    } finally {
+      engine.close();
     }
-    const capped = Array.from((await engine.score(request, 5000, keysOf(copied, 1).campaign)).adIndex);
-    expect(capped.length).toBeGreaterThan(0);
-    expect(capped).not.toContain(copied);
-    expect(capped).not.toContain(first);
-
-    const japan = await engine.score(encodeAdRequest({ query: 'running shoes', userId: model.userIds[0], country: 'JP' }), 5000);
-    expect(japan.adIndex.includes(first + 1)).toBe(true);
-
-    engine.setEligibility(Uint32Array.of(first), Uint8Array.of(0));
-    expect((await engine.score(request, 5000)).adIndex.includes(first)).toBe(false);
-    engine.setPriors(Uint32Array.of(first + 1), Float32Array.of(0.5));
-  } finally {
-    engine.close();
-  }
-});
+  },
+);
 
 it('refuses malformed additions and keeps serving', async () => {
   const engine = await addon.openEngine(engineOptions(model, modelCatalog, history, settings));
