@@ -59,6 +59,7 @@ async function main(): Promise<void> {
     const settings: EngineSettings = {
       index,
       fusion,
+      fusionPrecision: defaults.fusionPrecision,
       annCandidates: 1000,
       scoreCandidates: 300,
       batching: { maxBatch: maxBatch ?? 32, maxDelayUs: 1000, queueCapacity: 100_000 },
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
       buildSeconds,
       recallAt100: recall(100),
       recallAt300: recall(300),
+      precision: stats.fusionPrecision,
       stageUs,
     });
     process.stdout.write(
@@ -122,7 +124,7 @@ async function main(): Promise<void> {
   const markdown = [
     `# Engine benchmark (no HTTP), ${date}`,
     '',
-    `commit ${report.commit}; model ${options.model} (${catalog.catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; ${bodies.length} requests, ${concurrency} in flight, maxBatch 32 unless named; 1000 candidates retrieved and 300 scored per request. Recall is the share of the exact (flat) pipeline's scored candidates (its top 100 by lightweight score; all 300) that the variant also scores, on the same requests.`,
+    `commit ${report.commit}; model ${options.model} (${catalog.catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; fusionPrecision ${defaults.fusionPrecision} (the precomputed fusion's hidden layers ran ${[...new Set(rows.map((r) => r.precision).filter((p) => p !== ''))].join(', ')}); ${bodies.length} requests, ${concurrency} in flight, maxBatch 32 unless named; 1000 candidates retrieved and 300 scored per request. Recall is the share of the exact (flat) pipeline's scored candidates (its top 100 by lightweight score; all 300) that the variant also scores, on the same requests.`,
     '',
     '| variant | FAISS | req/s | vs baseline | CPU µs/req | mean batch | build s | recall of exact top-100 | recall of exact 300 |',
     '|---|---|---|---|---|---|---|---|---|',
