@@ -8,6 +8,7 @@
 
 #include "engine/build_info.h"
 #include "engine/errors.h"
+#include "engine/huge_pages.h"
 #include "engine/tensors.h"
 
 namespace adserve {
@@ -81,7 +82,8 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     // (a random row of an ads x 256 table), and the sum they enter is rounded to bf16 at the next
     // layer anyway.
     projectionType_ = hiddenPrecision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32;
-    torch::Tensor adProjection = adEmbeddings.matmul(wAd).to(projectionType_).contiguous();
+    torch::Tensor adProjection = emptyOnHugePages({adEmbeddings.size(0), wAd.size(1)}, projectionType_);
+    adProjection.copy_(adEmbeddings.matmul(wAd));
     std::vector<DenseKernel> layers;
     layers.push_back(hiddenLayer("fusion.2"));
     layers.push_back(hiddenLayer("fusion.4"));

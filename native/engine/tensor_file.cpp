@@ -4,11 +4,12 @@
 #include <fstream>
 
 #include "engine/errors.h"
+#include "engine/huge_pages.h"
 
 namespace adserve {
 
 torch::Tensor loadTensor(const TensorFile& file) {
-  torch::Tensor tensor = torch::empty(file.shape, torch::TensorOptions().dtype(file.dtype));
+  torch::Tensor tensor = emptyOnHugePages(file.shape, file.dtype);
   const auto expected = static_cast<std::streamsize>(tensor.numel() * tensor.element_size());
   std::ifstream in(file.path, std::ios::binary | std::ios::ate);
   if (!in) throw EngineError(ErrorCode::InvalidArgument, "cannot open " + file.path);
