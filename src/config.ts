@@ -103,6 +103,13 @@ export const settings = {
     default: 1,
     doc: 'libtorch intra-op and OpenMP threads per engine thread.',
   },
+  hugePages: {
+    env: 'ADSERVE_HUGE_PAGES',
+    type: 'choice',
+    values: ['off', 'on'],
+    default: 'off',
+    doc: "`on`: the engine's tables read at random (ad embeddings, the fusion's per-ad rows; from 2 MiB up) are mapped on transparent huge pages (MADV_HUGEPAGE). Serving at 1.05M ads took about 18% less engine CPU per request; starting took about 10 s longer on our VMs, where the kernel compacts memory to find the pages. See docs/engine.md.",
+  },
   eventLoopLagResolutionMs: {
     env: 'ADSERVE_EVENT_LOOP_LAG_RESOLUTION_MS',
     type: 'integer',

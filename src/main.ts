@@ -289,7 +289,12 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(config.logLevel);
   const version = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')).version as string;
-  addon.configure({ workerThreads: config.workerThreads, computeThreads: config.computeThreads, queueCapacity: config.queueCapacity });
+  addon.configure({
+    workerThreads: config.workerThreads,
+    computeThreads: config.computeThreads,
+    queueCapacity: config.queueCapacity,
+    hugePages: config.hugePages === 'on',
+  });
   const build = addon.buildInfo();
   log.info('native engine', { ...build });
   const metrics = createMetrics(build, version, config.eventLoopLagResolutionMs);

@@ -14,6 +14,7 @@
 #include "binding/typed_arrays.h"
 #include "engine/build_info.h"
 #include "engine/featurizer.h"
+#include "engine/huge_pages.h"
 #include "engine/request_verifier.h"
 #include "engine/vector_index.h"
 
@@ -76,6 +77,11 @@ Napi::Value ConfigureJs(const Napi::CallbackInfo& info) {
     if (auto workers = optionalCount(options, "workerThreads", 64)) addon.poolOptions.threads = *workers;
     if (auto capacity = optionalCount(options, "queueCapacity", 1u << 20)) addon.poolOptions.queueCapacity = *capacity;
     if (auto compute = optionalCount(options, "computeThreads", 256)) setComputeThreads(static_cast<int>(*compute));
+    const Napi::Value hugePages = options.Get("hugePages");
+    if (!hugePages.IsUndefined()) {
+      if (!hugePages.IsBoolean()) throwInvalidArgument(env, "hugePages must be a boolean");
+      setHugePageTables(hugePages.As<Napi::Boolean>().Value());
+    }
     return env.Undefined();
   });
 }

@@ -82,7 +82,7 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     // (a random row of an ads x 256 table), and the sum they enter is rounded to bf16 at the next
     // layer anyway.
     projectionType_ = hiddenPrecision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32;
-    torch::Tensor adProjection = emptyOnHugePages({adEmbeddings.size(0), wAd.size(1)}, projectionType_);
+    torch::Tensor adProjection = emptyTable({adEmbeddings.size(0), wAd.size(1)}, projectionType_);
     adProjection.copy_(adEmbeddings.matmul(wAd));
     std::vector<DenseKernel> layers;
     layers.push_back(hiddenLayer("fusion.2"));

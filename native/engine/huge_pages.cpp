@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/errors.h"
@@ -11,16 +12,19 @@ namespace adserve {
 namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
+std::atomic<bool> hugePageTables{false};
 
 size_t roundUp(size_t bytes, size_t to) { return (bytes + to - 1) / to * to; }
 
 }  // namespace
 
-torch::Tensor emptyOnHugePages(at::IntArrayRef shape, torch::ScalarType dtype) {
+void setHugePageTables(bool enabled) { hugePageTables = enabled; }
+
+torch::Tensor emptyTable(at::IntArrayRef shape, torch::ScalarType dtype) {
   const torch::TensorOptions options = torch::TensorOptions().dtype(dtype);
   size_t bytes = c10::elementSize(dtype);
   for (const int64_t extent : shape) bytes *= static_cast<size_t>(extent);
-  if (bytes < kHugePage) return torch::empty(shape, options);
+  if (!hugePageTables || bytes < kHugePage) return torch::empty(shape, options);
   const size_t length = roundUp(bytes, kHugePage);
   // Over-map by one huge page, then unmap what lies outside the aligned range.
   void* const mapped = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

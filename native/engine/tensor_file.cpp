@@ -9,7 +9,7 @@
 namespace adserve {
 
 torch::Tensor loadTensor(const TensorFile& file) {
-  torch::Tensor tensor = emptyOnHugePages(file.shape, file.dtype);
+  torch::Tensor tensor = emptyTable(file.shape, file.dtype);
   const auto expected = static_cast<std::streamsize>(tensor.numel() * tensor.element_size());
   std::ifstream in(file.path, std::ios::binary | std::ios::ate);
   if (!in) throw EngineError(ErrorCode::InvalidArgument, "cannot open " + file.path);

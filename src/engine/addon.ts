@@ -37,6 +37,8 @@ export interface ThreadBudget {
   computeThreads?: number;
   /** Jobs that may wait for an engine thread before submissions fail with E_QUEUE_FULL. */
   queueCapacity?: number;
+  /** Tables from 2 MiB up on transparent huge pages (native/engine/huge_pages.h); read when an engine opens. */
+  hugePages?: boolean;
 }
 
 /** Row-major [queries x k] hits over native memory; a missing hit has label -1. */

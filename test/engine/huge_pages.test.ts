@@ -1,5 +1,5 @@
-// Tables from 2 MiB up are mapped on their own and advised for transparent huge pages
-// (native/engine/huge_pages.*). The tiny model's tables are all smaller, so this copies it with its
+// With hugePages on, tables from 2 MiB up are mapped on their own and advised for transparent huge
+// pages (native/engine/huge_pages.*). The tiny model's tables are all smaller, so this copies it with its
 // user tables repeated until user_category.f32 passes 2 MiB: every copy of a user must then score
 // exactly as the user does, and the table's mapping must be eligible for huge pages where the
 // kernel's THP mode allows them.
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
-import type { NativeEngine } from '../../src/engine/addon';
+import { addon, type NativeEngine } from '../../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
@@ -62,6 +62,7 @@ function repeatUsers(times: number): void {
 }
 
 beforeAll(async () => {
+  addon.configure({ hugePages: true });
   dir = mkdtempSync(path.join(tmpdir(), 'adserve-huge-'));
   cpSync(tinyModelDir, dir, { recursive: true });
   const perUser = readFileSync(path.join(dir, 'user_category.f32')).length / readModelDir(dir).userIds.length;
