@@ -289,12 +289,8 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(config.logLevel);
   const version = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')).version as string;
-  addon.configure({
-    workerThreads: config.workerThreads,
-    computeThreads: config.computeThreads,
-    queueCapacity: config.queueCapacity,
-    hugePages: config.hugePages === 'on',
-  });
+  const { workerThreads, computeThreads, queueCapacity } = config;
+  addon.configure({ workerThreads, computeThreads, queueCapacity, hugePages: config.hugePages === 'on' });
   const build = addon.buildInfo();
   log.info('native engine', { ...build });
   const metrics = createMetrics(build, version, config.eventLoopLagResolutionMs);
