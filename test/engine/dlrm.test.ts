@@ -32,7 +32,12 @@ const dlrmSeed = readCatalogFile(dlrm.seedCatalog!.file);
 const modelCatalog = catalogFromFile(dlrm);
 const { catalog } = modelCatalog;
 const placements = [Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage];
+// A fixed instant: a request without a timestamp is featurised at the current local hour and
+// weekday, which moves the context embedding and so which ads each request retrieves (at 00:xx UTC
+// the ad added below reached no shortlist and the test failed).
+const requestTime = BigInt(Date.UTC(2026, 11, 1, 22, 30));
 const requests: AdRequestSpec[] = Array.from({ length: 8 }, (_, i) => ({
+  timestampMs: requestTime,
   placement: placements[i % placements.length],
   query: i % placements.length === 0 ? ['dog food', 'yoga mat'][i % 2] : undefined,
   categoryId: catalog.category[(i * 13) % catalog.size],
