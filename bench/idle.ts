@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import { projectRoot } from '../src/paths';
 import { type Daemon, startDaemon } from './daemon';
 import { runOpenLoop } from './open_loop';
-import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { gitCommit, machineInfo, median, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 
 const { values: options } = parseArgs({
@@ -153,11 +153,6 @@ async function runTrial(build: string, root: string, round: number, bodies: Buff
   } finally {
     await daemon.stop();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 async function main(): Promise<void> {

@@ -24,7 +24,7 @@ import { type DecisionContext, decideAds } from '../src/pipeline/ad_decision';
 import { systemClock } from '../src/pipeline/clock';
 import { DecisionScratch } from '../src/pipeline/scratch';
 import { projectRoot } from '../src/paths';
-import { benchTempDir, gitCommit, machineInfo, runBench, writeReport } from './report';
+import { benchTempDir, gitCommit, machineInfo, median, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 
 const { values: options } = parseArgs({
@@ -104,12 +104,6 @@ async function stageMeans(metrics: Metrics): Promise<Record<string, number>> {
   for (const stage of ['exclusions', 'calibrate', 'quality', 'auction', 'encode']) means[stage] = ((sums.get(stage) ?? 0) / (counts.get(stage) || 1)) * 1e6;
   return means;
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 
 async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: 1, queueCapacity: 100_000 });

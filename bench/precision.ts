@@ -19,7 +19,7 @@ import { readModelDir } from '../src/engine/model_dir';
 import { lightWeights } from '../src/engine/serving';
 import { projectRoot } from '../src/paths';
 import { type AdRequestSpec, encodeAdRequest } from '../src/protocol/encode_request';
-import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { gitCommit, machineInfo, median, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 import { fusionFlopsPerCandidate, readFusionShape } from './roofline';
 
@@ -75,7 +75,6 @@ function auc(scores: Float64Array, labels: boolean[]): number {
 
 const quantile = (sorted: Float64Array, q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
   addon.configure({ workerThreads: 1, computeThreads: Number(options.threads), queueCapacity: 100_000 });

@@ -50,3 +50,10 @@ export function runBench(main: () => Promise<void>): void {
     process.exit(1);
   });
 }
+
+/** The middle value; for an even count the mean of the two middle ones (so two rounds give their mean, not the larger). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}

@@ -22,7 +22,7 @@ import { ResponseStatus } from '../src/protocol/schema';
 import { daemonEnv, startDaemon } from './daemon';
 import { daemonCpu, engineStageNames, jsStageNames, scrapeStages, stageMicrosPerRequest } from './daemon_cost';
 import { type OpenLoopResult, runOpenLoop } from './open_loop';
-import { gitCommit, machineInfo, runBench, writeReport } from './report';
+import { gitCommit, machineInfo, median, runBench, writeReport } from './report';
 import { benchRequests } from './requests';
 import { type EngineInfo, engineInfo, type FusionShape, fusionFlopsPerCandidate, measurePeak, readFusionShape, scanBytesPerQuery } from './roofline';
 
@@ -167,11 +167,6 @@ async function runTrial(scenario: Scenario, rate: number | undefined, round: num
   } finally {
     await daemon.stop();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 interface ModelFacts {
