@@ -108,7 +108,7 @@ export const settings = {
     type: 'choice',
     values: ['off', 'on'],
     default: 'off',
-    doc: "`on`: the engine's tables read at random (ad embeddings, the fusion's per-ad rows; from 2 MiB up) are mapped on transparent huge pages (MADV_HUGEPAGE). Serving at 1.05M ads took about 18% less engine CPU per request; starting took about 10 s longer on our VMs, where the kernel compacts memory to find the pages. See docs/engine.md.",
+    doc: "`on`: the engine's tables read at random (ad embeddings, the fusion's per-ad rows; from 2 MiB up) are mapped on transparent huge pages (MADV_HUGEPAGE). Serving at 1.05M ads took about 18% less engine CPU per request; starting took about 8-10 s longer on our VMs, where the kernel compacts memory to find the pages. See docs/engine.md.",
   },
   eventLoopLagResolutionMs: {
     env: 'ADSERVE_EVENT_LOOP_LAG_RESOLUTION_MS',
@@ -399,7 +399,7 @@ export const settings = {
     type: 'choice',
     values: ['auto', 'fp32', 'bf16'],
     default: 'auto',
-    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `auto`: bf16 where the CPU has AVX512_BF16, fp32 elsewhere (a fleet of mixed CPUs that must score alike pins one). The first layer and the heads stay fp32; see docs/engine.md for its measured quality and speed.",
+    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `auto`: bf16 where the CPU has AVX512_BF16, fp32 elsewhere (a fleet of mixed CPUs that must score alike pins one). In bf16 the cached per-ad rows of the first layer are bf16 too; the rest of that layer and the heads stay fp32. See docs/engine.md for the measured quality and speed.",
   },
   dataDir: {
     env: 'ADSERVE_DATA_DIR',

@@ -18,6 +18,7 @@
 
 #include "engine/build_info.h"
 #include "engine/errors.h"
+#include "engine/prefetch.h"
 #include "engine/sort_best.h"
 
 namespace adserve {
@@ -444,13 +445,10 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         kept.clear();
         best.forEach([&](float, int64_t ad) { kept.emplace_back(ad, rowOf(ad, additions)); });
         constexpr size_t kAhead = 6;
-        constexpr size_t kLineFloats = 16;
-        const auto prefetch = [&](size_t i) {
-          for (size_t f = 0; f < dim_; f += kLineFloats) __builtin_prefetch(kept[i].second + f);
-        };
-        for (size_t i = 0; i < std::min(kAhead, kept.size()); ++i) prefetch(i);
+        const size_t rowBytes = dim_ * sizeof(float);
+        for (size_t i = 0; i < std::min(kAhead, kept.size()); ++i) prefetchRow(kept[i].second, rowBytes);
         for (size_t i = 0; i < kept.size(); ++i) {
-          if (i + kAhead < kept.size()) prefetch(i + kAhead);
+          if (i + kAhead < kept.size()) prefetchRow(kept[i + kAhead].second, rowBytes);
           exact.offer(cblas_sdot(d, query, 1, kept[i].second, 1), kept[i].first, nullptr);
         }
         exact.write(scores + q * k, labels + q * k);

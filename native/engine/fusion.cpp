@@ -9,6 +9,7 @@
 #include "engine/build_info.h"
 #include "engine/errors.h"
 #include "engine/huge_pages.h"
+#include "engine/prefetch.h"
 #include "engine/tensors.h"
 
 namespace adserve {
@@ -81,9 +82,7 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     // In bf16 the per-ad rows are stored in bf16 too: they are the largest read per candidate
     // (a random row of an ads x 256 table), and the sum they enter is rounded to bf16 at the next
     // layer anyway.
-    projectionType_ = hiddenPrecision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32;
-    torch::Tensor adProjection = emptyTable({adEmbeddings.size(0), wAd.size(1)}, projectionType_);
-    adProjection.copy_(adEmbeddings.matmul(wAd));
+    torch::Tensor adProjection = projectRows(adEmbeddings, wAd);
     std::vector<DenseKernel> layers;
     layers.push_back(hiddenLayer("fusion.2"));
     layers.push_back(hiddenLayer("fusion.4"));
@@ -100,7 +99,15 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
 std::string Fusion::kernel() const { return precomputed_ ? precomputed_->layers.front().variant() : ""; }
 
 torch::Tensor Fusion::projectAds(const torch::Tensor& embeddings) const {
-  return precomputed_ ? embeddings.matmul(precomputed_->wAd).to(projectionType_).contiguous() : torch::Tensor();
+  return precomputed_ ? projectRows(embeddings, precomputed_->wAd) : torch::Tensor();
+}
+
+torch::ScalarType Fusion::projectionType() const { return precision_ == "bf16" ? torch::kBFloat16 : torch::kFloat32; }
+
+torch::Tensor Fusion::projectRows(const torch::Tensor& embeddings, const torch::Tensor& wAd) const {
+  torch::Tensor projection = emptyTable({embeddings.size(0), wAd.size(1)}, projectionType());
+  projection.copy_(embeddings.matmul(wAd));
+  return projection;
 }
 
 void Fusion::score(const torch::Tensor& user, const torch::Tensor& context, const std::vector<size_t>& live,
@@ -203,7 +210,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
   const size_t catalogAds = catalog.catalogAds();
   const AddedAds* added = catalog.added();
   const float* catalogEmbeddings = catalog.catalog().embeddings.data_ptr<float>();
-  const bool bf16Projection = projectionType_ == torch::kBFloat16;
+  const bool bf16Projection = projectionType() == torch::kBFloat16;
   const size_t projectionRowBytes = hidden * f.adProjection.element_size();
   const auto* catalogProjection = static_cast<const std::byte*>(f.adProjection.data_ptr());
   const float* addedEmbeddings = added ? added->embeddings.data_ptr<float>() : nullptr;
@@ -243,10 +250,8 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     // Without it the gather took about as long as the layers (20K ads, 300 candidates: 240 vs 135 us).
     constexpr size_t kAhead = 4;
     const auto prefetch = [&](size_t n) {
-      constexpr size_t kLineFloats = 16;
-      constexpr size_t kLineBytes = 64;
-      for (size_t b = 0; b < projectionRowBytes; b += kLineBytes) __builtin_prefetch(projection[n] + b);
-      for (size_t i = 0; i < dim_; i += kLineFloats) __builtin_prefetch(embedding[n] + i);
+      prefetchRow(projection[n], projectionRowBytes);
+      prefetchRow(embedding[n], dim_ * sizeof(float));
     };
     for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
     for (size_t n = 0; n < count; ++n) {

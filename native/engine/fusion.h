@@ -61,12 +61,17 @@ class Fusion {
                         const std::vector<int64_t>& userRows, const CatalogSnapshot& catalog, const UserStore& users,
                         std::vector<ScoreResult>& results) const;
 
+  // The per-ad rows' type: bf16 when the hidden layers are, else fp32.
+  torch::ScalarType projectionType() const;
+  // W_ad · E_ad of each of `embeddings`' rows, in projectionType(), on a table (emptyTable).
+  torch::Tensor projectRows(const torch::Tensor& embeddings, const torch::Tensor& wAd) const;
+
   // The fusion MLP with its first layer split by input: per ad, per request and per candidate.
   // Every layer after the per-ad projection runs on DenseKernel, whose rows do not depend on each
   // other, so a whole batch's rows can share one pass.
   struct Precomputed {
     torch::Tensor wAd;                // [D, H]
-    torch::Tensor adProjection;       // [ads, H]: W_ad · E_ad, in projectionType_
+    torch::Tensor adProjection;       // [ads, H]: W_ad · E_ad, in projectionType()
     DenseKernel perRequest;           // [E_user, E_ctx] -> W_user · E_user + W_ctx · E_ctx + b0
     DenseKernel perCandidate;         // [dots, pair], added onto the two above, then ReLU
     std::vector<DenseKernel> layers;  // the remaining hidden layers, then both heads (ctr, cvr)
@@ -76,8 +81,6 @@ class Fusion {
   size_t dim_;
   std::unique_ptr<Precomputed> precomputed_;  // null when the mode is "model"
   std::string precision_;
-  // The per-ad rows' type: bf16 when the hidden layers are, else fp32.
-  torch::ScalarType projectionType_ = torch::kFloat32;
 };
 
 }  // namespace adserve
