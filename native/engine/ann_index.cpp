@@ -35,80 +35,105 @@ struct FilterSelector final : faiss::IDSelector {
   const AdFilter& filter;
 };
 
-// The best k (score, ad) pairs seen; ties go to the lower ad. Entries at or above a threshold are
-// collected, and when 2k have gathered the best k are kept and the k-th score becomes the new
-// threshold: amortised O(1) per entry, where a heap pays a log k sift for each.
-class TopK {
- public:
-  explicit TopK(size_t k, float floor = -std::numeric_limits<float>::infinity()) : k_(k), threshold_(floor) { entries_.reserve(2 * k); }
+// A candidate (score, ad). Ties go to the lower ad, so a result never depends on the order a scan
+// found its ads in.
+using Entry = std::pair<float, int64_t>;
+bool better(const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); }
 
-  // The score test comes first, so the filter runs only for ads that may enter.
-  void offer(float score, int64_t ad, const AdFilter* filter) {
-    if (score < threshold_ || !admitted(filter, ad)) return;
-    entries_.emplace_back(score, ad);
-    if (entries_.size() == 2 * k_) {
-      std::nth_element(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), entries_.end(), better);
-      entries_.resize(k_);
-      threshold_ = entries_.back().first;
-    }
+// The best k of `entries` at its front, best first; every entry after them is dropped.
+void keepBest(std::vector<Entry>& entries, size_t k) {
+  sortBest(entries.begin(), entries.end(), k, better);
+  entries.resize(std::min(k, entries.size()));
+}
+
+// `entries` (the best k, best first) into k scores and labels; -1 labels after the last ad found.
+void writeBest(const std::vector<Entry>& entries, size_t k, float* scores, int64_t* labels) {
+  for (size_t i = 0; i < k; ++i) {
+    scores[i] = i < entries.size() ? entries[i].first : 0.0f;
+    labels[i] = i < entries.size() ? entries[i].second : -1;
   }
+}
 
-  size_t size() const { return entries_.size(); }
-
-  // Drops all but the best k.
-  void keepBest() {
-    if (entries_.size() <= k_) return;
-    std::nth_element(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(k_ - 1), entries_.end(), better);
-    entries_.resize(k_);
-  }
-
-  template <typename Visit>
-  void forEach(Visit visit) const {
-    for (const Entry& entry : entries_) visit(entry.first, entry.second);
-  }
-
-  // Best first; -1 labels after the last ad found.
-  void write(float* scores, int64_t* labels) {
-    const size_t found = std::min(k_, entries_.size());
-    sortBest(entries_.begin(), entries_.end(), found, better);
-    for (size_t i = 0; i < k_; ++i) {
-      scores[i] = i < found ? entries_[i].first : 0.0f;
-      labels[i] = i < found ? entries_[i].second : -1;
-    }
-  }
-
- private:
-  using Entry = std::pair<float, int64_t>;
-  static bool better(const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); }
-
-  size_t k_;
-  float threshold_;
-  std::vector<Entry> entries_;
+// One probed list's part of a query's scanned candidates: a score per ad.
+struct Run {
+  const float* scores;
+  const int64_t* ids;
+  size_t count;
 };
 
-// The best k admitted ads of one query's scanned candidates. The filter may be costly (targeting
-// reads two random cache lines), so a floor is set first from a sample of the scores, at about the
-// 2k-th best: only candidates above it are filtered. Should fewer than k of those pass, the rest
-// are offered too, so the result is exactly the best k admitted.
-// `scores` holds one score per id.
-TopK filteredTop(const float* scores, const std::vector<int64_t>& ids, size_t k, const AdFilter* filter) {
+// The best k admitted candidates among `candidates` (all of them, when there is no filter), in no
+// particular order; `candidates` is reordered. The filter runs best first, in rounds: each round
+// asks about as many of the best unasked candidates as the admitted share seen so far needs to fill
+// the result (1/16 at least, so that a filter refusing nearly everything takes few rounds), so
+// every candidate left unasked ranks below every admitted one. Where most candidates pass, it asks
+// about little more than k.
+std::vector<Entry> bestAdmitted(std::vector<Entry>& candidates, size_t k, const AdFilter* filter) {
+  std::vector<Entry> best;
+  if (filter == nullptr) {
+    if (candidates.size() > k) {
+      std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(k - 1), candidates.end(), better);
+    }
+    best.assign(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(std::min(k, candidates.size())));
+    return best;
+  }
+  best.reserve(k);
+  thread_local std::vector<int64_t> asked;
+  thread_local std::vector<uint8_t> admitted;
+  size_t next = 0;
+  while (best.size() < k && next < candidates.size()) {
+    const double share = next == 0 ? 1.0 : std::max(1.0 / 16, static_cast<double>(best.size()) / static_cast<double>(next));
+    const auto wanted = static_cast<size_t>(std::ceil(static_cast<double>(k - best.size()) / share));
+    const size_t round = std::min(candidates.size() - next, wanted);
+    const auto from = candidates.begin() + static_cast<std::ptrdiff_t>(next);
+    const auto to = from + static_cast<std::ptrdiff_t>(round);
+    if (to != candidates.end()) std::nth_element(from, to - 1, candidates.end(), better);
+    asked.resize(round);
+    admitted.resize(round);
+    for (size_t i = 0; i < round; ++i) asked[i] = from[static_cast<std::ptrdiff_t>(i)].second;
+    filter->admitEach(asked.data(), round, admitted.data());
+    for (size_t i = 0; i < round; ++i) {
+      if (admitted[i] != 0) best.push_back(from[static_cast<std::ptrdiff_t>(i)]);
+    }
+    next += round;
+  }
+  if (best.size() > k) {
+    std::nth_element(best.begin(), best.begin() + static_cast<std::ptrdiff_t>(k - 1), best.end(), better);
+    best.resize(k);
+  }
+  return best;
+}
+
+// The best k admitted ads of one query's scanned candidates, in no particular order. Only
+// candidates at or above a floor are ranked, the floor set from a sample of the scores at about the
+// 2k-th best; should fewer than k of those pass the filter, every candidate is ranked, so the result
+// is exactly the best k admitted.
+std::vector<Entry> filteredTop(const std::vector<Run>& runs, size_t k, const AdFilter* filter) {
   constexpr size_t kSampleStride = 8;
+  size_t total = 0;
+  for (const Run& run : runs) total += run.count;
   float floor = -std::numeric_limits<float>::infinity();
-  if (filter != nullptr && ids.size() >= 4 * k) {
-    std::vector<float> sample;
-    sample.reserve(ids.size() / kSampleStride + 1);
-    for (size_t i = 0; i < ids.size(); i += kSampleStride) sample.push_back(scores[i]);
+  if (total >= 4 * k) {
+    thread_local std::vector<float> sample;
+    sample.clear();
+    for (const Run& run : runs) {
+      for (size_t i = 0; i < run.count; i += kSampleStride) sample.push_back(run.scores[i]);
+    }
     const size_t rank = std::min(sample.size() - 1, 2 * k / kSampleStride);
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<float>());
     floor = sample[rank];
   }
-  TopK best(k, floor);
-  for (size_t i = 0; i < ids.size(); ++i) best.offer(scores[i], ids[i], filter);
-  if (best.size() < k && floor > -std::numeric_limits<float>::infinity()) {
-    best = TopK(k);
-    for (size_t i = 0; i < ids.size(); ++i) best.offer(scores[i], ids[i], filter);
+  thread_local std::vector<Entry> candidates;
+  for (;;) {
+    candidates.clear();
+    for (const Run& run : runs) {
+      for (size_t i = 0; i < run.count; ++i) {
+        if (run.scores[i] >= floor) candidates.emplace_back(run.scores[i], run.ids[i]);
+      }
+    }
+    std::vector<Entry> best = bestAdmitted(candidates, k, filter);
+    if (best.size() == k || floor == -std::numeric_limits<float>::infinity()) return best;
+    floor = -std::numeric_limits<float>::infinity();
   }
-  return best;
 }
 
 }  // namespace
@@ -420,39 +445,39 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
     // The 8-bit scan keeps a margin of candidates for the exact re-rank, so its rounding seldom
     // pushes an ad out of the top k.
     const size_t fetch = quantizer_ ? k + k / 4 : k;
-    thread_local std::vector<int64_t> probedIds;
+    thread_local std::vector<Run> runs;
 #pragma omp for schedule(dynamic, 1)
     for (size_t q = 0; q < nq; ++q) {
-      probedIds.clear();
+      // The lists' own id arrays, read in place (the index's lists live in memory, whose get_ids
+      // hands out the list's array and whose release is a no-op).
+      runs.clear();
+      const float* at = probedScores + queryStart[q];
       for (size_t probe = 0; probe < nprobe; ++probe) {
         const faiss::Index::idx_t list = lists[q * nprobe + probe];
         if (list < 0) continue;
-        faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
-        probedIds.insert(probedIds.end(), ids.get(), ids.get() + ivf->invlists->list_size(list));
-        if (const IndexAdditions::List* added = addedTo(static_cast<size_t>(list)))
-          probedIds.insert(probedIds.end(), added->ids.begin(), added->ids.end());
+        const size_t length = ivf->invlists->list_size(static_cast<size_t>(list));
+        runs.push_back({at, ivf->invlists->get_ids(static_cast<size_t>(list)), length});
+        at += length;
+        if (const IndexAdditions::List* added = addedTo(static_cast<size_t>(list))) {
+          runs.push_back({at, added->ids.data(), added->ids.size()});
+          at += added->ids.size();
+        }
       }
-      TopK best = filteredTop(probedScores + queryStart[q], probedIds, fetch, filterOf(filters, q));
-      if (!quantizer_) {
-        best.write(scores + q * k, labels + q * k);
-      } else {
-        const float* query = queries + q * dim_;
-        TopK exact(k);
-        best.keepBest();
+      std::vector<Entry> best = filteredTop(runs, fetch, filterOf(filters, q));
+      if (quantizer_) {
         // The kept ads' float rows lie at random places in a table that outgrows the cache; each
         // is fetched a few ads ahead of its dot product, which otherwise waits on memory.
-        thread_local std::vector<std::pair<int64_t, const float*>> kept;
-        kept.clear();
-        best.forEach([&](float, int64_t ad) { kept.emplace_back(ad, rowOf(ad, additions)); });
+        const float* query = queries + q * dim_;
         constexpr size_t kAhead = 6;
         const size_t rowBytes = dim_ * sizeof(float);
-        for (size_t i = 0; i < std::min(kAhead, kept.size()); ++i) prefetchRow(kept[i].second, rowBytes);
-        for (size_t i = 0; i < kept.size(); ++i) {
-          if (i + kAhead < kept.size()) prefetchRow(kept[i + kAhead].second, rowBytes);
-          exact.offer(cblas_sdot(d, query, 1, kept[i].second, 1), kept[i].first, nullptr);
+        for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].second, additions), rowBytes);
+        for (size_t i = 0; i < best.size(); ++i) {
+          if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].second, additions), rowBytes);
+          best[i].first = cblas_sdot(d, query, 1, rowOf(best[i].second, additions), 1);
         }
-        exact.write(scores + q * k, labels + q * k);
       }
+      keepBest(best, k);
+      writeBest(best, k, scores + q * k, labels + q * k);
     }
   }
 }

@@ -109,6 +109,7 @@ class CatalogFilter final : public AdFilter {
     return (addedTargeting_ == nullptr || addedTargeting_->admits(added, addedMatched_)) &&
            (exclusions_.empty() || !exclusions_.excludes(*addedKeys_, added));
   }
+  void admitEach(const int64_t* ads, size_t n, uint8_t* admitted) const override;
   // True when admits() would say yes to every ad: the search can then run without a filter.
   bool admitsEverything() const {
     return eligible_ == nullptr && targeting_ == nullptr && addedTargeting_ == nullptr && exclusions_.empty();

@@ -49,6 +49,13 @@ class Exclusions {
 
   bool empty() const { return campaigns_.empty() && advertisers_.empty() && categories_.empty() && products_.empty(); }
   bool excludes(const AdKeyTable& keys, size_t row) const;
+  // Starts fetching the keys of `row` that excludes() compares: the columns some list here names.
+  void prefetch(const AdKeyTable& keys, size_t row) const {
+    if (!campaigns_.empty()) __builtin_prefetch(keys.campaign_.data() + row);
+    if (!advertisers_.empty()) __builtin_prefetch(keys.advertiser_.data() + row);
+    if (!categories_.empty()) __builtin_prefetch(keys.category_.data() + row);
+    if (!products_.empty()) __builtin_prefetch(keys.product_.data() + row);
+  }
 
  private:
   // Sorted: a request names few ids, so a binary search beats a hash set here.

@@ -153,7 +153,7 @@ MatchedCriteria TargetingIndex::matchedCriteria(const TargetingRequest& request)
 }
 
 bool TargetingIndex::admits(uint32_t ad, const MatchedCriteria& matched) const {
-  if (((targeted_[ad / 64] >> (ad % 64)) & 1) == 0) return true;
+  if (!isTargeted(ad)) return true;
   const uint32_t* rule = programs_.data() + programStart_[ad];
   const uint32_t* const end = programs_.data() + programStart_[ad + 1];
   while (rule < end) {

@@ -75,6 +75,15 @@ class TargetingIndex {
   // Whether the ad's rules let the request through: untargeted, or a rule whose positive criteria
   // all matched and whose negated criteria all did not.
   bool admits(uint32_t ad, const MatchedCriteria& matched) const;
+  // admits() reads two places at random in large tables, the second found through the first: a
+  // caller testing many ads fetches where each ad's rules start well ahead of the test, and the
+  // rules themselves (which needs the start in cache) closer to it.
+  void prefetchRuleStart(uint32_t ad) const {
+    if (isTargeted(ad)) __builtin_prefetch(programStart_.data() + ad);
+  }
+  void prefetchRules(uint32_t ad) const {
+    if (isTargeted(ad)) __builtin_prefetch(programs_.data() + programStart_[ad]);
+  }
   // Ads with a rule that uses one of the matched exact, phrase or broad keywords (not negated): exact
   // matches first, then phrase, then broad; at most `limit`, each once. Whether they pass their
   // whole rules is admits()'s question.
@@ -88,6 +97,8 @@ class TargetingIndex {
 
  private:
   static constexpr uint32_t kNegated = 1u << 31;
+
+  bool isTargeted(uint32_t ad) const { return ((targeted_[ad / 64] >> (ad % 64)) & 1) != 0; }
 
   size_t adCount_;
   // Each targeted ad's rules as one run of programs_: per rule its criterion count, then its criterion

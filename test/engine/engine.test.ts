@@ -318,4 +318,29 @@ describe('IVF retrieval against exact search', () => {
       expect(found / total, ivfScan).toBeGreaterThanOrEqual(0.95);
     }
   });
+
+  it.each([0.2, 0.9])('probing every list, returns exactly the best admitted ads of an exact search with %s of the ads ineligible', async (share) => {
+    // The filter asks about the best candidates in rounds and falls back to every candidate when the
+    // best few pass too seldom; with every list probed, the float scan must match the flat index ad for ad.
+    let seed = 11;
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const ineligible = Uint32Array.from(Array.from({ length: catalog.size }, (_, ad) => ad).filter(() => random() < share));
+    const narrow: EngineSettings = { ...settings, annCandidates: 30, scoreCandidates: 30, batching: { ...settings.batching, queueCapacity: 256 } };
+    const requests = Array.from({ length: 40 }, (_, i) => ({ query: ['running shoes', 'dog food', 'usb cable', 'yoga mat'][i % 4], userId: `u-${i}` }));
+    const retrieve = async (index: EngineSettings['index']): Promise<number[][]> => {
+      const opened = await addon.openEngine({ ...engineOptions(model, modelCatalog, adHistory(model), { ...narrow, index }) });
+      try {
+        opened.setEligibility(ineligible, new Uint8Array(ineligible.length));
+        return await Promise.all(
+          requests.map((request) => opened.score(encodeAdRequest(request), 5000).then((r) => Array.from(r.adIndex).sort((a, b) => a - b))),
+        );
+      } finally {
+        opened.close();
+      }
+    };
+    const exact = await retrieve({ kind: 'flat' });
+    const probingAll = await retrieve({ kind: 'ivf', ivfScan: 'float', nlist: 20, nprobe: 20 });
+    expect(probingAll).toEqual(exact);
+    for (const ads of probingAll) expect(ads.some((ad) => ineligible.includes(ad))).toBe(false);
+  });
 });
