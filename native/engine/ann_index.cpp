@@ -466,10 +466,12 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
       std::vector<Entry> best = filteredTop(runs, fetch, filterOf(filters, q));
       if (quantizer_) {
         // The kept ads' float rows lie at random places in a table that outgrows the cache; each
-        // is fetched a few ads ahead of its dot product, which otherwise waits on memory.
+        // is fetched a few ads ahead of its dot product, which otherwise waits on memory, after one
+        // line of every row, so that their page walks overlap (as in the fusion's gather).
         const float* query = queries + q * dim_;
         constexpr size_t kAhead = 6;
         const size_t rowBytes = dim_ * sizeof(float);
+        for (const Entry& entry : best) __builtin_prefetch(rowOf(entry.second, additions));
         for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].second, additions), rowBytes);
         for (size_t i = 0; i < best.size(); ++i) {
           if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].second, additions), rowBytes);

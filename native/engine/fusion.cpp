@@ -253,6 +253,13 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       prefetchRow(projection[n], projectionRowBytes);
       prefetchRow(embedding[n], dim_ * sizeof(float));
     };
+    // One line of every row first: in a large catalog each row sits on a page of its own, and their
+    // page walks overlap when issued in one run (1.05M ads: score stage about 460 -> 350 µs per
+    // request, alternating builds, engine only); the rest of each row follows a few candidates ahead.
+    for (size_t n = 0; n < count; ++n) {
+      __builtin_prefetch(projection[n]);
+      __builtin_prefetch(embedding[n]);
+    }
     for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
     for (size_t n = 0; n < count; ++n) {
       if (n + kAhead < count) prefetch(n + kAhead);
