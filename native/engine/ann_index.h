@@ -69,7 +69,8 @@ class AnnIndex {
   AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOptions& options);
   ~AnnIndex();
 
-  // queries [nq x dim] -> scores/labels [nq x k], best first, -1 labels where fewer ads qualify.
+  // queries [nq x dim] -> scores/labels [nq x k]: each query's best k, in no particular order (FAISS's
+  // own kinds happen to give them best first), then -1 labels where fewer ads qualify.
   // `filters` holds one filter per query (null: every ad) or none at all. Filtered-out ads are
   // excluded inside the search (IVF, flat), so they never take an admitted ad's place. `additions`
   // (null: none) are searched with the lists they sit in; only an index that takesAdditions() has any.
