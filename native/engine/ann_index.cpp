@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <vector>
@@ -34,24 +35,48 @@ struct FilterSelector final : faiss::IDSelector {
   const AdFilter& filter;
 };
 
-// A candidate (score, ad). Ties go to the lower ad, so a result never depends on the order a scan
-// found its ads in.
-using Entry = std::pair<float, int64_t>;
-bool better(const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); }
+// A candidate (score, ad) as one integer, so that ranking compares one word (the pair and its two
+// comparisons took about 7% of the engine's CPU in selection): above, the score's bits mapped so
+// that integer order is float order (-0 just below +0); below, the ad's complement, so that of two
+// equal scores the lower ad ranks higher and a result never depends on the order a scan found its
+// ads in. Ad indices fit in 32 bits (the catalog numbers them so).
+class Entry {
+ public:
+  Entry(float score, int64_t ad) : key_((uint64_t{orderedBits(score)} << 32) | (kAdMask - static_cast<uint32_t>(ad))) {}
+  float score() const {
+    const auto ordered = static_cast<uint32_t>(key_ >> 32);
+    const uint32_t bits = (ordered & kSign) != 0 ? ordered & ~kSign : ~ordered;
+    float score;
+    std::memcpy(&score, &bits, sizeof score);
+    return score;
+  }
+  int64_t ad() const { return kAdMask - static_cast<uint32_t>(key_); }
+  static bool ranksAbove(const Entry& a, const Entry& b) { return a.key_ > b.key_; }
+
+ private:
+  static constexpr uint32_t kSign = 0x80000000u;
+  static constexpr uint32_t kAdMask = 0xffffffffu;
+  static uint32_t orderedBits(float score) {
+    uint32_t bits;
+    std::memcpy(&bits, &score, sizeof bits);
+    return (bits & kSign) != 0 ? ~bits : bits | kSign;
+  }
+  uint64_t key_;
+};
 
 // Keeps the best k of `entries`, in no particular order: the shortlist ranks them again by its own
 // score, and sorting a thousand candidates cost about 35 µs a query.
 void keepBest(std::vector<Entry>& entries, size_t k) {
   if (entries.size() <= k) return;
-  std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(k - 1), entries.end(), better);
-  entries.resize(k);
+  std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(k - 1), entries.end(), Entry::ranksAbove);
+  entries.resize(k, Entry(0.0f, 0));
 }
 
 // `entries` (at most k) into k scores and labels; -1 labels after the last ad found.
 void writeBest(const std::vector<Entry>& entries, size_t k, float* scores, int64_t* labels) {
   for (size_t i = 0; i < k; ++i) {
-    scores[i] = i < entries.size() ? entries[i].first : 0.0f;
-    labels[i] = i < entries.size() ? entries[i].second : -1;
+    scores[i] = i < entries.size() ? entries[i].score() : 0.0f;
+    labels[i] = i < entries.size() ? entries[i].ad() : -1;
   }
 }
 
@@ -84,10 +109,10 @@ std::vector<Entry> bestAdmitted(std::vector<Entry>& candidates, size_t k, const 
     const size_t round = std::min(candidates.size() - next, wanted);
     const auto from = candidates.begin() + static_cast<std::ptrdiff_t>(next);
     const auto to = from + static_cast<std::ptrdiff_t>(round);
-    if (to != candidates.end()) std::nth_element(from, to - 1, candidates.end(), better);
+    if (to != candidates.end()) std::nth_element(from, to - 1, candidates.end(), Entry::ranksAbove);
     asked.resize(round);
     admitted.resize(round);
-    for (size_t i = 0; i < round; ++i) asked[i] = from[static_cast<std::ptrdiff_t>(i)].second;
+    for (size_t i = 0; i < round; ++i) asked[i] = from[static_cast<std::ptrdiff_t>(i)].ad();
     filter->admitEach(asked.data(), round, admitted.data());
     for (size_t i = 0; i < round; ++i) {
       if (admitted[i] != 0) best.push_back(from[static_cast<std::ptrdiff_t>(i)]);
@@ -466,11 +491,12 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         const float* query = queries + q * dim_;
         constexpr size_t kAhead = 6;
         const size_t rowBytes = dim_ * sizeof(float);
-        for (const Entry& entry : best) __builtin_prefetch(rowOf(entry.second, additions));
-        for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].second, additions), rowBytes);
+        for (const Entry& entry : best) __builtin_prefetch(rowOf(entry.ad(), additions));
+        for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].ad(), additions), rowBytes);
         for (size_t i = 0; i < best.size(); ++i) {
-          if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].second, additions), rowBytes);
-          best[i].first = cblas_sdot(d, query, 1, rowOf(best[i].second, additions), 1);
+          if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].ad(), additions), rowBytes);
+          const int64_t ad = best[i].ad();
+          best[i] = Entry(cblas_sdot(d, query, 1, rowOf(ad, additions), 1), ad);
         }
       }
       keepBest(best, k);
