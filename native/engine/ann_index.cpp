@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "engine/build_info.h"
 #include "engine/errors.h"
 #include "engine/prefetch.h"
+#include "engine/sort_best.h"
 
 namespace adserve {
 namespace {
@@ -35,45 +35,16 @@ struct FilterSelector final : faiss::IDSelector {
   const AdFilter& filter;
 };
 
-// A candidate (score, ad) as one integer, so that ranking compares one word (the pair and its two
-// comparisons took about 7% of the engine's CPU in selection): above, the score's bits mapped so
-// that integer order is float order (-0 just below +0); below, the ad's complement, so that of two
-// equal scores the lower ad ranks higher and a result never depends on the order a scan found its
-// ads in. Ad indices fit in 32 bits (the catalog numbers them so).
-class Entry {
- public:
-  Entry(float score, int64_t ad) : key_((uint64_t{orderedBits(score)} << 32) | (kAdMask - static_cast<uint32_t>(ad))) {}
-  float score() const {
-    const auto ordered = static_cast<uint32_t>(key_ >> 32);
-    const uint32_t bits = (ordered & kSign) != 0 ? ordered & ~kSign : ~ordered;
-    float score;
-    std::memcpy(&score, &bits, sizeof score);
-    return score;
-  }
-  int64_t ad() const { return kAdMask - static_cast<uint32_t>(key_); }
-  static bool ranksAbove(const Entry& a, const Entry& b) { return a.key_ > b.key_; }
-
- private:
-  static constexpr uint32_t kSign = 0x80000000u;
-  static constexpr uint32_t kAdMask = 0xffffffffu;
-  static uint32_t orderedBits(float score) {
-    uint32_t bits;
-    std::memcpy(&bits, &score, sizeof bits);
-    return (bits & kSign) != 0 ? ~bits : bits | kSign;
-  }
-  uint64_t key_;
-};
-
 // Keeps the best k of `entries`, in no particular order: the shortlist ranks them again by its own
 // score, and sorting a thousand candidates cost about 35 µs a query.
-void keepBest(std::vector<Entry>& entries, size_t k) {
+void keepBest(std::vector<RankedAd>& entries, size_t k) {
   if (entries.size() <= k) return;
-  std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(k - 1), entries.end(), Entry::ranksAbove);
-  entries.resize(k, Entry(0.0f, 0));
+  std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(k - 1), entries.end(), RankedAd::ranksAbove);
+  entries.resize(k, RankedAd(0.0f, 0));
 }
 
 // `entries` (at most k) into k scores and labels; -1 labels after the last ad found.
-void writeBest(const std::vector<Entry>& entries, size_t k, float* scores, int64_t* labels) {
+void writeBest(const std::vector<RankedAd>& entries, size_t k, float* scores, int64_t* labels) {
   for (size_t i = 0; i < k; ++i) {
     scores[i] = i < entries.size() ? entries[i].score() : 0.0f;
     labels[i] = i < entries.size() ? entries[i].ad() : -1;
@@ -93,12 +64,12 @@ struct Run {
 // the result (1/16 at least, so that a filter refusing nearly everything takes few rounds), so
 // every candidate left unasked ranks below every admitted one. Where most candidates pass, it asks
 // about little more than k.
-std::vector<Entry> bestAdmitted(std::vector<Entry>& candidates, size_t k, const AdFilter* filter) {
+std::vector<RankedAd> bestAdmitted(std::vector<RankedAd>& candidates, size_t k, const AdFilter* filter) {
   if (filter == nullptr) {
     keepBest(candidates, k);
     return candidates;
   }
-  std::vector<Entry> best;
+  std::vector<RankedAd> best;
   best.reserve(k);
   thread_local std::vector<int64_t> asked;
   thread_local std::vector<uint8_t> admitted;
@@ -109,7 +80,7 @@ std::vector<Entry> bestAdmitted(std::vector<Entry>& candidates, size_t k, const 
     const size_t round = std::min(candidates.size() - next, wanted);
     const auto from = candidates.begin() + static_cast<std::ptrdiff_t>(next);
     const auto to = from + static_cast<std::ptrdiff_t>(round);
-    if (to != candidates.end()) std::nth_element(from, to - 1, candidates.end(), Entry::ranksAbove);
+    if (to != candidates.end()) std::nth_element(from, to - 1, candidates.end(), RankedAd::ranksAbove);
     asked.resize(round);
     admitted.resize(round);
     for (size_t i = 0; i < round; ++i) asked[i] = from[static_cast<std::ptrdiff_t>(i)].ad();
@@ -127,7 +98,7 @@ std::vector<Entry> bestAdmitted(std::vector<Entry>& candidates, size_t k, const 
 // candidates at or above a floor are ranked, the floor set from a sample of the scores at about the
 // 2k-th best; should fewer than k of those pass the filter, every candidate is ranked, so the result
 // is exactly the best k admitted.
-std::vector<Entry> filteredTop(const std::vector<Run>& runs, size_t k, const AdFilter* filter) {
+std::vector<RankedAd> filteredTop(const std::vector<Run>& runs, size_t k, const AdFilter* filter) {
   constexpr size_t kSampleStride = 8;
   size_t total = 0;
   for (const Run& run : runs) total += run.count;
@@ -142,7 +113,7 @@ std::vector<Entry> filteredTop(const std::vector<Run>& runs, size_t k, const AdF
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<float>());
     floor = sample[rank];
   }
-  thread_local std::vector<Entry> candidates;
+  thread_local std::vector<RankedAd> candidates;
   for (;;) {
     candidates.clear();
     for (const Run& run : runs) {
@@ -150,7 +121,7 @@ std::vector<Entry> filteredTop(const std::vector<Run>& runs, size_t k, const AdF
         if (run.scores[i] >= floor) candidates.emplace_back(run.scores[i], run.ids[i]);
       }
     }
-    std::vector<Entry> best = bestAdmitted(candidates, k, filter);
+    std::vector<RankedAd> best = bestAdmitted(candidates, k, filter);
     if (best.size() == k || floor == -std::numeric_limits<float>::infinity()) return best;
     floor = -std::numeric_limits<float>::infinity();
   }
@@ -483,7 +454,7 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
           at += added->ids.size();
         }
       }
-      std::vector<Entry> best = filteredTop(runs, fetch, filterOf(filters, q));
+      std::vector<RankedAd> best = filteredTop(runs, fetch, filterOf(filters, q));
       if (quantizer_) {
         // The kept ads' float rows lie at random places in a table that outgrows the cache; each
         // is fetched a few ads ahead of its dot product, which otherwise waits on memory, after one
@@ -491,12 +462,12 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         const float* query = queries + q * dim_;
         constexpr size_t kAhead = 6;
         const size_t rowBytes = dim_ * sizeof(float);
-        for (const Entry& entry : best) __builtin_prefetch(rowOf(entry.ad(), additions));
+        for (const RankedAd& entry : best) __builtin_prefetch(rowOf(entry.ad(), additions));
         for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].ad(), additions), rowBytes);
         for (size_t i = 0; i < best.size(); ++i) {
           if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].ad(), additions), rowBytes);
           const int64_t ad = best[i].ad();
-          best[i] = Entry(cblas_sdot(d, query, 1, rowOf(ad, additions), 1), ad);
+          best[i] = RankedAd(cblas_sdot(d, query, 1, rowOf(ad, additions), 1), ad);
         }
       }
       keepBest(best, k);

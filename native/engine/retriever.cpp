@@ -8,14 +8,6 @@
 
 namespace adserve {
 
-namespace {
-
-// (score, ad) pairs, best first; ties go to the lower ad index, so results do not depend on the
-// order a search found them in.
-constexpr auto bestFirst = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-
-}  // namespace
-
 Retriever::Retriever(const CatalogAds& ads, const RetrieverOptions& options)
     : options_(options),
       dim_(static_cast<size_t>(ads.embeddings.size(1))),
@@ -66,7 +58,7 @@ void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries
   const AddedAds& added = *catalog.added();
   const torch::Tensor query = torch::from_blob(const_cast<float*>(queries), {static_cast<int64_t>(nq), static_cast<int64_t>(dim_)});
   const torch::Tensor addedScores = query.matmul(added.embeddings.t()).contiguous();  // [nq, added]
-  std::vector<std::pair<float, int64_t>> merged;
+  std::vector<RankedAd> merged;
   for (size_t q = 0; q < nq; ++q) {
     merged.clear();
     for (size_t j = 0; j < k && labels[q * k + j] >= 0; ++j) merged.emplace_back(scores[q * k + j], labels[q * k + j]);
@@ -77,10 +69,10 @@ void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries
       if (filter == nullptr || filter->admits(ad)) merged.emplace_back(row[j], ad);
     }
     const size_t found = std::min(k, merged.size());
-    sortBest(merged.begin(), merged.end(), found, bestFirst);
+    sortBest(merged.begin(), merged.end(), found, RankedAd::ranksAbove);
     for (size_t j = 0; j < k; ++j) {
-      scores[q * k + j] = j < found ? merged[j].first : 0.0f;
-      labels[q * k + j] = j < found ? merged[j].second : -1;
+      scores[q * k + j] = j < found ? merged[j].score() : 0.0f;
+      labels[q * k + j] = j < found ? merged[j].ad() : -1;
     }
   }
 }
@@ -88,25 +80,24 @@ void Retriever::searchAdded(const CatalogSnapshot& catalog, const float* queries
 void Retriever::shortlist(const CatalogSnapshot& catalog, const Retrieval& retrieval, std::vector<ScoreResult>& results) const {
   const size_t k = retrieval.k;
   const size_t keep = std::min(options_.scoreCandidates, k);
-  std::vector<std::pair<float, int32_t>> scored;
+  std::vector<RankedAd> scored;
   scored.reserve(k);
   for (size_t i = 0; i < results.size(); ++i) {
     scored.clear();
     const auto light = [&](float dot, int64_t ad) {
-      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + catalog.prior(static_cast<size_t>(ad)),
-                          static_cast<int32_t>(ad));
+      scored.emplace_back(options_.similarityWeight * (dot + 1.0f) / 2.0f + catalog.prior(static_cast<size_t>(ad)), ad);
     };
     for (size_t j = 0; j < k; ++j) {
       if (retrieval.labels[i * k + j] >= 0) light(retrieval.scores[i * k + j], retrieval.labels[i * k + j]);
     }
     for (const auto& [dot, ad] : retrieval.keywordMatched[i]) light(dot, ad);
     const size_t n = std::min(keep, scored.size());
-    sortBest(scored.begin(), scored.end(), n, bestFirst);
+    sortBest(scored.begin(), scored.end(), n, RankedAd::ranksAbove);
     results[i].adIndex.resize(n);
     results[i].light.resize(n);
     for (size_t j = 0; j < n; ++j) {
-      results[i].light[j] = scored[j].first;
-      results[i].adIndex[j] = scored[j].second;
+      results[i].light[j] = scored[j].score();
+      results[i].adIndex[j] = static_cast<int32_t>(scored[j].ad());
     }
   }
 }

@@ -2,8 +2,39 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace adserve {
+
+// A candidate (score, ad) as one integer, so that ranking compares one word (as a pair compared
+// field by field, the IVF selection took about 7% of the engine's CPU): above, the score's bits mapped so
+// that integer order is float order (-0 just below +0); below, the ad's complement, so that of two
+// equal scores the lower ad ranks higher and a result never depends on the order a scan found its
+// ads in. Ad indices fit in 32 bits (the catalog numbers them so).
+class RankedAd {
+ public:
+  RankedAd(float score, int64_t ad) : key_((uint64_t{orderedBits(score)} << 32) | (kAdMask - static_cast<uint32_t>(ad))) {}
+  float score() const {
+    const auto ordered = static_cast<uint32_t>(key_ >> 32);
+    const uint32_t bits = (ordered & kSign) != 0 ? ordered & ~kSign : ~ordered;
+    float score;
+    std::memcpy(&score, &bits, sizeof score);
+    return score;
+  }
+  int64_t ad() const { return kAdMask - static_cast<uint32_t>(key_); }
+  static bool ranksAbove(const RankedAd& a, const RankedAd& b) { return a.key_ > b.key_; }
+
+ private:
+  static constexpr uint32_t kSign = 0x80000000u;
+  static constexpr uint32_t kAdMask = 0xffffffffu;
+  static uint32_t orderedBits(float score) {
+    uint32_t bits;
+    std::memcpy(&bits, &score, sizeof bits);
+    return (bits & kSign) != 0 ? ~bits : bits | kSign;
+  }
+  uint64_t key_;
+};
 
 // Puts the best `n` of [first, last) at the front, best first, by `better`, a strict total order
 // (scores with ties broken by ad): the same result as std::partial_sort, which sorts through a heap
