@@ -91,6 +91,8 @@ class AnnIndex {
  private:
   std::unique_ptr<faiss::Index> build(const float* vectors) const;
   size_t autoNprobe(size_t nlist, size_t k) const;
+  // The `nprobe` IVF lists whose centroids score best for each query, best first: [nq x nprobe].
+  std::vector<int64_t> probedLists(const float* queries, size_t nq, size_t nprobe) const;
   // IVF-Flat search with our own list scan (8-bit codes or BLAS over the float vectors).
   void scanIvfFlat(const float* queries, size_t nq, size_t k, size_t nprobe, const std::vector<const AdFilter*>& filters,
                    const IndexAdditions* additions, float* scores, int64_t* labels) const;
