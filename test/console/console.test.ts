@@ -47,6 +47,18 @@ async function winningCampaigns(url: string, tag: string): Promise<Set<string>> 
   return new Set((await serve(url, 60, tag, query)).map((served) => served.campaignId));
 }
 
+/**
+ * Whether `campaign` wins within `rounds` rounds of 60 served ads. The campaigns that spent in setup
+ * are ahead of their pacing curve (more so early in the UTC day), so the pacer lets them into only
+ * a share of the auctions, which falls as its ticks catch up: one round of six requests may miss.
+ */
+async function winsWithin(url: string, campaign: string, tag: string, rounds = 20): Promise<boolean> {
+  for (let round = 0; round < rounds; round++) {
+    if ((await winningCampaigns(url, `${tag}-${round}`)).has(campaign)) return true;
+  }
+  return false;
+}
+
 /** Presses Tab until the focus is on `selector`, as a keyboard user would reach it. */
 async function tabTo(page: Page, selector: string): Promise<number> {
   for (let presses = 1; presses <= 40; presses++) {
@@ -175,7 +187,7 @@ describe('admin console', () => {
     await page.screenshot({ path: path.join(screenshots, 'desktop.png'), fullPage: true });
   });
 
-  it('pauses and resumes a campaign by keyboard alone, for the very next ad request', async () => {
+  it('pauses a campaign by keyboard alone for the very next ad request, and resumes it', async () => {
     // The top spender that still wins: one whose budget is spent wins nothing to stop.
     const before = await winningCampaigns(daemon.url, 'console-before');
     const listed = await page.locator('#campaigns tbody th').allTextContents();
@@ -196,7 +208,7 @@ describe('admin console', () => {
     await page.keyboard.press('Enter');
     await expect.poll(() => page.textContent('#status')).toBe(`Campaign ${campaign} resumed.`);
     expect(await campaignStatus(daemon.url, campaign)).toBe('active');
-    expect((await winningCampaigns(daemon.url, 'console-resumed')).has(campaign)).toBe(true);
+    expect(await winsWithin(daemon.url, campaign, 'console-resumed')).toBe(true);
   });
 
   it('reads at phone width without horizontal scrolling', async () => {
