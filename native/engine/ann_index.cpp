@@ -40,7 +40,7 @@ struct FilterSelector final : faiss::IDSelector {
 void keepBest(std::vector<RankedAd>& entries, size_t k) {
   if (entries.size() <= k) return;
   std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(k - 1), entries.end(), RankedAd::ranksAbove);
-  entries.resize(k, RankedAd(0.0f, 0));
+  entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(k), entries.end());
 }
 
 // `entries` (at most k) into k scores and labels; -1 labels after the last ad found.

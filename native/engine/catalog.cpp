@@ -65,19 +65,24 @@ void CatalogFilter::admitEach(const int64_t* ads, size_t n, uint8_t* admitted) c
   // exclusions one per key column named: the first reads are started twice as far ahead of the test
   // as the second, which need the first in cache, so the misses of many ads overlap.
   constexpr size_t kAhead = 8;
-  const auto fetchFirst = [&](int64_t ad) {
+  // Which targeting index and key table hold the ad (the catalog's or the added ads'), and its row in them.
+  struct Located {
+    const TargetingIndex* targeting;
+    const AdKeyTable* keys;
+    uint32_t row;
+  };
+  const auto locate = [&](int64_t ad) {
     const auto index = static_cast<uint32_t>(ad);
-    const bool loaded = index < catalogAds_;
-    const TargetingIndex* targeting = loaded ? targeting_ : addedTargeting_;
-    const uint32_t row = loaded ? index : index - catalogAds_;
-    if (targeting != nullptr) targeting->prefetchRuleStart(row);
-    if (!exclusions_.empty()) exclusions_.prefetch(loaded ? *keys_ : *addedKeys_, row);
+    return index < catalogAds_ ? Located{targeting_, keys_, index} : Located{addedTargeting_, addedKeys_, index - catalogAds_};
+  };
+  const auto fetchFirst = [&](int64_t ad) {
+    const Located at = locate(ad);
+    if (at.targeting != nullptr) at.targeting->prefetchRuleStart(at.row);
+    if (!exclusions_.empty()) exclusions_.prefetch(*at.keys, at.row);
   };
   const auto fetchSecond = [&](int64_t ad) {
-    const auto index = static_cast<uint32_t>(ad);
-    const bool loaded = index < catalogAds_;
-    const TargetingIndex* targeting = loaded ? targeting_ : addedTargeting_;
-    if (targeting != nullptr) targeting->prefetchRules(loaded ? index : index - catalogAds_);
+    const Located at = locate(ad);
+    if (at.targeting != nullptr) at.targeting->prefetchRules(at.row);
   };
   for (size_t i = 0; i < std::min(2 * kAhead, n); ++i) fetchFirst(ads[i]);
   for (size_t i = 0; i < std::min(kAhead, n); ++i) fetchSecond(ads[i]);
