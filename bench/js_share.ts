@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import type { MetricValueWithName } from 'prom-client';
 
 import { loadConfig } from '../src/config';
-import { addon, type NativeEngine, type ScoreResult } from '../src/engine/addon';
+import { addon, type NativeEngine, nativeGcmSealerOf, type ScoreResult } from '../src/engine/addon';
 import { readModelDir } from '../src/engine/model_dir';
 import { openServing, type Serving } from '../src/engine/serving';
 import { createMetrics, type Metrics } from '../src/metrics';
@@ -124,7 +124,8 @@ async function main(): Promise<void> {
   const replay = replaying(serving, recorded);
   const build = addon.buildInfo();
   const signingSecret = Buffer.from('js-share-bench-key');
-  const signingKey = signingKeyOf(signingSecret);
+  // Sealed as the daemon seals (src/main.ts).
+  const signingKey = signingKeyOf(signingSecret, nativeGcmSealerOf);
 
   // Pacing draws from a seeded sequence, so both builds see the same exclusions.
   const context: DecisionContext = {
@@ -145,12 +146,14 @@ async function main(): Promise<void> {
     const baselineMetrics = require(path.join(root, 'src', 'metrics.js')) as { createMetrics: typeof createMetrics };
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const baselineTokens = require(path.join(root, 'src', 'money', 'event_token.js')) as { signingKeyOf: typeof signingKeyOf };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const baselineAddon = require(path.join(root, 'src', 'engine', 'addon.js')) as { nativeGcmSealerOf?: typeof nativeGcmSealerOf };
     // Builds before the stage split read only the fields they know and take Math.random for pacing.
     // Each build seals with its own key object: how a key hands out salts is the build's own.
     const baselineContext = {
       ...context,
       metrics: baselineMetrics.createMetrics(build, 'bench') as unknown as Metrics,
-      signingKey: baselineTokens.signingKeyOf(signingSecret) as unknown as SigningKey,
+      signingKey: baselineTokens.signingKeyOf(signingSecret, baselineAddon.nativeGcmSealerOf) as unknown as SigningKey,
       scratch: new DecisionScratch(),
     };
     pipelines.push({

@@ -9,14 +9,15 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'bootstrap: %s\n' "$*"; }
 
-# Debian 12 packages: compilers and CMake for the addon, libtorch + FAISS + BLAS it links, flatc and
+# Debian 12 packages: compilers and CMake for the addon, the OpenSSL headers its event-token sealer
+# compiles against (the symbols are the node binary's own), libtorch + FAISS + BLAS it links, flatc and
 # the FlatBuffers headers for the protocol, PyTorch for train/, clang with libFuzzer and sanitizers,
 # redis-server for the shared-state (REDIS_URL) mode and its tests, clang-format for `npm run lint`,
 # the FlatBuffers runtime of the Python client (clients/python), postgresql (15) for the catalog
 # store's shared mode and its tests (they start their own cluster; the service is not used), and
 # prometheus (with promtool) for the tests of the alerting rules in ops/prometheus, and chromium,
 # the headless browser the admin console's test drives through playwright-core.
-packages=(cmake g++ make libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql prometheus chromium)
+packages=(cmake g++ make libssl-dev libtorch-dev libfaiss-dev libopenblas-dev flatbuffers-compiler libflatbuffers-dev python3-torch clang-14 libclang-rt-14-dev redis-server clang-format python3-flatbuffers postgresql prometheus chromium)
 
 install_packages() {
   local missing=()

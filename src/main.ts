@@ -6,7 +6,7 @@ import path from 'node:path';
 import { readLegacyChanges, retireLegacyChanges } from './catalog/catalog_changes';
 import { catalogFileLines } from './catalog/catalog_file';
 import { type Config, ConfigError, loadConfig } from './config';
-import { addon } from './engine/addon';
+import { addon, nativeGcmSealerOf } from './engine/addon';
 import { LoadProgress } from './engine/load_progress';
 import { type ModelDir, ModelDirError, readModelDir, verifySeedCatalog } from './engine/model_dir';
 import { startupModelDir } from './engine/model_repository';
@@ -36,7 +36,7 @@ import { StoreSync } from './pipeline/store_sync';
 
 /** The key new tokens are sealed with, then the rotated-out keys that still open older ones. */
 function eventTokenKeys(config: Config): SigningKey[] {
-  const current = signingKeyOf(config.eventTokenKey === '' ? randomBytes(32) : Buffer.from(config.eventTokenKey));
+  const current = signingKeyOf(config.eventTokenKey === '' ? randomBytes(32) : Buffer.from(config.eventTokenKey), nativeGcmSealerOf);
   return [current, ...config.eventTokenPreviousKeys.map((secret) => signingKeyOf(Buffer.from(secret)))];
 }
 

@@ -9,6 +9,7 @@
 #include "binding/addon_state.h"
 #include "binding/arguments.h"
 #include "binding/engine_js.h"
+#include "binding/gcm_sealer_js.h"
 #include "binding/js_errors.h"
 #include "binding/targeting_js.h"
 #include "binding/typed_arrays.h"
@@ -190,6 +191,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyEvent", Napi::Function::New<VerifyJs<verifyEvent>>(env, "verifyEvent"));
   exports.Set("VectorIndex", VectorIndexJs::Define(env));
   exports.Set("TargetingIndex", TargetingIndexJs::Define(env));
+  exports.Set("GcmSealer", GcmSealerJs::Define(env));
   exports.Set("featurize", Napi::Function::New<FeaturizeJs>(env, "featurize"));
   exports.Set("openEngine", Napi::Function::New<OpenEngineJs>(env, "openEngine"));
   addonState(env).engineConstructor = Napi::Persistent(EngineJs::Define(env));

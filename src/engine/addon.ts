@@ -2,6 +2,7 @@
 // failures of asynchronous work reject. Every error carries a stable `code` (NativeErrorCode).
 import { prepareNativeLoad } from '../config';
 import type { TargetingCriterion } from '../catalog/catalog_json';
+import type { GcmSealer, GcmSealerOf } from '../money/event_token';
 import { addonPath } from '../paths';
 
 /** The precomputed fusion's hidden-layer precision: 'auto' is bf16 where the CPU has AVX512_BF16, fp32 elsewhere. */
@@ -232,6 +233,8 @@ export interface NativeAddon {
   VectorIndex: new (dim: number, vectors: Float32Array) => VectorIndex;
   /** The engine's Boolean targeting matcher on its own (docs/targeting.md). */
   TargetingIndex: new (adCount: number, targeting: AdTargeting[]) => TargetingIndex;
+  /** AES-256-GCM under one 32-byte key through Node's own OpenSSL, keyed once (the event tokens' sealer). */
+  GcmSealer: new (key: Buffer) => GcmSealer;
   /** The engine's model inputs for one AdRequest (a debugging and parity-testing aid). */
   featurize(bytes: Uint8Array, features: NativeEngineOptions['features']): RequestFeatures;
   /** Loads a model directory and builds the ANN index on an engine thread. */
@@ -241,3 +244,6 @@ export interface NativeAddon {
 prepareNativeLoad();
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const addon: NativeAddon = require(addonPath);
+
+/** Event tokens' sealer as the daemon runs it: one keyed OpenSSL context per process key. */
+export const nativeGcmSealerOf: GcmSealerOf = (key) => new addon.GcmSealer(key);

@@ -2,7 +2,16 @@ import { createCipheriv, createHash, createHmac, randomBytes } from 'node:crypto
 
 import { describe, expect, it } from 'vitest';
 
-import { type EventTokenFields, servedAdKey, signEventToken, signingKeyOf, verifyEventToken } from '../../src/money/event_token';
+import { addon, nativeGcmSealerOf } from '../../src/engine/addon';
+import {
+  type EventTokenFields,
+  type GcmSealerOf,
+  nodeGcmSealerOf,
+  servedAdKey,
+  signEventToken,
+  signingKeyOf,
+  verifyEventToken,
+} from '../../src/money/event_token';
 import { mutations } from '../helpers/tokens';
 
 const fields: EventTokenFields = {
@@ -52,10 +61,15 @@ function plainToken(tokenFields: EventTokenFields, secret: Buffer, salt: Buffer)
   return `${header}.${sealed.toString('base64url')}`;
 }
 
-describe('event tokens', () => {
+const sealers: [string, GcmSealerOf][] = [
+  ['node:crypto', nodeGcmSealerOf],
+  ["the addon's OpenSSL context", nativeGcmSealerOf],
+];
+
+describe.each(sealers)('event tokens sealed by %s', (_, sealerOf) => {
   it('are, byte for byte, the plain AES-256-GCM sealing of their tuple, one counter step apart', () => {
     const secret = Buffer.from('event-token-plain-key');
-    const sealer = signingKeyOf(secret);
+    const sealer = signingKeyOf(secret, sealerOf);
     const texts = [
       fields,
       { ...fields, requestId: 'req-ü-☕', userId: '', adId: 'ad"\\x\u0001', pCtr: 0.123456789, pCvr: 0, slot: 0, placement: 'Home' },
@@ -75,7 +89,7 @@ describe('event tokens', () => {
 
   it('seal contents of any length and width byte for byte, each token its own text once the next is sealed', () => {
     const secret = Buffer.from('event-token-long-key');
-    const sealer = signingKeyOf(secret);
+    const sealer = signingKeyOf(secret, sealerOf);
     // Three bytes per character, up to the longest contents sealed in place and past it (such
     // tokens are too long to be accepted back, but sealing them must stay exact).
     const texts = [1900, 2100, 5].map((length) => ({ ...fields, requestId: '\u2615'.repeat(length) }));
@@ -88,7 +102,19 @@ describe('event tokens', () => {
     expect(verifyEventToken(tokens[2]!, [sealer], 5_000)).toEqual(texts[2]);
     expect(verifyEventToken(testToken, [sealer], 5_000)).toEqual(flagged);
   });
+});
 
+describe("the addon's GcmSealer", () => {
+  it('refuses a key, nonce or output buffer of the wrong size instead of reading or writing past it', () => {
+    expect(() => new addon.GcmSealer(Buffer.alloc(16))).toThrow(/32 bytes/);
+    const sealer = new addon.GcmSealer(randomBytes(32));
+    expect(() => sealer.seal(Buffer.alloc(8), Buffer.alloc(0), Buffer.alloc(10), Buffer.alloc(64))).toThrow(/12 bytes/);
+    expect(() => sealer.seal(Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(10), Buffer.alloc(25))).toThrow(/no room/);
+    expect(sealer.seal(Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(10), Buffer.alloc(26))).toBe(26);
+  });
+});
+
+describe('event tokens', () => {
   it('round-trips the frozen auction fields', () => {
     const token = signEventToken(fields, key);
     expect(token).toMatch(/^v2\.[0-9a-f]{8}\.[A-Za-z0-9_-]+$/);
