@@ -241,7 +241,7 @@ export const settings = {
     min: 0,
     max: 1_000_000,
     default: 1000,
-    doc: "Longest wait after a batch's first request, in microseconds.",
+    doc: "Longest wait after a batch's first request for more, in microseconds; the batcher waits only while requests have been arriving more often than this (docs/engine.md, Threads).",
   },
   auction: {
     env: 'ADSERVE_AUCTION',

@@ -11,6 +11,28 @@
 namespace adserve::binding {
 namespace {
 
+// Runs from setImmediate, so nothing may escape it: a refused request, or a group that could not
+// be handed over at all, settles as a rejected promise.
+void submitHeld(Napi::Env env, Batcher& batcher, PendingScores& pending) {
+  std::vector<Batcher::Refusal> refused;
+  std::vector<std::pair<Batcher::Ticket, ScoreRequest>> group;
+  group.swap(pending.held);
+  try {
+    refused = batcher.submitGroup(std::move(group));
+  } catch (...) {
+    const std::exception_ptr error = std::current_exception();
+    for (const auto& entry : group) refused.emplace_back(entry.first, error);
+  }
+  for (const auto& [ticket, error] : refused) {
+    const auto found = pending.deferred.find(ticket);
+    if (found == pending.deferred.end()) continue;
+    Napi::Promise::Deferred deferred = found->second;
+    pending.deferred.erase(found);
+    deferred.Reject(toJsError(env, error).Value());
+    addonState(env).runnerFor(env).release(env);
+  }
+}
+
 struct EngineHandle {
   std::shared_ptr<Engine> engine;
   std::shared_ptr<Batcher> batcher;
@@ -155,6 +177,11 @@ EngineJs::EngineJs(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineJs>(
   engine_ = handle->engine;
   batcher_ = handle->batcher;
   pending_ = handle->pending;
+  Napi::Env env = info.Env();
+  setImmediate_ = Napi::Persistent(env.Global().Get("setImmediate").As<Napi::Function>());
+  flush_ = Napi::Persistent(Napi::Function::New(
+      env, [batcher = batcher_, pending = pending_](const Napi::CallbackInfo& call) { submitHeld(call.Env(), *batcher, *pending); },
+      "flushScores"));
 }
 
 EngineJs::~EngineJs() {
@@ -183,14 +210,10 @@ Napi::Value EngineJs::Score(const Napi::CallbackInfo& info) {
     request.deadline = request.enqueued + std::chrono::microseconds(static_cast<int64_t>(budgetMs * 1000));
     auto deferred = Napi::Promise::Deferred::New(env);
     const Batcher::Ticket ticket = pending_->next++;
-    try {
-      batcher_->submit(ticket, std::move(request));
-    } catch (...) {
-      deferred.Reject(toJsError(env, std::current_exception()).Value());
-      return deferred.Promise();
-    }
     pending_->deferred.emplace(ticket, deferred);
     addonState(env).runnerFor(env).hold(env);
+    pending_->held.emplace_back(ticket, std::move(request));
+    if (pending_->held.size() == 1) setImmediate_.Call({flush_.Value()});
     return deferred.Promise();
   });
 }

@@ -4,20 +4,27 @@
 
 #include <memory>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "engine/batcher.h"
 
 namespace adserve::binding {
 
-// Promises waiting for the batcher, by ticket. Shared by the JS object and the batch callback;
-// touched on the JS thread only.
+// Promises waiting for the batcher, by ticket, and the requests of this turn of the event loop not
+// yet handed to it. Shared by the JS object, its flush and the batch callback; touched on the JS
+// thread only.
 struct PendingScores {
   std::unordered_map<Batcher::Ticket, Napi::Promise::Deferred> deferred;
+  std::vector<std::pair<Batcher::Ticket, ScoreRequest>> held;
   Batcher::Ticket next = 1;
 };
 
-// JS class Engine, made by openEngine(): score() queues a request for the micro-batcher and
-// returns a promise; a whole batch settles through one thread-safe-function call.
+// JS class Engine, made by openEngine(): score() returns a promise and holds its request until the
+// event loop's check phase (one setImmediate per turn), which hands every request that came in
+// that turn to the batcher as one group: requests that arrived together are batched together
+// without a timer, and the batcher learns from the groups how dense traffic is. A whole batch
+// settles through one thread-safe-function call.
 class EngineJs : public Napi::ObjectWrap<EngineJs> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -37,6 +44,8 @@ class EngineJs : public Napi::ObjectWrap<EngineJs> {
   std::shared_ptr<Engine> engine_;
   std::shared_ptr<Batcher> batcher_;
   std::shared_ptr<PendingScores> pending_;
+  Napi::FunctionReference setImmediate_;
+  Napi::FunctionReference flush_;
 };
 
 // The `features` part of openEngine's options (also used by featurize()).

@@ -1,28 +1,52 @@
 #include "engine/batcher.h"
 
+#include <algorithm>
+#include <string>
+
 #include "engine/errors.h"
 
 namespace adserve {
 
+namespace {
+
+// Each gap moves the average a quarter of the way, and a gap counts at most kSparseGap windows:
+// after a pause the fourth to sixth group of a burst starts waiting again.
+constexpr int kArrivalSmoothing = 4;
+constexpr int kSparseGap = 4;
+
+}  // namespace
+
 Batcher::Batcher(std::shared_ptr<const Engine> engine, const BatcherOptions& options, BatchDone onBatch)
-    : engine_(std::move(engine)), options_(options), onBatch_(std::move(onBatch)) {
+    : engine_(std::move(engine)), options_(options), onBatch_(std::move(onBatch)), arrivalGap_(kSparseGap * options.maxDelay) {
   if (options.maxBatch == 0) throw EngineError(ErrorCode::InvalidArgument, "maxBatch must be at least 1");
   thread_ = std::thread([this] { run(); });
 }
 
 Batcher::~Batcher() { stop(); }
 
-void Batcher::submit(Ticket ticket, ScoreRequest request) {
+std::vector<Batcher::Refusal> Batcher::submitGroup(std::vector<std::pair<Ticket, ScoreRequest>>&& group) {
+  std::vector<Refusal> refused;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) throw EngineError(ErrorCode::ShuttingDown, "engine is closed");
-    if (queue_.size() >= options_.queueCapacity) {
-      rejected_.fetch_add(1, std::memory_order_relaxed);
-      throw EngineError(ErrorCode::QueueFull, "engine queue is full (" + std::to_string(options_.queueCapacity) + " requests waiting)");
+    const Clock::time_point now = Clock::now();
+    const Clock::duration gap = std::min<Clock::duration>(now - lastArrival_, kSparseGap * options_.maxDelay);
+    arrivalGap_ += (gap - arrivalGap_) / kArrivalSmoothing;
+    lastArrival_ = now;
+    for (auto& entry : group) {
+      if (stopping_) {
+        refused.emplace_back(entry.first, std::make_exception_ptr(EngineError(ErrorCode::ShuttingDown, "engine is closed")));
+      } else if (queue_.size() >= options_.queueCapacity) {
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        refused.emplace_back(entry.first, std::make_exception_ptr(EngineError(
+                                              ErrorCode::QueueFull,
+                                              "engine queue is full (" + std::to_string(options_.queueCapacity) + " requests waiting)")));
+      } else {
+        queue_.push_back(std::move(entry));
+      }
     }
-    queue_.emplace_back(ticket, std::move(request));
   }
   wake_.notify_one();
+  return refused;
 }
 
 void Batcher::stop() {
@@ -53,8 +77,10 @@ void Batcher::run() {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
-      const Clock::time_point closes = queue_.front().second.enqueued + options_.maxDelay;
-      wake_.wait_until(lock, closes, [this] { return stopping_ || queue_.size() >= options_.maxBatch; });
+      if (arrivalGap_ < options_.maxDelay) {
+        const Clock::time_point closes = queue_.front().second.enqueued + options_.maxDelay;
+        wake_.wait_until(lock, closes, [this] { return stopping_ || queue_.size() >= options_.maxBatch; });
+      }
       while (!queue_.empty() && batch.size() < options_.maxBatch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
