@@ -5,7 +5,9 @@
 // (autocannon, `connections`), reading the daemon's own CPU from /proc per thread. The headline is
 // CPU per request at the fixed rate over CPU per request at saturation (near 1 when nothing burns
 // while idle), and at saturation how much of a core each group of threads takes (the JS thread, the
-// batcher and its compute threads, the rest). `--baseline` names another checkout's root (its own
+// batcher and its compute threads, the rest). Last, with the daemons gone, the machine's own toll
+// on a pause (bench/peak.cpp idle): one memory-bound task back to back and after each 1/rate
+// asleep, the part of the ratio no daemon can avoid. `--baseline` names another checkout's root (its own
 // dist/ and build/, e.g. main built in a temporary directory); its rounds alternate with this
 // build's, so both run under the same load from whatever else shares the box.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { projectRoot } from '../src/paths';
 import { type Daemon, startDaemon } from './daemon';
 import { runOpenLoop } from './open_loop';
 import { gitCommit, machineInfo, median, runBench, writeReport } from './report';
+import { measureIdlePenalty } from './roofline';
 import { benchRequests } from './requests';
 
 const { values: options } = parseArgs({
@@ -31,6 +34,8 @@ const { values: options } = parseArgs({
     baseline: { type: 'string' },
   },
 });
+
+const idlePenaltyBytes = 4 * 2 ** 20;
 
 /** CPU seconds and voluntary context switches (wake-ups after a sleep) of one thread. */
 interface ThreadSample {
@@ -200,10 +205,12 @@ async function main(): Promise<void> {
       saturationCoresTotal: median(own.map((t) => t.saturation.cpu / t.saturation.seconds)),
     };
   });
+  // Measured after the daemons, with nothing else of this run on the box.
+  const penalty = measureIdlePenalty(idlePenaltyBytes, 1e6 / Number(options.rate));
   const commit = gitCommit();
   const machine = machineInfo();
   const date = new Date().toISOString();
-  const report = { date, commit, machine, options, summary, trials };
+  const report = { date, commit, machine, options, summary, idlePenalty: penalty, trials };
   const f0 = (value: number): string => value.toFixed(0);
   const f2 = (value: number): string => value.toFixed(2);
   const markdown = [
@@ -220,6 +227,8 @@ async function main(): Promise<void> {
         `| ${s.build} | ${s.idleCpuMsPerSecond.toFixed(1)} | ${f0(s.idleJsWakeupsPerSecond)} | **${f0(s.fixedRateCpuMicrosPerRequest)}** (${s.fixedRateCpuRange.map(f0).join('-')}) | ` +
         `**${f0(s.saturationCpuMicrosPerRequest)}** (${s.saturationCpuRange.map(f0).join('-')}) | ${f2(s.fixedRateVsSaturation)} | ${f0(s.saturationRequestsPerSecond)} | ${f2(s.fixedRateP99Ms)} |`,
     ),
+    '',
+    `The machine's own toll on a pause (bench/peak.cpp idle, this run): one task touching ${(penalty.bytes / 2 ** 20).toFixed(0)} MiB (a pass over it and 16K random reads, about what one request touches of the index and fusion tables) took ${penalty.backToBackMicros.toFixed(0)} µs of CPU back to back and ${penalty.afterSleepMicros.toFixed(0)} µs after each ${f0(penalty.sleepMicros / 1000)} ms asleep (the gap between requests at ${options.rate}/s): ${f2(penalty.afterSleepMicros / penalty.backToBackMicros)}×, with no daemon involved. Caches and TLBs a pause leaves cold make that much of the ratio above, whatever the daemon does.`,
     '',
     '## Cores taken at saturation, by thread group',
     '',

@@ -4,6 +4,8 @@
 // CPU has (AVX-512, AVX2 + FMA, or whatever -march=native finds).
 //
 //   peak <threads> <working-set bytes>   prints one JSON object on stdout
+//   peak idle <bytes> <sleep µs>         the same memory-bound task back to back and after each
+//                                        sleep: how much a pause costs the next task on this box
 //
 // Each figure is the best of a few repetitions: the box may be shared, and the best run is the one
 // least disturbed by others. One-thread figures are per second of that thread's own CPU time, so
@@ -148,11 +150,52 @@ double readGBps(int threads, std::size_t bytes) {
   return best;
 }
 
+// One task: a streaming pass over `data` and 16K dependent-free random reads into it, roughly what
+// a request does to the index and the fusion tables.
+double touchTask(const std::vector<float>& data, const std::vector<std::uint32_t>& picks) {
+  const double start = threadCpuSeconds();
+  float sum = readLoop(data.data(), data.size());
+  for (std::uint32_t pick : picks) sum += data[pick];
+  sink = sink + sum;
+  return threadCpuSeconds() - start;
+}
+
+// Median CPU µs of the task, run back to back and after sleeping `sleepMicros` before each run.
+// Machines that lend an idle core to others (VMs, SMT siblings) or power it down hand the next
+// task cold caches and TLBs; the ratio says how much of a low-rate request's extra cost is that.
+int idlePenalty(std::size_t bytes, long sleepMicros) {
+  std::vector<float> data(bytes / sizeof(float));
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i & 1023);
+  std::vector<std::uint32_t> picks(16384);
+  std::uint32_t state = 12345;
+  for (auto& pick : picks) pick = (state = state * 1103515245u + 12345u) % static_cast<std::uint32_t>(data.size());
+  auto median = [&](long pause) {
+    std::vector<double> runs;
+    for (int run = 0; run < 220; ++run) {
+      if (pause > 0) {
+        const timespec wait{pause / 1'000'000, (pause % 1'000'000) * 1000};
+        nanosleep(&wait, nullptr);
+      }
+      const double seconds = touchTask(data, picks);
+      if (run >= 20) runs.push_back(seconds);  // the first runs fault pages in
+    }
+    std::nth_element(runs.begin(), runs.begin() + runs.size() / 2, runs.end());
+    return runs[runs.size() / 2] * 1e6;
+  };
+  const double backToBack = median(0);
+  const double afterSleep = median(sleepMicros);
+  std::printf("{\"bytes\":%zu,\"sleepMicros\":%ld,\"backToBackMicros\":%.1f,\"afterSleepMicros\":%.1f}\n", bytes, sleepMicros, backToBack,
+              afterSleep);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "idle") == 0)
+    return idlePenalty(std::max<std::size_t>(std::strtoull(argv[2], nullptr, 10), 4096), std::atol(argv[3]));
   if (argc != 3) {
-    std::fprintf(stderr, "usage: peak <threads> <working-set bytes>\n");
+    std::fprintf(stderr, "usage: peak <threads> <working-set bytes> | peak idle <bytes> <sleep µs>\n");
     return 2;
   }
   const int threads = std::max(1, std::atoi(argv[1]));

@@ -24,15 +24,31 @@ export interface Peak {
   readGBpsDramAllThreads: number;
 }
 
-/** Compiles bench/peak.cpp into build/bench/ where the binary is missing or older, and runs it. */
-export function measurePeak(workingSetBytes: number): Peak {
+/** Compiles bench/peak.cpp into build/bench/ where the binary is missing or older, and runs it with `args`. */
+function runPeak(args: string[]): unknown {
   const source = path.join(projectRoot, 'bench', 'peak.cpp');
   const binary = path.join(projectRoot, 'build', 'bench', 'peak');
   if (!existsSync(binary) || statSync(binary).mtimeMs < statSync(source).mtimeMs) {
     mkdirSync(path.dirname(binary), { recursive: true });
     execFileSync('g++', ['-O3', '-march=native', '-ffp-contract=fast', '-std=gnu++17', '-pthread', '-o', binary, source], { stdio: 'inherit' });
   }
-  return JSON.parse(execFileSync(binary, [String(os.cpus().length), String(Math.round(workingSetBytes))], { encoding: 'utf8' })) as Peak;
+  return JSON.parse(execFileSync(binary, args, { encoding: 'utf8' }));
+}
+
+export function measurePeak(workingSetBytes: number): Peak {
+  return runPeak([String(os.cpus().length), String(Math.round(workingSetBytes))]) as Peak;
+}
+
+/** Median CPU µs of one memory-bound task over `bytes`, back to back and after each `sleepMicros` asleep. */
+export interface IdlePenalty {
+  bytes: number;
+  sleepMicros: number;
+  backToBackMicros: number;
+  afterSleepMicros: number;
+}
+
+export function measureIdlePenalty(bytes: number, sleepMicros: number): IdlePenalty {
+  return runPeak(['idle', String(Math.round(bytes)), String(Math.round(sleepMicros))]) as IdlePenalty;
 }
 
 /** Output width of each fusion layer and head, read from the TorchScript model's weights. */

@@ -69,13 +69,18 @@ export function auctionOutcome(capacity: number): AuctionOutcome {
 // Never negative: a zero price (VCG's last slot with no reserve) must not come out as -0.
 const ceilMicros = (value: number): number => Math.max(0, Math.ceil(value - 1e-6));
 
+// Read once: the protocol module re-exports the generated enums through getters, which
+// unitFactor would otherwise call for every candidate.
+const cpm = BidType.Cpm;
+const cpa = BidType.Cpa;
+
 /** Expected billable events per thousand impressions' worth of value: adjusted eCPM = bid × this. */
 function unitFactor(candidates: AuctionCandidates, i: number): number {
   const quality = candidates.quality[i]!;
   switch (candidates.bidType[i]) {
-    case BidType.Cpm:
+    case cpm:
       return quality;
-    case BidType.Cpa:
+    case cpa:
       return candidates.pCtr[i]! * candidates.pCvr[i]! * 1000 * quality;
     default:
       return candidates.pCtr[i]! * 1000 * quality;

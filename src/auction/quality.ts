@@ -16,6 +16,11 @@ export interface QualityWeights {
 
 export const defaultQualityWeights: QualityWeights = { alpha: 0.5, beta: 0.3, gamma: 0.2, delta: 0.4 };
 
+// Read once: the protocol module re-exports the generated enums through getters, which the
+// candidate loop would otherwise call for every candidate (about a third of this stage's time).
+const cpc = BidType.Cpc;
+const cpm = BidType.Cpm;
+
 const logHigh = Math.log(1.5) + 1e-9;
 const logLow = Math.log(0.5) - 1e-9;
 
@@ -49,8 +54,8 @@ export function qualityScores(
   const cpmOffset = shared + delta * Math.log(mean(pCtr, count));
   for (let i = 0; i < count; i++) {
     let logQs = beta * Math.log(relevance[i]!) + gamma * logLandingQuality[i]!;
-    if (bidType[i] === BidType.Cpc) logQs += alpha * Math.log(pCvr[i]!) - cpcOffset;
-    else if (bidType[i] === BidType.Cpm) logQs += delta * Math.log(pCtr[i]!) - cpmOffset;
+    if (bidType[i] === cpc) logQs += alpha * Math.log(pCvr[i]!) - cpcOffset;
+    else if (bidType[i] === cpm) logQs += delta * Math.log(pCtr[i]!) - cpmOffset;
     else logQs -= shared;
     // Scores clamped either way skip the exp; the margin keeps the boundary cases on the exp path.
     out[i] = logQs > logHigh ? 1.5 : logQs < logLow ? 0.5 : Math.min(1.5, Math.max(0.5, Math.exp(logQs)));
