@@ -2,10 +2,13 @@
 // the stage histograms on /metrics.
 import { readFileSync } from 'node:fs';
 
-// Stage label order of adserve_stage_duration_seconds: the engine's stages (src/engine/addon.ts
-// engineStages, timed per batch), then the JS thread's, timed per request.
-export const engineStageNames = ['parse', 'user', 'context', 'retrieve', 'light_score', 'score'];
-export const jsStageNames = ['calibrate', 'auction', 'encode'];
+import { engineStages } from '../src/engine/addon';
+import { stageLabels } from '../src/metrics';
+
+// Stage labels of adserve_stage_duration_seconds: the engine's stages, timed per batch, then the
+// JS thread's (exclusions, calibrate, quality, auction, encode), timed per request.
+export const engineStageNames: readonly string[] = engineStages;
+export const jsStageNames: readonly string[] = stageLabels.filter((stage) => !engineStageNames.includes(stage));
 
 // utime + stime in clock ticks of 1/100 s: of the whole process (with its exited threads) from
 // /proc/<pid>/stat, of one thread from /proc/<pid>/task/<tid>/stat; the main thread's tid is the pid.

@@ -332,7 +332,7 @@ async function main(): Promise<void> {
   const stageRows = summary
     .filter((s) => Object.keys(s.stageMicros).length > 0)
     .map((s) => {
-      const sum = (names: string[]): number => names.reduce((total, stage) => total + (s.stageMicros[stage] ?? 0), 0);
+      const sum = (names: readonly string[]): number => names.reduce((total, stage) => total + (s.stageMicros[stage] ?? 0), 0);
       return `| ${s.scenario} | ${stageNames.map((stage) => micros(s.stageMicros[stage] ?? 0)).join(' | ')} | ${micros(sum(engineStageNames))} | ${micros(sum(jsStageNames))} |`;
     });
   const rooflineRows = roofline.map(
@@ -364,7 +364,7 @@ async function main(): Promise<void> {
     '',
     '## Time per stage',
     '',
-    "µs per request. Engine stages are timed per batch on the engine's threads (wall time, which several compute threads may share) and split among the batch's requests (Σ b·T / Σ b² from the daemon's histograms: exact for batches of one size); calibrate, auction and encode run per request on the JS thread.",
+    "µs per request. Engine stages are timed per batch on the engine's threads (wall time, which several compute threads may share) and split among the batch's requests (Σ b·T / Σ b² from the daemon's histograms: exact for batches of one size); exclusions, calibrate, quality, auction and encode run per request on the JS thread (JS stages is their sum).",
     '',
     `| scenario | ${stageNames.join(' | ')} | engine | JS stages |`,
     `|---|${stageNames.map(() => '---').join('|')}|---|---|`,
