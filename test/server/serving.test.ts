@@ -20,6 +20,8 @@ beforeAll(async () => {
     ADSERVE_EVENT_TOKEN_KEY: tokenKey,
     ADSERVE_INDEX_KIND: 'ivf',
     ADSERVE_SCORE_CANDIDATES: '100',
+    // Room for the degraded-answer test's 116 requests at once (the default admits 64).
+    ADSERVE_MAX_CONCURRENT_DECISIONS: '256',
   });
 });
 
