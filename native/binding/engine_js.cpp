@@ -146,6 +146,7 @@ BatcherOptions batcherOptions(Napi::Object options) {
     out.maxDelay = std::chrono::microseconds(static_cast<int64_t>(*v));
   }
   if (auto v = optionalCount(batching, "queueCapacity", 1u << 20)) out.queueCapacity = *v;
+  if (auto v = optionalCount(batching, "threads", 64)) out.threads = *v;
   return out;
 }
 

@@ -19,7 +19,9 @@ constexpr int kSparseGap = 4;
 Batcher::Batcher(std::shared_ptr<const Engine> engine, const BatcherOptions& options, BatchDone onBatch)
     : engine_(std::move(engine)), options_(options), onBatch_(std::move(onBatch)), arrivalGap_(kSparseGap * options.maxDelay) {
   if (options.maxBatch == 0) throw EngineError(ErrorCode::InvalidArgument, "maxBatch must be at least 1");
-  thread_ = std::thread([this] { run(); });
+  if (options.threads == 0) throw EngineError(ErrorCode::InvalidArgument, "threads must be at least 1");
+  threads_.reserve(options.threads);
+  for (size_t i = 0; i < options.threads; ++i) threads_.emplace_back([this] { run(); });
 }
 
 Batcher::~Batcher() { stop(); }
@@ -52,11 +54,13 @@ std::vector<Batcher::Refusal> Batcher::submitGroup(std::vector<std::pair<Ticket,
 void Batcher::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  turn_.notify_all();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
 }
 
 Batcher::Stats Batcher::stats() const {
@@ -75,17 +79,26 @@ void Batcher::run() {
     batch.clear();
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      ++idle_;
+      turn_.wait(lock, [this] { return !collecting_; });
+      collecting_ = true;
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      if (arrivalGap_ < options_.maxDelay) {
+      if (arrivalGap_ < options_.maxDelay && !queue_.empty()) {
         const Clock::time_point closes = queue_.front().second.enqueued + options_.maxDelay;
         wake_.wait_until(lock, closes, [this] { return stopping_ || queue_.size() >= options_.maxBatch; });
       }
-      while (!queue_.empty() && batch.size() < options_.maxBatch) {
+      --idle_;
+      // What is queued is shared with the threads idle behind this one, so that no core waits
+      // while one thread scores a batch the two could have split.
+      const size_t share = std::min(options_.maxBatch, (queue_.size() + idle_) / (idle_ + 1));
+      while (!queue_.empty() && batch.size() < share) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      collecting_ = false;
     }
+    turn_.notify_one();
+    if (batch.empty()) return;  // stopping and drained
     std::vector<const ScoreRequest*> requests;
     requests.reserve(batch.size());
     for (const auto& entry : batch) requests.push_back(&entry.second);

@@ -21,11 +21,16 @@ struct BatcherOptions {
   size_t maxBatch = 32;                      // requests per batched pass
   std::chrono::microseconds maxDelay{1000};  // longest wait after the first request of a batch
   size_t queueCapacity = 1024;               // waiting requests before submit() sheds load
+  size_t threads = 1;                        // batches scored at once, each on a thread of its own
 };
 
-// The cross-request micro-batcher. submitGroup() may be called from any thread; one batcher thread
+// The cross-request micro-batcher. submitGroup() may be called from any thread; a batcher thread
 // collects up to maxBatch requests, scores them with one Engine::scoreBatch call and hands every
-// outcome of the batch to `onBatch` at once.
+// outcome of the batch to `onBatch` at once (from that thread).
+//
+// With several threads, one collects the next batch while the others score theirs: a batch is
+// still formed by one thread alone (it waits for company on its own, and the idle ones wait for
+// their turn to collect), and batches are scored side by side, each with its own scratch.
 //
 // Waiting for company: with fewer than maxBatch queued, the thread waits up to maxDelay after the
 // first request only while groups arrive more often than that (a moving average of the gaps
@@ -69,15 +74,18 @@ class Batcher {
   const BatchDone onBatch_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable turn_;  // idle threads waiting to become the collector
   std::deque<std::pair<Ticket, ScoreRequest>> queue_;
   bool stopping_ = false;
+  bool collecting_ = false;  // a thread is forming the next batch (only it waits on wake_)
+  size_t idle_ = 0;          // threads waiting for their turn to collect, and the collector until it takes its batch
   // Mean gap between groups (guarded by mutex_); starts, and after a pause returns to, "sparse".
   Clock::duration arrivalGap_;
   Clock::time_point lastArrival_{};
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> rejected_{0};
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace adserve

@@ -17,8 +17,8 @@ void appendKeyBytes(std::string& key, const T& value) {
   key.append(reinterpret_cast<const char*>(&value), sizeof(value));
 }
 
-// A bounded least-recently-used cache with a time to live. Thread-safe (one mutex; the engine's
-// batcher is its only regular user, so the lock is uncontended).
+// A bounded least-recently-used cache with a time to live. Thread-safe (one mutex, held for a
+// lookup or an insert: the engine's batcher threads, its only regular users, seldom meet on it).
 template <typename Value>
 class LruCache {
  public:

@@ -135,7 +135,7 @@ export interface NativeEngineOptions {
     userNumeric: number;
   };
   index: { kind: string; nlist?: number; nprobe?: number; hnswM?: number; efSearch?: number; pqM?: number; ivfScan?: string; cacheFile?: string };
-  batching: { maxBatch?: number; maxDelayUs?: number; queueCapacity?: number };
+  batching: { maxBatch?: number; maxDelayUs?: number; queueCapacity?: number; threads?: number };
 }
 
 /** Stage order of ScoreResult.stageNs. */

@@ -44,7 +44,13 @@ export interface EngineSettings {
   /** Search placements: keyword-matched ads merged into the ANN candidates (engine default 100). */
   keywordCandidates?: number;
   scoreCandidates: number;
-  batching: { maxBatch: number; maxDelayUs: number; queueCapacity: number };
+  batching: {
+    maxBatch: number;
+    maxDelayUs: number;
+    queueCapacity: number;
+    /** Batches scored side by side, each on a batcher thread of its own (engine default 1). */
+    threads?: number;
+  };
   light: LightWeights;
 }
 

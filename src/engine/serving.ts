@@ -1,5 +1,6 @@
 // Everything a loaded model serves with: the native engine, the catalog columns, the calibration
 // maps and the ads' historical rates (the fallback when a request is answered degraded).
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 import type { AuctionRules } from '../auction/auction';
@@ -99,7 +100,12 @@ export function engineSettings(config: Config): EngineSettings {
     annCandidates: config.annCandidates,
     keywordCandidates: config.keywordCandidates,
     scoreCandidates: config.scoreCandidates,
-    batching: { maxBatch: config.maxBatch, maxDelayUs: config.maxDelayUs, queueCapacity: config.queueCapacity },
+    batching: {
+      maxBatch: config.maxBatch,
+      maxDelayUs: config.maxDelayUs,
+      queueCapacity: config.queueCapacity,
+      threads: config.batchThreads === 0 ? availableParallelism() : config.batchThreads,
+    },
     light: lightWeights(config),
   };
 }

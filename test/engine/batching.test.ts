@@ -1,6 +1,7 @@
 // When the micro-batcher waits for company and when it does not (native/engine/batcher.h): the
 // requests of one event-loop turn go to it as one group; it waits up to maxDelayUs only while
-// groups keep arriving faster than that.
+// groups keep arriving faster than that; with several batcher threads, the idle ones share what is
+// queued.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { defaults } from '../../src/config';
@@ -14,18 +15,19 @@ import { tinyModelDir } from '../setup/tiny_model';
 
 const model = readModelDir(tinyModelDir);
 const modelCatalog = catalogFromFile(model);
-const settings = (maxDelayUs: number): EngineSettings => ({
+const settings = (maxDelayUs: number, threads = 1, maxBatch = 32): EngineSettings => ({
   index: { kind: 'flat' },
   fusion: 'precomputed',
   annCandidates: 100,
   scoreCandidates: 20,
-  batching: { maxBatch: 32, maxDelayUs, queueCapacity: 256 },
+  batching: { maxBatch, maxDelayUs, queueCapacity: 256, threads },
   light: lightWeights(defaults),
 });
 // Long enough that a request held for it is unmistakable beside the tiny model's scoring time.
 const delayMs = 20;
 let patient: NativeEngine;
 let immediate: NativeEngine;
+let twoThreads: NativeEngine;
 
 const queries = ['running shoes', 'dog food', 'usb cable', 'yoga mat', 'coffee beans', 'desk lamp'];
 const body = (i: number): Uint8Array => encodeAdRequest({ query: queries[i % queries.length], userId: model.userIds[i % model.userIds.length] });
@@ -34,11 +36,13 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 beforeAll(async () => {
   patient = await openEngine(model, modelCatalog, adHistory(model), settings(delayMs * 1000));
   immediate = await openEngine(model, modelCatalog, adHistory(model), settings(0));
+  twoThreads = await openEngine(model, modelCatalog, adHistory(model), settings(0, 2));
 });
 
 afterAll(() => {
   patient.close();
   immediate.close();
+  twoThreads.close();
 });
 
 describe('the micro-batcher', () => {
@@ -67,5 +71,24 @@ describe('the micro-batcher', () => {
     // The first few go alone while the gaps still average "sparse"; the rest gather.
     const sizes = (await Promise.all(pending)).map((result) => result.batchSize);
     expect(Math.max(...sizes)).toBeGreaterThanOrEqual(8);
+  });
+
+  it('splits what is queued between idle batcher threads, and scores each request as one thread would', async () => {
+    const bodies = Array.from({ length: 16 }, (_, i) => body(i));
+    const split = await Promise.all(bodies.map((bytes) => twoThreads.score(bytes, 5000)));
+    expect(split.map((result) => result.batchSize)).toEqual(Array(16).fill(8));
+    const whole = await Promise.all(bodies.map((bytes) => immediate.score(bytes, 5000)));
+    expect(split.map((result) => Array.from(result.ctrLogit))).toEqual(whole.map((result) => Array.from(result.ctrLogit)));
+    expect(split.map((result) => Array.from(result.adIndex))).toEqual(whole.map((result) => Array.from(result.adIndex)));
+  });
+
+  it('scores every request still queued when an engine with several batcher threads closes', async () => {
+    // Batches of 2: most of the 100 are still queued when close() is called.
+    const engine = await openEngine(model, modelCatalog, adHistory(model), settings(0, 3, 2));
+    const pending = Array.from({ length: 100 }, (_, i) => engine.score(body(i), 5000));
+    await new Promise(setImmediate); // after the turn's requests went to the batcher
+    engine.close();
+    const results = await Promise.all(pending);
+    expect(results.every((result) => result.adIndex.length > 0 && !result.degraded)).toBe(true);
   });
 });
