@@ -207,6 +207,8 @@ async function main(): Promise<void> {
     env,
   });
   const halfSaturation = 'ads @half saturation open loop, maxBatch 32, 1000 µs';
+  const oneBatcherThread = { ...batched(32, 1000), ADSERVE_BATCH_THREADS: '1' };
+  const oneThreadBest = 'ads, maxBatch 32, 1000 µs, 1 batcher thread';
   const scenarios: Scenario[] = [
     { name: 'livez (transport baseline)', path: '/livez' },
     { name: baseline, path: '/v1/ads', bodies, env: unbatched },
@@ -216,6 +218,8 @@ async function main(): Promise<void> {
     { name: best, path: '/v1/ads', bodies, env: batched(32, 1000) },
     ...rates.flatMap((rate) => [fixedRate(rate, unbatched, 'maxBatch 1 (baseline)'), fixedRate(rate, batched(32, 1000), 'maxBatch 32, 1000 µs')]),
     { name: halfSaturation, path: '/v1/ads', bodies, rate: { halfOf: best }, env: batched(32, 1000) },
+    { name: oneThreadBest, path: '/v1/ads', bodies, env: oneBatcherThread },
+    { name: `${halfSaturation}, 1 batcher thread`, path: '/v1/ads', bodies, rate: { halfOf: oneThreadBest }, env: oneBatcherThread },
   ];
   if (options.sweep === 'all') {
     scenarios.push(
@@ -300,6 +304,7 @@ async function main(): Promise<void> {
   const firstRate = (label: string): string => fixedRate(rates[0]!, {}, label).name;
   const ratios = {
     batch32ThroughputVsUnbatched: get(best).requestsPerSecond / get(baseline).requestsPerSecond,
+    batcherThreadsThroughputVsOne: get(best).requestsPerSecond / get(oneThreadBest).requestsPerSecond,
     unbatchedThroughputVsLivez: get(baseline).requestsPerSecond / get(scenarios[0]!.name).requestsPerSecond,
     batch32P99AtFixedRateVsUnbatched: get(firstRate('maxBatch 32, 1000 µs')).p99Ms / get(firstRate('maxBatch 1 (baseline)')).p99Ms,
     batch32CpuPerRequestVsUnbatched: get(best).cpuMicrosPerRequest / get(baseline).cpuMicrosPerRequest,
@@ -383,6 +388,7 @@ async function main(): Promise<void> {
     ...rooflineRows,
     '',
     `Ratios: throughput maxBatch 32, 1000 µs / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
+      `maxBatch 32, 1000 µs with the default batcher threads / with 1 = ${ratios.batcherThreadsThroughputVsOne.toFixed(2)}; ` +
       `maxBatch 1 / livez = ${ratios.unbatchedThroughputVsLivez.toFixed(3)}; daemon CPU per request maxBatch 32 / maxBatch 1 = ${ratios.batch32CpuPerRequestVsUnbatched.toFixed(2)}; ` +
       `daemon CPU per request at ${rates[0]}/s / at saturation (maxBatch 32, 1000 µs) = ${ratios.cpuPerRequestAtFixedRateVsSaturation.toFixed(2)}; ` +
       `open-loop p99 at ${rates[0]}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}.`,
