@@ -3,6 +3,7 @@
 #include <string>
 
 #include "engine/tensors.h"
+#include "engine/tower_misses.h"
 
 namespace adserve {
 
@@ -30,43 +31,41 @@ ContextEmbedder::ContextEmbedder(const Model& model, size_t dim, size_t maxQuery
 torch::Tensor ContextEmbedder::embeddings(const std::vector<RequestFeatures>& features) const {
   const auto batch = static_cast<int64_t>(features.size());
   torch::Tensor out = torch::empty({batch, static_cast<int64_t>(dim_)});
-  std::vector<int64_t> searchRows, browseRows, tokens, searchCategorical, browseCategorical, category, product;
+  TowerMisses search, browse;
+  std::vector<int64_t> tokens, searchCategorical, browseCategorical, category, product;
   std::vector<float> searchNumeric, browseNumeric;
-  std::vector<std::string> keys(features.size());
   for (int64_t i = 0; i < batch; ++i) {
     const RequestFeatures& f = features[i];
-    keys[i] = contextKey(f);
-    if (auto cached = cache_.get(keys[i])) {
+    std::string key = contextKey(f);
+    if (auto cached = cache_.get(key)) {
       out[i].copy_(*cached);
       continue;
     }
+    if (!(f.search ? search : browse).add(i, std::move(key))) continue;
     if (f.search) {
-      searchRows.push_back(i);
       tokens.insert(tokens.end(), f.queryTokens.begin(), f.queryTokens.end());
       searchCategorical.insert(searchCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
       searchNumeric.push_back(f.logPage);
     } else {
-      browseRows.push_back(i);
       category.push_back(f.pageCategory);
       product.push_back(f.pageProduct);
       browseCategorical.insert(browseCategorical.end(), f.contextCategorical.begin(), f.contextCategorical.end());
       browseNumeric.push_back(f.logPage);
     }
   }
-  auto store = [&](const std::vector<int64_t>& rows, const torch::Tensor& embedded) {
-    out.index_copy_(0, longs(rows, {static_cast<int64_t>(rows.size())}), embedded);
-    for (size_t r = 0; r < rows.size(); ++r) cache_.put(keys[rows[r]], embedded[static_cast<int64_t>(r)].clone());
+  auto store = [&](const TowerMisses& misses, const torch::Tensor& embedded) {
+    misses.scatter(out, embedded);
+    for (int64_t r = 0; r < misses.distinct(); ++r) cache_.put(misses.keys()[r], embedded[r].clone());
   };
-  if (!searchRows.empty()) {
-    const auto n = static_cast<int64_t>(searchRows.size());
+  if (!search.empty()) {
+    const int64_t n = search.distinct();
     const auto width = static_cast<int64_t>(maxQueryTokens_);
-    store(searchRows,
-          model_.contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
+    store(search, model_.contextEmbedSearch(longs(tokens, {n, width}), longs(searchCategorical, {n, 4}), floats(searchNumeric, {n, 1})));
   }
-  if (!browseRows.empty()) {
-    const auto n = static_cast<int64_t>(browseRows.size());
-    store(browseRows, model_.contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}),
-                                                floats(browseNumeric, {n, 1})));
+  if (!browse.empty()) {
+    const int64_t n = browse.distinct();
+    store(browse, model_.contextEmbedBrowse(longs(category, {n}), longs(product, {n}), longs(browseCategorical, {n, 4}),
+                                            floats(browseNumeric, {n, 1})));
   }
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include "engine/errors.h"
 #include "engine/tensors.h"
+#include "engine/tower_misses.h"
 
 namespace adserve {
 
@@ -36,9 +37,8 @@ int64_t UserStore::row(const std::string& userId) const {
 torch::Tensor UserStore::embeddings(const std::vector<RequestFeatures>& features, const std::vector<int64_t>& rows) const {
   const auto batch = static_cast<int64_t>(features.size());
   torch::Tensor out = torch::empty({batch, embeddings_.size(1)});
-  std::vector<int64_t> missRows;
+  TowerMisses misses;
   std::vector<int64_t> missCategorical;
-  std::vector<std::string> missKeys;
   for (int64_t i = 0; i < batch; ++i) {
     if (rows[i] >= 0) {
       out[i].copy_(embeddings_[rows[i]]);
@@ -50,18 +50,16 @@ torch::Tensor UserStore::embeddings(const std::vector<RequestFeatures>& features
     for (int64_t v : features[i].userCategorical) appendKeyBytes(key, v);
     if (auto cached = cache_.get(key)) {
       out[i].copy_(*cached);
-    } else {
-      missRows.push_back(i);
-      missKeys.push_back(std::move(key));
+    } else if (misses.add(i, std::move(key))) {
       missCategorical.insert(missCategorical.end(), features[i].userCategorical.begin(), features[i].userCategorical.end());
     }
   }
-  if (!missRows.empty()) {
-    const auto count = static_cast<int64_t>(missRows.size());
+  if (!misses.empty()) {
+    const int64_t count = misses.distinct();
     const torch::Tensor numeric = torch::zeros({count, static_cast<int64_t>(userNumeric_)});
     const torch::Tensor embedded = model_.userEmbed(longs(missCategorical, {count, 4}), numeric);
-    out.index_copy_(0, longs(missRows, {count}), embedded);
-    for (int64_t r = 0; r < count; ++r) cache_.put(missKeys[r], embedded[r].clone());
+    misses.scatter(out, embedded);
+    for (int64_t r = 0; r < count; ++r) cache_.put(misses.keys()[r], embedded[r].clone());
   }
   return out;
 }
