@@ -52,8 +52,8 @@ constexpr size_t kFusionBlockRows = 96;
 Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode,
                const std::string& precision, const std::string& kernel)
     : model_(model), dim_(static_cast<size_t>(adEmbeddings.size(1))) {
-  if (precision != "fp32" && precision != "bf16" && precision != "int16" && precision != "auto")
-    throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32', 'bf16', 'int16' or 'auto'");
+  if (precision != "fp32" && precision != "bf16" && precision != "auto")
+    throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32', 'bf16' or 'auto'");
   if (mode == "precomputed") {
     if (model.scoresIds()) throw EngineError(ErrorCode::InvalidArgument, "a scorer that takes ad ids needs fusion 'model'");
     c10::InferenceMode inference;
@@ -66,10 +66,8 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     using Precision = DenseKernel::Precision;
     // "auto" takes bf16 only where the CPU runs it natively: its emulation is slower than fp32.
     const bool nativeBf16 = DenseKernel::variants(Precision::kBf16).front() == "avx512bf16";
-    const Precision hiddenPrecision = precision == "int16"                                         ? Precision::kInt16
-                                      : precision == "bf16" || (precision == "auto" && nativeBf16) ? Precision::kBf16
-                                                                                                   : Precision::kFp32;
-    precision_ = hiddenPrecision == Precision::kFp32 ? "fp32" : precision == "int16" ? "int16" : "bf16";
+    const Precision hiddenPrecision = precision == "bf16" || (precision == "auto" && nativeBf16) ? Precision::kBf16 : Precision::kFp32;
+    precision_ = hiddenPrecision == Precision::kBf16 ? "bf16" : "fp32";
     const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation,
                           Precision precision = Precision::kFp32, const std::string& variant = "") {
       const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
