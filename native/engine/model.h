@@ -31,6 +31,8 @@ class Model {
 
  private:
   torch::Tensor call(const char* method, std::vector<torch::jit::IValue> inputs) const;
+  // One call per row of the inputs (their first dimension), the outputs stacked.
+  torch::Tensor callRowByRow(const char* method, const std::vector<torch::Tensor>& inputs) const;
 
   // TorchScript's Module::get_method is not const, but running a method does not mutate the module.
   mutable torch::jit::script::Module module_;

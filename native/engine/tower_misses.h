@@ -13,9 +13,9 @@ namespace adserve {
 
 // The rows of a batch a tower must embed because the cache missed them, each distinct key once:
 // requests of one batch that share a key (the same context, an unknown user's same four fields)
-// get the same embedding, the one the cache then keeps. Embedding a key twice could give two
-// values (a tower row's last bits depend on its place in the tower's batch), and the cache kept
-// the later, so the next request with that key saw other bits than this batch did.
+// share one tower call and get the embedding the cache then keeps. (When the towers still ran a
+// whole batch in one call, a key embedded twice could come out with two values, and the cache
+// kept the later: the next request with that key saw other bits than this batch did.)
 class TowerMisses {
  public:
   // Row `row` needs `key`; true when the key is new to this batch, whose tower inputs the caller

@@ -138,8 +138,7 @@ describe('bf16 fusion (fusionPrecision)', () => {
     expect(engineSettings(loadConfig({})).fusionPrecision).toBe('auto');
     const native = bf16.stats().fusionKernel === 'avx512bf16';
     const automatic = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'auto' });
-    // Fresh too, and asked the same alone: a tower's row depends on the tower batch it was in, so
-    // an engine whose caches hold it from another batch may differ in the last bits.
+    // Fresh too and asked the same alone, so that nothing but the precision setting differs.
     const explicit = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: native ? 'bf16' : 'fp32' });
     try {
       expect(automatic.stats().fusionPrecision).toBe(native ? 'bf16' : 'fp32');
