@@ -1,11 +1,11 @@
 // `npm run bench -- precision [--model dir] [--every n] [--requests n] [--rounds r] [--threads t]`: fusionPrecision fp32
-// against bf16, through the engine.
+// against bf16 and int16, through the engine.
 // Quality: the model's held-out test impressions (the rows of its report.json, exported by
-// bench/test_rows.py) are scored by an fp32 and a bf16 engine; CTR AUC of each and the |ΔpCTR|
-// distribution between them. Only a block of ads is eligible at a time, and each row's score is read
+// bench/test_rows.py) are scored by an engine of each precision; CTR AUC of each and the |ΔpCTR|
+// distribution of each reduced precision against fp32. Only a block of ads is eligible at a time, and each row's score is read
 // off its own ad among the candidates (a candidate's score does not depend on the others).
 // Speed: the same bench requests as bench/engine.ts (1000 retrieved, 300 scored, flat index),
-// rounds alternating fp32 and bf16; fusion (score stage) µs per request and GFLOP/s.
+// rounds alternating the precisions; fusion (score stage) µs per request and GFLOP/s.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -35,7 +35,10 @@ const { values: options } = parseArgs({
 });
 
 type Precision = Exclude<NonNullable<EngineSettings['fusionPrecision']>, 'auto'>;
-const precisions: Precision[] = ['fp32', 'bf16'];
+const precisions: Precision[] = ['fp32', 'bf16', 'int16'];
+/** Each measured against fp32. */
+const reduced = precisions.filter((p) => p !== 'fp32');
+const byPrecision = <T>(value: (p: Precision) => T): Record<Precision, T> => Object.fromEntries(precisions.map((p) => [p, value(p)])) as Record<Precision, T>;
 
 interface TestRow extends Omit<AdRequestSpec, 'timestampMs'> {
   timestampMs: number;
@@ -95,11 +98,10 @@ async function main(): Promise<void> {
   const every = Number(options.every);
   const rows = testRows(modelDir, model.manifest.version).filter((_, i) => i % every === 0);
   const blockAds = 64;
-  const quality: Record<Precision, NativeEngine> = {
-    fp32: await openEngine(model, loaded, history, { ...base, fusionPrecision: 'fp32', annCandidates: blockAds, scoreCandidates: blockAds }),
-    bf16: await openEngine(model, loaded, history, { ...base, fusionPrecision: 'bf16', annCandidates: blockAds, scoreCandidates: blockAds }),
-  };
-  const kernels = Object.fromEntries(precisions.map((p) => [p, quality[p].stats().fusionKernel])) as Record<Precision, string>;
+  const quality = {} as Record<Precision, NativeEngine>;
+  for (const p of precisions)
+    quality[p] = await openEngine(model, loaded, history, { ...base, fusionPrecision: p, annCandidates: blockAds, scoreCandidates: blockAds });
+  const kernels = byPrecision((p) => quality[p].stats().fusionKernel);
   const everyAd = Uint32Array.from({ length: catalog.size }, (_, i) => i);
   for (const p of precisions) quality[p].setEligibility(everyAd, new Uint8Array(catalog.size));
   const rowsOfBlock = new Map<number, number[]>();
@@ -107,7 +109,7 @@ async function main(): Promise<void> {
     const block = Math.floor(row.ad / blockAds);
     rowsOfBlock.set(block, [...(rowsOfBlock.get(block) ?? []), i]);
   });
-  const pctr: Record<Precision, Float64Array> = { fp32: new Float64Array(rows.length).fill(NaN), bf16: new Float64Array(rows.length).fill(NaN) };
+  const pctr = byPrecision(() => new Float64Array(rows.length).fill(NaN));
   const qualityStarted = Date.now();
   for (const [block, members] of rowsOfBlock) {
     const ads = everyAd.subarray(block * blockAds, Math.min(catalog.size, (block + 1) * blockAds));
@@ -126,28 +128,27 @@ async function main(): Promise<void> {
     for (const p of precisions) quality[p].setEligibility(ads, new Uint8Array(ads.length));
   }
   for (const p of precisions) quality[p].close();
-  const scored = rows.flatMap((_, i) => (Number.isNaN(pctr.fp32[i]!) || Number.isNaN(pctr.bf16[i]!) ? [] : [i]));
+  const scored = rows.flatMap((_, i) => (precisions.some((p) => Number.isNaN(pctr[p][i]!)) ? [] : [i]));
   const labels = scored.map((i) => rows[i]!.click);
   const aucOf = (p: Precision): number =>
     auc(
       Float64Array.from(scored, (i) => pctr[p][i]!),
       labels,
     );
-  const ctrAuc = { fp32: aucOf('fp32'), bf16: aucOf('bf16') };
-  const deltas = Float64Array.from(scored, (i) => Math.abs(pctr.bf16[i]! - pctr.fp32[i]!)).sort();
-  const relative = Float64Array.from(scored, (i) => Math.abs(pctr.bf16[i]! - pctr.fp32[i]!) / pctr.fp32[i]!).sort();
-  const deltaPctr = { p50: quantile(deltas, 0.5), p99: quantile(deltas, 0.99), max: deltas[deltas.length - 1]! };
-  const relativeDelta = { p50: quantile(relative, 0.5), p99: quantile(relative, 0.99), max: relative[relative.length - 1]! };
-  const meanPctr = Object.fromEntries(precisions.map((p) => [p, scored.reduce((sum, i) => sum + pctr[p][i]!, 0) / scored.length]));
+  const ctrAuc = byPrecision(aucOf);
+  const spread = (values: Float64Array) => ({ p50: quantile(values, 0.5), p99: quantile(values, 0.99), max: values[values.length - 1]! });
+  const deltaPctr = byPrecision((p) => spread(Float64Array.from(scored, (i) => Math.abs(pctr[p][i]! - pctr.fp32[i]!)).sort()));
+  const relativeDelta = byPrecision((p) => spread(Float64Array.from(scored, (i) => Math.abs(pctr[p][i]! - pctr.fp32[i]!) / pctr.fp32[i]!).sort()));
+  const meanPctr = byPrecision((p) => scored.reduce((sum, i) => sum + pctr[p][i]!, 0) / scored.length);
   process.stdout.write(
-    `quality: ${scored.length} of ${rows.length} rows in ${((Date.now() - qualityStarted) / 1000).toFixed(0)} s, AUC fp32 ${ctrAuc.fp32.toFixed(6)} bf16 ${ctrAuc.bf16.toFixed(6)}\n`,
+    `quality: ${scored.length} of ${rows.length} rows in ${((Date.now() - qualityStarted) / 1000).toFixed(0)} s, AUC ${precisions.map((p) => `${p} ${ctrAuc[p].toFixed(6)}`).join(' ')}\n`,
   );
 
   // Speed.
   const shape = readFusionShape(modelDir);
   const flopsPerCandidate = fusionFlopsPerCandidate(shape, 'precomputed', model.manifest.embedding_dim);
   const bodies = benchRequests(Number(options.requests));
-  const rounds: Record<Precision, Array<{ fusionUs: number; gflops: number; cpuUs: number }>> = { fp32: [], bf16: [] };
+  const rounds = byPrecision((): Array<{ fusionUs: number; gflops: number; cpuUs: number }> => []);
   for (let round = 0; round < Number(options.rounds); round++) {
     for (const p of precisions) {
       const engine = await openEngine(model, loaded, history, { ...base, fusionPrecision: p, annCandidates: 1000, scoreCandidates: 300 });
@@ -173,12 +174,11 @@ async function main(): Promise<void> {
       });
     }
   }
-  const speed = Object.fromEntries(
-    precisions.map((p) => [
-      p,
-      { fusionUs: median(rounds[p].map((r) => r.fusionUs)), gflops: median(rounds[p].map((r) => r.gflops)), cpuUs: median(rounds[p].map((r) => r.cpuUs)) },
-    ]),
-  ) as Record<Precision, { fusionUs: number; gflops: number; cpuUs: number }>;
+  const speed = byPrecision((p) => ({
+    fusionUs: median(rounds[p].map((r) => r.fusionUs)),
+    gflops: median(rounds[p].map((r) => r.gflops)),
+    cpuUs: median(rounds[p].map((r) => r.cpuUs)),
+  }));
 
   const date = new Date().toISOString();
   const report = {
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
       scored: scored.length,
       clicks: labels.filter(Boolean).length,
       ctrAuc,
-      aucChange: ctrAuc.bf16 - ctrAuc.fp32,
+      aucChange: Object.fromEntries(reduced.map((p) => [p, ctrAuc[p] - ctrAuc.fp32])),
       meanPctr,
       deltaPctr,
       relativeDelta,
@@ -203,20 +203,22 @@ async function main(): Promise<void> {
   };
   const e = (x: number): string => x.toExponential(2);
   const markdown = [
-    `# Fusion precision, fp32 against bf16, ${date}`,
+    `# Fusion precision, fp32 against ${reduced.join(' and ')}, ${date}`,
     '',
-    `commit ${report.commit}; model ${options.model} (${model.manifest.version}, ${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; hidden-layer kernels: fp32 ${kernels.fp32}, bf16 ${kernels.bf16}.`,
+    `commit ${report.commit}; model ${options.model} (${model.manifest.version}, ${catalog.size} ads); ${report.machine.cpu} x${report.machine.cores}; ${options.threads} compute threads; hidden-layer kernels: ${precisions.map((p) => `${p} ${kernels[p]}`).join(', ')}.`,
     '',
     `Quality on the model's test rows (${every === 1 ? 'all' : `every ${every}th`} of them: ${rows.length}; ${scored.length} scored, the others' ads not admitted by the ad's targeting; ${report.quality.clicks} clicks), raw model pCTR through the engine:`,
     '',
-    '| | fp32 | bf16 | change |',
-    '|---|---|---|---|',
-    `| CTR AUC | ${ctrAuc.fp32.toFixed(6)} | ${ctrAuc.bf16.toFixed(6)} | ${report.quality.aucChange.toExponential(2)} |`,
-    `| mean pCTR | ${meanPctr.fp32!.toFixed(6)} | ${meanPctr.bf16!.toFixed(6)} | |`,
+    '| precision | CTR AUC | change against fp32 | mean pCTR | \\|ΔpCTR\\| p50 / p99 / max | relative to the fp32 pCTR: p50 / p99 / max |',
+    '|---|---|---|---|---|---|',
+    ...precisions.map((p) =>
+      p === 'fp32'
+        ? `| fp32 | ${ctrAuc.fp32.toFixed(6)} | | ${meanPctr.fp32.toFixed(6)} | | |`
+        : `| ${p} | ${ctrAuc[p].toFixed(6)} | ${(ctrAuc[p] - ctrAuc.fp32).toExponential(2)} | ${meanPctr[p].toFixed(6)} | ` +
+          `${e(deltaPctr[p].p50)} / ${e(deltaPctr[p].p99)} / ${e(deltaPctr[p].max)} | ${e(relativeDelta[p].p50)} / ${e(relativeDelta[p].p99)} / ${e(relativeDelta[p].max)} |`,
+    ),
     '',
-    `|ΔpCTR| per row: p50 ${e(deltaPctr.p50)}, p99 ${e(deltaPctr.p99)}, max ${e(deltaPctr.max)}; relative to the fp32 pCTR: p50 ${e(relativeDelta.p50)}, p99 ${e(relativeDelta.p99)}, max ${e(relativeDelta.max)}.`,
-    '',
-    `Speed (${bodies.length} bench requests, 64 in flight, flat index, 1000 retrieved, 300 scored; medians of ${options.rounds} rounds alternating fp32 and bf16; ${(flopsPerCandidate / 2).toFixed(0)} multiply-adds per candidate counted for both):`,
+    `Speed (${bodies.length} bench requests, 64 in flight, flat index, 1000 retrieved, 300 scored; medians of ${options.rounds} rounds alternating the precisions; ${(flopsPerCandidate / 2).toFixed(0)} multiply-adds per candidate counted for each):`,
     '',
     '| precision | kernel | fusion µs/request | fusion GFLOP/s | CPU µs/request |',
     '|---|---|---|---|---|',

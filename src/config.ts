@@ -405,9 +405,9 @@ export const settings = {
   fusionPrecision: {
     env: 'ADSERVE_FUSION_PRECISION',
     type: 'choice',
-    values: ['auto', 'fp32', 'bf16'],
+    values: ['auto', 'fp32', 'bf16', 'int16'],
     default: 'auto',
-    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `auto`: bf16 where the CPU has AVX512_BF16, fp32 elsewhere (a fleet of mixed CPUs that must score alike pins one). In bf16 the cached per-ad rows of the first layer are bf16 too; the rest of that layer and the heads stay fp32. See docs/engine.md for the measured quality and speed.",
+    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `int16` (weights and each row's inputs as integers with a scale each, exact int32 sums: AVX-512 VNNI `vpdpwssd` where the CPU has it, AVX2 `vpmaddwd` elsewhere (no faster than fp32 there), the same bits on every CPU; closer to fp32 than bf16); `auto`: bf16 where the CPU has AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32 (a fleet of mixed CPUs that must score alike pins one). In bf16 the cached per-ad rows of the first layer are bf16 too; the rest of that layer and the heads stay fp32 (in int16 too). See docs/engine.md for the measured quality and speed.",
   },
   dataDir: {
     env: 'ADSERVE_DATA_DIR',

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -30,9 +31,12 @@ struct TileOf {
   size_t yStride;
   bool accumulate;
   bool relu;
+  const float* rowScale = nullptr;     // int16: each row's input scale
+  const float* outputScale = nullptr;  // int16: the tile's first output's weight scale
 };
 using Tile = TileOf<float>;
 using Bf16Tile = TileOf<uint32_t>;
+using Int16Tile = TileOf<uint32_t>;
 
 float bits(uint32_t value) {
   float out;
@@ -166,6 +170,77 @@ __attribute__((target("avx2,fma"))) void tileAvx2Bf16(const Bf16Tile& t) {
     for (int h = 0; h < 2; ++h) _mm256_storeu_ps(t.y + r * t.yStride + h * kHalf, t.relu ? _mm256_max_ps(acc[r][h], zero) : acc[r][h]);
   }
 }
+
+// vpdpwssd on a pair panel: x(2m) w(2m, j) + x(2m+1) w(2m+1, j) added into lane j of the
+// accumulator in one instruction, exact as vpmaddwd's (q bounds every partial sum). Rows x panels
+// accumulators as in tileAvx512, typed as int32 vectors (__v16si) and fed to the builtin
+// directly: through _mm512_dpwssd_epi32's __m512i casts GCC 12 copied each accumulator to another
+// register and to the stack on every input, at 0.6 of this speed. The epilogue's multiply and add
+// carry an explicit rounding mode: GCC fuses plain ones into an FMA under avx512f, which would
+// round once where the other variants round twice (and the all-lanes masked forms, as in
+// tileAvx512, for GCC 12's warning).
+template <int kRows, int kPanels>
+__attribute__((target("avx512f,avx512vnni"))) void tileAvx512VnniInt16(const Int16Tile& t) {
+  __v16si acc[kRows][kPanels];
+  for (int r = 0; r < kRows; ++r) {
+    for (int p = 0; p < kPanels; ++p) acc[r][p] = __v16si{};
+  }
+  const size_t panelStride = t.inputs * kPanel;
+  for (size_t k = 0; k < t.inputs; ++k) {
+    __v16si w[kPanels];
+    for (int p = 0; p < kPanels; ++p) w[p] = (__v16si)_mm512_loadu_si512(t.panel + p * panelStride + k * kPanel);
+    for (int r = 0; r < kRows; ++r) {
+      const __v16si x = (__v16si)_mm512_set1_epi32(static_cast<int>(t.x[r * t.xStride + k]));
+      for (int p = 0; p < kPanels; ++p) acc[r][p] = __builtin_ia32_vpdpwssd_v16si(acc[r][p], x, w[p]);
+    }
+  }
+  constexpr int nearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  constexpr __mmask16 all = 0xFFFF;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int p = 0; p < kPanels; ++p) {
+    const __m512 bias = _mm512_loadu_ps(t.bias + p * kPanel);
+    const __m512 outputScale = _mm512_loadu_ps(t.outputScale + p * kPanel);
+    for (int r = 0; r < kRows; ++r) {
+      float* y = t.y + r * t.yStride + p * kPanel;
+      const __m512 start = t.accumulate ? _mm512_maskz_add_round_ps(all, _mm512_loadu_ps(y), bias, nearest) : bias;
+      const __m512 scale = _mm512_maskz_mul_round_ps(all, _mm512_set1_ps(t.rowScale[r]), outputScale, nearest);
+      const __m512 sum = _mm512_maskz_cvtepi32_ps(all, (__m512i)acc[r][p]);
+      const __m512 out = _mm512_maskz_add_round_ps(all, start, _mm512_maskz_mul_round_ps(all, sum, scale, nearest), nearest);
+      _mm512_storeu_ps(y, t.relu ? _mm512_maskz_max_ps(all, out, zero) : out);
+    }
+  }
+}
+
+// vpmaddwd on a pair panel: lane j gets x(2m) w(2m, j) + x(2m+1) w(2m+1, j), exact in int32, and
+// the sums stay exact (q bounds them). With no multiply-add into an accumulator, each product
+// needs a register of its own beside 4 rows x 2 halves of accumulators, 2 weights and the
+// broadcast. The accumulators are int32 vectors (__v8si), not __m256i: across __m256i's casts
+// GCC 12 copied every accumulator on each input, as it did for vpdpwssd.
+template <int kRows>
+__attribute__((target("avx2"))) void tileAvx2Int16(const Int16Tile& t) {
+  constexpr size_t kHalf = kPanel / 2;
+  __v8si acc[kRows][2];
+  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = __v8si{};
+  for (size_t k = 0; k < t.inputs; ++k) {
+    __v16hi w[2];
+    for (int h = 0; h < 2; ++h) w[h] = (__v16hi)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.panel + k * kPanel + h * kHalf));
+    for (int r = 0; r < kRows; ++r) {
+      const __v16hi x = (__v16hi)_mm256_set1_epi32(static_cast<int>(t.x[r * t.xStride + k]));
+      for (int h = 0; h < 2; ++h) acc[r][h] += __builtin_ia32_pmaddwd256(x, w[h]);
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int r = 0; r < kRows; ++r) {
+    const __m256 rowScale = _mm256_set1_ps(t.rowScale[r]);
+    for (int h = 0; h < 2; ++h) {
+      const __m256 bias = _mm256_loadu_ps(t.bias + h * kHalf);
+      const __m256 start = t.accumulate ? _mm256_add_ps(_mm256_loadu_ps(t.y + r * t.yStride + h * kHalf), bias) : bias;
+      const __m256 scale = _mm256_mul_ps(rowScale, _mm256_loadu_ps(t.outputScale + h * kHalf));
+      const __m256 out = _mm256_add_ps(start, _mm256_mul_ps(_mm256_cvtepi32_ps((__m256i)acc[r][h]), scale));
+      _mm256_storeu_ps(t.y + r * t.yStride + h * kHalf, t.relu ? _mm256_max_ps(out, zero) : out);
+    }
+  }
+}
 #endif
 
 // Product and sum round separately here (std::fma is a library call without hardware FMA, a
@@ -214,6 +289,131 @@ void tilePortableBf16(const Bf16Tile& t) {
   }
 }
 
+// The int16 sums as plain integers, and the same float operations as the vector variant after
+// them (with no FMA to fuse them: this is compiled for baseline x86-64).
+template <int kRows>
+void tilePortableInt16(const Int16Tile& t) {
+  int32_t acc[kRows][kPanel] = {};
+  for (size_t k = 0; k < t.inputs; ++k) {
+    const uint32_t* w = t.panel + k * kPanel;
+    for (int r = 0; r < kRows; ++r) {
+      const uint32_t pair = t.x[r * t.xStride + k];
+      const int32_t xEven = static_cast<int16_t>(pair & 0xFFFFu);
+      const int32_t xOdd = static_cast<int16_t>(pair >> 16);
+      for (size_t j = 0; j < kPanel; ++j)
+        acc[r][j] += xEven * static_cast<int16_t>(w[j] & 0xFFFFu) + xOdd * static_cast<int16_t>(w[j] >> 16);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (size_t j = 0; j < kPanel; ++j) {
+      const float start = t.accumulate ? t.y[r * t.yStride + j] + t.bias[j] : t.bias[j];
+      const float out = start + static_cast<float>(acc[r][j]) * (t.rowScale[r] * t.outputScale[j]);
+      t.y[r * t.yStride + j] = t.relu ? (out > 0.0f ? out : 0.0f) : out;
+    }
+  }
+}
+
+// The largest q for which inputs x q^2 (a full sum at its extreme) still fits int32.
+int32_t quantumFor(size_t inputs) {
+  const size_t even = inputs + inputs % 2;
+  return static_cast<int32_t>(std::min<double>(32767, std::floor(std::sqrt(2147483647.0 / static_cast<double>(even)))));
+}
+
+// One input as an integer in [-q, q]: scaled, rounded half away from zero, clamped (a NaN lands
+// on -q, as cvttps2dq's integer indefinite does).
+uint32_t quantized(float x, float toInteger, int32_t q) {
+  const float scaled = x * toInteger;
+  const auto rounded = static_cast<int32_t>(scaled + (scaled < 0.0f ? -0.5f : 0.5f));
+  return static_cast<uint16_t>(static_cast<int16_t>(std::clamp(rounded, -q, q)));
+}
+
+// The pairs of inputs [from, inputs) of a row, the last one's high half zero when `inputs` is odd.
+void quantizedPairs(const float* x, size_t from, size_t inputs, float toInteger, int32_t q, uint32_t* pairs) {
+  for (size_t i = from; i < inputs; i += 2)
+    pairs[i / 2] = quantized(x[i], toInteger, q) | (i + 1 < inputs ? quantized(x[i + 1], toInteger, q) << 16 : 0u);
+}
+
+float integerScale(float largest, int32_t q) { return largest > 0.0f ? static_cast<float>(q) / largest : 0.0f; }
+
+// A row as integers in [-q, q] (x ~ integer x scale), in pairs as the weights are; returns the
+// scale, 0 for a row of zeros. Every variant's quantizer gives these bits, so a row is quantized
+// alike everywhere.
+float quantizeRow(const float* x, size_t inputs, int32_t q, uint32_t* pairs) {
+  float largest = 0.0f;
+  for (size_t i = 0; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  quantizedPairs(x, 0, inputs, integerScale(largest, q), q, pairs);
+  return largest / static_cast<float>(q);
+}
+
+#if defined(__x86_64__)
+// quantized() on 8 lanes.
+__attribute__((target("avx2"))) inline __m256i quantizedAvx2(const float* x, __m256 toInteger, __m256i q) {
+  const __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x), toInteger);
+  const __m256 half = _mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(-0.5f), _mm256_cmp_ps(scaled, _mm256_setzero_ps(), _CMP_LT_OQ));
+  const __m256i rounded = _mm256_cvttps_epi32(_mm256_add_ps(scaled, half));
+  return _mm256_min_epi32(_mm256_max_epi32(rounded, _mm256_sub_epi32(_mm256_setzero_si256(), q)), q);
+}
+
+// quantizeRow's arithmetic 16 inputs at a time. The largest |x| is the same value whatever the
+// order (max is exact, and vmaxps keeps the running value over a NaN, as std::max does); the
+// rounding and clamping are quantized()'s, lane by lane.
+__attribute__((target("avx2"))) float quantizeRowAvx2(const float* x, size_t inputs, int32_t q, uint32_t* pairs) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 largest8 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= inputs; i += 8) largest8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), largest8);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, largest8);
+  float largest = 0.0f;
+  for (const float lane : lanes) largest = std::max(largest, lane);
+  for (; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  const float toInteger = integerScale(largest, q);
+  const __m256 scale = _mm256_set1_ps(toInteger);
+  const __m256i limit = _mm256_set1_epi32(q);
+  size_t j = 0;
+  for (; j + 16 <= inputs; j += 16) {
+    // packs interleaves the two halves' 128-bit lanes; the permute puts the 16 back in order.
+    const __m256i packed =
+        _mm256_permute4x64_epi64(_mm256_packs_epi32(quantizedAvx2(x + j, scale, limit), quantizedAvx2(x + j + 8, scale, limit)), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + j / 2), packed);
+  }
+  quantizedPairs(x, j, inputs, toInteger, q, pairs);
+  return largest / static_cast<float>(q);
+}
+
+// quantizeRowAvx2's arithmetic on 16 lanes. The multiply and add carry an explicit rounding mode,
+// so that GCC does not fuse them into one FMA (which would round once where quantized() rounds
+// twice); vpmovdw's truncation keeps every clamped value. The all-lanes masked forms are for GCC
+// 12's warning, as in tileAvx512.
+__attribute__((target("avx512f"))) float quantizeRowAvx512(const float* x, size_t inputs, int32_t q, uint32_t* pairs) {
+  constexpr int nearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  constexpr __mmask16 all = 0xFFFF;
+  __m512 largest16 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= inputs; i += 16) largest16 = _mm512_maskz_max_ps(all, _mm512_abs_ps(_mm512_loadu_ps(x + i)), largest16);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, largest16);
+  float largest = 0.0f;
+  for (const float lane : lanes) largest = std::max(largest, lane);
+  for (; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  const float toInteger = integerScale(largest, q);
+  const __m512 scale = _mm512_set1_ps(toInteger);
+  const __m512i limit = _mm512_set1_epi32(q);
+  const __m512i negativeLimit = _mm512_set1_epi32(-q);
+  size_t j = 0;
+  for (; j + 16 <= inputs; j += 16) {
+    const __m512 scaled = _mm512_maskz_mul_round_ps(all, _mm512_loadu_ps(x + j), scale, nearest);
+    const __mmask16 negative = _mm512_cmp_ps_mask(scaled, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 half = _mm512_mask_blend_ps(negative, _mm512_set1_ps(0.5f), _mm512_set1_ps(-0.5f));
+    const __m512i rounded = _mm512_maskz_cvttps_epi32(all, _mm512_maskz_add_round_ps(all, scaled, half, nearest));
+    const __m512i clamped = _mm512_maskz_min_epi32(all, _mm512_maskz_max_epi32(all, rounded, negativeLimit), limit);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + j / 2), _mm512_maskz_cvtepi32_epi16(all, clamped));
+  }
+  quantizedPairs(x, j, inputs, toInteger, q, pairs);
+  return largest / static_cast<float>(q);
+}
+#endif
+
 // Rounds a row's inputs into pairs, the last one's high half zero when `inputs` is odd.
 void pairsPortable(const float* x, size_t inputs, uint32_t* pairs) {
   for (size_t m = 0; m < inputs / 2; ++m) pairs[m] = toBf16(x[2 * m]) | static_cast<uint32_t>(toBf16(x[2 * m + 1])) << 16;
@@ -239,7 +439,8 @@ struct DenseKernel::Variant {
   size_t rows;
   size_t panels;
   void (*tiles[12][2])(const TileOf<Element>&);
-  void (*pairs)(const float* x, size_t inputs, uint32_t* pairs);  // bf16 only
+  void (*pairs)(const float* x, size_t inputs, uint32_t* pairs);                 // bf16 only
+  float (*quantize)(const float* x, size_t inputs, int32_t q, uint32_t* pairs);  // int16 only
 };
 
 namespace {
@@ -249,8 +450,9 @@ using Variant = DenseKernel::Variant<Element>;
 
 template <typename Element, template <int, int> class Table, int... R>
 Variant<Element> variantOf(const char* name, size_t panels, std::integer_sequence<int, R...>,
-                           void (*pairs)(const float*, size_t, uint32_t*) = nullptr) {
-  return Variant<Element>{name, sizeof...(R), panels, {{Table<R + 1, 1>::function, Table<R + 1, 2>::function}...}, pairs};
+                           void (*pairs)(const float*, size_t, uint32_t*) = nullptr,
+                           float (*quantize)(const float*, size_t, int32_t, uint32_t*) = nullptr) {
+  return Variant<Element>{name, sizeof...(R), panels, {{Table<R + 1, 1>::function, Table<R + 1, 2>::function}...}, pairs, quantize};
 }
 
 #if defined(__x86_64__)
@@ -270,7 +472,19 @@ template <int kRows, int kPanels>
 struct Avx2Bf16Tiles {
   static constexpr void (*function)(const Bf16Tile&) = kPanels == 1 ? tileAvx2Bf16<kRows> : nullptr;
 };
+template <int kRows, int kPanels>
+struct Avx512VnniInt16Tiles {
+  static constexpr void (*function)(const Int16Tile&) = tileAvx512VnniInt16<kRows, kPanels>;
+};
+template <int kRows, int kPanels>
+struct Avx2Int16Tiles {
+  static constexpr void (*function)(const Int16Tile&) = kPanels == 1 ? tileAvx2Int16<kRows> : nullptr;
+};
 #endif
+template <int kRows, int kPanels>
+struct PortableInt16Tiles {
+  static constexpr void (*function)(const Int16Tile&) = kPanels == 1 ? tilePortableInt16<kRows> : nullptr;
+};
 template <int kRows, int kPanels>
 struct PortableTiles {
   static constexpr void (*function)(const Tile&) = kPanels == 1 ? tilePortable<kRows> : nullptr;
@@ -304,8 +518,22 @@ std::vector<Variant<uint32_t>> bf16Variants() {
   return out;
 }
 
+std::vector<Variant<uint32_t>> int16Variants() {
+  std::vector<Variant<uint32_t>> out;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512vnni"))
+    out.push_back(
+        variantOf<uint32_t, Avx512VnniInt16Tiles>("avx512vnni", 2, std::make_integer_sequence<int, 12>(), nullptr, quantizeRowAvx512));
+  if (__builtin_cpu_supports("avx2"))
+    out.push_back(variantOf<uint32_t, Avx2Int16Tiles>("avx2", 1, std::make_integer_sequence<int, 4>(), nullptr, quantizeRowAvx2));
+#endif
+  out.push_back(variantOf<uint32_t, PortableInt16Tiles>("portable", 1, std::make_integer_sequence<int, 4>(), nullptr, quantizeRow));
+  return out;
+}
+
 const std::vector<Variant<float>> kFp32Variants = fp32Variants();
 const std::vector<Variant<uint32_t>> kBf16Variants = bf16Variants();
+const std::vector<Variant<uint32_t>> kInt16Variants = int16Variants();
 
 template <typename Element>
 const Variant<Element>& pick(const std::vector<Variant<Element>>& variants, const std::string& name) {
@@ -320,7 +548,7 @@ const Variant<Element>& pick(const std::vector<Variant<Element>>& variants, cons
 // accumulate and relu set, y pointing at the rows' first output.
 template <typename Element>
 void applyRowTile(const Variant<Element>& variant, TileOf<Element> tile, size_t tileRows, const Element* panels, const float* bias,
-                  size_t outputs) {
+                  size_t outputs, const float* outputScale = nullptr) {
   const size_t fullPanels = outputs / kPanel;
   const size_t panelElements = tile.inputs * kPanel;
   float* const y = tile.y;
@@ -329,6 +557,7 @@ void applyRowTile(const Variant<Element>& variant, TileOf<Element> tile, size_t 
     const size_t tilePanels = std::min(variant.panels, fullPanels - p);
     tile.panel = panels + p * panelElements;
     tile.bias = bias + p * kPanel;
+    if (outputScale != nullptr) tile.outputScale = outputScale + p * kPanel;
     tile.y = y + p * kPanel;
     variant.tiles[tileRows - 1][tilePanels - 1](tile);
   }
@@ -341,6 +570,7 @@ void applyRowTile(const Variant<Element>& variant, TileOf<Element> tile, size_t 
   for (size_t r = 0; r < tileRows && tile.accumulate; ++r) std::copy_n(out + r * yStride, columns, padded + r * kPanel);
   tile.panel = panels + fullPanels * panelElements;
   tile.bias = bias + fullPanels * kPanel;
+  if (outputScale != nullptr) tile.outputScale = outputScale + fullPanels * kPanel;
   tile.y = padded;
   tile.yStride = kPanel;
   variant.tiles[tileRows - 1][0](tile);
@@ -363,13 +593,24 @@ DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, 
     }
     return;
   }
-  if (inputs > kMaxBf16Inputs) throw EngineError(ErrorCode::InvalidArgument, "a bf16 dense layer takes at most 1024 inputs");
-  bf16_ = &pick(kBf16Variants, variant);
+  if (inputs > kMaxBf16Inputs) throw EngineError(ErrorCode::InvalidArgument, "a bf16 or int16 dense layer takes at most 1024 inputs");
+  const bool int16 = precision == Precision::kInt16;
+  if (int16) {
+    int16_ = &pick(kInt16Variants, variant);
+    quantum_ = quantumFor(inputs);
+    outputScale_.assign(panels * kPanel, 0.0f);
+  } else {
+    bf16_ = &pick(kBf16Variants, variant);
+  }
   const size_t pairs = (inputs + 1) / 2;
   pairPanels_.assign(panels * pairs * kPanel, 0);
   std::vector<uint32_t> row(pairs);
   for (size_t n = 0; n < outputs; ++n) {
-    pairsPortable(weight + n * inputs, inputs, row.data());
+    if (int16) {
+      outputScale_[n] = quantizeRow(weight + n * inputs, inputs, quantum_, row.data());
+    } else {
+      pairsPortable(weight + n * inputs, inputs, row.data());
+    }
     for (size_t m = 0; m < pairs; ++m) pairPanels_[(n / kPanel * pairs + m) * kPanel + n % kPanel] = row[m];
   }
 }
@@ -377,6 +618,10 @@ DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, 
 void DenseKernel::apply(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
   if (bf16_ != nullptr) {
     applyBf16(x, xStride, rows, y, yStride, accumulate);
+    return;
+  }
+  if (int16_ != nullptr) {
+    applyInt16(x, xStride, rows, y, yStride, accumulate);
     return;
   }
   const bool relu = activation_ == Activation::kRelu;
@@ -400,14 +645,31 @@ void DenseKernel::applyBf16(const float* x, size_t xStride, size_t rows, float* 
   }
 }
 
-const char* DenseKernel::variant() const { return fp32_ != nullptr ? fp32_->name : bf16_->name; }
+void DenseKernel::applyInt16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
+  const bool relu = activation_ == Activation::kRelu;
+  const size_t pairs = (inputs_ + 1) / 2;
+  uint32_t rowPairs[12 * kMaxBf16Inputs / 2];
+  float rowScale[12];
+  for (size_t row = 0; row < rows; row += int16_->rows) {
+    const size_t tileRows = std::min(int16_->rows, rows - row);
+    for (size_t r = 0; r < tileRows; ++r) rowScale[r] = int16_->quantize(x + (row + r) * xStride, inputs_, quantum_, rowPairs + r * pairs);
+    Int16Tile tile{rowPairs, pairs, pairs, nullptr, nullptr, y + row * yStride, yStride, accumulate, relu};
+    tile.rowScale = rowScale;
+    applyRowTile(*int16_, tile, tileRows, pairPanels_.data(), bias_.data(), outputs_, outputScale_.data());
+  }
+}
+
+const char* DenseKernel::variant() const {
+  if (fp32_ != nullptr) return fp32_->name;
+  return bf16_ != nullptr ? bf16_->name : int16_->name;
+}
 
 std::vector<std::string> DenseKernel::variants(Precision precision) {
   std::vector<std::string> out;
   if (precision == Precision::kFp32) {
     for (const Variant<float>& variant : kFp32Variants) out.emplace_back(variant.name);
   } else {
-    for (const Variant<uint32_t>& variant : kBf16Variants) out.emplace_back(variant.name);
+    for (const Variant<uint32_t>& variant : precision == Precision::kBf16 ? kBf16Variants : kInt16Variants) out.emplace_back(variant.name);
   }
   return out;
 }

@@ -24,13 +24,20 @@ namespace adserve {
 // vdpbf16ps does: per pair of inputs (2m, 2m+1), input 2m+1 is added first, then 2m, each product
 // exact and each sum rounded once. Every bf16 variant follows that order, so they give the same
 // bits, unless a product or partial sum falls below 2^-126, which vdpbf16ps flushes to zero.
+//
+// kInt16 quantizes each output's weights (at construction) and each row's inputs (per call) to
+// integers in [-q, q], symmetric, one scale per output and per row (q = the largest for which a
+// full sum cannot overflow int32: 2896 for 256 inputs, 4095 for 128). The products are summed
+// exactly in int32 (AVX-512 VNNI's vpdpwssd or AVX2's vpmaddwd, two inputs a lane), so every variant gives the same sums;
+// the output is then y = init + sum x (rowScale x outputScale), the same float operations in
+// every variant, so they give the same bits too, and a row's quantization depends on the row alone.
 class DenseKernel {
  public:
   static constexpr size_t kPanel = 16;
-  // The widest input a kBf16 kernel takes: a row tile's bf16 inputs live on the stack.
+  // The widest input a kBf16 or kInt16 kernel takes: a row tile's packed inputs live on the stack.
   static constexpr size_t kMaxBf16Inputs = 1024;
   enum class Activation { kNone, kRelu };
-  enum class Precision { kFp32, kBf16 };
+  enum class Precision { kFp32, kBf16, kInt16 };
 
   // weight: [outputs x inputs] row-major (torch's Linear layout); bias: [outputs], or null for none.
   // `variant` names one of variants(precision), or is empty for the best one (variants' first).
@@ -43,7 +50,7 @@ class DenseKernel {
 
   size_t inputs() const { return inputs_; }
   size_t outputs() const { return outputs_; }
-  // The instruction set this kernel's apply uses ("avx512bf16", "avx512", "avx2" or "portable").
+  // The instruction set this kernel's apply uses ("avx512bf16", "avx512vnni", "avx512", "avx2" or "portable").
   const char* variant() const;
   // The variants this machine can run for `precision`, best first.
   static std::vector<std::string> variants(Precision precision);
@@ -53,14 +60,18 @@ class DenseKernel {
 
  private:
   void applyBf16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
+  void applyInt16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
 
   size_t inputs_;
   size_t outputs_;
   Activation activation_;
-  const Variant<float>* fp32_ = nullptr;  // exactly one of the two is set, by the precision
+  const Variant<float>* fp32_ = nullptr;  // exactly one of the three is set, by the precision
   const Variant<uint32_t>* bf16_ = nullptr;
+  const Variant<uint32_t>* int16_ = nullptr;
   std::vector<float> panels_;         // fp32: [panels][inputs][kPanel], outputs past `outputs` zero
-  std::vector<uint32_t> pairPanels_;  // bf16: [panels][inputs / 2, rounded up][kPanel] pairs (2m low, 2m+1 high)
+  std::vector<uint32_t> pairPanels_;  // bf16, int16: [panels][inputs / 2, rounded up][kPanel] pairs (2m low, 2m+1 high)
+  std::vector<float> outputScale_;    // int16: [panels * kPanel], zero past `outputs`
+  int32_t quantum_ = 0;               // int16: q
   std::vector<float> bias_;           // [panels * kPanel], zero past `outputs`
 };
 

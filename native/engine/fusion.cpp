@@ -52,8 +52,8 @@ constexpr size_t kFusionBlockRows = 96;
 Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pairWidth, const std::string& mode,
                const std::string& precision, const std::string& kernel)
     : model_(model), dim_(static_cast<size_t>(adEmbeddings.size(1))) {
-  if (precision != "fp32" && precision != "bf16" && precision != "auto")
-    throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32', 'bf16' or 'auto'");
+  if (precision != "fp32" && precision != "bf16" && precision != "int16" && precision != "auto")
+    throw EngineError(ErrorCode::InvalidArgument, "fusion precision must be 'fp32', 'bf16', 'int16' or 'auto'");
   if (mode == "precomputed") {
     if (model.scoresIds()) throw EngineError(ErrorCode::InvalidArgument, "a scorer that takes ad ids needs fusion 'model'");
     c10::InferenceMode inference;
@@ -64,10 +64,15 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     using Activation = DenseKernel::Activation;
     // Linear layers in torch's [outputs x inputs] layout; the kernels copy what they keep.
     using Precision = DenseKernel::Precision;
-    // "auto" takes bf16 only where the CPU runs it natively: its emulation is slower than fp32.
+    // "auto" takes a reduced precision only where the CPU has its instruction: bf16's emulation
+    // is slower than fp32, and int16 without VNNI no faster (docs/engine.md). bf16 comes first
+    // where both are native: it needs no per-row quantization.
     const bool nativeBf16 = DenseKernel::variants(Precision::kBf16).front() == "avx512bf16";
-    const Precision hiddenPrecision = precision == "bf16" || (precision == "auto" && nativeBf16) ? Precision::kBf16 : Precision::kFp32;
-    precision_ = hiddenPrecision == Precision::kBf16 ? "bf16" : "fp32";
+    const bool nativeInt16 = DenseKernel::variants(Precision::kInt16).front() == "avx512vnni";
+    const Precision hiddenPrecision = precision == "int16" || (precision == "auto" && !nativeBf16 && nativeInt16) ? Precision::kInt16
+                                      : precision == "bf16" || (precision == "auto" && nativeBf16)                ? Precision::kBf16
+                                                                                                                  : Precision::kFp32;
+    precision_ = hiddenPrecision == Precision::kFp32 ? "fp32" : hiddenPrecision == Precision::kInt16 ? "int16" : "bf16";
     const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation,
                           Precision precision = Precision::kFp32, const std::string& variant = "") {
       const torch::Tensor w = weight.to(torch::kFloat32).contiguous();

@@ -5,8 +5,8 @@ import type { TargetingCriterion } from '../catalog/catalog_json';
 import type { GcmSealer, GcmSealerOf } from '../money/event_token';
 import { addonPath } from '../paths';
 
-/** The precomputed fusion's hidden-layer precision: 'auto' is bf16 where the CPU has AVX512_BF16, fp32 elsewhere. */
-export type FusionPrecision = 'fp32' | 'bf16' | 'auto';
+/** The precomputed fusion's hidden-layer precision: 'auto' is bf16 where the CPU has AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32. */
+export type FusionPrecision = 'fp32' | 'bf16' | 'int16' | 'auto';
 
 export type NativeErrorCode = 'E_BAD_REQUEST' | 'E_INVALID_ARG' | 'E_QUEUE_FULL' | 'E_SHUTTING_DOWN' | 'E_MODEL' | 'E_INDEX' | 'E_NOMEM' | 'E_NATIVE';
 
@@ -113,7 +113,7 @@ export interface NativeEngineOptions {
   adKeys: AdKeys;
   /** 'precomputed' (default): W_ad·E_ad cached per ad, first fusion layer split; 'model': TorchScript score. */
   fusion?: 'precomputed' | 'model';
-  /** 'fp32' (default), 'bf16', or 'auto' (bf16 where the CPU has AVX512_BF16): the precomputed fusion's hidden layers (native/engine/dense_kernel.h). */
+  /** 'fp32' (default), 'bf16', 'int16', or 'auto' (bf16 with AVX512_BF16, else int16 with AVX-512 VNNI, else fp32): the precomputed fusion's hidden layers (native/engine/dense_kernel.h). */
   fusionPrecision?: FusionPrecision;
   /** The hidden layers' DenseKernel variant; default the machine's best, unknown or unsupported ones fail the open. */
   fusionKernel?: string;
@@ -166,7 +166,7 @@ export interface EngineStats {
   index: string;
   /** The fusion hidden layers' DenseKernel variant, '' for TorchScript fusion. */
   fusionKernel: string;
-  /** The precision the fusion's hidden layers run in ('fp32' or 'bf16', 'auto' resolved), '' for TorchScript fusion. */
+  /** The precision the fusion's hidden layers run in ('fp32', 'bf16' or 'int16', 'auto' resolved), '' for TorchScript fusion. */
   fusionPrecision: string;
   userCacheHits: number;
   userCacheMisses: number;

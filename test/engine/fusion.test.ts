@@ -26,9 +26,12 @@ const modelCatalog = catalogFromFile(model);
 const { catalog } = modelCatalog;
 let fused: NativeEngine;
 let reference: NativeEngine;
-let bf16: NativeEngine;
-// bf16 engines pinned to each other dense-kernel variant this machine runs, by name.
-const pinnedBf16 = new Map<string, NativeEngine>();
+// An engine per reduced precision, and engines of it pinned to each other dense-kernel variant
+// this machine runs, by name.
+const reducedPrecisions = ['bf16', 'int16'] as const;
+type ReducedPrecision = (typeof reducedPrecisions)[number];
+const reduced = new Map<ReducedPrecision, NativeEngine>();
+const pinned = new Map<ReducedPrecision, Map<string, NativeEngine>>();
 
 const words = ['running shoes', 'dog food', 'usb cable', 'yoga mat', 'coffee beans', 'desk lamp', 'gift', 'tv', 'garden hose', 'lego'];
 const placements = [Placement.Search, Placement.ProductPage, Placement.Category, Placement.Homepage, Placement.Cart];
@@ -48,15 +51,20 @@ const bits = (values: Float32Array): number[] => Array.from(new Uint32Array(valu
 beforeAll(async () => {
   fused = await openEngine(model, modelCatalog, adHistory(model), settings);
   reference = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusion: 'model' });
-  bf16 = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16' });
-  for (const kernel of ['avx2', 'portable']) {
-    if (kernel === bf16.stats().fusionKernel) continue;
-    try {
-      pinnedBf16.set(kernel, await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: kernel }));
-    } catch (error) {
-      // Only an instruction set this CPU lacks may be missing; the portable variant never is.
-      expect(kernel).not.toBe('portable');
-      expect(String(error)).toMatch(/not available on this machine/);
+  for (const precision of reducedPrecisions) {
+    const selected = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: precision });
+    reduced.set(precision, selected);
+    const others = new Map<string, NativeEngine>();
+    pinned.set(precision, others);
+    for (const kernel of ['avx2', 'portable']) {
+      if (kernel === selected.stats().fusionKernel) continue;
+      try {
+        others.set(kernel, await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: precision, fusionKernel: kernel }));
+      } catch (error) {
+        // Only an instruction set this CPU lacks may be missing; the portable variant never is.
+        expect(kernel).not.toBe('portable');
+        expect(String(error)).toMatch(/not available on this machine/);
+      }
     }
   }
 });
@@ -64,8 +72,8 @@ beforeAll(async () => {
 afterAll(() => {
   fused.close();
   reference.close();
-  bf16.close();
-  for (const engine of pinnedBf16.values()) engine.close();
+  for (const engine of reduced.values()) engine.close();
+  for (const engines of pinned.values()) for (const engine of engines.values()) engine.close();
 });
 
 describe('precomputed fusion over the whole batch', () => {
@@ -122,27 +130,30 @@ describe('the towers behind fusion', () => {
   });
 });
 
-describe('bf16 fusion (fusionPrecision)', () => {
+describe('fusionPrecision', () => {
   const bodies = requests.map((spec) => encodeAdRequest(spec));
+  const bf16 = (): NativeEngine => reduced.get('bf16')!;
 
-  it('is honoured: the hidden layers run a bf16 kernel, fp32 stays the engine default', () => {
-    expect(['avx512bf16', 'avx2', 'portable']).toContain(bf16.stats().fusionKernel);
-    expect(bf16.stats().fusionPrecision).toBe('bf16');
+  it("is honoured: the hidden layers run the precision's kernel, fp32 stays the engine default", () => {
+    expect(['avx512bf16', 'avx2', 'portable']).toContain(bf16().stats().fusionKernel);
+    expect(bf16().stats().fusionPrecision).toBe('bf16');
+    expect(['avx512vnni', 'avx2', 'portable']).toContain(reduced.get('int16')!.stats().fusionKernel);
+    expect(reduced.get('int16')!.stats().fusionPrecision).toBe('int16');
     expect(['avx512', 'avx2', 'portable']).toContain(fused.stats().fusionKernel);
     expect(fused.stats().fusionPrecision).toBe('fp32');
-    expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: 'bf16' })).fusionPrecision).toBe('bf16');
+    for (const precision of reducedPrecisions) expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: precision })).fusionPrecision).toBe(precision);
     expect(() => loadConfig({ ADSERVE_FUSION_PRECISION: 'fp8' })).toThrow(/ADSERVE_FUSION_PRECISION/);
   });
 
-  it("is the daemon's default as 'auto': bf16 where the CPU runs it natively, fp32 elsewhere", async () => {
+  it("is the daemon's default as 'auto': bf16 where the CPU has AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32", async () => {
     expect(engineSettings(loadConfig({})).fusionPrecision).toBe('auto');
-    const native = bf16.stats().fusionKernel === 'avx512bf16';
+    const precision = bf16().stats().fusionKernel === 'avx512bf16' ? 'bf16' : reduced.get('int16')!.stats().fusionKernel === 'avx512vnni' ? 'int16' : 'fp32';
     const automatic = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'auto' });
     // Fresh too and asked the same alone, so that nothing but the precision setting differs.
-    const explicit = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: native ? 'bf16' : 'fp32' });
+    const explicit = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: precision });
     try {
-      expect(automatic.stats().fusionPrecision).toBe(native ? 'bf16' : 'fp32');
-      expect(automatic.stats().fusionKernel).toBe(native ? 'avx512bf16' : fused.stats().fusionKernel);
+      expect(automatic.stats().fusionPrecision).toBe(precision);
+      expect(automatic.stats().fusionKernel).toBe(explicit.stats().fusionKernel);
       const body = bodies[3]!;
       const [mine, expected] = await Promise.all([automatic.score(body, 5000), explicit.score(body, 5000)]);
       expect(bits(mine.ctrLogit)).toEqual(bits(expected.ctrLogit));
@@ -157,50 +168,62 @@ describe('bf16 fusion (fusionPrecision)', () => {
     await expect(openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'bf16', fusionKernel: 'avx9' })).rejects.toThrow(
       /not available/,
     );
+    // int16 has no plain AVX-512 variant (without VNNI it runs AVX2 code).
+    await expect(openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'int16', fusionKernel: 'avx512' })).rejects.toThrow(
+      /not available/,
+    );
   });
 
-  it('stays within 0.01 of the fp32 logits and differs from them, on every candidate of distinct requests', async () => {
-    const exact = await Promise.all(bodies.map((body) => fused.score(body, 5000)));
-    const reduced = await Promise.all(bodies.map((body) => bf16.score(body, 5000)));
-    let worst = 0;
-    let differing = 0;
-    for (let i = 0; i < bodies.length; i++) {
-      expect(Array.from(reduced[i]!.adIndex)).toEqual(Array.from(exact[i]!.adIndex));
-      for (let j = 0; j < exact[i]!.adIndex.length; j++) {
-        for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
-          const difference = Math.abs(reduced[i]![logits][j]! - exact[i]![logits][j]!);
-          worst = Math.max(worst, difference);
-          if (difference > 0) differing++;
+  // int16 quantizes each row to about 11.5 bits of its largest input, finer than bf16's 8-bit
+  // mantissa on all but its smallest inputs: its bound is ten times tighter.
+  const bounds: Record<ReducedPrecision, number> = { bf16: 0.01, int16: 0.001 };
+  describe.each(reducedPrecisions)('%s', (precision) => {
+    const engine = (): NativeEngine => reduced.get(precision)!;
+
+    it(`stays within ${bounds[precision]} of the fp32 logits and differs from them, on every candidate of distinct requests`, async () => {
+      const exact = await Promise.all(bodies.map((body) => fused.score(body, 5000)));
+      const approximate = await Promise.all(bodies.map((body) => engine().score(body, 5000)));
+      let worst = 0;
+      let differing = 0;
+      for (let i = 0; i < bodies.length; i++) {
+        expect(Array.from(approximate[i]!.adIndex)).toEqual(Array.from(exact[i]!.adIndex));
+        for (let j = 0; j < exact[i]!.adIndex.length; j++) {
+          for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
+            const difference = Math.abs(approximate[i]![logits][j]! - exact[i]![logits][j]!);
+            worst = Math.max(worst, difference);
+            if (difference > 0) differing++;
+          }
         }
       }
-    }
-    expect(worst).toBeLessThanOrEqual(0.01);
-    expect(differing).toBeGreaterThan(requests.length * 37);
-  });
+      expect(worst).toBeLessThanOrEqual(bounds[precision]);
+      expect(differing).toBeGreaterThan(requests.length * 37);
+    });
 
-  it('gives the same bits on the portable variant (and AVX2 where present) as on the selected one', async () => {
-    expect(pinnedBf16.has('portable') || bf16.stats().fusionKernel === 'portable').toBe(true);
-    const selected = await Promise.all(bodies.map((body) => bf16.score(body, 5000)));
-    for (const [kernel, engine] of pinnedBf16) {
-      expect(engine.stats().fusionKernel).toBe(kernel);
-      const pinned = await Promise.all(bodies.map((body) => engine.score(body, 5000)));
-      for (let i = 0; i < bodies.length; i++) {
-        expect(Array.from(pinned[i]!.adIndex)).toEqual(Array.from(selected[i]!.adIndex));
-        expect(bits(pinned[i]!.ctrLogit)).toEqual(bits(selected[i]!.ctrLogit));
-        expect(bits(pinned[i]!.cvrLogit)).toEqual(bits(selected[i]!.cvrLogit));
+    it('gives the same bits on the portable variant (and AVX2 where present) as on the selected one', async () => {
+      const others = pinned.get(precision)!;
+      expect(others.has('portable') || engine().stats().fusionKernel === 'portable').toBe(true);
+      const selected = await Promise.all(bodies.map((body) => engine().score(body, 5000)));
+      for (const [kernel, other] of others) {
+        expect(other.stats().fusionKernel).toBe(kernel);
+        const scored = await Promise.all(bodies.map((body) => other.score(body, 5000)));
+        for (let i = 0; i < bodies.length; i++) {
+          expect(Array.from(scored[i]!.adIndex)).toEqual(Array.from(selected[i]!.adIndex));
+          expect(bits(scored[i]!.ctrLogit)).toEqual(bits(selected[i]!.ctrLogit));
+          expect(bits(scored[i]!.cvrLogit)).toEqual(bits(selected[i]!.cvrLogit));
+        }
       }
-    }
-  });
+    });
 
-  it('gives a request the same bits alone as inside a batch of 32 different requests', async () => {
-    const target = bodies[4]!;
-    const alone = await bf16.score(target, 5000);
-    expect(alone.batchSize).toBe(1);
-    const batch = bodies.filter((_, i) => i !== 4).slice(0, 31);
-    batch.splice(13, 0, target);
-    const inBatch = (await Promise.all(batch.map((body) => bf16.score(body, 5000))))[13]!;
-    expect(inBatch.batchSize).toBe(32);
-    expect(bits(inBatch.ctrLogit)).toEqual(bits(alone.ctrLogit));
-    expect(bits(inBatch.cvrLogit)).toEqual(bits(alone.cvrLogit));
+    it('gives a request the same bits alone as inside a batch of 32 different requests', async () => {
+      const target = bodies[4]!;
+      const alone = await engine().score(target, 5000);
+      expect(alone.batchSize).toBe(1);
+      const batch = bodies.filter((_, i) => i !== 4).slice(0, 31);
+      batch.splice(13, 0, target);
+      const inBatch = (await Promise.all(batch.map((body) => engine().score(body, 5000))))[13]!;
+      expect(inBatch.batchSize).toBe(32);
+      expect(bits(inBatch.ctrLogit)).toEqual(bits(alone.ctrLogit));
+      expect(bits(inBatch.cvrLogit)).toEqual(bits(alone.cvrLogit));
+    });
   });
 });
