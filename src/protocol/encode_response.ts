@@ -123,6 +123,10 @@ export function encodeAdResponse(fields: AdResponseFields): Uint8Array {
     fields.noFillReason ?? NoFillReason.None,
   );
   AdResponse.finishAdResponseBuffer(builder, response);
-  // Copied out because the builder's buffer is reused by the next response.
-  return builder.asUint8Array().slice();
+  // Copied out because the builder's buffer is reused by the next response; into Node's buffer
+  // pool, which a response this small fits, rather than a new ArrayBuffer per response as slice() makes.
+  const bytes = builder.asUint8Array();
+  const copy = Buffer.allocUnsafe(bytes.length);
+  copy.set(bytes);
+  return copy;
 }
