@@ -101,13 +101,16 @@ export function fusionFlopsPerCandidate(shape: FusionShape, fusion: Config['fusi
 export interface EngineInfo {
   ads: number;
   index: string;
+  /** The precomputed fusion's hidden-layer precision and kernel variant ('' for TorchScript fusion). */
+  fusionPrecision: string;
+  fusionKernel: string;
 }
 
 export function engineInfo(daemonOutput: string): EngineInfo | undefined {
   const line = /\{[^\n]*"msg":"engine ready"[^\n]*\}/.exec(daemonOutput)?.[0];
   if (!line) return undefined;
-  const { ads, index } = JSON.parse(line) as EngineInfo;
-  return { ads, index };
+  const { ads, index, fusionPrecision, fusionKernel } = JSON.parse(line) as EngineInfo;
+  return { ads, index, fusionPrecision, fusionKernel };
 }
 
 /**
@@ -117,7 +120,7 @@ export function engineInfo(daemonOutput: string): EngineInfo | undefined {
  * leaves out the coarse quantizer, the exact re-rank of the 8-bit scan's shortlist and keyword
  * matches. Undefined for HNSW and IVF-PQ, whose reads this simple model does not cover.
  */
-export function scanBytesPerQuery(info: EngineInfo, config: Pick<Config, 'annCandidates'>, embeddingDim: number): number | undefined {
+export function scanBytesPerQuery(info: Pick<EngineInfo, 'ads' | 'index'>, config: Pick<Config, 'annCandidates'>, embeddingDim: number): number | undefined {
   if (info.index.startsWith('Flat')) return info.ads * embeddingDim * 4;
   const ivf = /^IVF(\d+),Flat,nprobe=(auto|\d+)(,scan=sq8)?/.exec(info.index);
   if (!ivf) return undefined;

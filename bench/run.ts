@@ -219,6 +219,8 @@ async function main(): Promise<void> {
     ...rates.flatMap((rate) => [fixedRate(rate, unbatched, 'maxBatch 1 (baseline)'), fixedRate(rate, batched(32, 1000), 'maxBatch 32, 1000 µs')]),
     { name: halfSaturation, path: '/v1/ads', bodies, rate: { halfOf: best }, env: batched(32, 1000) },
     { name: oneThreadBest, path: '/v1/ads', bodies, env: oneBatcherThread },
+    // The daemon's fusionPrecision is 'auto' (bf16 or int16 where the CPU runs them natively): fp32 beside it, same rounds.
+    { name: `${best}, fusionPrecision fp32`, path: '/v1/ads', bodies, env: { ...batched(32, 1000), ADSERVE_FUSION_PRECISION: 'fp32' } },
     { name: `${halfSaturation}, 1 batcher thread`, path: '/v1/ads', bodies, rate: { halfOf: oneThreadBest }, env: oneBatcherThread },
   ];
   if (options.sweep === 'all') {
@@ -287,6 +289,7 @@ async function main(): Promise<void> {
         scenario: s.scenario,
         candidatesScored: s.config.scoreCandidates,
         degradedShare: s.degradedShare,
+        fusionPrecision: `${s.engine!.fusionPrecision} (${s.engine!.fusionKernel})`,
         fusionMflopPerRequest: flopsPerRequest / 1e6,
         scoreMicros: s.stageMicros.score!,
         fusionGflops,
@@ -309,6 +312,8 @@ async function main(): Promise<void> {
     batch32P99AtFixedRateVsUnbatched: get(firstRate('maxBatch 32, 1000 µs')).p99Ms / get(firstRate('maxBatch 1 (baseline)')).p99Ms,
     batch32CpuPerRequestVsUnbatched: get(best).cpuMicrosPerRequest / get(baseline).cpuMicrosPerRequest,
     cpuPerRequestAtFixedRateVsSaturation: get(firstRate('maxBatch 32, 1000 µs')).cpuMicrosPerRequest / get(best).cpuMicrosPerRequest,
+    defaultPrecisionCpuPerRequestVsFp32: get(best).cpuMicrosPerRequest / get(`${best}, fusionPrecision fp32`).cpuMicrosPerRequest,
+    defaultPrecisionThroughputVsFp32: get(best).requestsPerSecond / get(`${best}, fusionPrecision fp32`).requestsPerSecond,
   };
   const commit = gitCommit();
   const machine = machineInfo();
@@ -342,7 +347,7 @@ async function main(): Promise<void> {
     });
   const rooflineRows = roofline.map(
     (r) =>
-      `| ${r.scenario} | ${r.candidatesScored} | ${percent(r.degradedShare)} | ${r.fusionMflopPerRequest.toFixed(1)} | ${micros(r.scoreMicros)} | ${r.fusionGflops.toFixed(1)} | ${percent(r.fusionShareOfCorePeak)} | ${r.index} | ` +
+      `| ${r.scenario} | ${r.candidatesScored} | ${percent(r.degradedShare)} | ${r.fusionPrecision} | ${r.fusionMflopPerRequest.toFixed(1)} | ${micros(r.scoreMicros)} | ${r.fusionGflops.toFixed(1)} | ${percent(r.fusionShareOfCorePeak)} | ${r.index} | ` +
       `${r.scanMBPerQuery === undefined ? 'n/a' : r.scanMBPerQuery.toFixed(2)} | ${micros(r.retrieveMicros)} | ${r.scanGBps === undefined ? 'n/a' : r.scanGBps.toFixed(2)} | ` +
       `${percent(r.scanShareOfWorkingSetRoof)} | ${percent(r.scanShareOfDramRoof)} |`,
   );
@@ -383,15 +388,16 @@ async function main(): Promise<void> {
     `Fusion: ${micros(fusionFlopsPerCandidate(model.fusion, 'precomputed', model.embeddingDim) / 2)} multiply-adds per candidate after the first-layer precompute (layers ${model.fusion.layers.map(([out, input]) => `${input}→${out}`).join(', ')}, heads ${model.fusion.heads[1]}→${model.fusion.heads[0]}), over the score stage's time per request. ` +
       "Scan: bytes of ad vectors read per query, estimated as nprobe × mean list length × bytes per vector (the engine counts no scanned codes; coarse quantizer, re-rank and keyword matches left out), over the whole retrieve stage's time per request, so both figures are lower bounds on the kernels' own rates.",
     '',
-    "| scenario | candidates scored | degraded | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core's FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core's read roof (codes-sized) | of one core's DRAM read |",
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    "| scenario | candidates scored | degraded | fusion precision (kernel) | fusion MFLOP/req | score µs/req | fusion GFLOP/s | of one core's FMA peak | index | scan MB/query | retrieve µs/req | scan GB/s | of one core's read roof (codes-sized) | of one core's DRAM read |",
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rooflineRows,
     '',
     `Ratios: throughput maxBatch 32, 1000 µs / maxBatch 1 = ${ratios.batch32ThroughputVsUnbatched.toFixed(2)}; ` +
       `maxBatch 32, 1000 µs with the default batcher threads / with 1 = ${ratios.batcherThreadsThroughputVsOne.toFixed(2)}; ` +
       `maxBatch 1 / livez = ${ratios.unbatchedThroughputVsLivez.toFixed(3)}; daemon CPU per request maxBatch 32 / maxBatch 1 = ${ratios.batch32CpuPerRequestVsUnbatched.toFixed(2)}; ` +
       `daemon CPU per request at ${rates[0]}/s / at saturation (maxBatch 32, 1000 µs) = ${ratios.cpuPerRequestAtFixedRateVsSaturation.toFixed(2)}; ` +
-      `open-loop p99 at ${rates[0]}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}.`,
+      `open-loop p99 at ${rates[0]}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}; ` +
+      `maxBatch 32, 1000 µs at the default fusionPrecision / at fp32: daemon CPU per request ${ratios.defaultPrecisionCpuPerRequestVsFp32.toFixed(2)}, throughput ${ratios.defaultPrecisionThroughputVsFp32.toFixed(2)}.`,
     '',
   ].join('\n');
   writeReport('http', report.date, report, markdown);

@@ -128,7 +128,14 @@ async function loadServing(
   // be swapped in without a restart.
   canary.record(serving, cannotFill(await warmUp(serving, () => progress.advance())));
   const stats = serving.engine.stats();
-  log.info('engine ready', { model: serving.modelVersion, ads: stats.ads, index: stats.index, seconds: (Date.now() - started) / 1000 });
+  log.info('engine ready', {
+    model: serving.modelVersion,
+    ads: stats.ads,
+    index: stats.index,
+    fusionPrecision: stats.fusionPrecision,
+    fusionKernel: stats.fusionKernel,
+    seconds: (Date.now() - started) / 1000,
+  });
   return serving;
 }
 

@@ -25,9 +25,9 @@ describe('roofline work per request', () => {
   it('estimates the codes an IVF query reads from nprobe and the mean list length', () => {
     const config = loadConfig({});
     const info = engineInfo(
-      '{"level":"info","msg":"loading"}\n{"time":"t","level":"info","msg":"engine ready","model":"m","ads":20000,"index":"IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)","seconds":1.9}\n',
+      '{"level":"info","msg":"loading"}\n{"time":"t","level":"info","msg":"engine ready","model":"m","ads":20000,"index":"IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)","fusionPrecision":"int16","fusionKernel":"avx512vnni","seconds":1.9}\n',
     );
-    expect(info).toEqual({ ads: 20000, index: 'IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)' });
+    expect(info).toEqual({ ads: 20000, index: 'IVF141,Flat,nprobe=auto,scan=sq8+rerank (from cache)', fusionPrecision: 'int16', fusionKernel: 'avx512vnni' });
     // 1000 candidates: nprobe = max(ceil(8 x 1000 x 141 / 20000), ceil(141 / 24)) = 57 lists of 20000 / 141 ads, 1 byte per dimension.
     expect(config.annCandidates).toBe(1000);
     expect(scanBytesPerQuery(info!, config, 128)).toBeCloseTo((57 * 20000 * 128) / 141, 6);
