@@ -335,12 +335,20 @@ void quantizedPairs(const float* x, size_t from, size_t inputs, float toInteger,
 
 float integerScale(float largest, int32_t q) { return largest > 0.0f ? static_cast<float>(q) / largest : 0.0f; }
 
+// The largest |x| of a row: the maxima a vector variant kept per lane, and the inputs [from, inputs)
+// it left (all of them for the portable one).
+float largestMagnitude(const float* laneMaxima, size_t lanes, const float* x, size_t from, size_t inputs) {
+  float largest = 0.0f;
+  for (size_t l = 0; l < lanes; ++l) largest = std::max(largest, laneMaxima[l]);
+  for (size_t i = from; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  return largest;
+}
+
 // A row as integers in [-q, q] (x ~ integer x scale), in pairs as the weights are; returns the
 // scale, 0 for a row of zeros. Every variant's quantizer gives these bits, so a row is quantized
 // alike everywhere.
 float quantizeRow(const float* x, size_t inputs, int32_t q, uint32_t* pairs) {
-  float largest = 0.0f;
-  for (size_t i = 0; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  const float largest = largestMagnitude(nullptr, 0, x, 0, inputs);
   quantizedPairs(x, 0, inputs, integerScale(largest, q), q, pairs);
   return largest / static_cast<float>(q);
 }
@@ -364,9 +372,7 @@ __attribute__((target("avx2"))) float quantizeRowAvx2(const float* x, size_t inp
   for (; i + 8 <= inputs; i += 8) largest8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), largest8);
   float lanes[8];
   _mm256_storeu_ps(lanes, largest8);
-  float largest = 0.0f;
-  for (const float lane : lanes) largest = std::max(largest, lane);
-  for (; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  const float largest = largestMagnitude(lanes, 8, x, i, inputs);
   const float toInteger = integerScale(largest, q);
   const __m256 scale = _mm256_set1_ps(toInteger);
   const __m256i limit = _mm256_set1_epi32(q);
@@ -393,9 +399,7 @@ __attribute__((target("avx512f"))) float quantizeRowAvx512(const float* x, size_
   for (; i + 16 <= inputs; i += 16) largest16 = _mm512_maskz_max_ps(all, _mm512_abs_ps(_mm512_loadu_ps(x + i)), largest16);
   float lanes[16];
   _mm512_storeu_ps(lanes, largest16);
-  float largest = 0.0f;
-  for (const float lane : lanes) largest = std::max(largest, lane);
-  for (; i < inputs; ++i) largest = std::max(largest, std::fabs(x[i]));
+  const float largest = largestMagnitude(lanes, 16, x, i, inputs);
   const float toInteger = integerScale(largest, q);
   const __m512 scale = _mm512_set1_ps(toInteger);
   const __m512i limit = _mm512_set1_epi32(q);
