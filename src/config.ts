@@ -241,7 +241,7 @@ export const settings = {
     min: 0,
     max: 64,
     default: 0,
-    doc: 'Batches the engine scores side by side, each on a batcher thread of its own; 0: one per CPU core the process may use. On a 2-core VM with the load generator on the same box, two against one: 1.39x the throughput at 20K ads and 1.10x at 1.05M (at 1.16x the CPU per request there), with a longer latency tail at half of saturation (docs/engine.md, Threads and Batcher threads).',
+    doc: 'Batches the engine scores side by side, each on a batcher thread of its own; 0: one per CPU core the process may use. On a 2-core VM with the load generator on the same box, two against one: 1.39x the throughput at 20K ads and 1.10x at 1.05M (at 1.16x the CPU per request there), with a longer latency tail at half of saturation; on a slower, noisier 2-vCPU Xeon VM 0.80x at 1.30x the CPU per request, where 1 is the better setting (docs/engine.md, Threads, Batcher threads and the Ice Lake-class Xeon).',
   },
   maxDelayUs: {
     env: 'ADSERVE_MAX_DELAY_US',
