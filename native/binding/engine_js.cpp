@@ -345,7 +345,7 @@ Napi::Value OpenEngineJs(const Napi::CallbackInfo& info) {
           if (outcome.error) {
             deferred.Reject(toJsError(env, outcome.error).Value());
           } else {
-            deferred.Resolve(resultObject(env, std::move(outcome.result)));
+            deferred.Resolve(resultObject(env, outcome.result));
           }
         }
         runner.release(env, outcomes->size());

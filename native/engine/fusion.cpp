@@ -67,12 +67,16 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     // "auto" takes a reduced precision only where the CPU has its instruction: bf16's emulation
     // is slower than fp32, and int16 without VNNI no faster (docs/engine.md). bf16 comes first
     // where both are native: it needs no per-row quantization.
-    const bool nativeBf16 = DenseKernel::variants(Precision::kBf16).front() == "avx512bf16";
-    const bool nativeInt16 = DenseKernel::variants(Precision::kInt16).front() == "avx512vnni";
-    const Precision hiddenPrecision = precision == "int16" || (precision == "auto" && !nativeBf16 && nativeInt16) ? Precision::kInt16
-                                      : precision == "bf16" || (precision == "auto" && nativeBf16)                ? Precision::kBf16
-                                                                                                                  : Precision::kFp32;
-    precision_ = hiddenPrecision == Precision::kFp32 ? "fp32" : hiddenPrecision == Precision::kInt16 ? "int16" : "bf16";
+    if (precision != "auto") {
+      precision_ = precision;
+    } else if (DenseKernel::variants(Precision::kBf16).front() == "avx512bf16") {
+      precision_ = "bf16";
+    } else {
+      precision_ = DenseKernel::variants(Precision::kInt16).front() == "avx512vnni" ? "int16" : "fp32";
+    }
+    const Precision hiddenPrecision = precision_ == "int16"  ? Precision::kInt16
+                                      : precision_ == "bf16" ? Precision::kBf16
+                                                             : Precision::kFp32;
     const auto dense = [](const torch::Tensor& weight, const torch::Tensor& bias, Activation activation,
                           Precision precision = Precision::kFp32, const std::string& variant = "") {
       const torch::Tensor w = weight.to(torch::kFloat32).contiguous();
