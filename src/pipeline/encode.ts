@@ -4,7 +4,7 @@ import type { AuctionOutcome } from '../auction/auction';
 import { insertKeyword } from '../auction/keyword_insertion';
 import type { Catalog } from '../catalog/catalog';
 import { engineStages } from '../engine/addon';
-import { type SigningKey, signEventToken } from '../money/event_token';
+import { type SigningKey, sealEventToken, TokenTexts } from '../money/event_token';
 import { encodeAdResponse, type StageNanos, type WinningAd } from '../protocol/encode_response';
 import { NoFillReason, Placement, ResponseStatus } from '../protocol/schema';
 import type { Clock } from './clock';
@@ -35,6 +35,8 @@ export interface EncodeInput {
 }
 
 const openingBrace = '{'.charCodeAt(0);
+/** The tokens' texts of the decision being encoded (one JS thread, one decision at a time). */
+const tokenTexts = new TokenTexts();
 const nanos = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
 
 /** What every winner of one decision shares: its tokens' issue and expiry, the placement's name, the query keyword insertion uses. */
@@ -88,7 +90,7 @@ function winningAd(input: EncodeInput, scratch: DecisionScratch, slot: number, s
     pCvr,
     ecpmMicros: outcome.adjEcpmMicros[slot]!,
     quality: scratch.quality[i]!,
-    eventToken: signEventToken(token, input.signingKey),
+    eventToken: sealEventToken(token, input.signingKey, tokenTexts),
   };
 }
 
@@ -102,6 +104,7 @@ export function encodeDecision(input: EncodeInput, clock: Clock, scratch: Decisi
     query: parsed.placement === Placement.Search ? (parsed.request.query() ?? undefined) : undefined,
   };
   const ads: WinningAd[] = [];
+  tokenTexts.reset();
   for (let slot = 0; slot < outcome.winners; slot++) ads.push(winningAd(input, scratch, slot, shared));
   return encodeAdResponse({
     requestId: parsed.requestId,

@@ -27,7 +27,7 @@ export interface WinningAd {
   pCvr: number;
   ecpmMicros: number;
   quality: number;
-  eventToken: string;
+  eventToken: Utf8Text;
 }
 
 export interface AdResponseFields {
@@ -69,6 +69,24 @@ function createText(text: Utf8Text): number {
   return builder.createString(asciiScratch.subarray(0, text.length));
 }
 
+/**
+ * The vtable slots of Ad's int64 fields: their positions in table Ad of schemas/ad_response.fbs
+ * (test/protocol/encode_response.test.ts reads each back). Written through addInt64Field because
+ * the generated adders take BigInts and the builder makes several more per field.
+ */
+const adInt64Slots = { bidMicros: 7, priceMicros: 8, ecpmMicros: 11 } as const;
+
+/** An int64 field of a safe integer, as two 32-bit halves, little end first; zero, the default, is left out as the generated adders do. */
+function addInt64Field(slot: number, value: number): void {
+  if (value === 0) return;
+  const high = Math.floor(value / 2 ** 32);
+  builder.prep(8, 0);
+  // The builder writes downwards: the high half first puts it at the higher address.
+  builder.writeInt32(high);
+  builder.writeInt32(value - high * 2 ** 32);
+  builder.slot(slot);
+}
+
 function encodeAd(ad: WinningAd): number {
   const creative = Creative.createCreative(builder, createText(ad.title), 0, createText(ad.imageUrl), createText(ad.landingUrl));
   const adId = createText(ad.adId);
@@ -84,11 +102,11 @@ function encodeAd(ad: WinningAd): number {
   Ad.addProductId(builder, productId);
   Ad.addCreative(builder, creative);
   Ad.addBidType(builder, ad.bidType);
-  Ad.addBidMicros(builder, BigInt(ad.bidMicros));
-  Ad.addPriceMicros(builder, BigInt(ad.priceMicros));
+  addInt64Field(adInt64Slots.bidMicros, ad.bidMicros);
+  addInt64Field(adInt64Slots.priceMicros, ad.priceMicros);
   Ad.addPctr(builder, ad.pCtr);
   Ad.addPcvr(builder, ad.pCvr);
-  Ad.addEcpmMicros(builder, BigInt(Math.round(ad.ecpmMicros)));
+  addInt64Field(adInt64Slots.ecpmMicros, Math.round(ad.ecpmMicros));
   Ad.addQuality(builder, ad.quality);
   Ad.addEventToken(builder, token);
   return Ad.endAd(builder);

@@ -9,6 +9,7 @@ import {
   nodeGcmSealerOf,
   servedAdKey,
   signEventToken,
+  SigningKey,
   signingKeyOf,
   verifyEventToken,
 } from '../../src/money/event_token';
@@ -74,9 +75,11 @@ describe.each(sealers)('event tokens sealed by %s', (_, sealerOf) => {
       fields,
       { ...fields, requestId: 'req-ü-☕', userId: '', adId: 'ad"\\x\u0001', pCtr: 0.123456789, pCvr: 0, slot: 0, placement: 'Home' },
       { ...fields, userId: 'u\ud800', priceMicros: -0, pCtr: 1e-7, pCvr: Number.NaN, issuedMs: 1.5e12 + 0.5, expiresMs: 2 ** 53 },
+      // One character to escape per string, each of its own kind.
+      { ...fields, adId: 'a\\b', modelVersion: 'm"1', requestId: 'r\u001f', userId: 'u\udfff', pCtr: Number.POSITIVE_INFINITY, priceMicros: 1e21 },
     ];
     let previous: bigint | undefined;
-    for (let i = 0; i < 9; i++) {
+    for (let i = 0; i < 3 * texts.length; i++) {
       const tokenFields = texts[i % texts.length]!;
       const token = signEventToken(tokenFields, sealer);
       const salt = Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, 16);
@@ -84,6 +87,22 @@ describe.each(sealers)('event tokens sealed by %s', (_, sealerOf) => {
       const counter = salt.readBigUInt64BE(8);
       if (previous !== undefined) expect(counter).toBe((previous + 1n) & 0xffff_ffff_ffff_ffffn);
       previous = counter;
+    }
+  });
+
+  it('step the counter across its 32-bit halves and wrap it at 2^64, each token still the plain sealing of its salt', () => {
+    const secret = Buffer.from('event-token-carry-key');
+    for (const first of [2n ** 32n - 2n, 2n ** 64n - 2n]) {
+      const sealer = new SigningKey(secret, sealerOf, first);
+      const counters = Array.from({ length: 4 }, (_, step) => {
+        // Request ids one character apart give every remainder of the sealed length modulo 3 (base64's tail).
+        const tokenFields = { ...fields, requestId: 'r'.repeat(step + 1) };
+        const token = signEventToken(tokenFields, sealer);
+        const salt = Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, 16);
+        expect(token).toBe(plainToken(tokenFields, secret, salt));
+        return salt.readBigUInt64BE(8);
+      });
+      expect(counters).toEqual([0n, 1n, 2n, 3n].map((step) => (first + step) & 0xffff_ffff_ffff_ffffn));
     }
   });
 
