@@ -48,10 +48,11 @@ export class DecisionCounters {
   /** Entries closed by a flush and not yet folded into cells (oldest first). */
   private readonly closed: ClosedEntries[] = [];
   /**
-   * Each ad's entered-cell key per catalog and placement, with the zone and hour it was made for:
-   * an ad enters auctions every flush, and its key only changes with the hour or its campaign's zone.
+   * Each ad's cell key per catalog and placement, with the zone and hour it was made for: an ad
+   * enters auctions every flush and wins some, and its key only changes with the hour or its
+   * campaign's zone.
    */
-  private readonly enteredKeys = new WeakMap<Catalog, Map<string, { keys: string[]; zones: string[]; hours: Float64Array }>>();
+  private readonly cellKeys = new WeakMap<Catalog, Map<string, { keys: string[]; zones: string[]; hours: Float64Array }>>();
   /** Local minus UTC time (ms) per zone, within the current quarter. */
   private readonly offsets = new Map<string, number>();
   /** Whether anything was counted since the last flush began (an idle replica rewrites nothing). */
@@ -102,8 +103,7 @@ export class DecisionCounters {
     const campaignId = catalog.campaignId[ad]!;
     const timeZone = this.timeZoneOf(campaignId);
     const hour = this.hourOf(timeZone, issuedMs);
-    const key = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
-    const counters = this.cells.counters(key, hour);
+    const counters = this.cells.counters(this.cellKeyOfAd(catalog, placement, ad, campaignId, timeZone, hour), hour);
     counters[wonCounter[bidType]!]! += 1;
     counters[clearingCounter[bidType]!]! += priceMicros;
     // What record_event would charge for this ad's billable event: CPM prices are per thousand.
@@ -212,7 +212,6 @@ export class DecisionCounters {
     while (this.closed.length > 0 && budget > 0) {
       const entries = this.closed[0]!;
       const { catalog, placement, counts, touched, startMs } = entries;
-      const { keys, zones, hours } = this.keysOf(catalog, placement);
       const end = Math.min(touched.length, entries.next + budget);
       budget -= end - entries.next;
       for (; entries.next < end; entries.next++) {
@@ -220,21 +219,27 @@ export class DecisionCounters {
         const campaignId = catalog.campaignId[ad]!;
         const timeZone = this.timeZoneOf(campaignId);
         const hour = this.hourOf(timeZone, startMs);
-        if (hours[ad] !== hour || zones[ad] !== timeZone) {
-          keys[ad] = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
-          zones[ad] = timeZone;
-          hours[ad] = hour;
-        }
-        this.cells.add(keys[ad]!, hour, counterIndex.entered, counts[ad]!);
+        this.cells.add(this.cellKeyOfAd(catalog, placement, ad, campaignId, timeZone, hour), hour, counterIndex.entered, counts[ad]!);
       }
       if (entries.next === touched.length) this.closed.shift();
     }
     return this.closed.length === 0;
   }
 
+  /** The cell key of an ad's (of `campaignId`) counters in `placement` for the local `hour` in `timeZone`, made once per ad and hour. */
+  private cellKeyOfAd(catalog: Catalog, placement: string, ad: number, campaignId: string, timeZone: string, hour: number): string {
+    const { keys, zones, hours } = this.keysOf(catalog, placement);
+    if (hours[ad] !== hour || zones[ad] !== timeZone) {
+      keys[ad] = cellKeyOf({ campaignId, adId: catalog.adId.at(ad)!, advertiserId: catalog.advertiserId[ad]!, placement, timeZone, hour });
+      zones[ad] = timeZone;
+      hours[ad] = hour;
+    }
+    return keys[ad]!;
+  }
+
   private keysOf(catalog: Catalog, placement: string): { keys: string[]; zones: string[]; hours: Float64Array } {
-    let byPlacement = this.enteredKeys.get(catalog);
-    if (!byPlacement) this.enteredKeys.set(catalog, (byPlacement = new Map()));
+    let byPlacement = this.cellKeys.get(catalog);
+    if (!byPlacement) this.cellKeys.set(catalog, (byPlacement = new Map()));
     let cached = byPlacement.get(placement);
     if (!cached)
       byPlacement.set(

@@ -11,7 +11,7 @@ import { expect, it } from 'vitest';
 import { readModelDir } from '../../src/engine/model_dir';
 import { createLogger } from '../../src/log';
 import { DecisionCounters } from '../../src/money/decision_counters';
-import { cellKeyOf, counterIndex, counterNames } from '../../src/money/report_cells';
+import { cellKeyOf, counterIndex, counterNames, parseCellKey } from '../../src/money/report_cells';
 import { BidType } from '../../src/protocol/schema';
 import { tinyModelDir } from '../setup/tiny_model';
 
@@ -140,5 +140,30 @@ it("puts an ad's entries in its campaign's new zone once the zone changes", asyn
   expect(zones.sort()).toEqual([
     ['Europe/London', 1],
     ['UTC', 1],
+  ]);
+});
+
+it("puts each win in the cell of its own hour and its campaign's zone at the time, whatever cells the ad's entries and earlier wins went to", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-decisions-'));
+  let zone = 'UTC';
+  const counters = new DecisionCounters({ kind: 'file', dir }, retentionHours, () => zone, log);
+  const at = Date.UTC(2026, 0, 15, 5, 15);
+  counters.enter(catalog, 'Search', Int32Array.of(kolkataAd), 1, at);
+  counters.won(catalog, 'Search', kolkataAd, BidType.Cpc, 100, at);
+  await counters.flush();
+  counters.won(catalog, 'Search', kolkataAd, BidType.Cpc, 200, at + 3_600_000);
+  zone = 'Europe/London';
+  counters.won(catalog, 'Search', kolkataAd, BidType.Cpc, 400, at + 3_600_000 + 1);
+  counters.won(catalog, 'Home', kolkataAd, BidType.Cpc, 800, at + 3_600_000 + 2);
+  const day = Date.UTC(2026, 0, 15) / 86_400_000;
+  const cells = (await counters.reportCells(day, day)).map(([key, values]) => {
+    const { placement, timeZone, hour } = parseCellKey(key);
+    return [placement, timeZone, hour - localHour(5), values[counterIndex.entered], values[counterIndex.clearingCpcMicros]];
+  });
+  expect(cells.sort()).toEqual([
+    ['Home', 'Europe/London', 1, 0, 800],
+    ['Search', 'Europe/London', 1, 0, 400],
+    ['Search', 'UTC', 0, 1, 100],
+    ['Search', 'UTC', 1, 0, 200],
   ]);
 });
