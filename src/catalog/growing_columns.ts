@@ -59,7 +59,7 @@ export class GrowingIndex {
 }
 
 /** A typed array's first `length` elements over a buffer grown by doubling, so appending one row at a time costs amortised O(1). */
-export function grownTo<T extends Uint8Array | Float32Array | Float64Array>(array: T, length: number): T {
+export function grownTo<T extends Uint8Array | Uint32Array | Float32Array | Float64Array>(array: T, length: number): T {
   const capacity = array.buffer.byteLength / array.BYTES_PER_ELEMENT;
   // A view of the whole buffer: subarray() of a shorter view would clamp to that view's length.
   if (length <= capacity && array.byteOffset === 0)

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import type { Catalog } from '../catalog/catalog';
+import { grownTo } from '../catalog/growing_columns';
 import { replaceDurably } from '../durable_file';
 import type { Logger } from '../log';
 import { BidType } from '../protocol/schema';
@@ -89,6 +90,8 @@ export class DecisionCounters {
     if (!byPlacement) this.entered.set(catalog, (byPlacement = new Map()));
     let entered = byPlacement.get(placement);
     if (!entered) byPlacement.set(placement, (entered = { counts: new Uint32Array(catalog.size), touched: [] }));
+    // Ads added at run time grow the catalog in place: the counts must reach its newest rows.
+    if (entered.counts.length < catalog.size) entered.counts = grownTo(entered.counts, catalog.size);
     const { counts, touched } = entered;
     for (let i = 0; i < count; i++) {
       const ad = ads[i]!;

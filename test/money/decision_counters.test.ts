@@ -10,6 +10,7 @@ import { expect, it } from 'vitest';
 
 import { readModelDir } from '../../src/engine/model_dir';
 import { createLogger } from '../../src/log';
+import { appendAds } from '../../src/catalog/catalog';
 import { DecisionCounters } from '../../src/money/decision_counters';
 import { cellKeyOf, counterIndex, counterNames, parseCellKey } from '../../src/money/report_cells';
 import { BidType } from '../../src/protocol/schema';
@@ -166,4 +167,40 @@ it("puts each win in the cell of its own hour and its campaign's zone at the tim
     ['Search', 'UTC', 0, 1, 100],
     ['Search', 'UTC', 1, 0, 200],
   ]);
+});
+
+it('counts the entries of ads added to the catalog since its first entry of the interval', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'adserve-decisions-'));
+  // A catalog of its own: appending grows it in place, as ads added at run time do.
+  const growing = catalogFromFile(readModelDir(tinyModelDir)).catalog;
+  const counters = new DecisionCounters({ kind: 'file', dir }, retentionHours, () => 'UTC', log);
+  const at = Date.UTC(2026, 0, 15, 5, 15);
+  counters.enter(growing, 'Search', Int32Array.of(0), 1, at);
+  const first = growing.adId.at(0)!;
+  const { campaignId, advertiserId } = { campaignId: growing.campaignId[0]!, advertiserId: growing.advertiserId[0]! };
+  const added = appendAds(growing, [
+    {
+      id: 'appended-ad',
+      campaign_id: campaignId,
+      advertiser_id: advertiserId,
+      product_id: 'p-appended',
+      category: growing.category[0]!,
+      format: 'native',
+      title: 'Appended',
+      landing_url: 'https://example.com/appended',
+      image_url: 'https://example.com/appended.png',
+      price_micros: 1_000_000,
+      landing_quality: 0.5,
+      rating: 4,
+    },
+  ]);
+  counters.enter(growing, 'Search', Int32Array.of(added, 0, added), 3, at + 1);
+  const day = Date.UTC(2026, 0, 15) / 86_400_000;
+  const entered = new Map((await counters.reportCells(day, day)).map(([key, values]) => [parseCellKey(key).adId, values[counterIndex.entered]]));
+  expect(entered).toEqual(
+    new Map([
+      [first, 2],
+      ['appended-ad', 2],
+    ]),
+  );
 });
