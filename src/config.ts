@@ -407,7 +407,14 @@ export const settings = {
     type: 'choice',
     values: ['auto', 'fp32', 'bf16', 'int16'],
     default: 'auto',
-    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AVX512_BF16 where the CPU has it, the same bits elsewhere, slower than fp32 there); `int16` (weights and each row's inputs as integers with a scale each, exact int32 sums: AVX-512 VNNI `vpdpwssd` where the CPU has it, AVX2 `vpmaddwd` elsewhere (no faster than fp32 there), the same bits on every CPU; closer to fp32 than bf16); `auto`: bf16 where the CPU has AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32 (a fleet of mixed CPUs that must score alike pins one). In bf16 the cached per-ad rows of the first layer are bf16 too; the rest of that layer and the heads stay fp32 (in int16 too). See docs/engine.md for the measured quality and speed.",
+    doc: "Precision of the precomputed fusion's hidden layers: `fp32`; `bf16` (bfloat16 weights and activations, fp32 sums; AMX or AVX512_BF16 where the CPU has them, emulated elsewhere and slower than fp32 there); `int16` (weights and each row's inputs as integers with a scale each, exact int32 sums: AVX-512 VNNI `vpdpwssd` where the CPU has it, AVX2 `vpmaddwd` elsewhere (no faster than fp32 there), the same bits on every CPU; closer to fp32 than bf16); `auto`: bf16 where the CPU has AMX or AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32 (a fleet of mixed CPUs that must score alike pins one, and `fusionKernel` for bf16). In bf16 the cached per-ad rows of the first layer are bf16 too; the rest of that layer and the heads stay fp32 (in int16 too). See docs/engine.md for the measured quality and speed.",
+  },
+  fusionKernel: {
+    env: 'ADSERVE_FUSION_KERNEL',
+    type: 'string',
+    nonEmpty: false,
+    default: '',
+    doc: "Pins the instruction set of the fusion's hidden layers; empty: the CPU's best for `fusionPrecision`. bf16: `amx` (AMX tile multiply, where the CPU and kernel allow it), `avx512bf16`, `avx2`, `portable`; int16: `avx512vnni`, `avx2`, `portable`; fp32: `avx512`, `avx2`, `portable`. Every bf16 kernel but `amx` gives the same bits (AMX rounds inside its tile instruction its own way, within 0.001 of them on the logits), so a fleet that mixes AMX and other CPUs and must score alike pins `avx512bf16` or `avx2`. A kernel this CPU lacks fails the start.",
   },
   dataDir: {
     env: 'ADSERVE_DATA_DIR',

@@ -10,12 +10,17 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace adserve {
 namespace {
 
 constexpr size_t kPanel = DenseKernel::kPanel;
+// The AMX variant's rows per block and input pairs per step (blockAmxBf16).
+constexpr size_t kAmxRows = 32;
+constexpr size_t kAmxPairs = 16;
 
 // A tile: up to `rows` rows by the outputs of `panels` consecutive panels, every output column
 // valid (the caller routes a partial last panel through a padded buffer). Element is a float, or
@@ -432,6 +437,105 @@ __attribute__((target("avx512f,avx512bf16,avx512vl"))) void pairsAvx512Bf16(cons
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + i / 2), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i))));
   pairsPortable(x + i, inputs - i, pairs + i / 2);
 }
+
+// AMX: eight tile registers of up to 16 rows x 64 bytes. A block of kAmxRows rows and two panels
+// is four 16 x 16 fp32 output tiles (0-3), fed per step of kAmxPairs input pairs by two tiles of
+// the rows' pairs (4, 5) and two of the panels' (6, 7). A panel's pairs are already tdpbf16ps's
+// B layout (a tile row is one input pair of 16 outputs), so the weights need no other packing.
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1;
+  uint8_t startRow = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytesPerRow[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Linux hands a process the AMX tile state only on request (arch_prctl, once for all its threads);
+// a kernel or hypervisor that refuses leaves the AVX-512 variants.
+bool amxPermitted() {
+  if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("avx512bf16") ||
+      !__builtin_cpu_supports("avx512vl"))
+    return false;
+  constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+  constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
+  return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+}
+
+// `t`: inputs is the pair stride (whole steps, padding zero in both operands), panel the first of
+// every panel, bias and y at the rows' first output; `rows` up to kAmxRows, the rest of t.x's
+// kAmxRows rows zero. Each output tile starts from its initial values (stored to `start`, loaded
+// as the accumulator) and takes the steps in input order.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void blockAmxBf16(const Bf16Tile& t, size_t rows, size_t outputs) {
+  static const AmxTileConfig config = [] {
+    AmxTileConfig c;
+    for (int tile = 0; tile < 8; ++tile) {
+      c.rows[tile] = 16;
+      c.bytesPerRow[tile] = 64;
+    }
+    return c;
+  }();
+  _tile_loadconfig(&config);
+  alignas(64) float start[kAmxRows][2 * kPanel];
+  const size_t panels = (outputs + kPanel - 1) / kPanel;
+  const size_t steps = t.inputs / kAmxPairs;
+  const size_t xBytes = t.xStride * sizeof(uint32_t);
+  const bool lowerHalf = rows > 16;
+  const size_t tileRows = lowerHalf ? kAmxRows : 16;
+  constexpr __mmask16 all = 0xFFFF;
+  const __m512 zero = _mm512_setzero_ps();
+  for (size_t p = 0; p < panels; p += 2) {
+    const bool twoPanels = p + 1 < panels;
+    const size_t columns = std::min(outputs - p * kPanel, 2 * kPanel);
+    for (size_t r = 0; r < tileRows; ++r) {
+      for (size_t h = 0; h < 2; ++h) {
+        // The second half of the last pair of panels may be past the bias (an odd panel count).
+        const __m512 bias = h == 0 || twoPanels ? _mm512_loadu_ps(t.bias + p * kPanel + h * kPanel) : zero;
+        const size_t valid = r < rows ? std::min(columns - std::min(columns, h * kPanel), kPanel) : 0;
+        const __m512 own = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << valid) - 1u), t.y + r * t.yStride + p * kPanel + h * kPanel);
+        _mm512_store_ps(start[r] + h * kPanel, t.accumulate ? _mm512_add_ps(own, bias) : bias);
+      }
+    }
+    constexpr size_t startBytes = 2 * kPanel * sizeof(float);
+    _tile_loadd(0, start[0], startBytes);
+    _tile_loadd(1, start[0] + kPanel, startBytes);
+    if (lowerHalf) {
+      _tile_loadd(2, start[16], startBytes);
+      _tile_loadd(3, start[16] + kPanel, startBytes);
+    }
+    const uint32_t* firstPanel = t.panel + p * t.inputs * kPanel;
+    const uint32_t* secondPanel = firstPanel + t.inputs * kPanel;
+    for (size_t step = 0; step < steps; ++step) {
+      _tile_loadd(4, t.x + step * kAmxPairs, xBytes);
+      _tile_loadd(6, firstPanel + step * kAmxPairs * kPanel, kPanel * sizeof(uint32_t));
+      _tile_dpbf16ps(0, 4, 6);
+      if (twoPanels) {
+        _tile_loadd(7, secondPanel + step * kAmxPairs * kPanel, kPanel * sizeof(uint32_t));
+        _tile_dpbf16ps(1, 4, 7);
+      }
+      if (lowerHalf) {
+        _tile_loadd(5, t.x + 16 * t.xStride + step * kAmxPairs, xBytes);
+        _tile_dpbf16ps(2, 5, 6);
+        if (twoPanels) _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, start[0], startBytes);
+    _tile_stored(1, start[0] + kPanel, startBytes);
+    if (lowerHalf) {
+      _tile_stored(2, start[16], startBytes);
+      _tile_stored(3, start[16] + kPanel, startBytes);
+    }
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t h = 0; h * kPanel < columns; ++h) {
+        const size_t valid = std::min(columns - h * kPanel, kPanel);
+        const __m512 out = _mm512_load_ps(start[r] + h * kPanel);
+        _mm512_mask_storeu_ps(t.y + r * t.yStride + p * kPanel + h * kPanel, static_cast<__mmask16>((1u << valid) - 1u),
+                              t.relu ? _mm512_maskz_max_ps(all, out, zero) : out);
+      }
+    }
+  }
+  // Back to the init state, so that a context switch saves no tile data.
+  _tile_release();
+}
 #endif
 
 }  // namespace
@@ -445,6 +549,8 @@ struct DenseKernel::Variant {
   void (*tiles[12][2])(const TileOf<Element>&);
   void (*pairs)(const float* x, size_t inputs, uint32_t* pairs);                 // bf16 only
   float (*quantize)(const float* x, size_t inputs, int32_t q, uint32_t* pairs);  // int16 only
+  // bf16 on AMX: `rows` (up to this variant's `rows`) through every panel at once, in place of tiles.
+  void (*block)(const TileOf<Element>& t, size_t rows, size_t outputs) = nullptr;
 };
 
 namespace {
@@ -513,6 +619,7 @@ std::vector<Variant<float>> fp32Variants() {
 std::vector<Variant<uint32_t>> bf16Variants() {
   std::vector<Variant<uint32_t>> out;
 #if defined(__x86_64__)
+  if (amxPermitted()) out.push_back(Variant<uint32_t>{"amx", kAmxRows, 2, {}, pairsAvx512Bf16, nullptr, blockAmxBf16});
   if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl"))
     out.push_back(variantOf<uint32_t, Avx512Bf16Tiles>("avx512bf16", 2, std::make_integer_sequence<int, 12>(), pairsAvx512Bf16));
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -607,7 +714,11 @@ DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, 
     bf16_ = &pick(kBf16Variants, variant);
   }
   const size_t pairs = (inputs + 1) / 2;
-  pairPanels_.assign(panels * pairs * kPanel, 0);
+  pairStride_ = pairs;
+#if defined(__x86_64__)
+  if (bf16_ != nullptr && bf16_->block != nullptr) pairStride_ = (pairs + kAmxPairs - 1) / kAmxPairs * kAmxPairs;
+#endif
+  pairPanels_.assign(panels * pairStride_ * kPanel, 0);
   std::vector<uint32_t> row(pairs);
   for (size_t n = 0; n < outputs; ++n) {
     if (int16) {
@@ -615,7 +726,7 @@ DenseKernel::DenseKernel(const float* weight, const float* bias, size_t inputs, 
     } else {
       pairsPortable(weight + n * inputs, inputs, row.data());
     }
-    for (size_t m = 0; m < pairs; ++m) pairPanels_[(n / kPanel * pairs + m) * kPanel + n % kPanel] = row[m];
+    for (size_t m = 0; m < pairs; ++m) pairPanels_[(n / kPanel * pairStride_ + m) * kPanel + n % kPanel] = row[m];
   }
 }
 
@@ -637,6 +748,10 @@ void DenseKernel::apply(const float* x, size_t xStride, size_t rows, float* y, s
 }
 
 void DenseKernel::applyBf16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
+  if (bf16_->block != nullptr) {
+    applyAmx(x, xStride, rows, y, yStride, accumulate);
+    return;
+  }
   const bool relu = activation_ == Activation::kRelu;
   const size_t pairs = (inputs_ + 1) / 2;
   // A row tile's inputs, rounded once and read by every panel.
@@ -646,6 +761,26 @@ void DenseKernel::applyBf16(const float* x, size_t xStride, size_t rows, float* 
     for (size_t r = 0; r < tileRows; ++r) bf16_->pairs(x + (row + r) * xStride, inputs_, rowPairs + r * pairs);
     const Bf16Tile tile{rowPairs, pairs, pairs, nullptr, nullptr, y + row * yStride, yStride, accumulate, relu};
     applyRowTile(*bf16_, tile, tileRows, pairPanels_.data(), bias_.data(), outputs_);
+  }
+}
+
+void DenseKernel::applyAmx(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const {
+  const bool relu = activation_ == Activation::kRelu;
+  const size_t pairs = (inputs_ + 1) / 2;
+  // A block's inputs, rounded once; padding pairs and rows stay zero, so they add nothing (and
+  // the padding rows' outputs are never stored).
+  alignas(64) uint32_t blockPairs[kAmxRows * kMaxBf16Inputs / 2];
+  for (size_t row = 0; row < rows; row += kAmxRows) {
+    const size_t blockRows = std::min(kAmxRows, rows - row);
+    // The kernel reads the second half's rows only when the block has any.
+    for (size_t r = 0; r < (blockRows > 16 ? kAmxRows : 16); ++r) {
+      uint32_t* own = blockPairs + r * pairStride_;
+      if (r < blockRows) bf16_->pairs(x + (row + r) * xStride, inputs_, own);
+      std::fill(own + (r < blockRows ? pairs : 0), own + pairStride_, 0u);
+    }
+    const Bf16Tile tile{blockPairs, pairStride_, pairStride_, pairPanels_.data(), bias_.data(), y + row * yStride,
+                        yStride,    accumulate,  relu};
+    bf16_->block(tile, blockRows, outputs_);
   }
 }
 

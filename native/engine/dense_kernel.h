@@ -24,6 +24,11 @@ namespace adserve {
 // vdpbf16ps does: per pair of inputs (2m, 2m+1), input 2m+1 is added first, then 2m, each product
 // exact and each sum rounded once. Every bf16 variant follows that order, so they give the same
 // bits, unless a product or partial sum falls below 2^-126, which vdpbf16ps flushes to zero.
+// The AMX variant ("amx", tdpbf16ps on 16 x 16 output tiles) is the exception: it sums sixteen
+// pairs per instruction with an internal rounding Intel does not document (none of the plain
+// orders reproduces it), so its bits are its own. Each output is still one chain over the inputs
+// in index order, sixteen pairs a step, started from its initial value, so a row's outputs do not
+// depend on the other rows there either.
 //
 // kInt16 quantizes each output's weights (at construction) and each row's inputs (per call) to
 // integers in [-q, q], symmetric, one scale per output and per row (q = the largest for which a
@@ -50,7 +55,7 @@ class DenseKernel {
 
   size_t inputs() const { return inputs_; }
   size_t outputs() const { return outputs_; }
-  // The instruction set this kernel's apply uses ("avx512bf16", "avx512vnni", "avx512", "avx2" or "portable").
+  // The instruction set this kernel's apply uses ("amx", "avx512bf16", "avx512vnni", "avx512", "avx2" or "portable").
   const char* variant() const;
   // The variants this machine can run for `precision`, best first.
   static std::vector<std::string> variants(Precision precision);
@@ -61,6 +66,7 @@ class DenseKernel {
  private:
   void applyBf16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
   void applyInt16(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
+  void applyAmx(const float* x, size_t xStride, size_t rows, float* y, size_t yStride, bool accumulate) const;
 
   size_t inputs_;
   size_t outputs_;
@@ -69,7 +75,8 @@ class DenseKernel {
   const Variant<uint32_t>* bf16_ = nullptr;
   const Variant<uint32_t>* int16_ = nullptr;
   std::vector<float> panels_;         // fp32: [panels][inputs][kPanel], outputs past `outputs` zero
-  std::vector<uint32_t> pairPanels_;  // bf16, int16: [panels][inputs / 2, rounded up][kPanel] pairs (2m low, 2m+1 high)
+  std::vector<uint32_t> pairPanels_;  // bf16, int16: [panels][pairStride_][kPanel] pairs (2m low, 2m+1 high)
+  size_t pairStride_ = 0;             // inputs / 2 rounded up; for AMX, further to whole tiles, the padding zero
   std::vector<float> outputScale_;    // int16: [panels * kPanel], zero past `outputs`
   int32_t quantum_ = 0;               // int16: q
   std::vector<float> bias_;           // [panels * kPanel], zero past `outputs`

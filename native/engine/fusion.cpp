@@ -69,7 +69,8 @@ Fusion::Fusion(const Model& model, const torch::Tensor& adEmbeddings, size_t pai
     // where both are native: it needs no per-row quantization.
     if (precision != "auto") {
       precision_ = precision;
-    } else if (DenseKernel::variants(Precision::kBf16).front() == "avx512bf16") {
+    } else if (const std::string bf16Kernel = DenseKernel::variants(Precision::kBf16).front();
+               bf16Kernel == "amx" || bf16Kernel == "avx512bf16") {
       precision_ = "bf16";
     } else {
       precision_ = DenseKernel::variants(Precision::kInt16).front() == "avx512vnni" ? "int16" : "fp32";

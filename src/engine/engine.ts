@@ -38,7 +38,7 @@ export interface EngineSettings {
   fusion: 'precomputed' | 'model';
   /** Precision of the precomputed fusion's hidden layers (default fp32). */
   fusionPrecision?: FusionPrecision;
-  /** Pins the hidden layers' dense-kernel variant ('avx512bf16', 'avx512', 'avx2', 'portable'); tests compare them. Default: the machine's best. */
+  /** Pins the hidden layers' dense-kernel variant ('amx', 'avx512bf16', 'avx512vnni', 'avx512', 'avx2', 'portable', as the precision offers them). Default: the machine's best. */
   fusionKernel?: string;
   annCandidates: number;
   /** Search placements: keyword-matched ads merged into the ANN candidates (engine default 100). */

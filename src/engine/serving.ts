@@ -97,6 +97,7 @@ export function engineSettings(config: Config): EngineSettings {
     ...(config.indexCacheDir !== '' ? { indexCacheDir: path.resolve(projectRoot, config.indexCacheDir) } : {}),
     fusion: config.fusion,
     fusionPrecision: config.fusionPrecision,
+    ...(config.fusionKernel !== '' ? { fusionKernel: config.fusionKernel } : {}),
     annCandidates: config.annCandidates,
     keywordCandidates: config.keywordCandidates,
     scoreCandidates: config.scoreCandidates,

@@ -30,6 +30,9 @@ let reference: NativeEngine;
 // this machine runs, by name.
 const reducedPrecisions = ['bf16', 'int16'] as const;
 type ReducedPrecision = (typeof reducedPrecisions)[number];
+// The variants that sum in one order and so give the same bits (AMX, bf16's best where present,
+// rounds inside its tile instruction in its own way and is held to a bound instead).
+const sameBitsVariants: Record<ReducedPrecision, string[]> = { bf16: ['avx512bf16', 'avx2', 'portable'], int16: ['avx2', 'portable'] };
 const reduced = new Map<ReducedPrecision, NativeEngine>();
 const pinned = new Map<ReducedPrecision, Map<string, NativeEngine>>();
 
@@ -56,7 +59,7 @@ beforeAll(async () => {
     reduced.set(precision, selected);
     const others = new Map<string, NativeEngine>();
     pinned.set(precision, others);
-    for (const kernel of ['avx2', 'portable']) {
+    for (const kernel of sameBitsVariants[precision]) {
       if (kernel === selected.stats().fusionKernel) continue;
       try {
         others.set(kernel, await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: precision, fusionKernel: kernel }));
@@ -135,19 +138,22 @@ describe('fusionPrecision', () => {
   const bf16 = (): NativeEngine => reduced.get('bf16')!;
 
   it("is honoured: the hidden layers run the precision's kernel, fp32 stays the engine default", () => {
-    expect(['avx512bf16', 'avx2', 'portable']).toContain(bf16().stats().fusionKernel);
+    expect(['amx', 'avx512bf16', 'avx2', 'portable']).toContain(bf16().stats().fusionKernel);
     expect(bf16().stats().fusionPrecision).toBe('bf16');
     expect(['avx512vnni', 'avx2', 'portable']).toContain(reduced.get('int16')!.stats().fusionKernel);
     expect(reduced.get('int16')!.stats().fusionPrecision).toBe('int16');
     expect(['avx512', 'avx2', 'portable']).toContain(fused.stats().fusionKernel);
     expect(fused.stats().fusionPrecision).toBe('fp32');
     for (const precision of reducedPrecisions) expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: precision })).fusionPrecision).toBe(precision);
+    expect(engineSettings(loadConfig({ ADSERVE_FUSION_KERNEL: 'avx2' })).fusionKernel).toBe('avx2');
+    expect(engineSettings(loadConfig({})).fusionKernel).toBeUndefined();
     expect(() => loadConfig({ ADSERVE_FUSION_PRECISION: 'fp8' })).toThrow(/ADSERVE_FUSION_PRECISION/);
   });
 
-  it("is the daemon's default as 'auto': bf16 where the CPU has AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32", async () => {
+  it("is the daemon's default as 'auto': bf16 where the CPU has AMX or AVX512_BF16, else int16 where it has AVX-512 VNNI, else fp32", async () => {
     expect(engineSettings(loadConfig({})).fusionPrecision).toBe('auto');
-    const precision = bf16().stats().fusionKernel === 'avx512bf16' ? 'bf16' : reduced.get('int16')!.stats().fusionKernel === 'avx512vnni' ? 'int16' : 'fp32';
+    const nativeBf16 = ['amx', 'avx512bf16'].includes(bf16().stats().fusionKernel);
+    const precision = nativeBf16 ? 'bf16' : reduced.get('int16')!.stats().fusionKernel === 'avx512vnni' ? 'int16' : 'fp32';
     const automatic = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'auto' });
     // Fresh too and asked the same alone, so that nothing but the precision setting differs.
     const explicit = await openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: precision });
@@ -172,6 +178,31 @@ describe('fusionPrecision', () => {
     await expect(openEngine(model, modelCatalog, adHistory(model), { ...settings, fusionPrecision: 'int16', fusionKernel: 'avx512' })).rejects.toThrow(
       /not available/,
     );
+  });
+
+  // A last-bit difference in a layer's sum can move its output across a bf16 rounding step at the
+  // next layer's input (a relative 2^-8 on that input): a tenth of bf16's bound against fp32.
+  it('stays within 0.001 of the variants that sum in one order, and differs from them, where it runs on AMX', async (context) => {
+    if (bf16().stats().fusionKernel !== 'amx') context.skip();
+    const ordered = [...pinned.get('bf16')!.values()][0]!;
+    const [tiles, plain] = await Promise.all([
+      Promise.all(bodies.map((body) => bf16().score(body, 5000))),
+      Promise.all(bodies.map((body) => ordered.score(body, 5000))),
+    ]);
+    let worst = 0;
+    let differing = 0;
+    for (let i = 0; i < bodies.length; i++) {
+      expect(Array.from(tiles[i]!.adIndex)).toEqual(Array.from(plain[i]!.adIndex));
+      for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
+        for (let j = 0; j < plain[i]!.adIndex.length; j++) {
+          const difference = Math.abs(tiles[i]![logits][j]! - plain[i]![logits][j]!);
+          worst = Math.max(worst, difference);
+          if (difference > 0) differing++;
+        }
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(0.001);
+    expect(differing).toBeGreaterThan(0);
   });
 
   // int16 quantizes each row to about 11.5 bits of its largest input, finer than bf16's 8-bit
@@ -199,12 +230,15 @@ describe('fusionPrecision', () => {
       expect(differing).toBeGreaterThan(requests.length * 37);
     });
 
-    it('gives the same bits on the portable variant (and AVX2 where present) as on the selected one', async () => {
+    it('gives the same bits on the portable variant (and AVX2 and AVX512_BF16 where present) as on the selected one, or on AMX the next best', async () => {
       const others = pinned.get(precision)!;
       expect(others.has('portable') || engine().stats().fusionKernel === 'portable').toBe(true);
-      const selected = await Promise.all(bodies.map((body) => engine().score(body, 5000)));
+      const amx = engine().stats().fusionKernel === 'amx';
+      const reference = amx ? [...others.values()][0]! : engine();
+      const selected = await Promise.all(bodies.map((body) => reference.score(body, 5000)));
       for (const [kernel, other] of others) {
         expect(other.stats().fusionKernel).toBe(kernel);
+        if (other === reference) continue;
         const scored = await Promise.all(bodies.map((body) => other.score(body, 5000)));
         for (let i = 0; i < bodies.length; i++) {
           expect(Array.from(scored[i]!.adIndex)).toEqual(Array.from(selected[i]!.adIndex));
