@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 
 import { loadConfig } from '../src/config';
+import { addon } from '../src/engine/addon';
 import { projectRoot } from '../src/paths';
 import { decodeAdResponse } from '../src/protocol/encode_request';
 import { ResponseStatus } from '../src/protocol/schema';
@@ -209,6 +210,8 @@ async function main(): Promise<void> {
   const halfSaturation = 'ads @half saturation open loop, maxBatch 32, 1000 µs';
   const oneBatcherThread = { ...batched(32, 1000), ADSERVE_BATCH_THREADS: '1' };
   const oneThreadBest = 'ads, maxBatch 32, 1000 µs, 1 batcher thread';
+  const amx = addon.buildInfo().fusionKernels.bf16[0] === 'amx';
+  const avx512Bf16Best = `${best}, fusionKernel avx512bf16`;
   const scenarios: Scenario[] = [
     { name: 'livez (transport baseline)', path: '/livez' },
     { name: baseline, path: '/v1/ads', bodies, env: unbatched },
@@ -222,6 +225,8 @@ async function main(): Promise<void> {
     // The daemon's fusionPrecision is 'auto' (bf16 or int16 where the CPU runs them natively): fp32 beside it, same rounds.
     { name: `${best}, fusionPrecision fp32`, path: '/v1/ads', bodies, env: { ...batched(32, 1000), ADSERVE_FUSION_PRECISION: 'fp32' } },
     { name: `${halfSaturation}, 1 batcher thread`, path: '/v1/ads', bodies, rate: { halfOf: oneThreadBest }, env: oneBatcherThread },
+    // Where bf16 runs on AMX, the kernel of AVX512_BF16 CPUs without it beside it.
+    ...(amx ? [{ name: avx512Bf16Best, path: '/v1/ads', bodies, env: { ...batched(32, 1000), ADSERVE_FUSION_KERNEL: 'avx512bf16' } }] : []),
   ];
   if (options.sweep === 'all') {
     scenarios.push(
@@ -314,6 +319,12 @@ async function main(): Promise<void> {
     cpuPerRequestAtFixedRateVsSaturation: get(firstRate('maxBatch 32, 1000 µs')).cpuMicrosPerRequest / get(best).cpuMicrosPerRequest,
     defaultPrecisionCpuPerRequestVsFp32: get(best).cpuMicrosPerRequest / get(`${best}, fusionPrecision fp32`).cpuMicrosPerRequest,
     defaultPrecisionThroughputVsFp32: get(best).requestsPerSecond / get(`${best}, fusionPrecision fp32`).requestsPerSecond,
+    ...(amx
+      ? {
+          amxCpuPerRequestVsAvx512Bf16: get(best).cpuMicrosPerRequest / get(avx512Bf16Best).cpuMicrosPerRequest,
+          amxThroughputVsAvx512Bf16: get(best).requestsPerSecond / get(avx512Bf16Best).requestsPerSecond,
+        }
+      : {}),
   };
   const commit = gitCommit();
   const machine = machineInfo();
@@ -397,7 +408,10 @@ async function main(): Promise<void> {
       `maxBatch 1 / livez = ${ratios.unbatchedThroughputVsLivez.toFixed(3)}; daemon CPU per request maxBatch 32 / maxBatch 1 = ${ratios.batch32CpuPerRequestVsUnbatched.toFixed(2)}; ` +
       `daemon CPU per request at ${rates[0]}/s / at saturation (maxBatch 32, 1000 µs) = ${ratios.cpuPerRequestAtFixedRateVsSaturation.toFixed(2)}; ` +
       `open-loop p99 at ${rates[0]}/s maxBatch 32 / maxBatch 1 = ${ratios.batch32P99AtFixedRateVsUnbatched.toFixed(2)}; ` +
-      `maxBatch 32, 1000 µs at the default fusionPrecision / at fp32: daemon CPU per request ${ratios.defaultPrecisionCpuPerRequestVsFp32.toFixed(2)}, throughput ${ratios.defaultPrecisionThroughputVsFp32.toFixed(2)}.`,
+      `maxBatch 32, 1000 µs at the default fusionPrecision / at fp32: daemon CPU per request ${ratios.defaultPrecisionCpuPerRequestVsFp32.toFixed(2)}, throughput ${ratios.defaultPrecisionThroughputVsFp32.toFixed(2)}` +
+      (ratios.amxCpuPerRequestVsAvx512Bf16 !== undefined
+        ? `; bf16 on AMX / on avx512bf16: daemon CPU per request ${ratios.amxCpuPerRequestVsAvx512Bf16.toFixed(2)}, throughput ${ratios.amxThroughputVsAvx512Bf16!.toFixed(2)}.`
+        : '.'),
     '',
   ].join('\n');
   writeReport('http', report.date, report, markdown);

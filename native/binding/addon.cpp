@@ -14,6 +14,7 @@
 #include "binding/targeting_js.h"
 #include "binding/typed_arrays.h"
 #include "engine/build_info.h"
+#include "engine/dense_kernel.h"
 #include "engine/featurizer.h"
 #include "engine/huge_pages.h"
 #include "engine/request_verifier.h"
@@ -53,6 +54,15 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
     result.Set("ompMaxThreads", built.ompMaxThreads);
     AddonState& addon = addonState(info.Env());
     result.Set("workerThreads", static_cast<double>(addon.runner ? addon.runner->threadCount() : addon.poolOptions.threads));
+    Napi::Object kernels = Napi::Object::New(info.Env());
+    using Precision = DenseKernel::Precision;
+    for (const auto& [name, precision] : {std::pair{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"int16", Precision::kInt16}}) {
+      const std::vector<std::string> variants = DenseKernel::variants(precision);
+      Napi::Array list = Napi::Array::New(info.Env(), variants.size());
+      for (uint32_t i = 0; i < variants.size(); ++i) list.Set(i, variants[i]);
+      kernels.Set(name, list);
+    }
+    result.Set("fusionKernels", kernels);
     return result;
   });
 }

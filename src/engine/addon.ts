@@ -29,6 +29,8 @@ export interface BuildInfo {
   computeThreads: number;
   ompMaxThreads: number;
   workerThreads: number;
+  /** The dense-kernel variants this CPU runs for each fusion precision, best first (what `fusionKernel` may name). */
+  fusionKernels: Record<'fp32' | 'bf16' | 'int16', string[]>;
 }
 
 export interface ThreadBudget {

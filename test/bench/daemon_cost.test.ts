@@ -6,7 +6,17 @@ import { parseStageMetrics, stageMicrosPerRequest } from '../../bench/daemon_cos
 import type { BuildInfo } from '../../src/engine/addon';
 import { createMetrics, type Metrics, stageLabel } from '../../src/metrics';
 
-const build: BuildInfo = { torch: 't', faiss: 'f', flatbuffers: 'b', compiler: 'c', cuda: false, computeThreads: 1, ompMaxThreads: 1, workerThreads: 1 };
+const build: BuildInfo = {
+  torch: 't',
+  faiss: 'f',
+  flatbuffers: 'b',
+  compiler: 'c',
+  cuda: false,
+  computeThreads: 1,
+  ompMaxThreads: 1,
+  workerThreads: 1,
+  fusionKernels: { fp32: ['portable'], bf16: ['portable'], int16: ['portable'] },
+};
 
 // Every request of a batch observes the batch's engine stage time and the batch's size.
 function observeBatch(metrics: Metrics, retrieveMicros: number, calibrateMicros: number[]): void {

@@ -43,6 +43,7 @@ describe('buildInfo', () => {
     expect(info.compiler).toMatch(/gcc|clang/);
     expect(info.cuda).toBe(false);
     expect(info.workerThreads).toBeGreaterThanOrEqual(1);
+    for (const precision of ['fp32', 'bf16', 'int16'] as const) expect(info.fusionKernels[precision].at(-1)).toBe('portable');
   });
 });
 

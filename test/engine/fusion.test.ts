@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { defaults, loadConfig } from '../../src/config';
-import type { NativeEngine, ScoreResult } from '../../src/engine/addon';
+import { addon, type NativeEngine, type ScoreResult } from '../../src/engine/addon';
 import { adHistory, type EngineSettings, openEngine } from '../../src/engine/engine';
 import { catalogFromFile } from '../../src/engine/model_catalog';
 import { readModelDir } from '../../src/engine/model_dir';
@@ -144,6 +144,12 @@ describe('fusionPrecision', () => {
     expect(reduced.get('int16')!.stats().fusionPrecision).toBe('int16');
     expect(['avx512', 'avx2', 'portable']).toContain(fused.stats().fusionKernel);
     expect(fused.stats().fusionPrecision).toBe('fp32');
+    const { fusionKernels } = addon.buildInfo();
+    expect([fused, bf16(), reduced.get('int16')!].map((engine) => engine.stats().fusionKernel)).toEqual([
+      fusionKernels.fp32[0],
+      fusionKernels.bf16[0],
+      fusionKernels.int16[0],
+    ]);
     for (const precision of reducedPrecisions) expect(engineSettings(loadConfig({ ADSERVE_FUSION_PRECISION: precision })).fusionPrecision).toBe(precision);
     expect(engineSettings(loadConfig({ ADSERVE_FUSION_KERNEL: 'avx2' })).fusionKernel).toBe('avx2');
     expect(engineSettings(loadConfig({})).fusionKernel).toBeUndefined();
