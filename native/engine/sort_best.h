@@ -23,7 +23,12 @@ class RankedAd {
     return score;
   }
   int64_t ad() const { return kAdMask - static_cast<uint32_t>(key_); }
-  static bool ranksAbove(const RankedAd& a, const RankedAd& b) { return a.key_ > b.key_; }
+  // A function object, not a function: the selections and sorts given a function pointer called it
+  // for every comparison instead of inlining one integer compare.
+  struct RanksAbove {
+    bool operator()(const RankedAd& a, const RankedAd& b) const { return a.key_ > b.key_; }
+  };
+  static constexpr RanksAbove ranksAbove{};
 
  private:
   static constexpr uint32_t kSign = 0x80000000u;
