@@ -20,7 +20,9 @@ namespace {
 constexpr size_t kPanel = DenseKernel::kPanel;
 // The AMX variant's rows per block and input pairs per step (blockAmxBf16).
 constexpr size_t kAmxRows = 32;
+#if defined(__x86_64__)
 constexpr size_t kAmxPairs = 16;
+#endif
 
 // A tile: up to `rows` rows by the outputs of `panels` consecutive panels, every output column
 // valid (the caller routes a partial last panel through a padded buffer). Element is a float, or
@@ -768,7 +770,8 @@ void DenseKernel::applyAmx(const float* x, size_t xStride, size_t rows, float* y
   const bool relu = activation_ == Activation::kRelu;
   const size_t pairs = (inputs_ + 1) / 2;
   // A block's inputs, rounded once; padding pairs and rows stay zero, so they add nothing (and
-  // the padding rows' outputs are never stored).
+  // the padding rows' outputs are never stored). 64 KB on the stack at the widest layer: the
+  // engine's and OpenMP's threads have the default 8 MB.
   alignas(64) uint32_t blockPairs[kAmxRows * kMaxBf16Inputs / 2];
   for (size_t row = 0; row < rows; row += kAmxRows) {
     const size_t blockRows = std::min(kAmxRows, rows - row);
