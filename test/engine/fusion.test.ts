@@ -135,6 +135,26 @@ describe('the towers behind fusion', () => {
 
 describe('fusionPrecision', () => {
   const bodies = requests.map((spec) => encodeAdRequest(spec));
+  /** The largest |difference| of the two engines' logits on every candidate of `bodies`, and how many differ; their candidates must agree. */
+  async function logitDifferences(engine: NativeEngine, reference: NativeEngine): Promise<{ worst: number; differing: number }> {
+    const [mine, theirs] = await Promise.all([
+      Promise.all(bodies.map((body) => engine.score(body, 5000))),
+      Promise.all(bodies.map((body) => reference.score(body, 5000))),
+    ]);
+    let worst = 0;
+    let differing = 0;
+    for (let i = 0; i < bodies.length; i++) {
+      expect(Array.from(mine[i]!.adIndex)).toEqual(Array.from(theirs[i]!.adIndex));
+      for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
+        for (let j = 0; j < theirs[i]!.adIndex.length; j++) {
+          const difference = Math.abs(mine[i]![logits][j]! - theirs[i]![logits][j]!);
+          worst = Math.max(worst, difference);
+          if (difference > 0) differing++;
+        }
+      }
+    }
+    return { worst, differing };
+  }
   const bf16 = (): NativeEngine => reduced.get('bf16')!;
 
   it("is honoured: the hidden layers run the precision's kernel, fp32 stays the engine default", () => {
@@ -190,23 +210,7 @@ describe('fusionPrecision', () => {
   // next layer's input (a relative 2^-8 on that input): a tenth of bf16's bound against fp32.
   it('stays within 0.001 of the variants that sum in one order, and differs from them, where it runs on AMX', async (context) => {
     if (bf16().stats().fusionKernel !== 'amx') context.skip();
-    const ordered = [...pinned.get('bf16')!.values()][0]!;
-    const [tiles, plain] = await Promise.all([
-      Promise.all(bodies.map((body) => bf16().score(body, 5000))),
-      Promise.all(bodies.map((body) => ordered.score(body, 5000))),
-    ]);
-    let worst = 0;
-    let differing = 0;
-    for (let i = 0; i < bodies.length; i++) {
-      expect(Array.from(tiles[i]!.adIndex)).toEqual(Array.from(plain[i]!.adIndex));
-      for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
-        for (let j = 0; j < plain[i]!.adIndex.length; j++) {
-          const difference = Math.abs(tiles[i]![logits][j]! - plain[i]![logits][j]!);
-          worst = Math.max(worst, difference);
-          if (difference > 0) differing++;
-        }
-      }
-    }
+    const { worst, differing } = await logitDifferences(bf16(), [...pinned.get('bf16')!.values()][0]!);
     expect(worst).toBeLessThanOrEqual(0.001);
     expect(differing).toBeGreaterThan(0);
   });
@@ -218,20 +222,7 @@ describe('fusionPrecision', () => {
     const engine = (): NativeEngine => reduced.get(precision)!;
 
     it(`stays within ${bounds[precision]} of the fp32 logits and differs from them, on every candidate of distinct requests`, async () => {
-      const exact = await Promise.all(bodies.map((body) => fused.score(body, 5000)));
-      const approximate = await Promise.all(bodies.map((body) => engine().score(body, 5000)));
-      let worst = 0;
-      let differing = 0;
-      for (let i = 0; i < bodies.length; i++) {
-        expect(Array.from(approximate[i]!.adIndex)).toEqual(Array.from(exact[i]!.adIndex));
-        for (let j = 0; j < exact[i]!.adIndex.length; j++) {
-          for (const logits of ['ctrLogit', 'cvrLogit'] as const) {
-            const difference = Math.abs(approximate[i]![logits][j]! - exact[i]![logits][j]!);
-            worst = Math.max(worst, difference);
-            if (difference > 0) differing++;
-          }
-        }
-      }
+      const { worst, differing } = await logitDifferences(engine(), fused);
       expect(worst).toBeLessThanOrEqual(bounds[precision]);
       expect(differing).toBeGreaterThan(requests.length * 37);
     });
