@@ -431,7 +431,7 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
             for (size_t from = 0; from < probes.size(); from += kGroup) {
               const size_t n = std::min(kGroup, probes.size() - from);
               for (size_t j = 0; j < n; ++j) group[j] = &folded[probes[from + j].query];
-              quantizer_->score(group, n, codes + first * dim_, rows, into);
+              quantizer_->score(group, n, codes + quantizer_->codeOffset(first), rows, into);
               for (size_t j = 0; j < n; ++j) std::copy_n(chunkScores[j], rows, probedScores + probes[from + j].at + offset + first);
             }
           }

@@ -14,18 +14,29 @@ class ScalarQuantizer {
   // Learns each dimension's range from `count` rows of `dim` floats.
   ScalarQuantizer(const float* vectors, size_t count, size_t dim);
 
-  // Codes are laid out in blocks of kBlock vectors, dimension-major inside a block (dimension i of
-  // the block's vectors is kBlock consecutive bytes), so the scan scores a block in SIMD lanes.
+  // Codes are laid out in blocks of kBlock vectors. Inside a block the dimensions come in groups of
+  // four, and a group holds each vector's four codes side by side (vector l at bytes 4l to 4l + 3
+  // of the group's 64): the 32-bit lanes of an integer dot-product instruction, one vector a lane.
+  // The dimension is padded to a multiple of four with zero codes.
   static constexpr size_t kBlock = 16;
+  static constexpr size_t kGroupDims = 4;
   // Bytes that `count` vectors' codes take, the last block padded.
   size_t codeBytes(size_t count) const;
+  // Where vector `first` (a multiple of kBlock) starts in the codes.
+  size_t codeOffset(size_t first) const { return first * paddedDim_; }
   // rows [count x dim] -> codeBytes(count) bytes of codes; values outside the learned range are clamped.
   void encode(const float* rows, size_t count, uint8_t* codes) const;
 
-  // A query folded into code space: its approximate inner product with the vector behind `code` is
-  // bias + sum(weights[i] * code[i]).
+  // A query folded into code space with 8-bit weights: its approximate inner product with the
+  // vector behind `code` is bias + scale * sum(weight[i] * code[i]). The sum is exact in 32-bit
+  // integers, so every kernel gives the same bits. Rounding the weights moves every score of a query
+  // by nearly the same amount (the codes' mean times the rounding), which does not change how the
+  // query ranks its candidates, the only use of these scores.
   struct Query {
-    std::vector<float> weights;
+    // One word per group of four dimensions: their weights in [-127, 127] as bytes, the group's first
+    // dimension in the lowest byte (the lanes' order of the codes).
+    std::vector<int32_t> weights;
+    float scale = 0.0f;
     float bias = 0.0f;
   };
   Query fold(const float* query) const;
@@ -40,6 +51,7 @@ class ScalarQuantizer {
 
  private:
   size_t dim_;
+  size_t paddedDim_;
   std::vector<float> low_;
   std::vector<float> step_;
 };
