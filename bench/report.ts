@@ -17,8 +17,11 @@ export function machineInfo() {
   };
 }
 
+/** HEAD's short hash, marked when tracked files (bench/results aside) differ from it: a report must not credit a commit with code it does not hold. */
 export function gitCommit(): string {
-  return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
+  const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
+  const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results'], { cwd: projectRoot, encoding: 'utf8' });
+  return changed.trim() === '' ? head : `${head} with uncommitted changes`;
 }
 
 /** Writes bench/results/<kind>-<date>.json and .md and prints the Markdown. */

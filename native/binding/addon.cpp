@@ -18,6 +18,7 @@
 #include "engine/featurizer.h"
 #include "engine/huge_pages.h"
 #include "engine/request_verifier.h"
+#include "engine/scalar_quantizer.h"
 #include "engine/vector_index.h"
 
 namespace adserve::binding {
@@ -63,6 +64,10 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
       kernels.Set(name, list);
     }
     result.Set("fusionKernels", kernels);
+    const std::vector<std::string> scanKernels = ScalarQuantizer::kernels();
+    Napi::Array scan = Napi::Array::New(info.Env(), scanKernels.size());
+    for (uint32_t i = 0; i < scanKernels.size(); ++i) scan.Set(i, scanKernels[i]);
+    result.Set("scanKernels", scan);
     return result;
   });
 }

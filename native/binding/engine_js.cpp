@@ -135,6 +135,7 @@ EngineOptions engineOptions(Napi::Object options) {
   if (auto v = optionalCount(index, "efSearch", 1u << 20)) out.retrieval.ann.efSearch = *v;
   if (auto v = optionalCount(index, "pqM", 1024)) out.retrieval.ann.pqM = *v;
   if (!index.Get("ivfScan").IsUndefined()) out.retrieval.ann.ivfScan = stringField(index, "ivfScan");
+  if (!index.Get("scanKernel").IsUndefined()) out.retrieval.ann.scanKernel = stringField(index, "scanKernel");
   if (!index.Get("cacheFile").IsUndefined()) out.retrieval.ann.cacheFile = stringField(index, "cacheFile");
   return out;
 }

@@ -137,6 +137,10 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
   }
   if (options.ivfScan != "sq8" && options.ivfScan != "float")
     throw EngineError(ErrorCode::InvalidArgument, "ivfScan must be 'sq8' or 'float'");
+  if (const std::vector<std::string> kernels = ScalarQuantizer::kernels();
+      !options.scanKernel.empty() && std::find(kernels.begin(), kernels.end(), options.scanKernel) == kernels.end()) {
+    throw EngineError(ErrorCode::InvalidArgument, "scanKernel '" + options.scanKernel + "' is not one this CPU runs");
+  }
   if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0))
     throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
   if (!options.cacheFile.empty()) index_ = readCache();
@@ -151,7 +155,7 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
 
 void AnnIndex::quantizeLists() {
   const auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index_.get());
-  quantizer_ = std::make_unique<ScalarQuantizer>(vectors_, count_, dim_);
+  quantizer_ = std::make_unique<ScalarQuantizer>(vectors_, count_, dim_, options_.scanKernel);
   listCodes_.resize(ivf->nlist);
   for (size_t list = 0; list < ivf->nlist; ++list) {
     const size_t length = ivf->invlists->list_size(list);
@@ -231,7 +235,7 @@ void AnnIndex::applySearchOptions() {
     ivf->nprobe = options_.nprobe == 0 ? 0 : std::min(options_.nprobe, ivf->nlist);  // 0: chosen per search from k
     description_ = "IVF" + std::to_string(ivf->nlist) + (options_.kind == "ivf" ? ",Flat" : ",PQ" + std::to_string(options_.pqM));
     description_ += options_.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
-    if (quantizer_) description_ += ",scan=sq8+rerank";
+    if (quantizer_) description_ += ",scan=sq8(" + quantizer_->kernel() + ")+rerank";
   } else {
     description_ = "Flat";
   }

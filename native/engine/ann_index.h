@@ -25,6 +25,9 @@ struct AnnOptions {
   // IVF-Flat list scan: "sq8" reads 8-bit codes of the vectors (a quarter of the memory traffic) and
   // re-ranks the best k + k/4 with the float vectors; "float" reads the float vectors themselves.
   std::string ivfScan = "sq8";
+  // The 8-bit scan's kernel, one of ScalarQuantizer::kernels() (empty: the CPU's best). They all give
+  // the same bits; naming one is for tests that compare them.
+  std::string scanKernel;
   size_t hnswOverfetch = 4;  // HNSW cannot filter inside the search here: fetch k * this, then filter
   // Where the built index is kept between starts (empty: always build). The caller names it after
   // everything that shapes the index (the embeddings' hash and the build options); a file that does

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 #include <limits>
+#include <stdexcept>
 
 namespace adserve {
 namespace {
@@ -112,26 +113,48 @@ void scoreBlocksPortable(const Folded& query, const uint8_t* codes, size_t block
 
 using ScoreBlocks = void (*)(const Folded&, const uint8_t*, size_t, size_t, float*);
 
-ScoreBlocks bestScoreBlocks() {
+struct Kernel {
+  const char* name;
+  bool grouped;          // scores up to kGroup queries per read of a block (scoreGroupVnni)
+  ScoreBlocks oneQuery;  // otherwise one query at a time
+};
+
+// Best first; each entry is kept only where this CPU runs it.
+std::vector<Kernel> availableKernels() {
+  std::vector<Kernel> kernels;
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return scoreBlocksAvx2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni")) kernels.push_back({"avx512vnni", true, nullptr});
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernels.push_back({"avx2", false, scoreBlocksAvx2});
 #endif
-  return scoreBlocksPortable;
+  kernels.push_back({"portable", false, scoreBlocksPortable});
+  return kernels;
 }
 
-const ScoreBlocks scoreBlocks = bestScoreBlocks();
-
-#if defined(__x86_64__)
-const bool groupedVnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
-#endif
+const std::vector<Kernel>& cpuKernels() {
+  static const std::vector<Kernel> available = availableKernels();
+  return available;
+}
 
 }  // namespace
 
-ScalarQuantizer::ScalarQuantizer(const float* vectors, size_t count, size_t dim)
-    : dim_(dim),
+std::vector<std::string> ScalarQuantizer::kernels() {
+  std::vector<std::string> names;
+  for (const Kernel& kernel : cpuKernels()) names.emplace_back(kernel.name);
+  return names;
+}
+
+ScalarQuantizer::ScalarQuantizer(const float* vectors, size_t count, size_t dim, const std::string& kernel)
+    : kernel_(0),
+      dim_(dim),
       paddedDim_((dim + kGroupDims - 1) / kGroupDims * kGroupDims),
       low_(dim, std::numeric_limits<float>::max()),
       step_(dim, 0.0f) {
+  if (!kernel.empty()) {
+    const std::vector<std::string> names = kernels();
+    const auto found = std::find(names.begin(), names.end(), kernel);
+    if (found == names.end()) throw std::invalid_argument("this CPU has no '" + kernel + "' scan kernel");
+    kernel_ = static_cast<size_t>(found - names.begin());
+  }
   std::vector<float> high(dim, std::numeric_limits<float>::lowest());
   for (size_t r = 0; r < count; ++r) {
     for (size_t i = 0; i < dim; ++i) {
@@ -182,8 +205,9 @@ void ScalarQuantizer::score(const Query* const* queries, size_t nq, const uint8_
   const size_t blocks = (count + kBlock - 1) / kBlock;
   const size_t groups = paddedDim_ / kGroupDims;
   const auto folded = [&](size_t j) { return Folded{queries[j]->weights.data(), queries[j]->scale, queries[j]->bias}; };
+  const Kernel& kernel = cpuKernels()[kernel_];
 #if defined(__x86_64__)
-  if (groupedVnni) {
+  if (kernel.grouped) {
     for (size_t first = 0; first < nq; first += kGroup) {
       const size_t n = std::min(kGroup, nq - first);
       Folded group[kGroup];
@@ -207,7 +231,12 @@ void ScalarQuantizer::score(const Query* const* queries, size_t nq, const uint8_
     return;
   }
 #endif
-  for (size_t j = 0; j < nq; ++j) scoreBlocks(folded(j), codes, blocks, groups, out[j]);
+  for (size_t j = 0; j < nq; ++j) kernel.oneQuery(folded(j), codes, blocks, groups, out[j]);
+}
+
+const std::string& ScalarQuantizer::kernel() const {
+  static const std::vector<std::string> names = kernels();
+  return names[kernel_];
 }
 
 }  // namespace adserve

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace adserve {
@@ -11,8 +12,13 @@ namespace adserve {
 // choose candidates, which are then re-ranked with the float vectors.
 class ScalarQuantizer {
  public:
-  // Learns each dimension's range from `count` rows of `dim` floats.
-  ScalarQuantizer(const float* vectors, size_t count, size_t dim);
+  // Learns each dimension's range from `count` rows of `dim` floats. `kernel` names one of
+  // kernels() (empty: the first); the kernels give the same bits, so only tests pick one.
+  ScalarQuantizer(const float* vectors, size_t count, size_t dim, const std::string& kernel = "");
+
+  // The scan kernels this CPU runs, best first.
+  static std::vector<std::string> kernels();
+  const std::string& kernel() const;
 
   // Codes are laid out in blocks of kBlock vectors. Inside a block the dimensions come in groups of
   // four, and a group holds each vector's four codes side by side (vector l at bytes 4l to 4l + 3
@@ -50,6 +56,7 @@ class ScalarQuantizer {
   size_t dim() const { return dim_; }
 
  private:
+  size_t kernel_;  // index into kernels()
   size_t dim_;
   size_t paddedDim_;
   std::vector<float> low_;

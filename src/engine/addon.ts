@@ -31,6 +31,8 @@ export interface BuildInfo {
   workerThreads: number;
   /** The dense-kernel variants this CPU runs for each fusion precision, best first (what `fusionKernel` may name). */
   fusionKernels: Record<'fp32' | 'bf16' | 'int16', string[]>;
+  /** The 8-bit IVF scan's kernels this CPU runs, best first (what `index.scanKernel` may name); they give the same bits. */
+  scanKernels: string[];
 }
 
 export interface ThreadBudget {
@@ -136,7 +138,17 @@ export interface NativeEngineOptions {
     productBuckets: number;
     userNumeric: number;
   };
-  index: { kind: string; nlist?: number; nprobe?: number; hnswM?: number; efSearch?: number; pqM?: number; ivfScan?: string; cacheFile?: string };
+  index: {
+    kind: string;
+    nlist?: number;
+    nprobe?: number;
+    hnswM?: number;
+    efSearch?: number;
+    pqM?: number;
+    ivfScan?: string;
+    scanKernel?: string;
+    cacheFile?: string;
+  };
   batching: { maxBatch?: number; maxDelayUs?: number; queueCapacity?: number; threads?: number };
 }
 

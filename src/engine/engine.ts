@@ -19,6 +19,8 @@ export interface IndexSettings {
   pqM?: number;
   /** IVF list scan: 8-bit codes re-ranked exactly (default) or the float vectors. */
   ivfScan?: IvfScan;
+  /** The 8-bit scan's kernel, one of buildInfo().scanKernels (unset: the CPU's best); every kernel gives the same bits. */
+  scanKernel?: string;
 }
 
 /** Weights of the lightweight score (docs/architecture.md, "Candidates: retrieval and the lightweight score"): a·sim + b·value + c·histCTR + d·quality. */

@@ -16,6 +16,7 @@ const build: BuildInfo = {
   ompMaxThreads: 1,
   workerThreads: 1,
   fusionKernels: { fp32: ['portable'], bf16: ['portable'], int16: ['portable'] },
+  scanKernels: ['portable'],
 };
 
 // Every request of a batch observes the batch's engine stage time and the batch's size.

@@ -255,16 +255,17 @@ describe('FAISS index cache', () => {
         opened.close();
       }
     };
+    const scan = `scan=sq8(${addon.buildInfo().scanKernels[0]})+rerank`;
     const built = await retrieve();
-    expect(built.description).toBe('IVF8,Flat,nprobe=3,scan=sq8+rerank');
+    expect(built.description).toBe(`IVF8,Flat,nprobe=3,${scan}`);
     const [file] = readdirSync(cacheDir);
     expect(file).toMatch(/^ivf-[0-9a-f]{24}\.faiss$/);
     const loaded = await retrieve();
-    expect(loaded.description).toBe('IVF8,Flat,nprobe=3,scan=sq8+rerank (from cache)');
+    expect(loaded.description).toBe(`IVF8,Flat,nprobe=3,${scan} (from cache)`);
     expect(loaded.results).toEqual(built.results);
     writeFileSync(path.join(cacheDir, file!), 'not an index');
     const rebuilt = await retrieve();
-    expect(rebuilt.description).toBe('IVF8,Flat,nprobe=3,scan=sq8+rerank');
+    expect(rebuilt.description).toBe(`IVF8,Flat,nprobe=3,${scan}`);
     expect(rebuilt.results).toEqual(built.results);
     // A different build option is a different file.
     await openEngine(model, modelCatalog, adHistory(model), { ...cached, index: { kind: 'ivf', nlist: 4 } }).then((other) => other.close());
