@@ -17,10 +17,13 @@ export function machineInfo() {
   };
 }
 
-/** HEAD's short hash, marked when tracked files (bench/results aside) differ from it: a report must not credit a commit with code it does not hold. */
+/** HEAD's short hash, marked when tracked files other than Markdown and bench/results differ from it: a report must not credit a commit with code it does not hold. */
 export function gitCommit(): string {
   const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim();
-  const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results'], { cwd: projectRoot, encoding: 'utf8' });
+  const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results', ':!*.md'], {
+    cwd: projectRoot,
+    encoding: 'utf8',
+  });
   return changed.trim() === '' ? head : `${head} with uncommitted changes`;
 }
 
