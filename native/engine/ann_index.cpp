@@ -113,12 +113,27 @@ std::vector<RankedAd> filteredTop(const std::vector<Run>& runs, size_t k, const 
     std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<float>());
     floor = sample[rank];
   }
-  thread_local std::vector<RankedAd> candidates;
+  thread_local std::vector<RankedAd> candidatesOfThread;
+  thread_local std::vector<uint32_t> passingOfThread;
+  // Bound once: a thread_local named inside the loop is looked up again after every call.
+  std::vector<RankedAd>& candidates = candidatesOfThread;
+  std::vector<uint32_t>& passing = passingOfThread;
+  constexpr size_t kIdsAhead = 16;
   for (;;) {
     candidates.clear();
     for (const Run& run : runs) {
+      // Which scores pass, without a branch: few do, and a branch per score mispredicted on each
+      // one that did, which then waited alone for its id's cache miss. Collected first, the ids'
+      // loads overlap.
+      passing.resize(run.count);
+      size_t count = 0;
       for (size_t i = 0; i < run.count; ++i) {
-        if (run.scores[i] >= floor) candidates.emplace_back(run.scores[i], run.ids[i]);
+        passing[count] = static_cast<uint32_t>(i);
+        count += run.scores[i] >= floor ? 1 : 0;
+      }
+      for (size_t j = 0; j < count; ++j) {
+        if (j + kIdsAhead < count) __builtin_prefetch(run.ids + passing[j + kIdsAhead]);
+        candidates.emplace_back(run.scores[passing[j]], run.ids[passing[j]]);
       }
     }
     std::vector<RankedAd> best = bestAdmitted(candidates, k, filter);
