@@ -55,19 +55,18 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
     result.Set("ompMaxThreads", built.ompMaxThreads);
     AddonState& addon = addonState(info.Env());
     result.Set("workerThreads", static_cast<double>(addon.runner ? addon.runner->threadCount() : addon.poolOptions.threads));
+    const auto arrayOf = [&](const std::vector<std::string>& names) {
+      Napi::Array array = Napi::Array::New(info.Env(), names.size());
+      for (uint32_t i = 0; i < names.size(); ++i) array.Set(i, names[i]);
+      return array;
+    };
     Napi::Object kernels = Napi::Object::New(info.Env());
     using Precision = DenseKernel::Precision;
     for (const auto& [name, precision] : {std::pair{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"int16", Precision::kInt16}}) {
-      const std::vector<std::string> variants = DenseKernel::variants(precision);
-      Napi::Array list = Napi::Array::New(info.Env(), variants.size());
-      for (uint32_t i = 0; i < variants.size(); ++i) list.Set(i, variants[i]);
-      kernels.Set(name, list);
+      kernels.Set(name, arrayOf(DenseKernel::variants(precision)));
     }
     result.Set("fusionKernels", kernels);
-    const std::vector<std::string> scanKernels = ScalarQuantizer::kernels();
-    Napi::Array scan = Napi::Array::New(info.Env(), scanKernels.size());
-    for (uint32_t i = 0; i < scanKernels.size(); ++i) scan.Set(i, scanKernels[i]);
-    result.Set("scanKernels", scan);
+    result.Set("scanKernels", arrayOf(ScalarQuantizer::kernels()));
     return result;
   });
 }
