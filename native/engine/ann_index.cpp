@@ -152,10 +152,7 @@ AnnIndex::AnnIndex(const float* vectors, size_t count, size_t dim, const AnnOpti
   }
   if (options.ivfScan != "sq8" && options.ivfScan != "float")
     throw EngineError(ErrorCode::InvalidArgument, "ivfScan must be 'sq8' or 'float'");
-  if (const std::vector<std::string> kernels = ScalarQuantizer::kernels();
-      !options.scanKernel.empty() && std::find(kernels.begin(), kernels.end(), options.scanKernel) == kernels.end()) {
-    throw EngineError(ErrorCode::InvalidArgument, "scanKernel '" + options.scanKernel + "' is not one this CPU runs");
-  }
+  if (!options.scanKernel.empty()) ScalarQuantizer::kernelIndex(options.scanKernel);  // fails the open on a kernel this CPU lacks
   if (options.kind == "ivfpq" && (options.pqM == 0 || dim % options.pqM != 0))
     throw EngineError(ErrorCode::InvalidArgument, "pqM must divide the embedding dimension");
   if (!options.cacheFile.empty()) index_ = readCache();
@@ -250,7 +247,7 @@ void AnnIndex::applySearchOptions() {
     ivf->nprobe = options_.nprobe == 0 ? 0 : std::min(options_.nprobe, ivf->nlist);  // 0: chosen per search from k
     description_ = "IVF" + std::to_string(ivf->nlist) + (options_.kind == "ivf" ? ",Flat" : ",PQ" + std::to_string(options_.pqM));
     description_ += options_.nprobe == 0 ? ",nprobe=auto" : ",nprobe=" + std::to_string(ivf->nprobe);
-    if (quantizer_) description_ += ",scan=sq8(" + quantizer_->kernel() + ")+rerank";
+    if (quantizer_) description_ += std::string(",scan=sq8(") + quantizer_->kernel() + ")+rerank";
   } else {
     description_ = "Flat";
   }

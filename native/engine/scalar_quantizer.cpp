@@ -8,7 +8,8 @@
 #include <immintrin.h>
 #endif
 #include <limits>
-#include <stdexcept>
+
+#include "engine/errors.h"
 
 namespace adserve {
 namespace {
@@ -143,18 +144,19 @@ std::vector<std::string> ScalarQuantizer::kernels() {
   return names;
 }
 
+size_t ScalarQuantizer::kernelIndex(const std::string& name) {
+  const std::vector<Kernel>& available = cpuKernels();
+  const auto found = std::find_if(available.begin(), available.end(), [&](const Kernel& kernel) { return name == kernel.name; });
+  if (found == available.end()) throw EngineError(ErrorCode::InvalidArgument, "scanKernel '" + name + "' is not one this CPU runs");
+  return static_cast<size_t>(found - available.begin());
+}
+
 ScalarQuantizer::ScalarQuantizer(const float* vectors, size_t count, size_t dim, const std::string& kernel)
-    : kernel_(0),
+    : kernel_(kernel.empty() ? 0 : kernelIndex(kernel)),
       dim_(dim),
       paddedDim_((dim + kGroupDims - 1) / kGroupDims * kGroupDims),
       low_(dim, std::numeric_limits<float>::max()),
       step_(dim, 0.0f) {
-  if (!kernel.empty()) {
-    const std::vector<std::string> names = kernels();
-    const auto found = std::find(names.begin(), names.end(), kernel);
-    if (found == names.end()) throw std::invalid_argument("this CPU has no '" + kernel + "' scan kernel");
-    kernel_ = static_cast<size_t>(found - names.begin());
-  }
   std::vector<float> high(dim, std::numeric_limits<float>::lowest());
   for (size_t r = 0; r < count; ++r) {
     for (size_t i = 0; i < dim; ++i) {
@@ -185,17 +187,15 @@ void ScalarQuantizer::encode(const float* rows, size_t count, uint8_t* codes) co
 
 ScalarQuantizer::Query ScalarQuantizer::fold(const float* query) const {
   Query folded;
-  std::vector<float> weights(dim_);
   float largest = 0.0f;
   for (size_t i = 0; i < dim_; ++i) {
-    weights[i] = query[i] * step_[i];
     folded.bias += query[i] * low_[i];
-    largest = std::max(largest, std::fabs(weights[i]));
+    largest = std::max(largest, std::fabs(query[i] * step_[i]));
   }
   folded.scale = largest > 0.0f ? largest / 127.0f : 1.0f;
   std::vector<int8_t> rounded(paddedDim_, 0);
   for (size_t i = 0; i < dim_; ++i)
-    rounded[i] = static_cast<int8_t>(std::clamp(std::nearbyint(weights[i] / folded.scale), -127.0f, 127.0f));
+    rounded[i] = static_cast<int8_t>(std::clamp(std::nearbyint(query[i] * step_[i] / folded.scale), -127.0f, 127.0f));
   folded.weights.resize(paddedDim_ / kGroupDims);
   std::memcpy(folded.weights.data(), rounded.data(), paddedDim_);
   return folded;
@@ -234,9 +234,6 @@ void ScalarQuantizer::score(const Query* const* queries, size_t nq, const uint8_
   for (size_t j = 0; j < nq; ++j) kernel.oneQuery(folded(j), codes, blocks, groups, out[j]);
 }
 
-const std::string& ScalarQuantizer::kernel() const {
-  static const std::vector<std::string> names = kernels();
-  return names[kernel_];
-}
+const char* ScalarQuantizer::kernel() const { return cpuKernels()[kernel_].name; }
 
 }  // namespace adserve

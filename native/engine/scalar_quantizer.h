@@ -18,7 +18,9 @@ class ScalarQuantizer {
 
   // The scan kernels this CPU runs, best first.
   static std::vector<std::string> kernels();
-  const std::string& kernel() const;
+  // Where `name` is in kernels(); an EngineError where this CPU does not run it.
+  static size_t kernelIndex(const std::string& name);
+  const char* kernel() const;
 
   // Codes are laid out in blocks of kBlock vectors. Inside a block the dimensions come in groups of
   // four, and a group holds each vector's four codes side by side (vector l at bytes 4l to 4l + 3
