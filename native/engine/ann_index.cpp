@@ -132,7 +132,7 @@ std::vector<RankedAd> filteredTop(const std::vector<Run>& runs, size_t k, const 
         count += run.scores[i] >= floor ? 1 : 0;
       }
       for (size_t j = 0; j < count; ++j) {
-        if (j + kIdsAhead < count) __builtin_prefetch(run.ids + passing[j + kIdsAhead]);
+        if (j + kIdsAhead < count) prefetchLine(run.ids + passing[j + kIdsAhead]);
         candidates.emplace_back(run.scores[passing[j]], run.ids[passing[j]]);
       }
     }
@@ -501,7 +501,7 @@ void AnnIndex::scanIvfFlat(const float* queries, size_t nq, size_t k, size_t npr
         const float* query = queries + q * dim_;
         constexpr size_t kAhead = 6;
         const size_t rowBytes = dim_ * sizeof(float);
-        for (const RankedAd& entry : best) __builtin_prefetch(rowOf(entry.ad(), additions));
+        for (const RankedAd& entry : best) prefetchLine(rowOf(entry.ad(), additions));
         for (size_t i = 0; i < std::min(kAhead, best.size()); ++i) prefetchRow(rowOf(best[i].ad(), additions), rowBytes);
         for (size_t i = 0; i < best.size(); ++i) {
           if (i + kAhead < best.size()) prefetchRow(rowOf(best[i + kAhead].ad(), additions), rowBytes);

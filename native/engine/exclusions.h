@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/prefetch.h"
+
 namespace adserve {
 
 namespace fb {
@@ -51,10 +53,10 @@ class Exclusions {
   bool excludes(const AdKeyTable& keys, size_t row) const;
   // Starts fetching the keys of `row` that excludes() compares: the columns some list here names.
   void prefetch(const AdKeyTable& keys, size_t row) const {
-    if (!campaigns_.empty()) __builtin_prefetch(keys.campaign_.data() + row);
-    if (!advertisers_.empty()) __builtin_prefetch(keys.advertiser_.data() + row);
-    if (!categories_.empty()) __builtin_prefetch(keys.category_.data() + row);
-    if (!products_.empty()) __builtin_prefetch(keys.product_.data() + row);
+    if (!campaigns_.empty()) prefetchLine(keys.campaign_.data() + row);
+    if (!advertisers_.empty()) prefetchLine(keys.advertiser_.data() + row);
+    if (!categories_.empty()) prefetchLine(keys.category_.data() + row);
+    if (!products_.empty()) prefetchLine(keys.product_.data() + row);
   }
 
  private:

@@ -246,6 +246,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     // Each candidate's rows are resolved first, so that the rows a few candidates ahead (their
     // projection is 1 KB at a random place in an ads x 256 table) are fetched during this one.
     size_t slot[kFusionBlockRows];
+    size_t adOf[kFusionBlockRows];
     const float* embedding[kFusionBlockRows];
     const std::byte* projection[kFusionBlockRows];
     size_t r = static_cast<size_t>(std::upper_bound(firstRow.begin(), firstRow.end(), begin) - firstRow.begin()) - 1;
@@ -254,6 +255,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       const auto ad = static_cast<size_t>(results[live[r]].adIndex[begin + n - firstRow[r]]);
       const bool isAdded = ad >= catalogAds;
       slot[n] = r;
+      adOf[n] = ad;
       embedding[n] = isAdded ? addedEmbeddings + (ad - catalogAds) * dim_ : catalogEmbeddings + ad * dim_;
       projection[n] = isAdded ? addedProjection + (ad - catalogAds) * projectionRowBytes : catalogProjection + ad * projectionRowBytes;
     }
@@ -267,8 +269,9 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
     // page walks overlap when issued in one run (1.05M ads: score stage about 460 -> 350 µs per
     // request, alternating builds, engine only); the rest of each row follows a few candidates ahead.
     for (size_t n = 0; n < count; ++n) {
-      __builtin_prefetch(projection[n]);
-      __builtin_prefetch(embedding[n]);
+      prefetchLine(projection[n]);
+      prefetchLine(embedding[n]);
+      catalog.prefetchAttributes(adOf[n]);
     }
     for (size_t n = 0; n < std::min(kAhead, count); ++n) prefetch(n);
     for (size_t n = 0; n < count; ++n) {
@@ -280,8 +283,7 @@ void Fusion::scorePrecomputed(const torch::Tensor& user, const torch::Tensor& co
       extraRow[0] = dot(userEmbeddings + request * dim_, embedding[n], dim_);
       extraRow[1] = userContext[slot[n]];
       extraRow[2] = dot(contextEmbeddings + request * dim_, embedding[n], dim_);
-      const auto ad = static_cast<size_t>(results[request].adIndex[begin + n - firstRow[slot[n]]]);
-      users.pairFeatures(userRows[request], catalog.category(ad), catalog.advertiser(ad), extraRow + 3);
+      users.pairFeatures(userRows[request], catalog.category(adOf[n]), catalog.advertiser(adOf[n]), extraRow + 3);
     }
     f.perCandidate.apply(extra, extraWidth, count, first, hidden, true);
     const float* in = first;

@@ -5,6 +5,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/prefetch.h"
+
 namespace adserve {
 
 // Boolean targeting (docs/targeting.md): each ad's targeting is in disjunctive normal
@@ -79,10 +81,10 @@ class TargetingIndex {
   // caller testing many ads fetches where each ad's rules start well ahead of the test, and the
   // rules themselves (which needs the start in cache) closer to it.
   void prefetchRuleStart(uint32_t ad) const {
-    if (isTargeted(ad)) __builtin_prefetch(programStart_.data() + ad);
+    if (isTargeted(ad)) prefetchLine(programStart_.data() + ad);
   }
   void prefetchRules(uint32_t ad) const {
-    if (isTargeted(ad)) __builtin_prefetch(programs_.data() + programStart_[ad]);
+    if (isTargeted(ad)) prefetchLine(programs_.data() + programStart_[ad]);
   }
   // Ads with a rule that uses one of the matched exact, phrase or broad keywords (not negated): exact
   // matches first, then phrase, then broad; at most `limit`, each once. Whether they pass their
