@@ -8,7 +8,8 @@ namespace adserve {
 // here, not through __builtin_prefetch: GCC 12's mod-ref analysis (-O1 and up) takes a function
 // whose only effect is __builtin_prefetch for one with no effect at all and deletes the calls, and
 // it did so silently in the targeting and exclusion checks (none of their prefetches was left) and
-// in the fusion's gather (all but the first line of each row). An asm statement is always kept.
+// in the fusion's gather (all but the first line of each row). An asm statement is always kept;
+// other CPUs get the builtin, which the same analysis may drop there.
 inline void prefetchLine(const void* address) {
 #if defined(__x86_64__) || defined(__i386__)
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address)));
